@@ -1,0 +1,131 @@
+//! The balancer's driver: loads the rendered file, serves its frontend, round-robins requests.
+//!
+//! A reload swaps the configuration that new requests see; requests already in flight keep
+//! the configuration they started with, and their connections are never closed by a reload.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::config::{self, BalancerConfig, Server};
+use crate::host::{Event, HostEnv};
+use crate::net::http::{self, HttpError};
+use crate::net::Net;
+
+/// A loaded configuration and its round-robin position.
+struct Loaded {
+    config: BalancerConfig,
+    next: Cell<usize>,
+}
+
+impl Loaded {
+    fn pick(&self) -> Option<&Server> {
+        let servers = &self.config.backend().servers;
+        if servers.is_empty() {
+            return None;
+        }
+        let index = self.next.get() % servers.len();
+        self.next.set(index + 1);
+        Some(&servers[index])
+    }
+}
+
+/// Serves the configuration at `config_path`, reloading it whenever `reload` changes.
+pub async fn run<N: Net>(env: HostEnv<N>, config_path: PathBuf, mut reload: watch::Receiver<u64>) -> Result<(), String> {
+    let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
+    let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
+    let result = loop {
+        reload.borrow_and_update();
+        match load(&env, &config_path) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    tracing::debug!(host = %env.name, "{warning}");
+                }
+                env.observe(Event::Reloaded {
+                    bind: config.bind.to_string(),
+                    servers: config.backend().servers.iter().map(|s| s.name.clone()).collect(),
+                });
+                let bind = config.bind;
+                *current.borrow_mut() = Some(Rc::new(Loaded { config, next: Cell::new(0) }));
+                if listener_task.as_ref().map(|(addr, _)| *addr) != Some(bind) {
+                    if let Some((_, task)) = listener_task.take() {
+                        task.abort();
+                    }
+                    let listener = match env.net.bind_tcp(bind).await {
+                        Ok(listener) => listener,
+                        Err(error) => break Err(format!("cannot bind frontend {bind}: {error}")),
+                    };
+                    let handler_env = env.clone();
+                    let handler_current = current.clone();
+                    let task = tokio::task::spawn_local(http::serve(listener, move |peer, request| {
+                        let env = handler_env.clone();
+                        let loaded = handler_current.borrow().clone();
+                        async move { forward(&env, loaded, peer, request).await }
+                    }));
+                    listener_task = Some((bind, task));
+                }
+            }
+            // Keep serving the configuration we have: a bad render must not take the site down.
+            Err(error) => env.observe(Event::ReloadFailed { error }),
+        }
+        if reload.changed().await.is_err() {
+            break Err("reload channel closed".into());
+        }
+    };
+    if let Some((_, task)) = listener_task {
+        task.abort();
+    }
+    result
+}
+
+fn load<N: Net>(env: &HostEnv<N>, path: &PathBuf) -> Result<BalancerConfig, String> {
+    let bytes = env.disk().read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
+    config::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
+}
+
+async fn forward<N: Net>(
+    env: &HostEnv<N>,
+    loaded: Option<Rc<Loaded>>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let Some(loaded) = loaded else {
+        return http::text_response(503, "no configuration loaded\n");
+    };
+    let Some(server) = loaded.pick().cloned() else {
+        env.observe(Event::Proxied { server: None, status: 503 });
+        return http::text_response(503, "No server is available to handle this request.\n");
+    };
+    let config = &loaded.config;
+    let (mut parts, body) = request.into_parts();
+    let body = match http::read_body(body).await {
+        Ok(body) => body,
+        Err(error) => return http::text_response(400, format!("bad request body: {error}\n")),
+    };
+    if config.backend().forward_for {
+        if let Ok(value) = peer.ip().to_string().parse() {
+            parts.headers.insert("x-forwarded-for", value);
+        }
+    }
+    if let Ok(value) = config.bind.port().to_string().parse() {
+        parts.headers.insert("x-forwarded-port", value);
+    }
+    let upstream = Request::from_parts(parts, Full::new(body));
+    let timeout = config.timeout_connect + config.timeout_server;
+    let response = match http::exchange(&env.net, server.addr, upstream, timeout).await {
+        Ok(response) => response.map(Full::new),
+        Err(error @ HttpError::Timeout { .. }) => http::text_response(504, format!("{error}\n")),
+        Err(error) => http::text_response(502, format!("{error}\n")),
+    };
+    env.observe(Event::Proxied { server: Some(server.name), status: response.status().as_u16() });
+    response
+}

@@ -1,0 +1,183 @@
+//! Gossip wire format: one UDP datagram carries a compound of messages.
+//!
+//! The encoding is postcard (serde, compact, bounded by the datagram size). Decoding never
+//! trusts the peer: sizes and counts are checked and a bad datagram is an error naming the
+//! peer, never a panic.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest datagram we send or accept (memberlist's UDPBufferSize).
+pub const DATAGRAM_BYTES_MAX: usize = 1400;
+/// Largest encoded tag map of one member (memberlist's MetaMaxSize).
+pub const TAGS_BYTES_MAX: usize = 512;
+/// Longest node name.
+pub const NAME_BYTES_MAX: usize = 128;
+
+/// Liveness of a member as one node sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Status {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; will be declared dead unless it refutes in time.
+    Suspect,
+    /// Declared dead.
+    Dead,
+}
+
+/// What a node knows about one member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Unique node name.
+    pub name: String,
+    /// Gossip address.
+    pub addr: SocketAddr,
+    /// Incremented only by the node itself, to refute suspicion.
+    pub incarnation: u32,
+    /// Liveness at that incarnation.
+    pub status: Status,
+    /// Serf tags, such as `role=backend`.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One gossip message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A direct probe of `target`.
+    Ping { seq: u32, target: String },
+    /// The answer to a ping.
+    Ack { seq: u32 },
+    /// A node is alive at an incarnation.
+    Alive(NodeState),
+    /// `from` suspects `name` at an incarnation.
+    Suspect { name: String, incarnation: u32, from: String },
+    /// `from` declares `name` dead at an incarnation.
+    Dead { name: String, incarnation: u32, from: String },
+    /// Full state exchange; `join` asks the peer to answer with its own state.
+    PushPull { join: bool, reply: bool, states: Vec<NodeState> },
+}
+
+/// A datagram could not be encoded or decoded.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CodecError {
+    /// Over [`DATAGRAM_BYTES_MAX`].
+    #[error("datagram of {bytes} bytes is over the {DATAGRAM_BYTES_MAX}-byte limit")]
+    TooLarge { bytes: usize },
+    /// Not a packet in our format.
+    #[error("malformed datagram: {0}")]
+    Malformed(String),
+    /// A field is over its limit.
+    #[error("{0}")]
+    OverLimit(String),
+}
+
+/// Encodes a compound packet.
+pub fn encode(messages: &[Message]) -> Result<Vec<u8>, CodecError> {
+    let bytes = postcard::to_stdvec(messages).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if bytes.len() > DATAGRAM_BYTES_MAX {
+        return Err(CodecError::TooLarge { bytes: bytes.len() });
+    }
+    Ok(bytes)
+}
+
+/// Size of one message once encoded, for packing compounds.
+pub fn encoded_len(message: &Message) -> usize {
+    postcard::experimental::serialized_size(message).unwrap_or(DATAGRAM_BYTES_MAX)
+}
+
+/// Decodes and validates a compound packet.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Message>, CodecError> {
+    if bytes.len() > DATAGRAM_BYTES_MAX {
+        return Err(CodecError::TooLarge { bytes: bytes.len() });
+    }
+    let messages: Vec<Message> =
+        postcard::from_bytes(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    for message in &messages {
+        validate(message)?;
+    }
+    Ok(messages)
+}
+
+fn validate(message: &Message) -> Result<(), CodecError> {
+    let check_name = |name: &str| {
+        if name.is_empty() || name.len() > NAME_BYTES_MAX {
+            return Err(CodecError::OverLimit(format!(
+                "node name of {} bytes (1 to {NAME_BYTES_MAX} allowed)",
+                name.len()
+            )));
+        }
+        Ok(())
+    };
+    let check_state = |state: &NodeState| {
+        check_name(&state.name)?;
+        let tag_bytes: usize = state.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        if tag_bytes > TAGS_BYTES_MAX {
+            return Err(CodecError::OverLimit(format!(
+                "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
+                state.name
+            )));
+        }
+        Ok(())
+    };
+    match message {
+        Message::Ping { target, .. } => check_name(target),
+        Message::Ack { .. } => Ok(()),
+        Message::Alive(state) => check_state(state),
+        Message::Suspect { name, from, .. } | Message::Dead { name, from, .. } => {
+            check_name(name)?;
+            check_name(from)
+        }
+        Message::PushPull { states, .. } => states.iter().try_for_each(check_state),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(name: &str) -> NodeState {
+        NodeState {
+            name: name.into(),
+            addr: "10.0.0.1:7946".parse().unwrap(),
+            incarnation: 3,
+            status: Status::Alive,
+            tags: BTreeMap::from([("role".into(), "backend".into())]),
+        }
+    }
+
+    #[test]
+    fn round_trips_every_message() {
+        let messages = vec![
+            Message::Ping { seq: 7, target: "s1".into() },
+            Message::Ack { seq: 7 },
+            Message::Alive(state("s1")),
+            Message::Suspect { name: "s1".into(), incarnation: 2, from: "ha".into() },
+            Message::Dead { name: "s2".into(), incarnation: 0, from: "ha".into() },
+            Message::PushPull { join: true, reply: false, states: vec![state("s1"), state("s2")] },
+        ];
+        let bytes = encode(&messages).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), messages);
+        let sum: usize = messages.iter().map(encoded_len).sum();
+        assert!(sum < bytes.len() + 1, "per-message sizes bound the compound");
+    }
+
+    #[test]
+    fn rejects_garbage_truncation_and_oversize() {
+        assert!(matches!(decode(&[0xff, 0xff, 0xff]), Err(CodecError::Malformed(_))));
+        let bytes = encode(&[Message::Alive(state("s1"))]).unwrap();
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(decode(&[0; 1401]), Err(CodecError::TooLarge { bytes: 1401 }));
+    }
+
+    #[test]
+    fn rejects_over_limit_fields() {
+        let mut big = state("s1");
+        big.tags.insert("k".into(), "v".repeat(600));
+        let bytes = postcard::to_stdvec(&vec![Message::Alive(big)]).unwrap();
+        assert!(matches!(decode(&bytes), Err(CodecError::TooLarge { .. } | CodecError::OverLimit(_))));
+        let bytes = postcard::to_stdvec(&vec![Message::Ping { seq: 1, target: String::new() }]).unwrap();
+        assert!(matches!(decode(&bytes), Err(CodecError::OverLimit(_))));
+    }
+}

@@ -1,0 +1,544 @@
+//! The sans-io gossip agent: inputs are datagrams, timers and the current time; outputs are
+//! [`Action`]s. No sockets, clocks or tasks in here; randomness comes from an injected RNG.
+//!
+//! Protocol, after SWIM as memberlist implements it: one probe per interval in a shuffled
+//! round-robin; a missed ack makes the target suspect; an unrefuted suspicion becomes dead;
+//! a node that hears it is suspected refutes with a higher incarnation. State changes are
+//! broadcast on a gossip tick, a bounded number of times each. Push-pull exchanges full state
+//! at join, periodically, and with failed members (Serf's reconnect), which heals partitions.
+//!
+//! Not yet here (later work): indirect probes, Lifeguard, graceful leave, Lamport intents.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status};
+use super::config::{GossipConfig, JoinMode};
+use crate::host::MemberChange;
+
+/// A timer the agent asked for. Stale timers are ignored when they fire, never cancelled.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// Start the next probe.
+    Probe,
+    /// The probe with this sequence number got no ack in time.
+    ProbeTimeout { seq: u32 },
+    /// A suspicion of `name` at `incarnation` ran out.
+    Suspicion { name: String, incarnation: u32 },
+    /// Send pending broadcasts.
+    Gossip,
+    /// Periodic full-state exchange.
+    PushPull,
+    /// Try to reach a failed member.
+    Reconnect,
+    /// The join attempt with this number got no answer.
+    JoinTimeout { attempt: u32 },
+    /// Make join attempt number `attempt`.
+    RetryJoin { attempt: u32 },
+}
+
+impl Timer {
+    /// A short name for traces.
+    pub fn name(&self) -> String {
+        match self {
+            Timer::Probe => "probe".into(),
+            Timer::ProbeTimeout { seq } => format!("probe-timeout#{seq}"),
+            Timer::Suspicion { name, incarnation } => format!("suspicion:{name}@{incarnation}"),
+            Timer::Gossip => "gossip".into(),
+            Timer::PushPull => "push-pull".into(),
+            Timer::Reconnect => "reconnect".into(),
+            Timer::JoinTimeout { attempt } => format!("join-timeout#{attempt}"),
+            Timer::RetryJoin { attempt } => format!("retry-join#{attempt}"),
+        }
+    }
+}
+
+/// A member event (Serf's member-join, member-update, member-failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberEvent {
+    /// What changed.
+    pub change: MemberChange,
+    /// The member's state after the change.
+    pub member: NodeState,
+}
+
+/// What the agent asks its driver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Send a datagram.
+    Send { to: SocketAddr, bytes: Vec<u8> },
+    /// Fire `timer` after `after`.
+    SetTimer { timer: Timer, after: Duration },
+    /// Report a member event.
+    Event(MemberEvent),
+    /// A join attempt went out to the seeds.
+    JoinAttempt { attempt: u32 },
+    /// A seed (or the first peer) answered the join.
+    Joined { via: SocketAddr },
+    /// Joining failed for good: like Serf, the agent stops.
+    GaveUp { attempts: u32 },
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    state: NodeState,
+    /// When the member last changed status, for gossip-to-the-dead.
+    status_since: Duration,
+}
+
+#[derive(Clone, Debug)]
+struct Broadcast {
+    /// The node the message is about: a newer message about it replaces this one.
+    subject: String,
+    message: Message,
+    transmits: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    seq: u32,
+    acked: bool,
+}
+
+/// The gossip agent of one node.
+pub struct Agent {
+    config: GossipConfig,
+    incarnation: u32,
+    members: BTreeMap<String, Member>,
+    broadcasts: Vec<Broadcast>,
+    rng: ChaCha8Rng,
+    next_seq: u32,
+    probe_queue: Vec<String>,
+    probe: Option<(String, Probe)>,
+    joined: bool,
+    join_attempts: u32,
+    /// Bumped on every change to the member table, so drivers publish views only on change.
+    version: u64,
+}
+
+impl Agent {
+    /// A new agent; call [`Agent::start`] before anything else.
+    pub fn new(config: GossipConfig, rng: ChaCha8Rng) -> Self {
+        assert!(config.probe_timeout < config.probe_interval, "probe timeout within the interval");
+        assert!(config.gossip_nodes > 0);
+        assert!(!config.name.is_empty() && config.name.len() <= codec::NAME_BYTES_MAX);
+        Self {
+            config,
+            incarnation: 0,
+            members: BTreeMap::new(),
+            broadcasts: Vec::new(),
+            rng,
+            next_seq: 0,
+            probe_queue: Vec::new(),
+            probe: None,
+            joined: false,
+            join_attempts: 0,
+            version: 0,
+        }
+    }
+
+    /// Starts the agent: announces itself, arms the periodic timers and starts joining.
+    pub fn start(&mut self, now: Duration, out: &mut Vec<Action>) {
+        assert!(self.members.is_empty(), "start is called once");
+        let me = self.own_state();
+        self.members.insert(me.name.clone(), Member { state: me.clone(), status_since: now });
+        self.version += 1;
+        out.push(Action::Event(MemberEvent { change: MemberChange::Join, member: me }));
+        // Spread the first probe over one interval so that nodes started together do not
+        // probe in lockstep.
+        let first_probe = self.random_fraction(self.config.probe_interval);
+        out.push(Action::SetTimer { timer: Timer::Probe, after: first_probe });
+        out.push(Action::SetTimer { timer: Timer::Gossip, after: self.config.gossip_interval });
+        out.push(Action::SetTimer { timer: Timer::PushPull, after: self.config.push_pull_interval });
+        out.push(Action::SetTimer { timer: Timer::Reconnect, after: self.config.reconnect_interval });
+        if self.config.seeds.is_empty() {
+            self.joined = true;
+        } else {
+            self.attempt_join(out);
+        }
+    }
+
+    /// The member table as this node sees it, ordered by name.
+    pub fn members(&self) -> impl Iterator<Item = &NodeState> {
+        self.members.values().map(|member| &member.state)
+    }
+
+    /// Changes whenever the member table changes.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether a seed has answered (or there were no seeds).
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// Handles one datagram from `from`.
+    pub fn handle_datagram(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) -> Result<(), CodecError> {
+        let messages = codec::decode(bytes)?;
+        for message in messages {
+            self.handle_message(from, message, now, out);
+        }
+        Ok(())
+    }
+
+    /// Handles a timer that fired.
+    pub fn handle_timer(&mut self, timer: Timer, now: Duration, out: &mut Vec<Action>) {
+        match timer {
+            Timer::Probe => self.start_probe(out),
+            Timer::ProbeTimeout { seq } => self.probe_timed_out(seq, now, out),
+            Timer::Suspicion { name, incarnation } => self.suspicion_ran_out(&name, incarnation, now, out),
+            Timer::Gossip => self.gossip(now, out),
+            Timer::PushPull => {
+                out.push(Action::SetTimer { timer: Timer::PushPull, after: self.config.push_pull_interval });
+                if let Some(peer) = self.random_peers(1, now, |s| s == Status::Alive).pop() {
+                    self.send_push_pull(peer, false, false, out);
+                }
+            }
+            Timer::Reconnect => {
+                out.push(Action::SetTimer { timer: Timer::Reconnect, after: self.config.reconnect_interval });
+                let failed: Vec<SocketAddr> = self
+                    .members
+                    .values()
+                    .filter(|m| m.state.status == Status::Dead)
+                    .map(|m| m.state.addr)
+                    .collect();
+                if !failed.is_empty() {
+                    let peer = failed[self.rng.random_range(0..failed.len())];
+                    self.send_push_pull(peer, true, false, out);
+                }
+            }
+            Timer::JoinTimeout { attempt } => {
+                if !self.joined && attempt == self.join_attempts {
+                    out.push(Action::GaveUp { attempts: attempt });
+                }
+            }
+            Timer::RetryJoin { attempt } => {
+                if self.joined {
+                    return;
+                }
+                let JoinMode::Retry { max, .. } = self.config.join else {
+                    unreachable!("retry timers come only from retry mode")
+                };
+                if max != 0 && attempt > max {
+                    out.push(Action::GaveUp { attempts: max });
+                } else {
+                    self.attempt_join(out);
+                }
+            }
+        }
+    }
+
+    fn own_state(&self) -> NodeState {
+        NodeState {
+            name: self.config.name.clone(),
+            addr: self.config.addr,
+            incarnation: self.incarnation,
+            status: Status::Alive,
+            tags: self.config.tags.clone(),
+        }
+    }
+
+    fn random_fraction(&mut self, span: Duration) -> Duration {
+        let millis = span.as_millis().max(1) as u64;
+        Duration::from_millis(self.rng.random_range(0..millis))
+    }
+
+    fn attempt_join(&mut self, out: &mut Vec<Action>) {
+        self.join_attempts += 1;
+        let attempt = self.join_attempts;
+        out.push(Action::JoinAttempt { attempt });
+        for seed in self.config.seeds.clone() {
+            self.send_push_pull(seed, true, false, out);
+        }
+        match self.config.join {
+            JoinMode::Once { timeout } => {
+                out.push(Action::SetTimer { timer: Timer::JoinTimeout { attempt }, after: timeout });
+            }
+            JoinMode::Retry { interval, .. } => {
+                out.push(Action::SetTimer { timer: Timer::RetryJoin { attempt: attempt + 1 }, after: interval });
+            }
+        }
+    }
+
+    fn handle_message(&mut self, from: SocketAddr, message: Message, now: Duration, out: &mut Vec<Action>) {
+        match message {
+            Message::Ping { seq, target } => {
+                // A ping meant for a previous owner of this address is not ours to answer.
+                if target == self.config.name {
+                    self.send(from, &[Message::Ack { seq }], out);
+                }
+            }
+            Message::Ack { seq } => {
+                if let Some((_, probe)) = self.probe.as_mut() {
+                    if probe.seq == seq {
+                        probe.acked = true;
+                    }
+                }
+            }
+            Message::Alive(state) => self.apply_alive(state, now, out),
+            Message::Suspect { name, incarnation, from } => {
+                self.apply_suspect(&name, incarnation, &from, now, out)
+            }
+            Message::Dead { name, incarnation, from } => self.apply_dead(&name, incarnation, &from, now, out),
+            Message::PushPull { join, reply, states } => {
+                self.merge(states, now, out);
+                if reply {
+                    if !self.joined {
+                        self.joined = true;
+                        out.push(Action::Joined { via: from });
+                    }
+                } else {
+                    self.send_push_pull(from, join, true, out);
+                }
+            }
+        }
+    }
+
+    /// Merges a peer's full state. A remote "dead" only counts as a suspicion: a full sync
+    /// never kills a node outright (memberlist does the same).
+    fn merge(&mut self, states: Vec<NodeState>, now: Duration, out: &mut Vec<Action>) {
+        for state in states {
+            match state.status {
+                Status::Alive => self.apply_alive(state, now, out),
+                Status::Suspect | Status::Dead => {
+                    let from = self.config.name.clone();
+                    if !self.members.contains_key(&state.name) && state.name != self.config.name {
+                        // Learn the node first, so that the suspicion has something to apply to.
+                        let alive = NodeState { status: Status::Alive, ..state.clone() };
+                        self.apply_alive(alive, now, out);
+                    }
+                    self.apply_suspect(&state.name, state.incarnation, &from, now, out);
+                }
+            }
+        }
+    }
+
+    fn apply_alive(&mut self, state: NodeState, now: Duration, out: &mut Vec<Action>) {
+        assert_eq!(state.status, Status::Alive);
+        if state.name == self.config.name {
+            // Someone gossips an old or foreign view of us: make sure ours wins.
+            if state.incarnation > self.incarnation
+                || (state.incarnation == self.incarnation && state.tags != self.config.tags)
+            {
+                self.refute(state.incarnation, now);
+            }
+            return;
+        }
+        let change = match self.members.get(&state.name) {
+            None => Some(MemberChange::Join),
+            Some(known) if state.incarnation <= known.state.incarnation => None,
+            Some(known) if known.state.status == Status::Dead => Some(MemberChange::Join),
+            Some(known) if known.state.tags != state.tags => Some(MemberChange::Update),
+            Some(_) => None,
+        };
+        let is_newer = self.members.get(&state.name).is_none_or(|k| state.incarnation > k.state.incarnation);
+        if !is_newer {
+            return;
+        }
+        let status_changed = self.members.get(&state.name).is_none_or(|k| k.state.status != Status::Alive);
+        let status_since = if status_changed { now } else { self.members[&state.name].status_since };
+        self.members.insert(state.name.clone(), Member { state: state.clone(), status_since });
+        self.version += 1;
+        self.enqueue(state.name.clone(), Message::Alive(state.clone()));
+        if let Some(change) = change {
+            out.push(Action::Event(MemberEvent { change, member: state }));
+        }
+    }
+
+    fn apply_suspect(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
+        if name == self.config.name {
+            self.refute(incarnation, now);
+            return;
+        }
+        let timeout = self.suspicion_timeout();
+        let Some(member) = self.members.get_mut(name) else { return };
+        if incarnation < member.state.incarnation || member.state.status != Status::Alive {
+            return;
+        }
+        member.state.incarnation = incarnation;
+        member.state.status = Status::Suspect;
+        member.status_since = now;
+        self.version += 1;
+        let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
+        self.enqueue(name.to_string(), message);
+        out.push(Action::SetTimer { timer: Timer::Suspicion { name: name.to_string(), incarnation }, after: timeout });
+    }
+
+    fn apply_dead(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
+        if name == self.config.name {
+            self.refute(incarnation, now);
+            return;
+        }
+        let Some(member) = self.members.get_mut(name) else { return };
+        if incarnation < member.state.incarnation || member.state.status == Status::Dead {
+            return;
+        }
+        member.state.incarnation = incarnation;
+        member.state.status = Status::Dead;
+        member.status_since = now;
+        let state = member.state.clone();
+        self.version += 1;
+        let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
+        self.enqueue(name.to_string(), message);
+        out.push(Action::Event(MemberEvent { change: MemberChange::Failed, member: state }));
+    }
+
+    /// Answers an accusation about ourselves with an incarnation above it.
+    fn refute(&mut self, accused_incarnation: u32, now: Duration) {
+        if accused_incarnation < self.incarnation {
+            return;
+        }
+        self.incarnation = accused_incarnation + 1;
+        let me = self.own_state();
+        let member = self.members.get_mut(&me.name).expect("self is always a member");
+        member.state = me.clone();
+        member.status_since = now;
+        self.version += 1;
+        self.enqueue(me.name.clone(), Message::Alive(me));
+    }
+
+    fn suspicion_timeout(&self) -> Duration {
+        let nodes = self.members.len().max(1) as f64;
+        let scale = nodes.log10().max(1.0);
+        self.config.probe_interval.mul_f64(f64::from(self.config.suspicion_mult) * scale)
+    }
+
+    fn retransmit_limit(&self) -> u32 {
+        let nodes = self.members.len() as f64;
+        self.config.retransmit_mult * ((nodes + 1.0).log10().ceil() as u32).max(1)
+    }
+
+    fn start_probe(&mut self, out: &mut Vec<Action>) {
+        out.push(Action::SetTimer { timer: Timer::Probe, after: self.config.probe_interval });
+        let Some(target) = self.next_probe_target() else { return };
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let seq = self.next_seq;
+        let addr = self.members[&target].state.addr;
+        self.probe = Some((target.clone(), Probe { seq, acked: false }));
+        self.send(addr, &[Message::Ping { seq, target }], out);
+        out.push(Action::SetTimer { timer: Timer::ProbeTimeout { seq }, after: self.config.probe_timeout });
+    }
+
+    /// Round-robin over a shuffled list, reshuffled each round: every live member is probed
+    /// at least once per N intervals.
+    fn next_probe_target(&mut self) -> Option<String> {
+        for _ in 0..2 {
+            while let Some(name) = self.probe_queue.pop() {
+                let probeable = self.members.get(&name).is_some_and(|m| m.state.status != Status::Dead);
+                if probeable {
+                    return Some(name);
+                }
+            }
+            self.probe_queue = self
+                .members
+                .values()
+                .filter(|m| m.state.name != self.config.name && m.state.status != Status::Dead)
+                .map(|m| m.state.name.clone())
+                .collect();
+            self.probe_queue.shuffle(&mut self.rng);
+        }
+        None
+    }
+
+    fn probe_timed_out(&mut self, seq: u32, now: Duration, out: &mut Vec<Action>) {
+        let Some((target, probe)) = self.probe.clone() else { return };
+        if probe.seq != seq || probe.acked {
+            return;
+        }
+        self.probe = None;
+        let Some(member) = self.members.get(&target) else { return };
+        let incarnation = member.state.incarnation;
+        let me = self.config.name.clone();
+        self.apply_suspect(&target, incarnation, &me, now, out);
+    }
+
+    fn suspicion_ran_out(&mut self, name: &str, incarnation: u32, now: Duration, out: &mut Vec<Action>) {
+        let still_suspect = self
+            .members
+            .get(name)
+            .is_some_and(|m| m.state.status == Status::Suspect && m.state.incarnation == incarnation);
+        if still_suspect {
+            let me = self.config.name.clone();
+            self.apply_dead(name, incarnation, &me, now, out);
+        }
+    }
+
+    /// Peers to talk to, in random order: those whose status passes `wanted`, plus dead ones
+    /// within the gossip-to-the-dead window when `wanted` accepts dead.
+    fn random_peers(&mut self, count: usize, now: Duration, wanted: impl Fn(Status) -> bool) -> Vec<SocketAddr> {
+        let to_the_dead = self.config.gossip_to_the_dead;
+        let mut peers: Vec<SocketAddr> = self
+            .members
+            .values()
+            .filter(|m| m.state.name != self.config.name && wanted(m.state.status))
+            .filter(|m| m.state.status != Status::Dead || now.saturating_sub(m.status_since) < to_the_dead)
+            .map(|m| m.state.addr)
+            .collect();
+        peers.shuffle(&mut self.rng);
+        peers.truncate(count);
+        peers
+    }
+
+    fn gossip(&mut self, now: Duration, out: &mut Vec<Action>) {
+        out.push(Action::SetTimer { timer: Timer::Gossip, after: self.config.gossip_interval });
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let limit = self.retransmit_limit();
+        for peer in self.random_peers(self.config.gossip_nodes, now, |_| true) {
+            // Least-sent first, so new news goes out before old news.
+            self.broadcasts.sort_by_key(|b| b.transmits);
+            let mut packet = Vec::new();
+            let mut size = 8;
+            for broadcast in &mut self.broadcasts {
+                let len = codec::encoded_len(&broadcast.message);
+                if size + len > DATAGRAM_BYTES_MAX {
+                    break;
+                }
+                size += len;
+                broadcast.transmits += 1;
+                packet.push(broadcast.message.clone());
+            }
+            self.broadcasts.retain(|b| b.transmits < limit);
+            self.send(peer, &packet, out);
+        }
+    }
+
+    fn enqueue(&mut self, subject: String, message: Message) {
+        self.broadcasts.retain(|b| b.subject != subject);
+        self.broadcasts.push(Broadcast { subject, message, transmits: 0 });
+    }
+
+    fn send_push_pull(&mut self, to: SocketAddr, join: bool, reply: bool, out: &mut Vec<Action>) {
+        let states: Vec<NodeState> = self.members().cloned().collect();
+        self.send(to, &[Message::PushPull { join, reply, states }], out);
+    }
+
+    fn send(&mut self, to: SocketAddr, messages: &[Message], out: &mut Vec<Action>) {
+        match codec::encode(messages) {
+            Ok(bytes) => out.push(Action::Send { to, bytes }),
+            // Only our own state can be this big; that is a configuration limit, not a peer's fault.
+            Err(error) => tracing::error!(%to, %error, "gossip datagram not sent"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

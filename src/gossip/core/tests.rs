@@ -1,0 +1,256 @@
+//! Scripted tests of the agent: inputs in, actions checked, no network.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand::SeedableRng;
+
+use super::*;
+
+fn addr(host: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, host], 7946))
+}
+
+fn config(name: &str, host: u8, seeds: &[u8]) -> GossipConfig {
+    let mut config = GossipConfig::lan(name, addr(host));
+    config.seeds = seeds.iter().map(|h| addr(*h)).collect();
+    config.tags.insert("role".into(), "backend".into());
+    config
+}
+
+fn agent(config: GossipConfig) -> Agent {
+    Agent::new(config, ChaCha8Rng::seed_from_u64(7))
+}
+
+fn sends(out: &[Action]) -> Vec<(SocketAddr, Vec<Message>)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send { to, bytes } => Some((*to, codec::decode(bytes).unwrap())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(out: &[Action]) -> Vec<(MemberChange, String)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Event(e) => Some((e.change, e.member.name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A tiny discrete-event network: delivers every send after 1 ms and fires timers in time
+/// order, so whole-protocol behaviour can be scripted without sockets.
+struct Cluster {
+    agents: BTreeMap<SocketAddr, Agent>,
+    now: Duration,
+    timers: Vec<(Duration, u64, SocketAddr, Timer)>,
+    in_flight: VecDeque<(Duration, SocketAddr, SocketAddr, Vec<u8>)>,
+    cut: Vec<SocketAddr>,
+    events: Vec<(SocketAddr, MemberChange, String)>,
+    order: u64,
+}
+
+impl Cluster {
+    fn new(agents: Vec<Agent>) -> Self {
+        let mut cluster = Cluster {
+            agents: BTreeMap::new(),
+            now: Duration::ZERO,
+            timers: Vec::new(),
+            in_flight: VecDeque::new(),
+            cut: Vec::new(),
+            events: Vec::new(),
+            order: 0,
+        };
+        for mut agent in agents {
+            let mut out = Vec::new();
+            agent.start(Duration::ZERO, &mut out);
+            let at = agent.config.addr;
+            cluster.agents.insert(at, agent);
+            cluster.apply(at, out);
+        }
+        cluster
+    }
+
+    fn apply(&mut self, at: SocketAddr, out: Vec<Action>) {
+        for action in out {
+            match action {
+                Action::Send { to, bytes } => {
+                    let blocked = self.cut.contains(&at) != self.cut.contains(&to);
+                    if !blocked {
+                        self.in_flight.push_back((self.now + Duration::from_millis(1), at, to, bytes));
+                    }
+                }
+                Action::SetTimer { timer, after } => {
+                    self.order += 1;
+                    self.timers.push((self.now + after, self.order, at, timer));
+                }
+                Action::Event(e) => self.events.push((at, e.change, e.member.name)),
+                _ => {}
+            }
+        }
+    }
+
+    fn run_until(&mut self, end: Duration) {
+        loop {
+            self.timers.sort();
+            let next_timer = self.timers.first().map(|t| t.0);
+            let next_packet = self.in_flight.front().map(|p| p.0);
+            let next = match (next_timer, next_packet) {
+                (Some(t), Some(p)) => t.min(p),
+                (Some(t), None) => t,
+                (None, Some(p)) => p,
+                (None, None) => break,
+            };
+            if next > end {
+                break;
+            }
+            self.now = next;
+            let mut out = Vec::new();
+            if next_packet == Some(next) {
+                let (_, from, to, bytes) = self.in_flight.pop_front().unwrap();
+                if let Some(agent) = self.agents.get_mut(&to) {
+                    agent.handle_datagram(from, &bytes, self.now, &mut out).unwrap();
+                    self.apply(to, out);
+                }
+            } else {
+                let (_, _, at, timer) = self.timers.remove(0);
+                self.agents.get_mut(&at).unwrap().handle_timer(timer, self.now, &mut out);
+                self.apply(at, out);
+            }
+        }
+        self.now = end;
+    }
+
+    fn status(&self, observer: u8, subject: &str) -> Option<Status> {
+        self.agents[&addr(observer)].members().find(|m| m.name == subject).map(|m| m.status)
+    }
+}
+
+#[test]
+fn a_lone_agent_announces_itself_and_arms_its_timers() {
+    let mut agent = agent(config("ha", 1, &[]));
+    let mut out = Vec::new();
+    agent.start(Duration::ZERO, &mut out);
+    assert_eq!(events(&out), vec![(MemberChange::Join, "ha".into())]);
+    assert!(agent.is_joined());
+    let timers: Vec<&Timer> = out
+        .iter()
+        .filter_map(|a| if let Action::SetTimer { timer, .. } = a { Some(timer) } else { None })
+        .collect();
+    assert!(timers.contains(&&Timer::Probe) && timers.contains(&&Timer::Gossip));
+    assert!(sends(&out).is_empty(), "nobody to talk to");
+}
+
+#[test]
+fn join_sends_push_pull_to_each_seed_and_a_reply_completes_it() {
+    let mut joiner = agent(config("s1", 2, &[1]));
+    let mut out = Vec::new();
+    joiner.start(Duration::ZERO, &mut out);
+    assert!(!joiner.is_joined());
+    let sent = sends(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, addr(1));
+    assert!(matches!(&sent[0].1[0], Message::PushPull { join: true, reply: false, .. }));
+
+    let mut seed = agent(config("ha", 1, &[]));
+    let mut seed_out = Vec::new();
+    seed.start(Duration::ZERO, &mut seed_out);
+    seed_out.clear();
+    let Action::Send { bytes, .. } = out.iter().find(|a| matches!(a, Action::Send { .. })).unwrap() else {
+        unreachable!()
+    };
+    seed.handle_datagram(addr(2), bytes, Duration::from_millis(1), &mut seed_out).unwrap();
+    assert_eq!(events(&seed_out), vec![(MemberChange::Join, "s1".into())]);
+    let reply = seed_out.iter().find(|a| matches!(a, Action::Send { .. })).unwrap().clone();
+    let Action::Send { to, bytes } = reply else { unreachable!() };
+    assert_eq!(to, addr(2));
+
+    let mut out = Vec::new();
+    joiner.handle_datagram(addr(1), &bytes, Duration::from_millis(2), &mut out).unwrap();
+    assert!(joiner.is_joined());
+    assert!(out.contains(&Action::Joined { via: addr(1) }));
+    assert_eq!(events(&out), vec![(MemberChange::Join, "ha".into())]);
+    assert_eq!(joiner.members().count(), 2);
+}
+
+#[test]
+fn a_one_shot_join_gives_up_and_retry_join_gives_up_after_max() {
+    let mut once = agent(config("s1", 2, &[1]));
+    let mut out = Vec::new();
+    once.start(Duration::ZERO, &mut out);
+    let mut out = Vec::new();
+    once.handle_timer(Timer::JoinTimeout { attempt: 1 }, Duration::from_secs(1), &mut out);
+    assert_eq!(out, vec![Action::GaveUp { attempts: 1 }]);
+
+    let mut retry_config = config("s1", 2, &[1]);
+    retry_config.join = JoinMode::Retry { interval: Duration::from_secs(2), max: 2 };
+    let mut retry = agent(retry_config);
+    let mut out = Vec::new();
+    retry.start(Duration::ZERO, &mut out);
+    assert!(out.contains(&Action::SetTimer { timer: Timer::RetryJoin { attempt: 2 }, after: Duration::from_secs(2) }));
+    let mut out = Vec::new();
+    retry.handle_timer(Timer::RetryJoin { attempt: 2 }, Duration::from_secs(2), &mut out);
+    assert!(out.contains(&Action::JoinAttempt { attempt: 2 }));
+    let mut out = Vec::new();
+    retry.handle_timer(Timer::RetryJoin { attempt: 3 }, Duration::from_secs(4), &mut out);
+    assert_eq!(out, vec![Action::GaveUp { attempts: 2 }]);
+}
+
+#[test]
+fn a_ping_for_us_is_acked_and_a_ping_for_someone_else_is_not() {
+    let mut node = agent(config("s1", 2, &[]));
+    node.start(Duration::ZERO, &mut Vec::new());
+    let ping = codec::encode(&[Message::Ping { seq: 9, target: "s1".into() }]).unwrap();
+    let mut out = Vec::new();
+    node.handle_datagram(addr(1), &ping, Duration::ZERO, &mut out).unwrap();
+    assert_eq!(sends(&out), vec![(addr(1), vec![Message::Ack { seq: 9 }])]);
+    let stale = codec::encode(&[Message::Ping { seq: 9, target: "old".into() }]).unwrap();
+    let mut out = Vec::new();
+    node.handle_datagram(addr(1), &stale, Duration::ZERO, &mut out).unwrap();
+    assert!(out.is_empty());
+}
+
+#[test]
+fn suspicion_of_ourselves_is_refuted_with_a_higher_incarnation() {
+    let mut node = agent(config("s1", 2, &[]));
+    node.start(Duration::ZERO, &mut Vec::new());
+    let accusation = codec::encode(&[Message::Suspect { name: "s1".into(), incarnation: 4, from: "ha".into() }]).unwrap();
+    node.handle_datagram(addr(1), &accusation, Duration::ZERO, &mut Vec::new()).unwrap();
+    assert_eq!(node.incarnation(), 5);
+    let me = node.members().find(|m| m.name == "s1").unwrap();
+    assert_eq!((me.status, me.incarnation), (Status::Alive, 5));
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    let mut node = agent(config("s1", 2, &[]));
+    node.start(Duration::ZERO, &mut Vec::new());
+    assert!(node.handle_datagram(addr(1), b"\x05\xff\xff", Duration::ZERO, &mut Vec::new()).is_err());
+}
+
+#[test]
+fn a_cut_off_node_is_suspected_then_failed_and_rejoins_after_the_heal() {
+    let mut cluster =
+        Cluster::new(vec![agent(config("ha", 1, &[])), agent(config("s1", 2, &[1])), agent(config("s2", 3, &[1]))]);
+    cluster.run_until(Duration::from_secs(3));
+    for observer in 1..=3 {
+        for subject in ["ha", "s1", "s2"] {
+            assert_eq!(cluster.status(observer, subject), Some(Status::Alive), "{observer} sees {subject}");
+        }
+    }
+    cluster.cut = vec![addr(2)];
+    cluster.run_until(Duration::from_secs(15));
+    assert_eq!(cluster.status(1, "s1"), Some(Status::Dead));
+    assert_eq!(cluster.status(3, "s1"), Some(Status::Dead));
+    assert!(cluster.events.contains(&(addr(1), MemberChange::Failed, "s1".into())));
+    cluster.cut.clear();
+    cluster.run_until(Duration::from_secs(40));
+    for observer in 1..=3 {
+        for subject in ["ha", "s1", "s2"] {
+            assert_eq!(cluster.status(observer, subject), Some(Status::Alive), "{observer} sees {subject} after heal");
+        }
+    }
+    let rejoins = cluster.events.iter().filter(|e| **e == (addr(1), MemberChange::Join, "s1".into())).count();
+    assert_eq!(rejoins, 2, "ha saw s1 join, fail, and join again");
+}

@@ -1,0 +1,14 @@
+//! Gossip membership in the manner of Serf on memberlist.
+//!
+//! - [`core`]: the sans-io agent (probe, suspect, refute, disseminate, push-pull, join).
+//! - [`codec`]: the datagram format.
+//! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
+
+pub mod codec;
+pub mod config;
+pub mod core;
+pub mod driver;
+
+pub use codec::{NodeState, Status};
+pub use config::{GossipConfig, JoinMode};
+pub use core::{Action, Agent, Timer};

@@ -1,0 +1,94 @@
+//! Observable events: what the trace records and what invariants read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A membership change as the gossip agent reports it (Serf's member events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberChange {
+    /// A member became alive (first contact, or back after a failure).
+    Join,
+    /// A member's tags changed.
+    Update,
+    /// A member was declared dead after its suspicion timed out.
+    Failed,
+}
+
+/// One observable event of one host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Event {
+    /// The host booted (boot number, from 1).
+    HostBooted { boot: u32 },
+    /// A gossip datagram left the host.
+    DatagramSent { to: String, bytes: u32 },
+    /// A gossip datagram arrived.
+    DatagramReceived { from: String, bytes: u32 },
+    /// The host's own loss model dropped an outgoing datagram.
+    DatagramDropped { to: String, bytes: u32 },
+    /// A datagram could not be decoded; the peer is named.
+    DatagramRejected { from: String, error: String },
+    /// A protocol timer fired.
+    Timer { name: String },
+    /// The agent tried to join through its seeds.
+    JoinAttempt { attempt: u32, seeds: Vec<String> },
+    /// A join succeeded: a seed answered.
+    Joined { via: String },
+    /// The agent gave up joining.
+    JoinGaveUp { attempts: u32 },
+    /// A member event on this host's agent.
+    Member { change: MemberChange, member: String, addr: String, tags: BTreeMap<String, String> },
+    /// The supervisor started a service.
+    ServiceStarted { service: String },
+    /// A service ended; `status` is its exit status text.
+    ServiceExited { service: String, status: String },
+    /// The supervisor will not restart a service.
+    ServiceDown { service: String },
+    /// The host halted because its main service ended.
+    HostHalted { service: String },
+    /// The renderer wrote a new file listing these backends.
+    Rendered { path: String, backends: Vec<String>, bytes: u32 },
+    /// The renderer failed; the file on disk was left as it was.
+    RenderFailed { error: String },
+    /// The balancer loaded a configuration with these servers.
+    Reloaded { bind: String, servers: Vec<String> },
+    /// The balancer rejected a configuration and kept the one it had.
+    ReloadFailed { error: String },
+    /// The balancer answered a request.
+    Proxied { server: Option<String>, status: u16 },
+    /// A client request ended (workload hosts only).
+    Request { id: u64, status: Option<u16>, served_by: Option<String>, error: Option<String> },
+    /// A fault was applied by the world.
+    Fault { fault: String },
+}
+
+impl Event {
+    /// Short kind name, as in the serialized form.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::HostBooted { .. } => "host-booted",
+            Event::DatagramSent { .. } => "datagram-sent",
+            Event::DatagramReceived { .. } => "datagram-received",
+            Event::DatagramDropped { .. } => "datagram-dropped",
+            Event::DatagramRejected { .. } => "datagram-rejected",
+            Event::Timer { .. } => "timer",
+            Event::JoinAttempt { .. } => "join-attempt",
+            Event::Joined { .. } => "joined",
+            Event::JoinGaveUp { .. } => "join-gave-up",
+            Event::Member { .. } => "member",
+            Event::ServiceStarted { .. } => "service-started",
+            Event::ServiceExited { .. } => "service-exited",
+            Event::ServiceDown { .. } => "service-down",
+            Event::HostHalted { .. } => "host-halted",
+            Event::Rendered { .. } => "rendered",
+            Event::RenderFailed { .. } => "render-failed",
+            Event::Reloaded { .. } => "reloaded",
+            Event::ReloadFailed { .. } => "reload-failed",
+            Event::Proxied { .. } => "proxied",
+            Event::Request { .. } => "request",
+            Event::Fault { .. } => "fault",
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What one node runs on: its name, network, clock, disk, seeded randomness and the sink its
+//! observable events go to. The real binary and the simulator each build a [`HostEnv`]; the
+//! stack's drivers only ever talk to the outside world through it.
+
+mod event;
+
+pub use event::{Event, MemberChange};
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::cell::RefCell;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::net::Net;
+
+/// Monotonic time since the world (or process) started.
+pub trait Clock {
+    /// Time elapsed since the start of the world.
+    fn now(&self) -> Duration;
+}
+
+/// Where rendered files live. Writes are atomic: a reader sees the old bytes or the new bytes.
+pub trait Disk {
+    /// Reads a whole file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Replaces a file atomically (temporary file, fsync, rename).
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// Receives every observable event of a host, in order.
+pub trait Observer {
+    /// Records one event of `host` at time `at`.
+    fn record(&self, at: Duration, host: &str, event: Event);
+}
+
+/// Everything a node's drivers may touch.
+pub struct HostEnv<N: Net> {
+    /// The host's name (also its gossip node name).
+    pub name: String,
+    /// Its network.
+    pub net: N,
+    clock: Rc<dyn Clock>,
+    disk: Rc<dyn Disk>,
+    observer: Rc<dyn Observer>,
+    seed: u64,
+}
+
+impl<N: Net> Clone for HostEnv<N> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            net: self.net.clone(),
+            clock: self.clock.clone(),
+            disk: self.disk.clone(),
+            observer: self.observer.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+impl<N: Net> HostEnv<N> {
+    /// Builds a host environment; `seed` must differ per host and per boot.
+    pub fn new(
+        name: impl Into<String>,
+        net: N,
+        clock: Rc<dyn Clock>,
+        disk: Rc<dyn Disk>,
+        observer: Rc<dyn Observer>,
+        seed: u64,
+    ) -> Self {
+        Self { name: name.into(), net, clock, disk, observer, seed }
+    }
+
+    /// Time since the world started.
+    pub fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    /// The host's disk.
+    pub fn disk(&self) -> &dyn Disk {
+        &*self.disk
+    }
+
+    /// Records an observable event with the current time.
+    pub fn observe(&self, event: Event) {
+        self.observer.record(self.now(), &self.name, event);
+    }
+
+    /// A random stream for one purpose: the same host seed and purpose give the same stream.
+    pub fn rng(&self, purpose: &str) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(mix(self.seed, stable_hash(purpose.as_bytes())))
+    }
+}
+
+/// FNV-1a: a fixed algorithm, so derived seeds never change between toolchains.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// SplitMix64 finaliser over two words: nearby inputs give unrelated seeds.
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A disk kept in memory; it survives a simulated reboot when the world keeps the `Rc`.
+#[derive(Default)]
+pub struct MemoryDisk {
+    files: RefCell<BTreeMap<PathBuf, Vec<u8>>>,
+}
+
+impl Disk for MemoryDisk {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files
+            .borrow()
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.display().to_string()))
+    }
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.files.borrow_mut().insert(path.to_path_buf(), bytes.to_vec());
+        Ok(())
+    }
+}
+
+/// The real file system.
+pub struct RealDisk;
+
+impl Disk for RealDisk {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let file_name = path.file_name().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{} names no file", path.display()))
+        })?;
+        let mut temporary_name = file_name.to_os_string();
+        temporary_name.push(".rollcall-tmp");
+        let temporary = dir.join(temporary_name);
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, path)?;
+        // The rename is only durable once the directory entry is.
+        std::fs::File::open(dir)?.sync_all()
+    }
+}

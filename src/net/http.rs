@@ -1,0 +1,116 @@
+//! Small HTTP/1.1 helpers over any [`Net`]: one request on a fresh connection, and a server
+//! loop. Every operation is bounded in time and size: simulated TCP never retransmits, so a
+//! stream cut by a partition would otherwise hang for good.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+use super::{Listener, Net};
+
+/// Largest body read from a peer, request or response.
+pub const BODY_BYTES_MAX: usize = 1 << 20;
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The connection could not be opened.
+    #[error("connect to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    /// The exchange did not finish in time.
+    #[error("no response from {addr} within {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    /// The peer broke the protocol or closed the connection.
+    #[error("HTTP exchange with {addr}: {message}")]
+    Protocol { addr: SocketAddr, message: String },
+}
+
+/// Sends one request on a new connection and reads the whole response.
+pub async fn exchange<N: Net>(
+    net: &N,
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Response<Bytes>, HttpError> {
+    match tokio::time::timeout(timeout, exchange_unbounded(net, addr, request)).await {
+        Ok(result) => result,
+        Err(_) => Err(HttpError::Timeout { addr, timeout }),
+    }
+}
+
+async fn exchange_unbounded<N: Net>(
+    net: &N,
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<Bytes>, HttpError> {
+    let protocol = |error: &dyn std::fmt::Display| HttpError::Protocol { addr, message: error.to_string() };
+    let stream = net.connect(addr).await.map_err(|source| HttpError::Connect { addr, source })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| protocol(&e))?;
+    let connection = tokio::task::spawn_local(connection);
+    let response = sender.send_request(request).await.map_err(|e| protocol(&e))?;
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, BODY_BYTES_MAX).collect().await.map_err(|e| protocol(&*e))?;
+    drop(sender);
+    connection.abort();
+    Ok(Response::from_parts(parts, body.to_bytes()))
+}
+
+/// Reads a whole request body, up to [`BODY_BYTES_MAX`].
+pub async fn read_body(body: Incoming) -> Result<Bytes, String> {
+    Limited::new(body, BODY_BYTES_MAX)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|error| error.to_string())
+}
+
+/// Serves HTTP/1.1 on `listener` forever, one local task per connection.
+///
+/// The `Date` header is off: it reads the real clock, which would break replay.
+pub async fn serve<L, F, Fut>(listener: L, handler: F)
+where
+    L: Listener,
+    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        tokio::task::spawn_local(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = handler(peer, request);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
+            let result = hyper::server::conn::http1::Builder::new()
+                .auto_date_header(false)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// A response with a status and a plain-text body.
+pub fn text_response(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/plain".parse().expect("static header"));
+    response
+}

@@ -1,0 +1,169 @@
+//! One node of the lab, wired the way the lab wires it: an s6-style supervisor running
+//! `serf` plus either `renderer` and `haproxy` (the balancer node) or `webapp` (a backend).
+//! The same wiring runs on real sockets and in the simulator.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::gossip::{GossipConfig, JoinMode, driver as gossip};
+use crate::host::HostEnv;
+use crate::net::lossy::LinkFaults;
+use crate::net::{Net, resolve_endpoint};
+use crate::render::driver::{self as render, RenderSettings};
+use crate::supervisor::core::{FINISH_PERMANENT_FAILURE, ServiceSpec};
+use crate::supervisor::driver::{self as supervisor, Control, Service, ServiceFuture};
+use crate::{balancer, webapp};
+
+/// The gossip port (Serf's default).
+pub const GOSSIP_PORT: u16 = 7946;
+
+/// What a node does in the lab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `ha`: gossip, renderer and balancer.
+    Balancer { template_file: String, template_text: String, output: PathBuf },
+    /// `s1`, `s2`, ...: gossip and the web app.
+    Backend,
+}
+
+impl Role {
+    /// The `role` tag value.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Role::Balancer { .. } => "balancer",
+            Role::Backend => "backend",
+        }
+    }
+}
+
+/// Gossip settings of a node, before its seeds are resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GossipSettings {
+    /// Seeds as `host` or `host:port`.
+    pub seeds: Vec<String>,
+    /// Join behaviour.
+    pub join: JoinMode,
+    /// Probe interval (one round).
+    pub probe_interval: Duration,
+    /// Probe timeout.
+    pub probe_timeout: Duration,
+    /// Gossip tick.
+    pub gossip_interval: Duration,
+    /// Serf reconnect interval.
+    pub reconnect_interval: Duration,
+}
+
+impl Default for GossipSettings {
+    fn default() -> Self {
+        let lan = GossipConfig::lan("default", (std::net::Ipv4Addr::LOCALHOST, GOSSIP_PORT).into());
+        Self {
+            seeds: Vec::new(),
+            join: lan.join,
+            probe_interval: lan.probe_interval,
+            probe_timeout: lan.probe_timeout,
+            gossip_interval: lan.gossip_interval,
+            reconnect_interval: lan.reconnect_interval,
+        }
+    }
+}
+
+/// A node's full description.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSpec {
+    /// Role and role-specific settings.
+    pub role: Role,
+    /// Gossip settings.
+    pub gossip: GossipSettings,
+    /// Gossip port.
+    pub gossip_port: u16,
+    /// The webapp's `TAG`.
+    pub tag: String,
+    /// Services whose finish script exits 125 (never restarted).
+    pub permanent_failure: Vec<String>,
+}
+
+/// Boots the node: builds its services and supervises them until the node halts.
+pub async fn boot<N: Net>(
+    env: HostEnv<N>,
+    spec: NodeSpec,
+    faults: Rc<Cell<LinkFaults>>,
+    control: mpsc::UnboundedReceiver<Control>,
+) {
+    let (view, _) = watch::channel(Vec::new());
+    let view = Rc::new(view);
+    let mut services = vec![serf_service(&env, &spec, faults, view.clone())];
+    match &spec.role {
+        Role::Balancer { template_file, template_text, output } => {
+            let (reload, _) = watch::channel(0u64);
+            let reload = Rc::new(reload);
+            let settings = RenderSettings {
+                template_file: template_file.clone(),
+                template_text: template_text.clone(),
+                output: output.clone(),
+            };
+            let (render_env, render_view, render_reload) = (env.clone(), view.clone(), reload.clone());
+            services.push(service(&spec, "renderer", move || {
+                let run = render::run(render_env.clone(), settings.clone(), render_view.subscribe(), render_reload.clone());
+                Box::pin(run)
+            }));
+            let (proxy_env, output) = (env.clone(), output.clone());
+            services.push(service(&spec, "haproxy", move || {
+                Box::pin(balancer::proxy::run(proxy_env.clone(), output.clone(), reload.subscribe()))
+            }));
+        }
+        Role::Backend => {
+            let (app_env, tag) = (env.clone(), spec.tag.clone());
+            services.push(service(&spec, "webapp", move || Box::pin(webapp::run(app_env.clone(), tag.clone()))));
+        }
+    }
+    supervisor::run(env, services, control).await;
+}
+
+fn service(spec: &NodeSpec, name: &str, start: impl Fn() -> ServiceFuture + 'static) -> Service {
+    let mut service_spec = ServiceSpec::longrun(name);
+    if spec.permanent_failure.iter().any(|s| s == name) {
+        service_spec.finish_exit = Some(FINISH_PERMANENT_FAILURE);
+    }
+    Service { spec: service_spec, start: Box::new(start) }
+}
+
+fn serf_service<N: Net>(
+    env: &HostEnv<N>,
+    spec: &NodeSpec,
+    faults: Rc<Cell<LinkFaults>>,
+    view: Rc<watch::Sender<gossip::View>>,
+) -> Service {
+    let env = env.clone();
+    let node = spec.clone();
+    service(spec, "serf", move || {
+        let (env, node, faults, view) = (env.clone(), node.clone(), faults.clone(), view.clone());
+        Box::pin(async move {
+            let config = gossip_config(&env, &node).map_err(|e| e.to_string())?;
+            gossip::run(env, config, faults, view).await.map_err(|e| e.to_string())
+        })
+    })
+}
+
+fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<GossipConfig> {
+    let addr = (env.net.local_ip(), node.gossip_port).into();
+    let mut config = GossipConfig::lan(env.name.clone(), addr);
+    config.tags.insert("role".into(), node.role.tag().into());
+    config.seeds = node
+        .gossip
+        .seeds
+        .iter()
+        .map(|seed| resolve_endpoint(&env.net, seed, GOSSIP_PORT))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Joining through ourselves (the lab's `ha` runs `--join ha`) is no join at all.
+    config.seeds.retain(|seed| *seed != addr);
+    config.join = node.gossip.join.clone();
+    config.probe_interval = node.gossip.probe_interval;
+    config.probe_timeout = node.gossip.probe_timeout;
+    config.gossip_interval = node.gossip.gossip_interval;
+    config.reconnect_interval = node.gossip.reconnect_interval;
+    Ok(config)
+}

@@ -1,0 +1,96 @@
+//! Runs a node's services as local tasks under the [`Supervisor`] core.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, Id, JoinSet};
+
+use super::core::{Action, ExitStatus, ServiceSpec, Supervisor};
+use crate::host::{Event, HostEnv};
+use crate::net::Net;
+
+/// The future of one run of a service.
+pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
+/// A service: its spec and how to start one run of it (s6's `run` script).
+pub struct Service {
+    /// Supervision settings.
+    pub spec: ServiceSpec,
+    /// Starts one run.
+    pub start: Box<dyn Fn() -> ServiceFuture>,
+}
+
+/// Commands from outside the node (s6-svc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Kill the service, as `s6-svc -k`: it is restarted if wanted up.
+    Kill { service: String },
+}
+
+/// Supervises `services` until the main service exits (then every service is stopped).
+pub async fn run<N: Net>(env: HostEnv<N>, services: Vec<Service>, mut control: mpsc::UnboundedReceiver<Control>) {
+    let mut supervisor = Supervisor::new(services.iter().map(|s| s.spec.clone()).collect());
+    let starters: BTreeMap<String, Box<dyn Fn() -> ServiceFuture>> =
+        services.into_iter().map(|s| (s.spec.name, s.start)).collect();
+    let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
+    let mut running: BTreeMap<String, (Id, AbortHandle)> = BTreeMap::new();
+    let mut restarts: BTreeMap<(Duration, String), u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    supervisor.start(&mut out);
+    loop {
+        for action in out.drain(..) {
+            match action {
+                Action::Spawn { service } => {
+                    let handle = tasks.spawn_local(starters[&service]());
+                    running.insert(service.clone(), (handle.id(), handle));
+                    env.observe(Event::ServiceStarted { service });
+                }
+                Action::ScheduleRestart { service, generation, after } => {
+                    restarts.insert((env.now() + after, service), generation);
+                }
+                Action::Down { service } => env.observe(Event::ServiceDown { service }),
+                Action::Halt { service } => {
+                    tasks.abort_all();
+                    env.observe(Event::HostHalted { service });
+                    return;
+                }
+            }
+        }
+        let next_restart = restarts.keys().next().map(|(due, _)| *due);
+        let wait = next_restart.map_or(Duration::from_secs(3600), |due| due.saturating_sub(env.now()));
+        tokio::select! {
+            biased;
+            Some(command) = control.recv() => match command {
+                Control::Kill { service } => {
+                    if let Some((_, handle)) = running.get(&service) {
+                        handle.abort();
+                    }
+                }
+            },
+            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let (id, status) = match joined {
+                    Ok((id, Ok(()))) => (id, ExitStatus::Success),
+                    Ok((id, Err(reason))) => (id, ExitStatus::Failed(reason)),
+                    Err(error) => (error.id(), ExitStatus::Killed),
+                };
+                let service = running
+                    .iter()
+                    .find(|(_, (task, _))| *task == id)
+                    .map(|(name, _)| name.clone())
+                    .expect("every task is a running service");
+                running.remove(&service);
+                env.observe(Event::ServiceExited { service: service.clone(), status: status.to_string() });
+                supervisor.handle_exit(&service, &status, &mut out);
+            }
+            () = tokio::time::sleep(wait), if next_restart.is_some() => {
+                let now = env.now();
+                let later = restarts.split_off(&(now + Duration::from_nanos(1), String::new()));
+                for ((_, service), generation) in std::mem::replace(&mut restarts, later) {
+                    supervisor.handle_restart_due(&service, generation, &mut out);
+                }
+            }
+        }
+    }
+}
