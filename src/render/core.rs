@@ -1,7 +1,8 @@
 //! The sans-io renderer.
 //!
 //! The data model is the lab's: `{"addresses": [{"host": ..., "ip": ...}]}`, one entry per
-//! alive member tagged `role=backend`, sorted by host name (the lab lists its `/nodes`
+//! live member tagged `role=backend` (alive or suspect: like Serf, a suspect member is still
+//! a member until it is declared failed), sorted by host name (the lab lists its `/nodes`
 //! directory, which is sorted by file name). Handlebars runs in strict mode (a missing field
 //! is an error, not an empty string) without HTML escaping (this is a config file).
 
@@ -80,11 +81,11 @@ impl Renderer {
         self.last_written = Some(bytes);
     }
 
-    /// The backends a member view yields: alive members with the backend role, by name.
+    /// The backends a member view yields: live members with the backend role, by name.
     pub fn addresses(view: &[NodeState]) -> Vec<Address> {
         let mut addresses: Vec<Address> = view
             .iter()
-            .filter(|m| m.status == Status::Alive)
+            .filter(|m| m.status != Status::Dead)
             .filter(|m| m.tags.get(BACKEND_ROLE.0).map(String::as_str) == Some(BACKEND_ROLE.1))
             .map(|m| Address { host: m.name.clone(), ip: m.addr.ip().to_string() })
             .collect();
@@ -133,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn lists_alive_backends_sorted_and_skips_others() {
+    fn lists_live_backends_sorted_and_skips_others() {
         let view = vec![
             member("s2", [10, 0, 0, 3], "backend", Status::Alive),
             member("ha", [10, 0, 0, 1], "balancer", Status::Alive),
@@ -145,9 +146,10 @@ mod tests {
         let output = renderer.update(&view).unwrap().unwrap();
         assert_eq!(
             String::from_utf8(output.bytes).unwrap(),
-            "backend nodes\n    server s1 10.0.0.2:3000 check\n    server s2 10.0.0.3:3000 check\n"
+            "backend nodes\n    server s1 10.0.0.2:3000 check\n    server s2 10.0.0.3:3000 check\n    \
+             server s4 10.0.0.5:3000 check\n"
         );
-        assert_eq!(output.addresses.len(), 2);
+        assert_eq!(output.addresses.len(), 3, "a suspect member is still a member; a dead one is not");
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! Invariants over the observation model.
+//!
+//! - `converge` (a): every webapp that is up and reachable from the balancer appears in the
+//!   balancer's rendered backends within N rounds (of its start, of the balancer's start, or
+//!   of the heal that made it reachable again).
+//! - `serve` (b): while converged (the balancer's loaded servers are exactly the reachable
+//!   webapps, and the client reaches the balancer), every request gets 200 from one of them.
+//! - `detect`: a webapp whose host is down or cut off from the balancer leaves the rendered
+//!   backends within N rounds.
+//!
+//! An enabled invariant that never found anything to check is reported as violated: a check
+//! that cannot fail proves nothing.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::observe::Observations;
+use crate::world::World;
+
+/// How many violations a verdict lists.
+const VIOLATIONS_LISTED_MAX: usize = 10;
+
+/// The outcome of one invariant over one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Invariant name.
+    pub name: String,
+    /// What it requires, with its bound.
+    pub rule: String,
+    /// How many instances were checked.
+    pub checked: u32,
+    /// How many instances failed.
+    pub failed: u32,
+    /// The first failures, explained.
+    pub violations: Vec<String>,
+}
+
+impl Verdict {
+    fn new(name: &str, rule: String) -> Self {
+        Self { name: name.into(), rule, checked: 0, failed: 0, violations: Vec::new() }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        if self.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.violations.push(why);
+        }
+    }
+
+    fn finish(mut self) -> Self {
+        if self.checked == 0 {
+            self.fail("never checked: the run gave this invariant nothing to check".into());
+        }
+        self
+    }
+
+    /// Whether the invariant held (and was checked at least once).
+    pub fn holds(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+/// Checks every invariant the world enables.
+pub fn check(world: &World, observations: &Observations) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    if let Some(rounds) = world.converge_rounds {
+        verdicts.push(converge(observations, world.round * rounds, rounds));
+    }
+    if world.serve {
+        verdicts.push(serve(observations));
+    }
+    if let Some(rounds) = world.detect_rounds {
+        verdicts.push(detect(observations, world.round * rounds, rounds));
+    }
+    verdicts
+}
+
+fn secs(at: Duration) -> String {
+    format!("{:.3}s", at.as_secs_f64())
+}
+
+fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
+    let balancer = &obs.balancer;
+    let rule = format!("every live webapp is in {balancer}'s rendered backends within {rounds} rounds");
+    let mut verdict = Verdict::new("converge", rule);
+    for webapp in &obs.webapps {
+        for (start, end) in obs.spans(|t| obs.is_reachable(webapp, t)).0 {
+            let deadline = start + bound;
+            if deadline > end {
+                continue;
+            }
+            verdict.checked += 1;
+            let listed = |t| obs.rendered.at(t).contains(webapp);
+            if !(listed(start) || obs.rendered.changes_within(start, deadline).any(listed)) {
+                verdict.fail(format!(
+                    "{webapp} is up and reachable from {balancer} from {} but not in its rendered backends by {}",
+                    secs(start),
+                    secs(deadline)
+                ));
+            }
+        }
+    }
+    verdict.finish()
+}
+
+fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
+    let balancer = &obs.balancer;
+    let rule = format!("a webapp cut off from {balancer} leaves its rendered backends within {rounds} rounds");
+    let mut verdict = Verdict::new("detect", rule);
+    for webapp in &obs.webapps {
+        for (start, end) in obs.spans(|t| obs.is_lost(webapp, t)).0 {
+            let deadline = start + bound;
+            if deadline > end {
+                continue;
+            }
+            verdict.checked += 1;
+            let gone = |t| !obs.rendered.at(t).contains(webapp);
+            if !(gone(start) || obs.rendered.changes_within(start, deadline).any(gone)) {
+                verdict.fail(format!(
+                    "{webapp} is unreachable from {balancer} from {} but still in its rendered backends at {}",
+                    secs(start),
+                    secs(deadline)
+                ));
+            }
+        }
+    }
+    verdict.finish()
+}
+
+fn serve(obs: &Observations) -> Verdict {
+    let balancer = &obs.balancer;
+    let rule = format!("while {balancer} has loaded exactly the reachable webapps, every request gets 200 from one");
+    let mut verdict = Verdict::new("serve", rule);
+    let points = obs.change_points();
+    let converged = |t: Duration| {
+        let loaded = obs.loaded.at(t);
+        !loaded.is_empty()
+            && loaded == obs.reachable_webapps(t)
+            && obs.clients.iter().all(|client| !obs.is_cut(client, balancer, t))
+    };
+    for request in &obs.requests {
+        let within = points.iter().copied().filter(|t| *t > request.sent && *t <= request.done);
+        if !converged(request.sent) || !within.clone().all(converged) {
+            continue;
+        }
+        verdict.checked += 1;
+        let servers = obs.loaded.at(request.sent);
+        let served_by_a_server = request.served_by.as_ref().is_some_and(|s| servers.contains(s));
+        if request.status != Some(200) || !served_by_a_server {
+            let outcome = match (&request.status, &request.error) {
+                (Some(status), _) => format!("status {status} from {}", request.served_by.as_deref().unwrap_or("no webapp")),
+                (None, Some(error)) => error.clone(),
+                (None, None) => "no answer".into(),
+            };
+            verdict.fail(format!(
+                "request #{} sent at {} while converged on {:?}: {outcome}",
+                request.id,
+                secs(request.sent),
+                servers
+            ));
+        }
+    }
+    verdict.finish()
+}

@@ -1,0 +1,76 @@
+//! `rollcall-sim`: run scenario files in the simulator.
+//!
+//! Exit codes: 0 the outcome is the one the scenario expects, 1 it is not (or the simulated
+//! software crashed), 2 bad input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rollcall-sim", version, about = "Deterministic simulation of the rollcall stack")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario with one seed.
+    Run {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The seed: the same seed on the same commit replays the same run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write every trace record to FILE as JSON Lines.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { scenario, seed, json, trace } => run(scenario, seed, json, trace),
+    }
+}
+
+fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>) -> ExitCode {
+    let world = match rollcall_sim::scenario::load(&scenario) {
+        Ok(world) => world,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let file = scenario.display().to_string();
+    let wall = std::time::Instant::now();
+    let run = match rollcall_sim::run(&world, &file, seed) {
+        Ok(run) => run,
+        Err(error) => {
+            eprintln!("error: {error}");
+            eprintln!("ROLLCALL_SEED={seed} (commit {})", rollcall_sim::report::COMMIT);
+            eprintln!("replay: {}", rollcall_sim::report::replay_command(&file, seed));
+            return ExitCode::from(1);
+        }
+    };
+    let wall = wall.elapsed();
+    if let Some(path) = trace_path {
+        if let Err(error) = run.trace.write(&path) {
+            eprintln!("error: cannot write trace {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run.report).expect("reports serialize"));
+    } else {
+        print!("{}", run.report.to_text());
+    }
+    eprintln!("wall time: {:.3}s", wall.as_secs_f64());
+    if run.report.as_expected { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}

@@ -1,0 +1,216 @@
+//! What a run prints: a compact timeline, a verdict per invariant, the trace hash, and on an
+//! unexpected outcome the seed and the exact replay command.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use rollcall::host::{Event, MemberChange};
+
+use crate::invariants::Verdict;
+use crate::trace::{Record, Trace};
+
+/// The commit this binary was built from (seeds replay per commit).
+pub const COMMIT: &str = env!("ROLLCALL_COMMIT");
+
+/// One line of the timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// Simulated time in milliseconds.
+    pub t_ms: u64,
+    /// Host.
+    pub host: String,
+    /// What happened, in words.
+    pub what: String,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario file as given.
+    pub file: String,
+    /// The seed.
+    pub seed: u64,
+    /// The commit it replays on.
+    pub commit: String,
+    /// Simulated duration in milliseconds.
+    pub duration_ms: u64,
+    /// Number of trace records.
+    pub records: usize,
+    /// BLAKE3 of the trace.
+    pub trace_hash: String,
+    /// Verdicts in scenario order.
+    pub verdicts: Vec<Verdict>,
+    /// Invariants the scenario expects to be violated.
+    pub expected_violations: Vec<String>,
+    /// Whether the outcome is the expected one.
+    pub as_expected: bool,
+    /// The command that replays this run.
+    pub replay: String,
+    /// The compact timeline.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl Report {
+    /// Builds the report of a finished run.
+    pub fn new(
+        scenario: &str,
+        file: &str,
+        seed: u64,
+        duration_ms: u64,
+        trace: &Trace,
+        verdicts: Vec<Verdict>,
+        expected_violations: Vec<String>,
+    ) -> Self {
+        let violated: BTreeSet<&str> = verdicts.iter().filter(|v| !v.holds()).map(|v| v.name.as_str()).collect();
+        let expected: BTreeSet<&str> = expected_violations.iter().map(String::as_str).collect();
+        Report {
+            scenario: scenario.into(),
+            file: file.into(),
+            seed,
+            commit: COMMIT.into(),
+            duration_ms,
+            records: trace.records.len(),
+            trace_hash: trace.hash(),
+            as_expected: violated == expected,
+            verdicts,
+            expected_violations,
+            replay: replay_command(file, seed),
+            timeline: timeline(trace),
+        }
+    }
+
+    /// The human-readable form.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "scenario {} ({})  seed {}  commit {}", self.scenario, self.file, self.seed, self.commit);
+        for entry in &self.timeline {
+            let _ = writeln!(out, "{:>9.3}s  {:<8} {}", entry.t_ms as f64 / 1000.0, entry.host, entry.what);
+        }
+        let _ = writeln!(out, "invariants:");
+        for verdict in &self.verdicts {
+            let state = if verdict.holds() { "HOLDS" } else { "VIOLATED" };
+            let expected = self.expected_violations.contains(&verdict.name);
+            let note = if expected { " (expected to be violated)" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {:<9} {state:<8} {} checked, {} failed: {}{note}",
+                verdict.name, verdict.checked, verdict.failed, verdict.rule
+            );
+            for violation in &verdict.violations {
+                let _ = writeln!(out, "      - {violation}");
+            }
+        }
+        let _ = writeln!(out, "trace: {} records, hash {}", self.records, self.trace_hash);
+        if self.as_expected {
+            let _ = writeln!(out, "outcome: as expected");
+        } else {
+            let _ = writeln!(out, "outcome: NOT as expected (expected violated: {:?})", self.expected_violations);
+            let _ = writeln!(out, "ROLLCALL_SEED={} (commit {})", self.seed, self.commit);
+            let _ = writeln!(out, "replay: {}", self.replay);
+        }
+        out
+    }
+}
+
+/// The exact command that replays a run.
+pub fn replay_command(file: &str, seed: u64) -> String {
+    format!("cargo run --release -p rollcall-sim -- run {file} --seed {seed}")
+}
+
+/// Protocol-level events, plus the requests between two of them folded into one line.
+fn timeline(trace: &Trace) -> Vec<TimelineEntry> {
+    let mut entries = Vec::new();
+    let mut requests: Option<RequestRun> = None;
+    for record in &trace.records {
+        if let Event::Request { id, status, served_by, error, .. } = &record.event {
+            let outcome = match (status, error) {
+                (Some(status), _) => status.to_string(),
+                (None, Some(error)) => format!("failed ({})", error.split(':').next().unwrap_or(error)),
+                (None, None) => "failed".into(),
+            };
+            let run = requests.get_or_insert_with(|| RequestRun {
+                t_ms: record.t_us / 1000,
+                host: record.host.clone(),
+                first: *id,
+                last: *id,
+                outcomes: BTreeMap::new(),
+                served_by: BTreeSet::new(),
+            });
+            run.last = *id;
+            *run.outcomes.entry(outcome).or_default() += 1;
+            run.served_by.extend(served_by.clone());
+            continue;
+        }
+        if let Some(what) = describe(record) {
+            // A run of requests ends at any other event, so each run has one context.
+            entries.extend(requests.take().map(RequestRun::entry));
+            entries.push(TimelineEntry { t_ms: record.t_us / 1000, host: record.host.clone(), what });
+        }
+    }
+    entries.extend(requests.map(RequestRun::entry));
+    entries
+}
+
+struct RequestRun {
+    t_ms: u64,
+    host: String,
+    first: u64,
+    last: u64,
+    outcomes: BTreeMap<String, u32>,
+    served_by: BTreeSet<String>,
+}
+
+impl RequestRun {
+    fn entry(self) -> TimelineEntry {
+        let outcomes: Vec<String> = self.outcomes.iter().map(|(outcome, n)| format!("{n} x {outcome}")).collect();
+        let by = if self.served_by.is_empty() {
+            String::new()
+        } else {
+            format!(" (served by {})", self.served_by.into_iter().collect::<Vec<_>>().join(", "))
+        };
+        TimelineEntry {
+            t_ms: self.t_ms,
+            host: self.host,
+            what: format!("requests #{}..#{}: {}{by}", self.first, self.last, outcomes.join(", ")),
+        }
+    }
+}
+
+fn describe(record: &Record) -> Option<String> {
+    let text = match &record.event {
+        Event::HostBooted { boot } => format!("host booted (boot {boot})"),
+        Event::JoinAttempt { attempt, seeds } => format!("join attempt {attempt} via {}", seeds.join(", ")),
+        Event::Joined { via } => format!("joined via {via}"),
+        Event::JoinGaveUp { attempts } => format!("join gave up after {attempts} attempt(s)"),
+        Event::Member { change, member, addr, tags } => {
+            let change = match change {
+                MemberChange::Join => "member-join",
+                MemberChange::Update => "member-update",
+                MemberChange::Failed => "member-failed",
+            };
+            let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{change} {member} {addr} {}", tags.join(","))
+        }
+        Event::ServiceStarted { service } => format!("service {service} started"),
+        Event::ServiceExited { service, status } => format!("service {service} exited ({status})"),
+        Event::ServiceDown { service } => format!("service {service} down for good (finish exit 125)"),
+        Event::HostHalted { service } => format!("host halted: main service {service} ended"),
+        Event::Rendered { path, backends, .. } => format!("rendered {path}: backends [{}]", backends.join(", ")),
+        Event::RenderFailed { error } => format!("render failed: {error}"),
+        Event::Reloaded { bind, servers } => format!("balancer loaded {bind} -> [{}]", servers.join(", ")),
+        Event::ReloadFailed { error } => format!("balancer kept its config: {error}"),
+        Event::Fault { fault } => format!("FAULT {fault}"),
+        Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
+        Event::DatagramSent { .. }
+        | Event::DatagramReceived { .. }
+        | Event::DatagramDropped { .. }
+        | Event::Timer { .. }
+        | Event::Proxied { .. }
+        | Event::Request { .. } => return None,
+    };
+    Some(text)
+}
