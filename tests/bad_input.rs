@@ -1,1 +1,121 @@
+//! Bad scenario files get a one-line error naming the file, line and key; never a panic.
 
+use std::path::{Path, PathBuf};
+
+use rollcall_sim::scenario::{self, ScenarioError};
+
+const GOOD: &str = r#"name = "t"
+duration_s = 10
+
+[gossip]
+seeds = ["ha"]
+
+[[host]]
+name = "ha"
+role = "balancer"
+template = "templates/haproxy.cfg.hb"
+
+[[host]]
+name = "s1"
+role = "backend"
+
+[invariants]
+converge_rounds = 5
+"#;
+
+fn base() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+fn parse(text: &str) -> Result<rollcall_sim::world::World, ScenarioError> {
+    scenario::parse("bad.toml", text, &base())
+}
+
+fn error(text: &str) -> ScenarioError {
+    let error = parse(text).expect_err("bad input must be rejected");
+    let line = error.to_string();
+    assert!(!line.contains('\n'), "one line: {line}");
+    assert!(line.starts_with("bad.toml:"), "{line}");
+    error
+}
+
+#[test]
+fn the_good_file_parses() {
+    let world = parse(GOOD).unwrap();
+    assert_eq!(world.hosts.len(), 2);
+}
+
+#[test]
+fn unknown_key() {
+    let e = error(&GOOD.replace("role = \"backend\"", "role = \"backend\"\ncolour = \"red\""));
+    assert_eq!(e.line, 15);
+    assert!(e.message.contains("colour"), "{e}");
+}
+
+#[test]
+fn wrong_type() {
+    let e = error(&GOOD.replace("duration_s = 10", "duration_s = \"ten\""));
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn missing_field() {
+    let e = error(&GOOD.replace("[invariants]\nconverge_rounds = 5\n", ""));
+    assert!(e.message.contains("invariants"), "{e}");
+}
+
+#[test]
+fn unknown_host_in_seeds_start_order_and_faults() {
+    let e = error(&GOOD.replace("seeds = [\"ha\"]", "seeds = [\"hq\"]"));
+    assert_eq!((e.line, e.column), (5, 10));
+    assert!(e.message.contains("unknown host 'hq'"), "{e}");
+
+    let e = error(&format!("{GOOD}\n[start]\norder = [\"s1\", \"s9\"]\n"));
+    assert_eq!(e.line, 20);
+    assert!(e.message.contains("'s9'"), "{e}");
+
+    let e = error(&format!("{GOOD}\n[[fault]]\nkind = \"host-crash\"\nat_s = 1\nhost = \"s7\"\n"));
+    assert_eq!(e.line, 19, "the fault's table");
+    assert!(e.message.contains("'s7'"), "{e}");
+}
+
+#[test]
+fn unknown_fault_kind_and_bad_values() {
+    let e = error(&format!("{GOOD}\n[[fault]]\nkind = \"meteor\"\nat_s = 1\n"));
+    assert!(e.message.contains("meteor"), "{e}");
+    let e = error(&format!("{GOOD}\n[[fault]]\nkind = \"loss\"\nat_s = 1\nfor_s = 2\nrate = 1.5\n"));
+    assert!(e.message.contains("1.5"), "{e}");
+    let e = error(&format!("{GOOD}\n[expect]\nviolated = [\"liveness\"]\n"));
+    assert!(e.message.contains("unknown invariant 'liveness'"), "{e}");
+}
+
+#[test]
+fn a_template_syntax_error_names_the_template_file_line_and_column() {
+    let dir = std::env::temp_dir().join(format!("rollcall-bad-template-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(dir.join("templates/haproxy.cfg.hb"), "backend nodes\n{{#each addresses}}\n{{/eahc}}\n").unwrap();
+    let e = scenario::parse("bad.toml", GOOD, &dir).expect_err("syntax error");
+    assert_eq!(e.line, 10, "{e}");
+    assert!(e.message.contains("haproxy.cfg.hb:3:"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_cli_exits_2_on_bad_input() {
+    let dir = std::env::temp_dir().join(format!("rollcall-bad-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "name = 3\n").unwrap();
+    let cli = env!("CARGO_BIN_EXE_rollcall-sim");
+    let output = std::process::Command::new(cli).args(["run", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml:1:8"), "{stderr}");
+    let missing = std::process::Command::new(cli).args(["run", "/nonexistent.toml"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let bad_seed = std::process::Command::new(cli).args(["run", "x.toml", "--seed", "abc"]).output().unwrap();
+    assert_eq!(bad_seed.status.code(), Some(2));
+    assert!(Path::new(&file).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
