@@ -1,1 +1,152 @@
-fn main(){}
+//! `rollcall`: one node of the lab stack on real sockets.
+//!
+//! ```text
+//! rollcall node --name ha --role balancer --advertise 127.0.0.1 --template haproxy.cfg.hb --output haproxy.cfg
+//! rollcall node --name s1 --role backend --advertise 127.0.0.2 --join 127.0.0.1 --retry-join
+//! ```
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::mpsc;
+
+use rollcall::gossip::JoinMode;
+use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
+use rollcall::net::tokio_net::TokioNet;
+use rollcall::node::{self, GossipSettings, NodeSpec, Role};
+
+#[derive(Parser)]
+#[command(name = "rollcall", version, about = "The rollcall stack on real sockets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Balancer,
+    Backend,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node until interrupted.
+    Node {
+        /// Node name (unique in the cluster).
+        #[arg(long)]
+        name: String,
+        /// What the node runs.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Address peers reach this node at (also the address it binds).
+        #[arg(long)]
+        advertise: IpAddr,
+        /// Gossip port.
+        #[arg(long, default_value_t = node::GOSSIP_PORT)]
+        gossip_port: u16,
+        /// Seed to join through (repeatable), as host or host:port.
+        #[arg(long)]
+        join: Vec<String>,
+        /// Keep retrying the join (Serf's -retry-join) instead of giving up.
+        #[arg(long)]
+        retry_join: bool,
+        /// Time between join attempts, in ms.
+        #[arg(long, default_value_t = 2000)]
+        retry_interval_ms: u64,
+        /// Balancer: the handlebars template.
+        #[arg(long, required_if_eq("role", "balancer"))]
+        template: Option<PathBuf>,
+        /// Balancer: the rendered configuration file.
+        #[arg(long, required_if_eq("role", "balancer"))]
+        output: Option<PathBuf>,
+        /// Backend: the webapp's TAG.
+        #[arg(long, default_value = "")]
+        tag: String,
+        /// Seed of the node's random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// Real monotonic time since the process started.
+struct ProcessClock(tokio::time::Instant);
+
+impl Clock for ProcessClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// Prints every event as one JSON line on stdout.
+struct PrintObserver;
+
+impl Observer for PrintObserver {
+    fn record(&self, at: Duration, host: &str, event: Event) {
+        let line = serde_json::json!({ "t_us": at.as_micros() as u64, "host": host, "event": event });
+        println!("{line}");
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let Command::Node {
+        name,
+        role,
+        advertise,
+        gossip_port,
+        join,
+        retry_join,
+        retry_interval_ms,
+        template,
+        output,
+        tag,
+        seed,
+    } = Cli::parse().command;
+    let role = match role {
+        RoleArg::Backend => Role::Backend,
+        RoleArg::Balancer => {
+            let template = template.context("--template is required for a balancer")?;
+            let template_text = std::fs::read_to_string(&template)
+                .with_context(|| format!("cannot read template {}", template.display()))?;
+            let template_file = template.display().to_string();
+            rollcall::render::Renderer::new(&template_file, &template_text)?;
+            Role::Balancer { template_file, template_text, output: output.context("--output is required")? }
+        }
+    };
+    let join_mode = if retry_join {
+        JoinMode::Retry { interval: Duration::from_millis(retry_interval_ms), max: 0 }
+    } else {
+        JoinMode::Once { timeout: Duration::from_secs(1) }
+    };
+    let spec = NodeSpec {
+        role,
+        gossip: GossipSettings { seeds: join, join: join_mode, ..GossipSettings::default() },
+        gossip_port,
+        tag,
+        permanent_failure: Vec::new(),
+    };
+    // One thread, like a simulated host: the same futures run here and under turmoil.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let env = HostEnv::new(
+            name,
+            TokioNet { advertise },
+            Rc::new(ProcessClock(tokio::time::Instant::now())),
+            Rc::new(RealDisk),
+            Rc::new(PrintObserver),
+            seed,
+        );
+        let (_control, control_rx) = mpsc::unbounded_channel();
+        tokio::select! {
+            () = node::boot(env, spec, Rc::new(Cell::default()), control_rx) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
+    Ok(())
+}

@@ -31,6 +31,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// The services a node of this role supervises, in start order.
+    pub fn services(&self) -> &'static [&'static str] {
+        match self {
+            Role::Balancer { .. } => &["serf", "renderer", "haproxy"],
+            Role::Backend => &["serf", "webapp"],
+        }
+    }
+
     /// The `role` tag value.
     pub fn tag(&self) -> &'static str {
         match self {
@@ -107,7 +115,12 @@ pub async fn boot<N: Net>(
             };
             let (render_env, render_view, render_reload) = (env.clone(), view.clone(), reload.clone());
             services.push(service(&spec, "renderer", move || {
-                let run = render::run(render_env.clone(), settings.clone(), render_view.subscribe(), render_reload.clone());
+                let run = render::run(
+                    render_env.clone(),
+                    settings.clone(),
+                    render_view.subscribe(),
+                    render_reload.clone(),
+                );
                 Box::pin(run)
             }));
             let (proxy_env, output) = (env.clone(), output.clone());
@@ -117,7 +130,8 @@ pub async fn boot<N: Net>(
         }
         Role::Backend => {
             let (app_env, tag) = (env.clone(), spec.tag.clone());
-            services.push(service(&spec, "webapp", move || Box::pin(webapp::run(app_env.clone(), tag.clone()))));
+            services
+                .push(service(&spec, "webapp", move || Box::pin(webapp::run(app_env.clone(), tag.clone()))));
         }
     }
     supervisor::run(env, services, control).await;

@@ -94,7 +94,8 @@ fn unknown_fault_kind_and_bad_values() {
 fn a_template_syntax_error_names_the_template_file_line_and_column() {
     let dir = std::env::temp_dir().join(format!("rollcall-bad-template-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("templates")).unwrap();
-    std::fs::write(dir.join("templates/haproxy.cfg.hb"), "backend nodes\n{{#each addresses}}\n{{/eahc}}\n").unwrap();
+    std::fs::write(dir.join("templates/haproxy.cfg.hb"), "backend nodes\n{{#each addresses}}\n{{/eahc}}\n")
+        .unwrap();
     let e = scenario::parse("bad.toml", GOOD, &dir).expect_err("syntax error");
     assert_eq!(e.line, 10, "{e}");
     assert!(e.message.contains("haproxy.cfg.hb:3:"), "{e}");

@@ -13,7 +13,8 @@ fn scenario_path(name: &str) -> PathBuf {
 fn run(name: &str, seed: u64) -> rollcall_sim::Run {
     let path = scenario_path(name);
     let world = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    rollcall_sim::run(&world, &path.display().to_string(), seed).unwrap_or_else(|e| panic!("{name} seed {seed}: {e}"))
+    rollcall_sim::run(&world, &path.display().to_string(), seed)
+        .unwrap_or_else(|e| panic!("{name} seed {seed}: {e}"))
 }
 
 fn assert_as_expected(name: &str, seeds: std::ops::RangeInclusive<u64>) {
@@ -80,14 +81,18 @@ fn a_run_that_breaks_its_expectation_fails_with_the_replay_command() {
     assert!(!run.report.as_expected);
     let text = run.report.to_text();
     assert!(text.contains("ROLLCALL_SEED=9"), "{text}");
-    assert!(text.contains("cargo run --release -p rollcall-sim -- run lab-join-no-retry.toml --seed 9"), "{text}");
+    assert!(
+        text.contains("cargo run --release -p rollcall-sim -- run lab-join-no-retry.toml --seed 9"),
+        "{text}"
+    );
 }
 
 #[test]
 fn the_cli_exit_code_says_whether_the_outcome_was_expected() {
     let cli = env!("CARGO_BIN_EXE_rollcall-sim");
     let status = |args: &[&str]| Command::new(cli).args(args).output().unwrap();
-    let lab = status(&["run", scenario_path("lab-join-no-retry.toml").to_str().unwrap(), "--seed", "1", "--json"]);
+    let lab =
+        status(&["run", scenario_path("lab-join-no-retry.toml").to_str().unwrap(), "--seed", "1", "--json"]);
     assert_eq!(lab.status.code(), Some(0), "{}", String::from_utf8_lossy(&lab.stderr));
     let report: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap();
     assert_eq!(report["as_expected"], true);
@@ -105,7 +110,8 @@ fn the_cli_exit_code_says_whether_the_outcome_was_expected() {
     assert!(String::from_utf8_lossy(&failed.stdout).contains("--seed 3"));
 
     let trace = dir.join("trace.jsonl");
-    let traced = status(&["run", scenario_path("lab.toml").to_str().unwrap(), "--trace", trace.to_str().unwrap()]);
+    let traced =
+        status(&["run", scenario_path("lab.toml").to_str().unwrap(), "--trace", trace.to_str().unwrap()]);
     assert_eq!(traced.status.code(), Some(0));
     let lines = std::fs::read_to_string(&trace).unwrap();
     let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();

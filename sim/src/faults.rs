@@ -125,9 +125,10 @@ impl Plan {
                     FaultAction::SetLatency { hosts: hosts.clone(), extra_ms: extra.as_millis() as u64 },
                     Some(FaultAction::SetLatency { hosts: hosts.clone(), extra_ms: 0 }),
                 ),
-                FaultKind::HostCrash { host } => {
-                    (FaultAction::Crash { host: host.clone() }, Some(FaultAction::Restart { host: host.clone() }))
-                }
+                FaultKind::HostCrash { host } => (
+                    FaultAction::Crash { host: host.clone() },
+                    Some(FaultAction::Restart { host: host.clone() }),
+                ),
                 FaultKind::ServiceCrash { host, service } => {
                     (FaultAction::KillService { host: host.clone(), service: service.clone() }, None)
                 }

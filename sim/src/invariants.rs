@@ -106,7 +106,8 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
 
 fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
     let balancer = &obs.balancer;
-    let rule = format!("a webapp cut off from {balancer} leaves its rendered backends within {rounds} rounds");
+    let rule =
+        format!("a webapp cut off from {balancer} leaves its rendered backends within {rounds} rounds");
     let mut verdict = Verdict::new("detect", rule);
     for webapp in &obs.webapps {
         for (start, end) in obs.spans(|t| obs.is_lost(webapp, t)).0 {
@@ -130,7 +131,8 @@ fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
 
 fn serve(obs: &Observations) -> Verdict {
     let balancer = &obs.balancer;
-    let rule = format!("while {balancer} has loaded exactly the reachable webapps, every request gets 200 from one");
+    let rule =
+        format!("while {balancer} has loaded exactly the reachable webapps, every request gets 200 from one");
     let mut verdict = Verdict::new("serve", rule);
     let points = obs.change_points();
     let converged = |t: Duration| {
@@ -149,7 +151,9 @@ fn serve(obs: &Observations) -> Verdict {
         let served_by_a_server = request.served_by.as_ref().is_some_and(|s| servers.contains(s));
         if request.status != Some(200) || !served_by_a_server {
             let outcome = match (&request.status, &request.error) {
-                (Some(status), _) => format!("status {status} from {}", request.served_by.as_deref().unwrap_or("no webapp")),
+                (Some(status), _) => {
+                    format!("status {status} from {}", request.served_by.as_deref().unwrap_or("no webapp"))
+                }
                 (None, Some(error)) => error.clone(),
                 (None, None) => "no answer".into(),
             };

@@ -38,6 +38,14 @@ pub fn run(world: &World, file: &str, seed: u64) -> Result<Run, EngineError> {
     let observations = observe::Observations::new(world, &plan, &trace);
     let verdicts = invariants::check(world, &observations);
     let duration_ms = world.duration.as_millis() as u64;
-    let report = Report::new(&world.name, file, seed, duration_ms, &trace, verdicts, world.expected_violations.clone());
+    let report = Report::new(
+        &world.name,
+        file,
+        seed,
+        duration_ms,
+        &trace,
+        verdicts,
+        world.expected_violations.clone(),
+    );
     Ok(Run { report, trace })
 }

@@ -66,6 +66,16 @@ pub struct RequestObservation {
     pub error: Option<String>,
 }
 
+/// A partition window; traffic between the groups is cut (one-way cuts count as cuts: a
+/// request needs both directions).
+#[derive(Clone, Debug)]
+struct Cut {
+    start: Duration,
+    end: Duration,
+    a: Vec<String>,
+    b: Vec<String>,
+}
+
 /// Everything the invariants read.
 pub struct Observations {
     /// The balancer host.
@@ -84,8 +94,8 @@ pub struct Observations {
     pub host_up: BTreeMap<String, Intervals>,
     /// When each webapp service was running.
     pub webapp_up: BTreeMap<String, Intervals>,
-    /// Partitions: (start, end, from, to, oneway).
-    cuts: Vec<(Duration, Duration, Vec<String>, Vec<String>, bool)>,
+    /// Partitions, with their windows.
+    cuts: Vec<Cut>,
     /// Client requests in completion order.
     pub requests: Vec<RequestObservation>,
 }
@@ -109,41 +119,52 @@ impl Observations {
                 Event::Reloaded { servers, .. } if record.host == balancer => {
                     loaded.push(at, servers.iter().cloned().collect());
                 }
-                Event::HostBooted { .. } => host_events.entry(record.host.clone()).or_default().push((at, true)),
-                Event::HostHalted { .. } => host_events.entry(record.host.clone()).or_default().push((at, false)),
+                Event::HostBooted { .. } => {
+                    host_events.entry(record.host.clone()).or_default().push((at, true))
+                }
+                Event::HostHalted { .. } => {
+                    host_events.entry(record.host.clone()).or_default().push((at, false))
+                }
                 Event::ServiceStarted { service } if service == "webapp" => {
                     service_starts.entry(record.host.clone()).or_default().push((at, true));
                 }
                 Event::ServiceExited { service, .. } if service == "webapp" => {
                     service_starts.entry(record.host.clone()).or_default().push((at, false));
                 }
-                Event::Request { id, sent_at_us, status, served_by, error } => requests.push(RequestObservation {
-                    id: *id,
-                    sent: Duration::from_micros(*sent_at_us),
-                    done: at,
-                    status: *status,
-                    served_by: served_by.clone(),
-                    error: error.clone(),
-                }),
+                Event::Request { id, sent_at_us, status, served_by, error } => {
+                    requests.push(RequestObservation {
+                        id: *id,
+                        sent: Duration::from_micros(*sent_at_us),
+                        done: at,
+                        status: *status,
+                        served_by: served_by.clone(),
+                        error: error.clone(),
+                    })
+                }
                 _ => {}
             }
         }
         let mut cuts = Vec::new();
-        let mut open_cuts: Vec<(Duration, Vec<String>, Vec<String>, bool)> = Vec::new();
+        let mut open_cuts: Vec<(Cut, bool)> = Vec::new();
         for step in &plan.steps {
             match &step.action {
-                FaultAction::Crash { host } => host_events.entry(host.clone()).or_default().push((step.at, false)),
-                FaultAction::Partition { a, b, oneway } => open_cuts.push((step.at, a.clone(), b.clone(), *oneway)),
+                FaultAction::Crash { host } => {
+                    host_events.entry(host.clone()).or_default().push((step.at, false))
+                }
+                FaultAction::Partition { a, b, oneway } => {
+                    open_cuts.push((Cut { start: step.at, end, a: a.clone(), b: b.clone() }, *oneway))
+                }
                 FaultAction::Repair { a, b, oneway } => {
-                    if let Some(i) = open_cuts.iter().position(|c| c.1 == *a && c.2 == *b && c.3 == *oneway) {
-                        let (start, a, b, oneway) = open_cuts.remove(i);
-                        cuts.push((start, step.at, a, b, oneway));
+                    let same = |(cut, way): &(Cut, bool)| cut.a == *a && cut.b == *b && way == oneway;
+                    if let Some(i) = open_cuts.iter().position(same) {
+                        let (cut, _) = open_cuts.remove(i);
+                        cuts.push(Cut { end: step.at, ..cut });
                     }
                 }
                 _ => {}
             }
         }
-        cuts.extend(open_cuts.into_iter().map(|(start, a, b, oneway)| (start, end, a, b, oneway)));
+        cuts.extend(open_cuts.into_iter().map(|(cut, _)| cut));
         let host_up: BTreeMap<String, Intervals> = world
             .hosts
             .iter()
@@ -175,13 +196,18 @@ impl Observations {
         }
     }
 
+    /// The first time the balancer's rendered backends list every webapp.
+    pub fn converged_at(&self) -> Option<Duration> {
+        let all: BTreeSet<String> = self.webapps.iter().cloned().collect();
+        self.rendered.changes.iter().find(|(_, set)| set.is_superset(&all)).map(|(at, _)| *at)
+    }
+
     /// Whether traffic between `a` and `b` is cut (in either direction) at `at`.
     pub fn is_cut(&self, a: &str, b: &str, at: Duration) -> bool {
         let name = |list: &[String], n: &str| list.iter().any(|x| x == n);
-        self.cuts.iter().any(|(start, end, from, to, _)| {
-            *start <= at
-                && at < *end
-                && ((name(from, a) && name(to, b)) || (name(from, b) && name(to, a)))
+        self.cuts.iter().any(|cut| {
+            let between = (name(&cut.a, a) && name(&cut.b, b)) || (name(&cut.a, b) && name(&cut.b, a));
+            cut.start <= at && at < cut.end && between
         })
     }
 
@@ -210,9 +236,9 @@ impl Observations {
         for intervals in self.host_up.values().chain(self.webapp_up.values()) {
             points.extend(intervals.boundaries());
         }
-        for (start, end, ..) in &self.cuts {
-            points.insert(*start);
-            points.insert(*end);
+        for cut in &self.cuts {
+            points.insert(cut.start);
+            points.insert(cut.end);
         }
         points.extend(self.rendered.changes_within(Duration::ZERO, self.end));
         points.extend(self.loaded.changes_within(Duration::ZERO, self.end));

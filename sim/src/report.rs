@@ -65,7 +65,8 @@ impl Report {
         verdicts: Vec<Verdict>,
         expected_violations: Vec<String>,
     ) -> Self {
-        let violated: BTreeSet<&str> = verdicts.iter().filter(|v| !v.holds()).map(|v| v.name.as_str()).collect();
+        let violated: BTreeSet<&str> =
+            verdicts.iter().filter(|v| !v.holds()).map(|v| v.name.as_str()).collect();
         let expected: BTreeSet<&str> = expected_violations.iter().map(String::as_str).collect();
         Report {
             scenario: scenario.into(),
@@ -86,7 +87,11 @@ impl Report {
     /// The human-readable form.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "scenario {} ({})  seed {}  commit {}", self.scenario, self.file, self.seed, self.commit);
+        let _ = writeln!(
+            out,
+            "scenario {} ({})  seed {}  commit {}",
+            self.scenario, self.file, self.seed, self.commit
+        );
         for entry in &self.timeline {
             let _ = writeln!(out, "{:>9.3}s  {:<8} {}", entry.t_ms as f64 / 1000.0, entry.host, entry.what);
         }
@@ -108,7 +113,8 @@ impl Report {
         if self.as_expected {
             let _ = writeln!(out, "outcome: as expected");
         } else {
-            let _ = writeln!(out, "outcome: NOT as expected (expected violated: {:?})", self.expected_violations);
+            let _ =
+                writeln!(out, "outcome: NOT as expected (expected violated: {:?})", self.expected_violations);
             let _ = writeln!(out, "ROLLCALL_SEED={} (commit {})", self.seed, self.commit);
             let _ = writeln!(out, "replay: {}", self.replay);
         }
@@ -166,7 +172,8 @@ struct RequestRun {
 
 impl RequestRun {
     fn entry(self) -> TimelineEntry {
-        let outcomes: Vec<String> = self.outcomes.iter().map(|(outcome, n)| format!("{n} x {outcome}")).collect();
+        let outcomes: Vec<String> =
+            self.outcomes.iter().map(|(outcome, n)| format!("{n} x {outcome}")).collect();
         let by = if self.served_by.is_empty() {
             String::new()
         } else {
@@ -199,7 +206,9 @@ fn describe(record: &Record) -> Option<String> {
         Event::ServiceExited { service, status } => format!("service {service} exited ({status})"),
         Event::ServiceDown { service } => format!("service {service} down for good (finish exit 125)"),
         Event::HostHalted { service } => format!("host halted: main service {service} ended"),
-        Event::Rendered { path, backends, .. } => format!("rendered {path}: backends [{}]", backends.join(", ")),
+        Event::Rendered { path, backends, .. } => {
+            format!("rendered {path}: backends [{}]", backends.join(", "))
+        }
         Event::RenderFailed { error } => format!("render failed: {error}"),
         Event::Reloaded { bind, servers } => format!("balancer loaded {bind} -> [{}]", servers.join(", ")),
         Event::ReloadFailed { error } => format!("balancer kept its config: {error}"),

@@ -207,8 +207,12 @@ struct ExpectSection {
 /// Loads, parses and resolves a scenario file.
 pub fn load(path: &Path) -> Result<World, ScenarioError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ScenarioError { file: file.clone(), line: 1, column: 1, message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        line: 1,
+        column: 1,
+        message: e.to_string(),
+    })?;
     parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
 }
 
@@ -220,7 +224,8 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<World, ScenarioError
     };
     let parsed: ScenarioFile =
         toml::from_str(text).map_err(|e| error(e.span(), e.message().trim().replace('\n', " ")))?;
-    Resolver { error: &error, base }.resolve(parsed)
+    let names = parsed.hosts.iter().map(|h| h.name.get_ref().clone()).collect();
+    Resolver { error: &error, base, names }.resolve(parsed)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -233,6 +238,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 struct Resolver<'a, E: Fn(Option<Range<usize>>, String) -> ScenarioError> {
     error: &'a E,
     base: &'a Path,
+    /// Host names in file order.
+    names: Vec<String>,
 }
 
 impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
@@ -240,25 +247,35 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         Err((self.error)(Some(span), message.into()))
     }
 
+    fn known(&self, name: &Spanned<String>) -> Result<String, ScenarioError> {
+        if self.names.contains(name.get_ref()) {
+            Ok(name.get_ref().clone())
+        } else {
+            let hosts = self.names.join(", ");
+            self.fail(name.span(), format!("unknown host '{}' (hosts: {hosts})", name.get_ref()))
+        }
+    }
+
+    fn known_all(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ScenarioError> {
+        list.iter().map(|name| self.known(name)).collect()
+    }
+
     fn resolve(&self, file: ScenarioFile) -> Result<World, ScenarioError> {
-        let names: Vec<String> = file.hosts.iter().map(|h| h.name.get_ref().clone()).collect();
+        let names = &self.names;
         let mut seen = BTreeSet::new();
         for host in &file.hosts {
             if !seen.insert(host.name.get_ref().clone()) {
-                return self.fail(host.name.span(), format!("host '{}' is defined twice", host.name.get_ref()));
+                return self
+                    .fail(host.name.span(), format!("host '{}' is defined twice", host.name.get_ref()));
             }
         }
-        let known = |name: &Spanned<String>| -> Result<String, ScenarioError> {
-            if names.contains(name.get_ref()) {
-                Ok(name.get_ref().clone())
-            } else {
-                self.fail(name.span(), format!("unknown host '{}' (hosts: {})", name.get_ref(), names.join(", ")))
-            }
-        };
-        let known_all = |list: &[Spanned<String>]| list.iter().map(known).collect::<Result<Vec<_>, _>>();
-        let balancers: Vec<&HostSection> = file.hosts.iter().filter(|h| h.role == RoleKind::Balancer).collect();
+        let balancers: Vec<&HostSection> =
+            file.hosts.iter().filter(|h| h.role == RoleKind::Balancer).collect();
         if balancers.len() != 1 {
-            return Err((self.error)(None, format!("expected exactly one balancer host, found {}", balancers.len())));
+            return Err((self.error)(
+                None,
+                format!("expected exactly one balancer host, found {}", balancers.len()),
+            ));
         }
         let duration = seconds(file.duration_s);
         if duration.is_zero() || file.tick_ms == 0 {
@@ -268,20 +285,20 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         if gossip.probe_timeout_ms >= gossip.probe_interval_ms {
             return Err((self.error)(None, "gossip.probe_timeout_ms must be below probe_interval_ms".into()));
         }
-        let default_seeds = known_all(&gossip.seeds)?;
+        let default_seeds = self.known_all(&gossip.seeds)?;
         let mut hosts = Vec::new();
         for host in &file.hosts {
-            hosts.push(self.resolve_host(host, gossip, &default_seeds, &known, &known_all)?);
+            hosts.push(self.resolve_host(host, gossip, &default_seeds)?);
         }
-        let mut start_order = known_all(&file.start.order)?;
-        for name in &names {
+        let mut start_order = self.known_all(&file.start.order)?;
+        for name in names {
             if !start_order.contains(name) {
                 start_order.push(name.clone());
             }
         }
         let mut faults = Vec::new();
         for fault in &file.faults {
-            faults.push(self.resolve_fault(fault, duration, &names, &hosts)?);
+            faults.push(self.resolve_fault(fault, duration, &hosts)?);
         }
         let mut expected_violations = Vec::new();
         for name in &file.expect.violated {
@@ -316,14 +333,13 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         host: &HostSection,
         gossip: &GossipSection,
         default_seeds: &[String],
-        known: &dyn Fn(&Spanned<String>) -> Result<String, ScenarioError>,
-        known_all: &dyn Fn(&[Spanned<String>]) -> Result<Vec<String>, ScenarioError>,
     ) -> Result<HostSpec, ScenarioError> {
         let name = host.name.get_ref().clone();
         let span = host.name.span();
         let misplaced = |field: &str, present: bool, allowed: bool| -> Result<(), ScenarioError> {
             if present && !allowed {
-                return self.fail(span.clone(), format!("host '{name}': '{field}' does not apply to this role"));
+                return self
+                    .fail(span.clone(), format!("host '{name}': '{field}' does not apply to this role"));
             }
             Ok(())
         };
@@ -337,12 +353,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         misplaced("join", host.join.is_some(), !is_client)?;
         misplaced("seeds", host.seeds.is_some(), !is_client)?;
         if is_client {
-            let target = host
-                .target
-                .as_ref()
-                .map(known)
-                .transpose()?
-                .ok_or_else(|| (self.error)(Some(span.clone()), format!("client '{name}' needs a 'target'")))?;
+            let target = host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
+                (self.error)(Some(span.clone()), format!("client '{name}' needs a 'target'"))
+            })?;
             let interval = Duration::from_millis(host.interval_ms.unwrap_or(100).max(1));
             let timeout = Duration::from_millis(host.timeout_ms.unwrap_or(2000).max(1));
             return Ok(HostSpec { name, kind: HostKind::Client(ClientSpec { target, interval, timeout }) });
@@ -363,35 +376,39 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 Role::Balancer {
                     template_file: path.display().to_string(),
                     template_text: text,
-                    output: PathBuf::from(host.output.clone().unwrap_or_else(|| "/etc/haproxy/haproxy.cfg".into())),
+                    output: PathBuf::from(
+                        host.output.clone().unwrap_or_else(|| "/etc/haproxy/haproxy.cfg".into()),
+                    ),
                 }
             }
             RoleKind::Backend => Role::Backend,
             RoleKind::Client => unreachable!("clients returned above"),
         };
-        let allowed_services: &[&str] = match role {
-            Role::Balancer { .. } => &["serf", "renderer", "haproxy"],
-            Role::Backend => &["serf", "webapp"],
-        };
+        let allowed_services = role.services();
         let mut permanent_failure = Vec::new();
         for service in &host.permanent_failure {
             if !allowed_services.contains(&service.get_ref().as_str()) {
                 return self.fail(
                     service.span(),
-                    format!("host '{name}' has no service '{}' (services: {})", service.get_ref(), allowed_services.join(", ")),
+                    format!(
+                        "host '{name}' has no service '{}' (services: {})",
+                        service.get_ref(),
+                        allowed_services.join(", ")
+                    ),
                 );
             }
             permanent_failure.push(service.get_ref().clone());
         }
         let seeds = match &host.seeds {
-            Some(seeds) => known_all(seeds)?,
+            Some(seeds) => self.known_all(seeds)?,
             None => default_seeds.to_vec(),
         };
         let join = match host.join.unwrap_or(gossip.join) {
             JoinKind::Once => JoinMode::Once { timeout: Duration::from_millis(gossip.join_timeout_ms) },
-            JoinKind::Retry => {
-                JoinMode::Retry { interval: Duration::from_millis(gossip.retry_interval_ms), max: gossip.retry_max }
-            }
+            JoinKind::Retry => JoinMode::Retry {
+                interval: Duration::from_millis(gossip.retry_interval_ms),
+                max: gossip.retry_max,
+            },
         };
         let node = NodeSpec {
             role,
@@ -414,16 +431,19 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         &self,
         fault: &Spanned<FaultSection>,
         duration: Duration,
-        names: &[String],
         hosts: &[HostSpec],
     ) -> Result<crate::faults::FaultSpec, ScenarioError> {
         use crate::faults::{FaultKind, FaultSpec};
         let span = fault.span();
+        let names = &self.names;
         let known = |name: &String| -> Result<String, ScenarioError> {
             if names.contains(name) {
                 Ok(name.clone())
             } else {
-                self.fail(span.clone(), format!("unknown host '{name}' in fault (hosts: {})", names.join(", ")))
+                self.fail(
+                    span.clone(),
+                    format!("unknown host '{name}' in fault (hosts: {})", names.join(", ")),
+                )
             }
         };
         let known_all = |list: &[String]| list.iter().map(known).collect::<Result<Vec<_>, _>>();
@@ -466,32 +486,46 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 if !(0.0..=1.0).contains(rate) {
                     return self.fail(span, format!("loss rate {rate} is not within 0 and 1"));
                 }
-                FaultSpec { at, lasting: Some(lasting), kind: FaultKind::Loss { hosts: all_or(hosts)?, rate: *rate } }
+                FaultSpec {
+                    at,
+                    lasting: Some(lasting),
+                    kind: FaultKind::Loss { hosts: all_or(hosts)?, rate: *rate },
+                }
             }
             FaultSection::Latency { at_s, for_s, extra_ms, hosts } => {
                 let (at, lasting) = window(*at_s, *for_s)?;
                 let extra = Duration::from_millis(*extra_ms);
-                FaultSpec { at, lasting: Some(lasting), kind: FaultKind::Latency { hosts: all_or(hosts)?, extra } }
+                FaultSpec {
+                    at,
+                    lasting: Some(lasting),
+                    kind: FaultKind::Latency { hosts: all_or(hosts)?, extra },
+                }
             }
             FaultSection::HostCrash { at_s, host, restart_after_s } => {
                 let (at, _) = window(*at_s, restart_after_s.unwrap_or(1.0))?;
-                let lasting = restart_after_s.map(|_| window(*at_s, restart_after_s.unwrap_or(1.0))).transpose()?;
-                FaultSpec { at, lasting: lasting.map(|w| w.1), kind: FaultKind::HostCrash { host: known(host)? } }
+                let lasting =
+                    restart_after_s.map(|_| window(*at_s, restart_after_s.unwrap_or(1.0))).transpose()?;
+                FaultSpec {
+                    at,
+                    lasting: lasting.map(|w| w.1),
+                    kind: FaultKind::HostCrash { host: known(host)? },
+                }
             }
             FaultSection::ServiceCrash { at_s, host, service } => {
                 let (at, _) = window(*at_s, 1.0)?;
                 let name = known(host)?;
-                let services: &[&str] = match hosts.iter().find(|h| h.name == name).map(|h| &h.kind) {
-                    Some(HostKind::Node(node)) => match node.role {
-                        Role::Balancer { .. } => &["serf", "renderer", "haproxy"],
-                        Role::Backend => &["serf", "webapp"],
-                    },
+                let services = match hosts.iter().find(|h| h.name == name).map(|h| &h.kind) {
+                    Some(HostKind::Node(node)) => node.role.services(),
                     _ => &[],
                 };
                 if !services.contains(&service.as_str()) {
                     return self.fail(span, format!("host '{name}' has no service '{service}'"));
                 }
-                FaultSpec { at, lasting: None, kind: FaultKind::ServiceCrash { host: name, service: service.clone() } }
+                FaultSpec {
+                    at,
+                    lasting: None,
+                    kind: FaultKind::ServiceCrash { host: name, service: service.clone() },
+                }
             }
         };
         Ok(spec)

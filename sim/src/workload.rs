@@ -42,7 +42,13 @@ pub async fn run<N: Net>(env: HostEnv<N>, spec: ClientSpec) {
 }
 
 fn failed(id: u64, sent_at: Duration, error: String) -> Event {
-    Event::Request { id, sent_at_us: sent_at.as_micros() as u64, status: None, served_by: None, error: Some(error) }
+    Event::Request {
+        id,
+        sent_at_us: sent_at.as_micros() as u64,
+        status: None,
+        served_by: None,
+        error: Some(error),
+    }
 }
 
 /// The `host` field of the webapp's JSON answer.

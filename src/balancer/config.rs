@@ -131,9 +131,13 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
                 Section::Frontend => {
                     let (_, bind, backend) = frontend.as_mut().expect("frontend section has a frontend");
                     match keyword {
-                        "bind" => *bind = Some(parse_bind(words.get(1).copied()).map_err(|m| error(line, m))?),
+                        "bind" => {
+                            *bind = Some(parse_bind(words.get(1).copied()).map_err(|m| error(line, m))?)
+                        }
                         "default_backend" => {
-                            let name = words.get(1).ok_or_else(|| error(line, "default_backend needs a name".into()))?;
+                            let name = words
+                                .get(1)
+                                .ok_or_else(|| error(line, "default_backend needs a name".into()))?;
                             *backend = Some(name.to_string());
                         }
                         "mode" if words.get(1) == Some(&"http") => {}
@@ -143,10 +147,15 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
                 Section::Backend => {
                     let backend = backends.get_mut(&current_backend).expect("backend section has a backend");
                     match (keyword, words.get(1).copied()) {
-                        ("server", _) => backend.servers.push(parse_server(&words).map_err(|m| error(line, m))?),
+                        ("server", _) => {
+                            backend.servers.push(parse_server(&words).map_err(|m| error(line, m))?)
+                        }
                         ("balance", Some("roundrobin")) | ("mode", Some("http")) => {}
                         ("option", Some("forwardfor")) => backend.forward_for = true,
-                        _ => warnings.push(format!("{file}:{line}: '{}' is not implemented, ignored", words.join(" "))),
+                        _ => warnings.push(format!(
+                            "{file}:{line}: '{}' is not implemented, ignored",
+                            words.join(" ")
+                        )),
                     }
                 }
                 Section::Defaults if keyword == "timeout" => {
@@ -166,7 +175,8 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
         return Err(error(text.lines().count().max(1), "no frontend section".into()));
     };
     let bind = bind.ok_or_else(|| error(frontend_line, "frontend has no 'bind' line".into()))?;
-    let backend_name = backend_name.ok_or_else(|| error(frontend_line, "frontend has no default_backend".into()))?;
+    let backend_name =
+        backend_name.ok_or_else(|| error(frontend_line, "frontend has no default_backend".into()))?;
     if !backends.contains_key(&backend_name) {
         return Err(error(frontend_line, format!("default_backend '{backend_name}' is not defined")));
     }

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 
 use super::config::{self, BalancerConfig, Server};
 use crate::host::{Event, HostEnv};
-use crate::net::http::{self, HttpError};
 use crate::net::Net;
+use crate::net::http::{self, HttpError};
 
 /// A loaded configuration and its round-robin position.
 struct Loaded {
@@ -39,7 +39,11 @@ impl Loaded {
 }
 
 /// Serves the configuration at `config_path`, reloading it whenever `reload` changes.
-pub async fn run<N: Net>(env: HostEnv<N>, config_path: PathBuf, mut reload: watch::Receiver<u64>) -> Result<(), String> {
+pub async fn run<N: Net>(
+    env: HostEnv<N>,
+    config_path: PathBuf,
+    mut reload: watch::Receiver<u64>,
+) -> Result<(), String> {
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
     let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
     let result = loop {
@@ -86,7 +90,7 @@ pub async fn run<N: Net>(env: HostEnv<N>, config_path: PathBuf, mut reload: watc
     result
 }
 
-fn load<N: Net>(env: &HostEnv<N>, path: &PathBuf) -> Result<BalancerConfig, String> {
+fn load<N: Net>(env: &HostEnv<N>, path: &Path) -> Result<BalancerConfig, String> {
     let bytes = env.disk().read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
     config::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())

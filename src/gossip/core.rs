@@ -272,7 +272,10 @@ impl Agent {
                 out.push(Action::SetTimer { timer: Timer::JoinTimeout { attempt }, after: timeout });
             }
             JoinMode::Retry { interval, .. } => {
-                out.push(Action::SetTimer { timer: Timer::RetryJoin { attempt: attempt + 1 }, after: interval });
+                out.push(Action::SetTimer {
+                    timer: Timer::RetryJoin { attempt: attempt + 1 },
+                    after: interval,
+                });
             }
         }
     }
@@ -362,7 +365,14 @@ impl Agent {
         }
     }
 
-    fn apply_suspect(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
+    fn apply_suspect(
+        &mut self,
+        name: &str,
+        incarnation: u32,
+        from: &str,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
         if name == self.config.name {
             self.refute(incarnation, now);
             return;
@@ -378,7 +388,10 @@ impl Agent {
         self.version += 1;
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(name.to_string(), message);
-        out.push(Action::SetTimer { timer: Timer::Suspicion { name: name.to_string(), incarnation }, after: timeout });
+        out.push(Action::SetTimer {
+            timer: Timer::Suspicion { name: name.to_string(), incarnation },
+            after: timeout,
+        });
     }
 
     fn apply_dead(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
@@ -482,7 +495,12 @@ impl Agent {
 
     /// Peers to talk to, in random order: those whose status passes `wanted`, plus dead ones
     /// within the gossip-to-the-dead window when `wanted` accepts dead.
-    fn random_peers(&mut self, count: usize, now: Duration, wanted: impl Fn(Status) -> bool) -> Vec<SocketAddr> {
+    fn random_peers(
+        &mut self,
+        count: usize,
+        now: Duration,
+        wanted: impl Fn(Status) -> bool,
+    ) -> Vec<SocketAddr> {
         let to_the_dead = self.config.gossip_to_the_dead;
         let mut peers: Vec<SocketAddr> = self
             .members

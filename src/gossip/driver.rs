@@ -12,8 +12,8 @@ use super::codec::{DATAGRAM_BYTES_MAX, NodeState};
 use super::config::GossipConfig;
 use super::core::{Action, Agent, Timer};
 use crate::host::{Event, HostEnv};
-use crate::net::lossy::{Delivery, LinkFaults, LossyUdp};
 use crate::net::Net;
+use crate::net::lossy::{Delivery, LinkFaults, LossyUdp};
 
 /// The member table, published to the host's other services (the renderer) on every change.
 pub type View = Vec<NodeState>;

@@ -59,7 +59,13 @@ pub enum Event {
     /// The balancer answered a request.
     Proxied { server: Option<String>, status: u16 },
     /// A client request ended (workload hosts only).
-    Request { id: u64, sent_at_us: u64, status: Option<u16>, served_by: Option<String>, error: Option<String> },
+    Request {
+        id: u64,
+        sent_at_us: u64,
+        status: Option<u16>,
+        served_by: Option<String>,
+        error: Option<String>,
+    },
     /// A fault was applied by the world.
     Fault { fault: String },
 }

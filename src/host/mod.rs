@@ -6,11 +6,11 @@ mod event;
 
 pub use event::{Event, MemberChange};
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::cell::RefCell;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -99,9 +99,9 @@ impl<N: Net> HostEnv<N> {
 
 /// FNV-1a: a fixed algorithm, so derived seeds never change between toolchains.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// SplitMix64 finaliser over two words: nearby inputs give unrelated seeds.

@@ -121,7 +121,8 @@ mod tests {
 
     use super::*;
 
-    const TEMPLATE_TEXT: &str = "backend nodes\n    {{#each addresses}}\n    server {{ host }} {{ ip }}:3000 check\n    {{/each}}\n";
+    const TEMPLATE_TEXT: &str =
+        "backend nodes\n    {{#each addresses}}\n    server {{ host }} {{ ip }}:3000 check\n    {{/each}}\n";
 
     fn member(name: &str, ip: [u8; 4], role: &str, status: Status) -> NodeState {
         NodeState {

@@ -6,4 +6,4 @@
 pub mod core;
 pub mod driver;
 
-pub use core::{Address, Renderer, RenderError};
+pub use core::{Address, RenderError, Renderer};

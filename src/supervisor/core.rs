@@ -187,7 +187,11 @@ mod tests {
         sup.handle_exit("serf", &ExitStatus::Killed, &mut out);
         assert_eq!(
             out,
-            vec![Action::ScheduleRestart { service: "serf".into(), generation: 1, after: Duration::from_secs(1) }]
+            vec![Action::ScheduleRestart {
+                service: "serf".into(),
+                generation: 1,
+                after: Duration::from_secs(1)
+            }]
         );
         assert_eq!(sup.state("serf"), Some(ServiceState::Restarting));
         let mut out = Vec::new();

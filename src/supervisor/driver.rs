@@ -30,7 +30,11 @@ pub enum Control {
 }
 
 /// Supervises `services` until the main service exits (then every service is stopped).
-pub async fn run<N: Net>(env: HostEnv<N>, services: Vec<Service>, mut control: mpsc::UnboundedReceiver<Control>) {
+pub async fn run<N: Net>(
+    env: HostEnv<N>,
+    services: Vec<Service>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
     let mut supervisor = Supervisor::new(services.iter().map(|s| s.spec.clone()).collect());
     let starters: BTreeMap<String, Box<dyn Fn() -> ServiceFuture>> =
         services.into_iter().map(|s| (s.spec.name, s.start)).collect();

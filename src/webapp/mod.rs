@@ -16,8 +16,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::host::HostEnv;
-use crate::net::http;
 use crate::net::Net;
+use crate::net::http;
 
 /// The port the lab's app listens on.
 pub const PORT: u16 = 3000;
@@ -39,7 +39,7 @@ struct App {
 
 /// Serves the app on port [`PORT`] until the listener fails.
 pub async fn run<N: Net>(env: HostEnv<N>, tag: String) -> Result<(), String> {
-    let addr = SocketAddr::from(([0, 0, 0, 0], PORT));
+    let addr = SocketAddr::new(env.net.local_ip(), PORT);
     let listener = env.net.bind_tcp(addr).await.map_err(|e| format!("cannot bind {addr}: {e}"))?;
     let app = Rc::new(App {
         host: env.name.clone(),

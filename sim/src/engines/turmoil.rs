@@ -151,7 +151,10 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
             apply(&mut sim, &states, &step.action);
         }
         if let Err(error) = sim.step() {
-            return Err(EngineError::Crashed { at_ms: sim.elapsed().as_millis() as u64, message: error.to_string() });
+            return Err(EngineError::Crashed {
+                at_ms: sim.elapsed().as_millis() as u64,
+                message: error.to_string(),
+            });
         }
     }
     Ok(recorder.finish())

@@ -188,7 +188,10 @@ fn a_one_shot_join_gives_up_and_retry_join_gives_up_after_max() {
     let mut retry = agent(retry_config);
     let mut out = Vec::new();
     retry.start(Duration::ZERO, &mut out);
-    assert!(out.contains(&Action::SetTimer { timer: Timer::RetryJoin { attempt: 2 }, after: Duration::from_secs(2) }));
+    assert!(out.contains(&Action::SetTimer {
+        timer: Timer::RetryJoin { attempt: 2 },
+        after: Duration::from_secs(2)
+    }));
     let mut out = Vec::new();
     retry.handle_timer(Timer::RetryJoin { attempt: 2 }, Duration::from_secs(2), &mut out);
     assert!(out.contains(&Action::JoinAttempt { attempt: 2 }));
@@ -215,7 +218,8 @@ fn a_ping_for_us_is_acked_and_a_ping_for_someone_else_is_not() {
 fn suspicion_of_ourselves_is_refuted_with_a_higher_incarnation() {
     let mut node = agent(config("s1", 2, &[]));
     node.start(Duration::ZERO, &mut Vec::new());
-    let accusation = codec::encode(&[Message::Suspect { name: "s1".into(), incarnation: 4, from: "ha".into() }]).unwrap();
+    let accusation =
+        codec::encode(&[Message::Suspect { name: "s1".into(), incarnation: 4, from: "ha".into() }]).unwrap();
     node.handle_datagram(addr(1), &accusation, Duration::ZERO, &mut Vec::new()).unwrap();
     assert_eq!(node.incarnation(), 5);
     let me = node.members().find(|m| m.name == "s1").unwrap();
@@ -231,8 +235,11 @@ fn garbage_is_an_error_not_a_panic() {
 
 #[test]
 fn a_cut_off_node_is_suspected_then_failed_and_rejoins_after_the_heal() {
-    let mut cluster =
-        Cluster::new(vec![agent(config("ha", 1, &[])), agent(config("s1", 2, &[1])), agent(config("s2", 3, &[1]))]);
+    let mut cluster = Cluster::new(vec![
+        agent(config("ha", 1, &[])),
+        agent(config("s1", 2, &[1])),
+        agent(config("s2", 3, &[1])),
+    ]);
     cluster.run_until(Duration::from_secs(3));
     for observer in 1..=3 {
         for subject in ["ha", "s1", "s2"] {
@@ -248,7 +255,11 @@ fn a_cut_off_node_is_suspected_then_failed_and_rejoins_after_the_heal() {
     cluster.run_until(Duration::from_secs(40));
     for observer in 1..=3 {
         for subject in ["ha", "s1", "s2"] {
-            assert_eq!(cluster.status(observer, subject), Some(Status::Alive), "{observer} sees {subject} after heal");
+            assert_eq!(
+                cluster.status(observer, subject),
+                Some(Status::Alive),
+                "{observer} sees {subject} after heal"
+            );
         }
     }
     let rejoins = cluster.events.iter().filter(|e| **e == (addr(1), MemberChange::Join, "s1".into())).count();
