@@ -118,3 +118,42 @@ fn the_cli_exit_code_says_whether_the_outcome_was_expected() {
     assert!(first["t_us"].is_u64() && first["host"].is_string() && first["event"]["kind"].is_string());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lab_faults_recovers_from_every_fault_kind_for_seeds_1_to_20() {
+    assert_as_expected("lab-faults.toml", 1..=20);
+}
+
+/// Each invariant can fail: tightened bounds or a broken workload make it report violations.
+#[test]
+fn every_invariant_reports_violations_when_the_world_breaks_it() {
+    let path = scenario_path("lab-partition.toml");
+    let file = path.display().to_string();
+    let verdict = |world: &rollcall_sim::world::World, name: &str| {
+        let run = rollcall_sim::run(world, &file, 1).unwrap();
+        run.report.verdicts.into_iter().find(|v| v.name == name).unwrap()
+    };
+
+    // Detection takes a probe, a timeout and a 4-round suspicion: 2 rounds is too tight.
+    let mut world = scenario::load(&path).unwrap();
+    world.detect_rounds = Some(2);
+    let detect = verdict(&world, "detect");
+    assert!(!detect.holds(), "{detect:?}");
+    assert!(detect.violations[0].contains("s1 is unreachable from ha"), "{detect:?}");
+
+    // After the heal, s1 needs a reconnect round trip: less than 1 round is too tight.
+    let mut world = scenario::load(&path).unwrap();
+    world.converge_rounds = Some(0);
+    assert!(!verdict(&world, "converge").holds());
+
+    // A client that gives up after 1 ms never sees an answer, converged or not.
+    let mut world = scenario::load(&path).unwrap();
+    for host in &mut world.hosts {
+        if let rollcall_sim::world::HostKind::Client(client) = &mut host.kind {
+            client.timeout = std::time::Duration::from_millis(1);
+        }
+    }
+    let serve = verdict(&world, "serve");
+    assert!(!serve.holds(), "{serve:?}");
+    assert!(serve.violations[0].contains("no response"), "{serve:?}");
+}

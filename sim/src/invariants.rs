@@ -1,12 +1,13 @@
 //! Invariants over the observation model.
 //!
-//! - `converge` (a): every webapp that is up and reachable from the balancer appears in the
-//!   balancer's rendered backends within N rounds (of its start, of the balancer's start, or
-//!   of the heal that made it reachable again).
+//! - `converge` (a): a webapp that is up and reachable from the balancer is never missing
+//!   from the balancer's rendered backends for more than N rounds in a row: it appears
+//!   within N rounds of its start, of the balancer's start, or of the heal that made it
+//!   reachable again, and no false failure keeps it out longer than that.
 //! - `serve` (b): while converged (the balancer's loaded servers are exactly the reachable
 //!   webapps, and the client reaches the balancer), every request gets 200 from one of them.
-//! - `detect`: a webapp whose host is down or cut off from the balancer leaves the rendered
-//!   backends within N rounds.
+//! - `detect`: a webapp whose host is down or fully cut off from the balancer stays in the
+//!   rendered backends for at most N rounds in a row.
 //!
 //! An enabled invariant that never found anything to check is reported as violated: a check
 //! that cannot fail proves nothing.
@@ -82,21 +83,22 @@ fn secs(at: Duration) -> String {
 
 fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
     let balancer = &obs.balancer;
-    let rule = format!("every live webapp is in {balancer}'s rendered backends within {rounds} rounds");
+    let rule = format!(
+        "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds"
+    );
     let mut verdict = Verdict::new("converge", rule);
     for webapp in &obs.webapps {
         for (start, end) in obs.spans(|t| obs.is_reachable(webapp, t)).0 {
-            let deadline = start + bound;
-            if deadline > end {
+            if end - start <= bound {
                 continue;
             }
             verdict.checked += 1;
-            let listed = |t| obs.rendered.at(t).contains(webapp);
-            if !(listed(start) || obs.rendered.changes_within(start, deadline).any(listed)) {
+            for (from, to) in runs_longer_than(obs, start, end, bound, |set| !set.contains(webapp)) {
                 verdict.fail(format!(
-                    "{webapp} is up and reachable from {balancer} from {} but not in its rendered backends by {}",
-                    secs(start),
-                    secs(deadline)
+                    "{webapp} is up and reachable from {balancer} but missing from its rendered backends \
+                     from {} to {}",
+                    secs(from),
+                    secs(to)
                 ));
             }
         }
@@ -106,27 +108,53 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
 
 fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
     let balancer = &obs.balancer;
-    let rule =
-        format!("a webapp cut off from {balancer} leaves its rendered backends within {rounds} rounds");
+    let rule = format!(
+        "a webapp down or cut off from {balancer} stays in its rendered backends for at most {rounds} rounds"
+    );
     let mut verdict = Verdict::new("detect", rule);
     for webapp in &obs.webapps {
         for (start, end) in obs.spans(|t| obs.is_lost(webapp, t)).0 {
-            let deadline = start + bound;
-            if deadline > end {
+            if end - start <= bound {
                 continue;
             }
             verdict.checked += 1;
-            let gone = |t| !obs.rendered.at(t).contains(webapp);
-            if !(gone(start) || obs.rendered.changes_within(start, deadline).any(gone)) {
+            for (from, to) in runs_longer_than(obs, start, end, bound, |set| set.contains(webapp)) {
                 verdict.fail(format!(
-                    "{webapp} is unreachable from {balancer} from {} but still in its rendered backends at {}",
-                    secs(start),
-                    secs(deadline)
+                    "{webapp} is unreachable from {balancer} but still in its rendered backends from {} to {}",
+                    secs(from),
+                    secs(to)
                 ));
             }
         }
     }
     verdict.finish()
+}
+
+/// Maximal runs within `[start, end)` during which the rendered backends satisfy `bad`,
+/// keeping those longer than `bound`.
+fn runs_longer_than(
+    obs: &Observations,
+    start: Duration,
+    end: Duration,
+    bound: Duration,
+    bad: impl Fn(&std::collections::BTreeSet<String>) -> bool,
+) -> Vec<(Duration, Duration)> {
+    let points = std::iter::once(start).chain(obs.rendered.changes_within(start, end).filter(|t| *t < end));
+    let mut runs = Vec::new();
+    let mut open: Option<Duration> = None;
+    for point in points.chain([end]) {
+        let is_bad = point < end && bad(&obs.rendered.at(point));
+        match (open, is_bad) {
+            (None, true) => open = Some(point),
+            (Some(from), false) => {
+                runs.push((from, point));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    runs.retain(|(from, to)| *to - *from > bound);
+    runs
 }
 
 fn serve(obs: &Observations) -> Verdict {

@@ -66,14 +66,24 @@ pub struct RequestObservation {
     pub error: Option<String>,
 }
 
-/// A partition window; traffic between the groups is cut (one-way cuts count as cuts: a
-/// request needs both directions).
+/// A partition window between two groups of hosts.
 #[derive(Clone, Debug)]
 struct Cut {
     start: Duration,
     end: Duration,
     a: Vec<String>,
     b: Vec<String>,
+    /// Only traffic from `a` to `b` is lost.
+    oneway: bool,
+}
+
+impl Cut {
+    fn separates(&self, a: &str, b: &str, at: Duration) -> bool {
+        let member = |list: &[String], name: &str| list.iter().any(|x| x == name);
+        let between =
+            (member(&self.a, a) && member(&self.b, b)) || (member(&self.a, b) && member(&self.b, a));
+        self.start <= at && at < self.end && between
+    }
 }
 
 /// Everything the invariants read.
@@ -145,26 +155,30 @@ impl Observations {
             }
         }
         let mut cuts = Vec::new();
-        let mut open_cuts: Vec<(Cut, bool)> = Vec::new();
+        let mut open_cuts: Vec<Cut> = Vec::new();
         for step in &plan.steps {
             match &step.action {
                 FaultAction::Crash { host } => {
                     host_events.entry(host.clone()).or_default().push((step.at, false))
                 }
                 FaultAction::Partition { a, b, oneway } => {
-                    open_cuts.push((Cut { start: step.at, end, a: a.clone(), b: b.clone() }, *oneway))
+                    open_cuts.push(Cut { start: step.at, end, a: a.clone(), b: b.clone(), oneway: *oneway })
                 }
                 FaultAction::Repair { a, b, oneway } => {
-                    let same = |(cut, way): &(Cut, bool)| cut.a == *a && cut.b == *b && way == oneway;
+                    let same = |cut: &Cut| cut.a == *a && cut.b == *b && cut.oneway == *oneway;
                     if let Some(i) = open_cuts.iter().position(same) {
-                        let (cut, _) = open_cuts.remove(i);
+                        let cut = open_cuts.remove(i);
                         cuts.push(Cut { end: step.at, ..cut });
                     }
                 }
                 _ => {}
             }
         }
-        cuts.extend(open_cuts.into_iter().map(|(cut, _)| cut));
+        cuts.extend(open_cuts);
+        // Trace events and plan events were gathered apart: put each host's in time order.
+        for events in host_events.values_mut() {
+            events.sort_by_key(|(at, _)| *at);
+        }
         let host_up: BTreeMap<String, Intervals> = world
             .hosts
             .iter()
@@ -202,13 +216,17 @@ impl Observations {
         self.rendered.changes.iter().find(|(_, set)| set.is_superset(&all)).map(|(at, _)| *at)
     }
 
-    /// Whether traffic between `a` and `b` is cut (in either direction) at `at`.
+    /// Whether traffic between `a` and `b` is cut in either direction at `at` (a request
+    /// needs both directions).
     pub fn is_cut(&self, a: &str, b: &str, at: Duration) -> bool {
-        let name = |list: &[String], n: &str| list.iter().any(|x| x == n);
-        self.cuts.iter().any(|cut| {
-            let between = (name(&cut.a, a) && name(&cut.b, b)) || (name(&cut.a, b) && name(&cut.b, a));
-            cut.start <= at && at < cut.end && between
-        })
+        self.cuts.iter().any(|cut| cut.separates(a, b, at))
+    }
+
+    /// Whether traffic between `a` and `b` is cut in both directions at `at`. Gossip relays
+    /// around a one-way cut (the cut-off node hears of its suspicion through a third node and
+    /// refutes), so only this kind of cut is a failure the agent must detect.
+    pub fn is_fully_cut(&self, a: &str, b: &str, at: Duration) -> bool {
+        self.cuts.iter().any(|cut| !cut.oneway && cut.separates(a, b, at))
     }
 
     /// Whether `webapp` runs and the balancer can reach it at `at`.
@@ -218,10 +236,10 @@ impl Observations {
             && !self.is_cut(&self.balancer, webapp, at)
     }
 
-    /// Whether the balancer runs while `webapp`'s host is down or cut off from it.
+    /// Whether the balancer runs while `webapp`'s host is down or fully cut off from it.
     pub fn is_lost(&self, webapp: &str, at: Duration) -> bool {
         self.host_up[&self.balancer].contains(at)
-            && (!self.host_up[webapp].contains(at) || self.is_cut(&self.balancer, webapp, at))
+            && (!self.host_up[webapp].contains(at) || self.is_fully_cut(&self.balancer, webapp, at))
     }
 
     /// The webapps reachable at `at`.
