@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::observe::Observations;
+use std::collections::BTreeSet;
+
+use crate::observe::{Observations, intervals};
 use crate::world::World;
 
 /// How many violations a verdict lists.
@@ -86,24 +88,16 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
     let rule = format!(
         "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds"
     );
-    let mut verdict = Verdict::new("converge", rule);
-    for webapp in &obs.webapps {
-        for (start, end) in obs.spans(|t| obs.is_reachable(webapp, t)).0 {
-            if end - start <= bound {
-                continue;
-            }
-            verdict.checked += 1;
-            for (from, to) in runs_longer_than(obs, start, end, bound, |set| !set.contains(webapp)) {
-                verdict.fail(format!(
-                    "{webapp} is up and reachable from {balancer} but missing from its rendered backends \
-                     from {} to {}",
-                    secs(from),
-                    secs(to)
-                ));
-            }
-        }
-    }
-    verdict.finish()
+    bounded_absence(
+        obs,
+        Verdict::new("converge", rule),
+        bound,
+        &BoundedRule {
+            during: |webapp: &str, t| obs.is_reachable(webapp, t),
+            wrong: |webapp: &str, backends: &BTreeSet<String>| !backends.contains(webapp),
+            what: format!("is up and reachable from {balancer} but missing from its rendered backends"),
+        },
+    )
 }
 
 fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
@@ -111,50 +105,52 @@ fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
     let rule = format!(
         "a webapp down or cut off from {balancer} stays in its rendered backends for at most {rounds} rounds"
     );
-    let mut verdict = Verdict::new("detect", rule);
+    bounded_absence(
+        obs,
+        Verdict::new("detect", rule),
+        bound,
+        &BoundedRule {
+            during: |webapp: &str, t| obs.is_lost(webapp, t),
+            wrong: |webapp: &str, backends: &BTreeSet<String>| backends.contains(webapp),
+            what: format!("is unreachable from {balancer} but still in its rendered backends"),
+        },
+    )
+}
+
+/// "While `during` holds for a webapp, the rendered backends are not `wrong` for more than
+/// the bound in a row."
+struct BoundedRule<D, W> {
+    during: D,
+    wrong: W,
+    what: String,
+}
+
+fn bounded_absence<D, W>(
+    obs: &Observations,
+    mut verdict: Verdict,
+    bound: Duration,
+    rule: &BoundedRule<D, W>,
+) -> Verdict
+where
+    D: Fn(&str, Duration) -> bool,
+    W: Fn(&str, &BTreeSet<String>) -> bool,
+{
     for webapp in &obs.webapps {
-        for (start, end) in obs.spans(|t| obs.is_lost(webapp, t)).0 {
+        for (start, end) in obs.spans(|t| (rule.during)(webapp, t)).0 {
             if end - start <= bound {
                 continue;
             }
             verdict.checked += 1;
-            for (from, to) in runs_longer_than(obs, start, end, bound, |set| set.contains(webapp)) {
-                verdict.fail(format!(
-                    "{webapp} is unreachable from {balancer} but still in its rendered backends from {} to {}",
-                    secs(from),
-                    secs(to)
-                ));
+            let points = std::iter::once(start).chain(obs.rendered.changes_within(start, end));
+            let samples = points.map(|t| (t, (rule.wrong)(webapp, &obs.rendered.at(t))));
+            for (from, to) in intervals(samples, end).0 {
+                if to - from > bound {
+                    verdict.fail(format!("{webapp} {} from {} to {}", rule.what, secs(from), secs(to)));
+                }
             }
         }
     }
     verdict.finish()
-}
-
-/// Maximal runs within `[start, end)` during which the rendered backends satisfy `bad`,
-/// keeping those longer than `bound`.
-fn runs_longer_than(
-    obs: &Observations,
-    start: Duration,
-    end: Duration,
-    bound: Duration,
-    bad: impl Fn(&std::collections::BTreeSet<String>) -> bool,
-) -> Vec<(Duration, Duration)> {
-    let points = std::iter::once(start).chain(obs.rendered.changes_within(start, end).filter(|t| *t < end));
-    let mut runs = Vec::new();
-    let mut open: Option<Duration> = None;
-    for point in points.chain([end]) {
-        let is_bad = point < end && bad(&obs.rendered.at(point));
-        match (open, is_bad) {
-            (None, true) => open = Some(point),
-            (Some(from), false) => {
-                runs.push((from, point));
-                open = None;
-            }
-            _ => {}
-        }
-    }
-    runs.retain(|(from, to)| *to - *from > bound);
-    runs
 }
 
 fn serve(obs: &Observations) -> Verdict {

@@ -265,42 +265,27 @@ impl Observations {
 
     /// Maximal intervals within the run where `holds` is true, sampled at change points.
     pub fn spans(&self, holds: impl Fn(Duration) -> bool) -> Intervals {
-        let points = self.change_points();
-        let mut spans = Vec::new();
-        let mut open: Option<Duration> = None;
-        for point in points.iter().copied().chain([self.end]) {
-            let now = point < self.end && holds(point);
-            match (open, now) {
-                (None, true) => open = Some(point),
-                (Some(start), false) => {
-                    spans.push((start, point));
-                    open = None;
-                }
-                _ => {}
-            }
-        }
-        Intervals(spans)
+        intervals(self.change_points().into_iter().map(|point| (point, holds(point))), self.end)
     }
 }
 
-/// Intervals from a time-ordered list of (time, up?) events.
-fn intervals(events: Vec<(Duration, bool)>, end: Duration) -> Intervals {
+/// Intervals from time-ordered samples of a property: `(t, holds)` says whether it holds from
+/// `t` until the next sample. Intervals are cut at `end`; empty ones are dropped.
+pub fn intervals(samples: impl IntoIterator<Item = (Duration, bool)>, end: Duration) -> Intervals {
     let mut spans = Vec::new();
     let mut open: Option<Duration> = None;
-    for (at, up) in events {
-        match (open, up) {
+    for (at, holds) in samples.into_iter().chain([(end, false)]) {
+        let holds = holds && at < end;
+        match (open, holds) {
             (None, true) => open = Some(at),
             (Some(start), false) => {
-                if at > start {
-                    spans.push((start, at));
+                if at.min(end) > start {
+                    spans.push((start, at.min(end)));
                 }
                 open = None;
             }
             _ => {}
         }
-    }
-    if let Some(start) = open {
-        spans.push((start, end));
     }
     Intervals(spans)
 }
