@@ -33,7 +33,28 @@ enum Command {
     },
 }
 
+/// Log lines carry simulated time; turmoil's `node{name=..}` span carries the host.
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match turmoil::sim_elapsed() {
+            Some(at) => write!(w, "{:>9.3}s", at.as_secs_f64()),
+            // turmoil logs some events while it holds its world, when the clock cannot be read.
+            None => write!(w, "{:>10}", "-"),
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // RUST_LOG=debug (or turmoil=trace for every packet) shows the stack's own logs.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_timer(SimTime)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Run { scenario, seed, json, trace } => run(scenario, seed, json, trace),

@@ -110,13 +110,15 @@ impl Report {
             }
         }
         let _ = writeln!(out, "trace: {} records, hash {}", self.records, self.trace_hash);
+        if self.verdicts.iter().any(|v| !v.holds()) {
+            let _ = writeln!(out, "ROLLCALL_SEED={} (commit {})", self.seed, self.commit);
+            let _ = writeln!(out, "replay: {}", self.replay);
+        }
         if self.as_expected {
             let _ = writeln!(out, "outcome: as expected");
         } else {
             let _ =
                 writeln!(out, "outcome: NOT as expected (expected violated: {:?})", self.expected_violations);
-            let _ = writeln!(out, "ROLLCALL_SEED={} (commit {})", self.seed, self.commit);
-            let _ = writeln!(out, "replay: {}", self.replay);
         }
         out
     }
