@@ -157,3 +157,17 @@ fn every_invariant_reports_violations_when_the_world_breaks_it() {
     assert!(!serve.holds(), "{serve:?}");
     assert!(serve.violations[0].contains("no response"), "{serve:?}");
 }
+
+/// With retry-join every 2 s, the lab converges within one retry interval (plus a few
+/// milliseconds of network) of the last node it needs booting.
+#[test]
+fn the_lab_converges_within_one_retry_interval_of_the_last_boot() {
+    let world = scenario::load(&scenario_path("lab.toml")).unwrap();
+    for seed in 1..=10 {
+        let convergence = rollcall_sim::convergence(&world, seed).unwrap().expect("converges");
+        assert!(
+            convergence.since_last_boot <= std::time::Duration::from_millis(2_050),
+            "seed {seed}: {convergence:?}"
+        );
+    }
+}

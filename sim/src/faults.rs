@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
@@ -108,7 +108,16 @@ impl Plan {
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(seed, stable_hash(b"start-order"))));
         }
         let gap = world.start_gap;
-        let start_at = order.iter().enumerate().map(|(i, name)| (name.clone(), gap * i as u32)).collect();
+        let jitter_ms = world.start_jitter.as_millis() as u64;
+        let mut jitter = ChaCha8Rng::seed_from_u64(mix(seed, stable_hash(b"start-jitter")));
+        let start_at = order
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let delay = if jitter_ms == 0 { 0 } else { jitter.random_range(0..jitter_ms) };
+                (name.clone(), gap * i as u32 + Duration::from_millis(delay))
+            })
+            .collect();
         let mut steps = Vec::new();
         for fault in &world.faults {
             let end = fault.lasting.map(|lasting| fault.at + lasting).filter(|end| *end < world.duration);

@@ -31,6 +31,28 @@ pub struct Run {
     pub trace: Trace,
 }
 
+/// How long one seed of `world` takes to converge (every webapp in the balancer's rendered
+/// backends): from the start of the run, and from the start of the last node it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Convergence {
+    /// Simulated time from the start of the run.
+    pub since_start: std::time::Duration,
+    /// Simulated time since the balancer and every webapp had booted.
+    pub since_last_boot: std::time::Duration,
+}
+
+/// Runs `world` with `seed` and measures its first convergence (`None`: it never converged).
+pub fn convergence(world: &World, seed: u64) -> Result<Option<Convergence>, EngineError> {
+    let plan = Plan::build(world, seed);
+    let trace = engines::turmoil::run(world, &plan, seed)?;
+    let observations = observe::Observations::new(world, &plan, &trace);
+    let needed = world.webapps().into_iter().chain([world.balancer().to_string()]);
+    let last_boot = needed.map(|name| plan.start_at[&name]).max().unwrap_or_default();
+    Ok(observations
+        .converged_at()
+        .map(|at| Convergence { since_start: at, since_last_boot: at.saturating_sub(last_boot) }))
+}
+
 /// Runs `world` with `seed` on the turmoil engine and checks its invariants.
 pub fn run(world: &World, file: &str, seed: u64) -> Result<Run, EngineError> {
     let plan = Plan::build(world, seed);

@@ -31,6 +31,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
     },
+    /// Report simulated convergence time over a range of seeds.
+    Converge {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// First seed.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Number of seeds.
+        #[arg(long, default_value_t = 50)]
+        seeds: u64,
+    },
 }
 
 /// Log lines carry simulated time; turmoil's `node{name=..}` span carries the host.
@@ -58,7 +69,51 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { scenario, seed, json, trace } => run(scenario, seed, json, trace),
+        Command::Converge { scenario, from, seeds } => converge(scenario, from, seeds),
     }
+}
+
+fn converge(scenario: PathBuf, from: u64, seeds: u64) -> ExitCode {
+    let world = match rollcall_sim::scenario::load(&scenario) {
+        Ok(world) => world,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut since_start = Vec::new();
+    let mut since_boot = Vec::new();
+    let mut never = Vec::new();
+    for seed in from..from.saturating_add(seeds) {
+        match rollcall_sim::convergence(&world, seed) {
+            Ok(Some(c)) => {
+                since_start.push(c.since_start);
+                since_boot.push(c.since_last_boot);
+            }
+            Ok(None) => never.push(seed),
+            Err(error) => {
+                eprintln!("error: seed {seed}: {error}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    println!("scenario {} ({}), seeds {from}..{}", world.name, scenario.display(), from + seeds - 1);
+    println!("{:<28} {:>9} {:>9} {:>9} {:>9}", "simulated ms to converge", "min", "median", "p90", "max");
+    for (label, values) in
+        [("since the run started", &mut since_start), ("since the last node booted", &mut since_boot)]
+    {
+        values.sort();
+        if values.is_empty() {
+            continue;
+        }
+        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+        println!("{label:<28} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", at(0.0), at(0.5), at(0.9), at(1.0));
+    }
+    if !never.is_empty() {
+        println!("never converged: seeds {never:?}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>) -> ExitCode {

@@ -163,6 +163,9 @@ struct StartSection {
     /// Time between two host starts.
     #[serde(default)]
     gap_ms: u64,
+    /// Each start is delayed by a seeded amount below this, as real boots are.
+    #[serde(default)]
+    jitter_ms: u64,
 }
 
 /// Host names inside a fault are plain strings: serde buffers internally tagged enums, which
@@ -320,6 +323,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             start_order,
             start_permuted: file.start.permuted,
             start_gap: Duration::from_millis(file.start.gap_ms),
+            start_jitter: Duration::from_millis(file.start.jitter_ms),
             faults,
             converge_rounds: file.invariants.converge_rounds,
             serve: file.invariants.serve,

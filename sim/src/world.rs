@@ -69,6 +69,8 @@ pub struct World {
     pub start_permuted: bool,
     /// Time between two host starts.
     pub start_gap: Duration,
+    /// Upper bound of the seeded delay added to each start.
+    pub start_jitter: Duration,
     /// Faults in file order.
     pub faults: Vec<FaultSpec>,
     /// Bound of invariant (a), in rounds.
