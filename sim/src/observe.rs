@@ -156,10 +156,21 @@ impl Observations {
         }
         let mut cuts = Vec::new();
         let mut open_cuts: Vec<Cut> = Vec::new();
+        let mut crash_depth: BTreeMap<String, u32> = BTreeMap::new();
         for step in &plan.steps {
             match &step.action {
                 FaultAction::Crash { host } => {
-                    host_events.entry(host.clone()).or_default().push((step.at, false))
+                    // Only the first of overlapping crashes takes the host down; the boot
+                    // that ends them all is in the trace.
+                    let depth = crash_depth.entry(host.clone()).or_insert(0u32);
+                    if *depth == 0 {
+                        host_events.entry(host.clone()).or_default().push((step.at, false));
+                    }
+                    *depth += 1;
+                }
+                FaultAction::Restart { host } => {
+                    let depth = crash_depth.entry(host.clone()).or_insert(0u32);
+                    *depth = depth.saturating_sub(1);
                 }
                 FaultAction::Partition { a, b, oneway } => {
                     open_cuts.push(Cut { start: step.at, end, a: a.clone(), b: b.clone(), oneway: *oneway })
@@ -222,11 +233,26 @@ impl Observations {
         self.cuts.iter().any(|cut| cut.separates(a, b, at))
     }
 
-    /// Whether traffic between `a` and `b` is cut in both directions at `at`. Gossip relays
-    /// around a one-way cut (the cut-off node hears of its suspicion through a third node and
-    /// refutes), so only this kind of cut is a failure the agent must detect.
-    pub fn is_fully_cut(&self, a: &str, b: &str, at: Duration) -> bool {
-        self.cuts.iter().any(|cut| !cut.oneway && cut.separates(a, b, at))
+    /// Whether gossip can get from the balancer to `webapp` at `at`, directly or relayed by
+    /// other running nodes, over links that work both ways. A node cut off from the balancer
+    /// but not from a relay refutes its suspicion through the relay, so gossip keeps it: only
+    /// isolation is a failure the agent must detect (a health check covers the rest).
+    pub fn gossip_reaches(&self, webapp: &str, at: Duration) -> bool {
+        let nodes: Vec<&String> = std::iter::once(&self.balancer)
+            .chain(&self.webapps)
+            .filter(|n| self.host_up[n.as_str()].contains(at))
+            .collect();
+        let mut reached: BTreeSet<&str> = BTreeSet::from([self.balancer.as_str()]);
+        let mut frontier = vec![self.balancer.as_str()];
+        while let Some(node) = frontier.pop() {
+            for next in &nodes {
+                if !reached.contains(next.as_str()) && !self.is_cut(node, next, at) {
+                    reached.insert(next.as_str());
+                    frontier.push(next.as_str());
+                }
+            }
+        }
+        reached.contains(webapp)
     }
 
     /// Whether `webapp` runs and the balancer can reach it at `at`.
@@ -236,10 +262,10 @@ impl Observations {
             && !self.is_cut(&self.balancer, webapp, at)
     }
 
-    /// Whether the balancer runs while `webapp`'s host is down or fully cut off from it.
+    /// Whether the balancer runs while `webapp`'s host is down or isolated from it.
     pub fn is_lost(&self, webapp: &str, at: Duration) -> bool {
         self.host_up[&self.balancer].contains(at)
-            && (!self.host_up[webapp].contains(at) || self.is_fully_cut(&self.balancer, webapp, at))
+            && (!self.host_up[webapp].contains(at) || !self.gossip_reaches(webapp, at))
     }
 
     /// The webapps reachable at `at`.

@@ -97,12 +97,12 @@ impl Report {
         }
         let _ = writeln!(out, "invariants:");
         for verdict in &self.verdicts {
-            let state = if verdict.holds() { "HOLDS" } else { "VIOLATED" };
+            let state = verdict.state();
             let expected = self.expected_violations.contains(&verdict.name);
             let note = if expected { " (expected to be violated)" } else { "" };
             let _ = writeln!(
                 out,
-                "  {:<9} {state:<8} {} checked, {} failed: {}{note}",
+                "  {:<9} {state:<9} {} checked, {} failed: {}{note}",
                 verdict.name, verdict.checked, verdict.failed, verdict.rule
             );
             for violation in &verdict.violations {

@@ -285,7 +285,9 @@ impl Agent {
             Message::Ping { seq, target } => {
                 // A ping meant for a previous owner of this address is not ours to answer.
                 if target == self.config.name {
-                    self.send(from, &[Message::Ack { seq }], out);
+                    let mut packet = vec![Message::Ack { seq }];
+                    self.piggyback(&mut packet);
+                    self.send(from, &packet, out);
                 }
             }
             Message::Ack { seq } => {
@@ -416,6 +418,11 @@ impl Agent {
     /// Answers an accusation about ourselves with an incarnation above it.
     fn refute(&mut self, accused_incarnation: u32, now: Duration) {
         if accused_incarnation < self.incarnation {
+            // The accuser missed our refutation (it ran out of retransmits while the
+            // accuser's copies were lost): announce our incarnation again. memberlist ignores
+            // such stale accusations, and a refutation lost to loss then ends in a false death.
+            let me = self.own_state();
+            self.enqueue(me.name.clone(), Message::Alive(me));
             return;
         }
         self.incarnation = accused_incarnation + 1;
@@ -443,9 +450,17 @@ impl Agent {
         let Some(target) = self.next_probe_target() else { return };
         self.next_seq = self.next_seq.wrapping_add(1);
         let seq = self.next_seq;
-        let addr = self.members[&target].state.addr;
+        let state = &self.members[&target].state;
+        let (addr, status, incarnation) = (state.addr, state.status, state.incarnation);
         self.probe = Some((target.clone(), Probe { seq, acked: false }));
-        self.send(addr, &[Message::Ping { seq, target }], out);
+        let mut packet = vec![Message::Ping { seq, target: target.clone() }];
+        if status == Status::Suspect {
+            // Tell a suspect it is suspected, so that it refutes even if the gossip missed it.
+            let from = self.config.name.clone();
+            packet.push(Message::Suspect { name: target, incarnation, from });
+        }
+        self.piggyback(&mut packet);
+        self.send(addr, &packet, out);
         out.push(Action::SetTimer { timer: Timer::ProbeTimeout { seq }, after: self.config.probe_timeout });
     }
 
@@ -519,24 +534,29 @@ impl Agent {
         if self.broadcasts.is_empty() {
             return;
         }
-        let limit = self.retransmit_limit();
         for peer in self.random_peers(self.config.gossip_nodes, now, |_| true) {
-            // Least-sent first, so new news goes out before old news.
-            self.broadcasts.sort_by_key(|b| b.transmits);
             let mut packet = Vec::new();
-            let mut size = 8;
-            for broadcast in &mut self.broadcasts {
-                let len = codec::encoded_len(&broadcast.message);
-                if size + len > DATAGRAM_BYTES_MAX {
-                    break;
-                }
-                size += len;
-                broadcast.transmits += 1;
-                packet.push(broadcast.message.clone());
-            }
-            self.broadcasts.retain(|b| b.transmits < limit);
+            self.piggyback(&mut packet);
             self.send(peer, &packet, out);
         }
+    }
+
+    /// Adds pending broadcasts to `packet`, least-sent first so new news goes out before old
+    /// news, as far as the datagram size allows; each one counts as transmitted once.
+    fn piggyback(&mut self, packet: &mut Vec<Message>) {
+        let limit = self.retransmit_limit();
+        self.broadcasts.sort_by_key(|b| b.transmits);
+        let mut size = 8 + packet.iter().map(codec::encoded_len).sum::<usize>();
+        for broadcast in &mut self.broadcasts {
+            let len = codec::encoded_len(&broadcast.message);
+            if size + len > DATAGRAM_BYTES_MAX {
+                break;
+            }
+            size += len;
+            broadcast.transmits += 1;
+            packet.push(broadcast.message.clone());
+        }
+        self.broadcasts.retain(|b| b.transmits < limit);
     }
 
     fn enqueue(&mut self, subject: String, message: Message) {

@@ -145,10 +145,11 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         addresses.borrow_mut().insert(host.name.clone(), sim.lookup(host.name.as_str()));
     }
     let mut steps = plan.steps.iter().peekable();
+    let mut active = ActiveFaults::default();
     while sim.elapsed() < world.duration {
         while let Some(step) = steps.next_if(|step| step.at <= sim.elapsed()) {
             recorder.record(sim.elapsed(), WORLD, Event::Fault { fault: step.action.to_string() });
-            apply(&mut sim, &states, &step.action);
+            apply(&mut sim, &states, &mut active, &step.action);
         }
         if let Err(error) = sim.step() {
             return Err(EngineError::Crashed {
@@ -198,19 +199,42 @@ fn host_factory(
     }
 }
 
-fn apply(sim: &mut turmoil::Sim<'_>, states: &BTreeMap<String, Rc<HostState>>, action: &FaultAction) {
+/// How many active faults hold each directed host pair cut, and each host down: overlapping
+/// faults must not undo each other (turmoil keeps one state per link and per host, so the
+/// first repair or restart would).
+#[derive(Default)]
+struct ActiveFaults {
+    cuts: BTreeMap<(String, String), u32>,
+    crashes: BTreeMap<String, u32>,
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    states: &BTreeMap<String, Rc<HostState>>,
+    active: &mut ActiveFaults,
+    action: &FaultAction,
+) {
+    let ActiveFaults { cuts, crashes } = active;
     match action {
         FaultAction::Partition { a, b, oneway } | FaultAction::Repair { a, b, oneway } => {
             let cut = matches!(action, FaultAction::Partition { .. });
-            for from in a {
-                for to in b {
-                    match (cut, oneway) {
-                        (true, false) => sim.partition(from.as_str(), to.as_str()),
-                        (true, true) => sim.partition_oneway(from.as_str(), to.as_str()),
-                        (false, false) => sim.repair(from.as_str(), to.as_str()),
-                        (false, true) => sim.repair_oneway(from.as_str(), to.as_str()),
+            let mut directions = Vec::new();
+            for x in a {
+                for y in b {
+                    directions.push((x.clone(), y.clone()));
+                    if !oneway {
+                        directions.push((y.clone(), x.clone()));
                     }
                 }
+            }
+            for (from, to) in directions {
+                let count = cuts.entry((from.clone(), to.clone())).or_default();
+                match (cut, *count) {
+                    (true, 0) => sim.partition_oneway(from.as_str(), to.as_str()),
+                    (false, 1) => sim.repair_oneway(from.as_str(), to.as_str()),
+                    _ => {}
+                }
+                *count = if cut { *count + 1 } else { count.saturating_sub(1) };
             }
         }
         FaultAction::SetLoss { hosts, rate } => {
@@ -225,8 +249,20 @@ fn apply(sim: &mut turmoil::Sim<'_>, states: &BTreeMap<String, Rc<HostState>>, a
                 cell.set(LinkFaults { extra_latency: Duration::from_millis(*extra_ms), ..cell.get() });
             }
         }
-        FaultAction::Crash { host } => sim.crash(host.as_str()),
-        FaultAction::Restart { host } => sim.bounce(host.as_str()),
+        FaultAction::Crash { host } => {
+            let count = crashes.entry(host.clone()).or_default();
+            if *count == 0 {
+                sim.crash(host.as_str());
+            }
+            *count += 1;
+        }
+        FaultAction::Restart { host } => {
+            let count = crashes.entry(host.clone()).or_default();
+            if *count == 1 {
+                sim.bounce(host.as_str());
+            }
+            *count = count.saturating_sub(1);
+        }
         FaultAction::KillService { host, service } => {
             if let Some(control) = states[host].control.borrow().as_ref() {
                 // A host that is down has no services to kill; the fault is then a no-op.
