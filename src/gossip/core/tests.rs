@@ -265,3 +265,65 @@ fn a_cut_off_node_is_suspected_then_failed_and_rejoins_after_the_heal() {
     let rejoins = cluster.events.iter().filter(|e| **e == (addr(1), MemberChange::Join, "s1".into())).count();
     assert_eq!(rejoins, 2, "ha saw s1 join, fail, and join again");
 }
+
+fn alive(name: &str, host: u8, incarnation: u32) -> Vec<u8> {
+    let state = NodeState {
+        name: name.into(),
+        addr: addr(host),
+        incarnation,
+        status: Status::Alive,
+        tags: BTreeMap::new(),
+    };
+    codec::encode(&[Message::Alive(state)]).unwrap()
+}
+
+#[test]
+fn a_probe_of_a_suspect_tells_it_that_it_is_suspected() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    ha.handle_datagram(addr(2), &alive("s1", 2, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    let mut out = Vec::new();
+    ha.handle_timer(Timer::Probe, Duration::from_secs(1), &mut out);
+    let (_, first) = sends(&out).remove(0);
+    let Message::Ping { seq, .. } = first[0] else { panic!("{first:?}") };
+    assert!(!first.iter().any(|m| matches!(m, Message::Suspect { .. })), "not suspect yet");
+    ha.handle_timer(Timer::ProbeTimeout { seq }, Duration::from_millis(1500), &mut Vec::new());
+    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Suspect);
+    let mut out = Vec::new();
+    ha.handle_timer(Timer::Probe, Duration::from_secs(2), &mut out);
+    let (to, packet) = sends(&out).remove(0);
+    assert_eq!(to, addr(2));
+    assert!(matches!(packet[0], Message::Ping { .. }));
+    let nudge = Message::Suspect { name: "s1".into(), incarnation: 0, from: "ha".into() };
+    assert!(packet.contains(&nudge), "{packet:?}");
+}
+
+#[test]
+fn a_stale_accusation_makes_the_node_announce_itself_again_on_its_next_ack() {
+    let mut s1 = agent(config("s1", 2, &[]));
+    s1.start(Duration::ZERO, &mut Vec::new());
+    s1.handle_datagram(addr(1), &alive("ha", 1, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    let accusation =
+        codec::encode(&[Message::Suspect { name: "s1".into(), incarnation: 0, from: "ha".into() }]).unwrap();
+    s1.handle_datagram(addr(1), &accusation, Duration::ZERO, &mut Vec::new()).unwrap();
+    assert_eq!(s1.incarnation(), 1);
+    // Spend the refutation's retransmits, as if every copy had been lost.
+    for tick in 1..=8 {
+        s1.handle_timer(Timer::Gossip, Duration::from_millis(200 * tick), &mut Vec::new());
+    }
+    let ping = |s1: &mut Agent, seq| {
+        let bytes = codec::encode(&[Message::Ping { seq, target: "s1".into() }]).unwrap();
+        let mut out = Vec::new();
+        s1.handle_datagram(addr(1), &bytes, Duration::from_secs(3), &mut out).unwrap();
+        sends(&out).remove(0).1
+    };
+    assert_eq!(ping(&mut s1, 1), vec![Message::Ack { seq: 1 }], "nothing left to piggyback");
+    s1.handle_datagram(addr(1), &accusation, Duration::from_secs(3), &mut Vec::new()).unwrap();
+    assert_eq!(s1.incarnation(), 1, "a stale accusation does not bump the incarnation");
+    let ack = ping(&mut s1, 2);
+    assert_eq!(ack[0], Message::Ack { seq: 2 });
+    assert!(
+        matches!(&ack[1], Message::Alive(state) if state.name == "s1" && state.incarnation == 1),
+        "{ack:?}"
+    );
+}
