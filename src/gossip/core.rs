@@ -233,9 +233,8 @@ impl Agent {
                 if self.joined {
                     return;
                 }
-                let JoinMode::Retry { max, .. } = self.config.join else {
-                    unreachable!("retry timers come only from retry mode")
-                };
+                // Only retry mode arms this timer; a stray one in once mode is ignored.
+                let JoinMode::Retry { max, .. } = self.config.join else { return };
                 if max != 0 && attempt > max {
                     out.push(Action::GaveUp { attempts: max });
                 } else {
