@@ -157,3 +157,51 @@ impl Disk for RealDisk {
         std::fs::File::open(dir)?.sync_all()
     }
 }
+
+/// Helpers for driver tests: a host on a paused tokio clock that records its events.
+#[cfg(test)]
+pub mod testing {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::{Clock, Event, HostEnv, MemoryDisk, Observer};
+    use crate::net::tokio_net::TokioNet;
+
+    /// tokio's clock, paused in tests, so time only moves when every task waits.
+    pub struct TokioClock(pub tokio::time::Instant);
+
+    impl Clock for TokioClock {
+        fn now(&self) -> Duration {
+            self.0.elapsed()
+        }
+    }
+
+    /// Events with their times, in order.
+    #[derive(Clone, Default)]
+    pub struct Recorded(pub Rc<RefCell<Vec<(Duration, Event)>>>);
+
+    impl Observer for Recorded {
+        fn record(&self, at: Duration, _host: &str, event: Event) {
+            self.0.borrow_mut().push((at, event));
+        }
+    }
+
+    /// A host named `test` with an in-memory disk; call inside a paused runtime.
+    pub fn host(disk: Rc<MemoryDisk>) -> (HostEnv<TokioNet>, Recorded) {
+        let recorded = Recorded::default();
+        let net = TokioNet { advertise: std::net::Ipv4Addr::LOCALHOST.into() };
+        let clock = Rc::new(TokioClock(tokio::time::Instant::now()));
+        (HostEnv::new("test", net, clock, disk, Rc::new(recorded.clone()), 7), recorded)
+    }
+
+    /// Runs `future` on a paused current-thread runtime with a `LocalSet`.
+    pub fn run_paused<F: Future>(future: F) -> F::Output {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        tokio::task::LocalSet::new().block_on(&runtime, future)
+    }
+}

@@ -59,3 +59,91 @@ pub async fn run<N: Net>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::gossip::{NodeState, Status};
+    use crate::host::testing::{Recorded, TokioClock, run_paused};
+    use crate::host::{Disk, HostEnv, MemoryDisk};
+    use crate::net::tokio_net::TokioNet;
+
+    /// A disk whose writes fail while `broken` is set.
+    #[derive(Default)]
+    struct FlakyDisk {
+        inner: MemoryDisk,
+        broken: Cell<bool>,
+    }
+
+    impl Disk for FlakyDisk {
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            self.inner.read(path)
+        }
+        fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+            if self.broken.get() {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.inner.write_atomic(path, bytes)
+        }
+    }
+
+    fn backend(name: &str, last: u8) -> NodeState {
+        NodeState {
+            name: name.into(),
+            addr: ([10, 0, 0, last], 7946).into(),
+            incarnation: 0,
+            status: Status::Alive,
+            tags: BTreeMap::from([("role".into(), "backend".into())]),
+        }
+    }
+
+    #[test]
+    fn renders_on_change_keeps_the_old_file_when_a_write_fails_and_retries_on_the_next_change() {
+        run_paused(async {
+            let disk = Rc::new(FlakyDisk::default());
+            let recorded = Recorded::default();
+            let env = HostEnv::new(
+                "ha",
+                TokioNet { advertise: std::net::Ipv4Addr::LOCALHOST.into() },
+                Rc::new(TokioClock(tokio::time::Instant::now())),
+                disk.clone(),
+                Rc::new(recorded.clone()),
+                1,
+            );
+            let settings = RenderSettings {
+                template_file: "t.hb".into(),
+                template_text: "{{#each addresses}}{{host}} {{/each}}".into(),
+                output: "/cfg".into(),
+            };
+            let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
+            let (reload, reload_rx) = watch::channel(0u64);
+            let task = tokio::task::spawn_local(run(env, settings, view_rx, Rc::new(reload)));
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 ");
+            assert_eq!(*reload_rx.borrow(), 1);
+
+            view.send_replace(vec![backend("s1", 2)]);
+            tokio::task::yield_now().await;
+            assert_eq!(*reload_rx.borrow(), 1, "same bytes: no write, no reload");
+
+            disk.broken.set(true);
+            view.send_replace(vec![backend("s1", 2), backend("s2", 3)]);
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 ", "the old file is kept");
+            assert_eq!(*reload_rx.borrow(), 1);
+
+            disk.broken.set(false);
+            view.send_replace(vec![backend("s1", 2), backend("s2", 3)]);
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 s2 ");
+            assert_eq!(*reload_rx.borrow(), 2);
+            task.abort();
+            let kinds: Vec<&str> = recorded.0.borrow().iter().map(|(_, e)| e.kind()).collect();
+            assert_eq!(kinds, ["rendered", "render-failed", "rendered"]);
+        });
+    }
+}

@@ -98,3 +98,59 @@ pub async fn run<N: Net>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::host::testing::{host, run_paused};
+
+    fn starts(events: &[(Duration, Event)], name: &str) -> Vec<Duration> {
+        events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::ServiceStarted { service } if service == name))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    fn service(name: &str, main: bool, run: impl Fn() -> ServiceFuture + 'static) -> Service {
+        let mut spec = ServiceSpec::longrun(name);
+        spec.main = main;
+        Service { spec, start: Box::new(run) }
+    }
+
+    #[test]
+    fn a_failing_service_is_restarted_every_second_and_a_killed_one_too() {
+        run_paused(async {
+            let (env, recorded) = host(Rc::default());
+            let (control, control_rx) = mpsc::unbounded_channel();
+            let services = vec![
+                service("flaky", false, || Box::pin(async { Err("boom".to_string()) })),
+                service("steady", false, || Box::pin(std::future::pending())),
+                service("main", true, || {
+                    Box::pin(async {
+                        tokio::time::sleep(Duration::from_millis(3500)).await;
+                        Ok(())
+                    })
+                }),
+            ];
+            let supervisor = tokio::task::spawn_local(run(env, services, control_rx));
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            control.send(Control::Kill { service: "steady".into() }).unwrap();
+            supervisor.await.unwrap();
+            let events = recorded.0.borrow();
+            let secs = |v: &[u64]| v.iter().map(|ms| Duration::from_millis(*ms)).collect::<Vec<_>>();
+            assert_eq!(starts(&events, "flaky"), secs(&[0, 1000, 2000, 3000]));
+            assert_eq!(starts(&events, "steady"), secs(&[0, 2500]), "killed at 1.5 s, back 1 s later");
+            let killed = events.iter().any(|(at, e)| {
+                *at == Duration::from_millis(1500)
+                    && matches!(e, Event::ServiceExited { service, status } if service == "steady" && status == "signal SIGKILL")
+            });
+            assert!(killed, "{events:?}");
+            let (at, last) = events.last().unwrap();
+            assert_eq!(*last, Event::HostHalted { service: "main".into() });
+            assert_eq!(*at, Duration::from_millis(3500));
+        });
+    }
+}
