@@ -51,10 +51,6 @@ impl Verdict {
         }
     }
 
-    fn finish(self) -> Self {
-        self
-    }
-
     /// Whether the invariant held and was checked at least once: a scenario that enables an
     /// invariant must give it something to check.
     pub fn holds(&self) -> bool {
@@ -162,7 +158,7 @@ where
             }
         }
     }
-    verdict.finish()
+    verdict
 }
 
 fn serve(obs: &Observations) -> Verdict {
@@ -201,5 +197,5 @@ fn serve(obs: &Observations) -> Verdict {
             ));
         }
     }
-    verdict.finish()
+    verdict
 }

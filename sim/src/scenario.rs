@@ -506,14 +506,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 }
             }
             FaultSection::HostCrash { at_s, host, restart_after_s } => {
-                let (at, _) = window(*at_s, restart_after_s.unwrap_or(1.0))?;
-                let lasting =
-                    restart_after_s.map(|_| window(*at_s, restart_after_s.unwrap_or(1.0))).transpose()?;
-                FaultSpec {
-                    at,
-                    lasting: lasting.map(|w| w.1),
-                    kind: FaultKind::HostCrash { host: known(host)? },
-                }
+                // Without restart_after_s the host stays down until the end of the run.
+                let (at, lasting) = window(*at_s, restart_after_s.unwrap_or(1.0))?;
+                let lasting = restart_after_s.map(|_| lasting);
+                FaultSpec { at, lasting, kind: FaultKind::HostCrash { host: known(host)? } }
             }
             FaultSection::ServiceCrash { at_s, host, service } => {
                 let (at, _) = window(*at_s, 1.0)?;

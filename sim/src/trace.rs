@@ -4,14 +4,13 @@
 //! the JSON Lines form, a fixed algorithm) is printed by every run.
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use rollcall::host::{Event, Observer};
+use rollcall::host::{Disk, Event, Observer, RealDisk};
 
 /// The host name world-level records (faults) are filed under.
 pub const WORLD: &str = "world";
@@ -57,13 +56,9 @@ impl Trace {
         blake3::hash(self.to_json_lines().as_bytes()).to_hex().to_string()
     }
 
-    /// Writes the JSON Lines form atomically.
+    /// Writes the JSON Lines form atomically (temporary file, fsync, rename).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let temporary = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(self.to_json_lines().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
+        RealDisk.write_atomic(path, self.to_json_lines().as_bytes())
     }
 }
 

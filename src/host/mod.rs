@@ -165,7 +165,7 @@ pub mod testing {
     use std::rc::Rc;
     use std::time::Duration;
 
-    use super::{Clock, Event, HostEnv, MemoryDisk, Observer};
+    use super::{Clock, Disk, Event, HostEnv, Observer};
     use crate::net::tokio_net::TokioNet;
 
     /// tokio's clock, paused in tests, so time only moves when every task waits.
@@ -187,8 +187,8 @@ pub mod testing {
         }
     }
 
-    /// A host named `test` with an in-memory disk; call inside a paused runtime.
-    pub fn host(disk: Rc<MemoryDisk>) -> (HostEnv<TokioNet>, Recorded) {
+    /// A host named `test` on `disk`; call inside a paused runtime.
+    pub fn host(disk: Rc<dyn Disk>) -> (HostEnv<TokioNet>, Recorded) {
         let recorded = Recorded::default();
         let net = TokioNet { advertise: std::net::Ipv4Addr::LOCALHOST.into() };
         let clock = Rc::new(TokioClock(tokio::time::Instant::now()));

@@ -68,9 +68,8 @@ mod tests {
 
     use super::*;
     use crate::gossip::{NodeState, Status};
-    use crate::host::testing::{Recorded, TokioClock, run_paused};
-    use crate::host::{Disk, HostEnv, MemoryDisk};
-    use crate::net::tokio_net::TokioNet;
+    use crate::host::testing::{host, run_paused};
+    use crate::host::{Disk, MemoryDisk};
 
     /// A disk whose writes fail while `broken` is set.
     #[derive(Default)]
@@ -105,15 +104,7 @@ mod tests {
     fn renders_on_change_keeps_the_old_file_when_a_write_fails_and_retries_on_the_next_change() {
         run_paused(async {
             let disk = Rc::new(FlakyDisk::default());
-            let recorded = Recorded::default();
-            let env = HostEnv::new(
-                "ha",
-                TokioNet { advertise: std::net::Ipv4Addr::LOCALHOST.into() },
-                Rc::new(TokioClock(tokio::time::Instant::now())),
-                disk.clone(),
-                Rc::new(recorded.clone()),
-                1,
-            );
+            let (env, recorded) = host(disk.clone());
             let settings = RenderSettings {
                 template_file: "t.hb".into(),
                 template_text: "{{#each addresses}}{{host}} {{/each}}".into(),

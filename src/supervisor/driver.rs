@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn a_failing_service_is_restarted_every_second_and_a_killed_one_too() {
         run_paused(async {
-            let (env, recorded) = host(Rc::default());
+            let (env, recorded) = host(Rc::new(crate::host::MemoryDisk::default()));
             let (control, control_rx) = mpsc::unbounded_channel();
             let services = vec![
                 service("flaky", false, || Box::pin(async { Err("boom".to_string()) })),
