@@ -11,38 +11,33 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use rollcall_sim::faults::Plan;
-use rollcall_sim::observe::Observations;
-use rollcall_sim::world::World;
+use rollcall_sim::Simulation;
 
-fn world(name: &str) -> World {
+fn simulation(name: &str) -> Simulation {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(name);
-    let mut world = rollcall_sim::scenario::load(&path).expect("scenario loads");
     // Convergence happens in the first seconds; the rest of the run is not needed here.
-    world.duration = Duration::from_secs(20);
-    world
+    Simulation::from_file(&path).expect("scenario loads").duration(Duration::from_secs(20))
 }
 
-fn converge_time(world: &World, seed: u64) -> Duration {
-    let plan = Plan::build(world, seed);
-    let trace = rollcall_sim::engines::turmoil::run(world, &plan, seed).expect("run completes");
-    Observations::new(world, &plan, &trace)
-        .converged_at()
-        .unwrap_or_else(|| panic!("{} seed {seed} did not converge", world.name))
+fn converge_time(simulation: &Simulation, seed: u64) -> Duration {
+    let convergence = simulation.clone().seed(seed).convergence().expect("run completes");
+    convergence
+        .unwrap_or_else(|| panic!("{} seed {seed} did not converge", simulation.world().name))
+        .since_start
 }
 
 fn convergence(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim-time-to-converge");
     group.sample_size(10);
     for name in ["lab.toml", "lab-permuted.toml"] {
-        let world = world(name);
+        let simulation = simulation(name);
         let seed = Cell::new(0u64);
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 (0..iterations)
                     .map(|_| {
                         seed.set(seed.get() + 1);
-                        converge_time(&world, seed.get())
+                        converge_time(&simulation, seed.get())
                     })
                     .sum()
             })
@@ -54,13 +49,12 @@ fn convergence(c: &mut Criterion) {
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("simulator-wall-time");
     group.sample_size(10);
-    let world = world("lab.toml");
+    let simulation = simulation("lab.toml");
     group.bench_function("lab 20 s simulated", |b| {
         b.iter_custom(|iterations| {
             let start = Instant::now();
             for seed in 0..iterations {
-                let plan = Plan::build(&world, seed);
-                rollcall_sim::engines::turmoil::run(&world, &plan, seed).expect("run completes");
+                simulation.clone().seed(seed).trace().expect("run completes");
             }
             start.elapsed()
         })

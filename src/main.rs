@@ -129,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         gossip_port,
         tag,
         permanent_failure: Vec::new(),
+        bugs: rollcall::node::PlantedBugs::default(),
     };
     // One thread, like a simulated host: the same futures run here and under turmoil.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

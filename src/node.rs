@@ -79,6 +79,19 @@ impl Default for GossipSettings {
     }
 }
 
+/// Bugs planted on purpose, so that the simulator's own tests can show that each invariant
+/// catches the failure it exists for (mutation testing of the oracle, as FoundationDB's
+/// BUGGIFY plants faults in production code). All off by default; never set in real mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlantedBugs {
+    /// The balancer keeps every server it ever loaded: removals are ignored.
+    pub balancer_ignores_removals: bool,
+    /// The renderer leaves the first live backend (by name) out of every rendering.
+    pub renderer_drops_a_backend: bool,
+    /// The gossip agent never refutes a suspicion or a death of itself.
+    pub gossip_never_refutes: bool,
+}
+
 /// A node's full description.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeSpec {
@@ -92,6 +105,8 @@ pub struct NodeSpec {
     pub tag: String,
     /// Services whose finish script exits 125 (never restarted).
     pub permanent_failure: Vec<String>,
+    /// Bugs planted for the oracle's mutation tests.
+    pub bugs: PlantedBugs,
 }
 
 /// Boots the node: builds its services and supervises them until the node halts.
@@ -112,6 +127,7 @@ pub async fn boot<N: Net>(
                 template_file: template_file.clone(),
                 template_text: template_text.clone(),
                 output: output.clone(),
+                drops_a_backend: spec.bugs.renderer_drops_a_backend,
             };
             let (render_env, render_view, render_reload) = (env.clone(), view.clone(), reload.clone());
             services.push(service(&spec, "renderer", move || {
@@ -124,8 +140,10 @@ pub async fn boot<N: Net>(
                 Box::pin(run)
             }));
             let (proxy_env, output) = (env.clone(), output.clone());
+            let ignores_removals = spec.bugs.balancer_ignores_removals;
             services.push(service(&spec, "haproxy", move || {
-                Box::pin(balancer::proxy::run(proxy_env.clone(), output.clone(), reload.subscribe()))
+                let (env, path) = (proxy_env.clone(), output.clone());
+                Box::pin(balancer::proxy::run(env, path, reload.subscribe(), ignores_removals))
             }));
         }
         Role::Backend => {
@@ -179,5 +197,6 @@ fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<G
     config.probe_timeout = node.gossip.probe_timeout;
     config.gossip_interval = node.gossip.gossip_interval;
     config.reconnect_interval = node.gossip.reconnect_interval;
+    config.never_refutes = node.bugs.gossip_never_refutes;
     Ok(config)
 }

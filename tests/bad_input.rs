@@ -120,3 +120,61 @@ fn the_cli_exits_2_on_bad_input() {
     assert!(Path::new(&file).exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Values that are infinite, negative, zero where zero makes no sense, too large to be a
+/// duration, and bad host names: each an error at the value's line and column, never a panic.
+#[test]
+fn out_of_range_values_name_their_line_and_column() {
+    let cases: [(&str, &str, (usize, usize), &str); 13] = [
+        ("duration_s = 10", "duration_s = inf", (2, 14), "duration_s"),
+        ("duration_s = 10", "duration_s = nan", (2, 14), "duration_s"),
+        ("duration_s = 10", "duration_s = -5", (2, 14), "duration_s"),
+        ("duration_s = 10", "duration_s = 0", (2, 14), "duration_s"),
+        ("duration_s = 10", "duration_s = 1e30", (2, 14), "duration_s"),
+        ("duration_s = 10", "duration_s = 10\ntick_ms = 0", (3, 11), "tick_ms"),
+        ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nprobe_interval_ms = 0", (6, 21), "probe_interval_ms"),
+        ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nretry_interval_ms = 0", (6, 21), "retry_interval_ms"),
+        ("seeds = [\"ha\"]", "seeds = [\"ha\"]\ngossip_interval_ms = 99999999999", (6, 22), "over the limit"),
+        ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nprobe_interval_ms = -1", (6, 21), ""),
+        ("converge_rounds = 5", "converge_rounds = 0", (17, 19), "at least 1"),
+        ("name = \"s1\"", "name = \"\"", (13, 8), "host name"),
+        ("name = \"s1\"", "name = \"s1 with spaces\"", (13, 8), "host name"),
+    ];
+    for (from, to, (line, column), needle) in cases {
+        let text = GOOD.replacen(from, to, 1);
+        let e = error(&text);
+        assert_eq!((e.line, e.column), (line, column), "{to}: {e}");
+        assert!(e.message.contains(needle), "{to}: {e}");
+    }
+    let client =
+        format!("{GOOD}\n[[host]]\nname = \"c\"\nrole = \"client\"\ntarget = \"ha\"\ninterval_ms = 0\n");
+    let e = error(&client);
+    assert_eq!((e.line, e.column), (23, 15), "{e}");
+    assert!(e.message.contains("interval_ms must be positive"), "{e}");
+    let long = format!("name = \"{}\"", "s".repeat(64));
+    assert!(error(&GOOD.replacen("name = \"s1\"", &long, 1)).message.contains("host name"));
+}
+
+#[test]
+fn out_of_range_fault_times_are_errors_not_panics() {
+    for fault in [
+        "kind = \"partition\"\nat_s = 1\nfor_s = 1e300\na = [\"s1\"]",
+        "kind = \"partition\"\nat_s = inf\nfor_s = 1\na = [\"s1\"]",
+        "kind = \"host-crash\"\nat_s = 1\nhost = \"s1\"\nrestart_after_s = -3",
+        "kind = \"loss\"\nat_s = 1\nfor_s = 1\nrate = nan",
+        "kind = \"latency\"\nat_s = 1\nfor_s = 1\nextra_ms = 0",
+    ] {
+        let e = error(&format!("{GOOD}\n[[fault]]\n{fault}\n"));
+        assert_eq!(e.line, 19, "{fault}: {e}");
+    }
+}
+
+#[test]
+fn an_expected_violation_must_name_an_enabled_invariant_and_known_hosts() {
+    let e = error(&format!("{GOOD}\n[expect]\nviolated = [\"available\"]\n"));
+    assert!(e.message.contains("not enabled"), "{e}");
+    let e = error(&format!("{GOOD}\n[[expect.violation]]\ninvariant = \"converge\"\nhosts = [\"s9\"]\n"));
+    assert_eq!((e.line, e.column), (21, 10), "{e}");
+    let e = error(&GOOD.replace("converge_rounds = 5", "serve = true"));
+    assert!(e.message.contains("unknown field `serve`"), "{e}");
+}

@@ -1,28 +1,31 @@
-//! One seed replays one run, byte for byte; another seed gives another run.
+//! One seed replays one run, byte for byte; another seed gives another run. Every shipped
+//! scenario, seeds 1 to 3, each run twice.
 
 use std::path::PathBuf;
 
+use rollcall_sim::Simulation;
+
 fn hash(scenario: &str, seed: u64) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(scenario);
-    let world = rollcall_sim::scenario::load(&path).unwrap();
-    let run = rollcall_sim::run(&world, scenario, seed).unwrap();
+    let run = Simulation::from_file(&path).unwrap().seed(seed).run().unwrap();
     assert_eq!(run.report.trace_hash, run.trace.hash());
     run.report.trace_hash
 }
 
-fn check(scenario: &str) {
-    let first = [hash(scenario, 1), hash(scenario, 2)];
-    let second = [hash(scenario, 1), hash(scenario, 2)];
-    assert_eq!(first, second, "{scenario}: a seed did not replay");
-    assert_ne!(first[0], first[1], "{scenario}: seeds 1 and 2 gave the same run");
-}
-
 #[test]
-fn the_lab_replays_per_seed() {
-    check("lab.toml");
-}
-
-#[test]
-fn the_partition_scenario_replays_per_seed() {
-    check("lab-partition.toml");
+fn every_shipped_scenario_replays_per_seed() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut scenarios: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    scenarios.sort();
+    assert!(scenarios.len() >= 7, "{scenarios:?}");
+    for scenario in &scenarios {
+        let first: Vec<String> = (1..=3).map(|seed| hash(scenario, seed)).collect();
+        let second: Vec<String> = (1..=3).map(|seed| hash(scenario, seed)).collect();
+        assert_eq!(first, second, "{scenario}: a seed did not replay");
+        assert_ne!(first[0], first[1], "{scenario}: seeds 1 and 2 gave the same run");
+    }
 }

@@ -2,6 +2,7 @@
 //!
 //! A plan is data, built up front from the scenario and the seed (so a property test can
 //! shrink it), and applied by an engine between simulation steps at exact simulated times.
+//! The engine records the plan, and every fault's start and end, as typed trace records.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,93 +10,99 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::world::World;
 use rollcall::host::{mix, stable_hash};
 
 /// A fault as the scenario states it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultSpec {
     /// When it starts.
+    #[serde(rename = "at_ms", with = "millis")]
     pub at: Duration,
     /// How long it lasts (`None`: until the end, or instantaneous).
+    #[serde(rename = "for_ms", with = "millis_option")]
     pub lasting: Option<Duration>,
     /// What it is.
     pub kind: FaultKind,
 }
 
 /// Kinds of fault.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum FaultKind {
     /// Traffic between the groups is lost (only from `a` to `b` when `oneway`).
     Partition { a: Vec<String>, b: Vec<String>, oneway: bool },
-    /// The hosts' gossip datagrams are dropped with this probability.
+    /// The hosts' gossip datagrams are dropped with this probability. Overlapping loss
+    /// windows on one host compose as independent drops: 1 - (1 - p1)(1 - p2).
     Loss { hosts: Vec<String>, rate: f64 },
-    /// The hosts' gossip datagrams are delayed.
-    Latency { hosts: Vec<String>, extra: Duration },
-    /// The host dies, and boots again when the fault ends.
+    /// The hosts' gossip datagrams are delayed. Overlapping latency windows add up.
+    Latency {
+        hosts: Vec<String>,
+        #[serde(rename = "extra_ms", with = "millis")]
+        extra: Duration,
+    },
+    /// The host dies (every process at once), and boots again when the fault ends; its disk
+    /// survives.
     HostCrash { host: String },
-    /// One service is killed.
+    /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { host: String, service: String },
 }
 
-/// One step of a plan.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "action", rename_all = "kebab-case")]
-pub enum FaultAction {
-    /// Cut traffic.
-    Partition { a: Vec<String>, b: Vec<String>, oneway: bool },
-    /// Restore traffic.
-    Repair { a: Vec<String>, b: Vec<String>, oneway: bool },
-    /// Set the gossip loss rate.
-    SetLoss { hosts: Vec<String>, rate: f64 },
-    /// Set the extra gossip latency.
-    SetLatency { hosts: Vec<String>, extra_ms: u64 },
-    /// Kill the host.
-    Crash { host: String },
-    /// Boot the host again.
-    Restart { host: String },
-    /// Kill one service.
-    KillService { host: String, service: String },
+impl FaultKind {
+    /// Whether the fault is one instant (it has no end).
+    pub fn is_instant(&self) -> bool {
+        matches!(self, FaultKind::ServiceCrash { .. })
+    }
 }
 
-impl std::fmt::Display for FaultAction {
+impl std::fmt::Display for FaultKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FaultAction::Partition { a, b, oneway } => {
+            FaultKind::Partition { a, b, oneway } => {
                 write!(f, "partition {} {} {}", a.join(","), if *oneway { "->" } else { "<->" }, b.join(","))
             }
-            FaultAction::Repair { a, b, oneway } => {
-                write!(f, "heal {} {} {}", a.join(","), if *oneway { "->" } else { "<->" }, b.join(","))
+            FaultKind::Loss { hosts, rate } => write!(f, "gossip loss {rate} on {}", hosts.join(",")),
+            FaultKind::Latency { hosts, extra } => {
+                write!(f, "gossip latency +{}ms on {}", extra.as_millis(), hosts.join(","))
             }
-            FaultAction::SetLoss { hosts, rate } => write!(f, "gossip loss {rate} on {}", hosts.join(",")),
-            FaultAction::SetLatency { hosts, extra_ms } => {
-                write!(f, "gossip latency +{extra_ms}ms on {}", hosts.join(","))
-            }
-            FaultAction::Crash { host } => write!(f, "crash host {host}"),
-            FaultAction::Restart { host } => write!(f, "restart host {host}"),
-            FaultAction::KillService { host, service } => write!(f, "kill service {service} on {host}"),
+            FaultKind::HostCrash { host } => write!(f, "host crash {host}"),
+            FaultKind::ServiceCrash { host, service } => write!(f, "service crash {service} on {host}"),
         }
     }
+}
+
+/// Whether a step starts or ends its fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The fault begins.
+    Start,
+    /// The fault is undone.
+    End,
 }
 
 /// A step at a time.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Planned {
     /// When the engine applies it.
-    #[serde(with = "millis")]
+    #[serde(rename = "at_ms", with = "millis")]
     pub at: Duration,
-    /// What it does.
-    pub action: FaultAction,
+    /// Index of the fault in [`Plan::faults`].
+    pub fault: usize,
+    /// Start or end.
+    pub phase: Phase,
 }
 
 /// Everything the world will do during one run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
     /// When each host first boots.
-    #[serde(with = "millis_map")]
+    #[serde(rename = "start_at_ms", with = "millis_map")]
     pub start_at: BTreeMap<String, Duration>,
+    /// The faults, in scenario order; a fault's id is its index.
+    pub faults: Vec<FaultSpec>,
     /// Fault steps in time order (ties keep scenario order).
     pub steps: Vec<Planned>,
 }
@@ -119,44 +126,51 @@ impl Plan {
             })
             .collect();
         let mut steps = Vec::new();
-        for fault in &world.faults {
+        for (index, fault) in world.faults.iter().enumerate() {
+            steps.push(Planned { at: fault.at, fault: index, phase: Phase::Start });
             let end = fault.lasting.map(|lasting| fault.at + lasting).filter(|end| *end < world.duration);
-            let (begin, undo) = match &fault.kind {
-                FaultKind::Partition { a, b, oneway } => (
-                    FaultAction::Partition { a: a.clone(), b: b.clone(), oneway: *oneway },
-                    Some(FaultAction::Repair { a: a.clone(), b: b.clone(), oneway: *oneway }),
-                ),
-                FaultKind::Loss { hosts, rate } => (
-                    FaultAction::SetLoss { hosts: hosts.clone(), rate: *rate },
-                    Some(FaultAction::SetLoss { hosts: hosts.clone(), rate: 0.0 }),
-                ),
-                FaultKind::Latency { hosts, extra } => (
-                    FaultAction::SetLatency { hosts: hosts.clone(), extra_ms: extra.as_millis() as u64 },
-                    Some(FaultAction::SetLatency { hosts: hosts.clone(), extra_ms: 0 }),
-                ),
-                FaultKind::HostCrash { host } => (
-                    FaultAction::Crash { host: host.clone() },
-                    Some(FaultAction::Restart { host: host.clone() }),
-                ),
-                FaultKind::ServiceCrash { host, service } => {
-                    (FaultAction::KillService { host: host.clone(), service: service.clone() }, None)
-                }
-            };
-            steps.push(Planned { at: fault.at, action: begin });
-            if let (Some(end), Some(undo)) = (end, undo) {
-                steps.push(Planned { at: end, action: undo });
+            if let Some(end) = end.filter(|_| !fault.kind.is_instant()) {
+                steps.push(Planned { at: end, fault: index, phase: Phase::End });
             }
         }
         steps.sort_by_key(|step| step.at);
-        Plan { start_at, steps }
+        Plan { start_at, faults: world.faults.clone(), steps }
     }
 }
 
-mod millis {
+pub(crate) mod millis {
     use std::time::Duration;
+
+    use serde::Deserialize;
 
     pub fn serialize<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(value.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+mod millis_option {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => serializer.serialize_some(&(value.as_millis() as u64)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(deserializer).map(|ms| ms.map(Duration::from_millis))
     }
 }
 

@@ -1,10 +1,13 @@
 //! rollcall-sim: runs the rollcall stack in a seeded simulated world.
 //!
+//! - [`Simulation`]: the one pipeline: a world (from a scenario file or built in code) and a
+//!   seed -> plan -> engine -> trace -> observations -> invariants -> report.
 //! - [`scenario`]: scenario files, parsed strictly into a [`world::World`].
 //! - [`faults`]: the fault plan built from a world and a seed.
 //! - [`engines`]: engines that run a world under a plan and record a [`trace::Trace`].
-//! - [`observe`] and [`invariants`]: the observation model and the checks on it.
-//! - [`report`]: the timeline, verdicts and replay command a run prints.
+//! - [`observe`] and [`invariants`]: the observation model (from the trace alone) and the
+//!   checks on it.
+//! - [`report`]: the timeline, verdicts, figures and replay command a run prints.
 #![forbid(unsafe_code)]
 
 pub mod engines;
@@ -17,57 +20,133 @@ pub mod trace;
 pub mod workload;
 pub mod world;
 
-use engines::EngineError;
-use faults::Plan;
-use report::Report;
-use trace::Trace;
-use world::World;
+use std::path::Path;
+use std::time::Duration;
 
-/// One finished run: its report and its full trace.
+use engines::EngineError;
+use faults::{FaultSpec, Plan};
+use observe::Observations;
+use report::Report;
+use rollcall::node::PlantedBugs;
+use scenario::ScenarioError;
+use trace::Trace;
+use world::{Expectation, HostKind, InvariantSettings, World};
+
+/// One finished run: its report, its full trace and what the invariants saw.
 pub struct Run {
     /// What to print.
     pub report: Report,
     /// Every record.
     pub trace: Trace,
+    /// The observation model built from the trace.
+    pub observations: Observations,
 }
 
-/// How long one seed of `world` takes to converge (every webapp in the balancer's rendered
-/// backends): from the start of the run, and from the start of the last node it needs.
+/// How long one seed of a world takes to converge (every webapp in the balancer's rendered
+/// backends): from the start of the run, and from the first boot of the last node it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Convergence {
     /// Simulated time from the start of the run.
-    pub since_start: std::time::Duration,
+    pub since_start: Duration,
     /// Simulated time since the balancer and every webapp had booted.
-    pub since_last_boot: std::time::Duration,
+    pub since_last_boot: Duration,
 }
 
-/// Runs `world` with `seed` and measures its first convergence (`None`: it never converged).
-pub fn convergence(world: &World, seed: u64) -> Result<Option<Convergence>, EngineError> {
-    let plan = Plan::build(world, seed);
-    let trace = engines::turmoil::run(world, &plan, seed)?;
-    let observations = observe::Observations::new(world, &plan, &trace);
-    let needed = world.webapps().into_iter().chain([world.balancer().to_string()]);
-    let last_boot = needed.map(|name| plan.start_at[&name]).max().unwrap_or_default();
-    Ok(observations
-        .converged_at()
-        .map(|at| Convergence { since_start: at, since_last_boot: at.saturating_sub(last_boot) }))
+/// A world, a seed, and how to name the run in replay commands.
+#[derive(Clone, Debug)]
+pub struct Simulation {
+    world: World,
+    file: String,
+    seed: u64,
 }
 
-/// Runs `world` with `seed` on the turmoil engine and checks its invariants.
-pub fn run(world: &World, file: &str, seed: u64) -> Result<Run, EngineError> {
-    let plan = Plan::build(world, seed);
-    let trace = engines::turmoil::run(world, &plan, seed)?;
-    let observations = observe::Observations::new(world, &plan, &trace);
-    let verdicts = invariants::check(world, &observations);
-    let duration_ms = world.duration.as_millis() as u64;
-    let report = Report::new(
-        &world.name,
-        file,
-        seed,
-        duration_ms,
-        &trace,
-        verdicts,
-        world.expected_violations.clone(),
-    );
-    Ok(Run { report, trace })
+impl Simulation {
+    /// The world of a scenario file, seed 1.
+    pub fn from_file(path: &Path) -> Result<Self, ScenarioError> {
+        let world = scenario::load(path)?;
+        Ok(Simulation { world, file: path.display().to_string(), seed: 1 })
+    }
+
+    /// A world built in code; `name` stands for the file in replay lines.
+    pub fn new(world: World, name: &str) -> Self {
+        Simulation { world, file: name.to_string(), seed: 1 }
+    }
+
+    /// Runs with this seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Replaces the world's faults.
+    pub fn faults(mut self, faults: Vec<FaultSpec>) -> Self {
+        self.world.faults = faults;
+        self
+    }
+
+    /// Replaces the invariants checked.
+    pub fn invariants(mut self, invariants: InvariantSettings) -> Self {
+        self.world.invariants = invariants;
+        self
+    }
+
+    /// Replaces the expected outcome.
+    pub fn expect(mut self, expect: Expectation) -> Self {
+        self.world.expect = expect;
+        self
+    }
+
+    /// Sets the simulated run length.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.world.duration = duration;
+        self
+    }
+
+    /// Plants bugs in one node (the oracle's mutation tests).
+    pub fn planted_bugs(mut self, host: &str, bugs: PlantedBugs) -> Self {
+        for spec in &mut self.world.hosts {
+            if let (true, HostKind::Node(node)) = (spec.name == host, &mut spec.kind) {
+                node.bugs = bugs;
+            }
+        }
+        self
+    }
+
+    /// The world, for anything the builder does not cover.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
+    /// The world.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Runs the engine and returns the trace.
+    pub fn trace(&self) -> Result<Trace, EngineError> {
+        let plan = Plan::build(&self.world, self.seed);
+        engines::turmoil::run(&self.world, &plan, self.seed)
+    }
+
+    /// Runs and checks every invariant the world enables.
+    pub fn run(&self) -> Result<Run, EngineError> {
+        let trace = self.trace()?;
+        let observations = Observations::new(&trace);
+        let (verdicts, figures) = invariants::check(&self.world, &observations);
+        let report = Report::new(&self.world, &self.file, self.seed, &trace, verdicts, figures);
+        Ok(Run { report, trace, observations })
+    }
+
+    /// Runs and measures the first convergence (`None`: it never converged).
+    pub fn convergence(&self) -> Result<Option<Convergence>, EngineError> {
+        let observations = Observations::new(&self.trace()?);
+        let needed = observations.webapps.iter().chain([&observations.balancer]);
+        let first_boot = |name: &String| {
+            observations.host_up.get(name).and_then(|up| up.0.first()).map(|(start, _)| *start)
+        };
+        let last_boot = needed.filter_map(first_boot).max().unwrap_or_default();
+        Ok(observations
+            .converged_at()
+            .map(|at| Convergence { since_start: at, since_last_boot: at.saturating_sub(last_boot) }))
+    }
 }

@@ -3,10 +3,11 @@
 //! Exit codes: 0 the outcome is the one the scenario expects, 1 it is not (or the simulated
 //! software crashed), 2 bad input.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rollcall_sim::Simulation;
 
 #[derive(Parser)]
 #[command(name = "rollcall-sim", version, about = "Deterministic simulation of the rollcall stack")]
@@ -73,19 +74,28 @@ fn main() -> ExitCode {
     }
 }
 
+fn load(scenario: &Path) -> Result<Simulation, ExitCode> {
+    Simulation::from_file(scenario).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })
+}
+
 fn converge(scenario: PathBuf, from: u64, seeds: u64) -> ExitCode {
-    let world = match rollcall_sim::scenario::load(&scenario) {
-        Ok(world) => world,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+    let simulation = match load(&scenario) {
+        Ok(simulation) => simulation,
+        Err(code) => return code,
     };
+    if seeds == 0 {
+        eprintln!("error: --seeds must be at least 1");
+        return ExitCode::from(2);
+    }
     let mut since_start = Vec::new();
     let mut since_boot = Vec::new();
     let mut never = Vec::new();
-    for seed in from..from.saturating_add(seeds) {
-        match rollcall_sim::convergence(&world, seed) {
+    let last = from.saturating_add(seeds - 1);
+    for seed in from..=last {
+        match simulation.clone().seed(seed).convergence() {
             Ok(Some(c)) => {
                 since_start.push(c.since_start);
                 since_boot.push(c.since_last_boot);
@@ -97,7 +107,7 @@ fn converge(scenario: PathBuf, from: u64, seeds: u64) -> ExitCode {
             }
         }
     }
-    println!("scenario {} ({}), seeds {from}..{}", world.name, scenario.display(), from + seeds - 1);
+    println!("scenario {} ({}), seeds {from}..{last}", simulation.world().name, scenario.display());
     println!("{:<28} {:>9} {:>9} {:>9} {:>9}", "simulated ms to converge", "min", "median", "p90", "max");
     for (label, values) in
         [("since the run started", &mut since_start), ("since the last node booted", &mut since_boot)]
@@ -117,16 +127,13 @@ fn converge(scenario: PathBuf, from: u64, seeds: u64) -> ExitCode {
 }
 
 fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>) -> ExitCode {
-    let world = match rollcall_sim::scenario::load(&scenario) {
-        Ok(world) => world,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+    let simulation = match load(&scenario) {
+        Ok(simulation) => simulation.seed(seed),
+        Err(code) => return code,
     };
     let file = scenario.display().to_string();
     let wall = std::time::Instant::now();
-    let run = match rollcall_sim::run(&world, &file, seed) {
+    let run = match simulation.run() {
         Ok(run) => run,
         Err(error) => {
             eprintln!("error: {error}");

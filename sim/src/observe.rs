@@ -1,15 +1,15 @@
-//! The observation model: what the invariants may look at, rebuilt from the trace and the
-//! fault plan. It never touches an engine: any engine that writes the same trace gets the
-//! same verdicts.
+//! The observation model: what the invariants may look at, rebuilt from the trace alone. The
+//! trace starts with the plan (hosts, roles, faults) and holds every effective change the
+//! engine made (links cut and repaired, hosts crashed and restarted, gossip impairments), so
+//! any engine that writes the same trace gets the same verdicts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use rollcall::host::Event;
+use rollcall::host::{Event, MemberChange, MemberStatus};
 
-use crate::faults::{FaultAction, Plan};
-use crate::trace::Trace;
-use crate::world::World;
+use crate::faults::{FaultKind, FaultSpec};
+use crate::trace::{Entry, Trace, WorldEvent};
 
 /// A set of names that changes at known times (piecewise constant, starting empty).
 #[derive(Clone, Debug, Default)]
@@ -32,6 +32,11 @@ impl SetTimeline {
     pub fn changes_within(&self, from: Duration, to: Duration) -> impl Iterator<Item = Duration> + '_ {
         self.changes.iter().map(|(t, _)| *t).filter(move |t| *t > from && *t <= to)
     }
+
+    /// Every change, in order.
+    pub fn changes(&self) -> &[(Duration, BTreeSet<String>)] {
+        &self.changes
+    }
 }
 
 /// A yes/no property over time, as half-open intervals where it holds.
@@ -44,6 +49,16 @@ impl Intervals {
         self.0.iter().any(|(start, end)| *start <= at && at < *end)
     }
 
+    /// Whether it holds at some instant of `[from, to]`.
+    pub fn meets(&self, from: Duration, to: Duration) -> bool {
+        self.0.iter().any(|(start, end)| *start <= to && from < *end)
+    }
+
+    /// The start of the interval holding `at`, if any.
+    pub fn since(&self, at: Duration) -> Option<Duration> {
+        self.0.iter().find(|(start, end)| *start <= at && at < *end).map(|(start, _)| *start)
+    }
+
     fn boundaries(&self) -> impl Iterator<Item = Duration> + '_ {
         self.0.iter().flat_map(|(start, end)| [*start, *end])
     }
@@ -52,6 +67,8 @@ impl Intervals {
 /// A client request and how it ended.
 #[derive(Clone, Debug)]
 pub struct RequestObservation {
+    /// The client host.
+    pub client: String,
     /// Request number.
     pub id: u64,
     /// Sent at.
@@ -64,160 +81,238 @@ pub struct RequestObservation {
     pub served_by: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The server the balancer sent it to, if the balancer recorded an answer for it.
+    pub routed_to: Option<String>,
+    /// Whether the balancer recorded an answer for it at all.
+    pub reached_balancer: bool,
 }
 
-/// A partition window between two groups of hosts.
-#[derive(Clone, Debug)]
-struct Cut {
-    start: Duration,
-    end: Duration,
-    a: Vec<String>,
-    b: Vec<String>,
-    /// Only traffic from `a` to `b` is lost.
-    oneway: bool,
-}
-
-impl Cut {
-    fn separates(&self, a: &str, b: &str, at: Duration) -> bool {
-        let member = |list: &[String], name: &str| list.iter().any(|x| x == name);
-        let between =
-            (member(&self.a, a) && member(&self.b, b)) || (member(&self.a, b) && member(&self.b, a));
-        self.start <= at && at < self.end && between
+impl RequestObservation {
+    /// Whether a webapp answered 200.
+    pub fn ok(&self) -> bool {
+        self.status == Some(200) && self.served_by.is_some()
     }
 }
 
+/// A fault's window as the trace shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultWindow {
+    /// Its id in the plan.
+    pub id: usize,
+    /// What it was.
+    pub kind: FaultKind,
+    /// When it began.
+    pub start: Duration,
+    /// When it was undone (`None`: it never was, or it is an instant).
+    pub end: Option<Duration>,
+}
+
+/// One change of a host's gossip view.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ViewChange {
+    /// The agent (re)started or its host went down: the view is empty.
+    Reset,
+    /// A member's entry now reads so.
+    Set { member: String, status: MemberStatus, incarnation: u32 },
+}
+
+/// A `member-failed` event: `observer` declared `member` dead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailedEvent {
+    /// When.
+    pub at: Duration,
+    /// Who declared it.
+    pub observer: String,
+    /// Who was declared dead.
+    pub member: String,
+}
+
 /// Everything the invariants read.
+#[derive(Debug, Default)]
 pub struct Observations {
     /// The balancer host.
     pub balancer: String,
     /// The webapp hosts.
     pub webapps: Vec<String>,
+    /// The gossip members: the balancer and the webapps.
+    pub nodes: Vec<String>,
     /// The request host(s).
     pub clients: Vec<String>,
     /// End of the run.
     pub end: Duration,
+    /// The planned faults, by id.
+    pub planned: Vec<FaultSpec>,
+    /// Fault windows as they happened.
+    pub faults: Vec<FaultWindow>,
     /// The balancer's rendered backend list over time.
     pub rendered: SetTimeline,
     /// The servers the balancer has loaded over time.
     pub loaded: SetTimeline,
     /// When each host was running.
     pub host_up: BTreeMap<String, Intervals>,
-    /// When each webapp service was running.
-    pub webapp_up: BTreeMap<String, Intervals>,
-    /// Partitions, with their windows.
-    cuts: Vec<Cut>,
+    /// When each service of each host was running (its host up and the service started).
+    pub service_up: BTreeMap<(String, String), Intervals>,
+    /// Directed links while cut, `(from, to)`.
+    cuts: BTreeMap<(String, String), Intervals>,
+    /// Each node's gossip view changes, in order.
+    pub views: BTreeMap<String, Vec<(Duration, ViewChange)>>,
+    /// Every `member-failed` event.
+    pub failed_events: Vec<FailedEvent>,
     /// Client requests in completion order.
     pub requests: Vec<RequestObservation>,
 }
 
+/// `(host, service)` event lists while the trace is read.
+type Toggles = BTreeMap<(String, String), Vec<(Duration, bool)>>;
+
+/// Requests the balancer recorded: (time, request id, the server it picked if any).
+type Proxied = Vec<(Duration, String, Option<String>)>;
+
+#[derive(Default)]
+struct Reading {
+    host_events: BTreeMap<String, Vec<(Duration, bool)>>,
+    services: Toggles,
+    cut_events: Toggles,
+    proxied: Proxied,
+    open_faults: BTreeMap<usize, usize>,
+}
+
 impl Observations {
-    /// Builds the model of one run.
-    pub fn new(world: &World, plan: &Plan, trace: &Trace) -> Self {
-        let balancer = world.balancer().to_string();
-        let end = world.duration;
-        let mut rendered = SetTimeline::default();
-        let mut loaded = SetTimeline::default();
-        let mut requests = Vec::new();
-        let mut service_starts: BTreeMap<String, Vec<(Duration, bool)>> = BTreeMap::new();
-        let mut host_events: BTreeMap<String, Vec<(Duration, bool)>> = BTreeMap::new();
+    /// Builds the model of one run from its trace.
+    pub fn new(trace: &Trace) -> Self {
+        let mut obs = Observations::default();
+        let mut reading = Reading::default();
         for record in &trace.records {
             let at = record.at();
             match &record.event {
-                Event::Rendered { backends, .. } if record.host == balancer => {
-                    rendered.push(at, backends.iter().cloned().collect());
-                }
-                Event::Reloaded { servers, .. } if record.host == balancer => {
-                    loaded.push(at, servers.iter().cloned().collect());
-                }
-                Event::HostBooted { .. } => {
-                    host_events.entry(record.host.clone()).or_default().push((at, true))
-                }
-                Event::HostHalted { .. } => {
-                    host_events.entry(record.host.clone()).or_default().push((at, false))
-                }
-                Event::ServiceStarted { service } if service == "webapp" => {
-                    service_starts.entry(record.host.clone()).or_default().push((at, true));
-                }
-                Event::ServiceExited { service, .. } if service == "webapp" => {
-                    service_starts.entry(record.host.clone()).or_default().push((at, false));
-                }
-                Event::Request { id, sent_at_us, status, served_by, error } => {
-                    requests.push(RequestObservation {
-                        id: *id,
-                        sent: Duration::from_micros(*sent_at_us),
-                        done: at,
-                        status: *status,
-                        served_by: served_by.clone(),
-                        error: error.clone(),
-                    })
-                }
-                _ => {}
+                Entry::World(event) => obs.read_world(&mut reading, at, &record.host, event),
+                Entry::Host(event) => obs.read_host(&mut reading, at, &record.host, event),
             }
         }
-        let mut cuts = Vec::new();
-        let mut open_cuts: Vec<Cut> = Vec::new();
-        let mut crash_depth: BTreeMap<String, u32> = BTreeMap::new();
-        for step in &plan.steps {
-            match &step.action {
-                FaultAction::Crash { host } => {
-                    // Only the first of overlapping crashes takes the host down; the boot
-                    // that ends them all is in the trace.
-                    let depth = crash_depth.entry(host.clone()).or_insert(0u32);
-                    if *depth == 0 {
-                        host_events.entry(host.clone()).or_default().push((step.at, false));
-                    }
-                    *depth += 1;
+        obs.finish(reading);
+        obs
+    }
+
+    fn read_world(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &WorldEvent) {
+        match event {
+            WorldEvent::Plan { duration_ms, roles, faults, .. } => {
+                self.end = Duration::from_millis(*duration_ms);
+                let with_role = |role: &str| -> Vec<String> {
+                    roles.iter().filter(|(_, r)| r.as_str() == role).map(|(h, _)| h.clone()).collect()
+                };
+                self.balancer = with_role("balancer").into_iter().next().unwrap_or_default();
+                self.webapps = with_role("backend");
+                self.clients = with_role("client");
+                self.nodes = std::iter::once(self.balancer.clone()).chain(self.webapps.clone()).collect();
+                self.planned = faults.clone();
+                for name in roles.keys() {
+                    self.host_up.insert(name.clone(), Intervals::default());
                 }
-                FaultAction::Restart { host } => {
-                    let depth = crash_depth.entry(host.clone()).or_insert(0u32);
-                    *depth = depth.saturating_sub(1);
+            }
+            WorldEvent::FaultStarted { id, fault } => {
+                reading.open_faults.insert(*id, self.faults.len());
+                self.faults.push(FaultWindow { id: *id, kind: fault.clone(), start: at, end: None });
+            }
+            WorldEvent::FaultEnded { id, .. } => {
+                if let Some(index) = reading.open_faults.remove(id) {
+                    self.faults[index].end = Some(at);
                 }
-                FaultAction::Partition { a, b, oneway } => {
-                    open_cuts.push(Cut { start: step.at, end, a: a.clone(), b: b.clone(), oneway: *oneway })
-                }
-                FaultAction::Repair { a, b, oneway } => {
-                    let same = |cut: &Cut| cut.a == *a && cut.b == *b && cut.oneway == *oneway;
-                    if let Some(i) = open_cuts.iter().position(same) {
-                        let cut = open_cuts.remove(i);
-                        cuts.push(Cut { end: step.at, ..cut });
-                    }
-                }
-                _ => {}
+            }
+            WorldEvent::HostCrashed => self.host_down(reading, at, host),
+            WorldEvent::HostRestarted | WorldEvent::GossipImpaired { .. } => {}
+            WorldEvent::LinkCut { from, to } => {
+                reading.cut_events.entry((from.clone(), to.clone())).or_default().push((at, true))
+            }
+            WorldEvent::LinkRepaired { from, to } => {
+                reading.cut_events.entry((from.clone(), to.clone())).or_default().push((at, false))
             }
         }
-        cuts.extend(open_cuts);
-        // Trace events and plan events were gathered apart: put each host's in time order.
-        for events in host_events.values_mut() {
-            events.sort_by_key(|(at, _)| *at);
+    }
+
+    fn host_down(&mut self, reading: &mut Reading, at: Duration, host: &str) {
+        reading.host_events.entry(host.to_string()).or_default().push((at, false));
+        for ((service_host, _), events) in reading.services.iter_mut() {
+            if service_host == host {
+                events.push((at, false));
+            }
         }
-        let host_up: BTreeMap<String, Intervals> = world
-            .hosts
-            .iter()
-            .map(|h| (h.name.clone(), intervals(host_events.remove(&h.name).unwrap_or_default(), end)))
-            .collect();
-        // A webapp runs only while its service is up and its host is up.
-        let webapp_up = world
-            .webapps()
-            .into_iter()
-            .map(|name| {
-                let mut events = service_starts.remove(&name).unwrap_or_default();
-                events.extend(host_up[&name].0.iter().map(|(_, host_end)| (*host_end, false)));
-                events.sort_by_key(|(at, _)| *at);
-                (name, intervals(events, end))
-            })
-            .collect();
-        let clients = world.hosts.iter().filter(|h| matches!(h.kind, crate::world::HostKind::Client(_)));
-        Observations {
-            balancer,
-            webapps: world.webapps(),
-            clients: clients.map(|h| h.name.clone()).collect(),
-            end,
-            rendered,
-            loaded,
-            host_up,
-            webapp_up,
-            cuts,
-            requests,
+        self.views.entry(host.to_string()).or_default().push((at, ViewChange::Reset));
+    }
+
+    fn read_host(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &Event) {
+        let service_event = |service: &str| (host.to_string(), service.to_string());
+        match event {
+            Event::HostBooted { .. } => {
+                reading.host_events.entry(host.to_string()).or_default().push((at, true))
+            }
+            Event::HostHalted { .. } => self.host_down(reading, at, host),
+            Event::ServiceStarted { service } => {
+                reading.services.entry(service_event(service)).or_default().push((at, true));
+                if service == "serf" {
+                    self.views.entry(host.to_string()).or_default().push((at, ViewChange::Reset));
+                }
+            }
+            Event::ServiceExited { service, .. } => {
+                reading.services.entry(service_event(service)).or_default().push((at, false))
+            }
+            Event::MemberState { member, status, incarnation } => {
+                let change =
+                    ViewChange::Set { member: member.clone(), status: *status, incarnation: *incarnation };
+                self.views.entry(host.to_string()).or_default().push((at, change));
+            }
+            Event::Member { change: MemberChange::Failed, member, .. } => self
+                .failed_events
+                .push(FailedEvent { at, observer: host.to_string(), member: member.clone() }),
+            Event::Rendered { backends, .. } if host == self.balancer => {
+                self.rendered.push(at, backends.iter().cloned().collect())
+            }
+            Event::Reloaded { servers, .. } if host == self.balancer => {
+                self.loaded.push(at, servers.iter().cloned().collect())
+            }
+            Event::Forwarding { request: Some(id), server } if host == self.balancer => {
+                reading.proxied.push((at, id.clone(), Some(server.clone())))
+            }
+            Event::Proxied { request: Some(id), server: None, .. } if host == self.balancer => {
+                reading.proxied.push((at, id.clone(), None))
+            }
+            Event::Request { id, sent_at_us, status, served_by, error } => {
+                self.requests.push(RequestObservation {
+                    client: host.to_string(),
+                    id: *id,
+                    sent: Duration::from_micros(*sent_at_us),
+                    done: at,
+                    status: *status,
+                    served_by: served_by.clone(),
+                    error: error.clone(),
+                    routed_to: None,
+                    reached_balancer: false,
+                })
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, reading: Reading) {
+        let end = self.end;
+        for (host, events) in reading.host_events {
+            self.host_up.insert(host, intervals(events, end));
+        }
+        for (key, events) in reading.services {
+            self.service_up.insert(key, intervals(events, end));
+        }
+        for (key, events) in reading.cut_events {
+            self.cuts.insert(key, intervals(events, end));
+        }
+        // The balancer may answer after the client gave up: match by id, not by time.
+        let answers: BTreeMap<&str, &Option<String>> =
+            reading.proxied.iter().rev().map(|(_, id, server)| (id.as_str(), server)).collect();
+        for request in &mut self.requests {
+            let id = crate::workload::request_id(&request.client, request.id);
+            let answer = answers.get(id.as_str());
+            if let Some(server) = answer {
+                request.reached_balancer = true;
+                request.routed_to = (*server).clone();
+            }
         }
     }
 
@@ -227,62 +322,96 @@ impl Observations {
         self.rendered.changes.iter().find(|(_, set)| set.is_superset(&all)).map(|(at, _)| *at)
     }
 
-    /// Whether traffic between `a` and `b` is cut in either direction at `at` (a request
-    /// needs both directions).
-    pub fn is_cut(&self, a: &str, b: &str, at: Duration) -> bool {
-        self.cuts.iter().any(|cut| cut.separates(a, b, at))
+    /// When `service` ran on `host`.
+    pub fn service(&self, host: &str, service: &str) -> Intervals {
+        self.service_up.get(&(host.to_string(), service.to_string())).cloned().unwrap_or_default()
     }
 
-    /// Whether gossip can get from the balancer to `webapp` at `at`, directly or relayed by
-    /// other running nodes, over links that work both ways. A node cut off from the balancer
-    /// but not from a relay refutes its suspicion through the relay, so gossip keeps it: only
-    /// isolation is a failure the agent must detect (a health check covers the rest).
-    pub fn gossip_reaches(&self, webapp: &str, at: Duration) -> bool {
-        let nodes: Vec<&String> = std::iter::once(&self.balancer)
-            .chain(&self.webapps)
-            .filter(|n| self.host_up[n.as_str()].contains(at))
-            .collect();
-        let mut reached: BTreeSet<&str> = BTreeSet::from([self.balancer.as_str()]);
-        let mut frontier = vec![self.balancer.as_str()];
+    /// Whether `host` runs at `at`.
+    pub fn is_up(&self, host: &str, at: Duration) -> bool {
+        self.host_up.get(host).is_some_and(|i| i.contains(at))
+    }
+
+    /// Whether `webapp`'s web service runs at `at`.
+    pub fn webapp_runs(&self, webapp: &str, at: Duration) -> bool {
+        self.service(webapp, "webapp").contains(at)
+    }
+
+    /// Whether `node`'s gossip agent runs at `at`.
+    pub fn agent_runs(&self, node: &str, at: Duration) -> bool {
+        self.service(node, "serf").contains(at)
+    }
+
+    /// Whether packets from `from` to `to` are lost at `at`.
+    pub fn is_cut_oneway(&self, from: &str, to: &str, at: Duration) -> bool {
+        self.cuts.get(&(from.to_string(), to.to_string())).is_some_and(|i| i.contains(at))
+    }
+
+    /// Whether traffic between `a` and `b` is cut in either direction at `at` (a TCP
+    /// exchange needs both directions).
+    pub fn is_cut(&self, a: &str, b: &str, at: Duration) -> bool {
+        self.is_cut_oneway(a, b, at) || self.is_cut_oneway(b, a, at)
+    }
+
+    /// Whether gossip can get from `from` to `to` at `at`, directly or relayed by nodes whose
+    /// agents run, over links that work both ways. A node cut off from one peer but not from
+    /// a relay refutes its suspicion through the relay, so gossip keeps it.
+    pub fn gossip_path(&self, from: &str, to: &str, at: Duration) -> bool {
+        let running: Vec<&String> = self.nodes.iter().filter(|n| self.agent_runs(n, at)).collect();
+        let mut reached: BTreeSet<&str> = BTreeSet::from([from]);
+        let mut frontier = vec![from];
         while let Some(node) = frontier.pop() {
-            for next in &nodes {
+            for next in &running {
                 if !reached.contains(next.as_str()) && !self.is_cut(node, next, at) {
                     reached.insert(next.as_str());
                     frontier.push(next.as_str());
                 }
             }
         }
-        reached.contains(webapp)
+        reached.contains(to)
     }
 
-    /// Whether `webapp` runs and the balancer can reach it at `at`.
+    /// Whether `webapp` serves and the balancer can reach it over TCP at `at`.
     pub fn is_reachable(&self, webapp: &str, at: Duration) -> bool {
-        self.host_up[&self.balancer].contains(at)
-            && self.webapp_up[webapp].contains(at)
+        self.is_up(&self.balancer, at)
+            && self.webapp_runs(webapp, at)
             && !self.is_cut(&self.balancer, webapp, at)
     }
 
     /// Whether the balancer runs while `webapp`'s host is down or isolated from it.
     pub fn is_lost(&self, webapp: &str, at: Duration) -> bool {
-        self.host_up[&self.balancer].contains(at)
-            && (!self.host_up[webapp].contains(at) || !self.gossip_reaches(webapp, at))
+        self.is_up(&self.balancer, at)
+            && (!self.is_up(webapp, at) || !self.gossip_path(&self.balancer, webapp, at))
     }
 
-    /// The webapps reachable at `at`.
-    pub fn reachable_webapps(&self, at: Duration) -> BTreeSet<String> {
-        self.webapps.iter().filter(|w| self.is_reachable(w, at)).cloned().collect()
+    /// `observer`'s gossip view at `at`: member -> (status, incarnation).
+    pub fn view_at(&self, observer: &str, at: Duration) -> BTreeMap<String, (MemberStatus, u32)> {
+        let mut view = BTreeMap::new();
+        for (t, change) in self.views.get(observer).into_iter().flatten() {
+            if *t > at {
+                break;
+            }
+            match change {
+                ViewChange::Reset => view.clear(),
+                ViewChange::Set { member, status, incarnation } => {
+                    view.insert(member.clone(), (*status, *incarnation));
+                }
+            }
+        }
+        view
+    }
+
+    /// The time the last fault ended (or, for faults never undone and instants, began).
+    pub fn last_fault_settled(&self) -> Option<Duration> {
+        self.faults.iter().map(|f| f.end.unwrap_or(f.start)).max()
     }
 
     /// Every time at which some fact of the model changes, in order.
     pub fn change_points(&self) -> Vec<Duration> {
         let mut points: BTreeSet<Duration> = BTreeSet::new();
         points.insert(Duration::ZERO);
-        for intervals in self.host_up.values().chain(self.webapp_up.values()) {
+        for intervals in self.host_up.values().chain(self.service_up.values()).chain(self.cuts.values()) {
             points.extend(intervals.boundaries());
-        }
-        for cut in &self.cuts {
-            points.insert(cut.start);
-            points.insert(cut.end);
         }
         points.extend(self.rendered.changes_within(Duration::ZERO, self.end));
         points.extend(self.loaded.changes_within(Duration::ZERO, self.end));
@@ -329,6 +458,8 @@ mod tests {
         let i = intervals(vec![(s(1), true), (s(3), false), (s(5), true)], s(10));
         assert_eq!(i, Intervals(vec![(s(1), s(3)), (s(5), s(10))]));
         assert!(i.contains(s(1)) && !i.contains(s(3)) && i.contains(s(9)));
+        assert_eq!(i.since(s(6)), Some(s(5)));
+        assert!(i.meets(s(3), s(5)) && !i.meets(s(3), s(4)));
     }
 
     #[test]

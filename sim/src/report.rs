@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use rollcall::host::{Event, MemberChange};
 
-use crate::invariants::Verdict;
-use crate::trace::{Record, Trace};
+use crate::invariants::{Figures, Verdict};
+use crate::trace::{Entry, Record, Trace, WorldEvent};
+use crate::world::World;
 
 /// The commit this binary was built from (seeds replay per commit).
 pub const COMMIT: &str = env!("ROLLCALL_COMMIT");
@@ -44,10 +45,17 @@ pub struct Report {
     pub trace_hash: String,
     /// Verdicts in scenario order.
     pub verdicts: Vec<Verdict>,
+    /// Windows, request counts and false failures.
+    #[serde(flatten)]
+    pub figures: Figures,
     /// Invariants the scenario expects to be violated.
-    pub expected_violations: Vec<String>,
+    pub expected_violations: BTreeSet<String>,
+    /// Expected violations pinned to hosts.
+    pub expected_hosts: BTreeMap<String, BTreeSet<String>>,
     /// Whether the outcome is the expected one.
     pub as_expected: bool,
+    /// Why it is not (empty when it is).
+    pub mismatches: Vec<String>,
     /// The command that replays this run.
     pub replay: String,
     /// The compact timeline.
@@ -57,31 +65,36 @@ pub struct Report {
 impl Report {
     /// Builds the report of a finished run.
     pub fn new(
-        scenario: &str,
+        world: &World,
         file: &str,
         seed: u64,
-        duration_ms: u64,
         trace: &Trace,
         verdicts: Vec<Verdict>,
-        expected_violations: Vec<String>,
+        figures: Figures,
     ) -> Self {
-        let violated: BTreeSet<&str> =
-            verdicts.iter().filter(|v| !v.holds()).map(|v| v.name.as_str()).collect();
-        let expected: BTreeSet<&str> = expected_violations.iter().map(String::as_str).collect();
+        let mismatches = world.expect.mismatches(&verdicts);
         Report {
-            scenario: scenario.into(),
+            scenario: world.name.clone(),
             file: file.into(),
             seed,
             commit: COMMIT.into(),
-            duration_ms,
+            duration_ms: world.duration.as_millis() as u64,
             records: trace.records.len(),
             trace_hash: trace.hash(),
-            as_expected: violated == expected,
+            as_expected: mismatches.is_empty(),
+            mismatches,
             verdicts,
-            expected_violations,
+            figures,
+            expected_violations: world.expect.violated.clone(),
+            expected_hosts: world.expect.hosts.clone(),
             replay: replay_command(file, seed),
             timeline: timeline(trace),
         }
+    }
+
+    /// The verdict of the invariant called `name`.
+    pub fn verdict(&self, name: &str) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.name == name)
     }
 
     /// The human-readable form.
@@ -95,18 +108,22 @@ impl Report {
         for entry in &self.timeline {
             let _ = writeln!(out, "{:>9.3}s  {:<8} {}", entry.t_ms as f64 / 1000.0, entry.host, entry.what);
         }
+        self.write_figures(&mut out);
         let _ = writeln!(out, "invariants:");
         for verdict in &self.verdicts {
-            let state = verdict.state();
             let expected = self.expected_violations.contains(&verdict.name);
-            let note = if expected { " (expected to be violated)" } else { "" };
+            let note = match (verdict.is_contradicted(), expected) {
+                (true, true) => " (expected)",
+                (false, true) => " (expected to be violated)",
+                _ => "",
+            };
             let _ = writeln!(
                 out,
-                "  {:<9} {state:<9} {} checked, {} failed: {}{note}",
-                verdict.name, verdict.checked, verdict.failed, verdict.rule
+                "  {:<13} {:<9} {} checked, {} failed: {}{note}",
+                verdict.name, verdict.verdict, verdict.checked, verdict.failed, verdict.rule
             );
             for violation in &verdict.violations {
-                let _ = writeln!(out, "      - {violation}");
+                let _ = writeln!(out, "      - [{}] {}", violation.hosts.join(","), violation.what);
             }
         }
         let _ = writeln!(out, "trace: {} records, hash {}", self.records, self.trace_hash);
@@ -117,10 +134,25 @@ impl Report {
         if self.as_expected {
             let _ = writeln!(out, "outcome: as expected");
         } else {
-            let _ =
-                writeln!(out, "outcome: NOT as expected (expected violated: {:?})", self.expected_violations);
+            let _ = writeln!(out, "outcome: NOT as expected: {}", self.mismatches.join("; "));
         }
         out
+    }
+
+    fn write_figures(&self, out: &mut String) {
+        let figures = &self.figures;
+        let _ = writeln!(out, "windows:");
+        let _ = writeln!(out, "  D (detection) {}", figures.windows.detection.explain());
+        let _ = writeln!(out, "  A (admission) {}", figures.windows.admission.explain());
+        let requests = &figures.requests;
+        let failed: Vec<String> = requests.failed.iter().map(|(cause, n)| format!("{n} {cause}")).collect();
+        let failed = if failed.is_empty() { "none".to_string() } else { failed.join(", ") };
+        let _ = writeln!(out, "requests: {} sent, {} ok, failed: {failed}", requests.sent, requests.ok);
+        let _ = writeln!(
+            out,
+            "false failures: {} (members declared failed while running and reachable)",
+            figures.false_failures
+        );
     }
 }
 
@@ -134,7 +166,7 @@ fn timeline(trace: &Trace) -> Vec<TimelineEntry> {
     let mut entries = Vec::new();
     let mut requests: Option<RequestRun> = None;
     for record in &trace.records {
-        if let Event::Request { id, status, served_by, error, .. } = &record.event {
+        if let Entry::Host(Event::Request { id, status, served_by, error, .. }) = &record.event {
             let outcome = match (status, error) {
                 (Some(status), _) => status.to_string(),
                 (None, Some(error)) => format!("failed ({})", error.split(':').next().unwrap_or(error)),
@@ -190,7 +222,11 @@ impl RequestRun {
 }
 
 fn describe(record: &Record) -> Option<String> {
-    let text = match &record.event {
+    let event = match &record.event {
+        Entry::World(event) => return describe_world(event),
+        Entry::Host(event) => event,
+    };
+    let text = match event {
         Event::HostBooted { boot } => format!("host booted (boot {boot})"),
         Event::JoinAttempt { attempt, seeds } => format!("join attempt {attempt} via {}", seeds.join(", ")),
         Event::Joined { via } => format!("joined via {via}"),
@@ -214,14 +250,29 @@ fn describe(record: &Record) -> Option<String> {
         Event::RenderFailed { error } => format!("render failed: {error}"),
         Event::Reloaded { bind, servers } => format!("balancer loaded {bind} -> [{}]", servers.join(", ")),
         Event::ReloadFailed { error } => format!("balancer kept its config: {error}"),
-        Event::Fault { fault } => format!("FAULT {fault}"),
         Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
         Event::DatagramSent { .. }
         | Event::DatagramReceived { .. }
         | Event::DatagramDropped { .. }
         | Event::Timer { .. }
         | Event::Proxied { .. }
+        | Event::Forwarding { .. }
+        | Event::MemberState { .. }
         | Event::Request { .. } => return None,
+    };
+    Some(text)
+}
+
+fn describe_world(event: &WorldEvent) -> Option<String> {
+    let text = match event {
+        WorldEvent::FaultStarted { id, fault } => format!("FAULT #{id} {fault}"),
+        WorldEvent::FaultEnded { id, fault } => format!("HEAL #{id} {fault}"),
+        WorldEvent::HostCrashed => "host crashed".into(),
+        WorldEvent::HostRestarted => "host powered on".into(),
+        WorldEvent::Plan { .. }
+        | WorldEvent::LinkCut { .. }
+        | WorldEvent::LinkRepaired { .. }
+        | WorldEvent::GossipImpaired { .. } => return None,
     };
     Some(text)
 }

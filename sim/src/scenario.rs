@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::world::{ClientSpec, HostKind, HostSpec, World};
+use crate::world::{ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, World};
 use rollcall::gossip::JoinMode;
 use rollcall::node::{GossipSettings, NodeSpec, Role};
 
@@ -31,7 +31,28 @@ pub struct ScenarioError {
 }
 
 /// The names of the invariants a scenario can check.
-pub const INVARIANT_NAMES: [&str; 3] = ["converge", "serve", "detect"];
+pub const INVARIANT_NAMES: [&str; 6] = crate::invariants::NAMES;
+
+/// Longest simulated run: one day.
+pub const RUN_SECONDS_MAX: f64 = 86_400.0;
+/// Longest interval, timeout or delay a scenario may set, in milliseconds: one hour.
+pub const INTERVAL_MS_MAX: u64 = 3_600_000;
+/// Coarsest simulation step, in milliseconds: a coarser one would skip protocol timeouts.
+pub const TICK_MS_MAX: u64 = 100;
+/// Largest bound in rounds.
+pub const ROUNDS_MAX: u32 = 10_000;
+/// Longest host name (a DNS label).
+pub const HOST_NAME_BYTES_MAX: usize = 63;
+
+const DEFAULT_TICK_MS: u64 = 1;
+const DEFAULT_PROBE_INTERVAL_MS: u64 = 1000;
+const DEFAULT_PROBE_TIMEOUT_MS: u64 = 500;
+const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 200;
+const DEFAULT_RECONNECT_INTERVAL_MS: u64 = 5000;
+const DEFAULT_JOIN_TIMEOUT_MS: u64 = 1000;
+const DEFAULT_RETRY_INTERVAL_MS: u64 = 2000;
+const DEFAULT_CLIENT_INTERVAL_MS: u64 = 100;
+const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 2000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,9 +60,8 @@ struct ScenarioFile {
     name: String,
     #[serde(default)]
     description: String,
-    duration_s: f64,
-    #[serde(default = "default_tick_ms")]
-    tick_ms: u64,
+    duration_s: Spanned<f64>,
+    tick_ms: Option<Spanned<u64>>,
     #[serde(default)]
     gossip: GossipSection,
     #[serde(rename = "host")]
@@ -55,66 +75,43 @@ struct ScenarioFile {
     expect: ExpectSection,
 }
 
-fn default_tick_ms() -> u64 {
-    1
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 enum JoinKind {
     Once,
+    #[default]
     Retry,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GossipSection {
-    #[serde(default = "probe_interval_ms")]
-    probe_interval_ms: u64,
-    #[serde(default = "probe_timeout_ms")]
-    probe_timeout_ms: u64,
-    #[serde(default = "gossip_interval_ms")]
-    gossip_interval_ms: u64,
-    #[serde(default = "reconnect_interval_ms")]
-    reconnect_interval_ms: u64,
+    probe_interval_ms: Option<Spanned<u64>>,
+    probe_timeout_ms: Option<Spanned<u64>>,
+    gossip_interval_ms: Option<Spanned<u64>>,
+    reconnect_interval_ms: Option<Spanned<u64>>,
     #[serde(default = "join_kind")]
     join: JoinKind,
-    #[serde(default = "join_timeout_ms")]
-    join_timeout_ms: u64,
-    #[serde(default = "retry_interval_ms")]
-    retry_interval_ms: u64,
+    join_timeout_ms: Option<Spanned<u64>>,
+    retry_interval_ms: Option<Spanned<u64>>,
     #[serde(default)]
     retry_max: u32,
     #[serde(default)]
     seeds: Vec<Spanned<String>>,
 }
 
-fn probe_interval_ms() -> u64 {
-    1000
-}
-fn probe_timeout_ms() -> u64 {
-    500
-}
-fn gossip_interval_ms() -> u64 {
-    200
-}
-fn reconnect_interval_ms() -> u64 {
-    5000
-}
 fn join_kind() -> JoinKind {
     JoinKind::Retry
 }
-fn join_timeout_ms() -> u64 {
-    1000
-}
-fn retry_interval_ms() -> u64 {
-    2000
-}
 
-impl Default for GossipSection {
-    fn default() -> Self {
-        toml::from_str("").expect("every gossip field has a default")
-    }
+/// Gossip timings after validation.
+struct GossipTimes {
+    probe_interval: Duration,
+    probe_timeout: Duration,
+    gossip_interval: Duration,
+    reconnect_interval: Duration,
+    join_timeout: Duration,
+    retry_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -146,9 +143,9 @@ struct HostSection {
     /// Client: the host to send requests to (port 80).
     target: Option<Spanned<String>>,
     /// Client: time between requests.
-    interval_ms: Option<u64>,
+    interval_ms: Option<Spanned<u64>>,
     /// Client: give up on a request after this long.
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,11 +158,9 @@ struct StartSection {
     #[serde(default)]
     permuted: bool,
     /// Time between two host starts.
-    #[serde(default)]
-    gap_ms: u64,
+    gap_ms: Option<Spanned<u64>>,
     /// Each start is delayed by a seeded amount below this, as real boots are.
-    #[serde(default)]
-    jitter_ms: u64,
+    jitter_ms: Option<Spanned<u64>>,
 }
 
 /// Host names inside a fault are plain strings: serde buffers internally tagged enums, which
@@ -190,13 +185,22 @@ enum FaultSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InvariantsSection {
-    /// (a) Every live webapp is in the balancer's rendered backends within this many rounds.
-    converge_rounds: Option<u32>,
-    /// (b) While converged, every client request gets 200 from a webapp.
+    /// Every live webapp is in the balancer's rendered backends within this many rounds.
+    converge_rounds: Option<Spanned<u32>>,
+    /// A webapp down or isolated leaves the rendered backends within this many rounds.
+    detect_rounds: Option<Spanned<u32>>,
+    /// Every request gets 200 unless the stack could not yet know better.
     #[serde(default)]
-    serve: bool,
-    /// A webapp cut off from the balancer leaves its rendered backends within this many rounds.
-    detect_rounds: Option<u32>,
+    available: bool,
+    /// Gossip views agree with the running agents once the world settles.
+    #[serde(default)]
+    views: bool,
+    /// Incarnations never go down except across a restart.
+    #[serde(default)]
+    incarnation: bool,
+    /// A running agent never records itself dead.
+    #[serde(default)]
+    no_self_death: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +209,16 @@ struct ExpectSection {
     /// Invariants this scenario expects to be violated (the bug it demonstrates).
     #[serde(default)]
     violated: Vec<Spanned<String>>,
+    /// Expected violations pinned to the exact hosts they are about.
+    #[serde(default)]
+    violation: Vec<PinnedViolation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinnedViolation {
+    invariant: Spanned<String>,
+    hosts: Vec<Spanned<String>>,
 }
 
 /// Loads, parses and resolves a scenario file.
@@ -263,35 +277,134 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         list.iter().map(|name| self.known(name)).collect()
     }
 
-    fn resolve(&self, file: ScenarioFile) -> Result<World, ScenarioError> {
-        let names = &self.names;
+    /// A duration in milliseconds: at most [`INTERVAL_MS_MAX`], and positive unless
+    /// `zero_ok`.
+    fn millis(
+        &self,
+        value: &Option<Spanned<u64>>,
+        default: u64,
+        key: &str,
+        zero_ok: bool,
+    ) -> Result<Duration, ScenarioError> {
+        let Some(value) = value else { return Ok(Duration::from_millis(default)) };
+        let ms = *value.get_ref();
+        if ms == 0 && !zero_ok {
+            return self.fail(value.span(), format!("{key} must be positive"));
+        }
+        if ms > INTERVAL_MS_MAX {
+            return self
+                .fail(value.span(), format!("{key} = {ms} is over the limit of {INTERVAL_MS_MAX} ms"));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+
+    fn rounds(&self, value: &Option<Spanned<u32>>, key: &str) -> Result<Option<u32>, ScenarioError> {
+        let Some(value) = value else { return Ok(None) };
+        match *value.get_ref() {
+            0 => self.fail(value.span(), format!("{key} must be at least 1")),
+            n if n > ROUNDS_MAX => {
+                self.fail(value.span(), format!("{key} = {n} is over the limit of {ROUNDS_MAX}"))
+            }
+            n => Ok(Some(n)),
+        }
+    }
+
+    fn gossip_times(&self, gossip: &GossipSection) -> Result<GossipTimes, ScenarioError> {
+        let times = GossipTimes {
+            probe_interval: self.millis(
+                &gossip.probe_interval_ms,
+                DEFAULT_PROBE_INTERVAL_MS,
+                "probe_interval_ms",
+                false,
+            )?,
+            probe_timeout: self.millis(
+                &gossip.probe_timeout_ms,
+                DEFAULT_PROBE_TIMEOUT_MS,
+                "probe_timeout_ms",
+                false,
+            )?,
+            gossip_interval: self.millis(
+                &gossip.gossip_interval_ms,
+                DEFAULT_GOSSIP_INTERVAL_MS,
+                "gossip_interval_ms",
+                false,
+            )?,
+            reconnect_interval: self.millis(
+                &gossip.reconnect_interval_ms,
+                DEFAULT_RECONNECT_INTERVAL_MS,
+                "reconnect_interval_ms",
+                false,
+            )?,
+            join_timeout: self.millis(
+                &gossip.join_timeout_ms,
+                DEFAULT_JOIN_TIMEOUT_MS,
+                "join_timeout_ms",
+                false,
+            )?,
+            retry_interval: self.millis(
+                &gossip.retry_interval_ms,
+                DEFAULT_RETRY_INTERVAL_MS,
+                "retry_interval_ms",
+                false,
+            )?,
+        };
+        if times.probe_timeout >= times.probe_interval {
+            let span =
+                gossip.probe_timeout_ms.as_ref().or(gossip.probe_interval_ms.as_ref()).map(Spanned::span);
+            return Err((self.error)(span, "gossip.probe_timeout_ms must be below probe_interval_ms".into()));
+        }
+        Ok(times)
+    }
+
+    fn run_length(&self, file: &ScenarioFile) -> Result<(Duration, Duration), ScenarioError> {
+        let seconds = *file.duration_s.get_ref();
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= RUN_SECONDS_MAX) {
+            let message = format!(
+                "duration_s = {seconds} must be a number of seconds above 0 and at most {RUN_SECONDS_MAX}"
+            );
+            return self.fail(file.duration_s.span(), message);
+        }
+        let tick = self.millis(&file.tick_ms, DEFAULT_TICK_MS, "tick_ms", false)?;
+        if tick > Duration::from_millis(TICK_MS_MAX) {
+            let span = file.tick_ms.as_ref().map(Spanned::span).unwrap_or_default();
+            return self.fail(span, format!("tick_ms is over the limit of {TICK_MS_MAX} ms"));
+        }
+        Ok((Duration::from_secs_f64(seconds), tick))
+    }
+
+    fn check_names(&self, hosts: &[HostSection]) -> Result<(), ScenarioError> {
         let mut seen = BTreeSet::new();
-        for host in &file.hosts {
-            if !seen.insert(host.name.get_ref().clone()) {
-                return self
-                    .fail(host.name.span(), format!("host '{}' is defined twice", host.name.get_ref()));
+        for host in hosts {
+            let name = host.name.get_ref();
+            let label = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if name.is_empty() || name.len() > HOST_NAME_BYTES_MAX || !label || name == crate::trace::WORLD {
+                let message = format!(
+                    "host name '{name}' must be 1 to {HOST_NAME_BYTES_MAX} letters, digits or '-', and not '{}'",
+                    crate::trace::WORLD
+                );
+                return self.fail(host.name.span(), message);
+            }
+            if !seen.insert(name.clone()) {
+                return self.fail(host.name.span(), format!("host '{name}' is defined twice"));
             }
         }
-        let balancers: Vec<&HostSection> =
-            file.hosts.iter().filter(|h| h.role == RoleKind::Balancer).collect();
-        if balancers.len() != 1 {
-            return Err((self.error)(
-                None,
-                format!("expected exactly one balancer host, found {}", balancers.len()),
-            ));
+        Ok(())
+    }
+
+    fn resolve(&self, file: ScenarioFile) -> Result<World, ScenarioError> {
+        let names = &self.names;
+        self.check_names(&file.hosts)?;
+        let balancers = file.hosts.iter().filter(|h| h.role == RoleKind::Balancer).count();
+        if balancers != 1 {
+            let span = file.hosts.first().map(|h| h.name.span());
+            return Err((self.error)(span, format!("expected exactly one balancer host, found {balancers}")));
         }
-        let duration = seconds(file.duration_s);
-        if duration.is_zero() || file.tick_ms == 0 {
-            return Err((self.error)(None, "duration_s and tick_ms must be positive".into()));
-        }
-        let gossip = &file.gossip;
-        if gossip.probe_timeout_ms >= gossip.probe_interval_ms {
-            return Err((self.error)(None, "gossip.probe_timeout_ms must be below probe_interval_ms".into()));
-        }
-        let default_seeds = self.known_all(&gossip.seeds)?;
+        let (duration, tick) = self.run_length(&file)?;
+        let times = self.gossip_times(&file.gossip)?;
+        let default_seeds = self.known_all(&file.gossip.seeds)?;
         let mut hosts = Vec::new();
         for host in &file.hosts {
-            hosts.push(self.resolve_host(host, gossip, &default_seeds)?);
+            hosts.push(self.resolve_host(host, &file.gossip, &times, &default_seeds)?);
         }
         let mut start_order = self.known_all(&file.start.order)?;
         for name in names {
@@ -303,39 +416,84 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         for fault in &file.faults {
             faults.push(self.resolve_fault(fault, duration, &hosts)?);
         }
-        let mut expected_violations = Vec::new();
-        for name in &file.expect.violated {
-            if !INVARIANT_NAMES.contains(&name.get_ref().as_str()) {
-                return self.fail(
-                    name.span(),
-                    format!("unknown invariant '{}' (known: {})", name.get_ref(), INVARIANT_NAMES.join(", ")),
-                );
-            }
-            expected_violations.push(name.get_ref().clone());
-        }
+        let invariants = self.invariants(&file.invariants)?;
+        let expect = self.expectation(&file.expect, &invariants)?;
         Ok(World {
             name: file.name,
             description: file.description,
             duration,
-            tick: Duration::from_millis(file.tick_ms),
-            round: Duration::from_millis(gossip.probe_interval_ms),
+            tick,
+            round: times.probe_interval,
             hosts,
             start_order,
             start_permuted: file.start.permuted,
-            start_gap: Duration::from_millis(file.start.gap_ms),
-            start_jitter: Duration::from_millis(file.start.jitter_ms),
+            start_gap: self.millis(&file.start.gap_ms, 0, "gap_ms", true)?,
+            start_jitter: self.millis(&file.start.jitter_ms, 0, "jitter_ms", true)?,
             faults,
-            converge_rounds: file.invariants.converge_rounds,
-            serve: file.invariants.serve,
-            detect_rounds: file.invariants.detect_rounds,
-            expected_violations,
+            invariants,
+            expect,
         })
+    }
+
+    fn invariants(&self, section: &InvariantsSection) -> Result<InvariantSettings, ScenarioError> {
+        Ok(InvariantSettings {
+            converge_rounds: self.rounds(&section.converge_rounds, "converge_rounds")?,
+            detect_rounds: self.rounds(&section.detect_rounds, "detect_rounds")?,
+            available: section.available,
+            views: section.views,
+            incarnation: section.incarnation,
+            no_self_death: section.no_self_death,
+        })
+    }
+
+    fn invariant_name(
+        &self,
+        name: &Spanned<String>,
+        enabled: &InvariantSettings,
+    ) -> Result<String, ScenarioError> {
+        let text = name.get_ref();
+        if !INVARIANT_NAMES.contains(&text.as_str()) {
+            let known = INVARIANT_NAMES.join(", ");
+            return self.fail(name.span(), format!("unknown invariant '{text}' (known: {known})"));
+        }
+        if !enabled.enables(text) {
+            return self.fail(
+                name.span(),
+                format!("invariant '{text}' is expected but not enabled in [invariants]"),
+            );
+        }
+        Ok(text.clone())
+    }
+
+    fn expectation(
+        &self,
+        section: &ExpectSection,
+        enabled: &InvariantSettings,
+    ) -> Result<Expectation, ScenarioError> {
+        let mut expect = Expectation::default();
+        for name in &section.violated {
+            expect.violated.insert(self.invariant_name(name, enabled)?);
+        }
+        for pinned in &section.violation {
+            let name = self.invariant_name(&pinned.invariant, enabled)?;
+            if pinned.hosts.is_empty() {
+                return self
+                    .fail(pinned.invariant.span(), format!("expected violation of '{name}' pins no hosts"));
+            }
+            let hosts = self.known_all(&pinned.hosts)?.into_iter().collect();
+            if expect.hosts.insert(name.clone(), hosts).is_some() {
+                return self.fail(pinned.invariant.span(), format!("'{name}' is pinned twice"));
+            }
+            expect.violated.insert(name);
+        }
+        Ok(expect)
     }
 
     fn resolve_host(
         &self,
         host: &HostSection,
         gossip: &GossipSection,
+        times: &GossipTimes,
         default_seeds: &[String],
     ) -> Result<HostSpec, ScenarioError> {
         let name = host.name.get_ref().clone();
@@ -360,8 +518,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             let target = host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
                 (self.error)(Some(span.clone()), format!("client '{name}' needs a 'target'"))
             })?;
-            let interval = Duration::from_millis(host.interval_ms.unwrap_or(100).max(1));
-            let timeout = Duration::from_millis(host.timeout_ms.unwrap_or(2000).max(1));
+            let interval =
+                self.millis(&host.interval_ms, DEFAULT_CLIENT_INTERVAL_MS, "interval_ms", false)?;
+            let timeout = self.millis(&host.timeout_ms, DEFAULT_CLIENT_TIMEOUT_MS, "timeout_ms", false)?;
             return Ok(HostSpec { name, kind: HostKind::Client(ClientSpec { target, interval, timeout }) });
         }
         let role = match host.role {
@@ -408,25 +567,23 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             None => default_seeds.to_vec(),
         };
         let join = match host.join.unwrap_or(gossip.join) {
-            JoinKind::Once => JoinMode::Once { timeout: Duration::from_millis(gossip.join_timeout_ms) },
-            JoinKind::Retry => JoinMode::Retry {
-                interval: Duration::from_millis(gossip.retry_interval_ms),
-                max: gossip.retry_max,
-            },
+            JoinKind::Once => JoinMode::Once { timeout: times.join_timeout },
+            JoinKind::Retry => JoinMode::Retry { interval: times.retry_interval, max: gossip.retry_max },
         };
         let node = NodeSpec {
             role,
             gossip: GossipSettings {
                 seeds,
                 join,
-                probe_interval: Duration::from_millis(gossip.probe_interval_ms),
-                probe_timeout: Duration::from_millis(gossip.probe_timeout_ms),
-                gossip_interval: Duration::from_millis(gossip.gossip_interval_ms),
-                reconnect_interval: Duration::from_millis(gossip.reconnect_interval_ms),
+                probe_interval: times.probe_interval,
+                probe_timeout: times.probe_timeout,
+                gossip_interval: times.gossip_interval,
+                reconnect_interval: times.reconnect_interval,
             },
             gossip_port: rollcall::node::GOSSIP_PORT,
             tag: host.tag.clone().unwrap_or_default(),
             permanent_failure,
+            bugs: rollcall::node::PlantedBugs::default(),
         };
         Ok(HostSpec { name, kind: HostKind::Node(Box::new(node)) })
     }
@@ -454,6 +611,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         let window = |at_s: f64, for_s: f64| -> Result<(Duration, Duration), ScenarioError> {
             if !(at_s >= 0.0 && for_s > 0.0 && at_s.is_finite() && for_s.is_finite()) {
                 return self.fail(span.clone(), "fault times must be finite, at_s >= 0 and for_s > 0");
+            }
+            if at_s > RUN_SECONDS_MAX || for_s > RUN_SECONDS_MAX {
+                return self.fail(span.clone(), format!("fault times must be at most {RUN_SECONDS_MAX} s"));
             }
             if seconds(at_s) > duration {
                 return self.fail(span.clone(), format!("fault at {at_s} s is after the end of the run"));
@@ -487,7 +647,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             }
             FaultSection::Loss { at_s, for_s, rate, hosts } => {
                 let (at, lasting) = window(*at_s, *for_s)?;
-                if !(0.0..=1.0).contains(rate) {
+                if !(rate.is_finite() && (0.0..=1.0).contains(rate)) {
                     return self.fail(span, format!("loss rate {rate} is not within 0 and 1"));
                 }
                 FaultSpec {
@@ -498,6 +658,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             }
             FaultSection::Latency { at_s, for_s, extra_ms, hosts } => {
                 let (at, lasting) = window(*at_s, *for_s)?;
+                if *extra_ms == 0 || *extra_ms > INTERVAL_MS_MAX {
+                    return self.fail(span, format!("extra_ms must be within 1 and {INTERVAL_MS_MAX}"));
+                }
                 let extra = Duration::from_millis(*extra_ms);
                 FaultSpec {
                     at,
@@ -532,6 +695,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     }
 }
 
+/// Seconds as a duration; callers have checked the value is finite and within a day.
 fn seconds(value: f64) -> Duration {
-    Duration::from_secs_f64(value.max(0.0))
+    Duration::from_secs_f64(value.clamp(0.0, RUN_SECONDS_MAX))
 }

@@ -4,16 +4,58 @@
 //! the JSON Lines form, a fixed algorithm) is printed by every run.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::faults::{FaultKind, FaultSpec};
 use rollcall::host::{Disk, Event, Observer, RealDisk};
 
-/// The host name world-level records (faults) are filed under.
+/// The host name world-level records (the plan, faults, links) are filed under.
 pub const WORLD: &str = "world";
+
+/// What the world did, as the engine records it. Invariants read these records, never the
+/// engine: the effective state changes (a link cut, a host down, a loss rate) are recorded
+/// after the engine has resolved overlapping faults, so nothing downstream counts them again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WorldEvent {
+    /// The run, recorded first: its length, every host and its role (`balancer`, `backend`
+    /// or `client`), start times, and every fault of the plan with its id (its index).
+    Plan {
+        duration_ms: u64,
+        roles: BTreeMap<String, String>,
+        start_at_ms: BTreeMap<String, u64>,
+        faults: Vec<FaultSpec>,
+    },
+    /// Fault `id` of the plan began.
+    FaultStarted { id: usize, fault: FaultKind },
+    /// Fault `id` of the plan was undone.
+    FaultEnded { id: usize, fault: FaultKind },
+    /// The host (the record's host) died with every process on it.
+    HostCrashed,
+    /// The host (the record's host) was powered on again after a crash.
+    HostRestarted,
+    /// Packets from `from` to `to` are now lost (TCP and UDP alike).
+    LinkCut { from: String, to: String },
+    /// Packets from `from` to `to` flow again.
+    LinkRepaired { from: String, to: String },
+    /// The gossip impairment now in force on the record's host's outgoing datagrams.
+    GossipImpaired { loss_rate: f64, extra_latency_ms: u64 },
+}
+
+/// A record's content: an event of the stack or of the world.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Entry {
+    /// Something a host of the stack observed.
+    Host(Event),
+    /// Something the world did.
+    World(WorldEvent),
+}
 
 /// One record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,7 +65,7 @@ pub struct Record {
     /// The host (or [`WORLD`]).
     pub host: String,
     /// What happened.
-    pub event: Event,
+    pub event: Entry,
 }
 
 impl Record {
@@ -69,6 +111,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Records something the world did to `host` (or [`WORLD`]).
+    pub fn world(&self, at: Duration, host: &str, event: WorldEvent) {
+        self.push(at, host, Entry::World(event));
+    }
+
+    fn push(&self, at: Duration, host: &str, event: Entry) {
+        let t_us = at.as_micros() as u64;
+        let mut records = self.records.borrow_mut();
+        debug_assert!(records.last().is_none_or(|last| last.t_us <= t_us), "time never goes back");
+        records.push(Record { t_us, host: host.to_string(), event });
+    }
+
     /// Takes the records collected so far.
     pub fn finish(&self) -> Trace {
         Trace { records: std::mem::take(&mut *self.records.borrow_mut()) }
@@ -77,9 +131,6 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn record(&self, at: Duration, host: &str, event: Event) {
-        let t_us = at.as_micros() as u64;
-        let mut records = self.records.borrow_mut();
-        debug_assert!(records.last().is_none_or(|last| last.t_us <= t_us), "time never goes back");
-        records.push(Record { t_us, host: host.to_string(), event });
+        self.push(at, host, Entry::Host(event));
     }
 }

@@ -21,6 +21,7 @@ pub async fn run<N: Net>(env: HostEnv<N>, spec: ClientSpec) {
             Ok(addr) => {
                 let request = Request::get("/")
                     .header("host", spec.target.as_str())
+                    .header(rollcall::balancer::proxy::REQUEST_ID, request_id(&env.name, id))
                     .body(Full::new(Bytes::new()))
                     .expect("static request");
                 match http::exchange(&env.net, addr, request, spec.timeout).await {
@@ -39,6 +40,12 @@ pub async fn run<N: Net>(env: HostEnv<N>, spec: ClientSpec) {
         env.observe(event);
         tokio::time::sleep(spec.interval).await;
     }
+}
+
+/// The `x-request-id` a client sends: unique across clients, so the balancer's record of the
+/// answer can be matched to the request.
+pub fn request_id(client: &str, id: u64) -> String {
+    format!("{client}-{id}")
 }
 
 fn failed(id: u64, sent_at: Duration, error: String) -> Event {

@@ -1,11 +1,19 @@
 //! The world a simulation runs: hosts, start order, faults and invariant settings, resolved
 //! from a scenario file. Engines build their hosts from it; nothing here is engine-specific.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rollcall::node::{NodeSpec, Role};
 
 use crate::faults::FaultSpec;
+use crate::invariants::Verdict;
+
+/// Shortest one-way delivery time of a simulated link.
+pub const LINK_LATENCY_MIN: Duration = Duration::from_millis(1);
+/// Longest one-way delivery time of a simulated link (before any latency fault); the
+/// invariants' windows allow for it.
+pub const LINK_LATENCY_MAX: Duration = Duration::from_millis(5);
 
 /// A host that sends requests through the balancer (the lab's browser).
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +50,14 @@ impl HostSpec {
         matches!(&self.kind, HostKind::Node(node) if node.role == Role::Backend)
     }
 
+    /// The role's name in scenario files and traces.
+    pub fn role(&self) -> &'static str {
+        match &self.kind {
+            HostKind::Node(node) => node.role.tag(),
+            HostKind::Client(_) => "client",
+        }
+    }
+
     /// Whether this host is the balancer.
     pub fn is_balancer(&self) -> bool {
         matches!(&self.kind, HostKind::Node(node) if matches!(node.role, Role::Balancer { .. }))
@@ -73,14 +89,95 @@ pub struct World {
     pub start_jitter: Duration,
     /// Faults in file order.
     pub faults: Vec<FaultSpec>,
-    /// Bound of invariant (a), in rounds.
+    /// The invariants to check.
+    pub invariants: InvariantSettings,
+    /// The outcome the scenario expects.
+    pub expect: Expectation,
+}
+
+/// Which invariants a world checks, with their bounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InvariantSettings {
+    /// `converge`: its bound in rounds.
     pub converge_rounds: Option<u32>,
-    /// Whether invariant (b) is checked.
-    pub serve: bool,
-    /// Bound of the failure-detection invariant, in rounds.
+    /// `detect`: its bound in rounds.
     pub detect_rounds: Option<u32>,
-    /// Invariants the scenario expects to be violated.
-    pub expected_violations: Vec<String>,
+    /// `available`.
+    pub available: bool,
+    /// `views`.
+    pub views: bool,
+    /// `incarnation`.
+    pub incarnation: bool,
+    /// `no-self-death`.
+    pub no_self_death: bool,
+}
+
+impl InvariantSettings {
+    /// Every invariant, with the given round bounds.
+    pub fn all(rounds: u32) -> Self {
+        InvariantSettings {
+            converge_rounds: Some(rounds),
+            detect_rounds: Some(rounds),
+            available: true,
+            views: true,
+            incarnation: true,
+            no_self_death: true,
+        }
+    }
+
+    /// Whether the invariant called `name` is checked.
+    pub fn enables(&self, name: &str) -> bool {
+        match name {
+            "converge" => self.converge_rounds.is_some(),
+            "detect" => self.detect_rounds.is_some(),
+            "available" => self.available,
+            "views" => self.views,
+            "incarnation" => self.incarnation,
+            "no-self-death" => self.no_self_death,
+            _ => false,
+        }
+    }
+}
+
+/// The outcome a scenario expects: exactly these invariants violated, and for those pinned
+/// to hosts, exactly on those hosts. Anything else (an extra invariant, an extra host, an
+/// UNCHECKED invariant) is not as expected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expectation {
+    /// Invariants expected to be violated.
+    pub violated: BTreeSet<String>,
+    /// For some of them, the exact hosts their violations are about.
+    pub hosts: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Expectation {
+    /// Why `verdicts` are not the expected outcome (empty: they are).
+    pub fn mismatches(&self, verdicts: &[Verdict]) -> Vec<String> {
+        let mut wrong = Vec::new();
+        for verdict in verdicts {
+            let expected = self.violated.contains(&verdict.name);
+            if verdict.is_unchecked() {
+                wrong.push(format!("{} checked nothing (UNCHECKED is never as expected)", verdict.name));
+            } else if verdict.is_contradicted() && !expected {
+                wrong.push(format!("{} violated on {:?}, not expected", verdict.name, verdict.hosts));
+            } else if !verdict.is_contradicted() && expected {
+                wrong.push(format!("{} expected to be violated, but holds", verdict.name));
+            } else if let Some(hosts) = self.hosts.get(&verdict.name).filter(|_| verdict.is_contradicted()) {
+                if *hosts != verdict.hosts {
+                    wrong.push(format!(
+                        "{} violated on {:?}, expected exactly {hosts:?}",
+                        verdict.name, verdict.hosts
+                    ));
+                }
+            }
+        }
+        for name in &self.violated {
+            if !verdicts.iter().any(|v| &v.name == name) {
+                wrong.push(format!("{name} expected to be violated, but not checked"));
+            }
+        }
+        wrong
+    }
 }
 
 impl World {

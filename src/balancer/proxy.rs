@@ -20,6 +20,10 @@ use crate::host::{Event, HostEnv};
 use crate::net::Net;
 use crate::net::http::{self, HttpError};
 
+/// The header whose value the balancer records with each answer (HAProxy's `unique-id-header`
+/// convention).
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// A loaded configuration and its round-robin position.
 struct Loaded {
     config: BalancerConfig,
@@ -39,17 +43,23 @@ impl Loaded {
 }
 
 /// Serves the configuration at `config_path`, reloading it whenever `reload` changes.
+/// `planted_ignore_removals` is a bug planted for the simulator's mutation tests
+/// ([`crate::node::PlantedBugs`]): servers dropped from the file stay loaded.
 pub async fn run<N: Net>(
     env: HostEnv<N>,
     config_path: PathBuf,
     mut reload: watch::Receiver<u64>,
+    planted_ignore_removals: bool,
 ) -> Result<(), String> {
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
     let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
     let result = loop {
         reload.borrow_and_update();
         match load(&env, &config_path) {
-            Ok(config) => {
+            Ok(mut config) => {
+                if planted_ignore_removals {
+                    keep_removed_servers(&mut config, current.borrow().as_deref());
+                }
                 for warning in &config.warnings {
                     tracing::debug!(host = %env.name, "{warning}");
                 }
@@ -90,6 +100,17 @@ pub async fn run<N: Net>(
     result
 }
 
+fn keep_removed_servers(config: &mut BalancerConfig, previous: Option<&Loaded>) {
+    let Some(previous) = previous else { return };
+    let name = config.backend_name.clone();
+    let Some(backend) = config.backends.get_mut(&name) else { return };
+    for server in &previous.config.backend().servers {
+        if !backend.servers.iter().any(|s| s.name == server.name) {
+            backend.servers.push(server.clone());
+        }
+    }
+}
+
 fn load<N: Net>(env: &HostEnv<N>, path: &Path) -> Result<BalancerConfig, String> {
     let bytes = env.disk().read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
@@ -105,10 +126,13 @@ async fn forward<N: Net>(
     let Some(loaded) = loaded else {
         return http::text_response(503, "no configuration loaded\n");
     };
+    // The request id links this answer to the client's record of the request in the trace.
+    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
     let Some(server) = loaded.pick().cloned() else {
-        env.observe(Event::Proxied { server: None, status: 503 });
+        env.observe(Event::Proxied { request: request_id, server: None, status: 503 });
         return http::text_response(503, "No server is available to handle this request.\n");
     };
+    env.observe(Event::Forwarding { request: request_id.clone(), server: server.name.clone() });
     let config = &loaded.config;
     let (mut parts, body) = request.into_parts();
     let body = match http::read_body(body).await {
@@ -130,6 +154,7 @@ async fn forward<N: Net>(
         Err(error @ HttpError::Timeout { .. }) => http::text_response(504, format!("{error}\n")),
         Err(error) => http::text_response(502, format!("{error}\n")),
     };
-    env.observe(Event::Proxied { server: Some(server.name), status: response.status().as_u16() });
+    let status = response.status().as_u16();
+    env.observe(Event::Proxied { request: request_id, server: Some(server.name), status });
     response
 }

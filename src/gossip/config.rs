@@ -44,6 +44,9 @@ pub struct GossipConfig {
     pub push_pull_interval: Duration,
     /// Serf's reconnect loop: a push-pull with one random failed member.
     pub reconnect_interval: Duration,
+    /// A bug planted for the simulator's mutation tests (`node::PlantedBugs`): the agent
+    /// never refutes an accusation of itself.
+    pub never_refutes: bool,
 }
 
 impl GossipConfig {
@@ -65,6 +68,7 @@ impl GossipConfig {
             gossip_to_the_dead: Duration::from_secs(30),
             push_pull_interval: Duration::from_secs(30),
             reconnect_interval: Duration::from_secs(5),
+            never_refutes: false,
         }
     }
 }

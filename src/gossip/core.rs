@@ -416,6 +416,9 @@ impl Agent {
 
     /// Answers an accusation about ourselves with an incarnation above it.
     fn refute(&mut self, accused_incarnation: u32, now: Duration) {
+        if self.config.never_refutes {
+            return;
+        }
         if accused_incarnation < self.incarnation {
             // The accuser missed our refutation (it ran out of retransmits while the
             // accuser's copies were lost): announce our incarnation again. memberlist ignores

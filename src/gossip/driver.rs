@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::codec::{DATAGRAM_BYTES_MAX, NodeState};
+use super::codec::{DATAGRAM_BYTES_MAX, NodeState, Status};
 use super::config::GossipConfig;
 use super::core::{Action, Agent, Timer};
-use crate::host::{Event, HostEnv};
+use crate::host::{Event, HostEnv, MemberStatus};
 use crate::net::Net;
 use crate::net::lossy::{Delivery, LinkFaults, LossyUdp};
 
@@ -46,6 +46,7 @@ pub async fn run<N: Net>(
     let mut agent = Agent::new(config, env.rng("gossip-agent"));
     let mut timers = TimerQueue::default();
     let mut published = None;
+    let mut published_states = BTreeMap::new();
     let mut out = Vec::new();
     agent.start(env.now(), &mut out);
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX + 1];
@@ -55,7 +56,9 @@ pub async fn run<N: Net>(
         }
         if published != Some(agent.version()) {
             published = Some(agent.version());
-            view.send_replace(agent.members().cloned().collect());
+            let members: View = agent.members().cloned().collect();
+            record_state_changes(&env, &mut published_states, &members);
+            view.send_replace(members);
         }
         let due = timers.next_due().unwrap_or(env.now() + Duration::from_secs(3600));
         let wait = due.saturating_sub(env.now());
@@ -75,6 +78,32 @@ pub async fn run<N: Net>(
                 }
             }
         }
+    }
+}
+
+/// Records every member whose status or incarnation differs from the last published view,
+/// so that the trace holds each host's view over time without a copy per change.
+fn record_state_changes<N: Net>(
+    env: &HostEnv<N>,
+    published: &mut BTreeMap<String, (Status, u32)>,
+    members: &[NodeState],
+) {
+    for member in members {
+        let state = (member.status, member.incarnation);
+        if published.get(&member.name) == Some(&state) {
+            continue;
+        }
+        published.insert(member.name.clone(), state);
+        let status = match member.status {
+            Status::Alive => MemberStatus::Alive,
+            Status::Suspect => MemberStatus::Suspect,
+            Status::Dead => MemberStatus::Dead,
+        };
+        env.observe(Event::MemberState {
+            member: member.name.clone(),
+            status,
+            incarnation: member.incarnation,
+        });
     }
 }
 

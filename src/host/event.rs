@@ -16,6 +16,18 @@ pub enum MemberChange {
     Failed,
 }
 
+/// A member's liveness in one host's gossip view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberStatus {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; dead unless it refutes in time.
+    Suspect,
+    /// Declared dead.
+    Dead,
+}
+
 /// One observable event of one host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -40,6 +52,9 @@ pub enum Event {
     JoinGaveUp { attempts: u32 },
     /// A member event on this host's agent.
     Member { change: MemberChange, member: String, addr: String, tags: BTreeMap<String, String> },
+    /// This host's gossip view of `member` changed: a new entry, a new status or a new
+    /// incarnation. A restarted agent starts from an empty view.
+    MemberState { member: String, status: MemberStatus, incarnation: u32 },
     /// The supervisor started a service.
     ServiceStarted { service: String },
     /// A service ended; `status` is its exit status text.
@@ -56,8 +71,12 @@ pub enum Event {
     Reloaded { bind: String, servers: Vec<String> },
     /// The balancer rejected a configuration and kept the one it had.
     ReloadFailed { error: String },
-    /// The balancer answered a request.
-    Proxied { server: Option<String>, status: u16 },
+    /// The balancer picked `server` for a request and starts forwarding it; `request` is
+    /// its `x-request-id` header, if any. Recorded before the exchange, so a request whose
+    /// client gives up first is still linked to its server.
+    Forwarding { request: Option<String>, server: String },
+    /// The balancer answered a request; `request` is its `x-request-id` header, if any.
+    Proxied { request: Option<String>, server: Option<String>, status: u16 },
     /// A client request ended (workload hosts only).
     Request {
         id: u64,
@@ -66,8 +85,6 @@ pub enum Event {
         served_by: Option<String>,
         error: Option<String>,
     },
-    /// A fault was applied by the world.
-    Fault { fault: String },
 }
 
 impl Event {
@@ -84,6 +101,7 @@ impl Event {
             Event::Joined { .. } => "joined",
             Event::JoinGaveUp { .. } => "join-gave-up",
             Event::Member { .. } => "member",
+            Event::MemberState { .. } => "member-state",
             Event::ServiceStarted { .. } => "service-started",
             Event::ServiceExited { .. } => "service-exited",
             Event::ServiceDown { .. } => "service-down",
@@ -92,9 +110,9 @@ impl Event {
             Event::RenderFailed { .. } => "render-failed",
             Event::Reloaded { .. } => "reloaded",
             Event::ReloadFailed { .. } => "reload-failed",
+            Event::Forwarding { .. } => "forwarding",
             Event::Proxied { .. } => "proxied",
             Event::Request { .. } => "request",
-            Event::Fault { .. } => "fault",
         }
     }
 }

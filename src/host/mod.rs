@@ -4,7 +4,7 @@
 
 mod event;
 
-pub use event::{Event, MemberChange};
+pub use event::{Event, MemberChange, MemberStatus};
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

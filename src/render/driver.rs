@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::core::Renderer;
 use crate::gossip::driver::View;
+use crate::gossip::{NodeState, Status};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
 
@@ -20,6 +21,9 @@ pub struct RenderSettings {
     pub template_text: String,
     /// Output path on the host's disk.
     pub output: PathBuf,
+    /// A bug planted for the simulator's mutation tests ([`crate::node::PlantedBugs`]): the
+    /// first live backend is left out of every rendering.
+    pub drops_a_backend: bool,
 }
 
 /// Renders on every view change until the view's sender is gone.
@@ -35,7 +39,13 @@ pub async fn run<N: Net>(
         renderer.record_written(existing);
     }
     loop {
-        let current = view.borrow_and_update().clone();
+        let mut current = view.borrow_and_update().clone();
+        if settings.drops_a_backend {
+            let backend = |m: &NodeState| m.tags.get("role").is_some_and(|r| r == "backend");
+            if let Some(first) = current.iter().position(|m| backend(m) && m.status != Status::Dead) {
+                current.remove(first);
+            }
+        }
         match renderer.update(&current) {
             Ok(Some(output)) => match env.disk().write_atomic(&settings.output, &output.bytes) {
                 Ok(()) => {
@@ -109,6 +119,7 @@ mod tests {
                 template_file: "t.hb".into(),
                 template_text: "{{#each addresses}}{{host}} {{/each}}".into(),
                 output: "/cfg".into(),
+                drops_a_backend: false,
             };
             let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
             let (reload, reload_rx) = watch::channel(0u64);

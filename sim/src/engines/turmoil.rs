@@ -13,11 +13,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use super::EngineError;
-use crate::faults::{FaultAction, Plan};
-use crate::trace::{Recorder, Trace, WORLD};
+use crate::faults::{FaultKind, Phase, Plan, Planned};
+use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::workload;
-use crate::world::{HostKind, HostSpec, World};
-use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, Observer, mix, stable_hash};
+use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
+use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
 use rollcall::node;
@@ -121,8 +121,8 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         .tick_duration(world.tick)
         .simulation_duration(world.duration + Duration::from_secs(1))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(5))
+        .min_message_latency(LINK_LATENCY_MIN)
+        .max_message_latency(LINK_LATENCY_MAX)
         .udp_capacity(4096)
         .enable_random_order()
         .build();
@@ -144,12 +144,12 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
     for host in &world.hosts {
         addresses.borrow_mut().insert(host.name.clone(), sim.lookup(host.name.as_str()));
     }
+    recorder.world(Duration::ZERO, WORLD, plan_record(world, plan));
     let mut steps = plan.steps.iter().peekable();
-    let mut active = ActiveFaults::default();
+    let mut world_faults = WorldFaults { active: ActiveFaults::default(), recorder: recorder.clone() };
     while sim.elapsed() < world.duration {
         while let Some(step) = steps.next_if(|step| step.at <= sim.elapsed()) {
-            recorder.record(sim.elapsed(), WORLD, Event::Fault { fault: step.action.to_string() });
-            apply(&mut sim, &states, &mut active, &step.action);
+            world_faults.apply(&mut sim, &states, plan, step);
         }
         if let Err(error) = sim.step() {
             return Err(EngineError::Crashed {
@@ -199,75 +199,134 @@ fn host_factory(
     }
 }
 
-/// How many active faults hold each directed host pair cut, and each host down: overlapping
-/// faults must not undo each other (turmoil keeps one state per link and per host, so the
-/// first repair or restart would).
+fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
+    let start_at_ms = plan.start_at.iter().map(|(name, at)| (name.clone(), at.as_millis() as u64)).collect();
+    let roles = world.hosts.iter().map(|h| (h.name.clone(), h.role().to_string())).collect();
+    let duration_ms = world.duration.as_millis() as u64;
+    WorldEvent::Plan { duration_ms, roles, start_at_ms, faults: plan.faults.clone() }
+}
+
+/// Which faults are active, per directed host pair and per host: overlapping faults must not
+/// undo each other (turmoil keeps one state per link and per host, and our loss model one
+/// rate per host, so the first end would).
 #[derive(Default)]
 struct ActiveFaults {
     cuts: BTreeMap<(String, String), u32>,
     crashes: BTreeMap<String, u32>,
+    loss: BTreeMap<String, BTreeMap<usize, f64>>,
+    latency: BTreeMap<String, BTreeMap<usize, Duration>>,
 }
 
-fn apply(
-    sim: &mut turmoil::Sim<'_>,
-    states: &BTreeMap<String, Rc<HostState>>,
-    active: &mut ActiveFaults,
-    action: &FaultAction,
-) {
-    let ActiveFaults { cuts, crashes } = active;
-    match action {
-        FaultAction::Partition { a, b, oneway } | FaultAction::Repair { a, b, oneway } => {
-            let cut = matches!(action, FaultAction::Partition { .. });
-            let mut directions = Vec::new();
-            for x in a {
-                for y in b {
-                    directions.push((x.clone(), y.clone()));
-                    if !oneway {
-                        directions.push((y.clone(), x.clone()));
-                    }
+/// Applies plan steps and records what each one changed.
+struct WorldFaults {
+    active: ActiveFaults,
+    recorder: Recorder,
+}
+
+impl WorldFaults {
+    fn apply(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        states: &BTreeMap<String, Rc<HostState>>,
+        plan: &Plan,
+        step: &Planned,
+    ) {
+        let now = sim.elapsed();
+        let fault = &plan.faults[step.fault].kind;
+        let start = step.phase == Phase::Start;
+        let record = match step.phase {
+            Phase::Start => WorldEvent::FaultStarted { id: step.fault, fault: fault.clone() },
+            Phase::End => WorldEvent::FaultEnded { id: step.fault, fault: fault.clone() },
+        };
+        self.recorder.world(now, WORLD, record);
+        match fault {
+            FaultKind::Partition { a, b, oneway } => self.partition(sim, a, b, *oneway, start),
+            FaultKind::Loss { hosts, rate } => {
+                for host in hosts {
+                    let active = self.active.loss.entry(host.clone()).or_default();
+                    if start {
+                        active.insert(step.fault, *rate)
+                    } else {
+                        active.remove(&step.fault)
+                    };
+                    self.impair(now, host, &states[host].faults);
                 }
             }
-            for (from, to) in directions {
-                let count = cuts.entry((from.clone(), to.clone())).or_default();
-                match (cut, *count) {
-                    (true, 0) => sim.partition_oneway(from.as_str(), to.as_str()),
-                    (false, 1) => sim.repair_oneway(from.as_str(), to.as_str()),
-                    _ => {}
+            FaultKind::Latency { hosts, extra } => {
+                for host in hosts {
+                    let active = self.active.latency.entry(host.clone()).or_default();
+                    if start {
+                        active.insert(step.fault, *extra)
+                    } else {
+                        active.remove(&step.fault)
+                    };
+                    self.impair(now, host, &states[host].faults);
                 }
-                *count = if cut { *count + 1 } else { count.saturating_sub(1) };
+            }
+            FaultKind::HostCrash { host } => self.crash(sim, host, start),
+            FaultKind::ServiceCrash { host, service } => {
+                if let Some(control) = states[host].control.borrow().as_ref() {
+                    // A host that is down has no services to kill; the fault is then a no-op.
+                    let _ = control.send(Control::Kill { service: service.clone() });
+                }
             }
         }
-        FaultAction::SetLoss { hosts, rate } => {
-            for host in hosts {
-                let cell = &states[host].faults;
-                cell.set(LinkFaults { loss_rate: *rate, ..cell.get() });
+    }
+
+    fn partition(&mut self, sim: &mut turmoil::Sim<'_>, a: &[String], b: &[String], oneway: bool, cut: bool) {
+        let mut directions = Vec::new();
+        for x in a {
+            for y in b {
+                directions.push((x.clone(), y.clone()));
+                if !oneway {
+                    directions.push((y.clone(), x.clone()));
+                }
             }
         }
-        FaultAction::SetLatency { hosts, extra_ms } => {
-            for host in hosts {
-                let cell = &states[host].faults;
-                cell.set(LinkFaults { extra_latency: Duration::from_millis(*extra_ms), ..cell.get() });
+        for (from, to) in directions {
+            let count = self.active.cuts.entry((from.clone(), to.clone())).or_default();
+            match (cut, *count) {
+                (true, 0) => {
+                    sim.partition_oneway(from.as_str(), to.as_str());
+                    self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkCut { from, to });
+                }
+                (false, 1) => {
+                    sim.repair_oneway(from.as_str(), to.as_str());
+                    self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkRepaired { from, to });
+                }
+                _ => {}
             }
+            *count = if cut { *count + 1 } else { count.saturating_sub(1) };
         }
-        FaultAction::Crash { host } => {
-            let count = crashes.entry(host.clone()).or_default();
-            if *count == 0 {
-                sim.crash(host.as_str());
+    }
+
+    /// Sets a host's loss and latency from every window active on it, and records the result.
+    fn impair(&self, now: Duration, host: &str, cell: &Cell<LinkFaults>) {
+        let losses = self.active.loss.get(host).into_iter().flat_map(|m| m.values());
+        let kept: f64 = losses.map(|rate| 1.0 - rate).product();
+        let latencies = self.active.latency.get(host).into_iter().flat_map(|m| m.values());
+        let faults = LinkFaults { loss_rate: (1.0 - kept).clamp(0.0, 1.0), extra_latency: latencies.sum() };
+        if faults != cell.get() {
+            cell.set(faults);
+            let extra_latency_ms = faults.extra_latency.as_millis() as u64;
+            let record = WorldEvent::GossipImpaired { loss_rate: faults.loss_rate, extra_latency_ms };
+            self.recorder.world(now, host, record);
+        }
+    }
+
+    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, host: &str, start: bool) {
+        let count = self.active.crashes.entry(host.to_string()).or_default();
+        match (start, *count) {
+            (true, 0) => {
+                self.recorder.world(sim.elapsed(), host, WorldEvent::HostCrashed);
+                sim.crash(host);
             }
-            *count += 1;
-        }
-        FaultAction::Restart { host } => {
-            let count = crashes.entry(host.clone()).or_default();
-            if *count == 1 {
-                sim.bounce(host.as_str());
+            (false, 1) => {
+                self.recorder.world(sim.elapsed(), host, WorldEvent::HostRestarted);
+                sim.bounce(host);
             }
-            *count = count.saturating_sub(1);
+            _ => {}
         }
-        FaultAction::KillService { host, service } => {
-            if let Some(control) = states[host].control.borrow().as_ref() {
-                // A host that is down has no services to kill; the fault is then a no-op.
-                let _ = control.send(Control::Kill { service: service.clone() });
-            }
-        }
+        *count = if start { *count + 1 } else { count.saturating_sub(1) };
     }
 }

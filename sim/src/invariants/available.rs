@@ -1,0 +1,208 @@
+//! `available`: every request the client sends gets a 200 from a webapp, unless the stack
+//! could not yet know better. A failed request is excused only if, when it was sent:
+//!
+//! - (a) the server the balancer sent it to failed while serving it, or had been down or
+//!   unreachable from the balancer (either direction: TCP needs both) for less than the
+//!   detection window D;
+//! - (b) the balancer had no server for it, and no webapp had been up and reachable for at
+//!   least the admission window A;
+//! - (c) the client could not reach the balancer (cut off, or the balancer down) while the
+//!   request was under way.
+//!
+//! Every other failed request is a violation naming the request, the server and why that
+//! server was a bad choice. What counts is when the request was sent, not how long it took
+//! to fail.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::bounds::Windows;
+use super::{Verdict, secs};
+use crate::observe::{Intervals, Observations, RequestObservation};
+
+/// Requests by outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RequestCounts {
+    /// Requests sent (and ended within the run).
+    pub sent: u32,
+    /// Answered 200 by a webapp.
+    pub ok: u32,
+    /// Failed, by cause: `server-lost-within-D`, `no-webapp-admitted-within-A`,
+    /// `balancer-unreachable`, `unexcused`.
+    pub failed: BTreeMap<String, u32>,
+}
+
+/// Why a failed request is excused, or that it is not.
+enum Cause {
+    ServerLost,
+    NoneAdmitted,
+    BalancerUnreachable,
+    Unexcused { hosts: Vec<String>, why: String },
+}
+
+impl Cause {
+    fn key(&self) -> &'static str {
+        match self {
+            Cause::ServerLost => "server-lost-within-D",
+            Cause::NoneAdmitted => "no-webapp-admitted-within-A",
+            Cause::BalancerUnreachable => "balancer-unreachable",
+            Cause::Unexcused { .. } => "unexcused",
+        }
+    }
+}
+
+/// What the judgement of one request needs, computed once per run.
+struct Judge<'a> {
+    obs: &'a Observations,
+    detection: Duration,
+    admission: Duration,
+    /// Per webapp: when it is down or unreachable from the balancer.
+    bad: BTreeMap<String, Intervals>,
+    /// Per webapp: when it is up and reachable.
+    good: BTreeMap<String, Intervals>,
+    /// Per client: when it cannot reach a running balancer.
+    blocked: BTreeMap<String, Intervals>,
+}
+
+/// Checks `available` and counts requests by cause.
+pub fn check(obs: &Observations, windows: &Windows) -> (Verdict, RequestCounts) {
+    let (d, a) = (windows.detection.duration(), windows.admission.duration());
+    let rule = format!(
+        "every request gets 200 from a webapp, unless its server was lost less than D = {} ago, \
+         no webapp was admitted A = {} before, or the client could not reach {}",
+        secs(d),
+        secs(a),
+        obs.balancer
+    );
+    let mut verdict = Verdict::new("available", rule);
+    let judge = Judge::new(obs, d, a);
+    let mut counts = RequestCounts::default();
+    for request in &obs.requests {
+        verdict.checked += 1;
+        counts.sent += 1;
+        if request.ok() {
+            counts.ok += 1;
+            continue;
+        }
+        let cause = judge.cause(request);
+        *counts.failed.entry(cause.key().to_string()).or_default() += 1;
+        if let Cause::Unexcused { hosts, why } = cause {
+            let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            verdict.fail(
+                &hosts,
+                format!(
+                    "request #{} from {} sent at {}: {}: {why}",
+                    request.id,
+                    request.client,
+                    secs(request.sent),
+                    outcome(request)
+                ),
+            );
+        }
+    }
+    (verdict, counts)
+}
+
+fn outcome(request: &RequestObservation) -> String {
+    match (&request.status, &request.error) {
+        (Some(200), _) => "200 from no webapp".into(),
+        (Some(status), _) => format!("status {status}"),
+        (None, Some(error)) => error.clone(),
+        (None, None) => "no answer".into(),
+    }
+}
+
+impl<'a> Judge<'a> {
+    fn new(obs: &'a Observations, detection: Duration, admission: Duration) -> Self {
+        let balancer = obs.balancer.as_str();
+        let bad = obs.webapps.iter().map(|w| (w.clone(), obs.spans(|t| !obs.is_reachable(w, t)))).collect();
+        let good = obs.webapps.iter().map(|w| (w.clone(), obs.spans(|t| obs.is_reachable(w, t)))).collect();
+        let serving = |t| obs.is_up(balancer, t) && obs.service(balancer, "haproxy").contains(t);
+        let blocked = obs
+            .clients
+            .iter()
+            .map(|c| (c.clone(), obs.spans(|t| !serving(t) || obs.is_cut(c, balancer, t))))
+            .collect();
+        Judge { obs, detection, admission, bad, good, blocked }
+    }
+
+    fn cause(&self, request: &RequestObservation) -> Cause {
+        let (sent, done) = (request.sent, request.done);
+        if self.blocked.get(&request.client).is_some_and(|b| b.meets(sent, done)) {
+            return Cause::BalancerUnreachable;
+        }
+        match (&request.routed_to, request.reached_balancer) {
+            (Some(server), _) => self.server_cause(server, sent, done),
+            (None, true) => self.no_server_cause(sent, "the balancer had no server for it"),
+            (None, false) => self.no_server_cause(sent, "the balancer never answered it"),
+        }
+    }
+
+    fn server_cause(&self, server: &str, sent: Duration, done: Duration) -> Cause {
+        let Some(bad) = self.bad.get(server) else {
+            return Cause::Unexcused {
+                hosts: vec![server.into()],
+                why: format!("sent to {server}, which is no webapp"),
+            };
+        };
+        match bad.since(sent) {
+            Some(since) if sent - since < self.detection => Cause::ServerLost,
+            Some(since) => Cause::Unexcused {
+                hosts: vec![server.into()],
+                why: format!(
+                    "sent to {server}, {} from {} since {} ({} before, D = {})",
+                    self.why_bad(server, sent),
+                    self.obs.balancer,
+                    secs(since),
+                    secs(sent - since),
+                    secs(self.detection)
+                ),
+            },
+            None if bad.meets(sent, done) => Cause::ServerLost,
+            None => Cause::Unexcused {
+                hosts: vec![server.into()],
+                why: format!(
+                    "sent to {server}, which was up and reachable from {} throughout",
+                    self.obs.balancer
+                ),
+            },
+        }
+    }
+
+    fn why_bad(&self, server: &str, at: Duration) -> &'static str {
+        let obs = self.obs;
+        if !obs.is_up(server, at) {
+            "host down"
+        } else if !obs.webapp_runs(server, at) {
+            "webapp down"
+        } else if !obs.is_up(&obs.balancer, at) {
+            "balancer down"
+        } else {
+            "unreachable"
+        }
+    }
+
+    fn no_server_cause(&self, sent: Duration, what: &str) -> Cause {
+        let admitted: Vec<(String, Duration)> = self
+            .good
+            .iter()
+            .filter_map(|(webapp, good)| good.since(sent).map(|since| (webapp.clone(), since)))
+            .filter(|(_, since)| sent - *since >= self.admission)
+            .collect();
+        if admitted.is_empty() {
+            return Cause::NoneAdmitted;
+        }
+        let list: Vec<String> =
+            admitted.iter().map(|(w, since)| format!("{w} since {}", secs(*since))).collect();
+        Cause::Unexcused {
+            hosts: admitted.into_iter().map(|(w, _)| w).collect(),
+            why: format!(
+                "{what}, while up and reachable: {} (A = {})",
+                list.join(", "),
+                secs(self.admission)
+            ),
+        }
+    }
+}

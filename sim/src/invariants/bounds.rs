@@ -1,0 +1,212 @@
+//! The windows within which the stack cannot yet know better, derived from the configuration
+//! it runs with, never tuned to make a run pass.
+//!
+//! - D, the detection window: how long a server that died or became unreachable can still get
+//!   requests before the balancer stops sending them.
+//! - A, the admission window: how long a webapp that came up (or became reachable) can be
+//!   missing from the balancer before requests that find no server are the stack's fault.
+//!
+//! The balancer has no health checks yet (it ignores `check`), so both come from gossip:
+//! D is the time the balancer's own agent needs to probe a member, time the probe out, let
+//! the suspicion run out and have the renderer and the balancer act on it; A is the time a
+//! webapp's agent needs to (re)join the balancer's, plus the same render and reload.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::faults::FaultKind;
+use crate::world::{HostKind, LINK_LATENCY_MAX, World};
+use rollcall::gossip::{GossipConfig, JoinMode};
+
+/// Time the stack's own tasks need to pass a change along (view -> renderer -> file ->
+/// balancer): a handful of scheduler turns, each within one simulation tick.
+const REACTION_TICKS: u32 = 10;
+
+/// One term of a window's sum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Term {
+    /// What it stands for.
+    pub what: String,
+    /// Its length in milliseconds.
+    pub ms: u64,
+}
+
+/// A derived window: its length and the terms it is the sum of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// The sum, in milliseconds.
+    pub ms: u64,
+    /// Where it comes from.
+    pub basis: String,
+    /// The terms.
+    pub terms: Vec<Term>,
+}
+
+impl Window {
+    fn new(basis: &str, terms: Vec<(String, Duration)>) -> Self {
+        let terms: Vec<Term> =
+            terms.into_iter().map(|(what, d)| Term { what, ms: d.as_millis() as u64 }).collect();
+        Window { ms: terms.iter().map(|t| t.ms).sum(), basis: basis.into(), terms }
+    }
+
+    /// The window as a duration.
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.ms)
+    }
+
+    /// `7511 ms = 3000 ms (...) + ...`
+    pub fn explain(&self) -> String {
+        let terms: Vec<String> = self.terms.iter().map(|t| format!("{} ms {}", t.ms, t.what)).collect();
+        format!("{} ms = {} ({})", self.ms, terms.join(" + "), self.basis)
+    }
+}
+
+/// D and A for one world.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Windows {
+    /// D: detection.
+    pub detection: Window,
+    /// A: admission.
+    pub admission: Window,
+}
+
+/// The gossip settings the balancer runs with, as the stack builds them.
+fn balancer_gossip(world: &World) -> GossipConfig {
+    let mut config = GossipConfig::lan("bounds", (std::net::Ipv4Addr::LOCALHOST, 0).into());
+    let balancer = world.hosts.iter().find(|h| h.is_balancer());
+    if let Some(HostKind::Node(node)) = balancer.map(|h| &h.kind) {
+        config.probe_interval = node.gossip.probe_interval;
+        config.probe_timeout = node.gossip.probe_timeout;
+        config.reconnect_interval = node.gossip.reconnect_interval;
+        config.join = node.gossip.join.clone();
+    }
+    config
+}
+
+/// The slowest join any webapp is configured for.
+fn join_wait(world: &World) -> Duration {
+    let joins = world.hosts.iter().filter(|h| h.is_webapp()).filter_map(|h| match &h.kind {
+        HostKind::Node(node) => Some(match node.gossip.join {
+            JoinMode::Retry { interval, .. } => interval,
+            JoinMode::Once { timeout } => timeout,
+        }),
+        HostKind::Client(_) => None,
+    });
+    joins.max().unwrap_or_default()
+}
+
+/// The most extra gossip latency the plan can put on one datagram (overlapping windows add).
+fn planned_extra_latency(world: &World) -> Duration {
+    let extras = world.faults.iter().filter_map(|f| match &f.kind {
+        FaultKind::Latency { extra, .. } => Some(*extra),
+        _ => None,
+    });
+    extras.sum()
+}
+
+/// Derives D and A from the world's configuration.
+pub fn windows(world: &World) -> Windows {
+    let gossip = balancer_gossip(world);
+    let nodes = world.hosts.iter().filter(|h| h.is_webapp() || h.is_balancer()).count().max(1);
+    let peers = (nodes - 1).max(1) as u32;
+    // Shuffled round robin, reshuffled every pass: a member probed first in one pass and last
+    // in the next waits 2 x peers - 1 intervals.
+    let probe_gap = gossip.probe_interval * (2 * peers - 1);
+    let scale = (nodes as f64).log10().max(1.0);
+    let suspicion = gossip.probe_interval.mul_f64(f64::from(gossip.suspicion_mult) * scale);
+    let round_trip = (LINK_LATENCY_MAX + planned_extra_latency(world)) * 2;
+    let reaction = world.tick * REACTION_TICKS;
+    let detection = Window::new(
+        "no health checks: gossip detection by the balancer's agent",
+        vec![
+            (format!("probe gap ((2 x {peers} - 1) probe intervals)"), probe_gap),
+            ("probe timeout".into(), gossip.probe_timeout),
+            (
+                format!("suspicion ({} x max(1, log10 {nodes}) probe intervals)", gossip.suspicion_mult),
+                suspicion,
+            ),
+            ("datagram round trip".into(), round_trip),
+            (format!("render and reload ({REACTION_TICKS} ticks)"), reaction),
+        ],
+    );
+    let rejoin = join_wait(world).max(gossip.reconnect_interval);
+    let admission = Window::new(
+        "no health checks: gossip join, or reconnect after a failure",
+        vec![
+            ("max(join retry or timeout, reconnect interval)".into(), rejoin),
+            ("push-pull round trip".into(), round_trip),
+            (format!("render and reload ({REACTION_TICKS} ticks)"), reaction),
+        ],
+    );
+    Windows { detection, admission }
+}
+
+/// The bound of the `views` invariant: a push-pull interval (every view has exchanged full
+/// state at least once) plus a suspicion timeout (every stale suspicion has run out).
+pub fn views_settle(world: &World) -> Window {
+    let gossip = balancer_gossip(world);
+    let nodes = world.hosts.iter().filter(|h| h.is_webapp() || h.is_balancer()).count().max(1);
+    let scale = (nodes as f64).log10().max(1.0);
+    let suspicion = gossip.probe_interval.mul_f64(f64::from(gossip.suspicion_mult) * scale);
+    Window::new(
+        "gossip: every agent has pushed and pulled full state and stale suspicions ran out",
+        vec![
+            ("push-pull interval".into(), gossip.push_pull_interval),
+            ("suspicion timeout".into(), suspicion),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab() -> World {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lab.toml");
+        crate::scenario::load(&path).expect("lab loads")
+    }
+
+    #[test]
+    fn detection_is_probe_gap_timeout_suspicion_round_trip_and_reaction() {
+        let windows = windows(&lab());
+        // 3 nodes: 2 peers -> 3 probe intervals; 0.5 s timeout; 4 x 1 s suspicion; 2 x 5 ms;
+        // 10 ticks of 1 ms.
+        assert_eq!(windows.detection.ms, 3_000 + 500 + 4_000 + 10 + 10, "{}", windows.detection.explain());
+        assert_eq!(windows.detection.terms.len(), 5);
+    }
+
+    #[test]
+    fn admission_is_the_slower_of_join_and_reconnect() {
+        let mut world = lab();
+        // retry-join every 2 s, reconnect every 5 s: reconnect bounds a rejoin after a failure.
+        assert_eq!(windows(&world).admission.ms, 5_000 + 10 + 10);
+        for host in &mut world.hosts {
+            if let HostKind::Node(node) = &mut host.kind {
+                node.gossip.join = JoinMode::Retry { interval: Duration::from_secs(9), max: 0 };
+            }
+        }
+        assert_eq!(windows(&world).admission.ms, 9_000 + 10 + 10);
+    }
+
+    #[test]
+    fn windows_grow_with_the_cluster_and_with_planned_latency() {
+        let mut world = lab();
+        let before = windows(&world).detection.ms;
+        let webapp = world.hosts.iter().find(|h| h.is_webapp()).unwrap().clone();
+        for i in 0..20 {
+            let mut extra = webapp.clone();
+            extra.name = format!("x{i}");
+            world.hosts.push(extra);
+        }
+        // 23 nodes: 43 probe intervals, suspicion 4 x log10(23) = 5.4469 s.
+        assert_eq!(windows(&world).detection.ms, 43_000 + 500 + 5_446 + 10 + 10);
+        assert!(windows(&world).detection.ms > before);
+        world.faults.push(crate::faults::FaultSpec {
+            at: Duration::ZERO,
+            lasting: None,
+            kind: FaultKind::Latency { hosts: vec![], extra: Duration::from_millis(100) },
+        });
+        assert_eq!(windows(&world).detection.ms, 43_000 + 500 + 5_446 + 210 + 10);
+    }
+}

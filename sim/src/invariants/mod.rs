@@ -1,0 +1,224 @@
+//! Invariants over the observation model. Each one reads [`Observations`] (built from the
+//! trace alone) and the bounds the world's configuration implies; docs/invariants.md states
+//! every rule and bound.
+//!
+//! - `converge`: a webapp that is up and reachable from the balancer is never missing from
+//!   its rendered backends for more than N rounds in a row.
+//! - `detect`: a webapp whose host is down or isolated from the balancer stays in the
+//!   rendered backends for at most N rounds in a row.
+//! - `available`: every request gets a 200 from a webapp, unless the stack could not yet
+//!   know better ([`available`]).
+//! - `views`, `incarnation`, `no-self-death`: gossip's own promises ([`gossip`]).
+//!
+//! An enabled invariant that never found anything to check is UNCHECKED, which is never the
+//! expected outcome: a check that cannot fail proves nothing.
+
+pub mod available;
+pub mod bounds;
+pub mod gossip;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::observe::{Observations, intervals};
+use crate::world::World;
+
+/// How many violations a verdict lists (all are counted, and their hosts collected).
+const VIOLATIONS_LISTED_MAX: usize = 10;
+
+/// The names of the invariants a scenario can check.
+pub const NAMES: [&str; 6] = ["converge", "detect", "available", "views", "incarnation", "no-self-death"];
+
+/// One failure of an invariant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// The hosts it is about (the webapp missing, the server a request went to, ...).
+    pub hosts: Vec<String>,
+    /// What happened, with times.
+    pub what: String,
+}
+
+/// The outcome of one invariant over one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Invariant name.
+    pub name: String,
+    /// `HOLDS`, `VIOLATED` or `UNCHECKED`.
+    pub verdict: &'static str,
+    /// What it requires, with its bound.
+    pub rule: String,
+    /// How many instances were checked.
+    pub checked: u32,
+    /// How many instances failed.
+    pub failed: u32,
+    /// Every host some failure was about.
+    pub hosts: BTreeSet<String>,
+    /// The first failures, explained.
+    pub violations: Vec<Violation>,
+}
+
+impl Verdict {
+    fn new(name: &str, rule: String) -> Self {
+        Self {
+            name: name.into(),
+            verdict: "UNCHECKED",
+            rule,
+            checked: 0,
+            failed: 0,
+            hosts: BTreeSet::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, hosts: &[&str], what: String) {
+        self.failed += 1;
+        self.hosts.extend(hosts.iter().map(|h| h.to_string()));
+        if self.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.violations.push(Violation { hosts: hosts.iter().map(|h| h.to_string()).collect(), what });
+        }
+    }
+
+    /// Sets the verdict word once every instance is counted.
+    fn settled(mut self) -> Self {
+        self.verdict = match (self.failed, self.checked) {
+            (0, 0) => "UNCHECKED",
+            (0, _) => "HOLDS",
+            _ => "VIOLATED",
+        };
+        self
+    }
+
+    /// Whether the invariant held and was checked at least once.
+    pub fn holds(&self) -> bool {
+        self.failed == 0 && self.checked > 0
+    }
+
+    /// Whether some instance failed (a vacuous verdict is not contradicted).
+    pub fn is_contradicted(&self) -> bool {
+        self.failed > 0
+    }
+
+    /// Whether nothing was checked.
+    pub fn is_unchecked(&self) -> bool {
+        self.checked == 0 && self.failed == 0
+    }
+}
+
+/// What the checks found besides verdicts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Figures {
+    /// D and A, with their derivations.
+    pub windows: bounds::Windows,
+    /// Requests by outcome.
+    pub requests: available::RequestCounts,
+    /// Members declared failed while they ran and a gossip path to them existed.
+    pub false_failures: u32,
+}
+
+/// Checks every invariant the world enables.
+pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
+    let enabled = &world.invariants;
+    let windows = bounds::windows(world);
+    let mut verdicts = Vec::new();
+    if let Some(rounds) = enabled.converge_rounds {
+        verdicts.push(converge(obs, world.round * rounds, rounds));
+    }
+    if let Some(rounds) = enabled.detect_rounds {
+        verdicts.push(detect(obs, world.round * rounds, rounds));
+    }
+    let (available, requests) = available::check(obs, &windows);
+    if enabled.available {
+        verdicts.push(available);
+    }
+    if enabled.views {
+        verdicts.push(gossip::views(obs, &bounds::views_settle(world)));
+    }
+    if enabled.incarnation {
+        verdicts.push(gossip::incarnation(obs));
+    }
+    if enabled.no_self_death {
+        verdicts.push(gossip::no_self_death(obs));
+    }
+    let figures = Figures { windows, requests, false_failures: gossip::false_failures(obs) };
+    (verdicts.into_iter().map(Verdict::settled).collect(), figures)
+}
+
+/// Seconds with milliseconds, for messages.
+pub fn secs(at: Duration) -> String {
+    format!("{:.3}s", at.as_secs_f64())
+}
+
+fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
+    let balancer = &obs.balancer;
+    let rule = format!(
+        "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds"
+    );
+    bounded_absence(
+        obs,
+        Verdict::new("converge", rule),
+        bound,
+        &BoundedRule {
+            during: |webapp: &str, t| obs.is_reachable(webapp, t),
+            wrong: |webapp: &str, backends: &BTreeSet<String>| !backends.contains(webapp),
+            what: format!("is up and reachable from {balancer} but missing from its rendered backends"),
+        },
+    )
+}
+
+fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
+    let balancer = &obs.balancer;
+    let rule = format!(
+        "a webapp down or isolated from {balancer} stays in its rendered backends for at most {rounds} rounds"
+    );
+    bounded_absence(
+        obs,
+        Verdict::new("detect", rule),
+        bound,
+        &BoundedRule {
+            during: |webapp: &str, t| obs.is_lost(webapp, t),
+            wrong: |webapp: &str, backends: &BTreeSet<String>| backends.contains(webapp),
+            what: format!("is down or isolated from {balancer} but still in its rendered backends"),
+        },
+    )
+}
+
+/// "While `during` holds for a webapp, the rendered backends are not `wrong` for more than
+/// the bound in a row."
+struct BoundedRule<D, W> {
+    during: D,
+    wrong: W,
+    what: String,
+}
+
+fn bounded_absence<D, W>(
+    obs: &Observations,
+    mut verdict: Verdict,
+    bound: Duration,
+    rule: &BoundedRule<D, W>,
+) -> Verdict
+where
+    D: Fn(&str, Duration) -> bool,
+    W: Fn(&str, &BTreeSet<String>) -> bool,
+{
+    for webapp in &obs.webapps {
+        for (start, end) in obs.spans(|t| (rule.during)(webapp, t)).0 {
+            if end - start <= bound {
+                continue;
+            }
+            verdict.checked += 1;
+            let points = std::iter::once(start).chain(obs.rendered.changes_within(start, end));
+            let samples = points.map(|t| (t, (rule.wrong)(webapp, &obs.rendered.at(t))));
+            for (from, to) in intervals(samples, end).0 {
+                if to - from > bound {
+                    verdict.fail(
+                        &[webapp],
+                        format!("{webapp} {} from {} to {}", rule.what, secs(from), secs(to)),
+                    );
+                }
+            }
+        }
+    }
+    verdict
+}
