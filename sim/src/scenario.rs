@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::faults::{FaultKind, FaultSpec};
 use crate::world::{ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, World};
 use rollcall::gossip::JoinMode;
 use rollcall::node::{GossipSettings, NodeSpec, Role};
@@ -524,44 +525,11 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             return Ok(HostSpec { name, kind: HostKind::Client(ClientSpec { target, interval, timeout }) });
         }
         let role = match host.role {
-            RoleKind::Balancer => {
-                let template = host.template.as_ref().ok_or_else(|| {
-                    (self.error)(Some(span.clone()), format!("balancer '{name}' needs a 'template'"))
-                })?;
-                let path: PathBuf = self.base.join(template.get_ref());
-                let text = std::fs::read_to_string(&path).or_else(|e| {
-                    self.fail(template.span(), format!("cannot read template {}: {e}", path.display()))
-                })?;
-                // Check the template now: a syntax error is bad input, reported with its place.
-                if let Err(error) = rollcall::render::Renderer::new(&path.display().to_string(), &text) {
-                    return self.fail(template.span(), error.to_string());
-                }
-                Role::Balancer {
-                    template_file: path.display().to_string(),
-                    template_text: text,
-                    output: PathBuf::from(
-                        host.output.clone().unwrap_or_else(|| "/etc/haproxy/haproxy.cfg".into()),
-                    ),
-                }
-            }
+            RoleKind::Balancer => self.balancer_role(host)?,
             RoleKind::Backend => Role::Backend,
             RoleKind::Client => unreachable!("clients returned above"),
         };
-        let allowed_services = role.services();
-        let mut permanent_failure = Vec::new();
-        for service in &host.permanent_failure {
-            if !allowed_services.contains(&service.get_ref().as_str()) {
-                return self.fail(
-                    service.span(),
-                    format!(
-                        "host '{name}' has no service '{}' (services: {})",
-                        service.get_ref(),
-                        allowed_services.join(", ")
-                    ),
-                );
-            }
-            permanent_failure.push(service.get_ref().clone());
-        }
+        let permanent_failure = self.permanent_failures(host, &role)?;
         let seeds = match &host.seeds {
             Some(seeds) => self.known_all(seeds)?,
             None => default_seeds.to_vec(),
@@ -588,110 +556,154 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         Ok(HostSpec { name, kind: HostKind::Node(Box::new(node)) })
     }
 
+    fn permanent_failures(&self, host: &HostSection, role: &Role) -> Result<Vec<String>, ScenarioError> {
+        let allowed = role.services();
+        let mut services = Vec::new();
+        for service in &host.permanent_failure {
+            if !allowed.contains(&service.get_ref().as_str()) {
+                let (name, wanted) = (host.name.get_ref(), service.get_ref());
+                let message =
+                    format!("host '{name}' has no service '{wanted}' (services: {})", allowed.join(", "));
+                return self.fail(service.span(), message);
+            }
+            services.push(service.get_ref().clone());
+        }
+        Ok(services)
+    }
+
+    fn balancer_role(&self, host: &HostSection) -> Result<Role, ScenarioError> {
+        let name = host.name.get_ref();
+        let template = host.template.as_ref().ok_or_else(|| {
+            (self.error)(Some(host.name.span()), format!("balancer '{name}' needs a 'template'"))
+        })?;
+        let path: PathBuf = self.base.join(template.get_ref());
+        let text = std::fs::read_to_string(&path).or_else(|e| {
+            self.fail(template.span(), format!("cannot read template {}: {e}", path.display()))
+        })?;
+        // Check the template now: a syntax error is bad input, reported with its place.
+        if let Err(error) = rollcall::render::Renderer::new(&path.display().to_string(), &text) {
+            return self.fail(template.span(), error.to_string());
+        }
+        let output = host.output.clone().unwrap_or_else(|| "/etc/haproxy/haproxy.cfg".into());
+        Ok(Role::Balancer {
+            template_file: path.display().to_string(),
+            template_text: text,
+            output: PathBuf::from(output),
+        })
+    }
+
     fn resolve_fault(
         &self,
         fault: &Spanned<FaultSection>,
         duration: Duration,
         hosts: &[HostSpec],
-    ) -> Result<crate::faults::FaultSpec, ScenarioError> {
-        use crate::faults::{FaultKind, FaultSpec};
-        let span = fault.span();
-        let names = &self.names;
-        let known = |name: &String| -> Result<String, ScenarioError> {
-            if names.contains(name) {
-                Ok(name.clone())
-            } else {
-                self.fail(
-                    span.clone(),
-                    format!("unknown host '{name}' in fault (hosts: {})", names.join(", ")),
-                )
-            }
+    ) -> Result<FaultSpec, ScenarioError> {
+        let place = FaultPlace { resolver: self, span: fault.span(), duration };
+        let windowed = |at_s: &f64, for_s: &f64, kind: FaultKind| -> Result<FaultSpec, ScenarioError> {
+            let (at, lasting) = place.window(*at_s, *for_s)?;
+            Ok(FaultSpec { at, lasting: Some(lasting), kind })
         };
-        let known_all = |list: &[String]| list.iter().map(known).collect::<Result<Vec<_>, _>>();
-        let window = |at_s: f64, for_s: f64| -> Result<(Duration, Duration), ScenarioError> {
-            if !(at_s >= 0.0 && for_s > 0.0 && at_s.is_finite() && for_s.is_finite()) {
-                return self.fail(span.clone(), "fault times must be finite, at_s >= 0 and for_s > 0");
-            }
-            if at_s > RUN_SECONDS_MAX || for_s > RUN_SECONDS_MAX {
-                return self.fail(span.clone(), format!("fault times must be at most {RUN_SECONDS_MAX} s"));
-            }
-            if seconds(at_s) > duration {
-                return self.fail(span.clone(), format!("fault at {at_s} s is after the end of the run"));
-            }
-            Ok((seconds(at_s), seconds(for_s)))
-        };
-        let all_or = |list: &Option<Vec<String>>| match list {
-            Some(list) => known_all(list),
-            None => Ok(names.to_vec()),
-        };
-        let spec = match fault.get_ref() {
+        match fault.get_ref() {
             FaultSection::Partition { at_s, for_s, a, b } => {
-                let (at, lasting) = window(*at_s, *for_s)?;
-                let a = known_all(a)?;
+                let a = place.known_all(a)?;
                 let b = match b {
-                    Some(b) => known_all(b)?,
-                    None => names.iter().filter(|n| !a.contains(n)).cloned().collect(),
+                    Some(b) => place.known_all(b)?,
+                    None => self.names.iter().filter(|n| !a.contains(n)).cloned().collect(),
                 };
-                if a.is_empty() || b.is_empty() || a.iter().any(|n| b.contains(n)) {
-                    return self.fail(span, "a partition needs two disjoint, non-empty groups");
-                }
-                FaultSpec { at, lasting: Some(lasting), kind: FaultKind::Partition { a, b, oneway: false } }
+                place.disjoint(&a, &b)?;
+                windowed(at_s, for_s, FaultKind::Partition { a, b, oneway: false })
             }
             FaultSection::PartitionOneway { at_s, for_s, from, to } => {
-                let (at, lasting) = window(*at_s, *for_s)?;
-                let (a, b) = (known_all(from)?, known_all(to)?);
-                if a.is_empty() || b.is_empty() || a.iter().any(|n| b.contains(n)) {
-                    return self.fail(span, "a partition needs two disjoint, non-empty groups");
-                }
-                FaultSpec { at, lasting: Some(lasting), kind: FaultKind::Partition { a, b, oneway: true } }
+                let (a, b) = (place.known_all(from)?, place.known_all(to)?);
+                place.disjoint(&a, &b)?;
+                windowed(at_s, for_s, FaultKind::Partition { a, b, oneway: true })
             }
             FaultSection::Loss { at_s, for_s, rate, hosts } => {
-                let (at, lasting) = window(*at_s, *for_s)?;
                 if !(rate.is_finite() && (0.0..=1.0).contains(rate)) {
-                    return self.fail(span, format!("loss rate {rate} is not within 0 and 1"));
+                    return self.fail(place.span, format!("loss rate {rate} is not within 0 and 1"));
                 }
-                FaultSpec {
-                    at,
-                    lasting: Some(lasting),
-                    kind: FaultKind::Loss { hosts: all_or(hosts)?, rate: *rate },
-                }
+                windowed(at_s, for_s, FaultKind::Loss { hosts: place.all_or(hosts)?, rate: *rate })
             }
             FaultSection::Latency { at_s, for_s, extra_ms, hosts } => {
-                let (at, lasting) = window(*at_s, *for_s)?;
                 if *extra_ms == 0 || *extra_ms > INTERVAL_MS_MAX {
-                    return self.fail(span, format!("extra_ms must be within 1 and {INTERVAL_MS_MAX}"));
+                    return self.fail(place.span, format!("extra_ms must be within 1 and {INTERVAL_MS_MAX}"));
                 }
                 let extra = Duration::from_millis(*extra_ms);
-                FaultSpec {
-                    at,
-                    lasting: Some(lasting),
-                    kind: FaultKind::Latency { hosts: all_or(hosts)?, extra },
-                }
+                windowed(at_s, for_s, FaultKind::Latency { hosts: place.all_or(hosts)?, extra })
             }
             FaultSection::HostCrash { at_s, host, restart_after_s } => {
                 // Without restart_after_s the host stays down until the end of the run.
-                let (at, lasting) = window(*at_s, restart_after_s.unwrap_or(1.0))?;
+                let (at, lasting) = place.window(*at_s, restart_after_s.unwrap_or(1.0))?;
                 let lasting = restart_after_s.map(|_| lasting);
-                FaultSpec { at, lasting, kind: FaultKind::HostCrash { host: known(host)? } }
+                Ok(FaultSpec { at, lasting, kind: FaultKind::HostCrash { host: place.known(host)? } })
             }
             FaultSection::ServiceCrash { at_s, host, service } => {
-                let (at, _) = window(*at_s, 1.0)?;
-                let name = known(host)?;
+                let (at, _) = place.window(*at_s, 1.0)?;
+                let name = place.known(host)?;
                 let services = match hosts.iter().find(|h| h.name == name).map(|h| &h.kind) {
                     Some(HostKind::Node(node)) => node.role.services(),
                     _ => &[],
                 };
                 if !services.contains(&service.as_str()) {
-                    return self.fail(span, format!("host '{name}' has no service '{service}'"));
+                    return self.fail(place.span, format!("host '{name}' has no service '{service}'"));
                 }
-                FaultSpec {
-                    at,
-                    lasting: None,
-                    kind: FaultKind::ServiceCrash { host: name, service: service.clone() },
-                }
+                let kind = FaultKind::ServiceCrash { host: name, service: service.clone() };
+                Ok(FaultSpec { at, lasting: None, kind })
             }
-        };
-        Ok(spec)
+        }
+    }
+}
+
+/// A `[[fault]]` table being resolved: errors point at the table (serde loses the spans of
+/// values inside internally tagged enums).
+struct FaultPlace<'a, E: Fn(Option<Range<usize>>, String) -> ScenarioError> {
+    resolver: &'a Resolver<'a, E>,
+    span: Range<usize>,
+    duration: Duration,
+}
+
+impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
+    fn fail<T>(&self, message: impl Into<String>) -> Result<T, ScenarioError> {
+        self.resolver.fail(self.span.clone(), message)
+    }
+
+    fn known(&self, name: &String) -> Result<String, ScenarioError> {
+        let names = &self.resolver.names;
+        if names.contains(name) {
+            return Ok(name.clone());
+        }
+        self.fail(format!("unknown host '{name}' in fault (hosts: {})", names.join(", ")))
+    }
+
+    fn known_all(&self, list: &[String]) -> Result<Vec<String>, ScenarioError> {
+        list.iter().map(|name| self.known(name)).collect()
+    }
+
+    fn all_or(&self, list: &Option<Vec<String>>) -> Result<Vec<String>, ScenarioError> {
+        match list {
+            Some(list) => self.known_all(list),
+            None => Ok(self.resolver.names.to_vec()),
+        }
+    }
+
+    fn disjoint(&self, a: &[String], b: &[String]) -> Result<(), ScenarioError> {
+        if a.is_empty() || b.is_empty() || a.iter().any(|n| b.contains(n)) {
+            return self.fail("a partition needs two disjoint, non-empty groups");
+        }
+        Ok(())
+    }
+
+    fn window(&self, at_s: f64, for_s: f64) -> Result<(Duration, Duration), ScenarioError> {
+        if !(at_s >= 0.0 && for_s > 0.0 && at_s.is_finite() && for_s.is_finite()) {
+            return self.fail("fault times must be finite, at_s >= 0 and for_s > 0");
+        }
+        if at_s > RUN_SECONDS_MAX || for_s > RUN_SECONDS_MAX {
+            return self.fail(format!("fault times must be at most {RUN_SECONDS_MAX} s"));
+        }
+        if seconds(at_s) > self.duration {
+            return self.fail(format!("fault at {at_s} s is after the end of the run"));
+        }
+        Ok((seconds(at_s), seconds(for_s)))
     }
 }
 

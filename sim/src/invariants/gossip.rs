@@ -155,3 +155,95 @@ pub fn false_failures(obs: &Observations) -> u32 {
     };
     obs.failed_events.iter().filter(is_false).count() as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rollcall::host::Event;
+
+    use super::*;
+    use crate::trace::{Entry, Record, Trace, WorldEvent};
+
+    /// A two-node world (ha, s1) whose agents start at 0 s, followed by `events`.
+    fn trace(events: &[(u64, &str, Event)]) -> Trace {
+        let roles =
+            BTreeMap::from([("ha".to_string(), "balancer".to_string()), ("s1".into(), "backend".into())]);
+        let plan =
+            WorldEvent::Plan { duration_ms: 60_000, roles, start_at_ms: BTreeMap::new(), faults: vec![] };
+        let mut records = vec![Record { t_us: 0, host: "world".into(), event: Entry::World(plan) }];
+        for host in ["ha", "s1"] {
+            for event in [Event::HostBooted { boot: 1 }, Event::ServiceStarted { service: "serf".into() }] {
+                records.push(Record { t_us: 0, host: host.into(), event: Entry::Host(event) });
+            }
+        }
+        for (t_s, host, event) in events {
+            records.push(Record {
+                t_us: t_s * 1_000_000,
+                host: host.to_string(),
+                event: Entry::Host(event.clone()),
+            });
+        }
+        Trace { records }
+    }
+
+    fn state(member: &str, status: MemberStatus, incarnation: u32) -> Event {
+        Event::MemberState { member: member.into(), status, incarnation }
+    }
+
+    #[test]
+    fn incarnation_catches_a_decrease_without_a_restart() {
+        let seen = |incarnations: &[u32]| -> Vec<(u64, &str, Event)> {
+            incarnations
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as u64 + 1, "ha", state("s1", MemberStatus::Alive, *n)))
+                .collect()
+        };
+        let obs = Observations::new(&trace(&seen(&[0, 2, 3])));
+        assert!(incarnation(&obs).holds());
+        let obs = Observations::new(&trace(&seen(&[0, 2, 1])));
+        let verdict = incarnation(&obs);
+        assert_eq!(verdict.failed, 1, "{verdict:?}");
+        assert!(verdict.violations[0].what.contains("from incarnation 2"), "{verdict:?}");
+    }
+
+    #[test]
+    fn incarnation_allows_a_decrease_across_the_members_restart() {
+        let mut events = vec![(1, "ha", state("s1", MemberStatus::Alive, 4))];
+        events.push((2, "s1", Event::ServiceExited { service: "serf".into(), status: "killed".into() }));
+        events.push((3, "s1", Event::ServiceStarted { service: "serf".into() }));
+        events.push((4, "ha", state("s1", MemberStatus::Alive, 0)));
+        let verdict = incarnation(&Observations::new(&trace(&events)));
+        assert!(verdict.holds(), "{verdict:?}");
+    }
+
+    #[test]
+    fn no_self_death_catches_a_running_agent_that_records_itself_dead() {
+        let alive = [(1, "s1", state("s1", MemberStatus::Alive, 0))];
+        assert!(no_self_death(&Observations::new(&trace(&alive))).holds());
+        let dead =
+            [(1, "s1", state("s1", MemberStatus::Alive, 0)), (2, "s1", state("s1", MemberStatus::Dead, 0))];
+        let verdict = no_self_death(&Observations::new(&trace(&dead)));
+        assert_eq!(verdict.failed, 1, "{verdict:?}");
+        assert_eq!(verdict.hosts.iter().collect::<Vec<_>>(), ["s1"]);
+    }
+
+    #[test]
+    fn views_catch_a_running_agent_listed_dead_after_the_bound() {
+        let bound = Window { ms: 10_000, basis: String::new(), terms: vec![] };
+        let healthy: Vec<(u64, &str, Event)> = ["ha", "s1"]
+            .into_iter()
+            .flat_map(|observer| {
+                ["ha", "s1"].map(|member| (1, observer, state(member, MemberStatus::Alive, 0)))
+            })
+            .collect();
+        let verdict = views(&Observations::new(&trace(&healthy)), &bound);
+        assert_eq!(verdict.failed, 0, "{verdict:?}");
+        let mut stale = healthy.clone();
+        stale.push((5, "ha", state("s1", MemberStatus::Dead, 0)));
+        let verdict = views(&Observations::new(&trace(&stale)), &bound);
+        assert!(verdict.is_contradicted(), "{verdict:?}");
+        assert!(verdict.violations[0].what.contains("s1 Dead@0 but running"), "{verdict:?}");
+    }
+}
