@@ -88,8 +88,12 @@ pub struct PlantedBugs {
     pub balancer_ignores_removals: bool,
     /// The renderer leaves the first live backend (by name) out of every rendering.
     pub renderer_drops_a_backend: bool,
+    /// The renderer renders dead members as if they were alive.
+    pub renderer_keeps_dead: bool,
     /// The gossip agent never refutes a suspicion or a death of itself.
     pub gossip_never_refutes: bool,
+    /// The gossip agent believes accusations of itself: it records itself suspect or dead.
+    pub gossip_believes_accusations: bool,
 }
 
 /// A node's full description.
@@ -128,6 +132,7 @@ pub async fn boot<N: Net>(
                 template_text: template_text.clone(),
                 output: output.clone(),
                 drops_a_backend: spec.bugs.renderer_drops_a_backend,
+                keeps_dead: spec.bugs.renderer_keeps_dead,
             };
             let (render_env, render_view, render_reload) = (env.clone(), view.clone(), reload.clone());
             services.push(service(&spec, "renderer", move || {
@@ -198,5 +203,6 @@ fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<G
     config.gossip_interval = node.gossip.gossip_interval;
     config.reconnect_interval = node.gossip.reconnect_interval;
     config.never_refutes = node.bugs.gossip_never_refutes;
+    config.believes_accusations = node.bugs.gossip_believes_accusations;
     Ok(config)
 }

@@ -178,3 +178,18 @@ fn an_expected_violation_must_name_an_enabled_invariant_and_known_hosts() {
     let e = error(&GOOD.replace("converge_rounds = 5", "serve = true"));
     assert!(e.message.contains("unknown field `serve`"), "{e}");
 }
+
+#[test]
+fn a_client_targets_the_balancer_and_seeds_are_nodes() {
+    let client = format!("{GOOD}\n[[host]]\nname = \"c\"\nrole = \"client\"\ntarget = \"s1\"\n");
+    let e = error(&client);
+    assert_eq!((e.line, e.column), (22, 10), "{e}");
+    assert!(e.message.contains("not the balancer"), "{e}");
+    let seeded = format!("{GOOD}\n[[host]]\nname = \"c\"\nrole = \"client\"\ntarget = \"ha\"\n")
+        .replace("seeds = [\"ha\"]", "seeds = [\"c\"]");
+    let e = error(&seeded);
+    assert_eq!((e.line, e.column), (5, 10), "{e}");
+    assert!(e.message.contains("is a client"), "{e}");
+    let e = error(&GOOD.replace("duration_s = 10", "duration_s = 1e-10"));
+    assert!(e.message.contains("shorter than one tick"), "{e}");
+}

@@ -2,17 +2,25 @@
 //!
 //! proptest draws fault plans (1 to 4 faults of every kind, at 5 to 40 s, lasting 1 to 20 s)
 //! and a world seed; each run must contradict no invariant (a verdict with nothing to check
-//! is fine here: not every plan cuts a webapp off). A failure is shrunk to a minimal plan and
-//! printed with its seed. The proptest RNG seed is fixed, so CI runs the same plans every
-//! time; set PROPTEST_CASES to explore more.
+//! is fine here: not every plan cuts a webapp off), except for one known bug, allowed exactly
+//! where it can occur: `available` violated on webapps that a one-way cut separated from the
+//! balancer. Gossip keeps such a webapp (it refutes through a relay) and the balancer has no
+//! health checks, so requests to it fail (`scenarios/lab-partial-cut.toml`; fixed by balancer
+//! health checks, issue 7, which removes this allowance). A failure is shrunk to a minimal
+//! plan and printed with its seed. The proptest RNG seed is fixed, so CI runs the same plans
+//! every time; set PROPTEST_CASES to explore more.
 //!
-//! Two fault kinds are left out because they break the stack in ways already pinned as
-//! expected violations, and would only rediscover them:
-//! - crashes of `ha` itself: a rebooted `ha` forgets its backends until the next push-pull
-//!   (`scenarios/lab-ha-restart.toml`; fixed by snapshot/rejoin, issue 8);
-//! - one-way and partial cuts between nodes: gossip keeps a node the balancer cannot reach
-//!   and requests to it fail (`scenarios/lab-partial-cut.toml`, `lab-faults.toml`; fixed by
-//!   balancer health checks, issue 7). Put them back when those land.
+//! A second known bug is allowed as narrowly: `available` violated on a webapp within A of
+//! the balancer's agent falsely declaring it failed (it ran and was reachable). Found by this
+//! suite: a node isolated for a few seconds declares its peers dead just after the heal, and
+//! its stale death notices reach the balancer, which drops a live webapp until it refutes
+//! (replay: `PROPTEST_CASES=64`, world seed 589913: +53 ms gossip latency from 26.2 s, s2
+//! isolated from 28.7 s to 34.6 s). memberlist behaves the same without Lifeguard; fixed by
+//! Lifeguard's local health and dead-node confirmations (the gossip issue, 8).
+//!
+//! Crashes of `ha` itself are left out: a rebooted `ha` forgets its backends until the next
+//! push-pull, which breaks `converge`, `available` and (for some seeds) `views` at once
+//! (`scenarios/lab-ha-restart.toml`; fixed by snapshot/rejoin, issue 8).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,8 +28,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
-use rollcall_sim::Simulation;
 use rollcall_sim::faults::{FaultKind, FaultSpec};
+use rollcall_sim::invariants::Verdict;
+use rollcall_sim::{Run, Simulation};
 
 const HOSTS: [&str; 4] = ["ha", "s1", "s2", "client"];
 
@@ -49,6 +58,13 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
             lasting: Some(lasting),
             kind: FaultKind::Partition { a: vec![host.into()], b: others(host), oneway: false },
         }),
+        (at(), lasting(), node(), node()).prop_filter("two hosts", |(_, _, a, b)| a != b).prop_map(
+            |(at, lasting, from, to)| FaultSpec {
+                at,
+                lasting: Some(lasting),
+                kind: FaultKind::Partition { a: vec![from.into()], b: vec![to.into()], oneway: true },
+            }
+        ),
         (at(), lasting(), 0u32..=50).prop_map(|(at, lasting, percent)| FaultSpec {
             at,
             lasting: Some(lasting),
@@ -74,6 +90,40 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
     ]
 }
 
+/// Webapps a one-way cut separates from the balancer, in either direction.
+fn cut_one_way_from_balancer(faults: &[FaultSpec]) -> Vec<String> {
+    let mut webapps = Vec::new();
+    for fault in faults {
+        if let FaultKind::Partition { a, b, oneway: true } = &fault.kind {
+            for (x, y) in [(a, b), (b, a)] {
+                if x.iter().any(|h| h == "ha") {
+                    webapps.extend(y.iter().filter(|h| h.starts_with('s')).cloned());
+                }
+            }
+        }
+    }
+    webapps
+}
+
+/// Whether every failure of a contradicted verdict is one of the known bugs (see the module
+/// comment).
+fn is_known_bug(verdict: &Verdict, faults: &[FaultSpec], run: &Run) -> bool {
+    let cut = cut_one_way_from_balancer(faults);
+    let obs = &run.observations;
+    let admission = run.report.figures.windows.admission.duration();
+    let false_failures = rollcall_sim::invariants::gossip::false_failure_events(obs);
+    let falsely_failed = |host: &String, at: Duration| {
+        false_failures
+            .iter()
+            .any(|e| e.observer == obs.balancer && &e.member == host && e.at <= at && at <= e.at + admission)
+    };
+    verdict.name == "available"
+        && verdict
+            .failures()
+            .iter()
+            .all(|(at, hosts)| hosts.iter().all(|h| cut.contains(h) || falsely_failed(h, *at)))
+}
+
 fn config() -> Config {
     Config {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(16),
@@ -92,7 +142,7 @@ proptest! {
         let run = base().faults(faults.clone()).seed(seed).run().unwrap();
         for verdict in &run.report.verdicts {
             prop_assert!(
-                !verdict.is_contradicted(),
+                !verdict.is_contradicted() || is_known_bug(verdict, &faults, &run),
                 "seed {seed}, faults {faults:#?}\n{}",
                 run.report.to_text()
             );

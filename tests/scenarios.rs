@@ -313,3 +313,73 @@ fn overlapping_loss_windows_do_not_undo_each_other() {
     });
     assert!(dropped_after_short_window, "loss must go on until 30 s");
 }
+
+fn latency(at: u64, lasting: u64, ms: u64) -> FaultSpec {
+    let all = ["ha", "s1", "s2", "client"].iter().map(|h| h.to_string()).collect();
+    FaultSpec {
+        at: Duration::from_secs(at),
+        lasting: Some(Duration::from_secs(lasting)),
+        kind: FaultKind::Latency { hosts: all, extra: Duration::from_millis(ms) },
+    }
+}
+
+/// Two latency windows overlap: +50 ms from 10 s to 30 s and +30 ms from 15 s to 20 s. They
+/// add up while both hold, and the end of the short one leaves the long one in force.
+#[test]
+fn overlapping_latency_windows_do_not_undo_each_other() {
+    let run = run(&simulation("lab-partition.toml").faults(vec![latency(10, 20, 50), latency(15, 5, 30)]));
+    let at = |s: u64| Duration::from_secs(s);
+    let latencies: Vec<(Duration, u64)> = run
+        .trace
+        .records
+        .iter()
+        .filter(|r| r.host == "s1")
+        .filter_map(|r| match &r.event {
+            Entry::World(WorldEvent::GossipImpaired { extra_latency_ms, .. }) => {
+                Some((r.at(), *extra_latency_ms))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(latencies, vec![(at(10), 50), (at(15), 80), (at(20), 50), (at(30), 0)]);
+}
+
+/// A renderer that keeps rendering dead members: s1, isolated, is never dropped.
+#[test]
+fn detect_catches_a_renderer_that_keeps_dead_members() {
+    let bugs = PlantedBugs { renderer_keeps_dead: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab-partition.toml").planted_bugs("ha", bugs), "detect");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s1"]));
+}
+
+/// An agent that believes accusations of itself: cut off from ha, s1 hears through s2 that
+/// it is suspected, then dead, and records it while it runs.
+#[test]
+fn no_self_death_catches_an_agent_that_believes_its_own_death() {
+    assert!(verdict_with(simulation("lab-partial-cut.toml"), "no-self-death").holds());
+    let bugs = PlantedBugs { gossip_believes_accusations: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab-partial-cut.toml").planted_bugs("s1", bugs), "no-self-death");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s1"]));
+}
+
+/// `views` is left out of lab-ha-restart.toml because whether a webapp's push-pull reaches
+/// the rebooted ha within its bound depends on the seed. Enabled, it must see the forgotten
+/// members exactly on ha whenever it fails, and fail for some seed.
+#[test]
+fn views_see_the_members_a_rebooted_balancer_forgot() {
+    let mut violated = 0;
+    for seed in 1..=8 {
+        let mut restart = simulation("lab-ha-restart.toml").seed(seed);
+        restart.world_mut().invariants.views = true;
+        let views = verdict_with(restart, "views");
+        assert!(views.checked > 0, "seed {seed}: {views:?}");
+        if views.is_contradicted() {
+            violated += 1;
+            assert_eq!(views.hosts, hosts(&["ha"]), "seed {seed}: {views:?}");
+            assert!(views.violations[0].what.contains("missing but running"), "{views:?}");
+        }
+    }
+    assert!(violated > 0, "no seed of 8 showed ha's forgotten members");
+}

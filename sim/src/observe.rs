@@ -71,6 +71,8 @@ pub struct RequestObservation {
     pub client: String,
     /// Request number.
     pub id: u64,
+    /// Its `x-request-id`, unique in the run.
+    pub request_id: String,
     /// Sent at.
     pub sent: Duration,
     /// Answered or failed at.
@@ -175,6 +177,10 @@ struct Reading {
     cut_events: Toggles,
     proxied: Proxied,
     open_faults: BTreeMap<usize, usize>,
+    /// Balancer server name -> its `ip:port`.
+    server_addrs: BTreeMap<String, String>,
+    /// Gossip member -> its gossip `ip:port`.
+    member_addrs: BTreeMap<String, String>,
 }
 
 impl Observations {
@@ -269,16 +275,21 @@ impl Observations {
             Event::Reloaded { servers, .. } if host == self.balancer => {
                 self.loaded.push(at, servers.iter().cloned().collect())
             }
-            Event::Forwarding { request: Some(id), server } if host == self.balancer => {
-                reading.proxied.push((at, id.clone(), Some(server.clone())))
+            Event::Forwarding { request: Some(id), server, addr } if host == self.balancer => {
+                reading.proxied.push((at, id.clone(), Some(server.clone())));
+                reading.server_addrs.insert(server.clone(), addr.clone());
+            }
+            Event::Member { member, addr, .. } => {
+                reading.member_addrs.insert(member.clone(), addr.clone());
             }
             Event::Proxied { request: Some(id), server: None, .. } if host == self.balancer => {
                 reading.proxied.push((at, id.clone(), None))
             }
-            Event::Request { id, sent_at_us, status, served_by, error } => {
+            Event::Request { id, request_id, sent_at_us, status, served_by, error } => {
                 self.requests.push(RequestObservation {
                     client: host.to_string(),
                     id: *id,
+                    request_id: request_id.clone(),
                     sent: Duration::from_micros(*sent_at_us),
                     done: at,
                     status: *status,
@@ -294,6 +305,7 @@ impl Observations {
 
     fn finish(&mut self, reading: Reading) {
         let end = self.end;
+        let webapp_of = webapp_by_address(&reading, &self.webapps);
         for (host, events) in reading.host_events {
             self.host_up.insert(host, intervals(events, end));
         }
@@ -307,11 +319,11 @@ impl Observations {
         let answers: BTreeMap<&str, &Option<String>> =
             reading.proxied.iter().rev().map(|(_, id, server)| (id.as_str(), server)).collect();
         for request in &mut self.requests {
-            let id = crate::workload::request_id(&request.client, request.id);
-            let answer = answers.get(id.as_str());
-            if let Some(server) = answer {
+            if let Some(server) = answers.get(request.request_id.as_str()) {
                 request.reached_balancer = true;
-                request.routed_to = (*server).clone();
+                // The template names servers; the address says which webapp it is.
+                request.routed_to =
+                    server.as_ref().map(|s| webapp_of.get(s).cloned().unwrap_or_else(|| s.clone()));
             }
         }
     }
@@ -401,9 +413,20 @@ impl Observations {
         view
     }
 
-    /// The time the last fault ended (or, for faults never undone and instants, began).
-    pub fn last_fault_settled(&self) -> Option<Duration> {
-        self.faults.iter().map(|f| f.end.unwrap_or(f.start)).max()
+    /// When the faults left the world in a settled state: the last end of a fault, or the
+    /// start of an instant (a service crash) or of a host crash never undone (the host is
+    /// simply gone). `Err(())`: a partition, loss or latency is still in force at the end.
+    pub fn faults_settled(&self) -> Result<Option<Duration>, ()> {
+        let mut last = None;
+        for fault in &self.faults {
+            let settled = match (&fault.kind, fault.end) {
+                (_, Some(end)) => end,
+                (FaultKind::ServiceCrash { .. } | FaultKind::HostCrash { .. }, None) => fault.start,
+                (_, None) => return Err(()),
+            };
+            last = last.max(Some(settled));
+        }
+        Ok(last)
     }
 
     /// Every time at which some fact of the model changes, in order.
@@ -422,6 +445,22 @@ impl Observations {
     pub fn spans(&self, holds: impl Fn(Duration) -> bool) -> Intervals {
         intervals(self.change_points().into_iter().map(|point| (point, holds(point))), self.end)
     }
+}
+
+/// Balancer server name -> the webapp at that server's IP, as gossip announced it.
+fn webapp_by_address(reading: &Reading, webapps: &[String]) -> BTreeMap<String, String> {
+    let ip = |addr: &str| addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    let mut map = BTreeMap::new();
+    for (server, addr) in &reading.server_addrs {
+        let webapp = webapps.iter().find(|w| {
+            let member = reading.member_addrs.get(*w).and_then(|a| ip(a));
+            member.is_some() && member == ip(addr)
+        });
+        if let Some(webapp) = webapp {
+            map.insert(server.clone(), webapp.clone());
+        }
+    }
+    map
 }
 
 /// Intervals from time-ordered samples of a property: `(t, holds)` says whether it holds from

@@ -243,7 +243,10 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<World, ScenarioError
     let parsed: ScenarioFile =
         toml::from_str(text).map_err(|e| error(e.span(), e.message().trim().replace('\n', " ")))?;
     let names = parsed.hosts.iter().map(|h| h.name.get_ref().clone()).collect();
-    Resolver { error: &error, base, names }.resolve(parsed)
+    let with_role =
+        |role| parsed.hosts.iter().filter(|h| h.role == role).map(|h| h.name.get_ref().clone()).collect();
+    let (balancers, clients) = (with_role(RoleKind::Balancer), with_role(RoleKind::Client));
+    Resolver { error: &error, base, names, balancers, clients }.resolve(parsed)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -258,6 +261,10 @@ struct Resolver<'a, E: Fn(Option<Range<usize>>, String) -> ScenarioError> {
     base: &'a Path,
     /// Host names in file order.
     names: Vec<String>,
+    /// The balancer hosts' names.
+    balancers: Vec<String>,
+    /// The client hosts' names.
+    clients: Vec<String>,
 }
 
 impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
@@ -276,6 +283,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
 
     fn known_all(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ScenarioError> {
         list.iter().map(|name| self.known(name)).collect()
+    }
+
+    /// Gossip seeds: nodes, never clients.
+    fn seeds(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ScenarioError> {
+        let seeds = self.known_all(list)?;
+        for (seed, spanned) in seeds.iter().zip(list) {
+            if self.clients.contains(seed) {
+                return self.fail(spanned.span(), format!("seed '{seed}' is a client, not a gossip node"));
+            }
+        }
+        Ok(seeds)
     }
 
     /// A duration in milliseconds: at most [`INTERVAL_MS_MAX`], and positive unless
@@ -370,7 +388,12 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             let span = file.tick_ms.as_ref().map(Spanned::span).unwrap_or_default();
             return self.fail(span, format!("tick_ms is over the limit of {TICK_MS_MAX} ms"));
         }
-        Ok((Duration::from_secs_f64(seconds), tick))
+        let duration = Duration::from_secs_f64(seconds);
+        if duration < tick {
+            return self
+                .fail(file.duration_s.span(), format!("duration_s = {seconds} is shorter than one tick"));
+        }
+        Ok((duration, tick))
     }
 
     fn check_names(&self, hosts: &[HostSection]) -> Result<(), ScenarioError> {
@@ -402,7 +425,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         }
         let (duration, tick) = self.run_length(&file)?;
         let times = self.gossip_times(&file.gossip)?;
-        let default_seeds = self.known_all(&file.gossip.seeds)?;
+        let default_seeds = self.seeds(&file.gossip.seeds)?;
         let mut hosts = Vec::new();
         for host in &file.hosts {
             hosts.push(self.resolve_host(host, &file.gossip, &times, &default_seeds)?);
@@ -519,6 +542,11 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             let target = host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
                 (self.error)(Some(span.clone()), format!("client '{name}' needs a 'target'"))
             })?;
+            if !self.balancers.contains(&target) {
+                let target_span = host.target.as_ref().map(Spanned::span).unwrap_or(span.clone());
+                return self
+                    .fail(target_span, format!("client '{name}': target '{target}' is not the balancer"));
+            }
             let interval =
                 self.millis(&host.interval_ms, DEFAULT_CLIENT_INTERVAL_MS, "interval_ms", false)?;
             let timeout = self.millis(&host.timeout_ms, DEFAULT_CLIENT_TIMEOUT_MS, "timeout_ms", false)?;
@@ -531,7 +559,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         };
         let permanent_failure = self.permanent_failures(host, &role)?;
         let seeds = match &host.seeds {
-            Some(seeds) => self.known_all(seeds)?,
+            Some(seeds) => self.seeds(seeds)?,
             None => default_seeds.to_vec(),
         };
         let join = match host.join.unwrap_or(gossip.join) {

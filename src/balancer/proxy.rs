@@ -132,7 +132,11 @@ async fn forward<N: Net>(
         env.observe(Event::Proxied { request: request_id, server: None, status: 503 });
         return http::text_response(503, "No server is available to handle this request.\n");
     };
-    env.observe(Event::Forwarding { request: request_id.clone(), server: server.name.clone() });
+    env.observe(Event::Forwarding {
+        request: request_id.clone(),
+        server: server.name.clone(),
+        addr: server.addr.to_string(),
+    });
     let config = &loaded.config;
     let (mut parts, body) = request.into_parts();
     let body = match http::read_body(body).await {

@@ -47,6 +47,9 @@ pub struct GossipConfig {
     /// A bug planted for the simulator's mutation tests (`node::PlantedBugs`): the agent
     /// never refutes an accusation of itself.
     pub never_refutes: bool,
+    /// A bug planted for the same tests: the agent records accusations of itself (suspect,
+    /// dead) in its own entry instead of refuting them.
+    pub believes_accusations: bool,
 }
 
 impl GossipConfig {
@@ -69,6 +72,7 @@ impl GossipConfig {
             push_pull_interval: Duration::from_secs(30),
             reconnect_interval: Duration::from_secs(5),
             never_refutes: false,
+            believes_accusations: false,
         }
     }
 }

@@ -375,7 +375,7 @@ impl Agent {
         out: &mut Vec<Action>,
     ) {
         if name == self.config.name {
-            self.refute(incarnation, now);
+            self.accused(Status::Suspect, incarnation, now);
             return;
         }
         let timeout = self.suspicion_timeout();
@@ -397,7 +397,7 @@ impl Agent {
 
     fn apply_dead(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
         if name == self.config.name {
-            self.refute(incarnation, now);
+            self.accused(Status::Dead, incarnation, now);
             return;
         }
         let Some(member) = self.members.get_mut(name) else { return };
@@ -412,6 +412,23 @@ impl Agent {
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(name.to_string(), message);
         out.push(Action::Event(MemberEvent { change: MemberChange::Failed, member: state }));
+    }
+
+    /// An accusation of ourselves arrived: refute it, unless the planted bug
+    /// `believes_accusations` makes the agent record it.
+    fn accused(&mut self, status: Status, incarnation: u32, now: Duration) {
+        if !self.config.believes_accusations {
+            self.refute(incarnation, now);
+            return;
+        }
+        let name = self.config.name.clone();
+        let member = self.members.get_mut(&name).expect("self is always a member");
+        if member.state.status != status && incarnation >= member.state.incarnation {
+            member.state.status = status;
+            member.state.incarnation = incarnation;
+            member.status_since = now;
+            self.version += 1;
+        }
     }
 
     /// Answers an accusation about ourselves with an incarnation above it.

@@ -74,12 +74,14 @@ pub enum Event {
     /// The balancer picked `server` for a request and starts forwarding it; `request` is
     /// its `x-request-id` header, if any. Recorded before the exchange, so a request whose
     /// client gives up first is still linked to its server.
-    Forwarding { request: Option<String>, server: String },
+    Forwarding { request: Option<String>, server: String, addr: String },
     /// The balancer answered a request; `request` is its `x-request-id` header, if any.
     Proxied { request: Option<String>, server: Option<String>, status: u16 },
     /// A client request ended (workload hosts only).
     Request {
         id: u64,
+        /// The `x-request-id` header it carried.
+        request_id: String,
         sent_at_us: u64,
         status: Option<u16>,
         served_by: Option<String>,

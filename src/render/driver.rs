@@ -24,6 +24,8 @@ pub struct RenderSettings {
     /// A bug planted for the simulator's mutation tests ([`crate::node::PlantedBugs`]): the
     /// first live backend is left out of every rendering.
     pub drops_a_backend: bool,
+    /// A bug planted for the same tests: dead members are rendered as if alive.
+    pub keeps_dead: bool,
 }
 
 /// Renders on every view change until the view's sender is gone.
@@ -40,6 +42,9 @@ pub async fn run<N: Net>(
     }
     loop {
         let mut current = view.borrow_and_update().clone();
+        if settings.keeps_dead {
+            current.iter_mut().for_each(|m| m.status = Status::Alive);
+        }
         if settings.drops_a_backend {
             let backend = |m: &NodeState| m.tags.get("role").is_some_and(|r| r == "backend");
             if let Some(first) = current.iter().position(|m| backend(m) && m.status != Status::Dead) {
@@ -120,6 +125,7 @@ mod tests {
                 template_text: "{{#each addresses}}{{host}} {{/each}}".into(),
                 output: "/cfg".into(),
                 drops_a_backend: false,
+                keeps_dead: false,
             };
             let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
             let (reload, reload_rx) = watch::channel(0u64);

@@ -186,9 +186,8 @@ fn host_factory(
         );
         let (kind, faults, start_at) = (host.kind.clone(), state.faults.clone(), state.start_at);
         Box::pin(async move {
-            if boot == 1 {
-                tokio::time::sleep(start_at.saturating_sub(env.now())).await;
-            }
+            // A host crashed and restarted before its planned start still waits for it.
+            tokio::time::sleep(start_at.saturating_sub(env.now())).await;
             env.observe(Event::HostBooted { boot });
             match kind {
                 HostKind::Node(spec) => node::boot(env, *spec, faults, control_rx).await,

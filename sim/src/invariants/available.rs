@@ -91,6 +91,7 @@ pub fn check(obs: &Observations, windows: &Windows) -> (Verdict, RequestCounts) 
         if let Cause::Unexcused { hosts, why } = cause {
             let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
             verdict.fail(
+                request.sent,
                 &hosts,
                 format!(
                     "request #{} from {} sent at {}: {}: {why}",
@@ -128,24 +129,55 @@ impl<'a> Judge<'a> {
         Judge { obs, detection, admission, bad, good, blocked }
     }
 
+    /// Judges a failed request by the state of the world when it was sent; a later break of
+    /// the client's path or of a server that was fine when it was sent also excuses it.
     fn cause(&self, request: &RequestObservation) -> Cause {
         let (sent, done) = (request.sent, request.done);
-        if self.blocked.get(&request.client).is_some_and(|b| b.meets(sent, done)) {
+        let blocked = self.blocked.get(&request.client);
+        if blocked.is_some_and(|b| b.contains(sent)) {
             return Cause::BalancerUnreachable;
         }
-        match (&request.routed_to, request.reached_balancer) {
-            (Some(server), _) => self.server_cause(server, sent, done),
-            (None, true) => self.no_server_cause(sent, "the balancer had no server for it"),
-            (None, false) => self.no_server_cause(sent, "the balancer never answered it"),
+        let admitted = self.admitted(sent);
+        if admitted.is_empty() {
+            return Cause::NoneAdmitted;
+        }
+        let broke_later = blocked.is_some_and(|b| b.meets(sent, done));
+        match &request.routed_to {
+            Some(server) => self.server_cause(server, sent, done, broke_later),
+            None if broke_later => Cause::BalancerUnreachable,
+            None => {
+                let what = if request.reached_balancer {
+                    "the balancer had no server for it"
+                } else {
+                    "the balancer never answered it"
+                };
+                let list: Vec<String> =
+                    admitted.iter().map(|(w, since)| format!("{w} since {}", secs(*since))).collect();
+                Cause::Unexcused {
+                    hosts: admitted.into_iter().map(|(w, _)| w).collect(),
+                    why: format!(
+                        "{what}, while up and reachable: {} (A = {})",
+                        list.join(", "),
+                        secs(self.admission)
+                    ),
+                }
+            }
         }
     }
 
-    fn server_cause(&self, server: &str, sent: Duration, done: Duration) -> Cause {
+    /// The webapps that had been up and reachable for at least A at `at`, and since when.
+    fn admitted(&self, at: Duration) -> Vec<(String, Duration)> {
+        self.good
+            .iter()
+            .filter_map(|(webapp, good)| good.since(at).map(|since| (webapp.clone(), since)))
+            .filter(|(_, since)| at - *since >= self.admission)
+            .collect()
+    }
+
+    fn server_cause(&self, server: &str, sent: Duration, done: Duration, broke_later: bool) -> Cause {
         let Some(bad) = self.bad.get(server) else {
-            return Cause::Unexcused {
-                hosts: vec![server.into()],
-                why: format!("sent to {server}, which is no webapp"),
-            };
+            let why = format!("sent to {server}, which is no webapp of this world");
+            return Cause::Unexcused { hosts: vec![server.into()], why };
         };
         match bad.since(sent) {
             Some(since) if sent - since < self.detection => Cause::ServerLost,
@@ -161,6 +193,7 @@ impl<'a> Judge<'a> {
                 ),
             },
             None if bad.meets(sent, done) => Cause::ServerLost,
+            None if broke_later => Cause::BalancerUnreachable,
             None => Cause::Unexcused {
                 hosts: vec![server.into()],
                 why: format!(
@@ -181,28 +214,6 @@ impl<'a> Judge<'a> {
             "balancer down"
         } else {
             "unreachable"
-        }
-    }
-
-    fn no_server_cause(&self, sent: Duration, what: &str) -> Cause {
-        let admitted: Vec<(String, Duration)> = self
-            .good
-            .iter()
-            .filter_map(|(webapp, good)| good.since(sent).map(|since| (webapp.clone(), since)))
-            .filter(|(_, since)| sent - *since >= self.admission)
-            .collect();
-        if admitted.is_empty() {
-            return Cause::NoneAdmitted;
-        }
-        let list: Vec<String> =
-            admitted.iter().map(|(w, since)| format!("{w} since {}", secs(*since))).collect();
-        Cause::Unexcused {
-            hosts: admitted.into_iter().map(|(w, _)| w).collect(),
-            why: format!(
-                "{what}, while up and reachable: {} (A = {})",
-                list.join(", "),
-                secs(self.admission)
-            ),
         }
     }
 }

@@ -96,25 +96,35 @@ fn join_wait(world: &World) -> Duration {
     joins.max().unwrap_or_default()
 }
 
-/// The most extra gossip latency the plan can put on one datagram (overlapping windows add).
+/// The most extra gossip latency the plan puts on one host's datagrams at any one time
+/// (overlapping windows add up, as the engine applies them).
 fn planned_extra_latency(world: &World) -> Duration {
-    let extras = world.faults.iter().filter_map(|f| match &f.kind {
-        FaultKind::Latency { extra, .. } => Some(*extra),
-        _ => None,
-    });
-    extras.sum()
+    let windows: Vec<(&[String], Duration, Duration, Duration)> = world
+        .faults
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FaultKind::Latency { hosts, extra } => {
+                Some((hosts.as_slice(), f.at, f.lasting.map_or(Duration::MAX, |l| f.at + l), *extra))
+            }
+            _ => None,
+        })
+        .collect();
+    // The sum is largest at the start of some window.
+    let mut most = Duration::ZERO;
+    for (hosts, at, _, _) in &windows {
+        for host in *hosts {
+            let covering =
+                windows.iter().filter(|(h, start, end, _)| h.contains(host) && start <= at && at < end);
+            most = most.max(covering.map(|(_, _, _, extra)| *extra).sum());
+        }
+    }
+    most
 }
 
 /// Derives D and A from the world's configuration.
 pub fn windows(world: &World) -> Windows {
     let gossip = balancer_gossip(world);
-    let nodes = world.hosts.iter().filter(|h| h.is_webapp() || h.is_balancer()).count().max(1);
-    let peers = (nodes - 1).max(1) as u32;
-    // Shuffled round robin, reshuffled every pass: a member probed first in one pass and last
-    // in the next waits 2 x peers - 1 intervals.
-    let probe_gap = gossip.probe_interval * (2 * peers - 1);
-    let scale = (nodes as f64).log10().max(1.0);
-    let suspicion = gossip.probe_interval.mul_f64(f64::from(gossip.suspicion_mult) * scale);
+    let Detection { nodes, peers, probe_gap, suspicion } = Detection::of(world, &gossip);
     let round_trip = (LINK_LATENCY_MAX + planned_extra_latency(world)) * 2;
     let reaction = world.tick * REACTION_TICKS;
     let detection = Window::new(
@@ -142,20 +152,46 @@ pub fn windows(world: &World) -> Windows {
     Windows { detection, admission }
 }
 
-/// The bound of the `views` invariant: a push-pull interval (every view has exchanged full
-/// state at least once) plus a suspicion timeout (every stale suspicion has run out).
+/// The bound of the `views` invariant: a push-pull interval (every agent has exchanged full
+/// state at least once), or in a cluster so large that it is longer, the probe gap and
+/// timeout (every dead member has been probed), plus a suspicion timeout (every suspicion
+/// has run out).
 pub fn views_settle(world: &World) -> Window {
     let gossip = balancer_gossip(world);
-    let nodes = world.hosts.iter().filter(|h| h.is_webapp() || h.is_balancer()).count().max(1);
-    let scale = (nodes as f64).log10().max(1.0);
-    let suspicion = gossip.probe_interval.mul_f64(f64::from(gossip.suspicion_mult) * scale);
+    let detection = Detection::of(world, &gossip);
+    let first = if detection.probe_gap + gossip.probe_timeout > gossip.push_pull_interval {
+        (
+            "probe gap and timeout (longer than the push-pull interval)".to_string(),
+            detection.probe_gap + gossip.probe_timeout,
+        )
+    } else {
+        ("push-pull interval".to_string(), gossip.push_pull_interval)
+    };
     Window::new(
         "gossip: every agent has pushed and pulled full state and stale suspicions ran out",
-        vec![
-            ("push-pull interval".into(), gossip.push_pull_interval),
-            ("suspicion timeout".into(), suspicion),
-        ],
+        vec![first, ("suspicion timeout".into(), detection.suspicion)],
     )
+}
+
+/// The parts of gossip failure detection that depend on the cluster's size.
+struct Detection {
+    nodes: usize,
+    peers: u32,
+    probe_gap: Duration,
+    suspicion: Duration,
+}
+
+impl Detection {
+    fn of(world: &World, gossip: &GossipConfig) -> Self {
+        let nodes = world.hosts.iter().filter(|h| h.is_webapp() || h.is_balancer()).count().max(1);
+        let peers = (nodes - 1).max(1) as u32;
+        // Shuffled round robin, reshuffled every pass: a member probed first in one pass and
+        // last in the next waits 2 x peers - 1 intervals.
+        let probe_gap = gossip.probe_interval * (2 * peers - 1);
+        let scale = (nodes as f64).log10().max(1.0);
+        let suspicion = gossip.probe_interval.mul_f64(f64::from(gossip.suspicion_mult) * scale);
+        Detection { nodes, peers, probe_gap, suspicion }
+    }
 }
 
 #[cfg(test)]
@@ -202,11 +238,18 @@ mod tests {
         // 23 nodes: 43 probe intervals, suspicion 4 x log10(23) = 5.4469 s.
         assert_eq!(windows(&world).detection.ms, 43_000 + 500 + 5_446 + 10 + 10);
         assert!(windows(&world).detection.ms > before);
-        world.faults.push(crate::faults::FaultSpec {
-            at: Duration::ZERO,
-            lasting: None,
-            kind: FaultKind::Latency { hosts: vec![], extra: Duration::from_millis(100) },
-        });
-        assert_eq!(windows(&world).detection.ms, 43_000 + 500 + 5_446 + 210 + 10);
+        let latency = |at: u64, ms: u64, host: &str| crate::faults::FaultSpec {
+            at: Duration::from_secs(at),
+            lasting: Some(Duration::from_secs(10)),
+            kind: FaultKind::Latency { hosts: vec![host.into()], extra: Duration::from_millis(ms) },
+        };
+        // Two windows on ha that overlap add up; one later, or on another host, does not.
+        world.faults.extend([
+            latency(0, 100, "ha"),
+            latency(5, 40, "ha"),
+            latency(20, 120, "ha"),
+            latency(5, 130, "s1"),
+        ]);
+        assert_eq!(windows(&world).detection.ms, 43_000 + 500 + 5_446 + 2 * (5 + 140) + 10);
     }
 }

@@ -17,17 +17,19 @@ use rollcall::host::MemberStatus;
 
 use super::bounds::Window;
 use super::{Verdict, secs};
-use crate::observe::{Observations, ViewChange};
+use crate::observe::{FailedEvent, Observations, ViewChange};
 
-/// When the world last changed: a fault settled, or an agent started or stopped.
-fn settled_at(obs: &Observations) -> Duration {
+/// When the world last changed: a fault settled, or an agent started or stopped. `None`: a
+/// partition, loss or latency lasts to the end, so the world never settles.
+fn settled_at(obs: &Observations) -> Option<Duration> {
+    let faults = obs.faults_settled().ok()?;
     let agent_changes = obs
         .nodes
         .iter()
         .flat_map(|n| obs.service(n, "serf").0)
         .flat_map(|(start, end)| [start, end])
         .filter(|t| *t < obs.end);
-    agent_changes.chain(obs.last_fault_settled()).max().unwrap_or_default()
+    Some(agent_changes.chain(faults).max().unwrap_or_default())
 }
 
 /// Checks `views`.
@@ -37,7 +39,8 @@ pub fn views(obs: &Observations, bound: &Window) -> Verdict {
         secs(bound.duration())
     );
     let mut verdict = Verdict::new("views", rule);
-    let from = settled_at(obs) + bound.duration();
+    let Some(settled) = settled_at(obs) else { return verdict };
+    let from = settled + bound.duration();
     if from >= obs.end {
         return verdict;
     }
@@ -52,7 +55,7 @@ pub fn views(obs: &Observations, bound: &Window) -> Verdict {
             }
             checked = true;
             if let Some(wrong) = view_error(obs, observer, at) {
-                verdict.fail(&[observer], format!("{observer}'s view at {}: {wrong}", secs(at)));
+                verdict.fail(at, &[observer], format!("{observer}'s view at {}: {wrong}", secs(at)));
                 break;
             }
         }
@@ -112,6 +115,7 @@ pub fn incarnation(obs: &Observations) -> Verdict {
                     starts.get(member.as_str()).is_some_and(|s| s.iter().any(|t| t > seen_at && t <= at));
                 if incarnation < before && !restarted {
                     verdict.fail(
+                        *at,
                         &[member, observer],
                         format!(
                             "{observer} saw {member} go from incarnation {before} (at {}) to {incarnation} at {} without a restart",
@@ -139,6 +143,7 @@ pub fn no_self_death(obs: &Observations) -> Verdict {
             verdict.checked += 1;
             if *status == MemberStatus::Dead && obs.agent_runs(observer, *at) {
                 verdict.fail(
+                    *at,
                     &[observer],
                     format!("{observer} recorded itself dead at incarnation {incarnation} at {}", secs(*at)),
                 );
@@ -148,12 +153,16 @@ pub fn no_self_death(obs: &Observations) -> Verdict {
     verdict
 }
 
-/// Members declared failed while their agent ran and a gossip path to them existed.
+/// `member-failed` events about a member whose agent ran and to which a gossip path existed.
+pub fn false_failure_events(obs: &Observations) -> Vec<&FailedEvent> {
+    let is_false =
+        |e: &&FailedEvent| obs.agent_runs(&e.member, e.at) && obs.gossip_path(&e.observer, &e.member, e.at);
+    obs.failed_events.iter().filter(is_false).collect()
+}
+
+/// How many members were declared failed while their agent ran and a path to them existed.
 pub fn false_failures(obs: &Observations) -> u32 {
-    let is_false = |e: &&crate::observe::FailedEvent| {
-        obs.agent_runs(&e.member, e.at) && obs.gossip_path(&e.observer, &e.member, e.at)
-    };
-    obs.failed_events.iter().filter(is_false).count() as u32
+    false_failure_events(obs).len() as u32
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub const NAMES: [&str; 6] = ["converge", "detect", "available", "views", "incar
 /// One failure of an invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
+    /// When it happened (a request: when it was sent), in simulated milliseconds.
+    pub at_ms: u64,
     /// The hosts it is about (the webapp missing, the server a request went to, ...).
     pub hosts: Vec<String>,
     /// What happened, with times.
@@ -57,6 +59,9 @@ pub struct Verdict {
     pub hosts: BTreeSet<String>,
     /// The first failures, explained.
     pub violations: Vec<Violation>,
+    /// Every failure: when, and which hosts.
+    #[serde(skip)]
+    all: Vec<(Duration, Vec<String>)>,
 }
 
 impl Verdict {
@@ -69,15 +74,23 @@ impl Verdict {
             failed: 0,
             hosts: BTreeSet::new(),
             violations: Vec::new(),
+            all: Vec::new(),
         }
     }
 
-    fn fail(&mut self, hosts: &[&str], what: String) {
+    fn fail(&mut self, at: Duration, hosts: &[&str], what: String) {
         self.failed += 1;
         self.hosts.extend(hosts.iter().map(|h| h.to_string()));
+        self.all.push((at, hosts.iter().map(|h| h.to_string()).collect()));
         if self.violations.len() < VIOLATIONS_LISTED_MAX {
-            self.violations.push(Violation { hosts: hosts.iter().map(|h| h.to_string()).collect(), what });
+            let hosts = hosts.iter().map(|h| h.to_string()).collect();
+            self.violations.push(Violation { at_ms: at.as_millis() as u64, hosts, what });
         }
+    }
+
+    /// Every failure's time and hosts, listed or not.
+    pub fn failures(&self) -> &[(Duration, Vec<String>)] {
+        &self.all
     }
 
     /// Sets the verdict word once every instance is counted.
@@ -213,6 +226,7 @@ where
             for (from, to) in intervals(samples, end).0 {
                 if to - from > bound {
                     verdict.fail(
+                        from,
                         &[webapp],
                         format!("{webapp} {} from {} to {}", rule.what, secs(from), secs(to)),
                     );
