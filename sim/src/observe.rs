@@ -109,6 +109,17 @@ pub struct FaultWindow {
     pub end: Option<Duration>,
 }
 
+/// When a run's faults stopped changing the world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// There were no faults.
+    NoFaults,
+    /// The last one settled then.
+    At(Duration),
+    /// A partition, loss or latency lasts to the end of the run.
+    Never,
+}
+
 /// One change of a host's gossip view.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ViewChange {
@@ -415,18 +426,18 @@ impl Observations {
 
     /// When the faults left the world in a settled state: the last end of a fault, or the
     /// start of an instant (a service crash) or of a host crash never undone (the host is
-    /// simply gone). `Err(())`: a partition, loss or latency is still in force at the end.
-    pub fn faults_settled(&self) -> Result<Option<Duration>, ()> {
+    /// simply gone).
+    pub fn faults_settled(&self) -> Settled {
         let mut last = None;
         for fault in &self.faults {
             let settled = match (&fault.kind, fault.end) {
                 (_, Some(end)) => end,
                 (FaultKind::ServiceCrash { .. } | FaultKind::HostCrash { .. }, None) => fault.start,
-                (_, None) => return Err(()),
+                (_, None) => return Settled::Never,
             };
             last = last.max(Some(settled));
         }
-        Ok(last)
+        last.map_or(Settled::NoFaults, Settled::At)
     }
 
     /// Every time at which some fact of the model changes, in order.

@@ -17,12 +17,16 @@ use rollcall::host::MemberStatus;
 
 use super::bounds::Window;
 use super::{Verdict, secs};
-use crate::observe::{FailedEvent, Observations, ViewChange};
+use crate::observe::{FailedEvent, Observations, Settled, ViewChange};
 
 /// When the world last changed: a fault settled, or an agent started or stopped. `None`: a
 /// partition, loss or latency lasts to the end, so the world never settles.
 fn settled_at(obs: &Observations) -> Option<Duration> {
-    let faults = obs.faults_settled().ok()?;
+    let faults = match obs.faults_settled() {
+        Settled::Never => return None,
+        Settled::NoFaults => None,
+        Settled::At(at) => Some(at),
+    };
     let agent_changes = obs
         .nodes
         .iter()
