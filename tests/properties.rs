@@ -18,6 +18,13 @@
 //! isolated from 28.7 s to 34.6 s). memberlist behaves the same without Lifeguard; fixed by
 //! Lifeguard's local health and dead-node confirmations (the gossip issue, 8).
 //!
+//! A third, found the same way: `available` violated on a webapp that the balancer's agent
+//! lists dead while it lists another member dead too. After a heal, Serf's reconnect loop
+//! tries one random failed member per interval, so with two of them (one still down) the
+//! live one can wait several intervals while it could serve (world seed 84474 at
+//! `PROPTEST_CASES=300`: s1 crashed, ha isolated, then healed; 503 for 5.1 s after the heal).
+//! Fixed when reconnect reaches every failed member in bounded time (the gossip issue, 8).
+//!
 //! Crashes of `ha` itself are left out: a rebooted `ha` forgets its backends until the next
 //! push-pull, which breaks `converge`, `available` and (for some seeds) `views` at once
 //! (`scenarios/lab-ha-restart.toml`; fixed by snapshot/rejoin, issue 8).
@@ -28,6 +35,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
+use rollcall::host::MemberStatus;
 use rollcall_sim::faults::{FaultKind, FaultSpec};
 use rollcall_sim::invariants::Verdict;
 use rollcall_sim::{Run, Simulation};
@@ -117,11 +125,16 @@ fn is_known_bug(verdict: &Verdict, faults: &[FaultSpec], run: &Run) -> bool {
             .iter()
             .any(|e| e.observer == obs.balancer && &e.member == host && e.at <= at && at <= e.at + admission)
     };
+    let awaiting_random_reconnect = |host: &String, at: Duration| {
+        let view = obs.view_at(&obs.balancer, at);
+        let dead = view.values().filter(|(status, _)| *status == MemberStatus::Dead).count();
+        dead >= 2 && view.get(host).is_some_and(|(status, _)| *status == MemberStatus::Dead)
+    };
+    let known = |h: &String, at: Duration| {
+        cut.contains(h) || falsely_failed(h, at) || awaiting_random_reconnect(h, at)
+    };
     verdict.name == "available"
-        && verdict
-            .failures()
-            .iter()
-            .all(|(at, hosts)| hosts.iter().all(|h| cut.contains(h) || falsely_failed(h, *at)))
+        && verdict.failures().iter().all(|(at, hosts)| hosts.iter().all(|h| known(h, *at)))
 }
 
 fn config() -> Config {
