@@ -86,6 +86,8 @@ impl Default for GossipSettings {
 pub struct PlantedBugs {
     /// The balancer keeps every server it ever loaded: removals are ignored.
     pub balancer_ignores_removals: bool,
+    /// The balancer sends requests to servers its health checks marked DOWN.
+    pub balancer_ignores_health: bool,
     /// The renderer leaves the first live backend (by name) out of every rendering.
     pub renderer_drops_a_backend: bool,
     /// The renderer renders dead members as if they were alive.
@@ -145,10 +147,10 @@ pub async fn boot<N: Net>(
                 Box::pin(run)
             }));
             let (proxy_env, output) = (env.clone(), output.clone());
-            let ignores_removals = spec.bugs.balancer_ignores_removals;
+            let bugs = spec.bugs;
             services.push(service(&spec, "haproxy", move || {
                 let (env, path) = (proxy_env.clone(), output.clone());
-                Box::pin(balancer::proxy::run(env, path, reload.subscribe(), ignores_removals))
+                Box::pin(balancer::proxy::run(env, path, reload.subscribe(), bugs))
             }));
         }
         Role::Backend => {

@@ -46,7 +46,7 @@ fn the_lab_membership_renders_the_snapshot() {
 }
 
 #[test]
-fn the_balancer_loads_the_2_6_rendering_and_warns_about_what_it_does_not_implement() {
+fn the_balancer_loads_the_2_6_rendering_checks_its_servers_and_warns_about_the_rest() {
     let rendered = render(&shipped_template(), &lab_addresses());
     let loaded = config::parse("haproxy.cfg", &rendered).unwrap();
     assert_eq!(loaded.bind.port(), 80);
@@ -59,7 +59,13 @@ fn the_balancer_loads_the_2_6_rendering_and_warns_about_what_it_does_not_impleme
         "{:?}",
         loaded.warnings
     );
-    assert!(loaded.warnings.iter().any(|w| w.contains("option httpchk")), "{:?}", loaded.warnings);
+    // `option httpchk HEAD /` and `server ... check`: HAProxy 2.6's default check settings.
+    let check = loaded.backend().http_check.clone().expect("option httpchk");
+    assert_eq!((check.method.as_str(), check.uri.as_str()), ("HEAD", "/"));
+    let settings = loaded.backend().servers[0].check.expect("check");
+    assert_eq!(settings, rollcall::balancer::health::CheckSettings::default());
+    assert!(!loaded.warnings.iter().any(|w| w.contains("httpchk")), "{:?}", loaded.warnings);
+    assert!(loaded.warnings.iter().any(|w| w.contains("http-request set-header")), "{:?}", loaded.warnings);
 }
 
 #[test]

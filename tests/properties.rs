@@ -2,15 +2,13 @@
 //!
 //! proptest draws fault plans (1 to 4 faults of every kind, at 5 to 40 s, lasting 1 to 20 s)
 //! and a world seed; each run must contradict no invariant (a verdict with nothing to check
-//! is fine here: not every plan cuts a webapp off), except for one known bug, allowed exactly
-//! where it can occur: `available` violated on webapps that a one-way cut separated from the
-//! balancer. Gossip keeps such a webapp (it refutes through a relay) and the balancer has no
-//! health checks, so requests to it fail (`scenarios/lab-partial-cut.toml`; fixed by balancer
-//! health checks, issue 7, which removes this allowance). A failure is shrunk to a minimal
-//! plan and printed with its seed. The proptest RNG seed is fixed, so CI runs the same plans
-//! every time; set PROPTEST_CASES to explore more.
+//! is fine here: not every plan cuts a webapp off), except for known bugs, each allowed
+//! exactly where it occurs. A failure is shrunk to a minimal plan and printed with its seed.
+//! The proptest RNG seed is fixed, so CI runs the same plans every time; set PROPTEST_CASES
+//! to explore more. (One-way cuts, which gossip cannot see, were a known bug until the
+//! balancer's health checks; they are now held to every invariant.)
 //!
-//! A second known bug is allowed as narrowly: `available` violated on a webapp within A of
+//! A known bug: `available` violated on a webapp within A of
 //! the balancer's agent falsely declaring it failed (it ran and was reachable). Found by this
 //! suite: a node isolated for a few seconds declares its peers dead just after the heal, and
 //! its stale death notices reach the balancer, which drops a live webapp until it refutes
@@ -98,25 +96,9 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
     ]
 }
 
-/// Webapps a one-way cut separates from the balancer, in either direction.
-fn cut_one_way_from_balancer(faults: &[FaultSpec]) -> Vec<String> {
-    let mut webapps = Vec::new();
-    for fault in faults {
-        if let FaultKind::Partition { a, b, oneway: true } = &fault.kind {
-            for (x, y) in [(a, b), (b, a)] {
-                if x.iter().any(|h| h == "ha") {
-                    webapps.extend(y.iter().filter(|h| h.starts_with('s')).cloned());
-                }
-            }
-        }
-    }
-    webapps
-}
-
 /// Whether every failure of a contradicted verdict is one of the known bugs (see the module
 /// comment).
-fn is_known_bug(verdict: &Verdict, faults: &[FaultSpec], run: &Run) -> bool {
-    let cut = cut_one_way_from_balancer(faults);
+fn is_known_bug(verdict: &Verdict, run: &Run) -> bool {
     let obs = &run.observations;
     let admission = run.report.figures.windows.admission.duration();
     let false_failures = rollcall_sim::invariants::gossip::false_failure_events(obs);
@@ -130,9 +112,7 @@ fn is_known_bug(verdict: &Verdict, faults: &[FaultSpec], run: &Run) -> bool {
         let dead = view.values().filter(|(status, _)| *status == MemberStatus::Dead).count();
         dead >= 2 && view.get(host).is_some_and(|(status, _)| *status == MemberStatus::Dead)
     };
-    let known = |h: &String, at: Duration| {
-        cut.contains(h) || falsely_failed(h, at) || awaiting_random_reconnect(h, at)
-    };
+    let known = |h: &String, at: Duration| falsely_failed(h, at) || awaiting_random_reconnect(h, at);
     verdict.name == "available"
         && verdict.failures().iter().all(|(at, hosts)| hosts.iter().all(|h| known(h, *at)))
 }
@@ -155,7 +135,7 @@ proptest! {
         let run = base().faults(faults.clone()).seed(seed).run().unwrap();
         for verdict in &run.report.verdicts {
             prop_assert!(
-                !verdict.is_contradicted() || is_known_bug(verdict, &faults, &run),
+                !verdict.is_contradicted() || is_known_bug(verdict, &run),
                 "seed {seed}, faults {faults:#?}\n{}",
                 run.report.to_text()
             );

@@ -76,14 +76,47 @@ fn lab_partition_detects_serves_and_heals_for_seeds_1_to_20() {
     assert_as_expected("lab-partition.toml", 1..=20);
 }
 
+/// The server-state changes the balancer recorded for `server`: (time, up).
+fn server_states(run: &Run, server: &str) -> Vec<(Duration, bool)> {
+    run.trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Entry::Host(rollcall::host::Event::ServerState { server: s, up, .. }) if s == server => {
+                Some((r.at(), *up))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// s1 is cut off from ha only (gossip still says alive): its health checks take it DOWN
+/// within fall x inter of the cut and UP within rise x inter of the heal, and `available`
+/// holds (before health checks it failed on s1 for the whole cut).
 #[test]
-fn lab_partial_cut_is_an_availability_failure_on_s1_for_seeds_1_to_20() {
+fn lab_partial_cut_health_checks_take_s1_out_and_back_for_seeds_1_to_20() {
+    let (cut, heal) = (Duration::from_secs(20), Duration::from_secs(40));
+    let (inter, rise, fall) = (Duration::from_secs(2), 2, 3);
     for seed in 1..=20 {
         let run = run(&simulation("lab-partial-cut.toml").seed(seed));
         assert!(run.report.as_expected, "seed {seed}:\n{}", run.report.to_text());
-        let available = run.report.verdict("available").unwrap();
-        assert_eq!(available.hosts, hosts(&["s1"]), "seed {seed}");
-        assert!(available.violations[0].what.contains("unreachable from ha since 20.000s"), "{available:?}");
+        assert!(run.report.verdict("available").unwrap().holds(), "seed {seed}");
+        let states = server_states(&run, "s1");
+        assert_eq!(
+            states.iter().map(|(_, up)| *up).collect::<Vec<_>>(),
+            [false, true],
+            "seed {seed}: {states:?}"
+        );
+        assert!(
+            states[0].0 > cut && states[0].0 <= cut + inter * fall,
+            "seed {seed}: down at {:?}",
+            states[0].0
+        );
+        assert!(
+            states[1].0 > heal && states[1].0 <= heal + inter * rise,
+            "seed {seed}: up at {:?}",
+            states[1].0
+        );
     }
 }
 
@@ -95,26 +128,33 @@ fn lab_faults_and_ha_restart_end_as_expected_for_seeds_6_to_20() {
 
 #[test]
 fn an_extra_host_an_extra_invariant_or_an_unchecked_one_is_not_as_expected() {
-    let base = simulation("lab-partial-cut.toml");
-    let pinned = |invariant: &str, on: &[&str]| Expectation {
-        violated: hosts(&[invariant]),
-        hosts: [(invariant.to_string(), hosts(on))].into(),
+    // lab-ha-restart violates converge and available on s1 and s2.
+    let base = simulation("lab-ha-restart.toml");
+    let pinned = |on: &[&str]| Expectation {
+        violated: hosts(&["converge", "available"]),
+        hosts: [("converge".to_string(), hosts(&["s1", "s2"])), ("available".to_string(), hosts(on))].into(),
     };
-    // Pinned to s2 only: the violation on s1 is unexpected.
-    let report = run(&base.clone().expect(pinned("available", &["s2"]))).report;
+    assert!(run(&base.clone().expect(pinned(&["s1", "s2"]))).report.as_expected);
+    // Pinned to s1 only: the violations on s2 are unexpected.
+    let report = run(&base.clone().expect(pinned(&["s1"]))).report;
     assert!(
         !report.as_expected && report.mismatches[0].contains("expected exactly"),
         "{:?}",
         report.mismatches
     );
-    // Pinned to s1 and s2: s2 never failed.
-    assert!(!run(&base.clone().expect(pinned("available", &["s1", "s2"]))).report.as_expected);
+    // Pinned to s1, s2 and ha: ha never failed.
+    assert!(!run(&base.clone().expect(pinned(&["s1", "s2", "ha"]))).report.as_expected);
     // An invariant expected to fail that holds.
-    let mut both = pinned("available", &["s1"]);
-    both.violated.insert("converge".into());
-    assert!(!run(&base.clone().expect(both)).report.as_expected);
-    // `detect` has nothing to check in a partial cut: UNCHECKED is never as expected.
-    let mut unchecked = base.clone();
+    let mut extra = pinned(&["s1", "s2"]);
+    extra.violated.insert("no-self-death".into());
+    let report = run(&base.clone().expect(extra)).report;
+    assert!(
+        report.mismatches.iter().any(|m| m.contains("no-self-death expected")),
+        "{:?}",
+        report.mismatches
+    );
+    // `detect` has nothing to check when only ha restarts: UNCHECKED is never as expected.
+    let mut unchecked = base.clone().expect(pinned(&["s1", "s2"]));
     unchecked.world_mut().invariants.detect_rounds = Some(10);
     let report = run(&unchecked).report;
     assert_eq!(report.verdict("detect").unwrap().verdict, "UNCHECKED");
@@ -138,14 +178,14 @@ fn a_run_that_breaks_its_expectation_fails_with_the_replay_command() {
 fn the_cli_exit_code_says_whether_the_outcome_was_expected() {
     let cli = env!("CARGO_BIN_EXE_rollcall-sim");
     let status = |args: &[&str]| Command::new(cli).args(args).output().unwrap();
-    let partial = scenario_path("lab-partial-cut.toml");
-    let lab = status(&["run", partial.to_str().unwrap(), "--seed", "1", "--json"]);
+    let restart = scenario_path("lab-ha-restart.toml");
+    let lab = status(&["run", restart.to_str().unwrap(), "--seed", "1", "--json"]);
     assert_eq!(lab.status.code(), Some(0), "{}", String::from_utf8_lossy(&lab.stderr));
     let report: serde_json::Value = serde_json::from_slice(&lab.stdout).unwrap();
     assert_eq!(report["as_expected"], true);
     let available = report["verdicts"].as_array().unwrap().iter().find(|v| v["name"] == "available").unwrap();
     assert_eq!(available["verdict"], "VIOLATED");
-    assert_eq!(available["hosts"], serde_json::json!(["s1"]));
+    assert_eq!(available["hosts"], serde_json::json!(["s1", "s2"]));
     assert!(available["violations"][0]["what"].as_str().unwrap().contains("request #"));
     assert!(report["windows"]["detection"]["ms"].as_u64().unwrap() > 0);
     assert!(report["requests"]["failed"]["unexcused"].as_u64().unwrap() > 0);
@@ -189,16 +229,40 @@ fn verdict_with(simulation: Simulation, name: &str) -> rollcall_sim::invariants:
     run(&simulation).report.verdict(name).unwrap_or_else(|| panic!("{name} not checked")).clone()
 }
 
-/// A balancer that ignores removals keeps sending requests to s1 after gossip dropped it.
+/// The lab's template without `check`: the balancer relies on gossip alone.
+fn without_health_checks(mut simulation: Simulation) -> Simulation {
+    for host in &mut simulation.world_mut().hosts {
+        if let HostKind::Node(node) = &mut host.kind {
+            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
+                *template_text = template_text.replace(":3000 check", ":3000");
+            }
+        }
+    }
+    simulation
+}
+
+/// Without health checks, a balancer that ignores removals keeps sending requests to s1
+/// after gossip dropped it.
 #[test]
 fn available_catches_a_balancer_that_ignores_removals() {
-    let correct = verdict_with(simulation("lab-partition.toml"), "available");
+    let correct = verdict_with(without_health_checks(simulation("lab-partition.toml")), "available");
     assert!(correct.holds(), "{correct:?}");
     let bugs = PlantedBugs { balancer_ignores_removals: true, ..PlantedBugs::default() };
-    let broken = verdict_with(simulation("lab-partition.toml").planted_bugs("ha", bugs), "available");
+    let broken = without_health_checks(simulation("lab-partition.toml").planted_bugs("ha", bugs));
+    let broken = verdict_with(broken, "available");
     assert!(broken.is_contradicted(), "{broken:?}");
     assert_eq!(broken.hosts, hosts(&["s1"]));
     assert!(broken.violations[0].what.contains("sent to s1, unreachable"), "{broken:?}");
+}
+
+/// A balancer that sends requests to servers its checks marked DOWN: in a partial cut, gossip
+/// keeps s1 and only the checks could have saved the requests.
+#[test]
+fn available_catches_a_balancer_that_ignores_its_health_checks() {
+    let bugs = PlantedBugs { balancer_ignores_health: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab-partial-cut.toml").planted_bugs("ha", bugs), "available");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s1"]));
 }
 
 /// A renderer that leaves a live backend out of every rendering.

@@ -250,6 +250,9 @@ fn describe(record: &Record) -> Option<String> {
         Event::RenderFailed { error } => format!("render failed: {error}"),
         Event::Reloaded { bind, servers } => format!("balancer loaded {bind} -> [{}]", servers.join(", ")),
         Event::ReloadFailed { error } => format!("balancer kept its config: {error}"),
+        Event::ServerState { server, up, reason } => {
+            format!("server {server} {}: {reason}", if *up { "UP" } else { "DOWN" })
+        }
         Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
         Event::DatagramSent { .. }
         | Event::DatagramReceived { .. }

@@ -1,13 +1,18 @@
 //! The subset of `haproxy.cfg` the balancer implements.
 //!
-//! Understood: `frontend` (`bind`, `default_backend`), `backend` (`server NAME ADDR:PORT`,
-//! `balance roundrobin`, `option forwardfor`), `defaults` timeouts. Everything else HAProxy
-//! knows is accepted with a warning naming the line, so the lab's own file loads unchanged.
-//! Like HAProxy 2.6, an address on a `listen`/`frontend` line is an error.
+//! Understood: `frontend` (`bind`, `default_backend`), `backend` (`server NAME ADDR:PORT`
+//! with `check`, `inter`, `fastinter`, `downinter`, `rise`, `fall`; `default-server`;
+//! `balance roundrobin`; `option forwardfor`; `option httpchk [METHOD [URI]]`), timeouts
+//! `connect`, `server` and `check` in `defaults` or a backend. Everything else HAProxy knows is
+//! accepted with a warning naming the line, so the lab's own file loads unchanged; a server
+//! keyword HAProxy does not know is an error, as in HAProxy. Like HAProxy 2.6, an address on
+//! a `listen`/`frontend` line is an error.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+use super::health::CheckSettings;
 
 /// A configuration error, naming the file and line.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,6 +33,17 @@ pub struct Server {
     pub name: String,
     /// Address and port.
     pub addr: SocketAddr,
+    /// Health checks, when the line says `check`.
+    pub check: Option<CheckSettings>,
+}
+
+/// `option httpchk`: the request a health check sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// HTTP method (HAProxy's default: OPTIONS).
+    pub method: String,
+    /// Request target (default: `/`).
+    pub uri: String,
 }
 
 /// One `backend` section.
@@ -37,6 +53,10 @@ pub struct Backend {
     pub servers: Vec<Server>,
     /// `option forwardfor`: add X-Forwarded-For.
     pub forward_for: bool,
+    /// `option httpchk`: checks are HTTP requests; without it a check is a TCP connect.
+    pub http_check: Option<HttpCheck>,
+    /// `timeout check` (else the defaults' one).
+    pub timeout_check: Option<Duration>,
 }
 
 /// The loaded configuration.
@@ -52,6 +72,8 @@ pub struct BalancerConfig {
     pub timeout_connect: Duration,
     /// `timeout server`.
     pub timeout_server: Duration,
+    /// `timeout check` in `defaults`.
+    pub timeout_check: Option<Duration>,
     /// Directives accepted but not implemented, with their line.
     pub warnings: Vec<String>,
 }
@@ -60,6 +82,16 @@ impl BalancerConfig {
     /// The frontend's backend.
     pub fn backend(&self) -> &Backend {
         &self.backends[&self.backend_name]
+    }
+
+    /// How long one health check of the frontend's backend may take: HAProxy bounds the
+    /// connection by `timeout connect` and the answer by `timeout check`, or by `inter` when
+    /// there is no `timeout check`.
+    pub fn check_timeout(&self, settings: &CheckSettings) -> Duration {
+        match self.backend().timeout_check.or(self.timeout_check) {
+            Some(check) => self.timeout_connect.min(settings.inter) + check,
+            None => settings.inter,
+        }
     }
 }
 
@@ -73,114 +105,204 @@ enum Section {
     Listen,
 }
 
+/// The parse in progress.
+struct Parser<'a> {
+    file: &'a str,
+    section: Section,
+    current_backend: String,
+    frontend: Option<(usize, Option<SocketAddr>, Option<String>)>,
+    backends: BTreeMap<String, Backend>,
+    /// `default-server` of the `defaults` section, and of the backend being read.
+    default_server: CheckTemplate,
+    backend_default_server: CheckTemplate,
+    timeout_connect: Duration,
+    timeout_server: Duration,
+    timeout_check: Option<Duration>,
+    warnings: Vec<String>,
+}
+
 /// Parses `text`; `file` names it in errors and warnings.
 pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
-    let error = |line: usize, message: String| ConfigError { file: file.to_string(), line, message };
-    let mut section = Section::None;
-    let mut current_backend = String::new();
-    let mut frontend: Option<(usize, Option<SocketAddr>, Option<String>)> = None;
-    let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
-    let mut timeout_connect = Duration::from_secs(5);
-    let mut timeout_server = Duration::from_secs(50);
-    let mut warnings = Vec::new();
+    let mut parser = Parser {
+        file,
+        section: Section::None,
+        current_backend: String::new(),
+        frontend: None,
+        backends: BTreeMap::new(),
+        default_server: CheckTemplate::default(),
+        backend_default_server: CheckTemplate::default(),
+        timeout_connect: Duration::from_secs(5),
+        timeout_server: Duration::from_secs(50),
+        timeout_check: None,
+        warnings: Vec::new(),
+    };
     for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
         let words: Vec<&str> = raw.split('#').next().unwrap_or("").split_whitespace().collect();
-        let Some(&keyword) = words.first() else { continue };
-        match keyword {
-            "global" | "defaults" | "frontend" | "backend" | "listen" => {
-                if matches!(keyword, "frontend" | "listen") && words.len() > 2 {
-                    return Err(error(
-                        line,
-                        format!(
-                            "please use the 'bind' keyword for listening addresses \
-                             (write `{keyword} {}` and, on the next line, `bind {}`)",
-                            words[1], words[2]
-                        ),
-                    ));
-                }
-                let name = words.get(1).copied();
-                section = match keyword {
-                    "global" => Section::Global,
-                    "defaults" => Section::Defaults,
-                    "frontend" => {
-                        if frontend.is_some() {
-                            warnings.push(format!("{file}:{line}: only the first frontend is served"));
-                            Section::None
-                        } else {
-                            frontend = Some((line, None, None));
-                            Section::Frontend
-                        }
-                    }
-                    "backend" => {
-                        let name = name.ok_or_else(|| error(line, "backend needs a name".into()))?;
-                        current_backend = name.to_string();
-                        backends.insert(current_backend.clone(), Backend::default());
-                        Section::Backend
-                    }
-                    _ => {
-                        warnings.push(format!("{file}:{line}: listen sections are not served"));
-                        Section::Listen
-                    }
-                };
-            }
-            _ => match section {
-                Section::None => {
-                    return Err(error(line, format!("unknown keyword '{keyword}' out of section")));
-                }
-                Section::Frontend => {
-                    let (_, bind, backend) = frontend.as_mut().expect("frontend section has a frontend");
-                    match keyword {
-                        "bind" => {
-                            *bind = Some(parse_bind(words.get(1).copied()).map_err(|m| error(line, m))?)
-                        }
-                        "default_backend" => {
-                            let name = words
-                                .get(1)
-                                .ok_or_else(|| error(line, "default_backend needs a name".into()))?;
-                            *backend = Some(name.to_string());
-                        }
-                        "mode" if words.get(1) == Some(&"http") => {}
-                        _ => warnings.push(format!("{file}:{line}: '{keyword}' is not implemented, ignored")),
-                    }
-                }
-                Section::Backend => {
-                    let backend = backends.get_mut(&current_backend).expect("backend section has a backend");
-                    match (keyword, words.get(1).copied()) {
-                        ("server", _) => {
-                            backend.servers.push(parse_server(&words).map_err(|m| error(line, m))?)
-                        }
-                        ("balance", Some("roundrobin")) | ("mode", Some("http")) => {}
-                        ("option", Some("forwardfor")) => backend.forward_for = true,
-                        _ => warnings.push(format!(
-                            "{file}:{line}: '{}' is not implemented, ignored",
-                            words.join(" ")
-                        )),
-                    }
-                }
-                Section::Defaults if keyword == "timeout" => {
-                    let value = words.get(2).ok_or_else(|| error(line, "timeout needs a value".into()))?;
-                    let value = parse_duration(value).map_err(|m| error(line, m))?;
-                    match words[1] {
-                        "connect" => timeout_connect = value,
-                        "server" => timeout_server = value,
-                        _ => {}
-                    }
-                }
-                Section::Global | Section::Defaults | Section::Listen => {}
-            },
+        if words.is_empty() {
+            continue;
+        }
+        parser.line(index + 1, &words).map_err(|message| parser.error(index + 1, message))?;
+    }
+    parser.finish(text.lines().count().max(1))
+}
+
+impl Parser<'_> {
+    fn error(&self, line: usize, message: String) -> ConfigError {
+        ConfigError { file: self.file.to_string(), line, message }
+    }
+
+    fn warn(&mut self, line: usize, message: String) {
+        self.warnings.push(format!("{}:{line}: {message}", self.file));
+    }
+
+    fn line(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
+        let keyword = words[0];
+        if matches!(keyword, "global" | "defaults" | "frontend" | "backend" | "listen") {
+            return self.open_section(line, words);
+        }
+        match self.section {
+            Section::None => Err(format!("unknown keyword '{keyword}' out of section")),
+            Section::Frontend => self.frontend_line(line, words),
+            Section::Backend => self.backend_line(line, words),
+            Section::Defaults => self.defaults_line(line, words),
+            Section::Global | Section::Listen => Ok(()),
         }
     }
-    let Some((frontend_line, bind, backend_name)) = frontend else {
-        return Err(error(text.lines().count().max(1), "no frontend section".into()));
-    };
-    let bind = bind.ok_or_else(|| error(frontend_line, "frontend has no 'bind' line".into()))?;
-    let backend_name =
-        backend_name.ok_or_else(|| error(frontend_line, "frontend has no default_backend".into()))?;
-    if !backends.contains_key(&backend_name) {
-        return Err(error(frontend_line, format!("default_backend '{backend_name}' is not defined")));
+
+    fn open_section(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
+        let keyword = words[0];
+        if matches!(keyword, "frontend" | "listen") && words.len() > 2 {
+            return Err(format!(
+                "please use the 'bind' keyword for listening addresses \
+                 (write `{keyword} {}` and, on the next line, `bind {}`)",
+                words[1], words[2]
+            ));
+        }
+        self.section = match keyword {
+            "global" => Section::Global,
+            "defaults" => Section::Defaults,
+            "frontend" if self.frontend.is_some() => {
+                self.warn(line, "only the first frontend is served".into());
+                Section::None
+            }
+            "frontend" => {
+                self.frontend = Some((line, None, None));
+                Section::Frontend
+            }
+            "backend" => {
+                let name = words.get(1).ok_or("backend needs a name")?;
+                if self.backends.contains_key(*name) {
+                    return Err(format!("backend '{name}' is defined twice"));
+                }
+                self.current_backend = name.to_string();
+                self.backends.insert(self.current_backend.clone(), Backend::default());
+                self.backend_default_server = self.default_server;
+                Section::Backend
+            }
+            _ => {
+                self.warn(line, "listen sections are not served".into());
+                Section::Listen
+            }
+        };
+        Ok(())
     }
-    Ok(BalancerConfig { bind, backend_name, backends, timeout_connect, timeout_server, warnings })
+
+    fn frontend_line(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
+        let (_, bind, backend) = self.frontend.as_mut().expect("frontend section has a frontend");
+        match words[0] {
+            "bind" => *bind = Some(parse_bind(words.get(1).copied())?),
+            "default_backend" => {
+                *backend = Some(words.get(1).ok_or("default_backend needs a name")?.to_string())
+            }
+            "mode" if words.get(1) == Some(&"http") => {}
+            keyword => self.warn(line, format!("'{keyword}' is not implemented, ignored")),
+        }
+        Ok(())
+    }
+
+    fn backend_line(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
+        match (words[0], words.get(1).copied()) {
+            ("server", _) => {
+                let (server, warnings) = parse_server(words, self.backend_default_server)?;
+                for warning in warnings {
+                    self.warn(line, warning);
+                }
+                let backend =
+                    self.backends.get_mut(&self.current_backend).expect("backend section has a backend");
+                if backend.servers.iter().any(|s| s.name == server.name) {
+                    return Err(format!("another server named '{}' was already defined", server.name));
+                }
+                backend.servers.push(server);
+            }
+            ("default-server", _) => {
+                let (template, _, warnings) = server_keywords(&words[1..], self.backend_default_server)?;
+                self.backend_default_server = template;
+                warnings.into_iter().for_each(|w| self.warn(line, w));
+            }
+            ("balance", Some("roundrobin")) | ("mode", Some("http")) => {}
+            ("option", Some("forwardfor")) => self.backend().forward_for = true,
+            ("option", Some("httpchk")) => self.backend().http_check = Some(parse_httpchk(&words[2..])?),
+            ("timeout", Some("check")) => self.backend().timeout_check = Some(timeout_value(words)?),
+            _ => self.warn(line, format!("'{}' is not implemented, ignored", words.join(" "))),
+        }
+        Ok(())
+    }
+
+    fn backend(&mut self) -> &mut Backend {
+        self.backends.get_mut(&self.current_backend).expect("backend section has a backend")
+    }
+
+    fn defaults_line(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
+        match (words[0], words.get(1).copied()) {
+            ("timeout", Some("connect")) => self.timeout_connect = timeout_value(words)?,
+            ("timeout", Some("server")) => self.timeout_server = timeout_value(words)?,
+            ("timeout", Some("check")) => self.timeout_check = Some(timeout_value(words)?),
+            ("timeout", Some(_)) => {
+                timeout_value(words)?;
+            }
+            ("default-server", _) => {
+                let (template, _, warnings) = server_keywords(&words[1..], self.default_server)?;
+                self.default_server = template;
+                warnings.into_iter().for_each(|w| self.warn(line, w));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self, last_line: usize) -> Result<BalancerConfig, ConfigError> {
+        let Some((frontend_line, bind, backend_name)) = self.frontend.clone() else {
+            return Err(self.error(last_line, "no frontend section".into()));
+        };
+        let bind = bind.ok_or_else(|| self.error(frontend_line, "frontend has no 'bind' line".into()))?;
+        let backend_name = backend_name
+            .ok_or_else(|| self.error(frontend_line, "frontend has no default_backend".into()))?;
+        if !self.backends.contains_key(&backend_name) {
+            return Err(self.error(frontend_line, format!("default_backend '{backend_name}' is not defined")));
+        }
+        Ok(BalancerConfig {
+            bind,
+            backend_name,
+            backends: self.backends,
+            timeout_connect: self.timeout_connect,
+            timeout_server: self.timeout_server,
+            timeout_check: self.timeout_check,
+            warnings: self.warnings,
+        })
+    }
+}
+
+fn timeout_value(words: &[&str]) -> Result<Duration, String> {
+    parse_duration(words.get(2).ok_or("timeout needs a value")?)
+}
+
+fn parse_httpchk(words: &[&str]) -> Result<HttpCheck, String> {
+    match words {
+        [] => Ok(HttpCheck { method: "OPTIONS".into(), uri: "/".into() }),
+        [uri] if uri.starts_with('/') => Ok(HttpCheck { method: "OPTIONS".into(), uri: uri.to_string() }),
+        [method] => Ok(HttpCheck { method: method.to_string(), uri: "/".into() }),
+        [method, uri, ..] => Ok(HttpCheck { method: method.to_string(), uri: uri.to_string() }),
+    }
 }
 
 fn parse_bind(value: Option<&str>) -> Result<SocketAddr, String> {
@@ -194,12 +316,109 @@ fn parse_bind(value: Option<&str>) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn parse_server(words: &[&str]) -> Result<Server, String> {
+/// Server keywords HAProxy 2.6 knows that take a value and that the balancer does not
+/// implement: accepted with a warning.
+const IGNORED_WITH_VALUE: [&str; 12] = [
+    "weight",
+    "cookie",
+    "maxconn",
+    "port",
+    "addr",
+    "slowstart",
+    "on-error",
+    "error-limit",
+    "observe",
+    "agent-port",
+    "id",
+    "maxqueue",
+];
+/// Flags of the same kind.
+const IGNORED_FLAGS: [&str; 6] = ["backup", "disabled", "enabled", "send-proxy", "no-check", "agent-check"];
+
+/// Check settings as written on `default-server` and `server` lines: `fastinter` and
+/// `downinter` follow the server's `inter` unless set.
+#[derive(Clone, Copy, Debug, Default)]
+struct CheckTemplate {
+    inter: Option<Duration>,
+    fastinter: Option<Duration>,
+    downinter: Option<Duration>,
+    rise: Option<u32>,
+    fall: Option<u32>,
+}
+
+impl CheckTemplate {
+    fn settings(&self) -> CheckSettings {
+        let defaults = CheckSettings::default();
+        let inter = self.inter.unwrap_or(defaults.inter);
+        CheckSettings {
+            inter,
+            fastinter: self.fastinter.unwrap_or(inter),
+            downinter: self.downinter.unwrap_or(inter),
+            rise: self.rise.unwrap_or(defaults.rise),
+            fall: self.fall.unwrap_or(defaults.fall),
+        }
+    }
+}
+
+/// The check template and whether `check` was given, from server keywords; warnings for the
+/// known ones not implemented, an error for an unknown one.
+fn server_keywords(
+    words: &[&str],
+    defaults: CheckTemplate,
+) -> Result<(CheckTemplate, bool, Vec<String>), String> {
+    let mut template = defaults;
+    let mut check = false;
+    let mut warnings = Vec::new();
+    let mut index = 0;
+    while index < words.len() {
+        let keyword = words[index];
+        let value = || words.get(index + 1).copied().ok_or_else(|| format!("'{keyword}' expects a value"));
+        let mut takes_value = true;
+        match keyword {
+            "check" => (check, takes_value) = (true, false),
+            "inter" => template.inter = Some(positive_duration(keyword, value()?)?),
+            "fastinter" => template.fastinter = Some(positive_duration(keyword, value()?)?),
+            "downinter" => template.downinter = Some(positive_duration(keyword, value()?)?),
+            "rise" => template.rise = Some(count(keyword, value()?)?),
+            "fall" => template.fall = Some(count(keyword, value()?)?),
+            k if IGNORED_WITH_VALUE.contains(&k) => {
+                value()?;
+                warnings.push(format!("server keyword '{k}' is not implemented, ignored"));
+            }
+            k if IGNORED_FLAGS.contains(&k) => {
+                takes_value = false;
+                warnings.push(format!("server keyword '{k}' is not implemented, ignored"));
+            }
+            k => return Err(format!("unknown keyword '{k}'")),
+        }
+        index += if takes_value { 2 } else { 1 };
+    }
+    Ok((template, check, warnings))
+}
+
+fn positive_duration(keyword: &str, value: &str) -> Result<Duration, String> {
+    let duration = parse_duration(value)?;
+    if duration.is_zero() {
+        return Err(format!("'{keyword}' must be positive"));
+    }
+    Ok(duration)
+}
+
+fn count(keyword: &str, value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!("'{keyword}' expects a number from 1 to 1000, not '{value}'")),
+    }
+}
+
+fn parse_server(words: &[&str], defaults: CheckTemplate) -> Result<(Server, Vec<String>), String> {
     let (Some(name), Some(addr)) = (words.get(1), words.get(2)) else {
         return Err("server needs a name and an address (server NAME IP:PORT)".into());
     };
     let addr = addr.parse().map_err(|_| format!("server {name}: '{addr}' is not an IP:PORT address"))?;
-    Ok(Server { name: name.to_string(), addr })
+    let (template, check, warnings) =
+        server_keywords(&words[3..], defaults).map_err(|m| format!("'server {name}': {m}"))?;
+    Ok((Server { name: name.to_string(), addr, check: check.then(|| template.settings()) }, warnings))
 }
 
 /// HAProxy time values: a number of milliseconds, or with a unit (us, ms, s, m, h, d).
@@ -207,16 +426,19 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
     let number: u64 = number.parse().map_err(|_| format!("bad time value '{value}'"))?;
-    let millis = match unit {
-        "" | "ms" => number,
-        "s" => number * 1000,
-        "m" => number * 60_000,
-        "h" => number * 3_600_000,
-        "d" => number * 86_400_000,
-        "us" => number / 1000,
+    let per_unit = match unit {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "us" => return Ok(Duration::from_micros(number)),
         _ => return Err(format!("bad time unit in '{value}'")),
     };
-    Ok(Duration::from_millis(millis))
+    number
+        .checked_mul(per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("time value '{value}' is too large"))
 }
 
 #[cfg(test)]
@@ -257,5 +479,62 @@ mod tests {
         assert_eq!(parse("h.cfg", no_backend).unwrap_err().line, 1);
         assert_eq!(parse("h.cfg", "bogus\n").unwrap_err().line, 1);
         assert!(parse("h.cfg", "").is_err());
+    }
+
+    #[test]
+    fn check_keywords_default_server_and_timeout_check() {
+        let text = "defaults\n    timeout check 1s\n    default-server inter 3s fall 2\nfrontend web\n    bind *:80\n    default_backend nodes\nbackend nodes\n    option httpchk GET /health\n    default-server rise 4\n    server s1 10.0.0.2:3000 check fastinter 500ms\n    server s2 10.0.0.3:3000 check inter 1s downinter 10s weight 5\n    server s3 10.0.0.4:3000\n";
+        let config = parse("h.cfg", text).unwrap();
+        let backend = config.backend();
+        assert_eq!(backend.http_check, Some(HttpCheck { method: "GET".into(), uri: "/health".into() }));
+        let s1 = backend.servers[0].check.unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(
+            (s1.inter, s1.fastinter, s1.downinter, s1.rise, s1.fall),
+            (secs(3), Duration::from_millis(500), secs(3), 4, 2)
+        );
+        let s2 = backend.servers[1].check.unwrap();
+        assert_eq!((s2.inter, s2.fastinter, s2.downinter), (secs(1), secs(1), secs(10)));
+        assert_eq!(backend.servers[2].check, None);
+        assert_eq!(config.timeout_check, Some(secs(1)));
+        // `timeout connect` (5 s default) is longer than inter: the connect is bounded by inter.
+        assert_eq!(config.check_timeout(&s2), secs(1) + secs(1));
+        assert!(
+            config.warnings.iter().any(|w| w.starts_with("h.cfg:11:") && w.contains("'weight'")),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn httpchk_forms_and_haproxy_defaults() {
+        assert_eq!(parse_httpchk(&[]).unwrap(), HttpCheck { method: "OPTIONS".into(), uri: "/".into() });
+        assert_eq!(parse_httpchk(&["/ping"]).unwrap().method, "OPTIONS");
+        assert_eq!(parse_httpchk(&["HEAD", "/"]).unwrap().method, "HEAD");
+        let config = parse("h.cfg", MINIMAL).unwrap();
+        assert_eq!(config.backend().servers[0].check, Some(CheckSettings::default()));
+        assert_eq!(config.check_timeout(&CheckSettings::default()), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_malformed_server_line_is_an_error_naming_the_line() {
+        for (bad, needle) in [
+            ("check", "check chek"),
+            ("check", "check inter"),
+            ("check", "check inter 0"),
+            ("check", "check rise 0"),
+            ("check", "check fall many"),
+            ("check", "check inter 5x"),
+        ] {
+            let text = MINIMAL.replacen(bad, needle, 1);
+            let error = parse("h.cfg", &text).unwrap_err();
+            assert_eq!(error.line, 8, "{needle}: {error}");
+        }
+        let error = parse("h.cfg", &MINIMAL.replacen("check", "check chek", 1)).unwrap_err();
+        assert!(error.message.contains("unknown keyword 'chek'"), "{error}");
+        let twice = MINIMAL.replace("server s2 10.0.0.3", "server s1 10.0.0.3");
+        assert!(parse("h.cfg", &twice).unwrap_err().message.contains("another server named 's1'"));
+        let huge = MINIMAL.replace("timeout connect 2s", "timeout connect 99999999999999999d");
+        assert_eq!(parse("h.cfg", &huge).unwrap_err().line, 2);
     }
 }

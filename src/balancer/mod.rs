@@ -2,10 +2,14 @@
 //!
 //! - [`config`]: parses the subset of HAProxy's configuration the balancer implements, and
 //!   flags what HAProxy 2.6 itself would reject.
+//! - [`checks`]: the health-check tasks and the table the request path reads.
+//! - [`health`]: HAProxy's health-check state per server (sans-io).
 //! - [`proxy`]: serves the frontend, round-robins over the backend's servers, reloads on
 //!   request without dropping in-flight requests.
 
+pub mod checks;
 pub mod config;
+pub mod health;
 pub mod proxy;
 
 pub use config::{BalancerConfig, ConfigError};

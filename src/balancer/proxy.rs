@@ -2,6 +2,8 @@
 //!
 //! A reload swaps the configuration that new requests see; requests already in flight keep
 //! the configuration they started with, and their connections are never closed by a reload.
+//! Servers with `check` are health-checked ([`super::checks`]); a DOWN server gets no
+//! requests, and its state survives a reload that keeps it.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -15,49 +17,58 @@ use hyper::{Request, Response};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::checks::{self, Checks, HealthTable};
 use super::config::{self, BalancerConfig, Server};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
 use crate::net::http::{self, HttpError};
+use crate::node::PlantedBugs;
 
 /// The header whose value the balancer records with each answer (HAProxy's `unique-id-header`
 /// convention).
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// A loaded configuration and its round-robin position.
+/// A loaded configuration, its round-robin position and the servers' health.
 struct Loaded {
     config: BalancerConfig,
     next: Cell<usize>,
+    health: HealthTable,
 }
 
 impl Loaded {
+    /// The next server in round-robin order that is not DOWN.
     fn pick(&self) -> Option<&Server> {
         let servers = &self.config.backend().servers;
-        if servers.is_empty() {
-            return None;
+        for _ in 0..servers.len() {
+            let index = self.next.get() % servers.len();
+            self.next.set(index + 1);
+            if self.health.is_up(&servers[index]) {
+                return Some(&servers[index]);
+            }
         }
-        let index = self.next.get() % servers.len();
-        self.next.set(index + 1);
-        Some(&servers[index])
+        None
     }
 }
 
 /// Serves the configuration at `config_path`, reloading it whenever `reload` changes.
-/// `planted_ignore_removals` is a bug planted for the simulator's mutation tests
-/// ([`crate::node::PlantedBugs`]): servers dropped from the file stay loaded.
+/// `bugs` are planted for the simulator's mutation tests ([`PlantedBugs`]): removed servers
+/// that stay loaded, DOWN servers that still get requests. Real mode passes none.
 pub async fn run<N: Net>(
     env: HostEnv<N>,
     config_path: PathBuf,
     mut reload: watch::Receiver<u64>,
-    planted_ignore_removals: bool,
+    bugs: PlantedBugs,
 ) -> Result<(), String> {
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
     let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
+    let health = HealthTable::default();
+    let mut checks: Option<Checks> = None;
+    let mut generation = 0u64;
     let result = loop {
         reload.borrow_and_update();
         match load(&env, &config_path) {
             Ok(mut config) => {
-                if planted_ignore_removals {
+                if bugs.balancer_ignores_removals {
                     keep_removed_servers(&mut config, current.borrow().as_deref());
                 }
                 for warning in &config.warnings {
@@ -68,7 +79,12 @@ pub async fn run<N: Net>(
                     servers: config.backend().servers.iter().map(|s| s.name.clone()).collect(),
                 });
                 let bind = config.bind;
-                *current.borrow_mut() = Some(Rc::new(Loaded { config, next: Cell::new(0) }));
+                health.reconcile(&config);
+                generation += 1;
+                checks = Some(checks::start(&env, &config, &health, generation));
+                let health =
+                    if bugs.balancer_ignores_health { HealthTable::default() } else { health.clone() };
+                *current.borrow_mut() = Some(Rc::new(Loaded { config, next: Cell::new(0), health }));
                 if listener_task.as_ref().map(|(addr, _)| *addr) != Some(bind) {
                     if let Some((_, task)) = listener_task.take() {
                         task.abort();
@@ -97,6 +113,7 @@ pub async fn run<N: Net>(
     if let Some((_, task)) = listener_task {
         task.abort();
     }
+    drop(checks);
     result
 }
 

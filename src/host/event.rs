@@ -71,6 +71,9 @@ pub enum Event {
     Reloaded { bind: String, servers: Vec<String> },
     /// The balancer rejected a configuration and kept the one it had.
     ReloadFailed { error: String },
+    /// The balancer's health checks took `server` out of rotation (`up` false) or put it
+    /// back, as HAProxy logs `Server nodes/s1 is DOWN, reason: ...`.
+    ServerState { server: String, up: bool, reason: String },
     /// The balancer picked `server` for a request and starts forwarding it; `request` is
     /// its `x-request-id` header, if any. Recorded before the exchange, so a request whose
     /// client gives up first is still linked to its server.
@@ -113,6 +116,7 @@ impl Event {
             Event::Reloaded { .. } => "reloaded",
             Event::ReloadFailed { .. } => "reload-failed",
             Event::Forwarding { .. } => "forwarding",
+            Event::ServerState { .. } => "server-state",
             Event::Proxied { .. } => "proxied",
             Event::Request { .. } => "request",
         }

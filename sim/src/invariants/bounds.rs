@@ -6,10 +6,14 @@
 //! - A, the admission window: how long a webapp that came up (or became reachable) can be
 //!   missing from the balancer before requests that find no server are the stack's fault.
 //!
-//! The balancer has no health checks yet (it ignores `check`), so both come from gossip:
-//! D is the time the balancer's own agent needs to probe a member, time the probe out, let
-//! the suspicion run out and have the renderer and the balancer act on it; A is the time a
-//! webapp's agent needs to (re)join the balancer's, plus the same render and reload.
+//! When the balancer's configuration (the template, rendered for this world's webapps and
+//! parsed as the balancer parses it) checks its servers, both come from HAProxy's rules: D is
+//! the time checks need to take a fully up server DOWN, A the time to bring a fully down one
+//! UP (or for gossip to bring a new one in, if that is slower). Without checks both come
+//! from gossip: D is the time the balancer's own agent needs to probe a member, time the
+//! probe out, let the suspicion run out and have the renderer and the balancer act on it; A
+//! is the time a webapp's agent needs to (re)join the balancer's, plus the same render and
+//! reload.
 
 use std::time::Duration;
 
@@ -17,7 +21,9 @@ use serde::Serialize;
 
 use crate::faults::FaultKind;
 use crate::world::{HostKind, LINK_LATENCY_MAX, World};
-use rollcall::gossip::{GossipConfig, JoinMode};
+use rollcall::balancer::health::CheckSettings;
+use rollcall::gossip::{GossipConfig, JoinMode, NodeState, Status};
+use rollcall::node::Role;
 
 /// Time the stack's own tasks need to pass a change along (view -> renderer -> file ->
 /// balancer): a handful of scheduler turns, each within one simulation tick.
@@ -123,6 +129,80 @@ fn planned_extra_latency(world: &World) -> Duration {
 
 /// Derives D and A from the world's configuration.
 pub fn windows(world: &World) -> Windows {
+    let gossip = gossip_windows(world);
+    match loaded_checks(world) {
+        Some((settings, timeout)) => {
+            let (detection, admission) = check_windows(world, &settings, timeout);
+            let admission = if admission.ms >= gossip.admission.ms { admission } else { gossip.admission };
+            Windows { detection, admission }
+        }
+        None => gossip,
+    }
+}
+
+/// The slowest check settings among the servers the balancer would load for this world,
+/// with the check timeout (`None`: no server is checked).
+fn loaded_checks(world: &World) -> Option<(CheckSettings, Duration)> {
+    let balancer = world.hosts.iter().find(|h| h.is_balancer())?;
+    let HostKind::Node(node) = &balancer.kind else { return None };
+    let Role::Balancer { template_file, template_text, .. } = &node.role else { return None };
+    let renderer = rollcall::render::Renderer::new(template_file, template_text).ok()?;
+    let view: Vec<NodeState> = world
+        .webapps()
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| NodeState {
+            name,
+            addr: std::net::SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 7946)),
+            incarnation: 0,
+            status: Status::Alive,
+            tags: [("role".to_string(), "backend".to_string())].into(),
+        })
+        .collect();
+    let text = renderer.render(&rollcall::render::Renderer::addresses(&view)).ok()?;
+    let config = rollcall::balancer::config::parse(template_file, &text).ok()?;
+    let slowest = config.backend().servers.iter().filter_map(|s| s.check).max_by_key(|c| {
+        let timeout = config.check_timeout(c);
+        c.inter + timeout * c.fall + c.fastinter * (c.fall - 1)
+    })?;
+    Some((slowest, config.check_timeout(&slowest)))
+}
+
+fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (Window, Window) {
+    let reaction = world.tick * REACTION_TICKS;
+    let basis = format!(
+        "health checks: inter {} ms, fastinter {} ms, downinter {} ms, rise {}, fall {}, check timeout {} ms",
+        checks.inter.as_millis(),
+        checks.fastinter.as_millis(),
+        checks.downinter.as_millis(),
+        checks.rise,
+        checks.fall,
+        timeout.as_millis()
+    );
+    let (fall, rise) = (checks.fall, checks.rise);
+    let detection = Window::new(
+        &basis,
+        vec![
+            ("phase (one inter)".into(), checks.inter),
+            (format!("{fall} failed checks, each up to the check timeout"), timeout * fall),
+            (format!("{} fastinter between them", fall - 1), checks.fastinter * (fall - 1)),
+            (format!("reload ({REACTION_TICKS} ticks)"), reaction),
+        ],
+    );
+    let admission = Window::new(
+        &basis,
+        vec![
+            ("phase (one downinter)".into(), checks.downinter),
+            (format!("{rise} passed checks, each up to the check timeout"), timeout * rise),
+            (format!("{} fastinter between them", rise - 1), checks.fastinter * (rise - 1)),
+            (format!("reload ({REACTION_TICKS} ticks)"), reaction),
+        ],
+    );
+    (detection, admission)
+}
+
+/// D and A from gossip, for a balancer without health checks.
+fn gossip_windows(world: &World) -> Windows {
     let gossip = balancer_gossip(world);
     let Detection { nodes, peers, probe_gap, suspicion } = Detection::of(world, &gossip);
     let round_trip = (LINK_LATENCY_MAX + planned_extra_latency(world)) * 2;
@@ -203,9 +283,33 @@ mod tests {
         crate::scenario::load(&path).expect("lab loads")
     }
 
+    /// The lab without `check` on its servers: gossip bounds.
+    fn lab_without_checks() -> World {
+        let mut world = lab();
+        for host in &mut world.hosts {
+            if let HostKind::Node(node) = &mut host.kind {
+                if let Role::Balancer { template_text, .. } = &mut node.role {
+                    *template_text = template_text.replace(":3000 check", ":3000");
+                }
+            }
+        }
+        world
+    }
+
+    #[test]
+    fn with_checks_d_and_a_follow_haproxys_rules() {
+        let windows = windows(&lab());
+        // inter 2 s, fall 3, rise 2, no `timeout check` (a check may take inter): D = one inter
+        // of phase + 3 checks of up to 2 s + 2 x fastinter (= inter) + 10 ticks.
+        assert_eq!(windows.detection.ms, 2_000 + 6_000 + 4_000 + 10, "{}", windows.detection.explain());
+        assert!(windows.detection.basis.starts_with("health checks"), "{}", windows.detection.basis);
+        // A = one downinter + 2 checks + 1 fastinter + 10 ticks (above gossip's 5020 ms).
+        assert_eq!(windows.admission.ms, 2_000 + 4_000 + 2_000 + 10, "{}", windows.admission.explain());
+    }
+
     #[test]
     fn detection_is_probe_gap_timeout_suspicion_round_trip_and_reaction() {
-        let windows = windows(&lab());
+        let windows = windows(&lab_without_checks());
         // 3 nodes: 2 peers -> 3 probe intervals; 0.5 s timeout; 4 x 1 s suspicion; 2 x 5 ms;
         // 10 ticks of 1 ms.
         assert_eq!(windows.detection.ms, 3_000 + 500 + 4_000 + 10 + 10, "{}", windows.detection.explain());
@@ -214,7 +318,7 @@ mod tests {
 
     #[test]
     fn admission_is_the_slower_of_join_and_reconnect() {
-        let mut world = lab();
+        let mut world = lab_without_checks();
         // retry-join every 2 s, reconnect every 5 s: reconnect bounds a rejoin after a failure.
         assert_eq!(windows(&world).admission.ms, 5_000 + 10 + 10);
         for host in &mut world.hosts {
@@ -227,7 +331,7 @@ mod tests {
 
     #[test]
     fn windows_grow_with_the_cluster_and_with_planned_latency() {
-        let mut world = lab();
+        let mut world = lab_without_checks();
         let before = windows(&world).detection.ms;
         let webapp = world.hosts.iter().find(|h| h.is_webapp()).unwrap().clone();
         for i in 0..20 {
