@@ -447,3 +447,28 @@ fn views_see_the_members_a_rebooted_balancer_forgot() {
     }
     assert!(violated > 0, "no seed of 8 showed ha's forgotten members");
 }
+
+/// With slow health checks (inter 5 s) the checks' D is 30 s, but gossip must still drop an
+/// isolated webapp within its own D: a renderer that keeps dead members leaves s1 in
+/// rotation until its checks fail, and `available` names the requests sent after gossip's D.
+#[test]
+fn available_holds_gossip_to_its_own_d_when_checks_are_slow() {
+    let slow_checks = |mut simulation: Simulation| {
+        for host in &mut simulation.world_mut().hosts {
+            if let HostKind::Node(node) = &mut host.kind {
+                if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
+                    *template_text = template_text.replace(":3000 check", ":3000 check inter 5s");
+                }
+            }
+        }
+        simulation
+    };
+    let correct = run(&slow_checks(simulation("lab-partition.toml")));
+    assert!(correct.report.verdict("available").unwrap().holds(), "{}", correct.report.to_text());
+    assert_eq!(correct.report.figures.windows.detection.ms, 5_000 + 15_000 + 10_000 + 10);
+    let bugs = PlantedBugs { renderer_keeps_dead: true, ..PlantedBugs::default() };
+    let broken = run(&slow_checks(simulation("lab-partition.toml").planted_bugs("ha", bugs)));
+    let available = broken.report.verdict("available").unwrap();
+    assert!(available.is_contradicted(), "{}", broken.report.to_text());
+    assert!(available.violations[0].what.contains("gossip's D"), "{available:?}");
+}

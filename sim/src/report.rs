@@ -144,6 +144,9 @@ impl Report {
         let _ = writeln!(out, "windows:");
         let _ = writeln!(out, "  D (detection) {}", figures.windows.detection.explain());
         let _ = writeln!(out, "  A (admission) {}", figures.windows.admission.explain());
+        if let Some(gossip) = &figures.windows.gossip_detection {
+            let _ = writeln!(out, "  gossip's D for hosts down or isolated {}", gossip.explain());
+        }
         let requests = &figures.requests;
         let failed: Vec<String> = requests.failed.iter().map(|(cause, n)| format!("{n} {cause}")).collect();
         let failed = if failed.is_empty() { "none".to_string() } else { failed.join(", ") };

@@ -58,6 +58,10 @@ struct Judge<'a> {
     obs: &'a Observations,
     detection: Duration,
     admission: Duration,
+    /// Gossip's D, when the balancer also has health checks.
+    gossip_detection: Option<Duration>,
+    /// Per webapp: when its host is down or it is isolated from the balancer.
+    lost: BTreeMap<String, Intervals>,
     /// Per webapp: when it is down or unreachable from the balancer.
     bad: BTreeMap<String, Intervals>,
     /// Per webapp: when it is up and reachable.
@@ -77,7 +81,8 @@ pub fn check(obs: &Observations, windows: &Windows) -> (Verdict, RequestCounts) 
         obs.balancer
     );
     let mut verdict = Verdict::new("available", rule);
-    let judge = Judge::new(obs, d, a);
+    let mut judge = Judge::new(obs, d, a);
+    judge.gossip_detection = windows.gossip_detection.as_ref().map(|w| w.duration());
     let mut counts = RequestCounts::default();
     for request in &obs.requests {
         verdict.checked += 1;
@@ -126,7 +131,8 @@ impl<'a> Judge<'a> {
             .iter()
             .map(|c| (c.clone(), obs.spans(|t| !serving(t) || obs.is_cut(c, balancer, t))))
             .collect();
-        Judge { obs, detection, admission, bad, good, blocked }
+        let lost = obs.webapps.iter().map(|w| (w.clone(), obs.spans(|t| obs.is_lost(w, t)))).collect();
+        Judge { obs, detection, admission, gossip_detection: None, lost, bad, good, blocked }
     }
 
     /// Judges a failed request by the state of the world when it was sent; a later break of
@@ -179,6 +185,9 @@ impl<'a> Judge<'a> {
             let why = format!("sent to {server}, which is no webapp of this world");
             return Cause::Unexcused { hosts: vec![server.into()], why };
         };
+        if let Some(cause) = self.lost_to_gossip(server, sent) {
+            return cause;
+        }
         match bad.since(sent) {
             Some(since) if sent - since < self.detection => Cause::ServerLost,
             Some(since) => Cause::Unexcused {
@@ -202,6 +211,23 @@ impl<'a> Judge<'a> {
                 ),
             },
         }
+    }
+
+    /// A server gossip must have dropped: down or isolated for at least gossip's D, however
+    /// slow the health checks are.
+    fn lost_to_gossip(&self, server: &str, sent: Duration) -> Option<Cause> {
+        let gossip_detection = self.gossip_detection?;
+        let since = self.lost.get(server)?.since(sent)?;
+        (sent - since >= gossip_detection).then(|| Cause::Unexcused {
+            hosts: vec![server.into()],
+            why: format!(
+                "sent to {server}, down or isolated from {} since {} ({} before, gossip's D = {})",
+                self.obs.balancer,
+                secs(since),
+                secs(sent - since),
+                secs(gossip_detection)
+            ),
+        })
     }
 
     fn why_bad(&self, server: &str, at: Duration) -> &'static str {

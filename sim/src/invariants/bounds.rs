@@ -75,6 +75,9 @@ pub struct Windows {
     pub detection: Window,
     /// A: admission.
     pub admission: Window,
+    /// With health checks, gossip's own D too: a webapp whose host is down or isolated from
+    /// the balancer must be gone by then even if the checks are slower.
+    pub gossip_detection: Option<Window>,
 }
 
 /// The gossip settings the balancer runs with, as the stack builds them.
@@ -134,7 +137,7 @@ pub fn windows(world: &World) -> Windows {
         Some((settings, timeout)) => {
             let (detection, admission) = check_windows(world, &settings, timeout);
             let admission = if admission.ms >= gossip.admission.ms { admission } else { gossip.admission };
-            Windows { detection, admission }
+            Windows { detection, admission, gossip_detection: Some(gossip.detection) }
         }
         None => gossip,
     }
@@ -229,7 +232,7 @@ fn gossip_windows(world: &World) -> Windows {
             (format!("render and reload ({REACTION_TICKS} ticks)"), reaction),
         ],
     );
-    Windows { detection, admission }
+    Windows { detection, admission, gossip_detection: None }
 }
 
 /// The bound of the `views` invariant: a push-pull interval (every agent has exchanged full
