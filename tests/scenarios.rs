@@ -472,3 +472,24 @@ fn available_holds_gossip_to_its_own_d_when_checks_are_slow() {
     assert!(available.is_contradicted(), "{}", broken.report.to_text());
     assert!(available.violations[0].what.contains("gossip's D"), "{available:?}");
 }
+
+/// `option redispatch`: a request whose connect to s1 fails during the partial cut is sent
+/// to s2 at once, so no request fails even before the checks take s1 out; without it the
+/// retries stay on s1 (HAProxy's default `retries 3`) and the early requests fail.
+#[test]
+fn redispatch_sends_a_failed_connect_to_another_server() {
+    let mut redispatch = simulation("lab-partial-cut.toml");
+    for host in &mut redispatch.world_mut().hosts {
+        if let HostKind::Node(node) = &mut host.kind {
+            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
+                *template_text =
+                    template_text.replace("option forwardfor", "option forwardfor\n    option redispatch");
+            }
+        }
+    }
+    let with = run(&redispatch);
+    assert!(with.report.as_expected, "{}", with.report.to_text());
+    assert!(with.report.figures.requests.failed.is_empty(), "{:?}", with.report.figures.requests);
+    let without = run(&simulation("lab-partial-cut.toml"));
+    assert!(!without.report.figures.requests.failed.is_empty(), "{:?}", without.report.figures.requests);
+}

@@ -326,9 +326,15 @@ impl Observations {
         for (key, events) in reading.cut_events {
             self.cuts.insert(key, intervals(events, end));
         }
-        // The balancer may answer after the client gave up: match by id, not by time.
-        let answers: BTreeMap<&str, &Option<String>> =
-            reading.proxied.iter().rev().map(|(_, id, server)| (id.as_str(), server)).collect();
+        // The balancer may answer after the client gave up: match by id, not by time. A retry
+        // redispatched elsewhere is recorded later, so the last server picked wins.
+        let mut answers: BTreeMap<&str, &Option<String>> = BTreeMap::new();
+        for (_, id, server) in &reading.proxied {
+            let entry = answers.entry(id.as_str()).or_insert(server);
+            if server.is_some() {
+                *entry = server;
+            }
+        }
         for request in &mut self.requests {
             if let Some(server) = answers.get(request.request_id.as_str()) {
                 request.reached_balancer = true;

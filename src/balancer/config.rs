@@ -57,6 +57,20 @@ pub struct Backend {
     pub http_check: Option<HttpCheck>,
     /// `timeout check` (else the defaults' one).
     pub timeout_check: Option<Duration>,
+    /// `retries`: how many times a failed connect is retried (HAProxy's default: 3).
+    pub retries: u32,
+    /// `option redispatch`: a retry goes to another server.
+    pub redispatch: bool,
+}
+
+/// HAProxy 2.6's default `retries`.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// What a `defaults` section sets for the backends that follow it.
+#[derive(Clone, Copy, Debug)]
+struct BackendDefaults {
+    retries: u32,
+    redispatch: bool,
 }
 
 /// The loaded configuration.
@@ -118,6 +132,7 @@ struct Parser<'a> {
     timeout_connect: Duration,
     timeout_server: Duration,
     timeout_check: Option<Duration>,
+    backend_defaults: BackendDefaults,
     warnings: Vec<String>,
 }
 
@@ -134,6 +149,7 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
         timeout_connect: Duration::from_secs(5),
         timeout_server: Duration::from_secs(50),
         timeout_check: None,
+        backend_defaults: BackendDefaults { retries: DEFAULT_RETRIES, redispatch: false },
         warnings: Vec::new(),
     };
     for (index, raw) in text.lines().enumerate() {
@@ -195,7 +211,13 @@ impl Parser<'_> {
                     return Err(format!("backend '{name}' is defined twice"));
                 }
                 self.current_backend = name.to_string();
-                self.backends.insert(self.current_backend.clone(), Backend::default());
+                let defaults = self.backend_defaults;
+                let backend = Backend {
+                    retries: defaults.retries,
+                    redispatch: defaults.redispatch,
+                    ..Backend::default()
+                };
+                self.backends.insert(self.current_backend.clone(), backend);
                 self.backend_default_server = self.default_server;
                 Section::Backend
             }
@@ -243,6 +265,8 @@ impl Parser<'_> {
             ("option", Some("forwardfor")) => self.backend().forward_for = true,
             ("option", Some("httpchk")) => self.backend().http_check = Some(parse_httpchk(&words[2..])?),
             ("timeout", Some("check")) => self.backend().timeout_check = Some(timeout_value(words)?),
+            ("retries", _) => self.backend().retries = retries(words)?,
+            ("option", Some("redispatch")) => self.backend().redispatch = true,
             _ => self.warn(line, format!("'{}' is not implemented, ignored", words.join(" "))),
         }
         Ok(())
@@ -260,6 +284,8 @@ impl Parser<'_> {
             ("timeout", Some(_)) => {
                 timeout_value(words)?;
             }
+            ("retries", _) => self.backend_defaults.retries = retries(words)?,
+            ("option", Some("redispatch")) => self.backend_defaults.redispatch = true,
             ("default-server", _) => {
                 let (template, _, warnings) = server_keywords(&words[1..], self.default_server)?;
                 self.default_server = template;
@@ -290,6 +316,15 @@ impl Parser<'_> {
             warnings: self.warnings,
         })
     }
+}
+
+fn retries(words: &[&str]) -> Result<u32, String> {
+    let value = words.get(1).ok_or("retries needs a number")?;
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= 100)
+        .ok_or_else(|| format!("retries expects 0 to 100, not '{value}'"))
 }
 
 fn timeout_value(words: &[&str]) -> Result<Duration, String> {
@@ -536,5 +571,16 @@ mod tests {
         assert!(parse("h.cfg", &twice).unwrap_err().message.contains("another server named 's1'"));
         let huge = MINIMAL.replace("timeout connect 2s", "timeout connect 99999999999999999d");
         assert_eq!(parse("h.cfg", &huge).unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn retries_and_redispatch_follow_defaults_then_the_backend() {
+        let text = "defaults\n    retries 1\n    option redispatch\nfrontend web\n    bind *:80\n    default_backend nodes\nbackend nodes\n    retries 5\nbackend other\n";
+        let config = parse("h.cfg", text).unwrap();
+        assert_eq!((config.backend().retries, config.backend().redispatch), (5, true));
+        assert_eq!(config.backends["other"].retries, 1);
+        let plain = parse("h.cfg", MINIMAL).unwrap();
+        assert_eq!((plain.backend().retries, plain.backend().redispatch), (DEFAULT_RETRIES, false));
+        assert_eq!(parse("h.cfg", &text.replace("retries 5", "retries lots")).unwrap_err().line, 8);
     }
 }

@@ -36,6 +36,12 @@ struct Loaded {
 }
 
 impl Loaded {
+    /// The next server after `current` in round-robin order that is not DOWN, if it is
+    /// another one (a redispatch).
+    fn pick_other(&self, current: &Server) -> Option<&Server> {
+        self.pick().filter(|s| s.name != current.name)
+    }
+
     /// The next server in round-robin order that is not DOWN.
     fn pick(&self) -> Option<&Server> {
         let servers = &self.config.backend().servers;
@@ -145,15 +151,10 @@ async fn forward<N: Net>(
     };
     // The request id links this answer to the client's record of the request in the trace.
     let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let Some(server) = loaded.pick().cloned() else {
+    let Some(first) = loaded.pick().cloned() else {
         env.observe(Event::Proxied { request: request_id, server: None, status: 503 });
         return http::text_response(503, "No server is available to handle this request.\n");
     };
-    env.observe(Event::Forwarding {
-        request: request_id.clone(),
-        server: server.name.clone(),
-        addr: server.addr.to_string(),
-    });
     let config = &loaded.config;
     let (mut parts, body) = request.into_parts();
     let body = match http::read_body(body).await {
@@ -168,14 +169,62 @@ async fn forward<N: Net>(
     if let Ok(value) = config.bind.port().to_string().parse() {
         parts.headers.insert("x-forwarded-port", value);
     }
-    let upstream = Request::from_parts(parts, Full::new(body));
-    let timeout = config.timeout_connect + config.timeout_server;
-    let response = match http::exchange(&env.net, server.addr, upstream, timeout).await {
-        Ok(response) => response.map(Full::new),
-        Err(error @ HttpError::Timeout { .. }) => http::text_response(504, format!("{error}\n")),
-        Err(error) => http::text_response(502, format!("{error}\n")),
-    };
+    let (server, response) = send_with_retries(env, &loaded, first, &parts, body, request_id.clone()).await;
     let status = response.status().as_u16();
     env.observe(Event::Proxied { request: request_id, server: Some(server.name), status });
     response
+}
+
+/// Connects to `server`, retrying a failed connect up to `retries` times as HAProxy does: on
+/// the same server after min(`timeout connect`, 1 s), or, with `option redispatch`, at once on
+/// the next server that is UP. Nothing is retried once the request has been sent. Returns the
+/// server that answered (or failed last) and the response.
+async fn send_with_retries<N: Net>(
+    env: &HostEnv<N>,
+    loaded: &Loaded,
+    mut server: Server,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+    request_id: Option<String>,
+) -> (Server, Response<Full<Bytes>>) {
+    let config = &loaded.config;
+    let backend = config.backend();
+    let mut attempt = 0;
+    loop {
+        let addr = server.addr.to_string();
+        env.observe(Event::Forwarding { request: request_id.clone(), server: server.name.clone(), addr });
+        let error = match http::connect(&env.net, server.addr, config.timeout_connect).await {
+            Ok(stream) => {
+                let upstream = upstream_request(parts, body.clone());
+                let response = match http::send(stream, server.addr, upstream, config.timeout_server).await {
+                    Ok(response) => response.map(Full::new),
+                    Err(error @ HttpError::Timeout { .. }) => http::text_response(504, format!("{error}\n")),
+                    Err(error) => http::text_response(502, format!("{error}\n")),
+                };
+                return (server, response);
+            }
+            Err(error) => error,
+        };
+        if attempt >= backend.retries {
+            // HAProxy answers 503 when it could not connect to any server.
+            return (server, http::text_response(503, format!("{error}\n")));
+        }
+        attempt += 1;
+        match loaded.pick_other(&server).filter(|_| backend.redispatch) {
+            Some(other) => server = other.clone(),
+            None => tokio::time::sleep(config.timeout_connect.min(RETRY_TURNAROUND_MAX)).await,
+        }
+    }
+}
+
+/// HAProxy waits min(`timeout connect`, 1 s) before retrying the same server.
+const RETRY_TURNAROUND_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn upstream_request(parts: &hyper::http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
 }

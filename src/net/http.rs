@@ -44,13 +44,54 @@ pub async fn exchange<N: Net>(
     }
 }
 
+/// Opens a connection within `timeout`; a timeout is a connect failure (nothing was sent).
+pub async fn connect<N: Net>(net: &N, addr: SocketAddr, timeout: Duration) -> Result<N::Stream, HttpError> {
+    match tokio::time::timeout(timeout, net.connect(addr)).await {
+        Ok(result) => result.map_err(|source| HttpError::Connect { addr, source }),
+        Err(_) => {
+            let source = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {timeout:?}"),
+            );
+            Err(HttpError::Connect { addr, source })
+        }
+    }
+}
+
+/// Sends one request on an open connection and reads the whole response within `timeout`.
+pub async fn send<S>(
+    stream: S,
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Response<Bytes>, HttpError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    match tokio::time::timeout(timeout, send_unbounded(stream, addr, request)).await {
+        Ok(result) => result,
+        Err(_) => Err(HttpError::Timeout { addr, timeout }),
+    }
+}
+
 async fn exchange_unbounded<N: Net>(
     net: &N,
     addr: SocketAddr,
     request: Request<Full<Bytes>>,
 ) -> Result<Response<Bytes>, HttpError> {
-    let protocol = |error: &dyn std::fmt::Display| HttpError::Protocol { addr, message: error.to_string() };
     let stream = net.connect(addr).await.map_err(|source| HttpError::Connect { addr, source })?;
+    send_unbounded(stream, addr, request).await
+}
+
+async fn send_unbounded<S>(
+    stream: S,
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<Bytes>, HttpError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let protocol = |error: &dyn std::fmt::Display| HttpError::Protocol { addr, message: error.to_string() };
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| protocol(&e))?;
     let connection = tokio::task::spawn_local(connection);
