@@ -3,11 +3,16 @@
 //! ```text
 //! rollcall node --name ha --role balancer --advertise 127.0.0.1 --template haproxy.cfg.hb --output haproxy.cfg
 //! rollcall node --name s1 --role backend --advertise 127.0.0.2 --join 127.0.0.1 --retry-join
+//! rollcall balancer --config haproxy.cfg
 //! ```
+//!
+//! Exit codes: 0 stopped by Ctrl-C, 1 failed while running, 2 bad input (arguments, a config
+//! file with errors at start).
 
 use std::cell::Cell;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -71,7 +76,21 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Run the balancer alone on an haproxy.cfg, as HAProxy would: it reloads on SIGHUP and
+    /// whenever the file changes; a config with errors is reported and never replaces the
+    /// running one.
+    Balancer {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Seed of the health checks' phases.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
+
+/// How often the balancer looks at its file for changes.
+const CONFIG_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Real monotonic time since the process started.
 struct ProcessClock(tokio::time::Instant);
@@ -82,18 +101,103 @@ impl Clock for ProcessClock {
     }
 }
 
-/// Prints every event as one JSON line on stdout.
-struct PrintObserver;
+/// Prints events as JSON lines on stdout; the per-request ones only when asked (a balancer
+/// under load would spend its time printing).
+struct PrintObserver {
+    per_request: bool,
+}
 
 impl Observer for PrintObserver {
     fn record(&self, at: Duration, host: &str, event: Event) {
+        if !self.per_request && matches!(event, Event::Forwarding { .. } | Event::Proxied { .. }) {
+            return;
+        }
         let line = serde_json::json!({ "t_us": at.as_micros() as u64, "host": host, "event": event });
         println!("{line}");
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let result = match Cli::parse().command {
+        command @ Command::Node { .. } => run_node(command),
+        Command::Balancer { config, seed } => run_balancer(config, seed),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.is::<BadInput>() { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+/// Input the user must fix: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn run_balancer(config: PathBuf, seed: u64) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&config)
+        .map_err(|error| BadInput(format!("cannot read {}: {error}", config.display())))?;
+    let parsed = rollcall::balancer::config::parse(&config.display().to_string(), &text)
+        .map_err(|error| BadInput(error.to_string()))?;
+    for warning in &parsed.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let advertise = parsed.bind.ip();
+        let env = HostEnv::new(
+            "balancer",
+            TokioNet { advertise },
+            Rc::new(ProcessClock(tokio::time::Instant::now())),
+            Rc::new(RealDisk),
+            Rc::new(PrintObserver { per_request: false }),
+            seed,
+        );
+        let (reload, reload_rx) = tokio::sync::watch::channel(0u64);
+        let bugs = rollcall::node::PlantedBugs::default();
+        tokio::task::spawn_local(watch_config(config.clone(), reload));
+        tokio::select! {
+            result = rollcall::balancer::proxy::run(env, config, reload_rx, bugs) => {
+                result.map_err(|e| anyhow::anyhow!(e))
+            }
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+/// Bumps `reload` on SIGHUP and when the file's modification time or size changes.
+async fn watch_config(path: PathBuf, reload: tokio::sync::watch::Sender<u64>) {
+    let stamp = |path: &PathBuf| std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last = stamp(&path);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(CONFIG_POLL_INTERVAL);
+    loop {
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = signalled => {}
+            _ = poll.tick() => {
+                let now = stamp(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+            }
+        }
+        reload.send_modify(|generation| *generation += 1);
+    }
+}
+
+fn run_node(command: Command) -> anyhow::Result<()> {
     let Command::Node {
         name,
         role,
@@ -106,7 +210,10 @@ fn main() -> anyhow::Result<()> {
         output,
         tag,
         seed,
-    } = Cli::parse().command;
+    } = command
+    else {
+        unreachable!("called for the node command")
+    };
     let role = match role {
         RoleArg::Backend => Role::Backend,
         RoleArg::Balancer => {
@@ -140,7 +247,7 @@ fn main() -> anyhow::Result<()> {
             TokioNet { advertise },
             Rc::new(ProcessClock(tokio::time::Instant::now())),
             Rc::new(RealDisk),
-            Rc::new(PrintObserver),
+            Rc::new(PrintObserver { per_request: true }),
             seed,
         );
         let (_control, control_rx) = mpsc::unbounded_channel();

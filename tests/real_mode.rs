@@ -84,3 +84,125 @@ fn webapps_started_first_join_the_balancer_and_get_traffic() {
     assert!(rendered.contains("server s2 127.0.61.3:3000 check"), "{rendered}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A stand-in backend: answers every request with 200 and its name, until the test ends.
+fn backend(addr: &str, name: &'static str) {
+    let listener = std::net::TcpListener::bind(addr).expect("bind backend");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = format!("{{\"host\":\"{name}\"}}");
+                let head =
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = stream.write_all(format!("{head}{body}").as_bytes());
+            });
+        }
+    });
+}
+
+fn balancer_config(servers: &[(&str, &str)]) -> String {
+    let lines: Vec<String> = servers
+        .iter()
+        .map(|(name, addr)| format!("    server {name} {addr} check inter 200ms rise 1 fall 1"))
+        .collect();
+    format!(
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout server 2s\n\nfrontend web\n    bind 127.0.62.1:18180\n    default_backend nodes\n\nbackend nodes\n    option httpchk GET /\n{}\n",
+        lines.join("\n")
+    )
+}
+
+fn hangup(process: &Running) {
+    let status = Command::new("kill").args(["-HUP", &process.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// The answers of `count` requests in a row (None for a failed one).
+fn answers(frontend: SocketAddr, count: usize) -> Vec<Option<String>> {
+    (0..count).map(|_| get(frontend)).collect()
+}
+
+/// `rollcall balancer --config F` on loopback: serves both servers, reloads on SIGHUP and on a
+/// file change, keeps its config when the new one has errors, and loses no request while it
+/// reloads under load. A config with errors at start is exit code 2 naming file and line.
+#[test]
+fn the_balancer_alone_serves_reloads_and_keeps_a_good_config() {
+    let dir = std::env::temp_dir().join(format!("rollcall-balancer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("haproxy.cfg");
+    let bad = dir.join("bad.cfg");
+    std::fs::write(&bad, "frontend web\n    bind 127.0.62.1:18181\n    default_backend nodes\nbackend nodes\n    server s1 nowhere check\n").unwrap();
+    let rejected = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["balancer", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(rejected.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&rejected.stderr).contains("bad.cfg:5:"), "{rejected:?}");
+
+    backend("127.0.62.2:18182", "b1");
+    backend("127.0.62.3:18182", "b2");
+    let both = [("b1", "127.0.62.2:18182"), ("b2", "127.0.62.3:18182")];
+    std::fs::write(&file, balancer_config(&both)).unwrap();
+    let balancer = Running(
+        Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(["balancer", "--config", file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let frontend: SocketAddr = "127.0.62.1:18180".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answers(frontend, 2).iter().flatten().count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let served: std::collections::BTreeSet<String> = answers(frontend, 6).into_iter().flatten().collect();
+    assert_eq!(served.into_iter().collect::<Vec<_>>(), ["b1", "b2"]);
+
+    // Reload under load: a client thread sends requests while the file alternates between one
+    // and two servers, reloaded by SIGHUP every 200 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                failed += usize::from(get(frontend).is_none());
+            }
+            (sent, failed)
+        })
+    };
+    for round in 0..10 {
+        let servers = if round % 2 == 0 { &both[1..] } else { &both[..] };
+        std::fs::write(&file, balancer_config(servers)).unwrap();
+        hangup(&balancer);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.join().unwrap();
+    eprintln!("reload under load: {sent} requests, {failed} failed, 10 reloads");
+    assert!(sent > 50, "{sent} requests");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed across reloads");
+
+    // The last write left both servers; now only b2, by a file change alone (no signal).
+    std::fs::write(&file, balancer_config(&both[1..])).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(answers(frontend, 6).iter().all(|a| a.as_deref() == Some("b2")));
+    // A config with errors is reported and never replaces the running one.
+    std::fs::write(&file, "frontend web\n    bind nowhere\n").unwrap();
+    hangup(&balancer);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(answers(frontend, 4).iter().all(|a| a.as_deref() == Some("b2")));
+    drop(balancer);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
