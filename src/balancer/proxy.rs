@@ -21,7 +21,7 @@ use super::checks::{self, Checks, HealthTable};
 use super::config::{self, BalancerConfig, Server};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
-use crate::net::http::{self, HttpError};
+use crate::net::http::{self, HttpError, Origin, Pool};
 use crate::node::PlantedBugs;
 
 /// The header whose value the balancer records with each answer (HAProxy's `unique-id-header`
@@ -68,6 +68,7 @@ pub async fn run<N: Net>(
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
     let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
     let health = HealthTable::default();
+    let pool = Rc::new(Pool::default());
     let mut checks: Option<Checks> = None;
     let mut generation = 0u64;
     let result = loop {
@@ -101,10 +102,11 @@ pub async fn run<N: Net>(
                     };
                     let handler_env = env.clone();
                     let handler_current = current.clone();
-                    let task = tokio::task::spawn_local(http::serve(listener, move |peer, request| {
-                        let env = handler_env.clone();
+                    let handler_pool = pool.clone();
+                    let task = tokio::task::spawn_local(http::serve(listener, move |origin, request| {
+                        let (env, pool) = (handler_env.clone(), handler_pool.clone());
                         let loaded = handler_current.borrow().clone();
-                        async move { forward(&env, loaded, peer, request).await }
+                        async move { forward(&env, loaded, &pool, origin, request).await }
                     }));
                     listener_task = Some((bind, task));
                 }
@@ -143,9 +145,11 @@ fn load<N: Net>(env: &HostEnv<N>, path: &Path) -> Result<BalancerConfig, String>
 async fn forward<N: Net>(
     env: &HostEnv<N>,
     loaded: Option<Rc<Loaded>>,
-    peer: SocketAddr,
+    pool: &Pool,
+    origin: Origin,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let peer = origin.peer;
     let Some(loaded) = loaded else {
         return http::text_response(503, "no configuration loaded\n");
     };
@@ -169,47 +173,69 @@ async fn forward<N: Net>(
     if let Ok(value) = config.bind.port().to_string().parse() {
         parts.headers.insert("x-forwarded-port", value);
     }
-    let (server, response) = send_with_retries(env, &loaded, first, &parts, body, request_id.clone()).await;
+    // HAProxy's `http-reuse safe`: only a request after the first on its client connection
+    // may go over an idle server connection.
+    let reuse = origin.earlier > 0;
+    let attempt = Attempt { pool, reuse, parts: &parts, body, request_id: request_id.clone() };
+    let (server, response) = send_with_retries(env, &loaded, first, attempt).await;
     let status = response.status().as_u16();
     env.observe(Event::Proxied { request: request_id, server: Some(server.name), status });
     response
 }
 
-/// Connects to `server`, retrying a failed connect up to `retries` times as HAProxy does: on
+/// Sends the request to `server` (over an idle connection when reuse is allowed), retrying a failed connect up to `retries` times as HAProxy does: on
 /// the same server after min(`timeout connect`, 1 s), or, with `option redispatch`, at once on
 /// the next server that is UP. Nothing is retried once the request has been sent. Returns the
 /// server that answered (or failed last) and the response.
+/// One request on its way to a server.
+struct Attempt<'a> {
+    pool: &'a Pool,
+    reuse: bool,
+    parts: &'a hyper::http::request::Parts,
+    body: Bytes,
+    request_id: Option<String>,
+}
+
+fn answer(result: Result<Response<Bytes>, HttpError>) -> Response<Full<Bytes>> {
+    match result {
+        Ok(response) => response.map(Full::new),
+        Err(error @ HttpError::Timeout { .. }) => http::text_response(504, format!("{error}\n")),
+        Err(error) => http::text_response(502, format!("{error}\n")),
+    }
+}
+
 async fn send_with_retries<N: Net>(
     env: &HostEnv<N>,
     loaded: &Loaded,
     mut server: Server,
-    parts: &hyper::http::request::Parts,
-    body: Bytes,
-    request_id: Option<String>,
+    attempt: Attempt<'_>,
 ) -> (Server, Response<Full<Bytes>>) {
     let config = &loaded.config;
     let backend = config.backend();
-    let mut attempt = 0;
+    let Attempt { pool, reuse, parts, body, request_id } = attempt;
+    let mut retried = 0;
     loop {
         let addr = server.addr.to_string();
         env.observe(Event::Forwarding { request: request_id.clone(), server: server.name.clone(), addr });
+        let mut upstream = upstream_request(parts, body.clone());
+        if reuse {
+            match pool.send_idle(server.addr, upstream, config.timeout_server).await {
+                Ok(result) => return (server, answer(result)),
+                Err(unsent) => upstream = unsent,
+            }
+        }
         let error = match http::connect(&env.net, server.addr, config.timeout_connect).await {
             Ok(stream) => {
-                let upstream = upstream_request(parts, body.clone());
-                let response = match http::send(stream, server.addr, upstream, config.timeout_server).await {
-                    Ok(response) => response.map(Full::new),
-                    Err(error @ HttpError::Timeout { .. }) => http::text_response(504, format!("{error}\n")),
-                    Err(error) => http::text_response(502, format!("{error}\n")),
-                };
-                return (server, response);
+                let result = pool.send_new(stream, server.addr, upstream, config.timeout_server).await;
+                return (server, answer(result));
             }
             Err(error) => error,
         };
-        if attempt >= backend.retries {
+        if retried >= backend.retries {
             // HAProxy answers 503 when it could not connect to any server.
             return (server, http::text_response(503, format!("{error}\n")));
         }
-        attempt += 1;
+        retried += 1;
         match loaded.pick_other(&server).filter(|_| backend.redispatch) {
             Some(other) => server = other.clone(),
             None => tokio::time::sleep(config.timeout_connect.min(RETRY_TURNAROUND_MAX)).await,

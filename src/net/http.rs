@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use super::{Listener, Net};
@@ -112,13 +113,23 @@ pub async fn read_body(body: Incoming) -> Result<Bytes, String> {
         .map_err(|error| error.to_string())
 }
 
+/// Where a request came from: the peer, and how many requests its connection carried
+/// before this one (0: the first).
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Requests served on this connection before this one.
+    pub earlier: u64,
+}
+
 /// Serves HTTP/1.1 on `listener` forever, one local task per connection.
 ///
 /// The `Date` header is off: it reads the real clock, which would break replay.
 pub async fn serve<L, F, Fut>(listener: L, handler: F)
 where
     L: Listener,
-    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + 'static,
+    F: Fn(Origin, Request<Incoming>) -> Fut + Clone + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + 'static,
 {
     loop {
@@ -132,8 +143,10 @@ where
         };
         let handler = handler.clone();
         tokio::task::spawn_local(async move {
+            let served = std::cell::Cell::new(0u64);
             let service = hyper::service::service_fn(move |request| {
-                let response = handler(peer, request);
+                let earlier = served.replace(served.get() + 1);
+                let response = handler(Origin { peer, earlier }, request);
                 async move { Ok::<_, Infallible>(response.await) }
             });
             let result = hyper::server::conn::http1::Builder::new()
@@ -146,6 +159,108 @@ where
             }
         });
     }
+}
+
+/// Most idle keep-alive connections kept per server.
+pub const IDLE_PER_SERVER_MAX: usize = 64;
+
+/// Idle keep-alive connections to servers, for reuse (HAProxy's `http-reuse`).
+#[derive(Default)]
+pub struct Pool {
+    idle: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, Vec<SendRequest<Full<Bytes>>>>>,
+}
+
+impl Pool {
+    /// An idle connection to `addr` that is still open.
+    fn take(&self, addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some(sender) = list.pop() {
+            if !sender.is_closed() && sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, sender: SendRequest<Full<Bytes>>) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(addr).or_default();
+        if list.len() < IDLE_PER_SERVER_MAX && !sender.is_closed() {
+            list.push(sender);
+        }
+    }
+
+    /// Sends `request` on an idle connection to `addr`, if there is one. `Err` gives the
+    /// request back when no idle connection could take it (none, or it was closed before the
+    /// request went out), so the caller can open a new one.
+    pub async fn send_idle(
+        &self,
+        addr: SocketAddr,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Result<Response<Bytes>, HttpError>, Request<Full<Bytes>>> {
+        let Some(mut sender) = self.take(addr) else { return Err(request) };
+        let exchange = async {
+            let response = sender.try_send_request(request).await;
+            let response = match response {
+                Ok(response) => response,
+                Err(mut error) => return Err(error.take_message()),
+            };
+            Ok(read_response(addr, response).await)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(result)) => {
+                if result.is_ok() {
+                    self.put(addr, sender);
+                }
+                Ok(result)
+            }
+            // Closed before the request went out: nothing was sent, try a new connection.
+            Ok(Err(Some(request))) => Err(request),
+            Ok(Err(None)) => Ok(Err(HttpError::Protocol { addr, message: "idle connection failed".into() })),
+            Err(_) => Ok(Err(HttpError::Timeout { addr, timeout })),
+        }
+    }
+
+    /// Sends `request` on a new connection, keeping the connection for reuse afterwards.
+    pub async fn send_new<S>(
+        &self,
+        stream: S,
+        addr: SocketAddr,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response<Bytes>, HttpError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    {
+        let exchange = async {
+            let protocol = |error: &dyn std::fmt::Display| HttpError::Protocol { addr, message: error.to_string() };
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| protocol(&e))?;
+            tokio::task::spawn_local(connection);
+            let response = sender.send_request(request).await.map_err(|e| protocol(&e))?;
+            let response = read_response(addr, response).await?;
+            Ok((sender, response))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok((sender, response))) => {
+                self.put(addr, sender);
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(HttpError::Timeout { addr, timeout }),
+        }
+    }
+}
+
+async fn read_response(addr: SocketAddr, response: Response<Incoming>) -> Result<Response<Bytes>, HttpError> {
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, BODY_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|e| HttpError::Protocol { addr, message: e.to_string() })?;
+    Ok(Response::from_parts(parts, body.to_bytes()))
 }
 
 /// A response with a status and a plain-text body.

@@ -50,7 +50,7 @@ pub async fn run<N: Net>(env: HostEnv<N>, tag: String) -> Result<(), String> {
         delay: RefCell::new(Duration::ZERO),
         stall: tokio::sync::Mutex::new(()),
     });
-    http::serve(listener, move |_peer, request| {
+    http::serve(listener, move |_origin, request| {
         let app = app.clone();
         async move { app.handle(request).await }
     })
