@@ -86,6 +86,10 @@ enum Command {
         /// Seed of the health checks' phases.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Threads, each serving the frontend (default: one per CPU, as HAProxy's nbthread).
+        /// Each thread runs its own health checks.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
     },
 }
 
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let result = match Cli::parse().command {
         command @ Command::Node { .. } => run_node(command),
-        Command::Balancer { config, seed } => run_balancer(config, seed),
+        Command::Balancer { config, seed, threads } => run_balancer(config, seed, threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,7 +141,7 @@ fn main() -> ExitCode {
 #[error("{0}")]
 struct BadInput(String);
 
-fn run_balancer(config: PathBuf, seed: u64) -> anyhow::Result<()> {
+fn run_balancer(config: PathBuf, seed: u64, threads: Option<u16>) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&config)
         .map_err(|error| BadInput(format!("cannot read {}: {error}", config.display())))?;
     let parsed = rollcall::balancer::config::parse(&config.display().to_string(), &text)
@@ -145,26 +149,56 @@ fn run_balancer(config: PathBuf, seed: u64) -> anyhow::Result<()> {
     for warning in &parsed.warnings {
         eprintln!("warning: {warning}");
     }
+    let threads =
+        threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    let advertise = parsed.bind.ip();
+    // One current-thread runtime per thread, each with its own listener on the shared port
+    // (SO_REUSEPORT), so the stack's non-Send futures run unchanged; the first thread alone
+    // watches the file and signals, and tells the others to reload.
+    let (reload, reload_rx) = tokio::sync::watch::channel(0u64);
+    let mut workers = Vec::new();
+    for index in 1..threads {
+        let (config, reload_rx) = (config.clone(), reload_rx.clone());
+        let seed = seed.wrapping_add(index as u64);
+        workers.push(std::thread::spawn(move || balancer_thread(advertise, config, seed, reload_rx, None)));
+    }
+    let result = balancer_thread(advertise, config, seed, reload_rx, Some(reload));
+    if result.is_err() {
+        return result;
+    }
+    for worker in workers {
+        worker.join().map_err(|_| anyhow::anyhow!("a balancer thread panicked"))??;
+    }
+    Ok(())
+}
+
+fn balancer_thread(
+    advertise: IpAddr,
+    config: PathBuf,
+    seed: u64,
+    reload_rx: tokio::sync::watch::Receiver<u64>,
+    watcher: Option<tokio::sync::watch::Sender<u64>>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let advertise = parsed.bind.ip();
         let env = HostEnv::new(
             "balancer",
-            TokioNet { advertise },
+            TokioNet { advertise, reuse_port: true },
             Rc::new(ProcessClock(tokio::time::Instant::now())),
             Rc::new(RealDisk),
             Rc::new(PrintObserver { per_request: false }),
             seed,
         );
-        let (reload, reload_rx) = tokio::sync::watch::channel(0u64);
+        if let Some(reload) = watcher {
+            tokio::task::spawn_local(watch_config(config.clone(), reload));
+        }
         let bugs = rollcall::node::PlantedBugs::default();
-        tokio::task::spawn_local(watch_config(config.clone(), reload));
         tokio::select! {
             result = rollcall::balancer::proxy::run(env, config, reload_rx, bugs) => {
                 result.map_err(|e| anyhow::anyhow!(e))
             }
-            _ = tokio::signal::ctrl_c() => Ok(()),
+            _ = tokio::signal::ctrl_c() => std::process::exit(0),
         }
     })
 }
@@ -244,7 +278,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
     local.block_on(&runtime, async move {
         let env = HostEnv::new(
             name,
-            TokioNet { advertise },
+            TokioNet::new(advertise),
             Rc::new(ProcessClock(tokio::time::Instant::now())),
             Rc::new(RealDisk),
             Rc::new(PrintObserver { per_request: true }),

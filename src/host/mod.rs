@@ -190,7 +190,7 @@ pub mod testing {
     /// A host named `test` on `disk`; call inside a paused runtime.
     pub fn host(disk: Rc<dyn Disk>) -> (HostEnv<TokioNet>, Recorded) {
         let recorded = Recorded::default();
-        let net = TokioNet { advertise: std::net::Ipv4Addr::LOCALHOST.into() };
+        let net = TokioNet::new(std::net::Ipv4Addr::LOCALHOST.into());
         let clock = Rc::new(TokioClock(tokio::time::Instant::now()));
         (HostEnv::new("test", net, clock, disk, Rc::new(recorded.clone()), 7), recorded)
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
 use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 use super::{Listener, Net};
@@ -235,9 +235,11 @@ impl Pool {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
     {
         let exchange = async {
-            let protocol = |error: &dyn std::fmt::Display| HttpError::Protocol { addr, message: error.to_string() };
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| protocol(&e))?;
+            let protocol =
+                |error: &dyn std::fmt::Display| HttpError::Protocol { addr, message: error.to_string() };
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| protocol(&e))?;
             tokio::task::spawn_local(connection);
             let response = sender.send_request(request).await.map_err(|e| protocol(&e))?;
             let response = read_response(addr, response).await?;

@@ -10,6 +10,18 @@ use super::{Datagram, Listener, Net};
 pub struct TokioNet {
     /// Address advertised to peers (the host's own loopback address in tests).
     pub advertise: IpAddr,
+    /// Bind listeners with SO_REUSEPORT, so that one listener per thread shares a port.
+    pub reuse_port: bool,
+}
+
+/// Backlog of a listening socket.
+const LISTEN_BACKLOG: u32 = 1024;
+
+impl TokioNet {
+    /// Real sockets advertising `advertise`, one listener per port.
+    pub fn new(advertise: IpAddr) -> Self {
+        TokioNet { advertise, reuse_port: false }
+    }
 }
 
 impl Datagram for tokio::net::UdpSocket {
@@ -27,7 +39,10 @@ impl Datagram for tokio::net::UdpSocket {
 impl Listener for tokio::net::TcpListener {
     type Stream = tokio::net::TcpStream;
     async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
-        tokio::net::TcpListener::accept(self).await
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        // Requests and answers are whole messages: do not hold them back for more data.
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
     }
 }
 
@@ -40,10 +55,20 @@ impl Net for TokioNet {
         tokio::net::UdpSocket::bind(addr).await
     }
     async fn bind_tcp(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
-        tokio::net::TcpListener::bind(addr).await
+        if !self.reuse_port {
+            return tokio::net::TcpListener::bind(addr).await;
+        }
+        let socket =
+            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
     }
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
-        tokio::net::TcpStream::connect(addr).await
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
     fn resolve(&self, host: &str) -> io::Result<IpAddr> {
         if let Ok(ip) = host.parse() {
