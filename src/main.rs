@@ -162,10 +162,7 @@ fn run_balancer(config: PathBuf, seed: u64, threads: Option<u16>) -> anyhow::Res
         let seed = seed.wrapping_add(index as u64);
         workers.push(std::thread::spawn(move || balancer_thread(advertise, config, seed, reload_rx, None)));
     }
-    let result = balancer_thread(advertise, config, seed, reload_rx, Some(reload));
-    if result.is_err() {
-        return result;
-    }
+    balancer_thread(advertise, config, seed, reload_rx, Some(reload))?;
     for worker in workers {
         worker.join().map_err(|_| anyhow::anyhow!("a balancer thread panicked"))??;
     }
