@@ -206,3 +206,58 @@ fn the_balancer_alone_serves_reloads_and_keeps_a_good_config() {
     drop(balancer);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// One request with optional extra headers; the whole response text.
+fn raw_get(addr: SocketAddr, headers: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.write_all(format!("GET / HTTP/1.0\r\nHost: test\r\n{headers}\r\n").as_bytes());
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+/// `cookie SERVERID insert indirect nocache`: a new client gets the cookie of the server that
+/// answered; a client that sends it stays on that server and gets no new cookie.
+#[test]
+fn sticky_cookies_keep_a_client_on_its_server() {
+    let dir = std::env::temp_dir().join(format!("rollcall-sticky-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    backend("127.0.62.4:18183", "b1");
+    backend("127.0.62.5:18183", "b2");
+    let file = dir.join("haproxy.cfg");
+    std::fs::write(
+        &file,
+        "defaults\n    timeout connect 1s\n    timeout server 2s\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\n",
+    )
+    .unwrap();
+    let _balancer = Running(
+        Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(["balancer", "--config", file.to_str().unwrap(), "--threads", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let frontend: SocketAddr = "127.0.62.1:18184".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut first = raw_get(frontend, "");
+    while first.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        first = raw_get(frontend, "");
+    }
+    let lower = first.to_ascii_lowercase();
+    assert!(lower.contains("set-cookie: serverid=b1; path=/"), "{first}");
+    assert!(lower.contains("cache-control: private"), "{first}");
+    for _ in 0..4 {
+        let sticky = raw_get(frontend, "Cookie: SERVERID=b2\r\n");
+        assert!(sticky.contains("\"host\":\"b2\""), "{sticky}");
+        assert!(!sticky.to_ascii_lowercase().contains("set-cookie"), "indirect: no new cookie: {sticky}");
+    }
+    // A cookie naming no server is ignored: the request is balanced and gets a cookie.
+    let stray = raw_get(frontend, "Cookie: SERVERID=nobody\r\n");
+    assert!(stray.to_ascii_lowercase().contains("set-cookie: serverid="), "{stray}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -35,6 +35,44 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Health checks, when the line says `check`.
     pub check: Option<CheckSettings>,
+    /// `weight` (default 1; 0 takes no new requests).
+    pub weight: u32,
+    /// `backup`: used only while no other server is UP.
+    pub backup: bool,
+    /// `disabled`: in maintenance, never used.
+    pub disabled: bool,
+    /// `cookie VALUE`: the value `cookie ... insert` sets for this server.
+    pub cookie: Option<String>,
+}
+
+/// HAProxy 2.6's default and largest server `weight`.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Largest `weight`.
+pub const WEIGHT_MAX: u32 = 256;
+
+/// `balance`: how a server is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Weighted round robin (HAProxy's default).
+    #[default]
+    RoundRobin,
+    /// Fewest requests in flight, round robin among equals.
+    LeastConn,
+    /// A hash of the client's address.
+    Source,
+    /// The first server, in declaration order, that is UP.
+    First,
+}
+
+/// `cookie NAME insert [indirect] [nocache]`: sticky sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StickyCookie {
+    /// Cookie name.
+    pub name: String,
+    /// `indirect`: the cookie is removed from requests and set only when missing or wrong.
+    pub indirect: bool,
+    /// `nocache`: responses that set it are marked non-cacheable.
+    pub nocache: bool,
 }
 
 /// `option httpchk`: the request a health check sends.
@@ -61,6 +99,10 @@ pub struct Backend {
     pub retries: u32,
     /// `option redispatch`: a retry goes to another server.
     pub redispatch: bool,
+    /// `balance`.
+    pub balance: Balance,
+    /// `cookie ... insert`.
+    pub cookie: Option<StickyCookie>,
 }
 
 /// HAProxy 2.6's default `retries`.
@@ -127,8 +169,8 @@ struct Parser<'a> {
     frontend: Option<(usize, Option<SocketAddr>, Option<String>)>,
     backends: BTreeMap<String, Backend>,
     /// `default-server` of the `defaults` section, and of the backend being read.
-    default_server: CheckTemplate,
-    backend_default_server: CheckTemplate,
+    default_server: ServerTemplate,
+    backend_default_server: ServerTemplate,
     timeout_connect: Duration,
     timeout_server: Duration,
     timeout_check: Option<Duration>,
@@ -144,8 +186,8 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
         current_backend: String::new(),
         frontend: None,
         backends: BTreeMap::new(),
-        default_server: CheckTemplate::default(),
-        backend_default_server: CheckTemplate::default(),
+        default_server: ServerTemplate::default(),
+        backend_default_server: ServerTemplate::default(),
         timeout_connect: Duration::from_secs(5),
         timeout_server: Duration::from_secs(50),
         timeout_check: None,
@@ -218,7 +260,7 @@ impl Parser<'_> {
                     ..Backend::default()
                 };
                 self.backends.insert(self.current_backend.clone(), backend);
-                self.backend_default_server = self.default_server;
+                self.backend_default_server = self.default_server.clone();
                 Section::Backend
             }
             _ => {
@@ -245,7 +287,7 @@ impl Parser<'_> {
     fn backend_line(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
         match (words[0], words.get(1).copied()) {
             ("server", _) => {
-                let (server, warnings) = parse_server(words, self.backend_default_server)?;
+                let (server, warnings) = parse_server(words, &self.backend_default_server)?;
                 for warning in warnings {
                     self.warn(line, warning);
                 }
@@ -257,11 +299,20 @@ impl Parser<'_> {
                 backend.servers.push(server);
             }
             ("default-server", _) => {
-                let (template, _, warnings) = server_keywords(&words[1..], self.backend_default_server)?;
-                self.backend_default_server = template;
+                let warnings = server_keywords(&words[1..], &mut self.backend_default_server)?;
                 warnings.into_iter().for_each(|w| self.warn(line, w));
             }
-            ("balance", Some("roundrobin")) | ("mode", Some("http")) => {}
+            ("balance", _) => {
+                let (balance, warning) = parse_balance(words)?;
+                self.backend().balance = balance;
+                warning.into_iter().for_each(|w| self.warn(line, w));
+            }
+            ("cookie", _) => {
+                let (cookie, warnings) = parse_cookie(words)?;
+                self.backend().cookie = Some(cookie);
+                warnings.into_iter().for_each(|w| self.warn(line, w));
+            }
+            ("mode", Some("http")) => {}
             ("option", Some("forwardfor")) => self.backend().forward_for = true,
             ("option", Some("httpchk")) => self.backend().http_check = Some(parse_httpchk(&words[2..])?),
             ("timeout", Some("check")) => self.backend().timeout_check = Some(timeout_value(words)?),
@@ -287,8 +338,7 @@ impl Parser<'_> {
             ("retries", _) => self.backend_defaults.retries = retries(words)?,
             ("option", Some("redispatch")) => self.backend_defaults.redispatch = true,
             ("default-server", _) => {
-                let (template, _, warnings) = server_keywords(&words[1..], self.default_server)?;
-                self.default_server = template;
+                let warnings = server_keywords(&words[1..], &mut self.default_server)?;
                 warnings.into_iter().for_each(|w| self.warn(line, w));
             }
             _ => {}
@@ -353,9 +403,7 @@ fn parse_bind(value: Option<&str>) -> Result<SocketAddr, String> {
 
 /// Server keywords HAProxy 2.6 knows that take a value and that the balancer does not
 /// implement: accepted with a warning.
-const IGNORED_WITH_VALUE: [&str; 12] = [
-    "weight",
-    "cookie",
+const IGNORED_WITH_VALUE: [&str; 10] = [
     "maxconn",
     "port",
     "addr",
@@ -368,20 +416,25 @@ const IGNORED_WITH_VALUE: [&str; 12] = [
     "maxqueue",
 ];
 /// Flags of the same kind.
-const IGNORED_FLAGS: [&str; 6] = ["backup", "disabled", "enabled", "send-proxy", "no-check", "agent-check"];
+const IGNORED_FLAGS: [&str; 4] = ["enabled", "send-proxy", "no-check", "agent-check"];
 
-/// Check settings as written on `default-server` and `server` lines: `fastinter` and
+/// Server settings as written on `default-server` and `server` lines: `fastinter` and
 /// `downinter` follow the server's `inter` unless set.
-#[derive(Clone, Copy, Debug, Default)]
-struct CheckTemplate {
+#[derive(Clone, Debug, Default)]
+struct ServerTemplate {
+    check: bool,
     inter: Option<Duration>,
     fastinter: Option<Duration>,
     downinter: Option<Duration>,
     rise: Option<u32>,
     fall: Option<u32>,
+    weight: Option<u32>,
+    backup: bool,
+    disabled: bool,
+    cookie: Option<String>,
 }
 
-impl CheckTemplate {
+impl ServerTemplate {
     fn settings(&self) -> CheckSettings {
         let defaults = CheckSettings::default();
         let inter = self.inter.unwrap_or(defaults.inter);
@@ -393,16 +446,23 @@ impl CheckTemplate {
             fall: self.fall.unwrap_or(defaults.fall),
         }
     }
+
+    fn server(&self, name: &str, addr: SocketAddr) -> Server {
+        Server {
+            name: name.to_string(),
+            addr,
+            check: self.check.then(|| self.settings()),
+            weight: self.weight.unwrap_or(DEFAULT_WEIGHT),
+            backup: self.backup,
+            disabled: self.disabled,
+            cookie: self.cookie.clone(),
+        }
+    }
 }
 
-/// The check template and whether `check` was given, from server keywords; warnings for the
-/// known ones not implemented, an error for an unknown one.
-fn server_keywords(
-    words: &[&str],
-    defaults: CheckTemplate,
-) -> Result<(CheckTemplate, bool, Vec<String>), String> {
-    let mut template = defaults;
-    let mut check = false;
+/// Applies server keywords to `template`; warnings for the known ones not implemented, an
+/// error for an unknown one.
+fn server_keywords(words: &[&str], template: &mut ServerTemplate) -> Result<Vec<String>, String> {
     let mut warnings = Vec::new();
     let mut index = 0;
     while index < words.len() {
@@ -410,12 +470,16 @@ fn server_keywords(
         let value = || words.get(index + 1).copied().ok_or_else(|| format!("'{keyword}' expects a value"));
         let mut takes_value = true;
         match keyword {
-            "check" => (check, takes_value) = (true, false),
+            "check" => (template.check, takes_value) = (true, false),
+            "backup" => (template.backup, takes_value) = (true, false),
+            "disabled" => (template.disabled, takes_value) = (true, false),
             "inter" => template.inter = Some(positive_duration(keyword, value()?)?),
             "fastinter" => template.fastinter = Some(positive_duration(keyword, value()?)?),
             "downinter" => template.downinter = Some(positive_duration(keyword, value()?)?),
             "rise" => template.rise = Some(count(keyword, value()?)?),
             "fall" => template.fall = Some(count(keyword, value()?)?),
+            "weight" => template.weight = Some(weight(value()?)?),
+            "cookie" => template.cookie = Some(value()?.to_string()),
             k if IGNORED_WITH_VALUE.contains(&k) => {
                 value()?;
                 warnings.push(format!("server keyword '{k}' is not implemented, ignored"));
@@ -428,7 +492,66 @@ fn server_keywords(
         }
         index += if takes_value { 2 } else { 1 };
     }
-    Ok((template, check, warnings))
+    Ok(warnings)
+}
+
+fn weight(value: &str) -> Result<u32, String> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|w| *w <= WEIGHT_MAX)
+        .ok_or_else(|| format!("'weight' expects 0 to {WEIGHT_MAX}, not '{value}'"))
+}
+
+fn parse_balance(words: &[&str]) -> Result<(Balance, Option<String>), String> {
+    let algorithm = words.get(1).ok_or("balance needs an algorithm")?;
+    let balance = match *algorithm {
+        "roundrobin" => Balance::RoundRobin,
+        "leastconn" => Balance::LeastConn,
+        "source" => Balance::Source,
+        "first" => Balance::First,
+        "static-rr" | "uri" | "url_param" | "random" => {
+            return Ok((
+                Balance::RoundRobin,
+                Some(format!("balance {algorithm} is not implemented, using roundrobin")),
+            ));
+        }
+        a if a.starts_with("hdr(") || a.starts_with("rdp-cookie") || a.starts_with("random(") => {
+            return Ok((
+                Balance::RoundRobin,
+                Some(format!("balance {a} is not implemented, using roundrobin")),
+            ));
+        }
+        other => {
+            return Err(format!(
+                "balance only supports 'roundrobin', 'static-rr', 'leastconn', 'source', 'uri', 'url_param', \
+                 'hdr(name)' and 'rdp-cookie(name)' options, not '{other}'"
+            ));
+        }
+    };
+    Ok((balance, None))
+}
+
+fn parse_cookie(words: &[&str]) -> Result<(StickyCookie, Vec<String>), String> {
+    let name = words.get(1).ok_or("cookie needs a name")?;
+    let mut cookie = StickyCookie { name: name.to_string(), indirect: false, nocache: false };
+    let mut insert = false;
+    let mut warnings = Vec::new();
+    for option in &words[2..] {
+        match *option {
+            "insert" => insert = true,
+            "indirect" => cookie.indirect = true,
+            "nocache" => cookie.nocache = true,
+            "rewrite" | "prefix" | "postonly" | "preserve" | "httponly" | "secure" | "dynamic" => {
+                warnings.push(format!("cookie option '{option}' is not implemented, ignored"))
+            }
+            other => return Err(format!("unknown cookie option '{other}'")),
+        }
+    }
+    if !insert {
+        warnings.push("only 'cookie ... insert' is implemented; the cookie is inserted".into());
+    }
+    Ok((cookie, warnings))
 }
 
 fn positive_duration(keyword: &str, value: &str) -> Result<Duration, String> {
@@ -446,14 +569,15 @@ fn count(keyword: &str, value: &str) -> Result<u32, String> {
     }
 }
 
-fn parse_server(words: &[&str], defaults: CheckTemplate) -> Result<(Server, Vec<String>), String> {
+fn parse_server(words: &[&str], defaults: &ServerTemplate) -> Result<(Server, Vec<String>), String> {
     let (Some(name), Some(addr)) = (words.get(1), words.get(2)) else {
         return Err("server needs a name and an address (server NAME IP:PORT)".into());
     };
     let addr = addr.parse().map_err(|_| format!("server {name}: '{addr}' is not an IP:PORT address"))?;
-    let (template, check, warnings) =
-        server_keywords(&words[3..], defaults).map_err(|m| format!("'server {name}': {m}"))?;
-    Ok((Server { name: name.to_string(), addr, check: check.then(|| template.settings()) }, warnings))
+    let mut template = defaults.clone();
+    let warnings =
+        server_keywords(&words[3..], &mut template).map_err(|m| format!("'server {name}': {m}"))?;
+    Ok((template.server(name, addr), warnings))
 }
 
 /// HAProxy time values: a number of milliseconds, or with a unit (us, ms, s, m, h, d).
@@ -518,7 +642,7 @@ mod tests {
 
     #[test]
     fn check_keywords_default_server_and_timeout_check() {
-        let text = "defaults\n    timeout check 1s\n    default-server inter 3s fall 2\nfrontend web\n    bind *:80\n    default_backend nodes\nbackend nodes\n    option httpchk GET /health\n    default-server rise 4\n    server s1 10.0.0.2:3000 check fastinter 500ms\n    server s2 10.0.0.3:3000 check inter 1s downinter 10s weight 5\n    server s3 10.0.0.4:3000\n";
+        let text = "defaults\n    timeout check 1s\n    default-server inter 3s fall 2\nfrontend web\n    bind *:80\n    default_backend nodes\nbackend nodes\n    option httpchk GET /health\n    default-server rise 4\n    server s1 10.0.0.2:3000 check fastinter 500ms\n    server s2 10.0.0.3:3000 check inter 1s downinter 10s maxconn 5\n    server s3 10.0.0.4:3000\n";
         let config = parse("h.cfg", text).unwrap();
         let backend = config.backend();
         assert_eq!(backend.http_check, Some(HttpCheck { method: "GET".into(), uri: "/health".into() }));
@@ -535,7 +659,7 @@ mod tests {
         // `timeout connect` (5 s default) is longer than inter: the connect is bounded by inter.
         assert_eq!(config.check_timeout(&s2), secs(1) + secs(1));
         assert!(
-            config.warnings.iter().any(|w| w.starts_with("h.cfg:11:") && w.contains("'weight'")),
+            config.warnings.iter().any(|w| w.starts_with("h.cfg:11:") && w.contains("'maxconn'")),
             "{:?}",
             config.warnings
         );
@@ -582,5 +706,32 @@ mod tests {
         let plain = parse("h.cfg", MINIMAL).unwrap();
         assert_eq!((plain.backend().retries, plain.backend().redispatch), (DEFAULT_RETRIES, false));
         assert_eq!(parse("h.cfg", &text.replace("retries 5", "retries lots")).unwrap_err().line, 8);
+    }
+
+    #[test]
+    fn balance_cookie_weight_backup_and_disabled() {
+        let text = "frontend web\n    bind *:80\n    default_backend nodes\nbackend nodes\n    balance leastconn\n    cookie SERVERID insert indirect nocache\n    server s1 10.0.0.2:80 cookie a weight 3\n    server s2 10.0.0.3:80 backup disabled\n";
+        let config = parse("h.cfg", text).unwrap();
+        let backend = config.backend();
+        assert_eq!(backend.balance, Balance::LeastConn);
+        assert_eq!(
+            backend.cookie,
+            Some(StickyCookie { name: "SERVERID".into(), indirect: true, nocache: true })
+        );
+        assert_eq!((backend.servers[0].weight, backend.servers[0].cookie.as_deref()), (3, Some("a")));
+        assert!(backend.servers[1].backup && backend.servers[1].disabled);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let unknown = parse("h.cfg", &text.replace("leastconn", "fastest")).unwrap_err();
+        assert_eq!(unknown.line, 5);
+        assert!(unknown.message.starts_with("balance only supports"), "{unknown}");
+        let warned = parse("h.cfg", &text.replace("leastconn", "uri")).unwrap();
+        assert_eq!(warned.backend().balance, Balance::RoundRobin);
+        assert!(
+            warned.warnings[0].starts_with("h.cfg:5: balance uri is not implemented"),
+            "{:?}",
+            warned.warnings
+        );
+        assert_eq!(parse("h.cfg", &text.replace("weight 3", "weight 300")).unwrap_err().line, 7);
+        assert_eq!(parse("h.cfg", &text.replace("nocache", "sometimes")).unwrap_err().line, 6);
     }
 }

@@ -4,6 +4,7 @@
 //!   flags what HAProxy 2.6 itself would reject.
 //! - [`checks`]: the health-check tasks and the table the request path reads.
 //! - [`health`]: HAProxy's health-check state per server (sans-io).
+//! - [`select`]: HAProxy's `balance` algorithms and cookie helpers (sans-io).
 //! - [`proxy`]: serves the frontend, round-robins over the backend's servers, reloads on
 //!   request without dropping in-flight requests.
 
@@ -11,5 +12,6 @@ pub mod checks;
 pub mod config;
 pub mod health;
 pub mod proxy;
+pub mod select;
 
 pub use config::{BalancerConfig, ConfigError};

@@ -5,8 +5,9 @@
 //! Servers with `check` are health-checked ([`super::checks`]); a DOWN server gets no
 //! requests, and its state survives a reload that keeps it.
 
-use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::checks::{self, Checks, HealthTable};
 use super::config::{self, BalancerConfig, Server};
+use super::select::{self, Selector};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
 use crate::net::http::{self, HttpError, Origin, Pool};
@@ -28,31 +30,60 @@ use crate::node::PlantedBugs;
 /// convention).
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// A loaded configuration, its round-robin position and the servers' health.
+/// Requests in flight per server, shared across loads (for `leastconn`).
+#[derive(Clone, Default)]
+struct InFlight(Rc<RefCell<BTreeMap<String, u32>>>);
+
+impl InFlight {
+    fn count(&self, server: &str) -> u32 {
+        self.0.borrow().get(server).copied().unwrap_or(0)
+    }
+
+    /// Counts one request to `server` until the guard is dropped.
+    fn enter(&self, server: &str) -> InFlightGuard {
+        *self.0.borrow_mut().entry(server.to_string()).or_default() += 1;
+        InFlightGuard { table: self.clone(), server: server.to_string() }
+    }
+}
+
+struct InFlightGuard {
+    table: InFlight,
+    server: String,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Some(count) = self.table.0.borrow_mut().get_mut(&self.server) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+/// A loaded configuration, its balancing state and the servers' health.
 struct Loaded {
     config: BalancerConfig,
-    next: Cell<usize>,
+    selector: Selector,
     health: HealthTable,
+    in_flight: InFlight,
 }
 
 impl Loaded {
-    /// The next server after `current` in round-robin order that is not DOWN, if it is
-    /// another one (a redispatch).
-    fn pick_other(&self, current: &Server) -> Option<&Server> {
-        self.pick().filter(|s| s.name != current.name)
+    /// The server the backend's algorithm chooses for `client`, skipping `except` (a
+    /// redispatch) and servers that are DOWN, disabled or of weight 0.
+    fn pick(&self, client: IpAddr, except: Option<&Server>) -> Option<&Server> {
+        let backend = self.config.backend();
+        let servers = &backend.servers;
+        let except = except.and_then(|e| servers.iter().position(|s| s.name == e.name));
+        let in_flight = |i: usize| self.in_flight.count(&servers[i].name);
+        let usable = |s: &Server| self.health.is_up(s);
+        let index = self.selector.choose(backend.balance, servers, usable, in_flight, client, except)?;
+        Some(&servers[index])
     }
 
-    /// The next server in round-robin order that is not DOWN.
-    fn pick(&self) -> Option<&Server> {
-        let servers = &self.config.backend().servers;
-        for _ in 0..servers.len() {
-            let index = self.next.get() % servers.len();
-            self.next.set(index + 1);
-            if self.health.is_up(&servers[index]) {
-                return Some(&servers[index]);
-            }
-        }
-        None
+    /// The server a sticky cookie names, if it can take the request.
+    fn sticky(&self, value: &str) -> Option<&Server> {
+        let usable = |s: &&Server| !s.disabled && s.weight > 0 && self.health.is_up(s);
+        self.config.backend().servers.iter().filter(usable).find(|s| s.cookie.as_deref() == Some(value))
     }
 }
 
@@ -68,6 +99,7 @@ pub async fn run<N: Net>(
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
     let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
     let health = HealthTable::default();
+    let in_flight = InFlight::default();
     let pool = Rc::new(Pool::default());
     let mut checks: Option<Checks> = None;
     let mut generation = 0u64;
@@ -91,7 +123,9 @@ pub async fn run<N: Net>(
                 checks = Some(checks::start(&env, &config, &health, generation));
                 let health =
                     if bugs.balancer_ignores_health { HealthTable::default() } else { health.clone() };
-                *current.borrow_mut() = Some(Rc::new(Loaded { config, next: Cell::new(0), health }));
+                let loaded =
+                    Loaded { config, selector: Selector::default(), health, in_flight: in_flight.clone() };
+                *current.borrow_mut() = Some(Rc::new(loaded));
                 if listener_task.as_ref().map(|(addr, _)| *addr) != Some(bind) {
                     if let Some((_, task)) = listener_task.take() {
                         task.abort();
@@ -149,44 +183,89 @@ async fn forward<N: Net>(
     origin: Origin,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let peer = origin.peer;
     let Some(loaded) = loaded else {
         return http::text_response(503, "no configuration loaded\n");
     };
     // The request id links this answer to the client's record of the request in the trace.
     let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let Some(first) = loaded.pick().cloned() else {
+    let (mut parts, body) = request.into_parts();
+    let sticky = sticky_server(&loaded, &mut parts.headers).cloned();
+    let Some(first) = sticky.clone().or_else(|| loaded.pick(origin.peer.ip(), None).cloned()) else {
         env.observe(Event::Proxied { request: request_id, server: None, status: 503 });
         return http::text_response(503, "No server is available to handle this request.\n");
     };
-    let config = &loaded.config;
-    let (mut parts, body) = request.into_parts();
     let body = match http::read_body(body).await {
         Ok(body) => body,
         Err(error) => return http::text_response(400, format!("bad request body: {error}\n")),
     };
-    if config.backend().forward_for {
-        if let Ok(value) = peer.ip().to_string().parse() {
-            parts.headers.insert("x-forwarded-for", value);
-        }
-    }
-    if let Ok(value) = config.bind.port().to_string().parse() {
-        parts.headers.insert("x-forwarded-port", value);
-    }
+    add_forwarding_headers(&loaded.config, origin, &mut parts.headers);
     // HAProxy's `http-reuse safe`: only a request after the first on its client connection
     // may go over an idle server connection.
     let reuse = origin.earlier > 0;
     let attempt = Attempt { pool, reuse, parts: &parts, body, request_id: request_id.clone() };
-    let (server, response) = send_with_retries(env, &loaded, first, attempt).await;
+    let (server, mut response) = send_with_retries(env, &loaded, first, origin.peer.ip(), attempt).await;
+    insert_cookie(&loaded.config, &server, sticky.as_ref(), &mut response);
     let status = response.status().as_u16();
     env.observe(Event::Proxied { request: request_id, server: Some(server.name), status });
     response
 }
 
-/// Sends the request to `server` (over an idle connection when reuse is allowed), retrying a failed connect up to `retries` times as HAProxy does: on
-/// the same server after min(`timeout connect`, 1 s), or, with `option redispatch`, at once on
-/// the next server that is UP. Nothing is retried once the request has been sent. Returns the
-/// server that answered (or failed last) and the response.
+fn add_forwarding_headers(config: &BalancerConfig, origin: Origin, headers: &mut hyper::HeaderMap) {
+    if config.backend().forward_for {
+        if let Ok(value) = origin.peer.ip().to_string().parse() {
+            headers.insert("x-forwarded-for", value);
+        }
+    }
+    if let Ok(value) = config.bind.port().to_string().parse() {
+        headers.insert("x-forwarded-port", value);
+    }
+}
+
+/// The server the request's sticky cookie names, if it can take the request; with
+/// `indirect` the cookie is removed from what the server sees.
+fn sticky_server<'a>(loaded: &'a Loaded, headers: &mut hyper::HeaderMap) -> Option<&'a Server> {
+    let cookie = loaded.config.backend().cookie.as_ref()?;
+    let values = headers.get_all(hyper::header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let server = select::cookie_value(values, &cookie.name).and_then(|value| loaded.sticky(value));
+    if cookie.indirect {
+        let kept: Vec<String> = headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| select::without_cookie(v, &cookie.name))
+            .collect();
+        headers.remove(hyper::header::COOKIE);
+        for value in kept.into_iter().filter_map(|v| v.parse().ok()) {
+            headers.append(hyper::header::COOKIE, value);
+        }
+    }
+    server
+}
+
+/// `cookie NAME insert`: tells the client which server answered, unless (`indirect`) its
+/// cookie already named that server; `nocache` keeps shared caches from storing it.
+fn insert_cookie(
+    config: &BalancerConfig,
+    server: &Server,
+    sticky: Option<&Server>,
+    response: &mut Response<Full<Bytes>>,
+) {
+    let (Some(cookie), Some(value)) = (config.backend().cookie.as_ref(), server.cookie.as_ref()) else {
+        return;
+    };
+    if cookie.indirect && sticky.is_some_and(|s| s.name == server.name) {
+        return;
+    }
+    if let Ok(header) = format!("{}={value}; path=/", cookie.name).parse() {
+        response.headers_mut().append(hyper::header::SET_COOKIE, header);
+    }
+    if cookie.nocache {
+        response
+            .headers_mut()
+            .insert(hyper::header::CACHE_CONTROL, "private".parse().expect("static header"));
+    }
+}
+
 /// One request on its way to a server.
 struct Attempt<'a> {
     pool: &'a Pool,
@@ -204,10 +283,16 @@ fn answer(result: Result<Response<Bytes>, HttpError>) -> Response<Full<Bytes>> {
     }
 }
 
+/// Sends the request to `server` (over an idle connection when reuse is allowed), retrying a
+/// failed connect up to `retries` times as HAProxy does: on the same server after
+/// min(`timeout connect`, 1 s), or, with `option redispatch`, at once on another server the
+/// algorithm chooses. Nothing is retried once the request has been sent. Returns the server
+/// that answered (or failed last) and the response.
 async fn send_with_retries<N: Net>(
     env: &HostEnv<N>,
     loaded: &Loaded,
     mut server: Server,
+    client: IpAddr,
     attempt: Attempt<'_>,
 ) -> (Server, Response<Full<Bytes>>) {
     let config = &loaded.config;
@@ -217,6 +302,7 @@ async fn send_with_retries<N: Net>(
     loop {
         let addr = server.addr.to_string();
         env.observe(Event::Forwarding { request: request_id.clone(), server: server.name.clone(), addr });
+        let _counted = loaded.in_flight.enter(&server.name);
         let mut upstream = upstream_request(parts, body.clone());
         if reuse {
             match pool.send_idle(server.addr, upstream, config.timeout_server).await {
@@ -236,7 +322,7 @@ async fn send_with_retries<N: Net>(
             return (server, http::text_response(503, format!("{error}\n")));
         }
         retried += 1;
-        match loaded.pick_other(&server).filter(|_| backend.redispatch) {
+        match loaded.pick(client, Some(&server)).filter(|_| backend.redispatch) {
             Some(other) => server = other.clone(),
             None => tokio::time::sleep(config.timeout_connect.min(RETRY_TURNAROUND_MAX)).await,
         }
