@@ -230,7 +230,7 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     let file = dir.join("haproxy.cfg");
     std::fs::write(
         &file,
-        "defaults\n    timeout connect 1s\n    timeout server 2s\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\n",
+        "defaults\n    timeout connect 1s\n    timeout server 2s\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\nlisten stats\n    bind 127.0.62.1:18185\n    stats enable\n    stats uri /stats\n",
     )
     .unwrap();
     let _balancer = Running(
@@ -259,5 +259,19 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     // A cookie naming no server is ignored: the request is balanced and gets a cookie.
     let stray = raw_get(frontend, "Cookie: SERVERID=nobody\r\n");
     assert!(stray.to_ascii_lowercase().contains("set-cookie: serverid="), "{stray}");
+    // The stats page counts them: b2 had 4 sticky requests plus its share of the others.
+    let stats: SocketAddr = "127.0.62.1:18185".parse().unwrap();
+    let csv = {
+        let mut stream = TcpStream::connect_timeout(&stats, Duration::from_secs(1)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(b"GET /stats;csv HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    };
+    assert!(csv.contains("# pxname,svname,scur,stot,status"), "{csv}");
+    let b2 = csv.lines().find(|l| l.starts_with("nodes,b2,")).expect("b2 row");
+    let total: u64 = b2.split(',').nth(3).unwrap().parse().unwrap();
+    assert!(total >= 4, "{csv}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -25,7 +25,16 @@ use crate::net::http::{self, HttpError};
 struct Entry {
     addr: SocketAddr,
     health: Health,
+    /// Failed checks since the server was loaded.
+    failures: u32,
+    /// UP to DOWN transitions.
+    downs: u32,
+    /// HAProxy's code for the last check (`INI` before the first).
+    last_check: &'static str,
 }
+
+/// What the stats page shows of a checked server: status, failed checks, downs, last check.
+pub type CheckFigures = (String, u32, u32, &'static str);
 
 /// The health of every checked server, shared by the check tasks and the request path.
 #[derive(Clone, Default)]
@@ -50,24 +59,43 @@ impl HealthTable {
         let mut next = BTreeMap::new();
         for server in &config.backend().servers {
             let Some(settings) = server.check else { continue };
-            let health = match table.remove(&server.name) {
-                Some(old) if old.addr == server.addr => old.health.with_settings(settings),
-                _ => Health::new(settings),
+            let entry = match table.remove(&server.name) {
+                Some(old) if old.addr == server.addr => {
+                    Entry { health: old.health.with_settings(settings), ..old }
+                }
+                _ => Entry {
+                    addr: server.addr,
+                    health: Health::new(settings),
+                    failures: 0,
+                    downs: 0,
+                    last_check: "INI",
+                },
             };
-            next.insert(server.name.clone(), Entry { addr: server.addr, health });
+            next.insert(server.name.clone(), entry);
         }
         *table = next;
     }
 
-    fn record(
-        &self,
-        server: &str,
-        passed: bool,
-        failure: Option<String>,
-    ) -> Option<(bool, String, Duration)> {
+    /// A checked server's figures for the stats page.
+    pub fn figures(&self, server: &Server) -> Option<CheckFigures> {
+        let table = self.0.borrow();
+        let entry = table.get(&server.name)?;
+        Some((entry.health.status(), entry.failures, entry.downs, entry.last_check))
+    }
+
+    fn record(&self, server: &str, outcome: Result<bool, CheckFailure>) -> Option<(bool, String, Duration)> {
         let mut table = self.0.borrow_mut();
         let entry = table.get_mut(server)?;
-        let transition = entry.health.record(passed, failure);
+        let passed = outcome.is_ok();
+        entry.last_check = match &outcome {
+            Ok(code) => code_of_pass(*code),
+            Err(failure) => failure.code,
+        };
+        entry.failures += u32::from(!passed);
+        let transition = entry.health.record(passed, outcome.err().map(|f| f.reason));
+        if transition.as_ref().is_some_and(|t| !t.up) {
+            entry.downs += 1;
+        }
         let next = entry.health.next_interval();
         Some(transition.map_or((entry.health.is_up(), String::new(), next), |t| (t.up, t.reason, next)))
     }
@@ -123,8 +151,7 @@ async fn check_loop<N: Net>(env: HostEnv<N>, spec: CheckSpec, table: HealthTable
     loop {
         tokio::time::sleep(wait).await;
         let result = check_once(&env, &spec).await;
-        let passed = result.is_ok();
-        let Some((up, reason, next)) = table.record(&spec.server.name, passed, result.err()) else { return };
+        let Some((up, reason, next)) = table.record(&spec.server.name, result) else { return };
         if !reason.is_empty() {
             env.observe(Event::ServerState { server: spec.server.name.clone(), up, reason });
         }
@@ -132,14 +159,30 @@ async fn check_loop<N: Net>(env: HostEnv<N>, spec: CheckSpec, table: HealthTable
     }
 }
 
-/// One check: an HTTP request whose status is 2xx or 3xx, or a TCP connect.
-async fn check_once<N: Net>(env: &HostEnv<N>, spec: &CheckSpec) -> Result<(), String> {
+/// Why a check failed, with HAProxy's code for it.
+#[derive(Debug)]
+struct CheckFailure {
+    code: &'static str,
+    reason: String,
+}
+
+fn failed(code: &'static str, reason: String) -> CheckFailure {
+    CheckFailure { code, reason }
+}
+
+fn code_of_pass(http: bool) -> &'static str {
+    if http { "L7OK" } else { "L4OK" }
+}
+
+/// One check: an HTTP request whose status is 2xx or 3xx, or a TCP connect. `Ok(true)` for a
+/// passed HTTP check, `Ok(false)` for a passed connect.
+async fn check_once<N: Net>(env: &HostEnv<N>, spec: &CheckSpec) -> Result<bool, CheckFailure> {
     let addr = spec.server.addr;
     let Some(http) = &spec.http else {
         return match tokio::time::timeout(spec.timeout, env.net.connect(addr)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(format!("connect: {}", error.kind())),
-            Err(_) => Err("connect timeout".into()),
+            Ok(Ok(_)) => Ok(false),
+            Ok(Err(error)) => Err(failed("L4CON", format!("connect: {}", error.kind()))),
+            Err(_) => Err(failed("L4TOUT", "connect timeout".into())),
         };
     };
     let request = Request::builder()
@@ -147,12 +190,12 @@ async fn check_once<N: Net>(env: &HostEnv<N>, spec: &CheckSpec) -> Result<(), St
         .uri(http.uri.as_str())
         .header("host", addr.to_string())
         .body(Full::new(Bytes::new()))
-        .map_err(|e| format!("bad check request: {e}"))?;
+        .map_err(|e| failed("L7RSP", format!("bad check request: {e}")))?;
     match http::exchange(&env.net, addr, request, spec.timeout).await {
-        Ok(response) if response.status().is_success() || response.status().is_redirection() => Ok(()),
-        Ok(response) => Err(format!("status {}", response.status().as_u16())),
-        Err(HttpError::Connect { source, .. }) => Err(format!("connect: {}", source.kind())),
-        Err(HttpError::Timeout { .. }) => Err("timeout".into()),
-        Err(HttpError::Protocol { message, .. }) => Err(format!("protocol: {message}")),
+        Ok(response) if response.status().is_success() || response.status().is_redirection() => Ok(true),
+        Ok(response) => Err(failed("L7STS", format!("status {}", response.status().as_u16()))),
+        Err(HttpError::Connect { source, .. }) => Err(failed("L4CON", format!("connect: {}", source.kind()))),
+        Err(HttpError::Timeout { .. }) => Err(failed("L4TOUT", "timeout".into())),
+        Err(HttpError::Protocol { message, .. }) => Err(failed("L7RSP", format!("protocol: {message}"))),
     }
 }

@@ -105,6 +105,21 @@ pub struct Backend {
     pub cookie: Option<StickyCookie>,
 }
 
+/// `stats enable` in a `listen` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsPage {
+    /// `stats uri` (HAProxy's default: `/haproxy?stats`).
+    pub uri: String,
+    /// `stats hide-version`.
+    pub hide_version: bool,
+}
+
+impl Default for StatsPage {
+    fn default() -> Self {
+        StatsPage { uri: "/haproxy?stats".into(), hide_version: false }
+    }
+}
+
 /// HAProxy 2.6's default `retries`.
 pub const DEFAULT_RETRIES: u32 = 3;
 
@@ -130,6 +145,8 @@ pub struct BalancerConfig {
     pub timeout_server: Duration,
     /// `timeout check` in `defaults`.
     pub timeout_check: Option<Duration>,
+    /// The stats page of a `listen` section, and where it listens.
+    pub stats: Option<(SocketAddr, StatsPage)>,
     /// Directives accepted but not implemented, with their line.
     pub warnings: Vec<String>,
 }
@@ -175,7 +192,15 @@ struct Parser<'a> {
     timeout_server: Duration,
     timeout_check: Option<Duration>,
     backend_defaults: BackendDefaults,
+    listens: Vec<ListenSection>,
     warnings: Vec<String>,
+}
+
+/// A `listen` section while it is read.
+struct ListenSection {
+    line: usize,
+    bind: Option<SocketAddr>,
+    stats: Option<StatsPage>,
 }
 
 /// Parses `text`; `file` names it in errors and warnings.
@@ -192,6 +217,7 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
         timeout_server: Duration::from_secs(50),
         timeout_check: None,
         backend_defaults: BackendDefaults { retries: DEFAULT_RETRIES, redispatch: false },
+        listens: Vec::new(),
         warnings: Vec::new(),
     };
     for (index, raw) in text.lines().enumerate() {
@@ -223,7 +249,8 @@ impl Parser<'_> {
             Section::Frontend => self.frontend_line(line, words),
             Section::Backend => self.backend_line(line, words),
             Section::Defaults => self.defaults_line(line, words),
-            Section::Global | Section::Listen => Ok(()),
+            Section::Listen => self.listen_line(line, words),
+            Section::Global => Ok(()),
         }
     }
 
@@ -264,10 +291,32 @@ impl Parser<'_> {
                 Section::Backend
             }
             _ => {
-                self.warn(line, "listen sections are not served".into());
+                self.listens.push(ListenSection { line, bind: None, stats: None });
                 Section::Listen
             }
         };
+        Ok(())
+    }
+
+    /// A `listen` section serves the stats page (`stats enable`, `stats uri`,
+    /// `stats hide-version`); anything else in it is not served.
+    fn listen_line(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
+        let listen = self.listens.last_mut().expect("listen section has a listen");
+        match (words[0], words.get(1).copied()) {
+            ("bind", _) => listen.bind = Some(parse_bind(words.get(1).copied())?),
+            ("mode", Some("http")) => {}
+            ("stats", Some("enable")) => {
+                listen.stats.get_or_insert_with(StatsPage::default);
+            }
+            ("stats", Some("uri")) => {
+                let uri = words.get(2).ok_or("stats uri needs a path")?;
+                listen.stats.get_or_insert_with(StatsPage::default).uri = uri.to_string();
+            }
+            ("stats", Some("hide-version")) => {
+                listen.stats.get_or_insert_with(StatsPage::default).hide_version = true
+            }
+            _ => self.warn(line, format!("'{}' is not implemented, ignored", words.join(" "))),
+        }
         Ok(())
     }
 
@@ -346,7 +395,20 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn finish(self, last_line: usize) -> Result<BalancerConfig, ConfigError> {
+    fn finish(mut self, last_line: usize) -> Result<BalancerConfig, ConfigError> {
+        let mut stats = None;
+        for listen in std::mem::take(&mut self.listens) {
+            match (listen.bind, listen.stats) {
+                (Some(bind), Some(page)) if stats.is_none() => stats = Some((bind, page)),
+                (_, Some(_)) if stats.is_some() => {
+                    self.warn(listen.line, "only the first stats page is served".into())
+                }
+                (None, Some(_)) => {
+                    self.warn(listen.line, "stats section has no 'bind' line, not served".into())
+                }
+                _ => self.warn(listen.line, "listen sections are not served, except for stats".into()),
+            }
+        }
         let Some((frontend_line, bind, backend_name)) = self.frontend.clone() else {
             return Err(self.error(last_line, "no frontend section".into()));
         };
@@ -363,6 +425,7 @@ impl Parser<'_> {
             timeout_connect: self.timeout_connect,
             timeout_server: self.timeout_server,
             timeout_check: self.timeout_check,
+            stats,
             warnings: self.warnings,
         })
     }

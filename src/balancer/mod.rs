@@ -5,6 +5,7 @@
 //! - [`checks`]: the health-check tasks and the table the request path reads.
 //! - [`health`]: HAProxy's health-check state per server (sans-io).
 //! - [`select`]: HAProxy's `balance` algorithms and cookie helpers (sans-io).
+//! - [`stats`]: the stats page and its CSV (pure rendering).
 //! - [`proxy`]: serves the frontend, round-robins over the backend's servers, reloads on
 //!   request without dropping in-flight requests.
 
@@ -13,5 +14,6 @@ pub mod config;
 pub mod health;
 pub mod proxy;
 pub mod select;
+pub mod stats;
 
 pub use config::{BalancerConfig, ConfigError};

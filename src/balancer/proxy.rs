@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use super::checks::{self, Checks, HealthTable};
 use super::config::{self, BalancerConfig, Server};
 use super::select::{self, Selector};
+use super::stats;
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
 use crate::net::http::{self, HttpError, Origin, Pool};
@@ -30,18 +31,26 @@ use crate::node::PlantedBugs;
 /// convention).
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Requests in flight per server, shared across loads (for `leastconn`).
+/// Requests in flight and in total per server, shared across loads (for `leastconn` and the
+/// stats page).
 #[derive(Clone, Default)]
-struct InFlight(Rc<RefCell<BTreeMap<String, u32>>>);
+struct InFlight(Rc<RefCell<BTreeMap<String, (u32, u64)>>>);
 
 impl InFlight {
     fn count(&self, server: &str) -> u32 {
-        self.0.borrow().get(server).copied().unwrap_or(0)
+        self.0.borrow().get(server).map_or(0, |(current, _)| *current)
+    }
+
+    fn figures(&self, server: &str) -> (u32, u64) {
+        self.0.borrow().get(server).copied().unwrap_or_default()
     }
 
     /// Counts one request to `server` until the guard is dropped.
     fn enter(&self, server: &str) -> InFlightGuard {
-        *self.0.borrow_mut().entry(server.to_string()).or_default() += 1;
+        let mut table = self.0.borrow_mut();
+        let (current, total) = table.entry(server.to_string()).or_default();
+        *current += 1;
+        *total += 1;
         InFlightGuard { table: self.clone(), server: server.to_string() }
     }
 }
@@ -53,8 +62,8 @@ struct InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        if let Some(count) = self.table.0.borrow_mut().get_mut(&self.server) {
-            *count = count.saturating_sub(1);
+        if let Some((current, _)) = self.table.0.borrow_mut().get_mut(&self.server) {
+            *current = current.saturating_sub(1);
         }
     }
 }
@@ -80,6 +89,31 @@ impl Loaded {
         Some(&servers[index])
     }
 
+    /// The stats page's rows, one per server of the frontend's backend.
+    fn stats(&self) -> Vec<stats::ServerStats> {
+        let backend_name = &self.config.backend_name;
+        let rows = self.config.backend().servers.iter().map(|server| {
+            let (current, total) = self.in_flight.figures(&server.name);
+            let (status, check_failures, downs, last_check) = match self.health.figures(server) {
+                Some((status, failures, downs, last)) => (status, failures, downs, last.to_string()),
+                None => ("no check".to_string(), 0, 0, String::new()),
+            };
+            stats::ServerStats {
+                backend: backend_name.clone(),
+                server: server.name.clone(),
+                status: if server.disabled { "MAINT".into() } else { status },
+                weight: server.weight,
+                backup: server.backup,
+                current,
+                total,
+                check_failures,
+                downs,
+                last_check,
+            }
+        });
+        rows.collect()
+    }
+
     /// The server a sticky cookie names, if it can take the request.
     fn sticky(&self, value: &str) -> Option<&Server> {
         let usable = |s: &&Server| !s.disabled && s.weight > 0 && self.health.is_up(s);
@@ -98,6 +132,7 @@ pub async fn run<N: Net>(
 ) -> Result<(), String> {
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
     let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
+    let mut stats_task: Option<(SocketAddr, JoinHandle<()>)> = None;
     let health = HealthTable::default();
     let in_flight = InFlight::default();
     let pool = Rc::new(Pool::default());
@@ -144,6 +179,19 @@ pub async fn run<N: Net>(
                     }));
                     listener_task = Some((bind, task));
                 }
+                let stats_bind =
+                    current.borrow().as_ref().and_then(|l| l.config.stats.as_ref().map(|(bind, _)| *bind));
+                if stats_task.as_ref().map(|(addr, _)| *addr) != stats_bind {
+                    if let Some((_, task)) = stats_task.take() {
+                        task.abort();
+                    }
+                    if let Some(bind) = stats_bind {
+                        match env.net.bind_tcp(bind).await {
+                            Ok(listener) => stats_task = Some((bind, serve_stats(listener, current.clone()))),
+                            Err(error) => tracing::warn!(%bind, %error, "cannot bind the stats page"),
+                        }
+                    }
+                }
             }
             // Keep serving the configuration we have: a bad render must not take the site down.
             Err(error) => env.observe(Event::ReloadFailed { error }),
@@ -155,8 +203,37 @@ pub async fn run<N: Net>(
     if let Some((_, task)) = listener_task {
         task.abort();
     }
+    if let Some((_, task)) = stats_task {
+        task.abort();
+    }
     drop(checks);
     result
+}
+
+/// Serves the stats page of whatever configuration is loaded: the text table at its uri, the
+/// CSV at the uri followed by `;csv`.
+fn serve_stats<L: crate::net::Listener>(
+    listener: L,
+    current: Rc<RefCell<Option<Rc<Loaded>>>>,
+) -> JoinHandle<()> {
+    tokio::task::spawn_local(http::serve(listener, move |_origin, request: Request<Incoming>| {
+        let loaded = current.borrow().clone();
+        async move {
+            let Some(loaded) = loaded else { return http::text_response(503, "no configuration loaded\n") };
+            let Some((_, page)) = &loaded.config.stats else {
+                return http::text_response(404, "no stats page\n");
+            };
+            let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            if target == format!("{};csv", page.uri) {
+                http::text_response(200, stats::csv(&loaded.stats()))
+            } else if target == page.uri {
+                let version = (!page.hide_version).then_some(env!("CARGO_PKG_VERSION"));
+                http::text_response(200, stats::text(&loaded.stats(), version))
+            } else {
+                http::text_response(404, "not found\n")
+            }
+        }
+    }))
 }
 
 fn keep_removed_servers(config: &mut BalancerConfig, previous: Option<&Loaded>) {
