@@ -63,7 +63,13 @@ fn the_balancer_loads_the_2_6_rendering_checks_its_servers_and_warns_about_the_r
     let settings = loaded.backend().servers[0].check.expect("check");
     assert_eq!(settings, rollcall::balancer::health::CheckSettings::default());
     assert!(!loaded.warnings.iter().any(|w| w.contains("httpchk")), "{:?}", loaded.warnings);
-    assert!(loaded.warnings.iter().any(|w| w.contains("http-request set-header")), "{:?}", loaded.warnings);
+    // `http-request set-header X-Forwarded-Port %[dst_port]` is applied, not warned about.
+    let rule = &loaded.backend().set_headers[0];
+    assert_eq!(
+        (rule.name.as_str(), rule.value([10, 0, 0, 9].into(), 80)),
+        ("X-Forwarded-Port", "80".to_string())
+    );
+    assert!(!loaded.warnings.iter().any(|w| w.contains("set-header")), "{:?}", loaded.warnings);
 }
 
 #[test]

@@ -259,6 +259,14 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     // A cookie naming no server is ignored: the request is balanced and gets a cookie.
     let stray = raw_get(frontend, "Cookie: SERVERID=nobody\r\n");
     assert!(stray.to_ascii_lowercase().contains("set-cookie: serverid="), "{stray}");
+    // Hostile requests: too many headers or too large a head is 431; conflicting
+    // Content-Length values are 400 (request smuggling).
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert!(raw_get(frontend, &many).starts_with("HTTP/1.1 431"), "too many headers");
+    let large = format!("X-Big: {}\r\n", "a".repeat(20_000));
+    assert!(raw_get(frontend, &large).starts_with("HTTP/1.1 431"), "head too large");
+    let smuggle = "Content-Length: 1\r\nContent-Length: 2\r\n";
+    assert!(raw_get(frontend, smuggle).starts_with("HTTP/1.1 400"), "conflicting lengths");
     // The stats page counts them: b2 had 4 sticky requests plus its share of the others.
     let stats: SocketAddr = "127.0.62.1:18185".parse().unwrap();
     let csv = {

@@ -103,6 +103,69 @@ pub struct Backend {
     pub balance: Balance,
     /// `cookie ... insert`.
     pub cookie: Option<StickyCookie>,
+    /// `http-request set-header` rules, in order.
+    pub set_headers: Vec<SetHeader>,
+}
+
+/// `http-request set-header NAME FORMAT`: FORMAT is text with `%[src]` (the client's address)
+/// and `%[dst_port]` (the port the client connected to) samples.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetHeader {
+    /// Header name.
+    pub name: String,
+    /// The value's parts.
+    pub value: Vec<FormatPart>,
+}
+
+/// A piece of a log-format string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormatPart {
+    /// Literal text.
+    Text(String),
+    /// `%[src]`.
+    Source,
+    /// `%[dst_port]`.
+    DestinationPort,
+}
+
+impl SetHeader {
+    /// The value for a client at `source` that connected to port `port`.
+    pub fn value(&self, source: std::net::IpAddr, port: u16) -> String {
+        self.value
+            .iter()
+            .map(|part| match part {
+                FormatPart::Text(text) => text.clone(),
+                FormatPart::Source => source.to_string(),
+                FormatPart::DestinationPort => port.to_string(),
+            })
+            .collect()
+    }
+}
+
+fn parse_set_header(words: &[&str]) -> Result<SetHeader, String> {
+    let (Some(name), Some(_)) = (words.get(2), words.get(3)) else {
+        return Err("http-request set-header needs a name and a value".into());
+    };
+    let mut rest = words[3..].join(" ");
+    let mut value = Vec::new();
+    while let Some(start) = rest.find("%[") {
+        if start > 0 {
+            value.push(FormatPart::Text(rest[..start].to_string()));
+        }
+        let end = rest[start..].find(']').ok_or_else(|| format!("unclosed sample in '{rest}'"))? + start;
+        value.push(match &rest[start + 2..end] {
+            "src" => FormatPart::Source,
+            "dst_port" => FormatPart::DestinationPort,
+            other => {
+                return Err(format!("sample fetch '{other}' is not implemented (only src and dst_port)"));
+            }
+        });
+        rest = rest[end + 1..].to_string();
+    }
+    if !rest.is_empty() {
+        value.push(FormatPart::Text(rest));
+    }
+    Ok(SetHeader { name: name.to_string(), value })
 }
 
 /// `stats enable` in a `listen` section.
@@ -119,6 +182,11 @@ impl Default for StatsPage {
         StatsPage { uri: "/haproxy?stats".into(), hide_version: false }
     }
 }
+
+/// `maxconn` when none is set.
+pub const DEFAULT_MAXCONN: usize = 4096;
+/// Largest `maxconn`.
+pub const MAXCONN_MAX: usize = 1_000_000;
 
 /// HAProxy 2.6's default `retries`.
 pub const DEFAULT_RETRIES: u32 = 3;
@@ -147,6 +215,10 @@ pub struct BalancerConfig {
     pub timeout_check: Option<Duration>,
     /// The stats page of a `listen` section, and where it listens.
     pub stats: Option<(SocketAddr, StatsPage)>,
+    /// `maxconn`: connections the frontend serves at once (global, defaults or frontend).
+    pub maxconn: usize,
+    /// The frontend's `http-request set-header` rules (applied before the backend's).
+    pub frontend_set_headers: Vec<SetHeader>,
     /// Directives accepted but not implemented, with their line.
     pub warnings: Vec<String>,
 }
@@ -193,6 +265,8 @@ struct Parser<'a> {
     timeout_check: Option<Duration>,
     backend_defaults: BackendDefaults,
     listens: Vec<ListenSection>,
+    maxconn: usize,
+    frontend_set_headers: Vec<SetHeader>,
     warnings: Vec<String>,
 }
 
@@ -218,6 +292,8 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
         timeout_check: None,
         backend_defaults: BackendDefaults { retries: DEFAULT_RETRIES, redispatch: false },
         listens: Vec::new(),
+        maxconn: DEFAULT_MAXCONN,
+        frontend_set_headers: Vec::new(),
         warnings: Vec::new(),
     };
     for (index, raw) in text.lines().enumerate() {
@@ -250,6 +326,10 @@ impl Parser<'_> {
             Section::Backend => self.backend_line(line, words),
             Section::Defaults => self.defaults_line(line, words),
             Section::Listen => self.listen_line(line, words),
+            Section::Global if keyword == "maxconn" => {
+                self.maxconn = parse_maxconn(words)?;
+                Ok(())
+            }
             Section::Global => Ok(()),
         }
     }
@@ -328,6 +408,10 @@ impl Parser<'_> {
                 *backend = Some(words.get(1).ok_or("default_backend needs a name")?.to_string())
             }
             "mode" if words.get(1) == Some(&"http") => {}
+            "maxconn" => self.maxconn = parse_maxconn(words)?,
+            "http-request" if words.get(1) == Some(&"set-header") => {
+                self.frontend_set_headers.push(parse_set_header(words)?)
+            }
             keyword => self.warn(line, format!("'{keyword}' is not implemented, ignored")),
         }
         Ok(())
@@ -367,6 +451,10 @@ impl Parser<'_> {
             ("timeout", Some("check")) => self.backend().timeout_check = Some(timeout_value(words)?),
             ("retries", _) => self.backend().retries = retries(words)?,
             ("option", Some("redispatch")) => self.backend().redispatch = true,
+            ("http-request", Some("set-header")) => {
+                let rule = parse_set_header(words)?;
+                self.backend().set_headers.push(rule);
+            }
             _ => self.warn(line, format!("'{}' is not implemented, ignored", words.join(" "))),
         }
         Ok(())
@@ -385,6 +473,7 @@ impl Parser<'_> {
                 timeout_value(words)?;
             }
             ("retries", _) => self.backend_defaults.retries = retries(words)?,
+            ("maxconn", _) => self.maxconn = parse_maxconn(words)?,
             ("option", Some("redispatch")) => self.backend_defaults.redispatch = true,
             ("default-server", _) => {
                 let warnings = server_keywords(&words[1..], &mut self.default_server)?;
@@ -426,9 +515,20 @@ impl Parser<'_> {
             timeout_server: self.timeout_server,
             timeout_check: self.timeout_check,
             stats,
+            maxconn: self.maxconn,
+            frontend_set_headers: self.frontend_set_headers,
             warnings: self.warnings,
         })
     }
+}
+
+fn parse_maxconn(words: &[&str]) -> Result<usize, String> {
+    let value = words.get(1).ok_or("maxconn needs a number")?;
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAXCONN_MAX).contains(n))
+        .ok_or_else(|| format!("maxconn expects 1 to {MAXCONN_MAX}, not '{value}'"))
 }
 
 fn retries(words: &[&str]) -> Result<u32, String> {
@@ -796,5 +896,18 @@ mod tests {
         );
         assert_eq!(parse("h.cfg", &text.replace("weight 3", "weight 300")).unwrap_err().line, 7);
         assert_eq!(parse("h.cfg", &text.replace("nocache", "sometimes")).unwrap_err().line, 6);
+    }
+
+    #[test]
+    fn set_header_samples_and_maxconn() {
+        let text = "global\n    maxconn 100\nfrontend web\n    bind *:8080\n    maxconn 50\n    http-request set-header X-Via rollcall\n    default_backend nodes\nbackend nodes\n    http-request set-header X-Client %[src]:%[dst_port]\n";
+        let config = parse("h.cfg", text).unwrap();
+        assert_eq!(config.maxconn, 50);
+        let rule = &config.backend().set_headers[0];
+        assert_eq!(rule.value([10, 1, 2, 3].into(), 8080), "10.1.2.3:8080");
+        assert_eq!(config.frontend_set_headers[0].value([10, 1, 2, 3].into(), 8080), "rollcall");
+        assert_eq!(parse("h.cfg", &text.replace("%[src]", "%[req.hdr(x)]")).unwrap_err().line, 9);
+        assert_eq!(parse("h.cfg", &text.replace("maxconn 50", "maxconn 0")).unwrap_err().line, 5);
+        assert_eq!(parse("h.cfg", MINIMAL).unwrap().maxconn, DEFAULT_MAXCONN);
     }
 }

@@ -172,11 +172,17 @@ pub async fn run<N: Net>(
                     let handler_env = env.clone();
                     let handler_current = current.clone();
                     let handler_pool = pool.clone();
-                    let task = tokio::task::spawn_local(http::serve(listener, move |origin, request| {
-                        let (env, pool) = (handler_env.clone(), handler_pool.clone());
-                        let loaded = handler_current.borrow().clone();
-                        async move { forward(&env, loaded, &pool, origin, request).await }
-                    }));
+                    let maxconn =
+                        current.borrow().as_ref().map_or(http::CONNECTIONS_MAX, |l| l.config.maxconn);
+                    let task = tokio::task::spawn_local(http::serve_limited(
+                        listener,
+                        maxconn,
+                        move |origin, request| {
+                            let (env, pool) = (handler_env.clone(), handler_pool.clone());
+                            let loaded = handler_current.borrow().clone();
+                            async move { forward(&env, loaded, &pool, origin, request).await }
+                        },
+                    ));
                     listener_task = Some((bind, task));
                 }
                 let stats_bind =
@@ -287,14 +293,19 @@ async fn forward<N: Net>(
     response
 }
 
+/// `option forwardfor`, then the frontend's and the backend's `http-request set-header` rules.
 fn add_forwarding_headers(config: &BalancerConfig, origin: Origin, headers: &mut hyper::HeaderMap) {
+    let client = origin.peer.ip();
     if config.backend().forward_for {
-        if let Ok(value) = origin.peer.ip().to_string().parse() {
+        if let Ok(value) = client.to_string().parse() {
             headers.insert("x-forwarded-for", value);
         }
     }
-    if let Ok(value) = config.bind.port().to_string().parse() {
-        headers.insert("x-forwarded-port", value);
+    for rule in config.frontend_set_headers.iter().chain(&config.backend().set_headers) {
+        let name = hyper::header::HeaderName::from_bytes(rule.name.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, rule.value(client, config.bind.port()).parse()) {
+            headers.insert(name, value);
+        }
     }
 }
 

@@ -123,16 +123,46 @@ pub struct Origin {
     pub earlier: u64,
 }
 
-/// Serves HTTP/1.1 on `listener` forever, one local task per connection.
-///
-/// The `Date` header is off: it reads the real clock, which would break replay.
+/// Most header lines in a request; more is answered 431 (hyper's and HAProxy's default).
+pub const REQUEST_HEADERS_MAX: usize = 100;
+/// Largest request head in bytes; larger is answered 431 (HAProxy's `tune.bufsize`).
+pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+/// Connections served at once when the caller sets no limit.
+pub const CONNECTIONS_MAX: usize = 4096;
+
+/// Serves HTTP/1.1 on `listener` forever, one local task per connection, at most
+/// [`CONNECTIONS_MAX`] at once.
 pub async fn serve<L, F, Fut>(listener: L, handler: F)
 where
     L: Listener,
     F: Fn(Origin, Request<Incoming>) -> Fut + Clone + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + 'static,
 {
+    serve_limited(listener, CONNECTIONS_MAX, handler).await
+}
+
+/// Serves HTTP/1.1 on `listener` forever, at most `connections` at once: when the limit is
+/// reached, new connections wait in the listen queue (and it is logged once per episode).
+///
+/// The `Date` header is off: it reads the real clock, which would break replay.
+pub async fn serve_limited<L, F, Fut>(listener: L, connections: usize, handler: F)
+where
+    L: Listener,
+    F: Fn(Origin, Request<Incoming>) -> Fut + Clone + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + 'static,
+{
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(connections.max(1)));
     loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::warn!(connections, "connection limit reached; new connections wait");
+                match slots.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                }
+            }
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -152,8 +182,11 @@ where
             let result = hyper::server::conn::http1::Builder::new()
                 .auto_date_header(false)
                 .keep_alive(true)
+                .max_headers(REQUEST_HEADERS_MAX)
+                .max_buf_size(REQUEST_HEAD_BYTES_MAX)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(permit);
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
