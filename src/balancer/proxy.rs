@@ -428,3 +428,69 @@ fn upstream_request(parts: &hyper::http::request::Parts, body: Bytes) -> Request
     *request.headers_mut() = parts.headers.clone();
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::host::testing::{host, run_real};
+    use crate::host::{Disk, MemoryDisk};
+    use crate::net::tokio_net::TokioNet;
+
+    /// A stand-in server on 127.0.0.1:`port` that answers 200 with its name.
+    async fn stand_in(port: u16, name: &'static str) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        tokio::task::spawn_local(http::serve(listener, move |_origin, _request| async move {
+            http::text_response(200, name)
+        }));
+    }
+
+    fn config(ports: &[u16]) -> String {
+        let servers: String =
+            ports.iter().map(|p| format!("    server s{p} 127.0.0.1:{p} check inter 100ms\n")).collect();
+        format!("frontend web\n    bind 127.0.0.1:18196\n    default_backend nodes\nbackend nodes\n{servers}")
+    }
+
+    /// A reload every 50 ms while a client sends requests one after another: a reload swaps the
+    /// configuration new requests see, the listener stays open, and no request fails.
+    #[test]
+    fn reloads_under_load_lose_no_request() {
+        run_real(async {
+            stand_in(18197, "a").await;
+            stand_in(18198, "b").await;
+            let disk = Rc::new(MemoryDisk::default());
+            let path = std::path::PathBuf::from("/haproxy.cfg");
+            disk.write_atomic(&path, config(&[18197, 18198]).as_bytes()).unwrap();
+            let (env, _recorded) = host(disk.clone());
+            let (reload, reload_rx) = watch::channel(0u64);
+            tokio::task::spawn_local(run(env, path.clone(), reload_rx, PlantedBugs::default()));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let client = tokio::task::spawn_local(async {
+                let net = TokioNet::new([127, 0, 0, 1].into());
+                let (mut sent, mut failed) = (0, 0);
+                let addr = "127.0.0.1:18196".parse().unwrap();
+                let started = tokio::time::Instant::now();
+                while started.elapsed() < Duration::from_millis(1000) {
+                    let request = Request::get("/").body(Full::new(Bytes::new())).unwrap();
+                    sent += 1;
+                    match http::exchange(&net, addr, request, Duration::from_secs(2)).await {
+                        Ok(response) if response.status() == 200 => {}
+                        _ => failed += 1,
+                    }
+                }
+                (sent, failed)
+            });
+            for round in 0..18 {
+                let ports: &[u16] = if round % 2 == 0 { &[18198] } else { &[18197, 18198] };
+                disk.write_atomic(&path, config(ports).as_bytes()).unwrap();
+                reload.send_modify(|generation| *generation += 1);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let (sent, failed) = client.await.unwrap();
+            assert!(sent > 50, "{sent} requests");
+            assert_eq!(failed, 0, "{failed} of {sent} requests failed across 18 reloads");
+        });
+    }
+}

@@ -195,6 +195,12 @@ pub mod testing {
         (HostEnv::new("test", net, clock, disk, Rc::new(recorded.clone()), 7), recorded)
     }
 
+    /// Runs `future` on a current-thread runtime with real time and real IO, and a `LocalSet`.
+    pub fn run_real<F: Future>(future: F) -> F::Output {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        tokio::task::LocalSet::new().block_on(&runtime, future)
+    }
+
     /// Runs `future` on a paused current-thread runtime with a `LocalSet`.
     pub fn run_paused<F: Future>(future: F) -> F::Output {
         let runtime = tokio::runtime::Builder::new_current_thread()
