@@ -124,6 +124,11 @@ fn validate(message: &Message) -> Result<(), CodecError> {
     match message {
         Message::Ping { target, .. } => check_name(target),
         Message::Ack { .. } => Ok(()),
+        // An alive message is about an alive node; another status is a peer's error.
+        Message::Alive(state) if state.status != Status::Alive => Err(CodecError::Malformed(format!(
+            "alive message about {} carries status {:?}",
+            state.name, state.status
+        ))),
         Message::Alive(state) => check_state(state),
         Message::Suspect { name, from, .. } | Message::Dead { name, from, .. } => {
             check_name(name)?;

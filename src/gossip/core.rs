@@ -322,12 +322,12 @@ impl Agent {
             match state.status {
                 Status::Alive => self.apply_alive(state, now, out),
                 Status::Suspect | Status::Dead => {
-                    let from = self.config.name.clone();
+                    // A node we never knew, reported suspect or dead, is not added (memberlist
+                    // drops it): a rebooted node must not route to dead webapps.
                     if !self.members.contains_key(&state.name) && state.name != self.config.name {
-                        // Learn the node first, so that the suspicion has something to apply to.
-                        let alive = NodeState { status: Status::Alive, ..state.clone() };
-                        self.apply_alive(alive, now, out);
+                        continue;
                     }
+                    let from = self.config.name.clone();
                     self.apply_suspect(&state.name, state.incarnation, &from, now, out);
                 }
             }
@@ -335,7 +335,10 @@ impl Agent {
     }
 
     fn apply_alive(&mut self, state: NodeState, now: Duration, out: &mut Vec<Action>) {
-        assert_eq!(state.status, Status::Alive);
+        // The codec rejects alive messages with another status; merges pass only alive ones.
+        if state.status != Status::Alive {
+            return;
+        }
         if state.name == self.config.name {
             // Someone gossips an old or foreign view of us: make sure ours wins.
             if state.incarnation > self.incarnation
@@ -401,7 +404,16 @@ impl Agent {
             return;
         }
         let Some(member) = self.members.get_mut(name) else { return };
-        if incarnation < member.state.incarnation || member.state.status == Status::Dead {
+        if incarnation < member.state.incarnation {
+            return;
+        }
+        if member.state.status == Status::Dead {
+            // Already dead: keep the newest incarnation, so that an older alive cannot
+            // resurrect it (memberlist's deadNode does the same).
+            if incarnation > member.state.incarnation {
+                member.state.incarnation = incarnation;
+                self.version += 1;
+            }
             return;
         }
         member.state.incarnation = incarnation;
@@ -444,7 +456,9 @@ impl Agent {
             self.enqueue(me.name.clone(), Message::Alive(me));
             return;
         }
-        self.incarnation = accused_incarnation + 1;
+        // At the largest incarnation the accusation cannot be out-bid; stay there rather than
+        // wrap to 0, which every peer would ignore.
+        self.incarnation = accused_incarnation.saturating_add(1);
         let me = self.own_state();
         let member = self.members.get_mut(&me.name).expect("self is always a member");
         member.state = me.clone();

@@ -15,6 +15,9 @@ use crate::host::{Event, HostEnv, MemberStatus};
 use crate::net::Net;
 use crate::net::lossy::{Delivery, LinkFaults, LossyUdp};
 
+/// Pause after a failed receive, so a socket that keeps failing does not spin.
+const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
 /// The member table, published to the host's other services (the renderer) on every change.
 pub type View = Vec<NodeState>;
 
@@ -71,7 +74,16 @@ pub async fn run<N: Net>(
                 }
             }
             received = socket.recv_from(&mut buf) => {
-                let (len, from) = received?;
+                let (len, from) = match received {
+                    Ok(received) => received,
+                    // A receive error (an ICMP unreachable reported on the socket, say) is not
+                    // the agent's end: restarting would lose its table and incarnation.
+                    Err(error) => {
+                        tracing::warn!(host = %env.name, %error, "gossip receive failed");
+                        tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
+                        continue;
+                    }
+                };
                 env.observe(Event::DatagramReceived { from: from.to_string(), bytes: len as u32 });
                 if let Err(error) = agent.handle_datagram(from, &buf[..len], env.now(), &mut out) {
                     env.observe(Event::DatagramRejected { from: from.to_string(), error: error.to_string() });
@@ -117,9 +129,13 @@ async fn perform<N: Net>(
     match action {
         Action::Send { to, bytes } => {
             let size = bytes.len() as u32;
-            match socket.send_to(&bytes, to).await? {
-                Delivery::Sent => env.observe(Event::DatagramSent { to: to.to_string(), bytes: size }),
-                Delivery::Dropped => env.observe(Event::DatagramDropped { to: to.to_string(), bytes: size }),
+            match socket.send_to(&bytes, to).await {
+                Ok(Delivery::Sent) => env.observe(Event::DatagramSent { to: to.to_string(), bytes: size }),
+                Ok(Delivery::Dropped) => {
+                    env.observe(Event::DatagramDropped { to: to.to_string(), bytes: size })
+                }
+                // A datagram that cannot be sent is lost, as on the wire; the agent goes on.
+                Err(error) => tracing::warn!(host = %env.name, %to, %error, "gossip send failed"),
             }
         }
         Action::SetTimer { timer, after } => timers.push(env.now() + after, timer),

@@ -327,3 +327,71 @@ fn a_stale_accusation_makes_the_node_announce_itself_again_on_its_next_ack() {
         "{ack:?}"
     );
 }
+
+fn datagram(messages: &[Message]) -> Vec<u8> {
+    codec::encode(messages).unwrap()
+}
+
+fn state(name: &str, host: u8, incarnation: u32, status: Status) -> NodeState {
+    NodeState { name: name.into(), addr: addr(host), incarnation, status, tags: BTreeMap::new() }
+}
+
+/// An `Alive` message carrying another status is a peer's error: rejected, never a panic.
+#[test]
+fn an_alive_message_with_another_status_is_rejected_not_a_panic() {
+    let mut node = agent(config("ha", 1, &[]));
+    node.start(Duration::ZERO, &mut Vec::new());
+    for status in [Status::Suspect, Status::Dead] {
+        let bad = datagram(&[Message::Alive(state("s1", 2, 0, status))]);
+        assert!(node.handle_datagram(addr(2), &bad, Duration::ZERO, &mut Vec::new()).is_err());
+    }
+    assert!(node.members().all(|m| m.name != "s1"));
+}
+
+/// An accusation at the largest incarnation cannot be out-refuted; it must not overflow.
+#[test]
+fn an_accusation_at_the_largest_incarnation_does_not_overflow() {
+    let mut node = agent(config("s1", 2, &[]));
+    node.start(Duration::ZERO, &mut Vec::new());
+    let accusation =
+        datagram(&[Message::Suspect { name: "s1".into(), incarnation: u32::MAX, from: "ha".into() }]);
+    node.handle_datagram(addr(1), &accusation, Duration::ZERO, &mut Vec::new()).unwrap();
+    assert_eq!(node.incarnation(), u32::MAX);
+}
+
+/// A dead member learns a newer incarnation of its death, so an older `Alive` still in
+/// flight cannot bring it back.
+#[test]
+fn a_newer_death_is_kept_so_a_stale_alive_does_not_resurrect() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    let at = Duration::ZERO;
+    ha.handle_datagram(addr(2), &alive("s1", 2, 0), at, &mut Vec::new()).unwrap();
+    let dead = |incarnation| datagram(&[Message::Dead { name: "s1".into(), incarnation, from: "s2".into() }]);
+    ha.handle_datagram(addr(3), &dead(1), at, &mut Vec::new()).unwrap();
+    ha.handle_datagram(addr(3), &dead(3), at, &mut Vec::new()).unwrap();
+    let mut out = Vec::new();
+    ha.handle_datagram(addr(2), &alive("s1", 2, 2), at, &mut out).unwrap();
+    assert!(events(&out).is_empty(), "{:?}", events(&out));
+    let s1 = ha.members().find(|m| m.name == "s1").unwrap();
+    assert_eq!((s1.status, s1.incarnation), (Status::Dead, 3));
+}
+
+/// A full state with members we never knew as suspect or dead does not add them (memberlist
+/// drops them), so a rebooted node does not route to dead webapps.
+#[test]
+fn a_merge_does_not_add_unknown_suspect_or_dead_members() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    let states = vec![
+        state("s1", 2, 0, Status::Alive),
+        state("s2", 3, 4, Status::Dead),
+        state("s3", 4, 1, Status::Suspect),
+    ];
+    let mut out = Vec::new();
+    let push = datagram(&[Message::PushPull { join: false, reply: true, states }]);
+    ha.handle_datagram(addr(2), &push, Duration::ZERO, &mut out).unwrap();
+    assert_eq!(events(&out), [(MemberChange::Join, "s1".to_string())]);
+    let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
+    assert_eq!(names, ["ha", "s1"]);
+}
