@@ -340,12 +340,25 @@ impl Agent {
             return;
         }
         if state.name == self.config.name {
+            if state.addr != self.config.addr {
+                // Another process claims our name: out-refuting it would go on for ever
+                // (memberlist reports the conflict to its delegate and does not refute).
+                tracing::warn!(name = %state.name, ours = %self.config.addr, theirs = %state.addr, "name conflict");
+                return;
+            }
             // Someone gossips an old or foreign view of us: make sure ours wins.
             if state.incarnation > self.incarnation
                 || (state.incarnation == self.incarnation && state.tags != self.config.tags)
             {
                 self.refute(state.incarnation, now);
             }
+            return;
+        }
+        let conflict = self.members.get(&state.name).filter(|k| k.state.addr != state.addr);
+        if conflict.is_some_and(|known| known.state.status != Status::Dead) {
+            // Same name, another address, while the one we know lives: keep it (memberlist
+            // does the same until the known one is dead).
+            tracing::warn!(name = %state.name, theirs = %state.addr, "name conflict: address kept");
             return;
         }
         let change = match self.members.get(&state.name) {

@@ -395,3 +395,23 @@ fn a_merge_does_not_add_unknown_suspect_or_dead_members() {
     let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
     assert_eq!(names, ["ha", "s1"]);
 }
+
+/// Same name, another address: the known live member keeps its address, and an agent does
+/// not refute a claim of its name from another address (no refutation war).
+#[test]
+fn a_name_claimed_from_another_address_is_a_conflict_not_a_takeover() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    ha.handle_datagram(addr(2), &alive("s1", 2, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    ha.handle_datagram(addr(9), &alive("s1", 9, 5), Duration::ZERO, &mut Vec::new()).unwrap();
+    let s1 = ha.members().find(|m| m.name == "s1").unwrap();
+    assert_eq!((s1.addr, s1.incarnation), (addr(2), 0));
+    // Once the known one is dead, the new address may take the name.
+    let dead = datagram(&[Message::Dead { name: "s1".into(), incarnation: 0, from: "s2".into() }]);
+    ha.handle_datagram(addr(3), &dead, Duration::ZERO, &mut Vec::new()).unwrap();
+    ha.handle_datagram(addr(9), &alive("s1", 9, 6), Duration::ZERO, &mut Vec::new()).unwrap();
+    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().addr, addr(9));
+    // A claim of our own name from elsewhere is not refuted.
+    ha.handle_datagram(addr(9), &alive("ha", 9, 7), Duration::ZERO, &mut Vec::new()).unwrap();
+    assert_eq!(ha.incarnation(), 0);
+}
