@@ -230,7 +230,7 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     let file = dir.join("haproxy.cfg");
     std::fs::write(
         &file,
-        "defaults\n    timeout connect 1s\n    timeout server 2s\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\nlisten stats\n    bind 127.0.62.1:18185\n    stats enable\n    stats uri /stats\n",
+        "defaults\n    timeout connect 1s\n    timeout server 2s\n    timeout http-request 300ms\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\nlisten stats\n    bind 127.0.62.1:18185\n    stats enable\n    stats uri /stats\n",
     )
     .unwrap();
     let _balancer = Running(
@@ -267,6 +267,14 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     assert!(raw_get(frontend, &large).starts_with("HTTP/1.1 431"), "head too large");
     let smuggle = "Content-Length: 1\r\nContent-Length: 2\r\n";
     assert!(raw_get(frontend, smuggle).starts_with("HTTP/1.1 400"), "conflicting lengths");
+    // A client that never finishes its request head is cut off after `timeout http-request`.
+    let mut slow = TcpStream::connect_timeout(&frontend, Duration::from_secs(1)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n").unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(2), "slow client kept for {:?}", started.elapsed());
     // The stats page counts them: b2 had 4 sticky requests plus its share of the others.
     let stats: SocketAddr = "127.0.62.1:18185".parse().unwrap();
     let csv = {

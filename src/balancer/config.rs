@@ -217,6 +217,9 @@ pub struct BalancerConfig {
     pub stats: Option<(SocketAddr, StatsPage)>,
     /// `maxconn`: connections the frontend serves at once (global, defaults or frontend).
     pub maxconn: usize,
+    /// `timeout http-request`, else `timeout client` (defaults or frontend): the longest a
+    /// client may take to send a request head, idle keep-alive included.
+    pub timeout_client_head: Option<Duration>,
     /// The frontend's `http-request set-header` rules (applied before the backend's).
     pub frontend_set_headers: Vec<SetHeader>,
     /// Directives accepted but not implemented, with their line.
@@ -267,6 +270,8 @@ struct Parser<'a> {
     listens: Vec<ListenSection>,
     maxconn: usize,
     frontend_set_headers: Vec<SetHeader>,
+    timeout_client: Option<Duration>,
+    timeout_http_request: Option<Duration>,
     warnings: Vec<String>,
 }
 
@@ -294,6 +299,8 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
         listens: Vec::new(),
         maxconn: DEFAULT_MAXCONN,
         frontend_set_headers: Vec::new(),
+        timeout_client: None,
+        timeout_http_request: None,
         warnings: Vec::new(),
     };
     for (index, raw) in text.lines().enumerate() {
@@ -409,6 +416,10 @@ impl Parser<'_> {
             }
             "mode" if words.get(1) == Some(&"http") => {}
             "maxconn" => self.maxconn = parse_maxconn(words)?,
+            "timeout" if words.get(1) == Some(&"client") => self.timeout_client = Some(timeout_value(words)?),
+            "timeout" if words.get(1) == Some(&"http-request") => {
+                self.timeout_http_request = Some(timeout_value(words)?)
+            }
             "http-request" if words.get(1) == Some(&"set-header") => {
                 self.frontend_set_headers.push(parse_set_header(words)?)
             }
@@ -469,6 +480,8 @@ impl Parser<'_> {
             ("timeout", Some("connect")) => self.timeout_connect = timeout_value(words)?,
             ("timeout", Some("server")) => self.timeout_server = timeout_value(words)?,
             ("timeout", Some("check")) => self.timeout_check = Some(timeout_value(words)?),
+            ("timeout", Some("client")) => self.timeout_client = Some(timeout_value(words)?),
+            ("timeout", Some("http-request")) => self.timeout_http_request = Some(timeout_value(words)?),
             ("timeout", Some(_)) => {
                 timeout_value(words)?;
             }
@@ -517,6 +530,7 @@ impl Parser<'_> {
             stats,
             maxconn: self.maxconn,
             frontend_set_headers: self.frontend_set_headers,
+            timeout_client_head: self.timeout_http_request.or(self.timeout_client).filter(|t| !t.is_zero()),
             warnings: self.warnings,
         })
     }

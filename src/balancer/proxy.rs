@@ -172,17 +172,17 @@ pub async fn run<N: Net>(
                     let handler_env = env.clone();
                     let handler_current = current.clone();
                     let handler_pool = pool.clone();
-                    let maxconn =
-                        current.borrow().as_ref().map_or(http::CONNECTIONS_MAX, |l| l.config.maxconn);
-                    let task = tokio::task::spawn_local(http::serve_limited(
-                        listener,
-                        maxconn,
-                        move |origin, request| {
-                            let (env, pool) = (handler_env.clone(), handler_pool.clone());
-                            let loaded = handler_current.borrow().clone();
-                            async move { forward(&env, loaded, &pool, origin, request).await }
-                        },
-                    ));
+                    let (maxconn, head_timeout) =
+                        current.borrow().as_ref().map_or((http::CONNECTIONS_MAX, None), |l| {
+                            (l.config.maxconn, l.config.timeout_client_head)
+                        });
+                    let serve = move |origin, request| {
+                        let (env, pool) = (handler_env.clone(), handler_pool.clone());
+                        let loaded = handler_current.borrow().clone();
+                        async move { forward(&env, loaded, &pool, origin, request).await }
+                    };
+                    let task =
+                        tokio::task::spawn_local(http::serve_limited(listener, maxconn, head_timeout, serve));
                     listener_task = Some((bind, task));
                 }
                 let stats_bind =

@@ -138,15 +138,21 @@ where
     F: Fn(Origin, Request<Incoming>) -> Fut + Clone + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + 'static,
 {
-    serve_limited(listener, CONNECTIONS_MAX, handler).await
+    serve_limited(listener, CONNECTIONS_MAX, None, handler).await
 }
 
 /// Serves HTTP/1.1 on `listener` forever, at most `connections` at once: when the limit is
-/// reached, new connections wait in the listen queue (and it is logged once per episode).
+/// reached, new connections wait in the listen queue (and it is logged once per episode). A
+/// client that does not send a whole request head within `head_timeout` (HAProxy's `timeout
+/// http-request`, else `timeout client`), including an idle keep-alive one, is disconnected.
 ///
 /// The `Date` header is off: it reads the real clock, which would break replay.
-pub async fn serve_limited<L, F, Fut>(listener: L, connections: usize, handler: F)
-where
+pub async fn serve_limited<L, F, Fut>(
+    listener: L,
+    connections: usize,
+    head_timeout: Option<Duration>,
+    handler: F,
+) where
     L: Listener,
     F: Fn(Origin, Request<Incoming>) -> Fut + Clone + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + 'static,
@@ -179,13 +185,16 @@ where
                 let response = handler(Origin { peer, earlier }, request);
                 async move { Ok::<_, Infallible>(response.await) }
             });
-            let result = hyper::server::conn::http1::Builder::new()
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
                 .auto_date_header(false)
                 .keep_alive(true)
                 .max_headers(REQUEST_HEADERS_MAX)
-                .max_buf_size(REQUEST_HEAD_BYTES_MAX)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .max_buf_size(REQUEST_HEAD_BYTES_MAX);
+            if let Some(timeout) = head_timeout {
+                builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
+            }
+            let result = builder.serve_connection(TokioIo::new(stream), service).await;
             drop(permit);
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
