@@ -229,16 +229,21 @@ fn verdict_with(simulation: Simulation, name: &str) -> rollcall_sim::invariants:
     run(&simulation).report.verdict(name).unwrap_or_else(|| panic!("{name} not checked")).clone()
 }
 
-/// The lab's template without `check`: the balancer relies on gossip alone.
-fn without_health_checks(mut simulation: Simulation) -> Simulation {
+/// The world with its balancer's template text edited by `edit`.
+fn with_template(mut simulation: Simulation, edit: impl Fn(&str) -> String) -> Simulation {
     for host in &mut simulation.world_mut().hosts {
         if let HostKind::Node(node) = &mut host.kind {
             if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
-                *template_text = template_text.replace(":3000 check", ":3000");
+                *template_text = edit(template_text);
             }
         }
     }
     simulation
+}
+
+/// The lab's template without `check`: the balancer relies on gossip alone.
+fn without_health_checks(simulation: Simulation) -> Simulation {
+    with_template(simulation, |t| t.replace(":3000 check", ":3000"))
 }
 
 /// Without health checks, a balancer that ignores removals keeps sending requests to s1
@@ -453,15 +458,8 @@ fn views_see_the_members_a_rebooted_balancer_forgot() {
 /// rotation until its checks fail, and `available` names the requests sent after gossip's D.
 #[test]
 fn available_holds_gossip_to_its_own_d_when_checks_are_slow() {
-    let slow_checks = |mut simulation: Simulation| {
-        for host in &mut simulation.world_mut().hosts {
-            if let HostKind::Node(node) = &mut host.kind {
-                if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
-                    *template_text = template_text.replace(":3000 check", ":3000 check inter 5s");
-                }
-            }
-        }
-        simulation
+    let slow_checks = |simulation: Simulation| {
+        with_template(simulation, |t| t.replace(":3000 check", ":3000 check inter 5s"))
     };
     let correct = run(&slow_checks(simulation("lab-partition.toml")));
     assert!(correct.report.verdict("available").unwrap().holds(), "{}", correct.report.to_text());
@@ -478,15 +476,9 @@ fn available_holds_gossip_to_its_own_d_when_checks_are_slow() {
 /// retries stay on s1 (HAProxy's default `retries 3`) and the early requests fail.
 #[test]
 fn redispatch_sends_a_failed_connect_to_another_server() {
-    let mut redispatch = simulation("lab-partial-cut.toml");
-    for host in &mut redispatch.world_mut().hosts {
-        if let HostKind::Node(node) = &mut host.kind {
-            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
-                *template_text =
-                    template_text.replace("option forwardfor", "option forwardfor\n    option redispatch");
-            }
-        }
-    }
+    let redispatch = with_template(simulation("lab-partial-cut.toml"), |t| {
+        t.replace("option forwardfor", "option forwardfor\n    option redispatch")
+    });
     let with = run(&redispatch);
     assert!(with.report.as_expected, "{}", with.report.to_text());
     assert!(with.report.figures.requests.failed.is_empty(), "{:?}", with.report.figures.requests);

@@ -59,22 +59,6 @@ pub async fn connect<N: Net>(net: &N, addr: SocketAddr, timeout: Duration) -> Re
     }
 }
 
-/// Sends one request on an open connection and reads the whole response within `timeout`.
-pub async fn send<S>(
-    stream: S,
-    addr: SocketAddr,
-    request: Request<Full<Bytes>>,
-    timeout: Duration,
-) -> Result<Response<Bytes>, HttpError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
-{
-    match tokio::time::timeout(timeout, send_unbounded(stream, addr, request)).await {
-        Ok(result) => result,
-        Err(_) => Err(HttpError::Timeout { addr, timeout }),
-    }
-}
-
 async fn exchange_unbounded<N: Net>(
     net: &N,
     addr: SocketAddr,
@@ -97,11 +81,10 @@ where
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| protocol(&e))?;
     let connection = tokio::task::spawn_local(connection);
     let response = sender.send_request(request).await.map_err(|e| protocol(&e))?;
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, BODY_BYTES_MAX).collect().await.map_err(|e| protocol(&*e))?;
+    let response = read_response(addr, response).await;
     drop(sender);
     connection.abort();
-    Ok(Response::from_parts(parts, body.to_bytes()))
+    response
 }
 
 /// Reads a whole request body, up to [`BODY_BYTES_MAX`].
