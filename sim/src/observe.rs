@@ -129,6 +129,18 @@ pub enum ViewChange {
     Set { member: String, status: MemberStatus, incarnation: u32 },
 }
 
+impl ViewChange {
+    /// Applies the change to a view (member -> status, incarnation).
+    pub fn apply(&self, view: &mut BTreeMap<String, (MemberStatus, u32)>) {
+        match self {
+            ViewChange::Reset => view.clear(),
+            ViewChange::Set { member, status, incarnation } => {
+                view.insert(member.clone(), (*status, *incarnation));
+            }
+        }
+    }
+}
+
 /// A `member-failed` event: `observer` declared `member` dead.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailedEvent {
@@ -420,12 +432,7 @@ impl Observations {
             if *t > at {
                 break;
             }
-            match change {
-                ViewChange::Reset => view.clear(),
-                ViewChange::Set { member, status, incarnation } => {
-                    view.insert(member.clone(), (*status, *incarnation));
-                }
-            }
+            change.apply(&mut view);
         }
         view
     }
@@ -460,7 +467,12 @@ impl Observations {
 
     /// Maximal intervals within the run where `holds` is true, sampled at change points.
     pub fn spans(&self, holds: impl Fn(Duration) -> bool) -> Intervals {
-        intervals(self.change_points().into_iter().map(|point| (point, holds(point))), self.end)
+        self.spans_over(&self.change_points(), holds)
+    }
+
+    /// [`Observations::spans`] over change points computed once by the caller.
+    pub fn spans_over(&self, points: &[Duration], holds: impl Fn(Duration) -> bool) -> Intervals {
+        intervals(points.iter().map(|point| (*point, holds(*point))), self.end)
     }
 }
 

@@ -216,6 +216,20 @@ struct ActiveFaults {
     latency: BTreeMap<String, BTreeMap<usize, Duration>>,
 }
 
+/// Starts (`Some`) or ends (`None`) window `id` on `host`.
+fn set_window<T>(
+    windows: &mut BTreeMap<String, BTreeMap<usize, T>>,
+    host: &str,
+    id: usize,
+    value: Option<T>,
+) {
+    let active = windows.entry(host.to_string()).or_default();
+    match value {
+        Some(value) => active.insert(id, value),
+        None => active.remove(&id),
+    };
+}
+
 /// Applies plan steps and records what each one changed.
 struct WorldFaults {
     active: ActiveFaults,
@@ -240,25 +254,17 @@ impl WorldFaults {
         self.recorder.world(now, WORLD, record);
         match fault {
             FaultKind::Partition { a, b, oneway } => self.partition(sim, a, b, *oneway, start),
-            FaultKind::Loss { hosts, rate } => {
+            FaultKind::Loss { hosts, .. } | FaultKind::Latency { hosts, .. } => {
                 for host in hosts {
-                    let active = self.active.loss.entry(host.clone()).or_default();
-                    if start {
-                        active.insert(step.fault, *rate)
-                    } else {
-                        active.remove(&step.fault)
-                    };
-                    self.impair(now, host, &states[host].faults);
-                }
-            }
-            FaultKind::Latency { hosts, extra } => {
-                for host in hosts {
-                    let active = self.active.latency.entry(host.clone()).or_default();
-                    if start {
-                        active.insert(step.fault, *extra)
-                    } else {
-                        active.remove(&step.fault)
-                    };
+                    match fault {
+                        FaultKind::Loss { rate, .. } => {
+                            set_window(&mut self.active.loss, host, step.fault, start.then_some(*rate))
+                        }
+                        FaultKind::Latency { extra, .. } => {
+                            set_window(&mut self.active.latency, host, step.fault, start.then_some(*extra))
+                        }
+                        _ => {}
+                    }
                     self.impair(now, host, &states[host].faults);
                 }
             }

@@ -123,15 +123,18 @@ fn outcome(request: &RequestObservation) -> String {
 impl<'a> Judge<'a> {
     fn new(obs: &'a Observations, detection: Duration, admission: Duration) -> Self {
         let balancer = obs.balancer.as_str();
-        let bad = obs.webapps.iter().map(|w| (w.clone(), obs.spans(|t| !obs.is_reachable(w, t)))).collect();
-        let good = obs.webapps.iter().map(|w| (w.clone(), obs.spans(|t| obs.is_reachable(w, t)))).collect();
+        // One set of change points for every span below: computing it sorts every interval.
+        let points = obs.change_points();
+        let spans = |holds: &dyn Fn(Duration) -> bool| obs.spans_over(&points, holds);
+        let bad = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| !obs.is_reachable(w, t)))).collect();
+        let good = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_reachable(w, t)))).collect();
         let serving = |t| obs.is_up(balancer, t) && obs.service(balancer, "haproxy").contains(t);
         let blocked = obs
             .clients
             .iter()
-            .map(|c| (c.clone(), obs.spans(|t| !serving(t) || obs.is_cut(c, balancer, t))))
+            .map(|c| (c.clone(), spans(&|t| !serving(t) || obs.is_cut(c, balancer, t))))
             .collect();
-        let lost = obs.webapps.iter().map(|w| (w.clone(), obs.spans(|t| obs.is_lost(w, t)))).collect();
+        let lost = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_lost(w, t)))).collect();
         Judge { obs, detection, admission, gossip_detection: None, lost, bad, good, blocked }
     }
 

@@ -49,16 +49,23 @@ pub fn views(obs: &Observations, bound: &Window) -> Verdict {
         return verdict;
     }
     for observer in &obs.nodes {
+        let changes: &[(Duration, ViewChange)] = obs.views.get(observer).map_or(&[], Vec::as_slice);
         let mut points: BTreeSet<Duration> = BTreeSet::from([from]);
-        let changes = obs.views.get(observer).into_iter().flatten().map(|(t, _)| *t);
-        points.extend(changes.filter(|t| *t > from && *t < obs.end));
+        points.extend(changes.iter().map(|(t, _)| *t).filter(|t| *t > from && *t < obs.end));
+        // The view is replayed once, forward, as the points advance.
+        let mut view = BTreeMap::new();
+        let mut applied = 0;
         let mut checked = false;
         for at in points {
+            while let Some((_, change)) = changes.get(applied).filter(|(t, _)| *t <= at) {
+                change.apply(&mut view);
+                applied += 1;
+            }
             if !obs.agent_runs(observer, at) {
                 continue;
             }
             checked = true;
-            if let Some(wrong) = view_error(obs, observer, at) {
+            if let Some(wrong) = view_error(obs, &view, at) {
                 verdict.fail(at, &[observer], format!("{observer}'s view at {}: {wrong}", secs(at)));
                 break;
             }
@@ -68,8 +75,11 @@ pub fn views(obs: &Observations, bound: &Window) -> Verdict {
     verdict
 }
 
-fn view_error(obs: &Observations, observer: &str, at: Duration) -> Option<String> {
-    let view = obs.view_at(observer, at);
+fn view_error(
+    obs: &Observations,
+    view: &BTreeMap<String, (MemberStatus, u32)>,
+    at: Duration,
+) -> Option<String> {
     let mut wrong = Vec::new();
     for node in &obs.nodes {
         let running = obs.agent_runs(node, at);
