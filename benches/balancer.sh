@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Balancer speed, in one run on loopback: wrk against nginx directly, against real HAProxy 2.6
 # and against `rollcall balancer`, both proxies on the same haproxy.cfg with nginx behind
-# them. Prints req/s and p99 per target (median of the rounds) and rollcall/HAProxy ratios.
+# them. Prints req/s, p99 and the proxy's CPU time per request (user and system, from
+# /proc: the figure least moved by the other processes sharing the cores) per target (median
+# of the rounds), and rollcall/HAProxy ratios.
 #
 #   benches/balancer.sh [ROUNDS] [SECONDS]      (defaults: 2 rounds of 8 s per target)
 #
-# Needs wrk, nginx and haproxy (Debian: apt-get install -y wrk nginx-light haproxy) and a
-# release build (cargo build --release --bin rollcall). Everything it starts is killed on
+# Needs wrk, nginx and haproxy (Debian: apt-get install -y wrk nginx-light haproxy); it
+# builds rollcall with the `dist` profile (cargo build --profile dist --bin rollcall). Everything it starts is killed on
 # exit; every step is bounded by `timeout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,7 @@ seconds=${2:-8}
 for tool in wrk nginx haproxy; do
     command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx-light haproxy" >&2; exit 2; }
 done
-timeout 600 cargo build --release --bin rollcall --locked >/dev/null 2>&1
+timeout 900 cargo build --profile dist --bin rollcall --locked >/dev/null 2>&1
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -68,12 +70,22 @@ wait_http() {
     exit 1
 }
 
-# One wrk run: prints "req/s p99_ms".
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# One wrk run against $1: prints "req/s p99_ms cpu_us_per_request", the last for process $2
+# (0 when there is no process to watch).
 measure() {
-    timeout $((seconds + 30)) wrk -t2 -c64 -d"${seconds}s" --latency "http://$1/" | awk '
+    local before=0 after=0
+    [ "$2" = 0 ] || before=$(cpu_ticks "$2")
+    local out
+    out=$(timeout $((seconds + 30)) wrk -t2 -c64 -d"${seconds}s" --latency "http://$1/")
+    [ "$2" = 0 ] || after=$(cpu_ticks "$2")
+    echo "$out" | awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+        /requests in/ { total = $1 }
         /Requests\/sec:/ { rps = $2 }
         /^ +99%/ { v = $2; if (v ~ /us$/) ms = v / 1000; else if (v ~ /ms$/) ms = v + 0; else if (v ~ /s$/) ms = v * 1000; p99 = ms }
-        END { printf "%.0f %.3f\n", rps, p99 }'
+        END { printf "%.0f %.3f %.1f\n", rps, p99, total ? ticks * 1e6 / hz / total : 0 }'
 }
 
 # Runs a proxy in the background, measures it, stops it.
@@ -83,7 +95,7 @@ measure_proxy() {
     pids+=("$pid")
     wait_http "$front"
     sleep 2 # let the first health checks pass
-    measure "$front"
+    measure "$front" "$pid"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
 }
@@ -91,17 +103,17 @@ measure_proxy() {
 wait_http 127.0.63.2:18091
 declare -A results
 for round in $(seq 1 "$rounds"); do
-    results[nginx]+="$(measure 127.0.63.2:18091);"
+    results[nginx]+="$(measure 127.0.63.2:18091 0);"
     results[haproxy]+="$(measure_proxy haproxy -f "$work/haproxy.cfg");"
-    results[rollcall]+="$(measure_proxy target/release/rollcall balancer --config "$work/haproxy.cfg");"
+    results[rollcall]+="$(measure_proxy target/dist/rollcall balancer --config "$work/haproxy.cfg");"
     echo "round $round done" >&2
 done
 
 median() { tr ';' '\n' | awk -v col="$1" 'NF { print $col }' | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-printf "%-10s %12s %10s   (wrk -t2 -c64 -d%ss, median of %s rounds)\n" target "req/s" "p99 ms" "$seconds" "$rounds"
+printf "%-10s %12s %10s %14s   (wrk -t2 -c64 -d%ss, median of %s rounds)\n" target "req/s" "p99 ms" "CPU us/req" "$seconds" "$rounds"
 for target in nginx haproxy rollcall; do
-    printf "%-10s %12s %10s\n" "$target" "$(echo "${results[$target]}" | median 1)" "$(echo "${results[$target]}" | median 2)"
+    printf "%-10s %12s %10s %14s\n" "$target" "$(echo "${results[$target]}" | median 1)" \
+        "$(echo "${results[$target]}" | median 2)" "$(echo "${results[$target]}" | median 3)"
 done
-rps_ratio=$(awk -v a="$(echo "${results[rollcall]}" | median 1)" -v b="$(echo "${results[haproxy]}" | median 1)" 'BEGIN { printf "%.2f", a / b }')
-p99_ratio=$(awk -v a="$(echo "${results[rollcall]}" | median 2)" -v b="$(echo "${results[haproxy]}" | median 2)" 'BEGIN { printf "%.2f", a / b }')
-echo "rollcall/haproxy: req/s ${rps_ratio}x, p99 ${p99_ratio}x"
+ratio() { awk -v a="$(echo "${results[rollcall]}" | median "$1")" -v b="$(echo "${results[haproxy]}" | median "$1")" 'BEGIN { printf "%.2f", a / b }'; }
+echo "rollcall/haproxy: req/s $(ratio 1)x, p99 $(ratio 2)x, CPU per request $(ratio 3)x"

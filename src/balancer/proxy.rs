@@ -46,23 +46,28 @@ impl InFlight {
     }
 
     /// Counts one request to `server` until the guard is dropped.
-    fn enter(&self, server: &str) -> InFlightGuard {
+    fn enter<'a>(&'a self, server: &'a str) -> InFlightGuard<'a> {
         let mut table = self.0.borrow_mut();
-        let (current, total) = table.entry(server.to_string()).or_default();
-        *current += 1;
-        *total += 1;
-        InFlightGuard { table: self.clone(), server: server.to_string() }
+        // Looked up before inserting: this runs once per request, and the name is allocated
+        // only the first time a server is seen.
+        let entry = match table.get_mut(server) {
+            Some(entry) => entry,
+            None => table.entry(server.to_string()).or_default(),
+        };
+        entry.0 += 1;
+        entry.1 += 1;
+        InFlightGuard { table: self, server }
     }
 }
 
-struct InFlightGuard {
-    table: InFlight,
-    server: String,
+struct InFlightGuard<'a> {
+    table: &'a InFlight,
+    server: &'a str,
 }
 
-impl Drop for InFlightGuard {
+impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        if let Some((current, _)) = self.table.0.borrow_mut().get_mut(&self.server) {
+        if let Some((current, _)) = self.table.0.borrow_mut().get_mut(self.server) {
             *current = current.saturating_sub(1);
         }
     }
@@ -169,7 +174,8 @@ pub async fn run<N: Net>(
                         Ok(listener) => listener,
                         Err(error) => break Err(format!("cannot bind frontend {bind}: {error}")),
                     };
-                    let handler_env = env.clone();
+                    // Behind an Rc: a request clones the pointer, not the host's name.
+                    let handler_env = Rc::new(env.clone());
                     let handler_current = current.clone();
                     let handler_pool = pool.clone();
                     let (maxconn, head_timeout) =
@@ -272,24 +278,29 @@ async fn forward<N: Net>(
     // The request id links this answer to the client's record of the request in the trace.
     let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (mut parts, body) = request.into_parts();
-    let sticky = sticky_server(&loaded, &mut parts.headers).cloned();
-    let Some(first) = sticky.clone().or_else(|| loaded.pick(origin.peer.ip(), None).cloned()) else {
-        env.observe(Event::Proxied { request: request_id, server: None, status: 503 });
+    let sticky = sticky_server(&loaded, &mut parts.headers);
+    let Some(first) = sticky.or_else(|| loaded.pick(origin.peer.ip(), None)) else {
+        env.observe_request(|| Event::Proxied { request: request_id, server: None, status: 503 });
         return http::text_response(503, "No server is available to handle this request.\n");
     };
-    let body = match http::read_body(body).await {
-        Ok(body) => body,
-        Err(error) => return http::text_response(400, format!("bad request body: {error}\n")),
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        Bytes::new()
+    } else {
+        match http::read_body(body).await {
+            Ok(body) => body,
+            Err(error) => return http::text_response(400, format!("bad request body: {error}\n")),
+        }
     };
     add_forwarding_headers(&loaded.config, origin, &mut parts.headers);
     // HAProxy's `http-reuse safe`: only a request after the first on its client connection
     // may go over an idle server connection.
     let reuse = origin.earlier > 0;
-    let attempt = Attempt { pool, reuse, parts: &parts, body, request_id: request_id.clone() };
+    let upstream = Request::from_parts(parts, Full::new(body));
+    let attempt = Attempt { pool, reuse, request: upstream, request_id: request_id.as_deref() };
     let (server, mut response) = send_with_retries(env, &loaded, first, origin.peer.ip(), attempt).await;
-    insert_cookie(&loaded.config, &server, sticky.as_ref(), &mut response);
+    insert_cookie(&loaded.config, server, sticky, &mut response);
     let status = response.status().as_u16();
-    env.observe(Event::Proxied { request: request_id, server: Some(server.name), status });
+    env.observe_request(|| Event::Proxied { request: request_id, server: Some(server.name.clone()), status });
     response
 }
 
@@ -358,9 +369,9 @@ fn insert_cookie(
 struct Attempt<'a> {
     pool: &'a Pool,
     reuse: bool,
-    parts: &'a hyper::http::request::Parts,
-    body: Bytes,
-    request_id: Option<String>,
+    /// What the server gets; it goes back to the caller unsent when a connection fails.
+    request: Request<Full<Bytes>>,
+    request_id: Option<&'a str>,
 }
 
 fn answer(result: Result<Response<Bytes>, HttpError>) -> Response<Full<Bytes>> {
@@ -376,22 +387,24 @@ fn answer(result: Result<Response<Bytes>, HttpError>) -> Response<Full<Bytes>> {
 /// min(`timeout connect`, 1 s), or, with `option redispatch`, at once on another server the
 /// algorithm chooses. Nothing is retried once the request has been sent. Returns the server
 /// that answered (or failed last) and the response.
-async fn send_with_retries<N: Net>(
+async fn send_with_retries<'a, N: Net>(
     env: &HostEnv<N>,
-    loaded: &Loaded,
-    mut server: Server,
+    loaded: &'a Loaded,
+    mut server: &'a Server,
     client: IpAddr,
     attempt: Attempt<'_>,
-) -> (Server, Response<Full<Bytes>>) {
+) -> (&'a Server, Response<Full<Bytes>>) {
     let config = &loaded.config;
     let backend = config.backend();
-    let Attempt { pool, reuse, parts, body, request_id } = attempt;
+    let Attempt { pool, reuse, request: mut upstream, request_id } = attempt;
     let mut retried = 0;
     loop {
-        let addr = server.addr.to_string();
-        env.observe(Event::Forwarding { request: request_id.clone(), server: server.name.clone(), addr });
+        env.observe_request(|| Event::Forwarding {
+            request: request_id.map(str::to_string),
+            server: server.name.clone(),
+            addr: server.addr.to_string(),
+        });
         let _counted = loaded.in_flight.enter(&server.name);
-        let mut upstream = upstream_request(parts, body.clone());
         if reuse {
             match pool.send_idle(server.addr, upstream, config.timeout_server).await {
                 Ok(result) => return (server, answer(result)),
@@ -410,8 +423,8 @@ async fn send_with_retries<N: Net>(
             return (server, http::text_response(503, format!("{error}\n")));
         }
         retried += 1;
-        match loaded.pick(client, Some(&server)).filter(|_| backend.redispatch) {
-            Some(other) => server = other.clone(),
+        match loaded.pick(client, Some(server)).filter(|_| backend.redispatch) {
+            Some(other) => server = other,
             None => tokio::time::sleep(config.timeout_connect.min(RETRY_TURNAROUND_MAX)).await,
         }
     }
@@ -419,15 +432,6 @@ async fn send_with_retries<N: Net>(
 
 /// HAProxy waits min(`timeout connect`, 1 s) before retrying the same server.
 const RETRY_TURNAROUND_MAX: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn upstream_request(parts: &hyper::http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    request
-}
 
 #[cfg(test)]
 mod tests {

@@ -32,60 +32,75 @@ impl Selector {
             let s = &servers[i];
             Some(i) != except && !s.disabled && s.weight > 0 && s.backup == backup && usable(s)
         };
-        let mut candidates: Vec<usize> = (0..servers.len()).filter(|i| eligible(*i, false)).collect();
-        if candidates.is_empty() {
-            candidates = (0..servers.len()).filter(|i| eligible(*i, true)).take(1).collect();
-        }
-        if candidates.is_empty() {
-            return None;
-        }
+        // The candidates are the usable active servers, else the first usable backup; they are
+        // walked as an iterator because this runs once per request (no allocation).
+        let first_backup = if (0..servers.len()).any(|i| eligible(i, false)) {
+            None
+        } else {
+            Some((0..servers.len()).find(|i| eligible(*i, true))?)
+        };
+        let candidates = (0..servers.len()).filter(move |&i| match first_backup {
+            Some(backup) => i == backup,
+            None => eligible(i, false),
+        });
         match balance {
-            Balance::RoundRobin => Some(self.weighted_round_robin(servers, &candidates)),
-            Balance::First => candidates.first().copied(),
-            Balance::Source => Some(by_source(servers, &candidates, client)),
+            Balance::RoundRobin => self.weighted_round_robin(servers, candidates),
+            Balance::First => candidates.clone().next(),
+            Balance::Source => by_source(servers, candidates, client),
             Balance::LeastConn => {
-                let fewest = candidates.iter().map(|i| in_flight(*i)).min().unwrap_or(0);
-                let tied: Vec<usize> = candidates.into_iter().filter(|i| in_flight(*i) == fewest).collect();
-                Some(self.weighted_round_robin(servers, &tied))
+                let fewest = candidates.clone().map(&in_flight).min()?;
+                let tied = candidates.filter(|i| in_flight(*i) == fewest);
+                self.weighted_round_robin(servers, tied)
             }
         }
     }
 
     /// Smooth weighted round robin (every candidate gains its weight, the richest is chosen
     /// and pays the total): with equal weights, declaration order, s1 s2 s3 s1 ...
-    fn weighted_round_robin(&self, servers: &[Server], candidates: &[usize]) -> usize {
+    fn weighted_round_robin(
+        &self,
+        servers: &[Server],
+        candidates: impl Iterator<Item = usize>,
+    ) -> Option<usize> {
         let mut credit = self.credit.borrow_mut();
         if credit.len() != servers.len() {
             *credit = vec![0; servers.len()];
         }
-        let total: i64 = candidates.iter().map(|i| i64::from(servers[*i].weight)).sum();
-        let mut best = candidates[0];
-        for &i in candidates {
-            credit[i] += i64::from(servers[i].weight);
-            if credit[i] > credit[best] {
-                best = i;
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for i in candidates {
+            let weight = i64::from(servers[i].weight);
+            total += weight;
+            credit[i] += weight;
+            if best.is_none_or(|b| credit[i] > credit[b]) {
+                best = Some(i);
             }
         }
+        let best = best?;
         credit[best] -= total;
-        best
+        Some(best)
     }
 }
 
 /// HAProxy's map-based `source` hash: the client's address picks a slot among the candidates,
 /// each taking `weight` slots.
-fn by_source(servers: &[Server], candidates: &[usize], client: IpAddr) -> usize {
+fn by_source(
+    servers: &[Server],
+    candidates: impl Iterator<Item = usize> + Clone,
+    client: IpAddr,
+) -> Option<usize> {
     let text = client.to_string();
     let hash = crate::host::stable_hash(text.as_bytes());
-    let total: u64 = candidates.iter().map(|i| u64::from(servers[*i].weight)).sum();
+    let total: u64 = candidates.clone().map(|i| u64::from(servers[i].weight)).sum();
     let mut slot = hash % total.max(1);
-    for &i in candidates {
+    for i in candidates.clone() {
         let weight = u64::from(servers[i].weight);
         if slot < weight {
-            return i;
+            return Some(i);
         }
         slot -= weight;
     }
-    candidates[0]
+    candidates.clone().next()
 }
 
 /// The value of cookie `name` in a request's `Cookie` header(s).

@@ -36,6 +36,12 @@ pub trait Disk {
 pub trait Observer {
     /// Records one event of `host` at time `at`.
     fn record(&self, at: Duration, host: &str, event: Event);
+
+    /// Whether per-request events (forwarding, proxied) are wanted; building them costs an
+    /// allocation or three per request, which a balancer serving real traffic skips.
+    fn records_requests(&self) -> bool {
+        true
+    }
 }
 
 /// Everything a node's drivers may touch.
@@ -89,6 +95,13 @@ impl<N: Net> HostEnv<N> {
     /// Records an observable event with the current time.
     pub fn observe(&self, event: Event) {
         self.observer.record(self.now(), &self.name, event);
+    }
+
+    /// Records a per-request event, built only if the observer wants those.
+    pub fn observe_request(&self, event: impl FnOnce() -> Event) {
+        if self.observer.records_requests() {
+            self.observe(event());
+        }
     }
 
     /// A random stream for one purpose: the same host seed and purpose give the same stream.

@@ -172,6 +172,7 @@ pub async fn serve_limited<L, F, Fut>(
             builder
                 .auto_date_header(false)
                 .keep_alive(true)
+                .writev(false)
                 .max_headers(REQUEST_HEADERS_MAX)
                 .max_buf_size(REQUEST_HEAD_BYTES_MAX);
             if let Some(timeout) = head_timeout {
@@ -262,7 +263,9 @@ impl Pool {
         let exchange = async {
             let protocol =
                 |error: &dyn std::fmt::Display| HttpError::Protocol { addr, message: error.to_string() };
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+                .writev(false)
+                .handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| protocol(&e))?;
             tokio::task::spawn_local(connection);
