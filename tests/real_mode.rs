@@ -219,6 +219,18 @@ fn raw_get(addr: SocketAddr, headers: &str) -> String {
     response
 }
 
+/// Sends `text` as is on a new connection and reads until the balancer closes it.
+fn raw_request(addr: SocketAddr, text: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.write_all(text.as_bytes());
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 /// `cookie SERVERID insert indirect nocache`: a new client gets the cookie of the server that
 /// answered; a client that sends it stays on that server and gets no new cookie.
 #[test]
@@ -267,6 +279,21 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     assert!(raw_get(frontend, &large).starts_with("HTTP/1.1 431"), "head too large");
     let smuggle = "Content-Length: 1\r\nContent-Length: 2\r\n";
     assert!(raw_get(frontend, smuggle).starts_with("HTTP/1.1 400"), "conflicting lengths");
+    // Both Transfer-Encoding and Content-Length, in either order: 400, and the connection
+    // closes (hyper alone would read it by Transfer-Encoding and forward it).
+    for framing in
+        ["Transfer-Encoding: chunked\r\nContent-Length: 3", "Content-Length: 3\r\nTransfer-Encoding: chunked"]
+    {
+        let text = format!("POST / HTTP/1.1\r\nHost: test\r\n{framing}\r\n\r\n0\r\n\r\n");
+        let answer = raw_request(frontend, &text);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{framing}: {answer}");
+        assert!(answer.contains("Transfer-Encoding and Content-Length"), "{answer}");
+    }
+    // A chunked request followed by another on the same connection: both served.
+    let pipelined = "POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+                     GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    let both = raw_request(frontend, pipelined);
+    assert_eq!(both.matches("HTTP/1.1 200").count(), 2, "{both}");
     // A client that never finishes its request head is cut off after `timeout http-request`.
     let mut slow = TcpStream::connect_timeout(&frontend, Duration::from_secs(1)).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(3))).unwrap();

@@ -291,6 +291,7 @@ async fn forward<N: Net>(
             Err(error) => return http::text_response(400, format!("bad request body: {error}\n")),
         }
     };
+    remove_hop_by_hop(&mut parts.headers);
     add_forwarding_headers(&loaded.config, origin, &mut parts.headers);
     // HAProxy's `http-reuse safe`: only a request after the first on its client connection
     // may go over an idle server connection.
@@ -302,6 +303,27 @@ async fn forward<N: Net>(
     let status = response.status().as_u16();
     env.observe_request(|| Event::Proxied { request: request_id, server: Some(server.name.clone()), status });
     response
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1): a server's
+/// `Connection: close` must not close the client's connection, nor a client's the pooled
+/// connection to the server. Bodies are read whole, so a chunked one goes on with its length
+/// (a `Content-Length` that was there already matches it: hyper checked).
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+fn remove_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(named.iter().map(String::as_str)) {
+        headers.remove(name);
+    }
 }
 
 /// `option forwardfor`, then the frontend's and the backend's `http-request set-header` rules.
@@ -376,7 +398,10 @@ struct Attempt<'a> {
 
 fn answer(result: Result<Response<Bytes>, HttpError>) -> Response<Full<Bytes>> {
     match result {
-        Ok(response) => response.map(Full::new),
+        Ok(mut response) => {
+            remove_hop_by_hop(response.headers_mut());
+            response.map(Full::new)
+        }
         Err(error @ HttpError::Timeout { .. }) => http::text_response(504, format!("{error}\n")),
         Err(error) => http::text_response(502, format!("{error}\n")),
     }

@@ -13,6 +13,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::framing::{Framing, FramingScanner, Scanned};
 use super::{Listener, Net};
 
 /// Largest body read from a peer, request or response.
@@ -110,6 +114,10 @@ pub struct Origin {
 pub const REQUEST_HEADERS_MAX: usize = 100;
 /// Largest request head in bytes; larger is answered 431 (HAProxy's `tune.bufsize`).
 pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+/// The answer to a request with both `Transfer-Encoding` and `Content-Length` (a smuggling
+/// attempt, or a client that cannot be trusted to frame its requests).
+const AMBIGUOUS_FRAMING: &str = "bad request: both Transfer-Encoding and Content-Length\n";
+
 /// Connections served at once when the caller sets no limit.
 pub const CONNECTIONS_MAX: usize = 4096;
 
@@ -163,10 +171,18 @@ pub async fn serve_limited<L, F, Fut>(
         let handler = handler.clone();
         tokio::task::spawn_local(async move {
             let served = std::cell::Cell::new(0u64);
+            let scanner = Rc::new(RefCell::new(FramingScanner::default()));
+            let stream = Scanned::new(stream, scanner.clone());
             let service = hyper::service::service_fn(move |request| {
                 let earlier = served.replace(served.get() + 1);
-                let response = handler(Origin { peer, earlier }, request);
-                async move { Ok::<_, Infallible>(response.await) }
+                let ambiguous = scanner.borrow_mut().next_verdict() == Framing::Ambiguous;
+                let response = (!ambiguous).then(|| handler(Origin { peer, earlier }, request));
+                async move {
+                    Ok::<_, Infallible>(match response {
+                        Some(response) => response.await,
+                        None => text_response(400, AMBIGUOUS_FRAMING),
+                    })
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

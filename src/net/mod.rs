@@ -5,6 +5,7 @@
 //! feature: features unify across a workspace and would hand the real binary simulated sockets.
 //! [`lossy::LossyUdp`] adds seeded per-datagram loss and latency on top of any [`Datagram`].
 
+pub mod framing;
 pub mod http;
 pub mod lossy;
 pub mod tokio_net;
