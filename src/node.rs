@@ -22,6 +22,9 @@ use crate::{balancer, webapp};
 pub const GOSSIP_PORT: u16 = 7946;
 
 /// What a node does in the lab.
+/// The balancer's service name (the lab's s6 service directory is `haproxy`).
+pub const BALANCER_SERVICE: &str = "haproxy";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// `ha`: gossip, renderer and balancer.
@@ -34,7 +37,7 @@ impl Role {
     /// The services a node of this role supervises, in start order.
     pub fn services(&self) -> &'static [&'static str] {
         match self {
-            Role::Balancer { .. } => &["serf", "renderer", "haproxy"],
+            Role::Balancer { .. } => &["serf", "renderer", BALANCER_SERVICE],
             Role::Backend => &["serf", "webapp"],
         }
     }
@@ -88,6 +91,9 @@ pub struct PlantedBugs {
     pub balancer_ignores_removals: bool,
     /// The balancer sends requests to servers its health checks marked DOWN.
     pub balancer_ignores_health: bool,
+    /// The balancer closes its listening socket on every reload and opens a new one a moment
+    /// later (HAProxy's reloads before seamless reloads): connections meanwhile are refused.
+    pub balancer_reopens_listener: bool,
     /// The renderer leaves the first live backend (by name) out of every rendering.
     pub renderer_drops_a_backend: bool,
     /// The renderer renders dead members as if they were alive.
@@ -148,10 +154,15 @@ pub async fn boot<N: Net>(
             }));
             let (proxy_env, output) = (env.clone(), output.clone());
             let bugs = spec.bugs;
-            services.push(service(&spec, "haproxy", move || {
+            let hangup_reload = reload.clone();
+            let mut haproxy = service(&spec, BALANCER_SERVICE, move || {
                 let (env, path) = (proxy_env.clone(), output.clone());
                 Box::pin(balancer::proxy::run(env, path, reload.subscribe(), bugs))
-            }));
+            });
+            // SIGHUP reloads the file, as it does for `rollcall balancer`.
+            haproxy.on_hangup =
+                Some(Box::new(move || hangup_reload.send_modify(|generation| *generation += 1)));
+            services.push(haproxy);
         }
         Role::Backend => {
             let (app_env, tag) = (env.clone(), spec.tag.clone());
@@ -167,7 +178,7 @@ fn service(spec: &NodeSpec, name: &str, start: impl Fn() -> ServiceFuture + 'sta
     if spec.permanent_failure.iter().any(|s| s == name) {
         service_spec.finish_exit = Some(FINISH_PERMANENT_FAILURE);
     }
-    Service { spec: service_spec, start: Box::new(start) }
+    Service { spec: service_spec, start: Box::new(start), on_hangup: None }
 }
 
 fn serf_service<N: Net>(

@@ -163,6 +163,8 @@ fn out_of_range_fault_times_are_errors_not_panics() {
         "kind = \"host-crash\"\nat_s = 1\nhost = \"s1\"\nrestart_after_s = -3",
         "kind = \"loss\"\nat_s = 1\nfor_s = 1\nrate = nan",
         "kind = \"latency\"\nat_s = 1\nfor_s = 1\nextra_ms = 0",
+        "kind = \"reload\"\nat_s = 1\nfor_s = 1\nhost = \"ha\"\nevery_ms = 0",
+        "kind = \"reload\"\nat_s = 1\nfor_s = 1\nhost = \"s1\"",
     ] {
         let e = error(&format!("{GOOD}\n[[fault]]\n{fault}\n"));
         assert_eq!(e.line, 19, "{fault}: {e}");

@@ -270,6 +270,20 @@ fn available_catches_a_balancer_that_ignores_its_health_checks() {
     assert_eq!(broken.hosts, hosts(&["s1"]));
 }
 
+/// A reload every 730 ms under a request every 50 ms loses nothing; a balancer that closes
+/// its port for 100 ms on each reload is caught, and so would be one that dies on a reload
+/// (a balancer service that stops on its own excuses nothing).
+#[test]
+fn available_catches_a_balancer_that_refuses_connections_during_reloads() {
+    let correct = run(&simulation("lab-reload-storm.toml"));
+    let requests = &correct.report.figures.requests;
+    assert!(requests.sent > 1000 && requests.ok == requests.sent, "{requests:?}");
+    let bugs = PlantedBugs { balancer_reopens_listener: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab-reload-storm.toml").planted_bugs("ha", bugs), "available");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert!(broken.violations[0].what.contains("the balancer never answered it"), "{broken:?}");
+}
+
 /// A renderer that leaves a live backend out of every rendering.
 #[test]
 fn converge_catches_a_renderer_that_drops_a_live_backend() {

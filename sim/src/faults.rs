@@ -48,6 +48,13 @@ pub enum FaultKind {
     HostCrash { host: String },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { host: String, service: String },
+    /// The balancer service gets SIGHUP (a reload of its file) at the start and every
+    /// `every` until the end.
+    Reload {
+        host: String,
+        #[serde(rename = "every_ms", with = "millis")]
+        every: Duration,
+    },
 }
 
 impl FaultKind {
@@ -69,6 +76,7 @@ impl std::fmt::Display for FaultKind {
             }
             FaultKind::HostCrash { host } => write!(f, "host crash {host}"),
             FaultKind::ServiceCrash { host, service } => write!(f, "service crash {service} on {host}"),
+            FaultKind::Reload { host, every } => write!(f, "reload on {host} every {}ms", every.as_millis()),
         }
     }
 }
@@ -81,6 +89,8 @@ pub enum Phase {
     Start,
     /// The fault is undone.
     End,
+    /// A periodic fault acts again (a `reload` fault's later reloads).
+    Repeat,
 }
 
 /// A step at a time.
@@ -129,6 +139,13 @@ impl Plan {
         for (index, fault) in world.faults.iter().enumerate() {
             steps.push(Planned { at: fault.at, fault: index, phase: Phase::Start });
             let end = fault.lasting.map(|lasting| fault.at + lasting).filter(|end| *end < world.duration);
+            if let FaultKind::Reload { every, .. } = &fault.kind {
+                let until = end.unwrap_or(world.duration);
+                let repeats = std::iter::successors(Some(fault.at + *every), |at| Some(*at + *every));
+                for at in repeats.take_while(|at| *at < until) {
+                    steps.push(Planned { at, fault: index, phase: Phase::Repeat });
+                }
+            }
             if let Some(end) = end.filter(|_| !fault.kind.is_instant()) {
                 steps.push(Planned { at: end, fault: index, phase: Phase::End });
             }

@@ -368,6 +368,25 @@ impl Observations {
         self.service_up.get(&(host.to_string(), service.to_string())).cloned().unwrap_or_default()
     }
 
+    /// Whether `service` on `host` is down at `at` because the world stopped it: a
+    /// `service-crash` fault hit its last run (the supervisor restarts it later). A service
+    /// that stopped on its own is the stack's failure, and excuses nothing.
+    pub fn stopped_by_fault(&self, host: &str, service: &str, at: Duration) -> bool {
+        let Some(runs) = self.service_up.get(&(host.to_string(), service.to_string())) else {
+            return false;
+        };
+        if runs.contains(at) {
+            return false;
+        }
+        let Some((started, stopped)) = runs.0.iter().rev().find(|(_, end)| *end <= at).copied() else {
+            return false;
+        };
+        self.faults.iter().any(|fault| {
+            let hit = matches!(&fault.kind, FaultKind::ServiceCrash { host: h, service: s } if h == host && s == service);
+            hit && started <= fault.start && fault.start <= stopped
+        })
+    }
+
     /// Whether `host` runs at `at`.
     pub fn is_up(&self, host: &str, at: Duration) -> bool {
         self.host_up.get(host).is_some_and(|i| i.contains(at))

@@ -38,6 +38,10 @@ pub const INVARIANT_NAMES: [&str; 6] = crate::invariants::NAMES;
 pub const RUN_SECONDS_MAX: f64 = 86_400.0;
 /// Longest interval, timeout or delay a scenario may set, in milliseconds: one hour.
 pub const INTERVAL_MS_MAX: u64 = 3_600_000;
+/// Shortest period of a `reload` fault: bounds the plan's steps per simulated second.
+pub const RELOAD_EVERY_MS_MIN: u64 = 100;
+/// Period of a `reload` fault without `every_ms`.
+pub const RELOAD_EVERY_MS_DEFAULT: u64 = 1000;
 /// Coarsest simulation step, in milliseconds: a coarser one would skip protocol timeouts.
 pub const TICK_MS_MAX: u64 = 100;
 /// Largest bound in rounds.
@@ -181,6 +185,8 @@ enum FaultSection {
     HostCrash { at_s: f64, host: String, restart_after_s: Option<f64> },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { at_s: f64, host: String, service: String },
+    /// The balancer reloads its file every `every_ms` (SIGHUP, as `s6-svc -h`) for `for_s`.
+    Reload { at_s: f64, for_s: f64, host: String, every_ms: Option<u64> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -677,6 +683,27 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 }
                 let kind = FaultKind::ServiceCrash { host: name, service: service.clone() };
                 Ok(FaultSpec { at, lasting: None, kind })
+            }
+            FaultSection::Reload { at_s, for_s, host, every_ms } => {
+                let name = place.known(host)?;
+                let is_balancer = hosts.iter().any(|h| {
+                    h.name == name
+                        && matches!(&h.kind, HostKind::Node(n) if matches!(n.role, Role::Balancer { .. }))
+                });
+                if !is_balancer {
+                    return self
+                        .fail(place.span, format!("host '{name}' is not a balancer: nothing to reload"));
+                }
+                let every_ms = every_ms.unwrap_or(RELOAD_EVERY_MS_DEFAULT);
+                if !(RELOAD_EVERY_MS_MIN..=INTERVAL_MS_MAX).contains(&every_ms) {
+                    let range = format!("{RELOAD_EVERY_MS_MIN} and {INTERVAL_MS_MAX}");
+                    return self.fail(place.span, format!("every_ms must be within {range}"));
+                }
+                windowed(
+                    at_s,
+                    for_s,
+                    FaultKind::Reload { host: name, every: Duration::from_millis(every_ms) },
+                )
             }
         }
     }

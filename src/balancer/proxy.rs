@@ -166,9 +166,13 @@ pub async fn run<N: Net>(
                 let loaded =
                     Loaded { config, selector: Selector::default(), health, in_flight: in_flight.clone() };
                 *current.borrow_mut() = Some(Rc::new(loaded));
-                if listener_task.as_ref().map(|(addr, _)| *addr) != Some(bind) {
+                let reopen = bugs.balancer_reopens_listener && listener_task.is_some();
+                if reopen || listener_task.as_ref().map(|(addr, _)| *addr) != Some(bind) {
                     if let Some((_, task)) = listener_task.take() {
                         task.abort();
+                        if reopen {
+                            tokio::time::sleep(REOPEN_GAP).await;
+                        }
                     }
                     let listener = match env.net.bind_tcp(bind).await {
                         Ok(listener) => listener,
@@ -221,6 +225,9 @@ pub async fn run<N: Net>(
     drop(checks);
     result
 }
+
+/// How long the planted `balancer_reopens_listener` bug leaves the port closed on a reload.
+const REOPEN_GAP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves the stats page of whatever configuration is loaded: the text table at its uri, the
 /// CSV at the uri followed by `;csv`.

@@ -20,6 +20,9 @@ pub struct Service {
     pub spec: ServiceSpec,
     /// Starts one run.
     pub start: Box<dyn Fn() -> ServiceFuture>,
+    /// What SIGHUP does to a running service (HAProxy and `rollcall balancer`: reload);
+    /// `None`: the default disposition, the process dies.
+    pub on_hangup: Option<Box<dyn Fn()>>,
 }
 
 /// Commands from outside the node (s6-svc).
@@ -27,6 +30,8 @@ pub struct Service {
 pub enum Control {
     /// Kill the service, as `s6-svc -k`: it is restarted if wanted up.
     Kill { service: String },
+    /// Send it SIGHUP, as `s6-svc -h`.
+    Hangup { service: String },
 }
 
 /// Supervises `services` until the main service exits (then every service is stopped).
@@ -36,8 +41,14 @@ pub async fn run<N: Net>(
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let mut supervisor = Supervisor::new(services.iter().map(|s| s.spec.clone()).collect());
-    let starters: BTreeMap<String, Box<dyn Fn() -> ServiceFuture>> =
-        services.into_iter().map(|s| (s.spec.name, s.start)).collect();
+    let mut hangups: BTreeMap<String, Box<dyn Fn()>> = BTreeMap::new();
+    let mut starters: BTreeMap<String, Box<dyn Fn() -> ServiceFuture>> = BTreeMap::new();
+    for service in services {
+        if let Some(on_hangup) = service.on_hangup {
+            hangups.insert(service.spec.name.clone(), on_hangup);
+        }
+        starters.insert(service.spec.name, service.start);
+    }
     let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
     let mut running: BTreeMap<String, (Id, AbortHandle)> = BTreeMap::new();
     let mut restarts: BTreeMap<(Duration, String), u64> = BTreeMap::new();
@@ -72,6 +83,11 @@ pub async fn run<N: Net>(
                         handle.abort();
                     }
                 }
+                Control::Hangup { service } => match (running.get(&service), hangups.get(&service)) {
+                    (Some(_), Some(on_hangup)) => on_hangup(),
+                    (Some((_, handle)), None) => handle.abort(),
+                    (None, _) => {}
+                },
             },
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 let (id, status) = match joined {
@@ -117,7 +133,7 @@ mod tests {
     fn service(name: &str, main: bool, run: impl Fn() -> ServiceFuture + 'static) -> Service {
         let mut spec = ServiceSpec::longrun(name);
         spec.main = main;
-        Service { spec, start: Box::new(run) }
+        Service { spec, start: Box::new(run), on_hangup: None }
     }
 
     #[test]

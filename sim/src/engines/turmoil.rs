@@ -20,7 +20,7 @@ use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World
 use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
-use rollcall::node;
+use rollcall::node::{self, BALANCER_SERVICE};
 use rollcall::supervisor::driver::Control;
 
 /// turmoil's UDP socket as a [`Datagram`].
@@ -248,10 +248,14 @@ impl WorldFaults {
         let fault = &plan.faults[step.fault].kind;
         let start = step.phase == Phase::Start;
         let record = match step.phase {
-            Phase::Start => WorldEvent::FaultStarted { id: step.fault, fault: fault.clone() },
-            Phase::End => WorldEvent::FaultEnded { id: step.fault, fault: fault.clone() },
+            Phase::Start => Some(WorldEvent::FaultStarted { id: step.fault, fault: fault.clone() }),
+            Phase::End => Some(WorldEvent::FaultEnded { id: step.fault, fault: fault.clone() }),
+            // The host records each reload it makes.
+            Phase::Repeat => None,
         };
-        self.recorder.world(now, WORLD, record);
+        if let Some(record) = record {
+            self.recorder.world(now, WORLD, record);
+        }
         match fault {
             FaultKind::Partition { a, b, oneway } => self.partition(sim, a, b, *oneway, start),
             FaultKind::Loss { hosts, .. } | FaultKind::Latency { hosts, .. } => {
@@ -275,6 +279,12 @@ impl WorldFaults {
                     let _ = control.send(Control::Kill { service: service.clone() });
                 }
             }
+            FaultKind::Reload { host, .. } if step.phase != Phase::End => {
+                if let Some(control) = states[host].control.borrow().as_ref() {
+                    let _ = control.send(Control::Hangup { service: BALANCER_SERVICE.into() });
+                }
+            }
+            FaultKind::Reload { .. } => {}
         }
     }
 

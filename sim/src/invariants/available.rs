@@ -6,8 +6,10 @@
 //!   detection window D;
 //! - (b) the balancer had no server for it, and no webapp had been up and reachable for at
 //!   least the admission window A;
-//! - (c) the client could not reach the balancer (cut off, or the balancer down) while the
-//!   request was under way.
+//! - (c) the client could not reach the balancer while the request was under way: cut off,
+//!   the balancer's host down, or its balancer service killed by a `service-crash` fault
+//!   and not yet restarted. A balancer service that stops on its own (a reload that drops
+//!   the listener, a failed bind) excuses nothing: the user sees those failures.
 //!
 //! Every other failed request is a violation naming the request, the server and why that
 //! server was a bad choice. What counts is when the request was sent, not how long it took
@@ -16,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rollcall::node::BALANCER_SERVICE;
 use serde::Serialize;
 
 use super::bounds::Windows;
@@ -128,11 +131,11 @@ impl<'a> Judge<'a> {
         let spans = |holds: &dyn Fn(Duration) -> bool| obs.spans_over(&points, holds);
         let bad = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| !obs.is_reachable(w, t)))).collect();
         let good = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_reachable(w, t)))).collect();
-        let serving = |t| obs.is_up(balancer, t) && obs.service(balancer, "haproxy").contains(t);
+        let down = |t| !obs.is_up(balancer, t) || obs.stopped_by_fault(balancer, BALANCER_SERVICE, t);
         let blocked = obs
             .clients
             .iter()
-            .map(|c| (c.clone(), spans(&|t| !serving(t) || obs.is_cut(c, balancer, t))))
+            .map(|c| (c.clone(), spans(&|t| down(t) || obs.is_cut(c, balancer, t))))
             .collect();
         let lost = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_lost(w, t)))).collect();
         Judge { obs, detection, admission, gossip_detection: None, lost, bad, good, blocked }
