@@ -30,6 +30,15 @@
 //! re-added it. Fixed when a re-added server keeps the health it had when removed (a
 //! deliberate deviation from HAProxy to make; issue 7).
 //!
+//! A fifth, with Lifeguard (found by this suite, world seed 8692 at the default case count:
+//! s1 crashed from 35 s, s2 crashed at 37.3 s then isolated to 47.4 s): `detect` (and so
+//! `available`) violated while the balancer's agent had a raised health score. With both
+//! webapps down it hears from no one, so Lifeguard takes it for the slow node and stretches
+//! its probe interval up to 8x; a webapp lost meanwhile stays listed longer than the
+//! scenario's 10 rounds. memberlist and Serf do the same (A.4 of gossip.md), so no fix is
+//! planned in the stack; allowed only while the balancer's score was above 0 within D of the
+//! failure (its `health-score` records in the trace).
+//!
 //! Crashes of `ha` itself are left out: a rebooted `ha` forgets its backends until the next
 //! push-pull, which breaks `converge`, `available` and (for some seeds) `views` at once
 //! (`scenarios/lab-ha-restart.toml`; fixed by snapshot/rejoin, issue 8).
@@ -133,11 +142,19 @@ fn is_known_bug(verdict: &Verdict, run: &Run) -> bool {
             .next_back();
         entered.is_some_and(|t| at - t < detection)
     };
+    let lifeguard_slowed =
+        |at: Duration| obs.worst_health(&obs.balancer, at.saturating_sub(detection), at + detection) > 0;
     let known = |h: &String, at: Duration| {
-        falsely_failed(h, at) || awaiting_random_reconnect(h, at) || readmitted(h, at)
+        falsely_failed(h, at) || awaiting_random_reconnect(h, at) || readmitted(h, at) || lifeguard_slowed(at)
     };
-    verdict.name == "available"
-        && verdict.failures().iter().all(|(at, hosts)| hosts.iter().all(|h| known(h, *at)))
+    let all_failures = |known: &dyn Fn(&String, Duration) -> bool| {
+        verdict.failures().iter().all(|(at, hosts)| hosts.iter().all(|h| known(h, *at)))
+    };
+    match verdict.name.as_str() {
+        "available" => all_failures(&known),
+        "detect" => all_failures(&|_, at| lifeguard_slowed(at)),
+        _ => false,
+    }
 }
 
 fn config() -> Config {

@@ -181,6 +181,9 @@ pub struct Observations {
     cuts: BTreeMap<(String, String), Intervals>,
     /// Each node's gossip view changes, in order.
     pub views: BTreeMap<String, Vec<(Duration, ViewChange)>>,
+    /// Each node's gossip health score changes (Lifeguard), in order; a restarted agent
+    /// starts healthy.
+    pub health: BTreeMap<String, Vec<(Duration, u32)>>,
     /// Every `member-failed` event.
     pub failed_events: Vec<FailedEvent>,
     /// Client requests in completion order.
@@ -279,10 +282,14 @@ impl Observations {
                 reading.services.entry(service_event(service)).or_default().push((at, true));
                 if service == "serf" {
                     self.views.entry(host.to_string()).or_default().push((at, ViewChange::Reset));
+                    self.health.entry(host.to_string()).or_default().push((at, 0));
                 }
             }
             Event::ServiceExited { service, .. } => {
                 reading.services.entry(service_event(service)).or_default().push((at, false))
+            }
+            Event::HealthScore { score } => {
+                self.health.entry(host.to_string()).or_default().push((at, *score))
             }
             Event::MemberState { member, status, incarnation } => {
                 let change =
@@ -385,6 +392,14 @@ impl Observations {
             let hit = matches!(&fault.kind, FaultKind::ServiceCrash { host: h, service: s } if h == host && s == service);
             hit && started <= fault.start && fault.start <= stopped
         })
+    }
+
+    /// The highest gossip health score `host` had at any time within `from..=to`.
+    pub fn worst_health(&self, host: &str, from: Duration, to: Duration) -> u32 {
+        let changes = self.health.get(host).map_or(&[][..], Vec::as_slice);
+        let before = changes.iter().rev().find(|(t, _)| *t <= from).map_or(0, |(_, score)| *score);
+        let within = changes.iter().filter(|(t, _)| from < *t && *t <= to).map(|(_, score)| *score);
+        within.fold(before, u32::max)
     }
 
     /// Whether `host` runs at `at`.

@@ -257,6 +257,7 @@ fn describe(record: &Record) -> Option<String> {
             format!("server {server} {}: {reason}", if *up { "UP" } else { "DOWN" })
         }
         Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
+        Event::HealthScore { score } => format!("gossip health score {score} (probes {}x slower)", score + 1),
         Event::DatagramSent { .. }
         | Event::DatagramReceived { .. }
         | Event::DatagramDropped { .. }

@@ -57,6 +57,11 @@ pub enum Message {
     Dead { name: String, incarnation: u32, from: String },
     /// Full state exchange; `join` asks the peer to answer with its own state.
     PushPull { join: bool, reply: bool, states: Vec<NodeState> },
+    /// Ping `target` at `addr` for the sender and forward its ack (with the sender's `seq`);
+    /// with `nack`, say so if no ack comes within the probe timeout.
+    PingReq { seq: u32, target: String, addr: SocketAddr, nack: bool },
+    /// A helper got no ack from the target of an indirect probe.
+    Nack { seq: u32 },
 }
 
 /// A datagram could not be encoded or decoded.
@@ -123,7 +128,8 @@ fn validate(message: &Message) -> Result<(), CodecError> {
     };
     match message {
         Message::Ping { target, .. } => check_name(target),
-        Message::Ack { .. } => Ok(()),
+        Message::Ack { .. } | Message::Nack { .. } => Ok(()),
+        Message::PingReq { target, .. } => check_name(target),
         // An alive message is about an alive node; another status is a peer's error.
         Message::Alive(state) if state.status != Status::Alive => Err(CodecError::Malformed(format!(
             "alive message about {} carries status {:?}",

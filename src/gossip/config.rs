@@ -28,10 +28,16 @@ pub struct GossipConfig {
     pub join: JoinMode,
     /// One failure-detector probe per interval (a "round").
     pub probe_interval: Duration,
-    /// Wait for an ack before suspecting.
+    /// Wait for a direct ack before asking helpers to ping the target.
     pub probe_timeout: Duration,
-    /// Suspicion timeout = mult x max(1, log10(n)) x probe interval.
+    /// Helpers asked to ping a target that missed a direct ping (memberlist's `IndirectChecks`).
+    pub indirect_checks: usize,
+    /// Shortest suspicion timeout = mult x max(1, log10(n)) x probe interval.
     pub suspicion_mult: u32,
+    /// A suspicion nobody confirms lasts this many times the shortest (Lifeguard).
+    pub suspicion_max_timeout_mult: u32,
+    /// Local health stretches the probe interval and timeout up to this many times (Lifeguard).
+    pub awareness_max_multiplier: u32,
     /// Dedicated gossip tick.
     pub gossip_interval: Duration,
     /// Fan-out per gossip tick.
@@ -64,7 +70,10 @@ impl GossipConfig {
             join: JoinMode::Once { timeout: Duration::from_secs(1) },
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
             suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            awareness_max_multiplier: 8,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             retransmit_mult: 4,

@@ -2,12 +2,17 @@
 //! [`Action`]s. No sockets, clocks or tasks in here; randomness comes from an injected RNG.
 //!
 //! Protocol, after SWIM as memberlist implements it: one probe per interval in a shuffled
-//! round-robin; a missed ack makes the target suspect; an unrefuted suspicion becomes dead;
-//! a node that hears it is suspected refutes with a higher incarnation. State changes are
-//! broadcast on a gossip tick, a bounded number of times each. Push-pull exchanges full state
-//! at join, periodically, and with failed members (Serf's reconnect), which heals partitions.
+//! round-robin; a direct ping, then, if no ack came within the probe timeout, ping-reqs
+//! through `indirect_checks` helpers that answer with the target's ack or a nack; only a
+//! probe round that ends without any ack makes the target suspect. Lifeguard
+//! ([`super::lifeguard`]) scales the probe interval by local health and lets a suspicion
+//! shrink from max to min as independent accusers confirm it; an unrefuted suspicion becomes
+//! dead; a node that hears it is suspected refutes with a higher incarnation. State changes
+//! are broadcast on a gossip tick, a bounded number of times each. Push-pull exchanges full
+//! state at join, periodically, and with failed members (Serf's reconnect), which heals
+//! partitions.
 //!
-//! Not yet here (later work): indirect probes, Lifeguard, graceful leave, Lamport intents.
+//! Not yet here (later work): the TCP ping fallback, graceful leave, Lamport intents.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status};
 use super::config::{GossipConfig, JoinMode};
+use super::lifeguard::{self, Awareness, Suspicion};
 use crate::host::MemberChange;
 
 /// A timer the agent asked for. Stale timers are ignored when they fire, never cancelled.
@@ -26,8 +32,12 @@ use crate::host::MemberChange;
 pub enum Timer {
     /// Start the next probe.
     Probe,
-    /// The probe with this sequence number got no ack in time.
+    /// The probe with this sequence number got no direct ack in time: ask helpers.
     ProbeTimeout { seq: u32 },
+    /// The probe round with this sequence number ends: no ack at all makes the target suspect.
+    ProbeRoundEnd { seq: u32 },
+    /// An indirect ping made for another node (our sequence number) got no ack in time.
+    RelayTimeout { seq: u32 },
     /// A suspicion of `name` at `incarnation` ran out.
     Suspicion { name: String, incarnation: u32 },
     /// Send pending broadcasts.
@@ -48,6 +58,8 @@ impl Timer {
         match self {
             Timer::Probe => "probe".into(),
             Timer::ProbeTimeout { seq } => format!("probe-timeout#{seq}"),
+            Timer::ProbeRoundEnd { seq } => format!("probe-round-end#{seq}"),
+            Timer::RelayTimeout { seq } => format!("relay-timeout#{seq}"),
             Timer::Suspicion { name, incarnation } => format!("suspicion:{name}@{incarnation}"),
             Timer::Gossip => "gossip".into(),
             Timer::PushPull => "push-pull".into(),
@@ -89,7 +101,12 @@ struct Member {
     state: NodeState,
     /// When the member last changed status, for gossip-to-the-dead.
     status_since: Duration,
+    /// While it is suspect: who accused it and how long the suspicion lasts.
+    suspicion: Option<Suspicion>,
 }
+
+/// Indirect pings we make for other nodes at once; more ping-reqs are dropped.
+pub const RELAYS_MAX: usize = 64;
 
 #[derive(Clone, Debug)]
 struct Broadcast {
@@ -99,10 +116,24 @@ struct Broadcast {
     transmits: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// The probe round under way.
+#[derive(Clone, Debug)]
 struct Probe {
     seq: u32,
+    target: String,
     acked: bool,
+    /// Helpers asked for a nack, and nacks received (Lifeguard tells from them whether the
+    /// target or this node is the slow one).
+    expected_nacks: u32,
+    nacks: u32,
+}
+
+/// An indirect ping we make for another node.
+#[derive(Clone, Copy, Debug)]
+struct Relay {
+    requester: SocketAddr,
+    seq: u32,
+    nack: bool,
 }
 
 /// The gossip agent of one node.
@@ -114,7 +145,10 @@ pub struct Agent {
     rng: ChaCha8Rng,
     next_seq: u32,
     probe_queue: Vec<String>,
-    probe: Option<(String, Probe)>,
+    probe: Option<Probe>,
+    /// Indirect pings in flight for other nodes, by our sequence number.
+    relays: BTreeMap<u32, Relay>,
+    awareness: Awareness,
     joined: bool,
     join_attempts: u32,
     /// Bumped on every change to the member table, so drivers publish views only on change.
@@ -127,6 +161,7 @@ impl Agent {
         assert!(config.probe_timeout < config.probe_interval, "probe timeout within the interval");
         assert!(config.gossip_nodes > 0);
         assert!(!config.name.is_empty() && config.name.len() <= codec::NAME_BYTES_MAX);
+        let awareness_max = config.awareness_max_multiplier;
         Self {
             config,
             incarnation: 0,
@@ -136,6 +171,8 @@ impl Agent {
             next_seq: 0,
             probe_queue: Vec::new(),
             probe: None,
+            relays: BTreeMap::new(),
+            awareness: Awareness::new(awareness_max),
             joined: false,
             join_attempts: 0,
             version: 0,
@@ -146,7 +183,8 @@ impl Agent {
     pub fn start(&mut self, now: Duration, out: &mut Vec<Action>) {
         assert!(self.members.is_empty(), "start is called once");
         let me = self.own_state();
-        self.members.insert(me.name.clone(), Member { state: me.clone(), status_since: now });
+        self.members
+            .insert(me.name.clone(), Member { state: me.clone(), status_since: now, suspicion: None });
         self.version += 1;
         out.push(Action::Event(MemberEvent { change: MemberChange::Join, member: me }));
         // Spread the first probe over one interval so that nodes started together do not
@@ -183,6 +221,11 @@ impl Agent {
         self.incarnation
     }
 
+    /// Local health: 0 when healthy, up to `awareness_max_multiplier - 1`.
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
     /// Handles one datagram from `from`.
     pub fn handle_datagram(
         &mut self,
@@ -201,13 +244,23 @@ impl Agent {
     /// Handles a timer that fired.
     pub fn handle_timer(&mut self, timer: Timer, now: Duration, out: &mut Vec<Action>) {
         match timer {
-            Timer::Probe => self.start_probe(out),
-            Timer::ProbeTimeout { seq } => self.probe_timed_out(seq, now, out),
+            Timer::Probe => self.start_probe(now, out),
+            Timer::ProbeTimeout { seq } => self.ask_helpers(seq, now, out),
+            Timer::ProbeRoundEnd { seq } => {
+                if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+                    self.finish_probe(now, out);
+                }
+            }
+            Timer::RelayTimeout { seq } => {
+                if let Some(relay) = self.relays.remove(&seq).filter(|r| r.nack) {
+                    self.send(relay.requester, &[Message::Nack { seq: relay.seq }], out);
+                }
+            }
             Timer::Suspicion { name, incarnation } => self.suspicion_ran_out(&name, incarnation, now, out),
             Timer::Gossip => self.gossip(now, out),
             Timer::PushPull => {
                 out.push(Action::SetTimer { timer: Timer::PushPull, after: self.config.push_pull_interval });
-                if let Some(peer) = self.random_peers(1, now, |s| s == Status::Alive).pop() {
+                if let Some(peer) = self.random_peers(1, now, |s| s.status == Status::Alive).pop() {
                     self.send_push_pull(peer, false, false, out);
                 }
             }
@@ -289,12 +342,21 @@ impl Agent {
                     self.send(from, &packet, out);
                 }
             }
-            Message::Ack { seq } => {
-                if let Some((_, probe)) = self.probe.as_mut() {
-                    if probe.seq == seq {
-                        probe.acked = true;
+            Message::Ack { seq } => match self.probe.as_mut() {
+                Some(probe) if probe.seq == seq => probe.acked = true,
+                _ => {
+                    if let Some(relay) = self.relays.remove(&seq) {
+                        self.send(relay.requester, &[Message::Ack { seq: relay.seq }], out);
                     }
                 }
+            },
+            Message::Nack { seq } => {
+                if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                    probe.nacks += 1;
+                }
+            }
+            Message::PingReq { seq, target, addr, nack } => {
+                self.relay_ping(from, seq, target, addr, nack, out)
             }
             Message::Alive(state) => self.apply_alive(state, now, out),
             Message::Suspect { name, incarnation, from } => {
@@ -374,7 +436,8 @@ impl Agent {
         }
         let status_changed = self.members.get(&state.name).is_none_or(|k| k.state.status != Status::Alive);
         let status_since = if status_changed { now } else { self.members[&state.name].status_since };
-        self.members.insert(state.name.clone(), Member { state: state.clone(), status_since });
+        self.members
+            .insert(state.name.clone(), Member { state: state.clone(), status_since, suspicion: None });
         self.version += 1;
         self.enqueue(state.name.clone(), Message::Alive(state.clone()));
         if let Some(change) = change {
@@ -394,14 +457,35 @@ impl Agent {
             self.accused(Status::Suspect, incarnation, now);
             return;
         }
-        let timeout = self.suspicion_timeout();
+        let nodes = self.members.len();
+        let bounds = self.suspicion_bounds();
+        let mult = self.config.suspicion_mult;
         let Some(member) = self.members.get_mut(name) else { return };
-        if incarnation < member.state.incarnation || member.state.status != Status::Alive {
+        if incarnation < member.state.incarnation {
             return;
         }
+        match (member.state.status, member.suspicion.as_mut()) {
+            (Status::Alive, _) => {}
+            // Already suspect: a new accuser confirms it, shortens it and spreads it again.
+            (Status::Suspect, Some(suspicion)) => {
+                if suspicion.confirm(from) {
+                    let (incarnation, deadline) = (member.state.incarnation, suspicion.deadline());
+                    let message =
+                        Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
+                    self.enqueue(name.to_string(), message);
+                    let timer = Timer::Suspicion { name: name.to_string(), incarnation };
+                    out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
+                }
+                return;
+            }
+            _ => return,
+        }
+        let suspicion = Suspicion::new(now, from, nodes, mult, bounds);
+        let timeout = suspicion.timeout();
         member.state.incarnation = incarnation;
         member.state.status = Status::Suspect;
         member.status_since = now;
+        member.suspicion = Some(suspicion);
         self.version += 1;
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(name.to_string(), message);
@@ -432,6 +516,7 @@ impl Agent {
         member.state.incarnation = incarnation;
         member.state.status = Status::Dead;
         member.status_since = now;
+        member.suspicion = None;
         let state = member.state.clone();
         self.version += 1;
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
@@ -472,6 +557,8 @@ impl Agent {
         // At the largest incarnation the accusation cannot be out-bid; stay there rather than
         // wrap to 0, which every peer would ignore.
         self.incarnation = accused_incarnation.saturating_add(1);
+        // Being accused may mean we are the slow one (Lifeguard).
+        self.awareness.apply(1);
         let me = self.own_state();
         let member = self.members.get_mut(&me.name).expect("self is always a member");
         member.state = me.clone();
@@ -480,10 +567,10 @@ impl Agent {
         self.enqueue(me.name.clone(), Message::Alive(me));
     }
 
-    fn suspicion_timeout(&self) -> Duration {
-        let nodes = self.members.len().max(1) as f64;
-        let scale = nodes.log10().max(1.0);
-        self.config.probe_interval.mul_f64(f64::from(self.config.suspicion_mult) * scale)
+    fn suspicion_bounds(&self) -> (Duration, Duration) {
+        let config = &self.config;
+        let (mult, max_mult) = (config.suspicion_mult, config.suspicion_max_timeout_mult);
+        lifeguard::suspicion_bounds(self.members.len(), mult, max_mult, config.probe_interval)
     }
 
     fn retransmit_limit(&self) -> u32 {
@@ -491,14 +578,17 @@ impl Agent {
         self.config.retransmit_mult * ((nodes + 1.0).log10().ceil() as u32).max(1)
     }
 
-    fn start_probe(&mut self, out: &mut Vec<Action>) {
-        out.push(Action::SetTimer { timer: Timer::Probe, after: self.config.probe_interval });
+    fn start_probe(&mut self, now: Duration, out: &mut Vec<Action>) {
+        // A round still open ends now (its end timer may fire after this start).
+        self.finish_probe(now, out);
+        let interval = self.awareness.scale(self.config.probe_interval);
+        out.push(Action::SetTimer { timer: Timer::Probe, after: interval });
         let Some(target) = self.next_probe_target() else { return };
         self.next_seq = self.next_seq.wrapping_add(1);
         let seq = self.next_seq;
         let state = &self.members[&target].state;
         let (addr, status, incarnation) = (state.addr, state.status, state.incarnation);
-        self.probe = Some((target.clone(), Probe { seq, acked: false }));
+        self.probe = Some(Probe { seq, target: target.clone(), acked: false, expected_nacks: 0, nacks: 0 });
         let mut packet = vec![Message::Ping { seq, target: target.clone() }];
         if status == Status::Suspect {
             // Tell a suspect it is suspected, so that it refutes even if the gossip missed it.
@@ -507,7 +597,63 @@ impl Agent {
         }
         self.piggyback(&mut packet);
         self.send(addr, &packet, out);
-        out.push(Action::SetTimer { timer: Timer::ProbeTimeout { seq }, after: self.config.probe_timeout });
+        let timeout = self.awareness.scale(self.config.probe_timeout);
+        out.push(Action::SetTimer { timer: Timer::ProbeTimeout { seq }, after: timeout });
+        out.push(Action::SetTimer { timer: Timer::ProbeRoundEnd { seq }, after: interval });
+    }
+
+    /// No direct ack within the probe timeout: ask up to `indirect_checks` alive members to
+    /// ping the target for us.
+    fn ask_helpers(&mut self, seq: u32, now: Duration, out: &mut Vec<Action>) {
+        let Some(probe) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else { return };
+        let target = probe.target.clone();
+        let Some(addr) = self.members.get(&target).map(|m| m.state.addr) else { return };
+        let count = self.config.indirect_checks;
+        let helpers = self.random_peers(count, now, |s| s.status == Status::Alive && s.name != target);
+        let request = Message::PingReq { seq, target, addr, nack: true };
+        for helper in &helpers {
+            self.send(*helper, std::slice::from_ref(&request), out);
+        }
+        if let Some(probe) = self.probe.as_mut() {
+            probe.expected_nacks = helpers.len() as u32;
+        }
+    }
+
+    /// Pings `target` for `requester`; its ack goes back with the requester's `seq`.
+    fn relay_ping(
+        &mut self,
+        requester: SocketAddr,
+        seq: u32,
+        target: String,
+        addr: SocketAddr,
+        nack: bool,
+        out: &mut Vec<Action>,
+    ) {
+        if self.relays.len() >= RELAYS_MAX {
+            tracing::debug!(%requester, "indirect ping dropped: {RELAYS_MAX} already in flight");
+            return;
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let own = self.next_seq;
+        self.relays.insert(own, Relay { requester, seq, nack });
+        self.send(addr, &[Message::Ping { seq: own, target }], out);
+        out.push(Action::SetTimer {
+            timer: Timer::RelayTimeout { seq: own },
+            after: self.config.probe_timeout,
+        });
+    }
+
+    /// Ends the probe round under way: local health moves (Lifeguard), and a target that
+    /// answered neither directly nor through a helper becomes suspect.
+    fn finish_probe(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let Some(probe) = self.probe.take() else { return };
+        self.awareness.apply(lifeguard::probe_delta(probe.acked, probe.expected_nacks, probe.nacks));
+        if probe.acked {
+            return;
+        }
+        let Some(incarnation) = self.members.get(&probe.target).map(|m| m.state.incarnation) else { return };
+        let me = self.config.name.clone();
+        self.apply_suspect(&probe.target, incarnation, &me, now, out);
     }
 
     /// Round-robin over a shuffled list, reshuffled each round: every live member is probed
@@ -531,23 +677,14 @@ impl Agent {
         None
     }
 
-    fn probe_timed_out(&mut self, seq: u32, now: Duration, out: &mut Vec<Action>) {
-        let Some((target, probe)) = self.probe.clone() else { return };
-        if probe.seq != seq || probe.acked {
-            return;
-        }
-        self.probe = None;
-        let Some(member) = self.members.get(&target) else { return };
-        let incarnation = member.state.incarnation;
-        let me = self.config.name.clone();
-        self.apply_suspect(&target, incarnation, &me, now, out);
-    }
-
     fn suspicion_ran_out(&mut self, name: &str, incarnation: u32, now: Duration, out: &mut Vec<Action>) {
-        let still_suspect = self
-            .members
-            .get(name)
-            .is_some_and(|m| m.state.status == Status::Suspect && m.state.incarnation == incarnation);
+        // Confirmations shorten a suspicion with a new timer; the earlier ones fire too, and
+        // only the one at the deadline counts.
+        let still_suspect = self.members.get(name).is_some_and(|m| {
+            m.state.status == Status::Suspect
+                && m.state.incarnation == incarnation
+                && m.suspicion.as_ref().is_none_or(|s| s.deadline() <= now)
+        });
         if still_suspect {
             let me = self.config.name.clone();
             self.apply_dead(name, incarnation, &me, now, out);
@@ -560,13 +697,13 @@ impl Agent {
         &mut self,
         count: usize,
         now: Duration,
-        wanted: impl Fn(Status) -> bool,
+        wanted: impl Fn(&NodeState) -> bool,
     ) -> Vec<SocketAddr> {
         let to_the_dead = self.config.gossip_to_the_dead;
         let mut peers: Vec<SocketAddr> = self
             .members
             .values()
-            .filter(|m| m.state.name != self.config.name && wanted(m.state.status))
+            .filter(|m| m.state.name != self.config.name && wanted(&m.state))
             .filter(|m| m.state.status != Status::Dead || now.saturating_sub(m.status_since) < to_the_dead)
             .map(|m| m.state.addr)
             .collect();

@@ -49,6 +49,7 @@ pub async fn run<N: Net>(
     let mut agent = Agent::new(config, env.rng("gossip-agent"));
     let mut timers = TimerQueue::default();
     let mut published = None;
+    let mut health = 0;
     let mut published_states = BTreeMap::new();
     let mut out = Vec::new();
     agent.start(env.now(), &mut out);
@@ -62,6 +63,10 @@ pub async fn run<N: Net>(
             let members: View = agent.members().cloned().collect();
             record_state_changes(&env, &mut published_states, &members);
             view.send_replace(members);
+        }
+        if agent.health_score() != health {
+            health = agent.health_score();
+            env.observe(Event::HealthScore { score: health });
         }
         let due = timers.next_due().unwrap_or(env.now() + Duration::from_secs(3600));
         let wait = due.saturating_sub(env.now());

@@ -1,6 +1,7 @@
 //! Gossip membership in the manner of Serf on memberlist.
 //!
 //! - [`core`]: the sans-io agent (probe, suspect, refute, disseminate, push-pull, join).
+//! - [`lifeguard`]: local health awareness and suspicion timeouts that shrink with confirmations.
 //! - [`codec`]: the datagram format.
 //! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
 
@@ -8,6 +9,7 @@ pub mod codec;
 pub mod config;
 pub mod core;
 pub mod driver;
+pub mod lifeguard;
 
 pub use codec::{NodeState, Status};
 pub use config::{GossipConfig, JoinMode};

@@ -55,6 +55,9 @@ pub enum Event {
     /// This host's gossip view of `member` changed: a new entry, a new status or a new
     /// incarnation. A restarted agent starts from an empty view.
     MemberState { member: String, status: MemberStatus, incarnation: u32 },
+    /// The gossip agent's local health score changed (Lifeguard: 0 is healthy; its probe
+    /// interval and timeout are `score + 1` times the configured ones).
+    HealthScore { score: u32 },
     /// The supervisor started a service.
     ServiceStarted { service: String },
     /// A service ended; `status` is its exit status text.
@@ -107,6 +110,7 @@ impl Event {
             Event::JoinGaveUp { .. } => "join-gave-up",
             Event::Member { .. } => "member",
             Event::MemberState { .. } => "member-state",
+            Event::HealthScore { .. } => "health-score",
             Event::ServiceStarted { .. } => "service-started",
             Event::ServiceExited { .. } => "service-exited",
             Event::ServiceDown { .. } => "service-down",

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::faults::FaultKind;
 use crate::world::{HostKind, LINK_LATENCY_MAX, World};
 use rollcall::balancer::health::CheckSettings;
+use rollcall::gossip::lifeguard::{self, Suspicion};
 use rollcall::gossip::{GossipConfig, JoinMode, NodeState, Status};
 use rollcall::node::Role;
 
@@ -214,11 +215,8 @@ fn gossip_windows(world: &World) -> Windows {
         "no health checks: gossip detection by the balancer's agent",
         vec![
             (format!("probe gap ((2 x {peers} - 1) probe intervals)"), probe_gap),
-            ("probe timeout".into(), gossip.probe_timeout),
-            (
-                format!("suspicion ({} x max(1, log10 {nodes}) probe intervals)", gossip.suspicion_mult),
-                suspicion,
-            ),
+            ("probe round (direct ping, then ping-reqs to the interval's end)".into(), gossip.probe_interval),
+            (suspicion_term(&gossip, nodes), suspicion),
             ("datagram round trip".into(), round_trip),
             (format!("render and reload ({REACTION_TICKS} ticks)"), reaction),
         ],
@@ -242,10 +240,10 @@ fn gossip_windows(world: &World) -> Windows {
 pub fn views_settle(world: &World) -> Window {
     let gossip = balancer_gossip(world);
     let detection = Detection::of(world, &gossip);
-    let first = if detection.probe_gap + gossip.probe_timeout > gossip.push_pull_interval {
+    let first = if detection.probe_gap + gossip.probe_interval > gossip.push_pull_interval {
         (
-            "probe gap and timeout (longer than the push-pull interval)".to_string(),
-            detection.probe_gap + gossip.probe_timeout,
+            "probe gap and round (longer than the push-pull interval)".to_string(),
+            detection.probe_gap + gossip.probe_interval,
         )
     } else {
         ("push-pull interval".to_string(), gossip.push_pull_interval)
@@ -271,9 +269,27 @@ impl Detection {
         // Shuffled round robin, reshuffled every pass: a member probed first in one pass and
         // last in the next waits 2 x peers - 1 intervals.
         let probe_gap = gossip.probe_interval * (2 * peers - 1);
-        let scale = (nodes as f64).log10().max(1.0);
-        let suspicion = gossip.probe_interval.mul_f64(f64::from(gossip.suspicion_mult) * scale);
+        // The worst case is a suspicion nobody confirms (Lifeguard's longest).
+        let suspicion = lone_suspicion(gossip, nodes).timeout();
         Detection { nodes, peers, probe_gap, suspicion }
+    }
+}
+
+/// A suspicion with one accuser in a cluster of `nodes`, as the agent would start it.
+fn lone_suspicion(gossip: &GossipConfig, nodes: usize) -> Suspicion {
+    let (mult, max_mult) = (gossip.suspicion_mult, gossip.suspicion_max_timeout_mult);
+    let bounds = lifeguard::suspicion_bounds(nodes, mult, max_mult, gossip.probe_interval);
+    Suspicion::new(Duration::ZERO, "accuser", nodes, mult, bounds)
+}
+
+fn suspicion_term(gossip: &GossipConfig, nodes: usize) -> String {
+    let min = format!("{} x max(1, log10 {nodes}) probe intervals", gossip.suspicion_mult);
+    if lone_suspicion(gossip, nodes).timeout()
+        > lifeguard::suspicion_bounds(nodes, gossip.suspicion_mult, 1, gossip.probe_interval).0
+    {
+        format!("suspicion, unconfirmed ({} x {min})", gossip.suspicion_max_timeout_mult)
+    } else {
+        format!("suspicion ({min}; too few nodes to confirm it)")
     }
 }
 
@@ -313,9 +329,9 @@ mod tests {
     #[test]
     fn detection_is_probe_gap_timeout_suspicion_round_trip_and_reaction() {
         let windows = windows(&lab_without_checks());
-        // 3 nodes: 2 peers -> 3 probe intervals; 0.5 s timeout; 4 x 1 s suspicion; 2 x 5 ms;
-        // 10 ticks of 1 ms.
-        assert_eq!(windows.detection.ms, 3_000 + 500 + 4_000 + 10 + 10, "{}", windows.detection.explain());
+        // 3 nodes: 2 peers -> 3 probe intervals; a 1 s probe round; 4 x 1 s suspicion (too few
+        // nodes to confirm it); 2 x 5 ms; 10 ticks of 1 ms.
+        assert_eq!(windows.detection.ms, 3_000 + 1_000 + 4_000 + 10 + 10, "{}", windows.detection.explain());
         assert_eq!(windows.detection.terms.len(), 5);
     }
 
@@ -342,8 +358,9 @@ mod tests {
             extra.name = format!("x{i}");
             world.hosts.push(extra);
         }
-        // 23 nodes: 43 probe intervals, suspicion 4 x log10(23) = 5.4469 s.
-        assert_eq!(windows(&world).detection.ms, 43_000 + 500 + 5_446 + 10 + 10);
+        // 23 nodes: 43 probe intervals, a 1 s round, an unconfirmed suspicion of
+        // 6 x 4 x log10(23) = 32.68 s.
+        assert_eq!(windows(&world).detection.ms, 43_000 + 1_000 + 32_681 + 10 + 10);
         assert!(windows(&world).detection.ms > before);
         let latency = |at: u64, ms: u64, host: &str| crate::faults::FaultSpec {
             at: Duration::from_secs(at),
@@ -357,6 +374,6 @@ mod tests {
             latency(20, 120, "ha"),
             latency(5, 130, "s1"),
         ]);
-        assert_eq!(windows(&world).detection.ms, 43_000 + 500 + 5_446 + 2 * (5 + 140) + 10);
+        assert_eq!(windows(&world).detection.ms, 43_000 + 1_000 + 32_681 + 2 * (5 + 140) + 10);
     }
 }

@@ -47,6 +47,8 @@ struct Cluster {
     timers: Vec<(Duration, u64, SocketAddr, Timer)>,
     in_flight: VecDeque<(Duration, SocketAddr, SocketAddr, Vec<u8>)>,
     cut: Vec<SocketAddr>,
+    /// Links cut in both directions, one pair at a time.
+    cut_links: Vec<(SocketAddr, SocketAddr)>,
     events: Vec<(SocketAddr, MemberChange, String)>,
     order: u64,
 }
@@ -59,6 +61,7 @@ impl Cluster {
             timers: Vec::new(),
             in_flight: VecDeque::new(),
             cut: Vec::new(),
+            cut_links: Vec::new(),
             events: Vec::new(),
             order: 0,
         };
@@ -76,7 +79,8 @@ impl Cluster {
         for action in out {
             match action {
                 Action::Send { to, bytes } => {
-                    let blocked = self.cut.contains(&at) != self.cut.contains(&to);
+                    let blocked = self.cut.contains(&at) != self.cut.contains(&to)
+                        || self.cut_links.iter().any(|&(a, b)| (a, b) == (at, to) || (b, a) == (at, to));
                     if !blocked {
                         self.in_flight.push_back((self.now + Duration::from_millis(1), at, to, bytes));
                     }
@@ -288,6 +292,8 @@ fn a_probe_of_a_suspect_tells_it_that_it_is_suspected() {
     let Message::Ping { seq, .. } = first[0] else { panic!("{first:?}") };
     assert!(!first.iter().any(|m| matches!(m, Message::Suspect { .. })), "not suspect yet");
     ha.handle_timer(Timer::ProbeTimeout { seq }, Duration::from_millis(1500), &mut Vec::new());
+    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Alive, "the round is not over");
+    ha.handle_timer(Timer::ProbeRoundEnd { seq }, Duration::from_secs(2), &mut Vec::new());
     assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Suspect);
     let mut out = Vec::new();
     ha.handle_timer(Timer::Probe, Duration::from_secs(2), &mut out);
@@ -414,4 +420,107 @@ fn a_name_claimed_from_another_address_is_a_conflict_not_a_takeover() {
     // A claim of our own name from elsewhere is not refuted.
     ha.handle_datagram(addr(9), &alive("ha", 9, 7), Duration::ZERO, &mut Vec::new()).unwrap();
     assert_eq!(ha.incarnation(), 0);
+}
+
+fn cluster_of(size: u8) -> Cluster {
+    let names = ["ha", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"];
+    let agents = (1..=size).map(|host| agent(config(names[usize::from(host) - 1], host, &[1]))).collect();
+    Cluster::new(agents)
+}
+
+/// ha cannot reach s1 but s2 and s3 can: the ping-reqs through them carry s1's acks, so s1
+/// is never suspected (it never had to refute: its incarnation stays 0) and ha stays healthy.
+#[test]
+fn an_indirect_probe_saves_a_node_that_a_direct_ping_misses() {
+    let mut cluster = cluster_of(4);
+    cluster.run_until(Duration::from_secs(3));
+    cluster.cut_links.push((addr(1), addr(2)));
+    cluster.run_until(Duration::from_secs(60));
+    let s1 = cluster.agents[&addr(1)].members().find(|m| m.name == "s1").cloned().unwrap();
+    assert_eq!((s1.status, s1.incarnation), (Status::Alive, 0), "{s1:?}");
+    assert_eq!(cluster.agents[&addr(2)].incarnation(), 0);
+    assert_eq!(cluster.agents[&addr(1)].health_score(), 0);
+}
+
+/// A helper pings the target for the requester, forwards its ack with the requester's
+/// sequence number, or sends a nack when none comes.
+#[test]
+fn a_helper_forwards_the_ack_or_sends_a_nack() {
+    let mut helper = agent(config("s2", 3, &[]));
+    helper.start(Duration::ZERO, &mut Vec::new());
+    let request = |seq| datagram(&[Message::PingReq { seq, target: "s1".into(), addr: addr(2), nack: true }]);
+    let mut out = Vec::new();
+    helper.handle_datagram(addr(1), &request(40), Duration::ZERO, &mut out).unwrap();
+    let (to, ping) = sends(&out).remove(0);
+    let Message::Ping { seq: relayed, ref target } = ping[0] else { panic!("{ping:?}") };
+    assert_eq!((to, target.as_str()), (addr(2), "s1"));
+    let mut out = Vec::new();
+    helper
+        .handle_datagram(
+            addr(2),
+            &datagram(&[Message::Ack { seq: relayed }]),
+            Duration::from_millis(3),
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(sends(&out), vec![(addr(1), vec![Message::Ack { seq: 40 }])]);
+    let mut out = Vec::new();
+    helper.handle_datagram(addr(1), &request(41), Duration::from_secs(1), &mut out).unwrap();
+    let Message::Ping { seq: relayed, .. } = sends(&out)[0].1[0] else { panic!() };
+    let mut out = Vec::new();
+    helper.handle_timer(Timer::RelayTimeout { seq: relayed }, Duration::from_millis(1500), &mut out);
+    assert_eq!(sends(&out), vec![(addr(1), vec![Message::Nack { seq: 41 }])]);
+}
+
+/// In a cluster of 10, a suspicion from one accuser lasts 6 x the minimum (24 s); a second
+/// accuser shortens it to 11.381 s from its start, a third to the minimum (4 s).
+#[test]
+fn confirmations_from_other_accusers_shorten_a_suspicion() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    for host in 2..=10u8 {
+        ha.handle_datagram(addr(host), &alive(&format!("n{host}"), host, 0), Duration::ZERO, &mut Vec::new())
+            .unwrap();
+    }
+    let suspect =
+        |from: &str| datagram(&[Message::Suspect { name: "n2".into(), incarnation: 0, from: from.into() }]);
+    let timer_after = |out: &[Action]| {
+        out.iter().find_map(|a| match a {
+            Action::SetTimer { timer: Timer::Suspicion { .. }, after } => Some(*after),
+            _ => None,
+        })
+    };
+    let t0 = Duration::from_secs(10);
+    let mut out = Vec::new();
+    ha.handle_datagram(addr(3), &suspect("n3"), t0, &mut out).unwrap();
+    assert_eq!(timer_after(&out), Some(Duration::from_secs(24)));
+    let mut out = Vec::new();
+    ha.handle_datagram(addr(3), &suspect("n3"), t0 + Duration::from_secs(1), &mut out).unwrap();
+    assert_eq!(timer_after(&out), None, "the same accuser again confirms nothing");
+    let mut out = Vec::new();
+    ha.handle_datagram(addr(4), &suspect("n4"), t0 + Duration::from_secs(1), &mut out).unwrap();
+    let after = timer_after(&out).expect("a shorter timer");
+    assert_eq!(after.as_millis(), 10_381);
+    let status = |ha: &Agent| ha.members().find(|m| m.name == "n2").unwrap().status;
+    ha.handle_timer(
+        Timer::Suspicion { name: "n2".into(), incarnation: 0 },
+        t0 + Duration::from_secs(11),
+        &mut Vec::new(),
+    );
+    assert_eq!(status(&ha), Status::Suspect, "a timer before the deadline does nothing");
+    let deadline = t0 + Duration::from_secs(1) + after;
+    ha.handle_timer(Timer::Suspicion { name: "n2".into(), incarnation: 0 }, deadline, &mut Vec::new());
+    assert_eq!(status(&ha), Status::Dead);
+}
+
+/// s1 is cut off from everyone: its probes fail with no nack, so its health score climbs and
+/// it probes (and accuses) more slowly; ha, whose helpers answer with nacks, stays healthy.
+#[test]
+fn lifeguard_slows_a_node_that_hears_nothing() {
+    let mut cluster = cluster_of(4);
+    cluster.run_until(Duration::from_secs(3));
+    cluster.cut = vec![addr(2)];
+    cluster.run_until(Duration::from_secs(40));
+    assert_eq!(cluster.agents[&addr(2)].health_score(), 7);
+    assert_eq!(cluster.agents[&addr(1)].health_score(), 0);
 }
