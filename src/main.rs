@@ -68,6 +68,10 @@ enum Command {
         /// Time between join attempts, in ms.
         #[arg(long, default_value_t = 2000)]
         retry_interval_ms: u64,
+        /// Keep the alive members in this file and push-pull with them on restart (Serf's
+        /// -snapshot with -rejoin).
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
         /// Balancer: the handlebars template.
         #[arg(long, required_if_eq("role", "balancer"))]
         template: Option<PathBuf>,
@@ -246,6 +250,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         join,
         retry_join,
         retry_interval_ms,
+        snapshot,
         template,
         output,
         tag,
@@ -272,7 +277,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
     };
     let spec = NodeSpec {
         role,
-        gossip: GossipSettings { seeds: join, join: join_mode, ..GossipSettings::default() },
+        gossip: GossipSettings { seeds: join, join: join_mode, snapshot, ..GossipSettings::default() },
         gossip_port,
         tag,
         permanent_failure: Vec::new(),

@@ -66,6 +66,8 @@ pub struct GossipSettings {
     pub gossip_interval: Duration,
     /// Serf reconnect interval.
     pub reconnect_interval: Duration,
+    /// Serf's `-snapshot` (with `-rejoin`): where the agent keeps the members it knows.
+    pub snapshot: Option<PathBuf>,
 }
 
 impl Default for GossipSettings {
@@ -78,6 +80,7 @@ impl Default for GossipSettings {
             probe_timeout: lan.probe_timeout,
             gossip_interval: lan.gossip_interval,
             reconnect_interval: lan.reconnect_interval,
+            snapshot: None,
         }
     }
 }
@@ -193,7 +196,9 @@ fn serf_service<N: Net>(
         let (env, node, faults, view) = (env.clone(), node.clone(), faults.clone(), view.clone());
         Box::pin(async move {
             let config = gossip_config(&env, &node).map_err(|e| e.to_string())?;
-            gossip::run(env, config, faults, view).await.map_err(|e| e.to_string())
+            gossip::run(env, config, faults, view, node.gossip.snapshot.clone())
+                .await
+                .map_err(|e| e.to_string())
         })
     })
 }

@@ -39,9 +39,9 @@
 //! planned in the stack; allowed only while the balancer's score was above 0 within D of the
 //! failure (its `health-score` records in the trace).
 //!
-//! Crashes of `ha` itself are left out: a rebooted `ha` forgets its backends until the next
-//! push-pull, which breaks `converge`, `available` and (for some seeds) `views` at once
-//! (`scenarios/lab-ha-restart.toml`; fixed by snapshot/rejoin, issue 8).
+//! `ha` crashes too: every node runs with Serf's snapshot and rejoin, so a rebooted `ha`
+//! push-pulls with the members it knew (without them it forgets its backends until the next
+//! push-pull: `scenarios/lab-ha-restart.toml` pins that, the lab's own behaviour).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,13 +52,21 @@ use proptest::test_runner::{Config, RngSeed};
 use rollcall::host::MemberStatus;
 use rollcall_sim::faults::{FaultKind, FaultSpec};
 use rollcall_sim::invariants::Verdict;
+use rollcall_sim::world::HostKind;
 use rollcall_sim::{Run, Simulation};
 
 const HOSTS: [&str; 4] = ["ha", "s1", "s2", "client"];
 
+/// lab-partition, with Serf's snapshot and rejoin on every node so that `ha` may crash too.
 fn base() -> Simulation {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lab-partition.toml");
-    Simulation::from_file(&path).unwrap().duration(Duration::from_secs(90))
+    let mut simulation = Simulation::from_file(&path).unwrap().duration(Duration::from_secs(90));
+    for host in &mut simulation.world_mut().hosts {
+        if let HostKind::Node(node) = &mut host.kind {
+            node.gossip.snapshot = Some(PathBuf::from(rollcall_sim::scenario::SNAPSHOT_PATH));
+        }
+    }
+    simulation
 }
 
 fn others(host: &str) -> Vec<String> {
@@ -97,7 +105,7 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
             lasting: Some(lasting),
             kind: FaultKind::Latency { hosts: all_hosts(), extra: Duration::from_millis(ms) },
         }),
-        (at(), lasting(), webapp()).prop_map(|(at, lasting, host)| FaultSpec {
+        (at(), lasting(), node()).prop_map(|(at, lasting, host)| FaultSpec {
             at,
             lasting: Some(lasting),
             kind: FaultKind::HostCrash { host: host.into() },

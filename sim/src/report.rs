@@ -257,10 +257,13 @@ fn describe(record: &Record) -> Option<String> {
             format!("server {server} {}: {reason}", if *up { "UP" } else { "DOWN" })
         }
         Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
+        Event::StreamRejected { from, error } => format!("rejected push-pull from {from}: {error}"),
         Event::HealthScore { score } => format!("gossip health score {score} (probes {}x slower)", score + 1),
         Event::DatagramSent { .. }
         | Event::DatagramReceived { .. }
         | Event::DatagramDropped { .. }
+        | Event::StreamSent { .. }
+        | Event::StreamReceived { .. }
         | Event::Timer { .. }
         | Event::Proxied { .. }
         | Event::Forwarding { .. }

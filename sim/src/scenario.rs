@@ -103,7 +103,14 @@ struct GossipSection {
     retry_max: u32,
     #[serde(default)]
     seeds: Vec<Spanned<String>>,
+    /// Serf's `-snapshot` and `-rejoin`: each node keeps its alive peers at
+    /// [`SNAPSHOT_PATH`] on its disk and push-pulls with them when it restarts.
+    #[serde(default)]
+    snapshot: bool,
 }
+
+/// Where a node keeps its gossip snapshot when `[gossip] snapshot = true`.
+pub const SNAPSHOT_PATH: &str = "/serf/snapshot";
 
 fn join_kind() -> JoinKind {
     JoinKind::Retry
@@ -581,6 +588,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 probe_timeout: times.probe_timeout,
                 gossip_interval: times.gossip_interval,
                 reconnect_interval: times.reconnect_interval,
+                snapshot: gossip.snapshot.then(|| PathBuf::from(SNAPSHOT_PATH)),
             },
             gossip_port: rollcall::node::GOSSIP_PORT,
             tag: host.tag.clone().unwrap_or_default(),

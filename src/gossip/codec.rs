@@ -1,8 +1,10 @@
-//! Gossip wire format: one UDP datagram carries a compound of messages.
+//! Gossip wire format: one UDP datagram carries a compound of messages; a push-pull (the
+//! whole member table) goes over a TCP stream as one length-prefixed frame.
 //!
-//! The encoding is postcard (serde, compact, bounded by the datagram size). Decoding never
-//! trusts the peer: sizes and counts are checked and a bad datagram is an error naming the
-//! peer, never a panic.
+//! The encoding is postcard (serde, compact). Decoding never trusts the peer: sizes and
+//! counts are checked and bad input is an error naming the peer, never a panic. A push-pull
+//! in a datagram is refused: a small spoofed datagram would otherwise buy a full-state
+//! answer to its forged source (amplification); a stream cannot be spoofed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +17,15 @@ pub const DATAGRAM_BYTES_MAX: usize = 1400;
 pub const TAGS_BYTES_MAX: usize = 512;
 /// Longest node name.
 pub const NAME_BYTES_MAX: usize = 128;
+/// Most bytes one member's state takes on the wire (name, tags, address and numbers).
+pub const STATE_BYTES_MAX: usize = NAME_BYTES_MAX + TAGS_BYTES_MAX + 64;
+/// Bytes of a stream frame's length prefix (big-endian u32).
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// Largest push-pull frame for a table of at most `members_max` members.
+pub fn stream_bytes_max(members_max: usize) -> usize {
+    64 + members_max.saturating_mul(STATE_BYTES_MAX)
+}
 
 /// Liveness of a member as one node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,6 +81,9 @@ pub enum CodecError {
     /// Over [`DATAGRAM_BYTES_MAX`].
     #[error("datagram of {bytes} bytes is over the {DATAGRAM_BYTES_MAX}-byte limit")]
     TooLarge { bytes: usize },
+    /// A stream frame over what `members_max` members can take.
+    #[error("stream frame of {bytes} bytes is over the {max}-byte limit")]
+    StreamTooLarge { bytes: usize, max: usize },
     /// Not a packet in our format.
     #[error("malformed datagram: {0}")]
     Malformed(String),
@@ -105,27 +119,54 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Message>, CodecError> {
     Ok(messages)
 }
 
+/// Encodes a push-pull for a stream (without the length prefix).
+pub fn encode_stream(message: &Message) -> Result<Vec<u8>, CodecError> {
+    postcard::to_stdvec(message).map_err(|e| CodecError::Malformed(e.to_string()))
+}
+
+/// Decodes and validates a stream frame: one push-pull of at most `members_max` members.
+pub fn decode_stream(bytes: &[u8], members_max: usize) -> Result<Message, CodecError> {
+    let max = stream_bytes_max(members_max);
+    if bytes.len() > max {
+        return Err(CodecError::StreamTooLarge { bytes: bytes.len(), max });
+    }
+    let message: Message = postcard::from_bytes(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    match &message {
+        Message::PushPull { states, .. } if states.len() > members_max => {
+            return Err(CodecError::OverLimit(format!(
+                "push-pull of {} members (at most {members_max})",
+                states.len()
+            )));
+        }
+        Message::PushPull { states, .. } => states.iter().try_for_each(check_state)?,
+        _ => return Err(CodecError::Malformed("only a push-pull goes over a stream".into())),
+    }
+    Ok(message)
+}
+
+fn check_name(name: &str) -> Result<(), CodecError> {
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(CodecError::OverLimit(format!(
+            "node name of {} bytes (1 to {NAME_BYTES_MAX} allowed)",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_state(state: &NodeState) -> Result<(), CodecError> {
+    check_name(&state.name)?;
+    let tag_bytes: usize = state.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if tag_bytes > TAGS_BYTES_MAX {
+        return Err(CodecError::OverLimit(format!(
+            "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
+            state.name
+        )));
+    }
+    Ok(())
+}
+
 fn validate(message: &Message) -> Result<(), CodecError> {
-    let check_name = |name: &str| {
-        if name.is_empty() || name.len() > NAME_BYTES_MAX {
-            return Err(CodecError::OverLimit(format!(
-                "node name of {} bytes (1 to {NAME_BYTES_MAX} allowed)",
-                name.len()
-            )));
-        }
-        Ok(())
-    };
-    let check_state = |state: &NodeState| {
-        check_name(&state.name)?;
-        let tag_bytes: usize = state.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        if tag_bytes > TAGS_BYTES_MAX {
-            return Err(CodecError::OverLimit(format!(
-                "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
-                state.name
-            )));
-        }
-        Ok(())
-    };
     match message {
         Message::Ping { target, .. } => check_name(target),
         Message::Ack { .. } | Message::Nack { .. } => Ok(()),
@@ -140,7 +181,9 @@ fn validate(message: &Message) -> Result<(), CodecError> {
             check_name(name)?;
             check_name(from)
         }
-        Message::PushPull { states, .. } => states.iter().try_for_each(check_state),
+        Message::PushPull { .. } => {
+            Err(CodecError::Malformed("a push-pull arrives over a stream, never in a datagram".into()))
+        }
     }
 }
 
@@ -166,10 +209,19 @@ mod tests {
             Message::Alive(state("s1")),
             Message::Suspect { name: "s1".into(), incarnation: 2, from: "ha".into() },
             Message::Dead { name: "s2".into(), incarnation: 0, from: "ha".into() },
-            Message::PushPull { join: true, reply: false, states: vec![state("s1"), state("s2")] },
+            Message::PingReq {
+                seq: 8,
+                target: "s1".into(),
+                addr: "10.0.0.2:7946".parse().unwrap(),
+                nack: true,
+            },
+            Message::Nack { seq: 8 },
         ];
         let bytes = encode(&messages).unwrap();
         assert_eq!(decode(&bytes).unwrap(), messages);
+        let push_pull =
+            Message::PushPull { join: true, reply: false, states: vec![state("s1"), state("s2")] };
+        assert_eq!(decode_stream(&encode_stream(&push_pull).unwrap(), 2).unwrap(), push_pull);
         let sum: usize = messages.iter().map(encoded_len).sum();
         assert!(sum < bytes.len() + 1, "per-message sizes bound the compound");
     }
@@ -190,5 +242,24 @@ mod tests {
         assert!(matches!(decode(&bytes), Err(CodecError::TooLarge { .. } | CodecError::OverLimit(_))));
         let bytes = postcard::to_stdvec(&vec![Message::Ping { seq: 1, target: String::new() }]).unwrap();
         assert!(matches!(decode(&bytes), Err(CodecError::OverLimit(_))));
+    }
+
+    #[test]
+    fn push_pull_only_over_a_stream_and_within_the_member_limit() {
+        let push_pull = Message::PushPull { join: false, reply: false, states: vec![state("s1")] };
+        let datagram = postcard::to_stdvec(&vec![push_pull.clone()]).unwrap();
+        assert!(matches!(decode(&datagram), Err(CodecError::Malformed(_))), "amplification vector");
+        let ping = encode_stream(&Message::Ping { seq: 1, target: "s1".into() }).unwrap();
+        assert!(matches!(decode_stream(&ping, 10), Err(CodecError::Malformed(_))));
+        let many = Message::PushPull {
+            join: false,
+            reply: false,
+            states: (0..100).map(|i| state(&format!("node-{i}"))).collect(),
+        };
+        let bytes = encode_stream(&many).unwrap();
+        assert!(bytes.len() > DATAGRAM_BYTES_MAX, "no datagram cap on a stream");
+        assert_eq!(decode_stream(&bytes, 100).unwrap(), many);
+        assert!(matches!(decode_stream(&bytes, 99), Err(CodecError::OverLimit(_))));
+        assert!(matches!(decode_stream(&bytes, 1), Err(CodecError::StreamTooLarge { .. })));
     }
 }

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Default of [`GossipConfig::members_max`].
+pub const MEMBERS_MAX_DEFAULT: usize = 16_384;
+
 /// How the agent joins the cluster at start.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JoinMode {
@@ -24,6 +27,9 @@ pub struct GossipConfig {
     pub tags: BTreeMap<String, String>,
     /// Addresses to join through; empty means start a new cluster.
     pub seeds: Vec<SocketAddr>,
+    /// Members a snapshot remembers (Serf's `-rejoin`): pushed and pulled at start besides
+    /// the seeds; no answer from them is not a failed join.
+    pub rejoin: Vec<SocketAddr>,
     /// Join behaviour.
     pub join: JoinMode,
     /// One failure-detector probe per interval (a "round").
@@ -46,8 +52,13 @@ pub struct GossipConfig {
     pub retransmit_mult: u32,
     /// Dead members still receive gossip this long, so they can refute.
     pub gossip_to_the_dead: Duration,
-    /// Full state exchange with one random member.
+    /// Full state exchange with one random member, over a stream.
     pub push_pull_interval: Duration,
+    /// Bound on each stream operation (connect, send, answer), memberlist's `TCPTimeout`.
+    pub tcp_timeout: Duration,
+    /// Most members in the table (this node included): a new name beyond it is refused, and
+    /// a push-pull listing more is rejected. Bounds memory and the size of a push-pull.
+    pub members_max: usize,
     /// Serf's reconnect loop: a push-pull with one random failed member.
     pub reconnect_interval: Duration,
     /// A bug planted for the simulator's mutation tests (`node::PlantedBugs`): the agent
@@ -67,6 +78,7 @@ impl GossipConfig {
             addr,
             tags: BTreeMap::new(),
             seeds: Vec::new(),
+            rejoin: Vec::new(),
             join: JoinMode::Once { timeout: Duration::from_secs(1) },
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
@@ -79,6 +91,8 @@ impl GossipConfig {
             retransmit_mult: 4,
             gossip_to_the_dead: Duration::from_secs(30),
             push_pull_interval: Duration::from_secs(30),
+            tcp_timeout: Duration::from_secs(10),
+            members_max: MEMBERS_MAX_DEFAULT,
             reconnect_interval: Duration::from_secs(5),
             never_refutes: false,
             believes_accusations: false,

@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status};
 use super::config::{GossipConfig, JoinMode};
 use super::lifeguard::{self, Awareness, Suspicion};
+use super::snapshot;
 use crate::host::MemberChange;
 
 /// A timer the agent asked for. Stale timers are ignored when they fire, never cancelled.
@@ -84,6 +85,9 @@ pub struct MemberEvent {
 pub enum Action {
     /// Send a datagram.
     Send { to: SocketAddr, bytes: Vec<u8> },
+    /// Open a stream to `to`, send `bytes` (a push-pull) and hand the answer to
+    /// [`Agent::handle_stream`] with `to` as its sender.
+    Stream { to: SocketAddr, bytes: Vec<u8> },
     /// Fire `timer` after `after`.
     SetTimer { timer: Timer, after: Duration },
     /// Report a member event.
@@ -199,6 +203,14 @@ impl Agent {
         } else {
             self.attempt_join(out);
         }
+        let (me, seeds) = (self.config.addr, &self.config.seeds);
+        let mut rejoin: Vec<SocketAddr> =
+            self.config.rejoin.iter().copied().filter(|a| *a != me && !seeds.contains(a)).collect();
+        rejoin.shuffle(&mut self.rng);
+        rejoin.truncate(snapshot::REJOIN_MAX);
+        for addr in rejoin {
+            self.send_push_pull(addr, true, out);
+        }
     }
 
     /// The member table as this node sees it, ordered by name.
@@ -241,6 +253,31 @@ impl Agent {
         Ok(())
     }
 
+    /// Handles a push-pull that came over a stream from `from`: merges it, and returns the
+    /// answer to write back on the same stream (none for an answer).
+    pub fn handle_stream(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let Message::PushPull { join, reply, states } = codec::decode_stream(bytes, self.config.members_max)?
+        else {
+            return Ok(None);
+        };
+        self.merge(states, now, out);
+        if reply {
+            if !self.joined {
+                self.joined = true;
+                out.push(Action::Joined { via: from });
+            }
+            return Ok(None);
+        }
+        let answer = Message::PushPull { join, reply: true, states: self.members().cloned().collect() };
+        codec::encode_stream(&answer).map(Some)
+    }
+
     /// Handles a timer that fired.
     pub fn handle_timer(&mut self, timer: Timer, now: Duration, out: &mut Vec<Action>) {
         match timer {
@@ -261,7 +298,7 @@ impl Agent {
             Timer::PushPull => {
                 out.push(Action::SetTimer { timer: Timer::PushPull, after: self.config.push_pull_interval });
                 if let Some(peer) = self.random_peers(1, now, |s| s.status == Status::Alive).pop() {
-                    self.send_push_pull(peer, false, false, out);
+                    self.send_push_pull(peer, false, out);
                 }
             }
             Timer::Reconnect => {
@@ -274,7 +311,7 @@ impl Agent {
                     .collect();
                 if !failed.is_empty() {
                     let peer = failed[self.rng.random_range(0..failed.len())];
-                    self.send_push_pull(peer, true, false, out);
+                    self.send_push_pull(peer, true, out);
                 }
             }
             Timer::JoinTimeout { attempt } => {
@@ -317,7 +354,7 @@ impl Agent {
         let attempt = self.join_attempts;
         out.push(Action::JoinAttempt { attempt });
         for seed in self.config.seeds.clone() {
-            self.send_push_pull(seed, true, false, out);
+            self.send_push_pull(seed, true, out);
         }
         match self.config.join {
             JoinMode::Once { timeout } => {
@@ -363,17 +400,8 @@ impl Agent {
                 self.apply_suspect(&name, incarnation, &from, now, out)
             }
             Message::Dead { name, incarnation, from } => self.apply_dead(&name, incarnation, &from, now, out),
-            Message::PushPull { join, reply, states } => {
-                self.merge(states, now, out);
-                if reply {
-                    if !self.joined {
-                        self.joined = true;
-                        out.push(Action::Joined { via: from });
-                    }
-                } else {
-                    self.send_push_pull(from, join, true, out);
-                }
-            }
+            // The codec refuses a push-pull in a datagram; streams go to `handle_stream`.
+            Message::PushPull { .. } => {}
         }
     }
 
@@ -421,6 +449,10 @@ impl Agent {
             // Same name, another address, while the one we know lives: keep it (memberlist
             // does the same until the known one is dead).
             tracing::warn!(name = %state.name, theirs = %state.addr, "name conflict: address kept");
+            return;
+        }
+        if !self.members.contains_key(&state.name) && self.members.len() >= self.config.members_max {
+            tracing::warn!(name = %state.name, max = self.config.members_max, "member table full: new member refused");
             return;
         }
         let change = match self.members.get(&state.name) {
@@ -747,9 +779,12 @@ impl Agent {
         self.broadcasts.push(Broadcast { subject, message, transmits: 0 });
     }
 
-    fn send_push_pull(&mut self, to: SocketAddr, join: bool, reply: bool, out: &mut Vec<Action>) {
+    fn send_push_pull(&mut self, to: SocketAddr, join: bool, out: &mut Vec<Action>) {
         let states: Vec<NodeState> = self.members().cloned().collect();
-        self.send(to, &[Message::PushPull { join, reply, states }], out);
+        match codec::encode_stream(&Message::PushPull { join, reply: false, states }) {
+            Ok(bytes) => out.push(Action::Stream { to, bytes }),
+            Err(error) => tracing::error!(%to, %error, "push-pull not sent"),
+        }
     }
 
     fn send(&mut self, to: SocketAddr, messages: &[Message], out: &mut Vec<Action>) {

@@ -1,8 +1,11 @@
-//! Runs an [`Agent`] on a host: one UDP socket, a timer queue, and the seeded loss model.
-//! Everything protocol-related happens in the core; this loop only moves bytes and time.
+//! Runs an [`Agent`] on a host: one UDP socket, a TCP listener for push-pulls on the same
+//! port ([`super::stream`]), a timer queue, and the seeded loss model (datagrams only: TCP
+//! retransmits). Everything protocol-related happens in the core; this loop only moves bytes
+//! and time.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -11,6 +14,8 @@ use tokio::sync::watch;
 use super::codec::{DATAGRAM_BYTES_MAX, NodeState, Status};
 use super::config::GossipConfig;
 use super::core::{Action, Agent, Timer};
+use super::snapshot;
+use super::stream::{Incoming, Streams};
 use crate::host::{Event, HostEnv, MemberStatus};
 use crate::net::Net;
 use crate::net::lossy::{Delivery, LinkFaults, LossyUdp};
@@ -38,14 +43,27 @@ pub enum GossipError {
 /// Runs the agent until it gives up joining or its socket fails.
 pub async fn run<N: Net>(
     env: HostEnv<N>,
-    config: GossipConfig,
+    mut config: GossipConfig,
     faults: Rc<Cell<LinkFaults>>,
     view: Rc<watch::Sender<View>>,
+    snapshot: Option<PathBuf>,
 ) -> Result<(), GossipError> {
+    let mut snapshotted = String::new();
+    if let Some(path) = &snapshot {
+        // No snapshot yet (a first boot) is normal; the seeds still apply.
+        if let Ok(bytes) = env.disk().read(path) {
+            snapshotted = String::from_utf8_lossy(&bytes).into_owned();
+            config.rejoin = snapshot::parse(path, &snapshotted);
+        }
+    }
+    let me = config.name.clone();
     let addr = config.addr;
     let seeds: Vec<String> = config.seeds.iter().map(ToString::to_string).collect();
     let socket = env.net.bind_udp(addr).await.map_err(|source| GossipError::Bind { addr, source })?;
     let socket = LossyUdp::new(socket, faults, env.rng("gossip-loss"));
+    let listener = env.net.bind_tcp(addr).await.map_err(|source| GossipError::Bind { addr, source })?;
+    let (streams, mut incoming) = Streams::new(env.net.clone(), config.tcp_timeout, config.members_max);
+    let _serving = streams.serve(listener);
     let mut agent = Agent::new(config, env.rng("gossip-agent"));
     let mut timers = TimerQueue::default();
     let mut published = None;
@@ -56,12 +74,15 @@ pub async fn run<N: Net>(
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX + 1];
     loop {
         for action in out.drain(..) {
-            perform(&env, &socket, &mut timers, &seeds, action).await?;
+            perform(&env, &socket, &streams, &mut timers, &seeds, action).await?;
         }
         if published != Some(agent.version()) {
             published = Some(agent.version());
             let members: View = agent.members().cloned().collect();
             record_state_changes(&env, &mut published_states, &members);
+            if let Some(path) = &snapshot {
+                save_snapshot(&env, path, &members, &me, &mut snapshotted);
+            }
             view.send_replace(members);
         }
         if agent.health_score() != health {
@@ -78,6 +99,7 @@ pub async fn run<N: Net>(
                     agent.handle_timer(timer, env.now(), &mut out);
                 }
             }
+            Some(stream) = incoming.recv() => receive_stream(&env, &mut agent, stream, &mut out),
             received = socket.recv_from(&mut buf) => {
                 let (len, from) = match received {
                     Ok(received) => received,
@@ -124,9 +146,39 @@ fn record_state_changes<N: Net>(
     }
 }
 
+/// Rewrites the snapshot when the alive members changed; a failed write is logged (the next
+/// change tries again) and never stops the agent.
+fn save_snapshot<N: Net>(env: &HostEnv<N>, path: &Path, members: &[NodeState], me: &str, last: &mut String) {
+    let text = snapshot::render(members, me);
+    if text == *last {
+        return;
+    }
+    match env.disk().write_atomic(path, text.as_bytes()) {
+        Ok(()) => *last = text,
+        Err(error) => {
+            tracing::warn!(host = %env.name, path = %path.display(), %error, "snapshot not written")
+        }
+    }
+}
+
+/// Hands a push-pull (or the answer to ours) to the agent, and its answer to the stream.
+fn receive_stream<N: Net>(env: &HostEnv<N>, agent: &mut Agent, stream: Incoming, out: &mut Vec<Action>) {
+    let from = stream.from;
+    env.observe(Event::StreamReceived { from: from.to_string(), bytes: stream.bytes.len() as u32 });
+    match agent.handle_stream(from, &stream.bytes, env.now(), out) {
+        Ok(answer) => {
+            if let (Some(answer), Some(reply)) = (answer, stream.answer) {
+                let _ = reply.send(answer);
+            }
+        }
+        Err(error) => env.observe(Event::StreamRejected { from: from.to_string(), error: error.to_string() }),
+    }
+}
+
 async fn perform<N: Net>(
     env: &HostEnv<N>,
     socket: &LossyUdp<N::Udp>,
+    streams: &Streams<N>,
     timers: &mut TimerQueue,
     seeds: &[String],
     action: Action,
@@ -142,6 +194,10 @@ async fn perform<N: Net>(
                 // A datagram that cannot be sent is lost, as on the wire; the agent goes on.
                 Err(error) => tracing::warn!(host = %env.name, %to, %error, "gossip send failed"),
             }
+        }
+        Action::Stream { to, bytes } => {
+            env.observe(Event::StreamSent { to: to.to_string(), bytes: bytes.len() as u32 });
+            streams.push_pull(to, bytes);
         }
         Action::SetTimer { timer, after } => timers.push(env.now() + after, timer),
         Action::Event(event) => env.observe(Event::Member {

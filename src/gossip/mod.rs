@@ -10,6 +10,8 @@ pub mod config;
 pub mod core;
 pub mod driver;
 pub mod lifeguard;
+pub mod snapshot;
+pub mod stream;
 
 pub use codec::{NodeState, Status};
 pub use config::{GossipConfig, JoinMode};

@@ -42,6 +42,12 @@ pub enum Event {
     DatagramDropped { to: String, bytes: u32 },
     /// A datagram could not be decoded; the peer is named.
     DatagramRejected { from: String, error: String },
+    /// A push-pull went out over a stream (its answer, if any, arrives as `stream-received`).
+    StreamSent { to: String, bytes: u32 },
+    /// A push-pull (or the answer to ours) arrived over a stream.
+    StreamReceived { from: String, bytes: u32 },
+    /// A stream frame could not be decoded; the peer is named.
+    StreamRejected { from: String, error: String },
     /// A protocol timer fired.
     Timer { name: String },
     /// The agent tried to join through its seeds.
@@ -104,6 +110,9 @@ impl Event {
             Event::DatagramReceived { .. } => "datagram-received",
             Event::DatagramDropped { .. } => "datagram-dropped",
             Event::DatagramRejected { .. } => "datagram-rejected",
+            Event::StreamSent { .. } => "stream-sent",
+            Event::StreamReceived { .. } => "stream-received",
+            Event::StreamRejected { .. } => "stream-rejected",
             Event::Timer { .. } => "timer",
             Event::JoinAttempt { .. } => "join-attempt",
             Event::Joined { .. } => "joined",

@@ -1,0 +1,146 @@
+//! Push-pull over TCP for the gossip driver: the initiator sends one length-prefixed frame
+//! and reads one back; every step is bounded by the TCP timeout, and a frame by what
+//! `members_max` members can take. Frames reach the agent through one bounded channel, so
+//! the agent itself stays single-threaded and sans-io.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::codec::{self, FRAME_HEADER_BYTES};
+use crate::net::{Listener, Net};
+
+/// Incoming push-pulls not yet taken by the agent; connections beyond are closed.
+pub const PENDING_MAX: usize = 16;
+
+/// A frame for the agent: a push-pull from `from`, or the answer to ours (no `answer`).
+pub struct Incoming {
+    /// The peer: the connection's source, or the address we connected to.
+    pub from: SocketAddr,
+    /// The frame, without its length prefix.
+    pub bytes: Vec<u8>,
+    /// Where the agent's answer goes, to be written back on the same connection.
+    pub answer: Option<oneshot::Sender<Vec<u8>>>,
+}
+
+/// Aborts a background task when dropped: a restarted agent must be able to bind again.
+pub struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Opens and serves push-pull streams for one agent.
+pub struct Streams<N: Net> {
+    net: N,
+    to_agent: mpsc::Sender<Incoming>,
+    timeout: Duration,
+    frame_max: usize,
+}
+
+impl<N: Net> Streams<N> {
+    /// Streams with `timeout` per step and frames of at most `members_max` members; the
+    /// receiver yields what arrives for the agent.
+    pub fn new(net: N, timeout: Duration, members_max: usize) -> (Self, mpsc::Receiver<Incoming>) {
+        let (to_agent, incoming) = mpsc::channel(PENDING_MAX);
+        let frame_max = codec::stream_bytes_max(members_max);
+        (Self { net, to_agent, timeout, frame_max }, incoming)
+    }
+
+    /// Accepts push-pulls on `listener` until the guard is dropped.
+    pub fn serve(&self, listener: N::Listener) -> AbortOnDrop {
+        let (to_agent, timeout, frame_max) = (self.to_agent.clone(), self.timeout, self.frame_max);
+        AbortOnDrop(tokio::task::spawn_local(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "gossip stream accept failed");
+                        tokio::time::sleep(timeout / 100).await;
+                        continue;
+                    }
+                };
+                let to_agent = to_agent.clone();
+                tokio::task::spawn_local(async move {
+                    if let Err(error) = answer_one(stream, peer, to_agent, timeout, frame_max).await {
+                        tracing::debug!(%peer, %error, "gossip stream from peer failed");
+                    }
+                });
+            }
+        }))
+    }
+
+    /// Sends `bytes` to `to` in the background; the answer reaches the agent as an
+    /// [`Incoming`] from `to`. A failure is logged: the push-pull is simply lost.
+    pub fn push_pull(&self, to: SocketAddr, bytes: Vec<u8>) {
+        let (net, to_agent, timeout, frame_max) =
+            (self.net.clone(), self.to_agent.clone(), self.timeout, self.frame_max);
+        tokio::task::spawn_local(async move {
+            let exchange = async {
+                let mut stream = net.connect(to).await?;
+                write_frame(&mut stream, &bytes).await?;
+                read_frame(&mut stream, frame_max).await
+            };
+            match bounded(timeout, exchange).await {
+                Ok(answer) => {
+                    let _ = to_agent.try_send(Incoming { from: to, bytes: answer, answer: None });
+                }
+                Err(error) => tracing::debug!(%to, %error, "push-pull to peer failed"),
+            }
+        });
+    }
+}
+
+/// Reads one push-pull from `peer`, hands it to the agent and writes its answer back.
+async fn answer_one<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    to_agent: mpsc::Sender<Incoming>,
+    timeout: Duration,
+    frame_max: usize,
+) -> io::Result<()> {
+    let bytes = bounded(timeout, read_frame(&mut stream, frame_max)).await?;
+    let (answer, answered) = oneshot::channel();
+    to_agent
+        .try_send(Incoming { from: peer, bytes, answer: Some(answer) })
+        .map_err(|_| io::Error::other(format!("{PENDING_MAX} push-pulls already wait for the agent")))?;
+    let answer =
+        bounded(timeout, async { answered.await.map_err(|_| io::Error::other("no answer")) }).await?;
+    bounded(timeout, write_frame(&mut stream, &answer)).await
+}
+
+async fn bounded<T>(timeout: Duration, step: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(timeout, step).await.unwrap_or_else(|_| {
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("no progress in {timeout:?}")))
+    })
+}
+
+async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("frame over 4 GiB"))?;
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + bytes.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(bytes);
+    stream.write_all(&frame).await?;
+    stream.flush().await
+}
+
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S, frame_max: usize) -> io::Result<Vec<u8>> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    stream.read_exact(&mut header).await?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > frame_max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes over the {frame_max}-byte limit"),
+        ));
+    }
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes).await?;
+    Ok(bytes)
+}
