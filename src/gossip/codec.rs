@@ -90,11 +90,34 @@ pub enum CodecError {
     /// A field is over its limit.
     #[error("{0}")]
     OverLimit(String),
+    /// Another version of the wire format (or no version byte at all).
+    #[error("wire format version {got:?}, this agent speaks {PROTOCOL_VERSION}")]
+    Version { got: Option<u8> },
+}
+
+/// Version of the wire format: the first byte of every datagram and stream frame. A peer
+/// speaking another is refused with an error naming both, rather than misread.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// The payload after a version byte this agent speaks.
+fn versioned(bytes: &[u8]) -> Result<&[u8], CodecError> {
+    match bytes.split_first() {
+        Some((&PROTOCOL_VERSION, payload)) => Ok(payload),
+        Some((&got, _)) => Err(CodecError::Version { got: Some(got) }),
+        None => Err(CodecError::Version { got: None }),
+    }
+}
+
+/// `payload` after the version byte.
+fn with_version(payload: impl serde::Serialize) -> Result<Vec<u8>, CodecError> {
+    let mut bytes = vec![PROTOCOL_VERSION];
+    postcard::to_io(&payload, &mut bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    Ok(bytes)
 }
 
 /// Encodes a compound packet.
 pub fn encode(messages: &[Message]) -> Result<Vec<u8>, CodecError> {
-    let bytes = postcard::to_stdvec(messages).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let bytes = with_version(messages)?;
     if bytes.len() > DATAGRAM_BYTES_MAX {
         return Err(CodecError::TooLarge { bytes: bytes.len() });
     }
@@ -112,7 +135,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Message>, CodecError> {
         return Err(CodecError::TooLarge { bytes: bytes.len() });
     }
     let messages: Vec<Message> =
-        postcard::from_bytes(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+        postcard::from_bytes(versioned(bytes)?).map_err(|e| CodecError::Malformed(e.to_string()))?;
     for message in &messages {
         validate(message)?;
     }
@@ -121,7 +144,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Message>, CodecError> {
 
 /// Encodes a push-pull for a stream (without the length prefix).
 pub fn encode_stream(message: &Message) -> Result<Vec<u8>, CodecError> {
-    postcard::to_stdvec(message).map_err(|e| CodecError::Malformed(e.to_string()))
+    with_version(message)
 }
 
 /// Decodes and validates a stream frame: one push-pull of at most `members_max` members.
@@ -130,7 +153,8 @@ pub fn decode_stream(bytes: &[u8], members_max: usize) -> Result<Message, CodecE
     if bytes.len() > max {
         return Err(CodecError::StreamTooLarge { bytes: bytes.len(), max });
     }
-    let message: Message = postcard::from_bytes(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let message: Message =
+        postcard::from_bytes(versioned(bytes)?).map_err(|e| CodecError::Malformed(e.to_string()))?;
     match &message {
         Message::PushPull { states, .. } if states.len() > members_max => {
             return Err(CodecError::OverLimit(format!(
@@ -228,7 +252,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage_truncation_and_oversize() {
-        assert!(matches!(decode(&[0xff, 0xff, 0xff]), Err(CodecError::Malformed(_))));
+        assert!(matches!(decode(&[PROTOCOL_VERSION, 0xff, 0xff, 0xff]), Err(CodecError::Malformed(_))));
+        assert_eq!(decode(&[]), Err(CodecError::Version { got: None }));
+        assert_eq!(decode(&[2, 0]), Err(CodecError::Version { got: Some(2) }));
+        let stream = encode_stream(&Message::PushPull { join: false, reply: false, states: vec![] }).unwrap();
+        let mut newer = stream.clone();
+        newer[0] = PROTOCOL_VERSION + 1;
+        assert!(matches!(decode_stream(&newer, 4), Err(CodecError::Version { .. })));
         let bytes = encode(&[Message::Alive(state("s1"))]).unwrap();
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         assert_eq!(decode(&[0; 1401]), Err(CodecError::TooLarge { bytes: 1401 }));
@@ -238,16 +268,16 @@ mod tests {
     fn rejects_over_limit_fields() {
         let mut big = state("s1");
         big.tags.insert("k".into(), "v".repeat(600));
-        let bytes = postcard::to_stdvec(&vec![Message::Alive(big)]).unwrap();
+        let bytes = with_version(vec![Message::Alive(big)]).unwrap();
         assert!(matches!(decode(&bytes), Err(CodecError::TooLarge { .. } | CodecError::OverLimit(_))));
-        let bytes = postcard::to_stdvec(&vec![Message::Ping { seq: 1, target: String::new() }]).unwrap();
+        let bytes = with_version(vec![Message::Ping { seq: 1, target: String::new() }]).unwrap();
         assert!(matches!(decode(&bytes), Err(CodecError::OverLimit(_))));
     }
 
     #[test]
     fn push_pull_only_over_a_stream_and_within_the_member_limit() {
         let push_pull = Message::PushPull { join: false, reply: false, states: vec![state("s1")] };
-        let datagram = postcard::to_stdvec(&vec![push_pull.clone()]).unwrap();
+        let datagram = with_version(vec![push_pull.clone()]).unwrap();
         assert!(matches!(decode(&datagram), Err(CodecError::Malformed(_))), "amplification vector");
         let ping = encode_stream(&Message::Ping { seq: 1, target: "s1".into() }).unwrap();
         assert!(matches!(decode_stream(&ping, 10), Err(CodecError::Malformed(_))));

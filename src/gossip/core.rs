@@ -26,7 +26,6 @@ use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Sta
 use super::config::{GossipConfig, JoinMode};
 use super::lifeguard::{self, Awareness, Suspicion};
 use super::snapshot;
-use crate::host::MemberChange;
 
 /// A timer the agent asked for. Stale timers are ignored when they fire, never cancelled.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,6 +68,18 @@ impl Timer {
             Timer::RetryJoin { attempt } => format!("retry-join#{attempt}"),
         }
     }
+}
+
+/// A membership change as the agent reports it (Serf's member events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberChange {
+    /// A member became alive (first contact, or back after a failure).
+    Join,
+    /// A member's tags changed.
+    Update,
+    /// A member was declared dead after its suspicion timed out.
+    Failed,
 }
 
 /// A member event (Serf's member-join, member-update, member-failed).
@@ -130,6 +141,9 @@ struct Probe {
     /// target or this node is the slow one).
     expected_nacks: u32,
     nacks: u32,
+    /// Helpers whose nack has not come yet: one nack per helper counts, and none from
+    /// anyone else (a spoofed nack must not cancel the awareness penalty).
+    awaiting_nacks: Vec<SocketAddr>,
 }
 
 /// An indirect ping we make for another node.
@@ -254,20 +268,23 @@ impl Agent {
     }
 
     /// Handles a push-pull that came over a stream from `from`: merges it, and returns the
-    /// answer to write back on the same stream (none for an answer).
+    /// answer to write back on the same stream. `is_answer` says the frame answers our own
+    /// push-pull (the driver knows; the peer's `reply` flag is not trusted for that): it
+    /// completes a join and is not answered.
     pub fn handle_stream(
         &mut self,
         from: SocketAddr,
         bytes: &[u8],
+        is_answer: bool,
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let Message::PushPull { join, reply, states } = codec::decode_stream(bytes, self.config.members_max)?
+        let Message::PushPull { join, states, .. } = codec::decode_stream(bytes, self.config.members_max)?
         else {
             return Ok(None);
         };
         self.merge(states, now, out);
-        if reply {
+        if is_answer {
             if !self.joined {
                 self.joined = true;
                 out.push(Action::Joined { via: from });
@@ -296,7 +313,8 @@ impl Agent {
             Timer::Suspicion { name, incarnation } => self.suspicion_ran_out(&name, incarnation, now, out),
             Timer::Gossip => self.gossip(now, out),
             Timer::PushPull => {
-                out.push(Action::SetTimer { timer: Timer::PushPull, after: self.config.push_pull_interval });
+                let every = self.config.push_pull_every(self.members.len());
+                out.push(Action::SetTimer { timer: Timer::PushPull, after: every });
                 if let Some(peer) = self.random_peers(1, now, |s| s.status == Status::Alive).pop() {
                     self.send_push_pull(peer, false, out);
                 }
@@ -389,7 +407,10 @@ impl Agent {
             },
             Message::Nack { seq } => {
                 if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
-                    probe.nacks += 1;
+                    if let Some(at) = probe.awaiting_nacks.iter().position(|helper| *helper == from) {
+                        probe.awaiting_nacks.swap_remove(at);
+                        probe.nacks += 1;
+                    }
                 }
             }
             Message::PingReq { seq, target, addr, nack } => {
@@ -620,7 +641,15 @@ impl Agent {
         let seq = self.next_seq;
         let state = &self.members[&target].state;
         let (addr, status, incarnation) = (state.addr, state.status, state.incarnation);
-        self.probe = Some(Probe { seq, target: target.clone(), acked: false, expected_nacks: 0, nacks: 0 });
+        let probe = Probe {
+            seq,
+            target: target.clone(),
+            acked: false,
+            expected_nacks: 0,
+            nacks: 0,
+            awaiting_nacks: Vec::new(),
+        };
+        self.probe = Some(probe);
         let mut packet = vec![Message::Ping { seq, target: target.clone() }];
         if status == Status::Suspect {
             // Tell a suspect it is suspected, so that it refutes even if the gossip missed it.
@@ -629,8 +658,8 @@ impl Agent {
         }
         self.piggyback(&mut packet);
         self.send(addr, &packet, out);
-        let timeout = self.awareness.scale(self.config.probe_timeout);
-        out.push(Action::SetTimer { timer: Timer::ProbeTimeout { seq }, after: timeout });
+        // memberlist scales the interval by local health, not the direct-ping timeout.
+        out.push(Action::SetTimer { timer: Timer::ProbeTimeout { seq }, after: self.config.probe_timeout });
         out.push(Action::SetTimer { timer: Timer::ProbeRoundEnd { seq }, after: interval });
     }
 
@@ -648,6 +677,7 @@ impl Agent {
         }
         if let Some(probe) = self.probe.as_mut() {
             probe.expected_nacks = helpers.len() as u32;
+            probe.awaiting_nacks = helpers;
         }
     }
 

@@ -150,7 +150,9 @@ fn record_state_changes<N: Net>(
 /// change tries again) and never stops the agent.
 fn save_snapshot<N: Net>(env: &HostEnv<N>, path: &Path, members: &[NodeState], me: &str, last: &mut String) {
     let text = snapshot::render(members, me);
-    if text == *last {
+    // A table with no one else (a start, before any rejoin answer) must not wipe the members
+    // a previous life knew: the file keeps the last non-empty list, as Serf's log would.
+    if text == *last || text.is_empty() {
         return;
     }
     match env.disk().write_atomic(path, text.as_bytes()) {
@@ -165,7 +167,7 @@ fn save_snapshot<N: Net>(env: &HostEnv<N>, path: &Path, members: &[NodeState], m
 fn receive_stream<N: Net>(env: &HostEnv<N>, agent: &mut Agent, stream: Incoming, out: &mut Vec<Action>) {
     let from = stream.from;
     env.observe(Event::StreamReceived { from: from.to_string(), bytes: stream.bytes.len() as u32 });
-    match agent.handle_stream(from, &stream.bytes, env.now(), out) {
+    match agent.handle_stream(from, &stream.bytes, stream.answer.is_none(), env.now(), out) {
         Ok(answer) => {
             if let (Some(answer), Some(reply)) = (answer, stream.answer) {
                 let _ = reply.send(answer);

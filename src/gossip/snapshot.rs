@@ -23,7 +23,14 @@ pub fn render(members: &[NodeState], me: &str) -> String {
 pub fn parse(path: &Path, text: &str) -> Vec<SocketAddr> {
     let mut addrs = Vec::new();
     for (number, line) in text.lines().enumerate() {
-        match line.split_whitespace().nth(1).and_then(|addr| addr.parse().ok()) {
+        // The address is the last field: a name with spaces (peers choose names) cannot
+        // shift it.
+        match line
+            .split_whitespace()
+            .nth(1)
+            .and(line.split_whitespace().last())
+            .and_then(|addr| addr.parse().ok())
+        {
             Some(addr) => addrs.push(addr),
             None if line.trim().is_empty() => {}
             None => tracing::warn!("{}:{}: not `name address`, skipped", path.display(), number + 1),

@@ -1,21 +1,27 @@
 //! Push-pull over TCP for the gossip driver: the initiator sends one length-prefixed frame
-//! and reads one back; every step is bounded by the TCP timeout, and a frame by what
-//! `members_max` members can take. Frames reach the agent through one bounded channel, so
-//! the agent itself stays single-threaded and sans-io.
+//! and reads one back; every step is bounded by the TCP timeout, a frame by what
+//! `members_max` members can take (and its buffer grows only as bytes arrive), and the
+//! connections served at once by [`CONNECTIONS_MAX`]. Frames reach the agent through one
+//! bounded channel, so the agent itself stays single-threaded and sans-io. Every task
+//! belongs to the [`Streams`] (or its server): a killed agent stops all of them.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::codec::{self, FRAME_HEADER_BYTES};
 use crate::net::{Listener, Net};
 
 /// Incoming push-pulls not yet taken by the agent; connections beyond are closed.
 pub const PENDING_MAX: usize = 16;
+/// Incoming connections served at once; more wait in the listen queue.
+pub const CONNECTIONS_MAX: usize = 32;
 
 /// A frame for the agent: a push-pull from `from`, or the answer to ours (no `answer`).
 pub struct Incoming {
@@ -42,6 +48,8 @@ pub struct Streams<N: Net> {
     to_agent: mpsc::Sender<Incoming>,
     timeout: Duration,
     frame_max: usize,
+    /// Our push-pulls in flight: aborted with the agent.
+    outgoing: RefCell<JoinSet<()>>,
 }
 
 impl<N: Net> Streams<N> {
@@ -50,14 +58,19 @@ impl<N: Net> Streams<N> {
     pub fn new(net: N, timeout: Duration, members_max: usize) -> (Self, mpsc::Receiver<Incoming>) {
         let (to_agent, incoming) = mpsc::channel(PENDING_MAX);
         let frame_max = codec::stream_bytes_max(members_max);
-        (Self { net, to_agent, timeout, frame_max }, incoming)
+        (Self { net, to_agent, timeout, frame_max, outgoing: RefCell::new(JoinSet::new()) }, incoming)
     }
 
     /// Accepts push-pulls on `listener` until the guard is dropped.
     pub fn serve(&self, listener: N::Listener) -> AbortOnDrop {
         let (to_agent, timeout, frame_max) = (self.to_agent.clone(), self.timeout, self.frame_max);
         AbortOnDrop(tokio::task::spawn_local(async move {
+            // Owned by this task: aborting it aborts the connections it serves.
+            let mut serving = JoinSet::new();
+            let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
             loop {
+                while serving.try_join_next().is_some() {}
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let (stream, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -67,10 +80,11 @@ impl<N: Net> Streams<N> {
                     }
                 };
                 let to_agent = to_agent.clone();
-                tokio::task::spawn_local(async move {
+                serving.spawn_local(async move {
                     if let Err(error) = answer_one(stream, peer, to_agent, timeout, frame_max).await {
                         tracing::debug!(%peer, %error, "gossip stream from peer failed");
                     }
+                    drop(slot);
                 });
             }
         }))
@@ -81,7 +95,9 @@ impl<N: Net> Streams<N> {
     pub fn push_pull(&self, to: SocketAddr, bytes: Vec<u8>) {
         let (net, to_agent, timeout, frame_max) =
             (self.net.clone(), self.to_agent.clone(), self.timeout, self.frame_max);
-        tokio::task::spawn_local(async move {
+        let mut outgoing = self.outgoing.borrow_mut();
+        while outgoing.try_join_next().is_some() {}
+        outgoing.spawn_local(async move {
             let exchange = async {
                 let mut stream = net.connect(to).await?;
                 write_frame(&mut stream, &bytes).await?;
@@ -140,7 +156,13 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S, frame_max: usize) -> i
             format!("frame of {len} bytes over the {frame_max}-byte limit"),
         ));
     }
-    let mut bytes = vec![0u8; len];
-    stream.read_exact(&mut bytes).await?;
+    // Grown as bytes arrive: a peer that announces a large frame and sends nothing costs
+    // nothing.
+    let mut bytes = Vec::new();
+    stream.take(len as u64).read_to_end(&mut bytes).await?;
+    if bytes.len() < len {
+        let message = format!("frame cut at {} of {len} bytes", bytes.len());
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
+    }
     Ok(bytes)
 }

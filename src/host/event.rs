@@ -4,17 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A membership change as the gossip agent reports it (Serf's member events).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MemberChange {
-    /// A member became alive (first contact, or back after a failure).
-    Join,
-    /// A member's tags changed.
-    Update,
-    /// A member was declared dead after its suspicion timed out.
-    Failed,
-}
+// The gossip core's vocabulary, recorded as is: the core imports nothing from `host`.
+pub use crate::gossip::core::MemberChange;
 
 /// A member's liveness in one host's gossip view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -240,13 +240,14 @@ fn gossip_windows(world: &World) -> Windows {
 pub fn views_settle(world: &World) -> Window {
     let gossip = balancer_gossip(world);
     let detection = Detection::of(world, &gossip);
-    let first = if detection.probe_gap + gossip.probe_interval > gossip.push_pull_interval {
+    let push_pull = gossip.push_pull_every(detection.nodes);
+    let first = if detection.probe_gap + gossip.probe_interval > push_pull {
         (
             "probe gap and round (longer than the push-pull interval)".to_string(),
             detection.probe_gap + gossip.probe_interval,
         )
     } else {
-        ("push-pull interval".to_string(), gossip.push_pull_interval)
+        ("push-pull interval (scaled with the cluster above 32 nodes)".to_string(), push_pull)
     };
     Window::new(
         "gossip: every agent has pushed and pulled full state and stale suspicions ran out",

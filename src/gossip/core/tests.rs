@@ -120,7 +120,7 @@ impl Cluster {
         let mut out = Vec::new();
         let Some(agent) = self.agents.get_mut(&to) else { return };
         // An answer is handed over as coming from the peer we connected to.
-        let answer = agent.handle_stream(from, &bytes, self.now, &mut out).unwrap();
+        let answer = agent.handle_stream(from, &bytes, is_answer, self.now, &mut out).unwrap();
         self.apply(to, out);
         if let (Some(answer), false) = (answer, is_answer) {
             self.streams.push_back((self.now + Duration::from_millis(1), to, from, answer, true));
@@ -201,11 +201,12 @@ fn join_sends_push_pull_to_each_seed_and_a_reply_completes_it() {
     let mut seed_out = Vec::new();
     seed.start(Duration::ZERO, &mut seed_out);
     seed_out.clear();
-    let answer = seed.handle_stream(addr(2), push, Duration::from_millis(1), &mut seed_out).unwrap().unwrap();
+    let answer =
+        seed.handle_stream(addr(2), push, false, Duration::from_millis(1), &mut seed_out).unwrap().unwrap();
     assert_eq!(events(&seed_out), vec![(MemberChange::Join, "s1".into())]);
 
     let mut out = Vec::new();
-    assert_eq!(joiner.handle_stream(addr(1), &answer, Duration::from_millis(2), &mut out), Ok(None));
+    assert_eq!(joiner.handle_stream(addr(1), &answer, true, Duration::from_millis(2), &mut out), Ok(None));
     assert!(joiner.is_joined());
     assert!(out.contains(&Action::Joined { via: addr(1) }));
     assert_eq!(events(&out), vec![(MemberChange::Join, "ha".into())]);
@@ -430,7 +431,7 @@ fn a_merge_does_not_add_unknown_suspect_or_dead_members() {
     ];
     let mut out = Vec::new();
     let push = codec::encode_stream(&Message::PushPull { join: false, reply: true, states }).unwrap();
-    ha.handle_stream(addr(2), &push, Duration::ZERO, &mut out).unwrap();
+    ha.handle_stream(addr(2), &push, true, Duration::ZERO, &mut out).unwrap();
     assert_eq!(events(&out), [(MemberChange::Join, "s1".to_string())]);
     let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
     assert_eq!(names, ["ha", "s1"]);
@@ -579,10 +580,12 @@ fn a_joiner_gets_every_member_of_a_large_cluster() {
     let mut out = Vec::new();
     joiner.start(Duration::ZERO, &mut out);
     let (_, push) = streams(&out).remove(0);
-    let answer =
-        seed.handle_stream(addr(200), &push, Duration::from_millis(1), &mut Vec::new()).unwrap().unwrap();
+    let answer = seed
+        .handle_stream(addr(200), &push, false, Duration::from_millis(1), &mut Vec::new())
+        .unwrap()
+        .unwrap();
     assert!(answer.len() > codec::DATAGRAM_BYTES_MAX, "{} bytes", answer.len());
-    joiner.handle_stream(addr(1), &answer, Duration::from_millis(2), &mut Vec::new()).unwrap();
+    joiner.handle_stream(addr(1), &answer, true, Duration::from_millis(2), &mut Vec::new()).unwrap();
     assert_eq!(joiner.members().count(), 122);
 }
 
