@@ -66,6 +66,8 @@ pub struct GossipSettings {
     pub gossip_interval: Duration,
     /// Serf reconnect interval.
     pub reconnect_interval: Duration,
+    /// A member failed this long is forgotten (Serf's `reconnect_timeout`).
+    pub reconnect_timeout: Duration,
     /// Serf's `-snapshot` (with `-rejoin`): where the agent keeps the members it knows.
     pub snapshot: Option<PathBuf>,
 }
@@ -80,6 +82,7 @@ impl Default for GossipSettings {
             probe_timeout: lan.probe_timeout,
             gossip_interval: lan.gossip_interval,
             reconnect_interval: lan.reconnect_interval,
+            reconnect_timeout: lan.reconnect_timeout,
             snapshot: None,
         }
     }
@@ -220,6 +223,7 @@ fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<G
     config.probe_timeout = node.gossip.probe_timeout;
     config.gossip_interval = node.gossip.gossip_interval;
     config.reconnect_interval = node.gossip.reconnect_interval;
+    config.reconnect_timeout = node.gossip.reconnect_timeout;
     config.never_refutes = node.bugs.gossip_never_refutes;
     config.believes_accusations = node.bugs.gossip_believes_accusations;
     Ok(config)

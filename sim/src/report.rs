@@ -239,6 +239,7 @@ fn describe(record: &Record) -> Option<String> {
                 MemberChange::Join => "member-join",
                 MemberChange::Update => "member-update",
                 MemberChange::Failed => "member-failed",
+                MemberChange::Reap => "member-reap",
             };
             let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("{change} {member} {addr} {}", tags.join(","))

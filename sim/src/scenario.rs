@@ -51,6 +51,8 @@ pub const HOST_NAME_BYTES_MAX: usize = 63;
 
 const DEFAULT_TICK_MS: u64 = 1;
 const DEFAULT_PROBE_INTERVAL_MS: u64 = 1000;
+/// Serf's default `reconnect_timeout`, 24 h (above the limit a scenario may set).
+const DEFAULT_RECONNECT_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 const DEFAULT_PROBE_TIMEOUT_MS: u64 = 500;
 const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 200;
 const DEFAULT_RECONNECT_INTERVAL_MS: u64 = 5000;
@@ -95,6 +97,8 @@ struct GossipSection {
     probe_timeout_ms: Option<Spanned<u64>>,
     gossip_interval_ms: Option<Spanned<u64>>,
     reconnect_interval_ms: Option<Spanned<u64>>,
+    /// Serf's `reconnect_timeout`: a member failed this long is reaped.
+    reconnect_timeout_ms: Option<Spanned<u64>>,
     #[serde(default = "join_kind")]
     join: JoinKind,
     join_timeout_ms: Option<Spanned<u64>>,
@@ -122,6 +126,7 @@ struct GossipTimes {
     probe_timeout: Duration,
     gossip_interval: Duration,
     reconnect_interval: Duration,
+    reconnect_timeout: Duration,
     join_timeout: Duration,
     retry_interval: Duration,
 }
@@ -367,6 +372,12 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 "reconnect_interval_ms",
                 false,
             )?,
+            reconnect_timeout: self.millis(
+                &gossip.reconnect_timeout_ms,
+                DEFAULT_RECONNECT_TIMEOUT_MS,
+                "reconnect_timeout_ms",
+                false,
+            )?,
             join_timeout: self.millis(
                 &gossip.join_timeout_ms,
                 DEFAULT_JOIN_TIMEOUT_MS,
@@ -588,6 +599,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 probe_timeout: times.probe_timeout,
                 gossip_interval: times.gossip_interval,
                 reconnect_interval: times.reconnect_interval,
+                reconnect_timeout: times.reconnect_timeout,
                 snapshot: gossip.snapshot.then(|| PathBuf::from(SNAPSHOT_PATH)),
             },
             gossip_port: rollcall::node::GOSSIP_PORT,

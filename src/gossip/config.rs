@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// How often failed members are checked for reaping (Serf's `ReapInterval`).
+pub const REAP_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Default of [`GossipConfig::members_max`].
 pub const MEMBERS_MAX_DEFAULT: usize = 16_384;
 
@@ -61,6 +64,9 @@ pub struct GossipConfig {
     pub members_max: usize,
     /// Serf's reconnect loop: a push-pull with one random failed member.
     pub reconnect_interval: Duration,
+    /// A member failed this long is forgotten (Serf's `reconnect_timeout`, 24 h), checked
+    /// every [`REAP_INTERVAL`]: the table does not grow with churn for ever.
+    pub reconnect_timeout: Duration,
     /// A bug planted for the simulator's mutation tests (`node::PlantedBugs`): the agent
     /// never refutes an accusation of itself.
     pub never_refutes: bool,
@@ -109,6 +115,7 @@ impl GossipConfig {
             tcp_timeout: Duration::from_secs(10),
             members_max: MEMBERS_MAX_DEFAULT,
             reconnect_interval: Duration::from_secs(5),
+            reconnect_timeout: Duration::from_secs(24 * 3600),
             never_refutes: false,
             believes_accusations: false,
         }

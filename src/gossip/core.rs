@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status};
-use super::config::{GossipConfig, JoinMode};
+use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::lifeguard::{self, Awareness, Suspicion};
 use super::snapshot;
 
@@ -46,6 +46,8 @@ pub enum Timer {
     PushPull,
     /// Try to reach a failed member.
     Reconnect,
+    /// Forget members failed for longer than the reconnect timeout.
+    Reap,
     /// The join attempt with this number got no answer.
     JoinTimeout { attempt: u32 },
     /// Make join attempt number `attempt`.
@@ -64,6 +66,7 @@ impl Timer {
             Timer::Gossip => "gossip".into(),
             Timer::PushPull => "push-pull".into(),
             Timer::Reconnect => "reconnect".into(),
+            Timer::Reap => "reap".into(),
             Timer::JoinTimeout { attempt } => format!("join-timeout#{attempt}"),
             Timer::RetryJoin { attempt } => format!("retry-join#{attempt}"),
         }
@@ -80,6 +83,8 @@ pub enum MemberChange {
     Update,
     /// A member was declared dead after its suspicion timed out.
     Failed,
+    /// A failed member was forgotten after the reconnect timeout (Serf's member-reap).
+    Reap,
 }
 
 /// A member event (Serf's member-join, member-update, member-failed).
@@ -212,6 +217,7 @@ impl Agent {
         out.push(Action::SetTimer { timer: Timer::Gossip, after: self.config.gossip_interval });
         out.push(Action::SetTimer { timer: Timer::PushPull, after: self.config.push_pull_interval });
         out.push(Action::SetTimer { timer: Timer::Reconnect, after: self.config.reconnect_interval });
+        out.push(Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL });
         if self.config.seeds.is_empty() {
             self.joined = true;
         } else {
@@ -319,6 +325,7 @@ impl Agent {
                     self.send_push_pull(peer, false, out);
                 }
             }
+            Timer::Reap => self.reap(now, out),
             Timer::Reconnect => {
                 out.push(Action::SetTimer { timer: Timer::Reconnect, after: self.config.reconnect_interval });
                 let failed: Vec<SocketAddr> = self
@@ -348,6 +355,24 @@ impl Agent {
                 } else {
                     self.attempt_join(out);
                 }
+            }
+        }
+    }
+
+    /// Forgets members failed for longer than the reconnect timeout.
+    fn reap(&mut self, now: Duration, out: &mut Vec<Action>) {
+        out.push(Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL });
+        let timeout = self.config.reconnect_timeout;
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.state.status == Status::Dead && now.saturating_sub(m.status_since) >= timeout)
+            .map(|m| m.state.name.clone())
+            .collect();
+        for name in expired {
+            if let Some(member) = self.members.remove(&name) {
+                self.version += 1;
+                out.push(Action::Event(MemberEvent { change: MemberChange::Reap, member: member.state }));
             }
         }
     }

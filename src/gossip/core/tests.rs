@@ -603,3 +603,26 @@ fn a_snapshot_makes_a_restarted_agent_push_pull_with_the_members_it_knew() {
     assert_eq!(to, [addr(2), addr(3)], "not itself");
     assert!(ha.is_joined(), "no seeds: a new cluster, whatever the rejoin gives");
 }
+
+/// A member failed for longer than the reconnect timeout is forgotten (member-reap); one
+/// failed more recently is kept, and so are live ones.
+#[test]
+fn failed_members_are_reaped_after_the_reconnect_timeout() {
+    let mut config = config("ha", 1, &[]);
+    config.reconnect_timeout = Duration::from_secs(60);
+    let mut ha = agent(config);
+    ha.start(Duration::ZERO, &mut Vec::new());
+    for (name, host) in [("s1", 2), ("s2", 3), ("s3", 4)] {
+        ha.handle_datagram(addr(host), &alive(name, host, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    }
+    let dead =
+        |name: &str| datagram(&[Message::Dead { name: name.into(), incarnation: 0, from: "x".into() }]);
+    ha.handle_datagram(addr(5), &dead("s1"), Duration::from_secs(10), &mut Vec::new()).unwrap();
+    ha.handle_datagram(addr(5), &dead("s2"), Duration::from_secs(50), &mut Vec::new()).unwrap();
+    let mut out = Vec::new();
+    ha.handle_timer(Timer::Reap, Duration::from_secs(75), &mut out);
+    assert_eq!(events(&out), [(MemberChange::Reap, "s1".to_string())]);
+    let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
+    assert_eq!(names, ["ha", "s2", "s3"]);
+    assert!(out.contains(&Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL }));
+}
