@@ -1,5 +1,6 @@
 //! One seed replays one run, byte for byte; another seed gives another run. Every shipped
-//! scenario, seeds 1 to 3, each run twice.
+//! scenario, seeds 1 and 2, each run twice (the long gossip scenarios make more seeds cost
+//! minutes; `every_shipped_scenario_ends_as_expected_for_seeds_1_to_5` covers more seeds).
 
 use std::path::PathBuf;
 
@@ -23,8 +24,8 @@ fn every_shipped_scenario_replays_per_seed() {
     scenarios.sort();
     assert!(scenarios.len() >= 7, "{scenarios:?}");
     for scenario in &scenarios {
-        let first: Vec<String> = (1..=3).map(|seed| hash(scenario, seed)).collect();
-        let second: Vec<String> = (1..=3).map(|seed| hash(scenario, seed)).collect();
+        let first: Vec<String> = (1..=2).map(|seed| hash(scenario, seed)).collect();
+        let second: Vec<String> = (1..=2).map(|seed| hash(scenario, seed)).collect();
         assert_eq!(first, second, "{scenario}: a seed did not replay");
         assert_ne!(first[0], first[1], "{scenario}: seeds 1 and 2 gave the same run");
     }

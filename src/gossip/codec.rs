@@ -292,4 +292,91 @@ mod tests {
         assert!(matches!(decode_stream(&bytes, 99), Err(CodecError::OverLimit(_))));
         assert!(matches!(decode_stream(&bytes, 1), Err(CodecError::StreamTooLarge { .. })));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_are_an_error_or_a_message_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            let _ = decode(&bytes);
+            let _ = decode_stream(&bytes, 64);
+            let versioned: Vec<u8> = std::iter::once(PROTOCOL_VERSION).chain(bytes.iter().copied()).collect();
+            let _ = decode(&versioned);
+            let _ = decode_stream(&versioned, 64);
+        }
+
+        #[test]
+        fn every_valid_message_round_trips(message in arbitrary::message()) {
+            match &message {
+                Message::PushPull { .. } => {
+                    let bytes = encode_stream(&message).unwrap();
+                    proptest::prop_assert_eq!(decode_stream(&bytes, 64).unwrap(), message);
+                }
+                _ => {
+                    let bytes = encode(std::slice::from_ref(&message)).unwrap();
+                    proptest::prop_assert_eq!(decode(&bytes).unwrap(), vec![message]);
+                }
+            }
+        }
+    }
+}
+
+/// Strategies for property tests: valid but hostile messages (huge incarnations, every
+/// status, names a peer may or may not know).
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec!["ha", "s1", "s2", "s3", "ghost"]).prop_map(String::from),
+            "[a-z]{1,20}",
+        ]
+    }
+
+    fn incarnation() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..4, Just(u32::MAX), Just(u32::MAX - 1), any::<u32>()]
+    }
+
+    fn state(alive: bool) -> impl Strategy<Value = NodeState> {
+        let status = if alive {
+            Just(Status::Alive).boxed()
+        } else {
+            prop::sample::select(vec![Status::Alive, Status::Suspect, Status::Dead]).boxed()
+        };
+        (name(), 1u8..8, incarnation(), status).prop_map(|(name, host, incarnation, status)| NodeState {
+            name,
+            addr: SocketAddr::from(([10, 0, 0, host], 7946)),
+            incarnation,
+            status,
+            tags: BTreeMap::from([("role".into(), "backend".into())]),
+        })
+    }
+
+    /// Any message the codec accepts.
+    pub fn message() -> impl Strategy<Value = Message> {
+        let addr = (1u8..8).prop_map(|host| SocketAddr::from(([10, 0, 0, host], 7946)));
+        prop_oneof![
+            (any::<u32>(), name()).prop_map(|(seq, target)| Message::Ping { seq, target }),
+            any::<u32>().prop_map(|seq| Message::Ack { seq }),
+            any::<u32>().prop_map(|seq| Message::Nack { seq }),
+            state(true).prop_map(Message::Alive),
+            (name(), incarnation(), name()).prop_map(|(name, incarnation, from)| Message::Suspect {
+                name,
+                incarnation,
+                from
+            }),
+            (name(), incarnation(), name()).prop_map(|(name, incarnation, from)| Message::Dead {
+                name,
+                incarnation,
+                from
+            }),
+            (any::<u32>(), name(), addr, any::<bool>())
+                .prop_map(|(seq, target, addr, nack)| Message::PingReq { seq, target, addr, nack }),
+            (any::<bool>(), any::<bool>(), prop::collection::vec(state(false), 0..6))
+                .prop_map(|(join, reply, states)| Message::PushPull { join, reply, states }),
+        ]
+    }
 }

@@ -626,3 +626,32 @@ fn failed_members_are_reaped_after_the_reconnect_timeout() {
     assert_eq!(names, ["ha", "s2", "s3"]);
     assert!(out.contains(&Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL }));
 }
+
+proptest::proptest! {
+    /// Valid but hostile messages in any order (huge incarnations, accusations of ourselves
+    /// and of strangers, push-pulls with every status), with timers in between: the agent
+    /// never panics and always keeps itself alive in its own table.
+    #[test]
+    fn hostile_messages_never_panic_an_agent(
+        messages in proptest::collection::vec(codec::arbitrary::message(), 1..24),
+    ) {
+        let mut ha = agent(config("ha", 1, &[]));
+        ha.start(Duration::ZERO, &mut Vec::new());
+        for (i, message) in messages.into_iter().enumerate() {
+            let now = Duration::from_millis(100 * i as u64);
+            let mut out = Vec::new();
+            match &message {
+                Message::PushPull { .. } => {
+                    let bytes = codec::encode_stream(&message).unwrap();
+                    ha.handle_stream(addr(2), &bytes, i % 2 == 0, now, &mut out).unwrap();
+                }
+                _ => ha.handle_datagram(addr(2), &datagram(std::slice::from_ref(&message)), now, &mut out).unwrap(),
+            }
+            for timer in [Timer::Probe, Timer::Gossip, Timer::PushPull, Timer::Reconnect, Timer::Reap] {
+                ha.handle_timer(timer, now, &mut out);
+            }
+            let me = ha.members().find(|m| m.name == "ha").unwrap();
+            proptest::prop_assert_eq!(me.status, Status::Alive);
+        }
+    }
+}
