@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 
-use rollcall::gossip::JoinMode;
+use rollcall::gossip::{GossipConfig, JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
 use rollcall::net::tokio_net::TokioNet;
 use rollcall::node::{self, GossipSettings, NodeSpec, Role};
@@ -35,6 +35,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// memberlist's configuration profiles.
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfileArg {
+    /// Serf's defaults (memberlist `DefaultLANConfig`).
+    Lan,
+    /// Faster detection for one host or loopback (memberlist `DefaultLocalConfig`).
+    Local,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +81,9 @@ enum Command {
         /// -snapshot with -rejoin).
         #[arg(long)]
         snapshot: Option<PathBuf>,
+        /// Gossip timings profile.
+        #[arg(long, value_enum, default_value = "lan")]
+        profile: ProfileArg,
         /// Balancer: the handlebars template.
         #[arg(long, required_if_eq("role", "balancer"))]
         template: Option<PathBuf>,
@@ -241,6 +253,31 @@ async fn watch_config(path: PathBuf, reload: tokio::sync::watch::Sender<u64>) {
     }
 }
 
+/// The profile's timings, with the join and snapshot the command line asks for.
+fn gossip_settings(
+    profile: ProfileArg,
+    seeds: Vec<String>,
+    join: JoinMode,
+    snapshot: Option<PathBuf>,
+) -> GossipSettings {
+    let profile = match profile {
+        ProfileArg::Lan => Profile::Lan,
+        ProfileArg::Local => Profile::Local,
+    };
+    let base = GossipConfig::of(profile, "node", (std::net::Ipv4Addr::LOCALHOST, node::GOSSIP_PORT).into());
+    GossipSettings {
+        profile,
+        seeds,
+        join,
+        probe_interval: base.probe_interval,
+        probe_timeout: base.probe_timeout,
+        gossip_interval: base.gossip_interval,
+        reconnect_interval: base.reconnect_interval,
+        reconnect_timeout: base.reconnect_timeout,
+        snapshot,
+    }
+}
+
 fn run_node(command: Command) -> anyhow::Result<()> {
     let Command::Node {
         name,
@@ -251,6 +288,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         retry_join,
         retry_interval_ms,
         snapshot,
+        profile,
         template,
         output,
         tag,
@@ -277,7 +315,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
     };
     let spec = NodeSpec {
         role,
-        gossip: GossipSettings { seeds: join, join: join_mode, snapshot, ..GossipSettings::default() },
+        gossip: gossip_settings(profile, join, join_mode, snapshot),
         gossip_port,
         tag,
         permanent_failure: Vec::new(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::gossip::{GossipConfig, JoinMode, driver as gossip};
+use crate::gossip::{GossipConfig, JoinMode, Profile, driver as gossip};
 use crate::host::HostEnv;
 use crate::net::lossy::LinkFaults;
 use crate::net::{Net, resolve_endpoint};
@@ -54,6 +54,8 @@ impl Role {
 /// Gossip settings of a node, before its seeds are resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GossipSettings {
+    /// The memberlist profile the other settings start from.
+    pub profile: Profile,
     /// Seeds as `host` or `host:port`.
     pub seeds: Vec<String>,
     /// Join behaviour.
@@ -72,10 +74,26 @@ pub struct GossipSettings {
     pub snapshot: Option<PathBuf>,
 }
 
+impl GossipSettings {
+    /// The agent's configuration: the profile's, with these settings over it (seeds are
+    /// resolved by the caller).
+    pub fn config(&self, name: impl Into<String>, addr: std::net::SocketAddr) -> GossipConfig {
+        let mut config = GossipConfig::of(self.profile, name, addr);
+        config.join = self.join.clone();
+        config.probe_interval = self.probe_interval;
+        config.probe_timeout = self.probe_timeout;
+        config.gossip_interval = self.gossip_interval;
+        config.reconnect_interval = self.reconnect_interval;
+        config.reconnect_timeout = self.reconnect_timeout;
+        config
+    }
+}
+
 impl Default for GossipSettings {
     fn default() -> Self {
         let lan = GossipConfig::lan("default", (std::net::Ipv4Addr::LOCALHOST, GOSSIP_PORT).into());
         Self {
+            profile: Profile::Lan,
             seeds: Vec::new(),
             join: lan.join,
             probe_interval: lan.probe_interval,
@@ -208,7 +226,7 @@ fn serf_service<N: Net>(
 
 fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<GossipConfig> {
     let addr = (env.net.local_ip(), node.gossip_port).into();
-    let mut config = GossipConfig::lan(env.name.clone(), addr);
+    let mut config = node.gossip.config(env.name.clone(), addr);
     config.tags.insert("role".into(), node.role.tag().into());
     config.seeds = node
         .gossip
@@ -218,12 +236,6 @@ fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<G
         .collect::<Result<Vec<_>, _>>()?;
     // Joining through ourselves (the lab's `ha` runs `--join ha`) is no join at all.
     config.seeds.retain(|seed| *seed != addr);
-    config.join = node.gossip.join.clone();
-    config.probe_interval = node.gossip.probe_interval;
-    config.probe_timeout = node.gossip.probe_timeout;
-    config.gossip_interval = node.gossip.gossip_interval;
-    config.reconnect_interval = node.gossip.reconnect_interval;
-    config.reconnect_timeout = node.gossip.reconnect_timeout;
     config.never_refutes = node.bugs.gossip_never_refutes;
     config.believes_accusations = node.bugs.gossip_believes_accusations;
     Ok(config)

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::faults::{FaultKind, FaultSpec};
 use crate::world::{ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, World};
-use rollcall::gossip::JoinMode;
+use rollcall::gossip::{GossipConfig, JoinMode, Profile};
 use rollcall::node::{GossipSettings, NodeSpec, Role};
 
 /// A scenario file could not be used.
@@ -50,12 +50,8 @@ pub const ROUNDS_MAX: u32 = 10_000;
 pub const HOST_NAME_BYTES_MAX: usize = 63;
 
 const DEFAULT_TICK_MS: u64 = 1;
-const DEFAULT_PROBE_INTERVAL_MS: u64 = 1000;
 /// Serf's default `reconnect_timeout`, 24 h (above the limit a scenario may set).
 const DEFAULT_RECONNECT_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
-const DEFAULT_PROBE_TIMEOUT_MS: u64 = 500;
-const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 200;
-const DEFAULT_RECONNECT_INTERVAL_MS: u64 = 5000;
 const DEFAULT_JOIN_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_RETRY_INTERVAL_MS: u64 = 2000;
 const DEFAULT_CLIENT_INTERVAL_MS: u64 = 100;
@@ -90,9 +86,29 @@ enum JoinKind {
     Retry,
 }
 
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum ProfileKind {
+    #[default]
+    Lan,
+    Local,
+}
+
+impl ProfileKind {
+    fn profile(self) -> Profile {
+        match self {
+            ProfileKind::Lan => Profile::Lan,
+            ProfileKind::Local => Profile::Local,
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GossipSection {
+    /// memberlist's profile the timings start from.
+    #[serde(default)]
+    profile: ProfileKind,
     probe_interval_ms: Option<Spanned<u64>>,
     probe_timeout_ms: Option<Spanned<u64>>,
     gossip_interval_ms: Option<Spanned<u64>>,
@@ -347,28 +363,32 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     }
 
     fn gossip_times(&self, gossip: &GossipSection) -> Result<GossipTimes, ScenarioError> {
+        // Unset timings are the profile's.
+        let base =
+            GossipConfig::of(gossip.profile.profile(), "defaults", (std::net::Ipv4Addr::LOCALHOST, 0).into());
+        let ms = |d: Duration| d.as_millis() as u64;
         let times = GossipTimes {
             probe_interval: self.millis(
                 &gossip.probe_interval_ms,
-                DEFAULT_PROBE_INTERVAL_MS,
+                ms(base.probe_interval),
                 "probe_interval_ms",
                 false,
             )?,
             probe_timeout: self.millis(
                 &gossip.probe_timeout_ms,
-                DEFAULT_PROBE_TIMEOUT_MS,
+                ms(base.probe_timeout),
                 "probe_timeout_ms",
                 false,
             )?,
             gossip_interval: self.millis(
                 &gossip.gossip_interval_ms,
-                DEFAULT_GOSSIP_INTERVAL_MS,
+                ms(base.gossip_interval),
                 "gossip_interval_ms",
                 false,
             )?,
             reconnect_interval: self.millis(
                 &gossip.reconnect_interval_ms,
-                DEFAULT_RECONNECT_INTERVAL_MS,
+                ms(base.reconnect_interval),
                 "reconnect_interval_ms",
                 false,
             )?,
@@ -600,6 +620,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 gossip_interval: times.gossip_interval,
                 reconnect_interval: times.reconnect_interval,
                 reconnect_timeout: times.reconnect_timeout,
+                profile: gossip.profile.profile(),
                 snapshot: gossip.snapshot.then(|| PathBuf::from(SNAPSHOT_PATH)),
             },
             gossip_port: rollcall::node::GOSSIP_PORT,

@@ -10,6 +10,17 @@ pub const REAP_INTERVAL: Duration = Duration::from_secs(15);
 /// Default of [`GossipConfig::members_max`].
 pub const MEMBERS_MAX_DEFAULT: usize = 16_384;
 
+/// memberlist's configuration profiles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// `DefaultLANConfig`: the defaults Serf runs with.
+    #[default]
+    Lan,
+    /// `DefaultLocalConfig`: a loopback or single-host cluster, faster to detect and
+    /// converge (tests, and real runs that must stay short).
+    Local,
+}
+
 /// How the agent joins the cluster at start.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JoinMode {
@@ -89,6 +100,31 @@ impl GossipConfig {
         }
         let excess = (nodes as f64).log2() - (PUSH_PULL_SCALE_THRESHOLD as f64).log2();
         self.push_pull_interval * (excess.ceil() as u32 + 1)
+    }
+
+    /// The settings of `profile`.
+    pub fn of(profile: Profile, name: impl Into<String>, addr: SocketAddr) -> Self {
+        match profile {
+            Profile::Lan => Self::lan(name, addr),
+            Profile::Local => Self::local(name, addr),
+        }
+    }
+
+    /// memberlist `DefaultLocalConfig` values (on top of the LAN ones): a 200 ms probe
+    /// timeout, one indirect check, a 100 ms gossip tick, 2 retransmits per log10, suspicion
+    /// multiplier 3, push-pull every 15 s, gossip to the dead for 15 s, a 1 s TCP timeout.
+    pub fn local(name: impl Into<String>, addr: SocketAddr) -> Self {
+        Self {
+            probe_timeout: Duration::from_millis(200),
+            indirect_checks: 1,
+            gossip_interval: Duration::from_millis(100),
+            retransmit_mult: 2,
+            suspicion_mult: 3,
+            push_pull_interval: Duration::from_secs(15),
+            gossip_to_the_dead: Duration::from_secs(15),
+            tcp_timeout: Duration::from_secs(1),
+            ..Self::lan(name, addr)
+        }
     }
 
     /// memberlist `DefaultLANConfig` values; reconnect is faster than Serf's 30 s so small

@@ -14,5 +14,5 @@ pub mod snapshot;
 pub mod stream;
 
 pub use codec::{NodeState, Status};
-pub use config::{GossipConfig, JoinMode};
+pub use config::{GossipConfig, JoinMode, Profile};
 pub use core::{Action, Agent, Timer};

@@ -83,15 +83,12 @@ pub struct Windows {
 
 /// The gossip settings the balancer runs with, as the stack builds them.
 fn balancer_gossip(world: &World) -> GossipConfig {
-    let mut config = GossipConfig::lan("bounds", (std::net::Ipv4Addr::LOCALHOST, 0).into());
+    let addr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     let balancer = world.hosts.iter().find(|h| h.is_balancer());
-    if let Some(HostKind::Node(node)) = balancer.map(|h| &h.kind) {
-        config.probe_interval = node.gossip.probe_interval;
-        config.probe_timeout = node.gossip.probe_timeout;
-        config.reconnect_interval = node.gossip.reconnect_interval;
-        config.join = node.gossip.join.clone();
+    match balancer.map(|h| &h.kind) {
+        Some(HostKind::Node(node)) => node.gossip.config("bounds", addr),
+        _ => GossipConfig::lan("bounds", addr),
     }
-    config
 }
 
 /// The slowest join any webapp is configured for.
