@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 
-use rollcall::gossip::{GossipConfig, JoinMode, Profile};
+use rollcall::gossip::{JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
 use rollcall::net::tokio_net::TokioNet;
 use rollcall::node::{self, GossipSettings, NodeSpec, Role};
@@ -264,18 +264,7 @@ fn gossip_settings(
         ProfileArg::Lan => Profile::Lan,
         ProfileArg::Local => Profile::Local,
     };
-    let base = GossipConfig::of(profile, "node", (std::net::Ipv4Addr::LOCALHOST, node::GOSSIP_PORT).into());
-    GossipSettings {
-        profile,
-        seeds,
-        join,
-        probe_interval: base.probe_interval,
-        probe_timeout: base.probe_timeout,
-        gossip_interval: base.gossip_interval,
-        reconnect_interval: base.reconnect_interval,
-        reconnect_timeout: base.reconnect_timeout,
-        snapshot,
-    }
+    GossipSettings { seeds, join, snapshot, ..GossipSettings::of(profile) }
 }
 
 fn run_node(command: Command) -> anyhow::Result<()> {

@@ -89,20 +89,27 @@ impl GossipSettings {
     }
 }
 
-impl Default for GossipSettings {
-    fn default() -> Self {
-        let lan = GossipConfig::lan("default", (std::net::Ipv4Addr::LOCALHOST, GOSSIP_PORT).into());
+impl GossipSettings {
+    /// The timings of `profile`, no seeds, no snapshot.
+    pub fn of(profile: Profile) -> Self {
+        let base = GossipConfig::of(profile, "default", (std::net::Ipv4Addr::LOCALHOST, GOSSIP_PORT).into());
         Self {
-            profile: Profile::Lan,
+            profile,
             seeds: Vec::new(),
-            join: lan.join,
-            probe_interval: lan.probe_interval,
-            probe_timeout: lan.probe_timeout,
-            gossip_interval: lan.gossip_interval,
-            reconnect_interval: lan.reconnect_interval,
-            reconnect_timeout: lan.reconnect_timeout,
+            join: base.join,
+            probe_interval: base.probe_interval,
+            probe_timeout: base.probe_timeout,
+            gossip_interval: base.gossip_interval,
+            reconnect_interval: base.reconnect_interval,
+            reconnect_timeout: base.reconnect_timeout,
             snapshot: None,
         }
+    }
+}
+
+impl Default for GossipSettings {
+    fn default() -> Self {
+        Self::of(Profile::Lan)
     }
 }
 

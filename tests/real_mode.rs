@@ -19,8 +19,12 @@ impl Drop for Running {
 }
 
 fn start(args: &[&str]) -> Running {
+    rollcall(&[&["node"], args].concat())
+}
+
+/// `rollcall ARGS...`, its output discarded.
+fn rollcall(args: &[&str]) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .arg("node")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -152,14 +156,7 @@ fn the_balancer_alone_serves_reloads_and_keeps_a_good_config() {
     backend("127.0.62.3:18182", "b2");
     let both = [("b1", "127.0.62.2:18182"), ("b2", "127.0.62.3:18182")];
     std::fs::write(&file, balancer_config(&both)).unwrap();
-    let balancer = Running(
-        Command::new(env!("CARGO_BIN_EXE_rollcall"))
-            .args(["balancer", "--config", file.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let balancer = rollcall(&["balancer", "--config", file.to_str().unwrap()]);
     let frontend: SocketAddr = "127.0.62.1:18180".parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while answers(frontend, 2).iter().flatten().count() < 2 && Instant::now() < deadline {
@@ -209,14 +206,7 @@ fn the_balancer_alone_serves_reloads_and_keeps_a_good_config() {
 
 /// One request with optional extra headers; the whole response text.
 fn raw_get(addr: SocketAddr, headers: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.write_all(format!("GET / HTTP/1.0\r\nHost: test\r\n{headers}\r\n").as_bytes());
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
+    raw_request(addr, &format!("GET / HTTP/1.0\r\nHost: test\r\n{headers}\r\n"))
 }
 
 /// Sends `text` as is on a new connection and reads until the balancer closes it.
@@ -245,14 +235,7 @@ fn sticky_cookies_keep_a_client_on_its_server() {
         "defaults\n    timeout connect 1s\n    timeout server 2s\n    timeout http-request 300ms\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\nlisten stats\n    bind 127.0.62.1:18185\n    stats enable\n    stats uri /stats\n",
     )
     .unwrap();
-    let _balancer = Running(
-        Command::new(env!("CARGO_BIN_EXE_rollcall"))
-            .args(["balancer", "--config", file.to_str().unwrap(), "--threads", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _balancer = rollcall(&["balancer", "--config", file.to_str().unwrap(), "--threads", "1"]);
     let frontend: SocketAddr = "127.0.62.1:18184".parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut first = raw_get(frontend, "");
