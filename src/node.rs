@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::gossip::{GossipConfig, JoinMode, Profile, driver as gossip};
 use crate::host::HostEnv;
@@ -209,7 +209,7 @@ fn service(spec: &NodeSpec, name: &str, start: impl Fn() -> ServiceFuture + 'sta
     if spec.permanent_failure.iter().any(|s| s == name) {
         service_spec.finish_exit = Some(FINISH_PERMANENT_FAILURE);
     }
-    Service { spec: service_spec, start: Box::new(start), on_hangup: None }
+    Service { spec: service_spec, start: Box::new(start), on_hangup: None, on_down: None }
 }
 
 fn serf_service<N: Net>(
@@ -220,15 +220,20 @@ fn serf_service<N: Net>(
 ) -> Service {
     let env = env.clone();
     let node = spec.clone();
-    service(spec, "serf", move || {
-        let (env, node, faults, view) = (env.clone(), node.clone(), faults.clone(), view.clone());
+    let leave = Rc::new(Notify::new());
+    let on_down = leave.clone();
+    let mut serf = service(spec, "serf", move || {
+        let (env, node) = (env.clone(), node.clone());
+        let links = gossip::Links { faults: faults.clone(), view: view.clone(), leave: leave.clone() };
         Box::pin(async move {
             let config = gossip_config(&env, &node).map_err(|e| e.to_string())?;
-            gossip::run(env, config, faults, view, node.gossip.snapshot.clone())
-                .await
-                .map_err(|e| e.to_string())
+            gossip::run(env, config, links, node.gossip.snapshot.clone()).await.map_err(|e| e.to_string())
         })
-    })
+    });
+    // The service's down signal is SIGINT (a `down-signal` file): `s6-svc -d` makes the agent
+    // leave gracefully, as Serf does on SIGINT, instead of dying on SIGTERM as failed.
+    serf.on_down = Some(Box::new(move || on_down.notify_one()));
+    serf
 }
 
 fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<GossipConfig> {

@@ -36,6 +36,15 @@ pub enum Status {
     Suspect,
     /// Declared dead.
     Dead,
+    /// Left the cluster on purpose (memberlist's "left": it announced its own death).
+    Left,
+}
+
+impl Status {
+    /// Dead or left: not probed, not counted on, gossiped to only for a while.
+    pub fn is_gone(self) -> bool {
+        matches!(self, Status::Dead | Status::Left)
+    }
 }
 
 /// What a node knows about one member.
@@ -53,6 +62,15 @@ pub struct NodeState {
     pub tags: BTreeMap<String, String>,
 }
 
+/// The Lamport time of a member's last join or leave intent, as a push-pull carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusTime {
+    /// The member.
+    pub name: String,
+    /// Lamport time of its last intent.
+    pub ltime: u64,
+}
+
 /// One gossip message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -64,10 +82,17 @@ pub enum Message {
     Alive(NodeState),
     /// `from` suspects `name` at an incarnation.
     Suspect { name: String, incarnation: u32, from: String },
-    /// `from` declares `name` dead at an incarnation.
+    /// `from` declares `name` dead at an incarnation; `from == name` means `name` left.
     Dead { name: String, incarnation: u32, from: String },
-    /// Full state exchange; `join` asks the peer to answer with its own state.
-    PushPull { join: bool, reply: bool, states: Vec<NodeState> },
+    /// Full state exchange; `join` asks the peer to answer with its own state. Besides the
+    /// member table it carries Serf's part: the sender's Lamport time and the Lamport time of
+    /// each member's last join or leave intent.
+    PushPull { join: bool, reply: bool, ltime: u64, states: Vec<NodeState>, intents: Vec<StatusTime> },
+    /// Serf's join intent: `name` is a member as of Lamport time `ltime` (cancels an older leave).
+    JoinIntent { name: String, ltime: u64 },
+    /// Serf's leave intent: `name` leaves as of `ltime` (a force-leave when another node sends
+    /// it); with `prune`, members erase it at once.
+    LeaveIntent { name: String, ltime: u64, prune: bool },
     /// Ping `target` at `addr` for the sender and forward its ack (with the sender's `seq`);
     /// with `nack`, say so if no ack comes within the probe timeout.
     PingReq { seq: u32, target: String, addr: SocketAddr, nack: bool },
@@ -97,7 +122,7 @@ pub enum CodecError {
 
 /// Version of the wire format: the first byte of every datagram and stream frame. A peer
 /// speaking another is refused with an error naming both, rather than misread.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The payload after a version byte this agent speaks.
 fn versioned(bytes: &[u8]) -> Result<&[u8], CodecError> {
@@ -156,13 +181,17 @@ pub fn decode_stream(bytes: &[u8], members_max: usize) -> Result<Message, CodecE
     let message: Message =
         postcard::from_bytes(versioned(bytes)?).map_err(|e| CodecError::Malformed(e.to_string()))?;
     match &message {
-        Message::PushPull { states, .. } if states.len() > members_max => {
+        Message::PushPull { states, intents, .. } if states.len().max(intents.len()) > members_max => {
             return Err(CodecError::OverLimit(format!(
-                "push-pull of {} members (at most {members_max})",
-                states.len()
+                "push-pull of {} members and {} intents (at most {members_max} each)",
+                states.len(),
+                intents.len()
             )));
         }
-        Message::PushPull { states, .. } => states.iter().try_for_each(check_state)?,
+        Message::PushPull { states, intents, .. } => {
+            states.iter().try_for_each(check_state)?;
+            intents.iter().try_for_each(|intent| check_name(&intent.name))?;
+        }
         _ => return Err(CodecError::Malformed("only a push-pull goes over a stream".into())),
     }
     Ok(message)
@@ -205,6 +234,7 @@ fn validate(message: &Message) -> Result<(), CodecError> {
             check_name(name)?;
             check_name(from)
         }
+        Message::JoinIntent { name, .. } | Message::LeaveIntent { name, .. } => check_name(name),
         Message::PushPull { .. } => {
             Err(CodecError::Malformed("a push-pull arrives over a stream, never in a datagram".into()))
         }
@@ -225,6 +255,10 @@ mod tests {
         }
     }
 
+    fn push_pull(states: Vec<NodeState>) -> Message {
+        Message::PushPull { join: false, reply: false, ltime: 0, states, intents: vec![] }
+    }
+
     #[test]
     fn round_trips_every_message() {
         let messages = vec![
@@ -240,11 +274,19 @@ mod tests {
                 nack: true,
             },
             Message::Nack { seq: 8 },
+            Message::JoinIntent { name: "s1".into(), ltime: 12 },
+            Message::LeaveIntent { name: "s2".into(), ltime: 13, prune: true },
         ];
         let bytes = encode(&messages).unwrap();
         assert_eq!(decode(&bytes).unwrap(), messages);
         let push_pull =
-            Message::PushPull { join: true, reply: false, states: vec![state("s1"), state("s2")] };
+            Message::PushPull {
+                join: true,
+                reply: false,
+                ltime: 9,
+                states: vec![state("s1"), state("s2")],
+                intents: vec![StatusTime { name: "s1".into(), ltime: 4 }],
+            };
         assert_eq!(decode_stream(&encode_stream(&push_pull).unwrap(), 2).unwrap(), push_pull);
         let sum: usize = messages.iter().map(encoded_len).sum();
         assert!(sum < bytes.len() + 1, "per-message sizes bound the compound");
@@ -254,8 +296,9 @@ mod tests {
     fn rejects_garbage_truncation_and_oversize() {
         assert!(matches!(decode(&[PROTOCOL_VERSION, 0xff, 0xff, 0xff]), Err(CodecError::Malformed(_))));
         assert_eq!(decode(&[]), Err(CodecError::Version { got: None }));
-        assert_eq!(decode(&[2, 0]), Err(CodecError::Version { got: Some(2) }));
-        let stream = encode_stream(&Message::PushPull { join: false, reply: false, states: vec![] }).unwrap();
+        let next = PROTOCOL_VERSION + 1;
+        assert_eq!(decode(&[next, 0]), Err(CodecError::Version { got: Some(next) }));
+        let stream = encode_stream(&push_pull(vec![])).unwrap();
         let mut newer = stream.clone();
         newer[0] = PROTOCOL_VERSION + 1;
         assert!(matches!(decode_stream(&newer, 4), Err(CodecError::Version { .. })));
@@ -276,16 +319,11 @@ mod tests {
 
     #[test]
     fn push_pull_only_over_a_stream_and_within_the_member_limit() {
-        let push_pull = Message::PushPull { join: false, reply: false, states: vec![state("s1")] };
-        let datagram = with_version(vec![push_pull.clone()]).unwrap();
+        let datagram = with_version(vec![push_pull(vec![state("s1")])]).unwrap();
         assert!(matches!(decode(&datagram), Err(CodecError::Malformed(_))), "amplification vector");
         let ping = encode_stream(&Message::Ping { seq: 1, target: "s1".into() }).unwrap();
         assert!(matches!(decode_stream(&ping, 10), Err(CodecError::Malformed(_))));
-        let many = Message::PushPull {
-            join: false,
-            reply: false,
-            states: (0..100).map(|i| state(&format!("node-{i}"))).collect(),
-        };
+        let many = push_pull((0..100).map(|i| state(&format!("node-{i}"))).collect());
         let bytes = encode_stream(&many).unwrap();
         assert!(bytes.len() > DATAGRAM_BYTES_MAX, "no datagram cap on a stream");
         assert_eq!(decode_stream(&bytes, 100).unwrap(), many);
@@ -340,11 +378,19 @@ pub(crate) mod arbitrary {
         prop_oneof![0u32..4, Just(u32::MAX), Just(u32::MAX - 1), any::<u32>()]
     }
 
+    fn ltime() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..8, Just(u64::MAX), any::<u64>()]
+    }
+
+    fn intents() -> impl Strategy<Value = Vec<StatusTime>> {
+        prop::collection::vec((name(), ltime()).prop_map(|(name, ltime)| StatusTime { name, ltime }), 0..6)
+    }
+
     fn state(alive: bool) -> impl Strategy<Value = NodeState> {
         let status = if alive {
             Just(Status::Alive).boxed()
         } else {
-            prop::sample::select(vec![Status::Alive, Status::Suspect, Status::Dead]).boxed()
+            prop::sample::select(vec![Status::Alive, Status::Suspect, Status::Dead, Status::Left]).boxed()
         };
         (name(), 1u8..8, incarnation(), status).prop_map(|(name, host, incarnation, status)| NodeState {
             name,
@@ -375,8 +421,17 @@ pub(crate) mod arbitrary {
             }),
             (any::<u32>(), name(), addr, any::<bool>())
                 .prop_map(|(seq, target, addr, nack)| Message::PingReq { seq, target, addr, nack }),
-            (any::<bool>(), any::<bool>(), prop::collection::vec(state(false), 0..6))
-                .prop_map(|(join, reply, states)| Message::PushPull { join, reply, states }),
+            (name(), ltime()).prop_map(|(name, ltime)| Message::JoinIntent { name, ltime }),
+            (name(), ltime(), any::<bool>())
+                .prop_map(|(name, ltime, prune)| Message::LeaveIntent { name, ltime, prune }),
+            (any::<bool>(), any::<bool>(), ltime(), prop::collection::vec(state(false), 0..6), intents())
+                .prop_map(|(join, reply, ltime, states, intents)| Message::PushPull {
+                    join,
+                    reply,
+                    ltime,
+                    states,
+                    intents
+                }),
         ]
     }
 }

@@ -78,6 +78,9 @@ pub struct GossipConfig {
     /// A member failed this long is forgotten (Serf's `reconnect_timeout`, 24 h), checked
     /// every [`REAP_INTERVAL`]: the table does not grow with churn for ever.
     pub reconnect_timeout: Duration,
+    /// A member that left is forgotten after this long (Serf's `tombstone_timeout`, 24 h),
+    /// checked every [`REAP_INTERVAL`].
+    pub tombstone_timeout: Duration,
     /// A bug planted for the simulator's mutation tests (`node::PlantedBugs`): the agent
     /// never refutes an accusation of itself.
     pub never_refutes: bool,
@@ -152,6 +155,7 @@ impl GossipConfig {
             members_max: MEMBERS_MAX_DEFAULT,
             reconnect_interval: Duration::from_secs(5),
             reconnect_timeout: Duration::from_secs(24 * 3600),
+            tombstone_timeout: Duration::from_secs(24 * 3600),
             never_refutes: false,
             believes_accusations: false,
         }

@@ -12,7 +12,13 @@
 //! state at join, periodically, and with failed members (Serf's reconnect), which heals
 //! partitions.
 //!
-//! Not yet here (later work): the TCP ping fallback, graceful leave, Lamport intents.
+//! Serf's layer ([`super::serf`]) rides on the same broadcasts: join and leave intents
+//! stamped with a Lamport time, so that a graceful leave ends as "left" everywhere (not
+//! "failed"), a stale leave cannot undo a later rejoin, and a failed member can be
+//! force-left. Left members are forgotten after the tombstone timeout, failed ones after the
+//! reconnect timeout.
+//!
+//! Not yet here (later work): the TCP ping fallback.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,9 +28,10 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status};
+use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status, StatusTime};
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::lifeguard::{self, Awareness, Suspicion};
+use super::serf::{BROADCAST_TIMEOUT, IntentKind, LEAVE_PROPAGATE_DELAY, LamportClock, LeavePhase, RecentIntents};
 use super::snapshot;
 
 /// A timer the agent asked for. Stale timers are ignored when they fire, never cancelled.
@@ -52,6 +59,8 @@ pub enum Timer {
     JoinTimeout { attempt: u32 },
     /// Make join attempt number `attempt`.
     RetryJoin { attempt: u32 },
+    /// See whether a graceful leave can take its next step.
+    Leave,
 }
 
 impl Timer {
@@ -69,6 +78,7 @@ impl Timer {
             Timer::Reap => "reap".into(),
             Timer::JoinTimeout { attempt } => format!("join-timeout#{attempt}"),
             Timer::RetryJoin { attempt } => format!("retry-join#{attempt}"),
+            Timer::Leave => "leave".into(),
         }
     }
 }
@@ -83,7 +93,10 @@ pub enum MemberChange {
     Update,
     /// A member was declared dead after its suspicion timed out.
     Failed,
-    /// A failed member was forgotten after the reconnect timeout (Serf's member-reap).
+    /// A member left gracefully, or a failed one was force-left (Serf's member-leave).
+    Leave,
+    /// A failed member was forgotten after the reconnect timeout, a left one after the
+    /// tombstone timeout, or a force-leave pruned it (Serf's member-reap).
     Reap,
 }
 
@@ -114,6 +127,8 @@ pub enum Action {
     Joined { via: SocketAddr },
     /// Joining failed for good: like Serf, the agent stops.
     GaveUp { attempts: u32 },
+    /// A graceful leave is complete: the agent stops.
+    Left,
 }
 
 #[derive(Clone, Debug)]
@@ -123,6 +138,25 @@ struct Member {
     status_since: Duration,
     /// While it is suspect: who accused it and how long the suspicion lasts.
     suspicion: Option<Suspicion>,
+    /// Lamport time of the last join or leave intent applied for it (Serf's statusLTime).
+    status_ltime: u64,
+    /// A leave intent came while it was alive (Serf's "leaving"): its own announcement, or
+    /// its failure, will follow, or a join intent cancels it.
+    leaving: bool,
+}
+
+impl Member {
+    fn new(state: NodeState, now: Duration) -> Self {
+        Self { state, status_since: now, suspicion: None, status_ltime: 0, leaving: false }
+    }
+}
+
+/// What a broadcast is about: a newer one about the same subject replaces it. memberlist's
+/// and Serf's messages about one node queue apart, as in Serf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Subject {
+    Member(String),
+    Intent(String),
 }
 
 /// Indirect pings we make for other nodes at once; more ping-reqs are dropped.
@@ -130,8 +164,7 @@ pub const RELAYS_MAX: usize = 64;
 
 #[derive(Clone, Debug)]
 struct Broadcast {
-    /// The node the message is about: a newer message about it replaces this one.
-    subject: String,
+    subject: Subject,
     message: Message,
     transmits: u32,
 }
@@ -174,6 +207,10 @@ pub struct Agent {
     awareness: Awareness,
     joined: bool,
     join_attempts: u32,
+    clock: LamportClock,
+    recent_intents: RecentIntents,
+    /// A graceful leave under way.
+    leave: Option<LeavePhase>,
     /// Bumped on every change to the member table, so drivers publish views only on change.
     version: u64,
 }
@@ -198,6 +235,9 @@ impl Agent {
             awareness: Awareness::new(awareness_max),
             joined: false,
             join_attempts: 0,
+            clock: LamportClock::default(),
+            recent_intents: RecentIntents::default(),
+            leave: None,
             version: 0,
         }
     }
@@ -206,8 +246,12 @@ impl Agent {
     pub fn start(&mut self, now: Duration, out: &mut Vec<Action>) {
         assert!(self.members.is_empty(), "start is called once");
         let me = self.own_state();
-        self.members
-            .insert(me.name.clone(), Member { state: me.clone(), status_since: now, suspicion: None });
+        let mut member = Member::new(me.clone(), now);
+        // Serf announces a join intent at start: it cancels a leave older than this life.
+        member.status_ltime = self.clock.increment();
+        let intent = Message::JoinIntent { name: me.name.clone(), ltime: member.status_ltime };
+        self.members.insert(me.name.clone(), member);
+        self.enqueue(Subject::Intent(me.name.clone()), intent);
         self.version += 1;
         out.push(Action::Event(MemberEvent { change: MemberChange::Join, member: me }));
         // Spread the first probe over one interval so that nodes started together do not
@@ -285,11 +329,22 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let Message::PushPull { join, states, .. } = codec::decode_stream(bytes, self.config.members_max)?
+        let Message::PushPull { join, ltime, states, intents, .. } =
+            codec::decode_stream(bytes, self.config.members_max)?
         else {
             return Ok(None);
         };
+        self.clock.witness(ltime);
+        let left: Vec<bool> = intents
+            .iter()
+            .map(|intent| states.iter().any(|s| s.name == intent.name && s.status == Status::Left))
+            .collect();
         self.merge(states, now, out);
+        // Serf's merge: a left member's time is a leave intent, anyone else's a join intent.
+        for (intent, left) in intents.into_iter().zip(left) {
+            let kind = if left { IntentKind::Leave } else { IntentKind::Join };
+            self.apply_intent(&intent.name, kind, intent.ltime, false, now, out);
+        }
         if is_answer {
             if !self.joined {
                 self.joined = true;
@@ -297,8 +352,7 @@ impl Agent {
             }
             return Ok(None);
         }
-        let answer = Message::PushPull { join, reply: true, states: self.members().cloned().collect() };
-        codec::encode_stream(&answer).map(Some)
+        codec::encode_stream(&self.push_pull(join, true)).map(Some)
     }
 
     /// Handles a timer that fired.
@@ -344,6 +398,7 @@ impl Agent {
                     out.push(Action::GaveUp { attempts: attempt });
                 }
             }
+            Timer::Leave => self.leave_step(now, out),
             Timer::RetryJoin { attempt } => {
                 if self.joined {
                     return;
@@ -359,21 +414,103 @@ impl Agent {
         }
     }
 
-    /// Forgets members failed for longer than the reconnect timeout.
+    /// Leaves the cluster gracefully, as Serf does: a leave intent, then memberlist's own
+    /// announcement of the node's death, each broadcast until it went out (or
+    /// [`BROADCAST_TIMEOUT`]), then [`LEAVE_PROPAGATE_DELAY`]; [`Action::Left`] says it is done.
+    pub fn leave(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.leave.is_some() {
+            return;
+        }
+        let name = self.config.name.clone();
+        let ltime = self.clock.increment();
+        if let Some(me) = self.members.get_mut(&name) {
+            me.status_ltime = ltime;
+            me.leaving = true;
+        }
+        self.enqueue(Subject::Intent(name.clone()), Message::LeaveIntent { name, ltime, prune: false });
+        self.leave = Some(LeavePhase::Intent { until: now + BROADCAST_TIMEOUT });
+        out.push(Action::SetTimer { timer: Timer::Leave, after: self.config.gossip_interval });
+    }
+
+    /// Whether a graceful leave is under way.
+    pub fn is_leaving(&self) -> bool {
+        self.leave.is_some()
+    }
+
+    /// Serf's force-leave: a failed member becomes one that left, everywhere (with `prune`,
+    /// it is erased at once). About a running member it is only a leave intent, which that
+    /// member refutes. An unknown name changes nothing.
+    pub fn force_leave(&mut self, name: &str, prune: bool, now: Duration, out: &mut Vec<Action>) {
+        if name == self.config.name || !self.members.contains_key(name) {
+            return;
+        }
+        let ltime = self.clock.increment();
+        self.apply_intent(name, IntentKind::Leave, ltime, prune, now, out);
+    }
+
+    /// Moves a graceful leave on once the current broadcast went out (or timed out).
+    fn leave_step(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let Some(phase) = self.leave else { return };
+        let name = self.config.name.clone();
+        let pending = |agent: &Self, subject: &Subject| {
+            let has_peers = agent.members.values().any(|m| m.state.name != name && !m.state.status.is_gone());
+            has_peers && agent.broadcasts.iter().any(|b| b.subject == *subject)
+        };
+        let again = Action::SetTimer { timer: Timer::Leave, after: self.config.gossip_interval };
+        match phase {
+            LeavePhase::Intent { until } if now < until && pending(self, &Subject::Intent(name.clone())) => {
+                out.push(again)
+            }
+            LeavePhase::Intent { .. } => {
+                let me = self.members.get_mut(&name).expect("self is always a member");
+                me.state.status = Status::Left;
+                me.status_since = now;
+                let incarnation = me.state.incarnation;
+                self.version += 1;
+                let message = Message::Dead { name: name.clone(), incarnation, from: name.clone() };
+                self.enqueue(Subject::Member(name), message);
+                self.leave = Some(LeavePhase::Announce { until: now + BROADCAST_TIMEOUT });
+                out.push(again);
+            }
+            LeavePhase::Announce { until } if now < until && pending(self, &Subject::Member(name.clone())) => {
+                out.push(again)
+            }
+            LeavePhase::Announce { .. } => {
+                self.leave = Some(LeavePhase::Propagating);
+                out.push(Action::SetTimer { timer: Timer::Leave, after: LEAVE_PROPAGATE_DELAY });
+            }
+            LeavePhase::Propagating => out.push(Action::Left),
+        }
+    }
+
+    /// Forgets members failed for longer than the reconnect timeout, and members that left
+    /// longer ago than the tombstone timeout.
     fn reap(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL });
-        let timeout = self.config.reconnect_timeout;
+        let (failed, left) = (self.config.reconnect_timeout, self.config.tombstone_timeout);
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.state.status == Status::Dead && now.saturating_sub(m.status_since) >= timeout)
+            .filter(|m| match m.state.status {
+                Status::Dead => now.saturating_sub(m.status_since) >= failed,
+                Status::Left => now.saturating_sub(m.status_since) >= left,
+                Status::Alive | Status::Suspect => false,
+            })
             .map(|m| m.state.name.clone())
             .collect();
         for name in expired {
-            if let Some(member) = self.members.remove(&name) {
-                self.version += 1;
-                out.push(Action::Event(MemberEvent { change: MemberChange::Reap, member: member.state }));
-            }
+            self.erase(&name, out);
+        }
+    }
+
+    /// Removes a member from the table (Serf's member-reap).
+    fn erase(&mut self, name: &str, out: &mut Vec<Action>) {
+        if name == self.config.name {
+            return;
+        }
+        if let Some(member) = self.members.remove(name) {
+            self.version += 1;
+            out.push(Action::Event(MemberEvent { change: MemberChange::Reap, member: member.state }));
         }
     }
 
@@ -445,7 +582,18 @@ impl Agent {
             Message::Suspect { name, incarnation, from } => {
                 self.apply_suspect(&name, incarnation, &from, now, out)
             }
+            Message::Dead { name, incarnation, from } if name == from => {
+                self.apply_left(&name, incarnation, now, out)
+            }
             Message::Dead { name, incarnation, from } => self.apply_dead(&name, incarnation, &from, now, out),
+            Message::JoinIntent { name, ltime } => {
+                self.clock.witness(ltime);
+                self.apply_intent(&name, IntentKind::Join, ltime, false, now, out);
+            }
+            Message::LeaveIntent { name, ltime, prune } => {
+                self.clock.witness(ltime);
+                self.apply_intent(&name, IntentKind::Leave, ltime, prune, now, out);
+            }
             // The codec refuses a push-pull in a datagram; streams go to `handle_stream`.
             Message::PushPull { .. } => {}
         }
@@ -457,6 +605,8 @@ impl Agent {
         for state in states {
             match state.status {
                 Status::Alive => self.apply_alive(state, now, out),
+                // memberlist applies a remote "left" as the node's own announcement.
+                Status::Left => self.apply_left(&state.name, state.incarnation, now, out),
                 Status::Suspect | Status::Dead => {
                     // A node we never knew, reported suspect or dead, is not added (memberlist
                     // drops it): a rebooted node must not route to dead webapps.
@@ -482,8 +632,9 @@ impl Agent {
                 tracing::warn!(name = %state.name, ours = %self.config.addr, theirs = %state.addr, "name conflict");
                 return;
             }
-            // Someone gossips an old or foreign view of us: make sure ours wins.
-            if state.incarnation > self.incarnation
+            // Someone gossips an old or foreign view of us: make sure ours wins (unless we are
+            // on our way out).
+            if self.leave.is_none() && state.incarnation > self.incarnation
                 || (state.incarnation == self.incarnation && state.tags != self.config.tags)
             {
                 self.refute(state.incarnation, now);
@@ -491,7 +642,7 @@ impl Agent {
             return;
         }
         let conflict = self.members.get(&state.name).filter(|k| k.state.addr != state.addr);
-        if conflict.is_some_and(|known| known.state.status != Status::Dead) {
+        if conflict.is_some_and(|known| !known.state.status.is_gone()) {
             // Same name, another address, while the one we know lives: keep it (memberlist
             // does the same until the known one is dead).
             tracing::warn!(name = %state.name, theirs = %state.addr, "name conflict: address kept");
@@ -504,7 +655,7 @@ impl Agent {
         let change = match self.members.get(&state.name) {
             None => Some(MemberChange::Join),
             Some(known) if state.incarnation <= known.state.incarnation => None,
-            Some(known) if known.state.status == Status::Dead => Some(MemberChange::Join),
+            Some(known) if known.state.status.is_gone() => Some(MemberChange::Join),
             Some(known) if known.state.tags != state.tags => Some(MemberChange::Update),
             Some(_) => None,
         };
@@ -512,15 +663,118 @@ impl Agent {
         if !is_newer {
             return;
         }
-        let status_changed = self.members.get(&state.name).is_none_or(|k| k.state.status != Status::Alive);
-        let status_since = if status_changed { now } else { self.members[&state.name].status_since };
-        self.members
-            .insert(state.name.clone(), Member { state: state.clone(), status_since, suspicion: None });
+        let member = match self.members.remove(&state.name) {
+            Some(mut known) => {
+                if known.state.status != Status::Alive {
+                    known.status_since = now;
+                }
+                known.state = state.clone();
+                known.suspicion = None;
+                known
+            }
+            None => self.first_sight(state.clone(), now),
+        };
+        self.members.insert(state.name.clone(), member);
         self.version += 1;
-        self.enqueue(state.name.clone(), Message::Alive(state.clone()));
+        self.enqueue(Subject::Member(state.name.clone()), Message::Alive(state.clone()));
         if let Some(change) = change {
             out.push(Action::Event(MemberEvent { change, member: state }));
         }
+    }
+
+    /// A member met for the first time, with any intent about it that came before it did.
+    fn first_sight(&mut self, state: NodeState, now: Duration) -> Member {
+        let mut member = Member::new(state, now);
+        if let Some((kind, ltime)) = self.recent_intents.take(&member.state.name, now) {
+            member.status_ltime = ltime;
+            member.leaving = kind == IntentKind::Leave;
+        }
+        member
+    }
+
+    /// A join or leave intent about `name` at Lamport time `ltime` (Serf's
+    /// handleNodeJoinIntent and handleNodeLeaveIntent): applied only if newer than the last
+    /// one applied for that member, and then spread further.
+    fn apply_intent(
+        &mut self,
+        name: &str,
+        kind: IntentKind,
+        ltime: u64,
+        prune: bool,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
+        if name == self.config.name {
+            self.intent_about_us(kind, ltime);
+            return;
+        }
+        let Some(member) = self.members.get_mut(name) else {
+            self.recent_intents.record(name, kind, ltime, now);
+            return;
+        };
+        if ltime <= member.status_ltime {
+            return;
+        }
+        member.status_ltime = ltime;
+        member.leaving = kind == IntentKind::Leave && !member.state.status.is_gone();
+        let message = match kind {
+            IntentKind::Join => Message::JoinIntent { name: name.to_string(), ltime },
+            IntentKind::Leave => Message::LeaveIntent { name: name.to_string(), ltime, prune },
+        };
+        // A force-leave: a failed member is now one that left.
+        if kind == IntentKind::Leave && member.state.status == Status::Dead {
+            member.state.status = Status::Left;
+            member.status_since = now;
+            let state = member.state.clone();
+            self.version += 1;
+            out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
+        }
+        let left = member.state.status == Status::Left;
+        self.enqueue(Subject::Intent(name.to_string()), message);
+        if kind == IntentKind::Leave && prune && left {
+            self.erase(name, out);
+        }
+    }
+
+    /// An intent about ourselves: a leave we did not ask for (stale, or a force-leave of a
+    /// node that is in fact running) is refuted with a newer join intent, as Serf does.
+    fn intent_about_us(&mut self, kind: IntentKind, ltime: u64) {
+        if kind == IntentKind::Join || self.leave.is_some() {
+            return;
+        }
+        self.clock.witness(ltime);
+        let ltime = self.clock.increment();
+        let name = self.config.name.clone();
+        if let Some(me) = self.members.get_mut(&name) {
+            me.status_ltime = ltime;
+        }
+        self.enqueue(Subject::Intent(name.clone()), Message::JoinIntent { name, ltime });
+    }
+
+    /// `name` announced its own death: it left (memberlist's "left"). Serf would call it
+    /// failed if its leave intent had not arrived first; memberlist's own record says it
+    /// left, and we keep that.
+    fn apply_left(&mut self, name: &str, incarnation: u32, now: Duration, out: &mut Vec<Action>) {
+        if name == self.config.name {
+            if self.leave.is_none() {
+                self.accused(Status::Dead, incarnation, now);
+            }
+            return;
+        }
+        let Some(member) = self.members.get_mut(name) else { return };
+        if incarnation < member.state.incarnation || member.state.status == Status::Left {
+            return;
+        }
+        member.state.incarnation = incarnation;
+        member.state.status = Status::Left;
+        member.status_since = now;
+        member.suspicion = None;
+        member.leaving = false;
+        let state = member.state.clone();
+        self.version += 1;
+        let message = Message::Dead { name: name.to_string(), incarnation, from: name.to_string() };
+        self.enqueue(Subject::Member(name.to_string()), message);
+        out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
     }
 
     fn apply_suspect(
@@ -550,7 +804,7 @@ impl Agent {
                     let (incarnation, deadline) = (member.state.incarnation, suspicion.deadline());
                     let message =
                         Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
-                    self.enqueue(name.to_string(), message);
+                    self.enqueue(Subject::Member(name.to_string()), message);
                     let timer = Timer::Suspicion { name: name.to_string(), incarnation };
                     out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
                 }
@@ -566,7 +820,7 @@ impl Agent {
         member.suspicion = Some(suspicion);
         self.version += 1;
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(name.to_string(), message);
+        self.enqueue(Subject::Member(name.to_string()), message);
         out.push(Action::SetTimer {
             timer: Timer::Suspicion { name: name.to_string(), incarnation },
             after: timeout,
@@ -582,8 +836,8 @@ impl Agent {
         if incarnation < member.state.incarnation {
             return;
         }
-        if member.state.status == Status::Dead {
-            // Already dead: keep the newest incarnation, so that an older alive cannot
+        if member.state.status.is_gone() {
+            // Already dead or left: keep the newest incarnation, so that an older alive cannot
             // resurrect it (memberlist's deadNode does the same).
             if incarnation > member.state.incarnation {
                 member.state.incarnation = incarnation;
@@ -598,13 +852,17 @@ impl Agent {
         let state = member.state.clone();
         self.version += 1;
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(name.to_string(), message);
+        self.enqueue(Subject::Member(name.to_string()), message);
         out.push(Action::Event(MemberEvent { change: MemberChange::Failed, member: state }));
     }
 
     /// An accusation of ourselves arrived: refute it, unless the planted bug
     /// `believes_accusations` makes the agent record it.
     fn accused(&mut self, status: Status, incarnation: u32, now: Duration) {
+        if self.leave.is_some() {
+            // memberlist does not refute while it leaves.
+            return;
+        }
         if !self.config.believes_accusations {
             self.refute(incarnation, now);
             return;
@@ -629,7 +887,7 @@ impl Agent {
             // accuser's copies were lost): announce our incarnation again. memberlist ignores
             // such stale accusations, and a refutation lost to loss then ends in a false death.
             let me = self.own_state();
-            self.enqueue(me.name.clone(), Message::Alive(me));
+            self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me));
             return;
         }
         // At the largest incarnation the accusation cannot be out-bid; stay there rather than
@@ -642,7 +900,7 @@ impl Agent {
         member.state = me.clone();
         member.status_since = now;
         self.version += 1;
-        self.enqueue(me.name.clone(), Message::Alive(me));
+        self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me));
     }
 
     fn suspicion_bounds(&self) -> (Duration, Duration) {
@@ -748,7 +1006,7 @@ impl Agent {
     fn next_probe_target(&mut self) -> Option<String> {
         for _ in 0..2 {
             while let Some(name) = self.probe_queue.pop() {
-                let probeable = self.members.get(&name).is_some_and(|m| m.state.status != Status::Dead);
+                let probeable = self.members.get(&name).is_some_and(|m| !m.state.status.is_gone());
                 if probeable {
                     return Some(name);
                 }
@@ -756,7 +1014,7 @@ impl Agent {
             self.probe_queue = self
                 .members
                 .values()
-                .filter(|m| m.state.name != self.config.name && m.state.status != Status::Dead)
+                .filter(|m| m.state.name != self.config.name && !m.state.status.is_gone())
                 .map(|m| m.state.name.clone())
                 .collect();
             self.probe_queue.shuffle(&mut self.rng);
@@ -791,7 +1049,7 @@ impl Agent {
             .members
             .values()
             .filter(|m| m.state.name != self.config.name && wanted(&m.state))
-            .filter(|m| m.state.status != Status::Dead || now.saturating_sub(m.status_since) < to_the_dead)
+            .filter(|m| !m.state.status.is_gone() || now.saturating_sub(m.status_since) < to_the_dead)
             .map(|m| m.state.addr)
             .collect();
         peers.shuffle(&mut self.rng);
@@ -829,14 +1087,25 @@ impl Agent {
         self.broadcasts.retain(|b| b.transmits < limit);
     }
 
-    fn enqueue(&mut self, subject: String, message: Message) {
+    fn enqueue(&mut self, subject: Subject, message: Message) {
         self.broadcasts.retain(|b| b.subject != subject);
         self.broadcasts.push(Broadcast { subject, message, transmits: 0 });
     }
 
+    /// Our full state: the member table and each member's intent time.
+    fn push_pull(&self, join: bool, reply: bool) -> Message {
+        let states = self.members().cloned().collect();
+        let intents = self
+            .members
+            .values()
+            .filter(|m| m.status_ltime > 0)
+            .map(|m| StatusTime { name: m.state.name.clone(), ltime: m.status_ltime })
+            .collect();
+        Message::PushPull { join, reply, ltime: self.clock.time(), states, intents }
+    }
+
     fn send_push_pull(&mut self, to: SocketAddr, join: bool, out: &mut Vec<Action>) {
-        let states: Vec<NodeState> = self.members().cloned().collect();
-        match codec::encode_stream(&Message::PushPull { join, reply: false, states }) {
+        match codec::encode_stream(&self.push_pull(join, false)) {
             Ok(bytes) => out.push(Action::Stream { to, bytes }),
             Err(error) => tracing::error!(%to, %error, "push-pull not sent"),
         }

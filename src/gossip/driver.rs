@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::codec::{DATAGRAM_BYTES_MAX, NodeState, Status};
 use super::config::GossipConfig;
@@ -40,14 +40,31 @@ pub enum GossipError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs the agent until it gives up joining or its socket fails.
+/// What the agent shares with the rest of its host.
+pub struct Links {
+    /// The loss model's faults, set by the simulator.
+    pub faults: Rc<Cell<LinkFaults>>,
+    /// Where the member table is published.
+    pub view: Rc<watch::Sender<View>>,
+    /// Notified to make the agent leave gracefully (Serf's SIGINT or `serf leave`).
+    pub leave: Rc<Notify>,
+}
+
+/// Whether the loop goes on after an action.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// Runs the agent until it gives up joining, its socket fails, or it has left gracefully
+/// (then it returns `Ok`).
 pub async fn run<N: Net>(
     env: HostEnv<N>,
     mut config: GossipConfig,
-    faults: Rc<Cell<LinkFaults>>,
-    view: Rc<watch::Sender<View>>,
+    links: Links,
     snapshot: Option<PathBuf>,
 ) -> Result<(), GossipError> {
+    let Links { faults, view, leave } = links;
     let mut snapshotted = String::new();
     if let Some(path) = &snapshot {
         // No snapshot yet (a first boot) is normal; the seeds still apply.
@@ -74,7 +91,9 @@ pub async fn run<N: Net>(
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX + 1];
     loop {
         for action in out.drain(..) {
-            perform(&env, &socket, &streams, &mut timers, &seeds, action).await?;
+            if let Next::Stop = perform(&env, &socket, &streams, &mut timers, &seeds, action).await? {
+                return Ok(());
+            }
         }
         if published != Some(agent.version()) {
             published = Some(agent.version());
@@ -98,6 +117,10 @@ pub async fn run<N: Net>(
                     env.observe(Event::Timer { name: timer.name() });
                     agent.handle_timer(timer, env.now(), &mut out);
                 }
+            }
+            () = leave.notified(), if !agent.is_leaving() => {
+                env.observe(Event::Leaving);
+                agent.leave(env.now(), &mut out);
             }
             Some(stream) = incoming.recv() => receive_stream(&env, &mut agent, stream, &mut out),
             received = socket.recv_from(&mut buf) => {
@@ -137,6 +160,7 @@ fn record_state_changes<N: Net>(
             Status::Alive => MemberStatus::Alive,
             Status::Suspect => MemberStatus::Suspect,
             Status::Dead => MemberStatus::Dead,
+            Status::Left => MemberStatus::Left,
         };
         env.observe(Event::MemberState {
             member: member.name.clone(),
@@ -184,7 +208,7 @@ async fn perform<N: Net>(
     timers: &mut TimerQueue,
     seeds: &[String],
     action: Action,
-) -> Result<(), GossipError> {
+) -> Result<Next, GossipError> {
     match action {
         Action::Send { to, bytes } => {
             let size = bytes.len() as u32;
@@ -214,8 +238,12 @@ async fn perform<N: Net>(
             env.observe(Event::JoinGaveUp { attempts });
             return Err(GossipError::JoinFailed { attempts });
         }
+        Action::Left => {
+            env.observe(Event::Left);
+            return Ok(Next::Stop);
+        }
     }
-    Ok(())
+    Ok(Next::Continue)
 }
 
 /// Timers in due order; equal due times fire in the order they were set.

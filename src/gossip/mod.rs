@@ -2,6 +2,7 @@
 //!
 //! - [`core`]: the sans-io agent (probe, suspect, refute, disseminate, push-pull, join).
 //! - [`lifeguard`]: local health awareness and suspicion timeouts that shrink with confirmations.
+//! - [`serf`]: Serf's layer: Lamport-ordered join and leave intents, graceful leave.
 //! - [`codec`]: the datagram format.
 //! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
 
@@ -10,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod driver;
 pub mod lifeguard;
+pub mod serf;
 pub mod snapshot;
 pub mod stream;
 

@@ -17,6 +17,8 @@ pub enum MemberStatus {
     Suspect,
     /// Declared dead.
     Dead,
+    /// Left on purpose.
+    Left,
 }
 
 /// One observable event of one host.
@@ -47,6 +49,10 @@ pub enum Event {
     Joined { via: String },
     /// The agent gave up joining.
     JoinGaveUp { attempts: u32 },
+    /// The agent began a graceful leave.
+    Leaving,
+    /// The agent finished a graceful leave and stops.
+    Left,
     /// A member event on this host's agent.
     Member { change: MemberChange, member: String, addr: String, tags: BTreeMap<String, String> },
     /// This host's gossip view of `member` changed: a new entry, a new status or a new
@@ -108,6 +114,8 @@ impl Event {
             Event::JoinAttempt { .. } => "join-attempt",
             Event::Joined { .. } => "joined",
             Event::JoinGaveUp { .. } => "join-gave-up",
+            Event::Leaving => "leaving",
+            Event::Left => "left",
             Event::Member { .. } => "member",
             Event::MemberState { .. } => "member-state",
             Event::HealthScore { .. } => "health-score",

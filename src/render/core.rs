@@ -9,7 +9,7 @@
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use crate::gossip::{NodeState, Status};
+use crate::gossip::NodeState;
 
 /// The tag and value that make a member a backend.
 pub const BACKEND_ROLE: (&str, &str) = ("role", "backend");
@@ -85,7 +85,7 @@ impl Renderer {
     pub fn addresses(view: &[NodeState]) -> Vec<Address> {
         let mut addresses: Vec<Address> = view
             .iter()
-            .filter(|m| m.status != Status::Dead)
+            .filter(|m| !m.status.is_gone())
             .filter(|m| m.tags.get(BACKEND_ROLE.0).map(String::as_str) == Some(BACKEND_ROLE.1))
             .map(|m| Address { host: m.name.clone(), ip: m.addr.ip().to_string() })
             .collect();
@@ -120,6 +120,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::gossip::Status;
 
     const TEMPLATE_TEXT: &str =
         "backend nodes\n    {{#each addresses}}\n    server {{ host }} {{ ip }}:3000 check\n    {{/each}}\n";
@@ -142,6 +143,7 @@ mod tests {
             member("s1", [10, 0, 0, 2], "backend", Status::Alive),
             member("s3", [10, 0, 0, 4], "backend", Status::Dead),
             member("s4", [10, 0, 0, 5], "backend", Status::Suspect),
+            member("s5", [10, 0, 0, 6], "backend", Status::Left),
         ];
         let renderer = Renderer::new("t.hb", TEMPLATE_TEXT).unwrap();
         let output = renderer.update(&view).unwrap().unwrap();
@@ -150,7 +152,7 @@ mod tests {
             "backend nodes\n    server s1 10.0.0.2:3000 check\n    server s2 10.0.0.3:3000 check\n    \
              server s4 10.0.0.5:3000 check\n"
         );
-        assert_eq!(output.addresses.len(), 3, "a suspect member is still a member; a dead one is not");
+        assert_eq!(output.addresses.len(), 3, "a suspect member is still a member; a dead or left one is not");
     }
 
     #[test]

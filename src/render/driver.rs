@@ -47,7 +47,7 @@ pub async fn run<N: Net>(
         }
         if settings.drops_a_backend {
             let backend = |m: &NodeState| m.tags.get("role").is_some_and(|r| r == "backend");
-            if let Some(first) = current.iter().position(|m| backend(m) && m.status != Status::Dead) {
+            if let Some(first) = current.iter().position(|m| backend(m) && !m.status.is_gone()) {
                 current.remove(first);
             }
         }

@@ -77,6 +77,8 @@ pub enum Action {
     Down { service: String },
     /// Stop every service and halt the node.
     Halt { service: String },
+    /// Send the service its down signal (s6's `down-signal` file, SIGTERM by default).
+    Stop { service: String },
 }
 
 struct Slot {
@@ -84,6 +86,9 @@ struct Slot {
     state: ServiceState,
     /// Identifies the current restart timer; a timer of an older generation is stale.
     generation: u64,
+    /// s6's "wanted up": `s6-svc -d` clears it (the service is not restarted when it ends),
+    /// `s6-svc -u` sets it again.
+    wanted_up: bool,
 }
 
 /// The supervision tree of one node.
@@ -100,7 +105,7 @@ impl Supervisor {
         let order: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let services: BTreeMap<String, Slot> = specs
             .into_iter()
-            .map(|spec| (spec.name.clone(), Slot { spec, state: ServiceState::Down, generation: 0 }))
+            .map(|spec| (spec.name.clone(), Slot { spec, state: ServiceState::Down, generation: 0, wanted_up: true }))
             .collect();
         assert_eq!(services.len(), order.len(), "service names are unique");
         Self { services, order, halted: false }
@@ -130,7 +135,7 @@ impl Supervisor {
             out.push(Action::Halt { service: service.to_string() });
             return;
         }
-        if slot.spec.finish_exit == Some(FINISH_PERMANENT_FAILURE) {
+        if slot.spec.finish_exit == Some(FINISH_PERMANENT_FAILURE) || !slot.wanted_up {
             slot.state = ServiceState::Down;
             out.push(Action::Down { service: service.to_string() });
             return;
@@ -152,6 +157,33 @@ impl Supervisor {
         }
         slot.state = ServiceState::Up;
         out.push(Action::Spawn { service: service.to_string() });
+    }
+
+    /// `s6-svc -d`: the service is wanted down; a running one gets its down signal, a
+    /// restart that was due is cancelled.
+    pub fn command_down(&mut self, service: &str, out: &mut Vec<Action>) {
+        let Some(slot) = self.services.get_mut(service).filter(|_| !self.halted) else { return };
+        slot.wanted_up = false;
+        match slot.state {
+            ServiceState::Up => out.push(Action::Stop { service: service.to_string() }),
+            ServiceState::Restarting => {
+                slot.state = ServiceState::Down;
+                slot.generation += 1;
+                out.push(Action::Down { service: service.to_string() });
+            }
+            ServiceState::Down => {}
+        }
+    }
+
+    /// `s6-svc -u`: the service is wanted up; a stopped one starts (a permanent failure too,
+    /// as s6 does when told explicitly).
+    pub fn command_up(&mut self, service: &str, out: &mut Vec<Action>) {
+        let Some(slot) = self.services.get_mut(service).filter(|_| !self.halted) else { return };
+        slot.wanted_up = true;
+        if slot.state == ServiceState::Down {
+            slot.state = ServiceState::Up;
+            out.push(Action::Spawn { service: service.to_string() });
+        }
     }
 
     /// The state of one service.
@@ -225,6 +257,29 @@ mod tests {
         let mut out = Vec::new();
         sup.handle_exit("serf", &ExitStatus::Success, &mut out);
         assert!(matches!(out[0], Action::ScheduleRestart { .. }));
+    }
+
+    #[test]
+    fn down_stops_without_restart_and_up_starts_again() {
+        let mut sup = Supervisor::new(vec![ServiceSpec::longrun("serf")]);
+        sup.start(&mut Vec::new());
+        let mut out = Vec::new();
+        sup.command_down("serf", &mut out);
+        assert_eq!(out, vec![Action::Stop { service: "serf".into() }]);
+        let mut out = Vec::new();
+        sup.handle_exit("serf", &ExitStatus::Success, &mut out);
+        assert_eq!(out, vec![Action::Down { service: "serf".into() }], "not restarted");
+        let mut out = Vec::new();
+        sup.command_up("serf", &mut out);
+        assert_eq!(spawned(&out), vec!["serf"]);
+        let mut out = Vec::new();
+        sup.handle_exit("serf", &ExitStatus::Killed, &mut out);
+        assert!(matches!(out[0], Action::ScheduleRestart { .. }), "wanted up again: restarted");
+        let mut out = Vec::new();
+        sup.command_down("serf", &mut out);
+        assert_eq!(out, vec![Action::Down { service: "serf".into() }], "the pending restart is cancelled");
+        sup.handle_restart_due("serf", 2, &mut out);
+        assert_eq!(sup.state("serf"), Some(ServiceState::Down));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Service {
     /// What SIGHUP does to a running service (HAProxy and `rollcall balancer`: reload);
     /// `None`: the default disposition, the process dies.
     pub on_hangup: Option<Box<dyn Fn()>>,
+    /// What `s6-svc -d` does to a running service, as its `down-signal` file would (Serf:
+    /// SIGINT, a graceful leave after which it exits); `None`: it is killed.
+    pub on_down: Option<Box<dyn Fn()>>,
 }
 
 /// Commands from outside the node (s6-svc).
@@ -32,6 +35,10 @@ pub enum Control {
     Kill { service: String },
     /// Send it SIGHUP, as `s6-svc -h`.
     Hangup { service: String },
+    /// Want it down, as `s6-svc -d`: its down signal, and no restart.
+    Down { service: String },
+    /// Want it up again, as `s6-svc -u`.
+    Up { service: String },
 }
 
 /// Supervises `services` until the main service exits (then every service is stopped).
@@ -42,10 +49,14 @@ pub async fn run<N: Net>(
 ) {
     let mut supervisor = Supervisor::new(services.iter().map(|s| s.spec.clone()).collect());
     let mut hangups: BTreeMap<String, Box<dyn Fn()>> = BTreeMap::new();
+    let mut downs: BTreeMap<String, Box<dyn Fn()>> = BTreeMap::new();
     let mut starters: BTreeMap<String, Box<dyn Fn() -> ServiceFuture>> = BTreeMap::new();
     for service in services {
         if let Some(on_hangup) = service.on_hangup {
             hangups.insert(service.spec.name.clone(), on_hangup);
+        }
+        if let Some(on_down) = service.on_down {
+            downs.insert(service.spec.name.clone(), on_down);
         }
         starters.insert(service.spec.name, service.start);
     }
@@ -71,6 +82,11 @@ pub async fn run<N: Net>(
                     env.observe(Event::HostHalted { service });
                     return;
                 }
+                Action::Stop { service } => match (running.get(&service), downs.get(&service)) {
+                    (Some(_), Some(on_down)) => on_down(),
+                    (Some((_, handle)), None) => handle.abort(),
+                    (None, _) => {}
+                },
             }
         }
         let next_restart = restarts.keys().next().map(|(due, _)| *due);
@@ -88,6 +104,8 @@ pub async fn run<N: Net>(
                     (Some((_, handle)), None) => handle.abort(),
                     (None, _) => {}
                 },
+                Control::Down { service } => supervisor.command_down(&service, &mut out),
+                Control::Up { service } => supervisor.command_up(&service, &mut out),
             },
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 let (id, status) = match joined {
@@ -133,7 +151,7 @@ mod tests {
     fn service(name: &str, main: bool, run: impl Fn() -> ServiceFuture + 'static) -> Service {
         let mut spec = ServiceSpec::longrun(name);
         spec.main = main;
-        Service { spec, start: Box::new(run), on_hangup: None }
+        Service { spec, start: Box::new(run), on_hangup: None, on_down: None }
     }
 
     #[test]

@@ -101,6 +101,10 @@ impl Cluster {
                     self.timers.push((self.now + after, self.order, at, timer));
                 }
                 Action::Event(e) => self.events.push((at, e.change, e.member.name)),
+                // The agent stops: it hears nothing more and its timers do nothing.
+                Action::Left => {
+                    self.agents.remove(&at);
+                }
                 _ => {}
             }
         }
@@ -154,11 +158,29 @@ impl Cluster {
                 }
             } else {
                 let (_, _, at, timer) = self.timers.remove(0);
-                self.agents.get_mut(&at).unwrap().handle_timer(timer, self.now, &mut out);
-                self.apply(at, out);
+                if let Some(agent) = self.agents.get_mut(&at) {
+                    agent.handle_timer(timer, self.now, &mut out);
+                    self.apply(at, out);
+                }
             }
         }
         self.now = end;
+    }
+
+    /// Starts `agent` now (a new node, or a restart of a stopped one).
+    fn boot(&mut self, mut agent: Agent) {
+        let mut out = Vec::new();
+        agent.start(self.now, &mut out);
+        let at = agent.config.addr;
+        self.agents.insert(at, agent);
+        self.apply(at, out);
+    }
+
+    /// Runs `f` on the agent at `host` now, and carries out what it asks.
+    fn act(&mut self, host: u8, f: impl FnOnce(&mut Agent, Duration, &mut Vec<Action>)) {
+        let mut out = Vec::new();
+        f(self.agents.get_mut(&addr(host)).unwrap(), self.now, &mut out);
+        self.apply(addr(host), out);
     }
 
     fn status(&self, observer: u8, subject: &str) -> Option<Status> {
@@ -246,7 +268,9 @@ fn a_ping_for_us_is_acked_and_a_ping_for_someone_else_is_not() {
     let ping = codec::encode(&[Message::Ping { seq: 9, target: "s1".into() }]).unwrap();
     let mut out = Vec::new();
     node.handle_datagram(addr(1), &ping, Duration::ZERO, &mut out).unwrap();
-    assert_eq!(sends(&out), vec![(addr(1), vec![Message::Ack { seq: 9 }])]);
+    let acked = sends(&out);
+    assert_eq!(acked.len(), 1);
+    assert_eq!((acked[0].0, &acked[0].1[0]), (addr(1), &Message::Ack { seq: 9 }), "pending news piggybacks after it");
     let stale = codec::encode(&[Message::Ping { seq: 9, target: "old".into() }]).unwrap();
     let mut out = Vec::new();
     node.handle_datagram(addr(1), &stale, Duration::ZERO, &mut out).unwrap();
@@ -430,7 +454,8 @@ fn a_merge_does_not_add_unknown_suspect_or_dead_members() {
         state("s3", 4, 1, Status::Suspect),
     ];
     let mut out = Vec::new();
-    let push = codec::encode_stream(&Message::PushPull { join: false, reply: true, states }).unwrap();
+    let push = codec::encode_stream(&Message::PushPull { join: false, reply: true, ltime: 0, states, intents: vec![] })
+        .unwrap();
     ha.handle_stream(addr(2), &push, true, Duration::ZERO, &mut out).unwrap();
     assert_eq!(events(&out), [(MemberChange::Join, "s1".to_string())]);
     let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
@@ -654,4 +679,129 @@ proptest::proptest! {
             proptest::prop_assert_eq!(me.status, Status::Alive);
         }
     }
+}
+
+/// A graceful leave: the intent and then the node's own announcement go out, the agent stops
+/// about a second later, and every other member records it as left with one member-leave,
+/// never as failed.
+#[test]
+fn a_graceful_leave_ends_as_left_everywhere_not_failed() {
+    let mut cluster = cluster_of(5);
+    cluster.run_until(Duration::from_secs(10));
+    cluster.act(4, Agent::leave);
+    let began = cluster.now;
+    cluster.run_until(began + Duration::from_secs(3));
+    assert!(!cluster.agents.contains_key(&addr(4)), "the agent stopped after its leave");
+    for observer in [1, 2, 3, 5] {
+        assert_eq!(cluster.status(observer, "s3"), Some(Status::Left), "seen from {observer}");
+    }
+    let about_s3: Vec<MemberChange> =
+        cluster.events.iter().filter(|(_, _, m)| m == "s3").map(|(_, c, _)| *c).skip(5).collect();
+    assert_eq!(about_s3, [MemberChange::Leave; 4], "one member-leave per observer, no member-failed");
+    cluster.run_until(began + Duration::from_secs(60));
+    assert!([1, 2, 3, 5].iter().all(|o| cluster.status(*o, "s3") == Some(Status::Left)), "it stays left");
+}
+
+/// A node that left and starts again is a member again: its new life out-refutes the
+/// "left" record everyone holds, and a member-join follows.
+#[test]
+fn a_node_that_left_can_join_again() {
+    let mut cluster = cluster_of(4);
+    cluster.run_until(Duration::from_secs(5));
+    cluster.act(3, Agent::leave);
+    cluster.run_until(Duration::from_secs(10));
+    assert_eq!(cluster.status(1, "s2"), Some(Status::Left));
+    cluster.boot(agent(config("s2", 3, &[1])));
+    cluster.run_until(Duration::from_secs(20));
+    for observer in [1, 2, 4] {
+        assert_eq!(cluster.status(observer, "s2"), Some(Status::Alive), "seen from {observer}");
+    }
+    let last = cluster.events.iter().rev().find(|(at, _, m)| m == "s2" && *at == addr(1)).unwrap();
+    assert_eq!(last.1, MemberChange::Join);
+}
+
+/// Leave intents apply only when newer (Lamport time) than the last intent applied for that
+/// member: an old one cannot turn a failed member into a left one; a newer one (a
+/// force-leave) does, once, with a member-leave.
+#[test]
+fn a_stale_leave_intent_is_ignored_and_a_newer_one_force_leaves_a_failed_member() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    let at = Duration::ZERO;
+    ha.handle_datagram(addr(2), &alive("s1", 2, 0), at, &mut Vec::new()).unwrap();
+    let intent = |message| datagram(&[message]);
+    ha.handle_datagram(addr(2), &intent(Message::JoinIntent { name: "s1".into(), ltime: 5 }), at, &mut Vec::new())
+        .unwrap();
+    let dead = datagram(&[Message::Dead { name: "s1".into(), incarnation: 0, from: "s2".into() }]);
+    ha.handle_datagram(addr(3), &dead, at, &mut Vec::new()).unwrap();
+    let leave = |ltime| intent(Message::LeaveIntent { name: "s1".into(), ltime, prune: false });
+    let mut out = Vec::new();
+    ha.handle_datagram(addr(3), &leave(4), at, &mut out).unwrap();
+    ha.handle_datagram(addr(3), &leave(5), at, &mut out).unwrap();
+    assert!(events(&out).is_empty(), "older than or as old as the join intent");
+    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Dead);
+    ha.handle_datagram(addr(3), &leave(6), at, &mut out).unwrap();
+    ha.handle_datagram(addr(3), &leave(7), at, &mut out).unwrap();
+    assert_eq!(events(&out), [(MemberChange::Leave, "s1".to_string())]);
+    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Left);
+}
+
+/// A leave intent about a node that runs (stale, or a force-leave by mistake) is refuted
+/// with a newer join intent, so peers cancel its "leaving".
+#[test]
+fn a_leave_intent_about_a_running_node_is_refuted_with_a_newer_join_intent() {
+    let mut s1 = agent(config("s1", 2, &[]));
+    s1.start(Duration::ZERO, &mut Vec::new());
+    s1.handle_datagram(addr(1), &alive("ha", 1, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    let leave = datagram(&[Message::LeaveIntent { name: "s1".into(), ltime: 40, prune: false }]);
+    s1.handle_datagram(addr(1), &leave, Duration::ZERO, &mut Vec::new()).unwrap();
+    let mut out = Vec::new();
+    s1.handle_timer(Timer::Gossip, Duration::from_millis(200), &mut out);
+    let gossiped: Vec<Message> = sends(&out).into_iter().flat_map(|(_, m)| m).collect();
+    let refuted = gossiped.iter().any(|m| matches!(m, Message::JoinIntent { name, ltime } if name == "s1" && *ltime > 40));
+    assert!(refuted, "{gossiped:?}");
+    assert!(!s1.is_leaving());
+}
+
+/// Force-leave of a failed member spreads: every member records it left; with `prune` it is
+/// erased at once (member-reap) instead of waiting for the tombstone timeout.
+#[test]
+fn force_leave_spreads_and_prune_erases() {
+    for prune in [false, true] {
+        let mut cluster = cluster_of(4);
+        cluster.run_until(Duration::from_secs(5));
+        cluster.agents.remove(&addr(4));
+        cluster.run_until(Duration::from_secs(40));
+        assert_eq!(cluster.status(1, "s3"), Some(Status::Dead));
+        cluster.act(2, |agent, now, out| agent.force_leave("s3", prune, now, out));
+        cluster.run_until(Duration::from_secs(45));
+        for observer in [1, 2, 3] {
+            let expected = if prune { None } else { Some(Status::Left) };
+            assert_eq!(cluster.status(observer, "s3"), expected, "seen from {observer}, prune {prune}");
+        }
+    }
+}
+
+/// Left members are forgotten after the tombstone timeout, failed ones after the reconnect
+/// timeout, each on its own clock.
+#[test]
+fn left_members_are_reaped_after_the_tombstone_timeout() {
+    let mut config = config("ha", 1, &[]);
+    config.reconnect_timeout = Duration::from_secs(600);
+    config.tombstone_timeout = Duration::from_secs(60);
+    let mut ha = agent(config);
+    ha.start(Duration::ZERO, &mut Vec::new());
+    for (name, host) in [("s1", 2), ("s2", 3)] {
+        ha.handle_datagram(addr(host), &alive(name, host, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    }
+    let gone = |name: &str, from: &str| {
+        datagram(&[Message::Dead { name: name.into(), incarnation: 0, from: from.into() }])
+    };
+    ha.handle_datagram(addr(2), &gone("s1", "s1"), Duration::from_secs(1), &mut Vec::new()).unwrap();
+    ha.handle_datagram(addr(4), &gone("s2", "s3"), Duration::from_secs(1), &mut Vec::new()).unwrap();
+    let mut out = Vec::new();
+    ha.handle_timer(Timer::Reap, Duration::from_secs(75), &mut out);
+    assert_eq!(events(&out), [(MemberChange::Reap, "s1".to_string())]);
+    let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
+    assert_eq!(names, ["ha", "s2"]);
 }
