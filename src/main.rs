@@ -20,10 +20,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 
+use rollcall::gossip::driver::AgentControl;
+use rollcall::gossip::serf::{BROADCAST_TIMEOUT, LEAVE_PROPAGATE_DELAY};
 use rollcall::gossip::{JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
 use rollcall::net::tokio_net::TokioNet;
-use rollcall::node::{self, GossipSettings, NodeSpec, Role};
+use rollcall::node::{self, GossipSettings, NodeHandles, NodeSpec, Role};
+use rollcall::supervisor::driver::Control;
 
 // The balancer allocates a few small buffers per request across threads; mimalloc's
 // thread-local free lists make that measurably cheaper than glibc's (benches/balancer.sh).
@@ -116,6 +119,10 @@ enum Command {
 
 /// How often the balancer looks at its file for changes.
 const CONFIG_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a graceful leave can take: two broadcasts, each up to the broadcast timeout,
+/// then the propagate delay, and a second to spare.
+const LEAVE_WAIT_MAX: Duration =
+    Duration::from_secs(2 * BROADCAST_TIMEOUT.as_secs() + LEAVE_PROPAGATE_DELAY.as_secs() + 1);
 
 /// Real monotonic time since the process started.
 struct ProcessClock(tokio::time::Instant);
@@ -322,10 +329,24 @@ fn run_node(command: Command) -> anyhow::Result<()> {
             Rc::new(PrintObserver { per_request: true }),
             seed,
         );
-        let (_control, control_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let agent = Rc::new(AgentControl::default());
+        let handles = NodeHandles { faults: Rc::new(Cell::default()), control: control_rx, agent: agent.clone() };
+        let node = node::boot(env, spec, handles);
+        tokio::pin!(node);
         tokio::select! {
-            () = node::boot(env, spec, Rc::new(Cell::default()), control_rx) => {}
+            () = &mut node => return,
             _ = tokio::signal::ctrl_c() => {}
+        }
+        // SIGINT is a graceful leave, as for Serf: peers record this node as left, not
+        // failed. A second SIGINT, or a leave that takes too long, stops at once.
+        eprintln!("leaving the cluster (Ctrl-C again to stop at once)");
+        let _ = control.send(Control::Down { service: "serf".into() });
+        tokio::select! {
+            () = &mut node => {}
+            () = agent.left() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            () = tokio::time::sleep(LEAVE_WAIT_MAX) => eprintln!("leave timed out"),
         }
     });
     Ok(())

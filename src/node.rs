@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
+use crate::gossip::driver::{AgentControl, Command};
 use crate::gossip::{GossipConfig, JoinMode, Profile, driver as gossip};
 use crate::host::HostEnv;
 use crate::net::lossy::LinkFaults;
@@ -133,6 +134,8 @@ pub struct PlantedBugs {
     pub gossip_never_refutes: bool,
     /// The gossip agent believes accusations of itself: it records itself suspect or dead.
     pub gossip_believes_accusations: bool,
+    /// A graceful leave stops the gossip agent without telling anyone: peers find it dead.
+    pub gossip_leaves_silently: bool,
 }
 
 /// A node's full description.
@@ -152,16 +155,23 @@ pub struct NodeSpec {
     pub bugs: PlantedBugs,
 }
 
+/// How the world reaches into a node: the simulator's link faults, s6-svc commands to its
+/// supervisor, and commands to its gossip agent.
+pub struct NodeHandles {
+    /// Loss and latency of the node's gossip datagrams.
+    pub faults: Rc<Cell<LinkFaults>>,
+    /// s6-svc.
+    pub control: mpsc::UnboundedReceiver<Control>,
+    /// Serf's RPC.
+    pub agent: Rc<AgentControl>,
+}
+
 /// Boots the node: builds its services and supervises them until the node halts.
-pub async fn boot<N: Net>(
-    env: HostEnv<N>,
-    spec: NodeSpec,
-    faults: Rc<Cell<LinkFaults>>,
-    control: mpsc::UnboundedReceiver<Control>,
-) {
+pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles) {
+    let NodeHandles { faults, control, agent } = handles;
     let (view, _) = watch::channel(Vec::new());
     let view = Rc::new(view);
-    let mut services = vec![serf_service(&env, &spec, faults, view.clone())];
+    let mut services = vec![serf_service(&env, &spec, faults, view.clone(), agent)];
     match &spec.role {
         Role::Balancer { template_file, template_text, output } => {
             let (reload, _) = watch::channel(0u64);
@@ -217,14 +227,14 @@ fn serf_service<N: Net>(
     spec: &NodeSpec,
     faults: Rc<Cell<LinkFaults>>,
     view: Rc<watch::Sender<gossip::View>>,
+    agent: Rc<AgentControl>,
 ) -> Service {
     let env = env.clone();
     let node = spec.clone();
-    let leave = Rc::new(Notify::new());
-    let on_down = leave.clone();
+    let on_down = agent.clone();
     let mut serf = service(spec, "serf", move || {
         let (env, node) = (env.clone(), node.clone());
-        let links = gossip::Links { faults: faults.clone(), view: view.clone(), leave: leave.clone() };
+        let links = gossip::Links { faults: faults.clone(), view: view.clone(), control: agent.clone() };
         Box::pin(async move {
             let config = gossip_config(&env, &node).map_err(|e| e.to_string())?;
             gossip::run(env, config, links, node.gossip.snapshot.clone()).await.map_err(|e| e.to_string())
@@ -232,7 +242,9 @@ fn serf_service<N: Net>(
     });
     // The service's down signal is SIGINT (a `down-signal` file): `s6-svc -d` makes the agent
     // leave gracefully, as Serf does on SIGINT, instead of dying on SIGTERM as failed.
-    serf.on_down = Some(Box::new(move || on_down.notify_one()));
+    serf.on_down = Some(Box::new(move || {
+        on_down.send(Command::Leave);
+    }));
     serf
 }
 
@@ -250,5 +262,6 @@ fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<G
     config.seeds.retain(|seed| *seed != addr);
     config.never_refutes = node.bugs.gossip_never_refutes;
     config.believes_accusations = node.bugs.gossip_believes_accusations;
+    config.leaves_silently = node.bugs.gossip_leaves_silently;
     Ok(config)
 }

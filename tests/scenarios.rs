@@ -460,6 +460,17 @@ fn no_self_death_catches_an_agent_that_believes_its_own_death() {
     assert_eq!(broken.hosts, hosts(&["s1"]));
 }
 
+/// An agent whose graceful leave tells no one: its peers find it dead, and `left` names it
+/// with each of them (the leave that rejoins later is not judged).
+#[test]
+fn left_catches_a_leave_that_tells_no_one() {
+    let bugs = PlantedBugs { gossip_leaves_silently: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("gossip-leave.toml").planted_bugs("s3", bugs), "left");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert!(broken.violations.iter().all(|v| v.hosts.contains(&"s3".to_string())), "{broken:?}");
+    assert!(broken.violations[0].what.contains("Dead"), "{broken:?}");
+}
+
 /// `views` is left out of lab-ha-restart.toml because whether a webapp's push-pull reaches
 /// the rebooted ha within its bound depends on the seed. Enabled, it must see the forgotten
 /// members exactly on ha whenever it fails, and fail for some seed.

@@ -48,6 +48,11 @@ pub enum FaultKind {
     HostCrash { host: String },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { host: String, service: String },
+    /// The host's gossip agent leaves the cluster gracefully (`s6-svc -d serf`, whose down
+    /// signal is SIGINT) and stays down; it is started again when the fault ends.
+    Leave { host: String },
+    /// `serf force-leave [-prune] TARGET` run on `host`.
+    ForceLeave { host: String, target: String, prune: bool },
     /// The balancer service gets SIGHUP (a reload of its file) at the start and every
     /// `every` until the end.
     Reload {
@@ -60,7 +65,7 @@ pub enum FaultKind {
 impl FaultKind {
     /// Whether the fault is one instant (it has no end).
     pub fn is_instant(&self) -> bool {
-        matches!(self, FaultKind::ServiceCrash { .. })
+        matches!(self, FaultKind::ServiceCrash { .. } | FaultKind::ForceLeave { .. })
     }
 }
 
@@ -76,6 +81,10 @@ impl std::fmt::Display for FaultKind {
             }
             FaultKind::HostCrash { host } => write!(f, "host crash {host}"),
             FaultKind::ServiceCrash { host, service } => write!(f, "service crash {service} on {host}"),
+            FaultKind::Leave { host } => write!(f, "graceful leave of {host}"),
+            FaultKind::ForceLeave { host, target, prune } => {
+                write!(f, "force-leave{} {target} from {host}", if *prune { " -prune" } else { "" })
+            }
             FaultKind::Reload { host, every } => write!(f, "reload on {host} every {}ms", every.as_millis()),
         }
     }

@@ -186,6 +186,8 @@ pub struct Observations {
     pub health: BTreeMap<String, Vec<(Duration, u32)>>,
     /// Every `member-failed` event.
     pub failed_events: Vec<FailedEvent>,
+    /// Graceful leaves: when each agent finished its leave and stopped.
+    pub left: Vec<(Duration, String)>,
     /// Client requests in completion order.
     pub requests: Vec<RequestObservation>,
 }
@@ -296,6 +298,7 @@ impl Observations {
                     ViewChange::Set { member: member.clone(), status: *status, incarnation: *incarnation };
                 self.views.entry(host.to_string()).or_default().push((at, change));
             }
+            Event::Left => self.left.push((at, host.to_string())),
             Event::Member { change: MemberChange::Failed, member, .. } => self
                 .failed_events
                 .push(FailedEvent { at, observer: host.to_string(), member: member.clone() }),
@@ -446,10 +449,13 @@ impl Observations {
         reached.contains(to)
     }
 
-    /// Whether `webapp` serves and the balancer can reach it over TCP at `at`.
+    /// Whether `webapp` serves, its gossip agent runs (the stack learns of webapps only
+    /// through gossip: one whose agent left is lost, as `is_lost` says) and the balancer can
+    /// reach it over TCP at `at`.
     pub fn is_reachable(&self, webapp: &str, at: Duration) -> bool {
         self.is_up(&self.balancer, at)
             && self.webapp_runs(webapp, at)
+            && self.agent_runs(webapp, at)
             && !self.is_cut(&self.balancer, webapp, at)
     }
 
@@ -479,7 +485,14 @@ impl Observations {
         for fault in &self.faults {
             let settled = match (&fault.kind, fault.end) {
                 (_, Some(end)) => end,
-                (FaultKind::ServiceCrash { .. } | FaultKind::HostCrash { .. }, None) => fault.start,
+                // A leave never undone ends when the agent stops, which the callers count.
+                (
+                    FaultKind::ServiceCrash { .. }
+                    | FaultKind::HostCrash { .. }
+                    | FaultKind::Leave { .. }
+                    | FaultKind::ForceLeave { .. },
+                    None,
+                ) => fault.start,
                 (_, None) => return Settled::Never,
             };
             last = last.max(Some(settled));

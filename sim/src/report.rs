@@ -234,11 +234,14 @@ fn describe(record: &Record) -> Option<String> {
         Event::JoinAttempt { attempt, seeds } => format!("join attempt {attempt} via {}", seeds.join(", ")),
         Event::Joined { via } => format!("joined via {via}"),
         Event::JoinGaveUp { attempts } => format!("join gave up after {attempts} attempt(s)"),
+        Event::Leaving => "gossip agent leaving the cluster".into(),
+        Event::Left => "gossip agent left the cluster and stops".into(),
         Event::Member { change, member, addr, tags } => {
             let change = match change {
                 MemberChange::Join => "member-join",
                 MemberChange::Update => "member-update",
                 MemberChange::Failed => "member-failed",
+                MemberChange::Leave => "member-leave",
                 MemberChange::Reap => "member-reap",
             };
             let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -246,7 +249,7 @@ fn describe(record: &Record) -> Option<String> {
         }
         Event::ServiceStarted { service } => format!("service {service} started"),
         Event::ServiceExited { service, status } => format!("service {service} exited ({status})"),
-        Event::ServiceDown { service } => format!("service {service} down for good (finish exit 125)"),
+        Event::ServiceDown { service } => format!("service {service} down: not restarted"),
         Event::HostHalted { service } => format!("host halted: main service {service} ended"),
         Event::Rendered { path, backends, .. } => {
             format!("rendered {path}: backends [{}]", backends.join(", "))

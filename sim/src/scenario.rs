@@ -32,7 +32,7 @@ pub struct ScenarioError {
 }
 
 /// The names of the invariants a scenario can check.
-pub const INVARIANT_NAMES: [&str; 6] = crate::invariants::NAMES;
+pub const INVARIANT_NAMES: [&str; 7] = crate::invariants::NAMES;
 
 /// Longest simulated run: one day.
 pub const RUN_SECONDS_MAX: f64 = 86_400.0;
@@ -215,6 +215,10 @@ enum FaultSection {
     ServiceCrash { at_s: f64, host: String, service: String },
     /// The balancer reloads its file every `every_ms` (SIGHUP, as `s6-svc -h`) for `for_s`.
     Reload { at_s: f64, for_s: f64, host: String, every_ms: Option<u64> },
+    /// The host's gossip agent leaves gracefully; it starts again after `rejoin_after_s`.
+    Leave { at_s: f64, host: String, rejoin_after_s: Option<f64> },
+    /// `host` runs `serf force-leave [-prune] target`.
+    ForceLeave { at_s: f64, host: String, target: String, prune: Option<bool> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +240,9 @@ struct InvariantsSection {
     /// A running agent never records itself dead.
     #[serde(default)]
     no_self_death: bool,
+    /// A member that left gracefully is recorded as left by every running agent.
+    #[serde(default)]
+    left: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -511,6 +518,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             views: section.views,
             incarnation: section.incarnation,
             no_self_death: section.no_self_death,
+            left: section.left,
         })
     }
 
@@ -725,6 +733,21 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 let kind = FaultKind::ServiceCrash { host: name, service: service.clone() };
                 Ok(FaultSpec { at, lasting: None, kind })
             }
+            FaultSection::Leave { at_s, host, rejoin_after_s } => {
+                // Without rejoin_after_s the agent stays out until the end of the run.
+                let (at, lasting) = place.window(*at_s, rejoin_after_s.unwrap_or(1.0))?;
+                let lasting = rejoin_after_s.map(|_| lasting);
+                Ok(FaultSpec { at, lasting, kind: FaultKind::Leave { host: place.node(host, hosts)? } })
+            }
+            FaultSection::ForceLeave { at_s, host, target, prune } => {
+                let (at, _) = place.window(*at_s, 1.0)?;
+                let (host, target) = (place.node(host, hosts)?, place.node(target, hosts)?);
+                if host == target {
+                    return self.fail(place.span, format!("'{host}' cannot force-leave itself"));
+                }
+                let kind = FaultKind::ForceLeave { host, target, prune: prune.unwrap_or(false) };
+                Ok(FaultSpec { at, lasting: None, kind })
+            }
             FaultSection::Reload { at_s, for_s, host, every_ms } => {
                 let name = place.known(host)?;
                 let is_balancer = hosts.iter().any(|h| {
@@ -769,6 +792,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
             return Ok(name.clone());
         }
         self.fail(format!("unknown host '{name}' in fault (hosts: {})", names.join(", ")))
+    }
+
+    /// A known host that runs a node (a gossip agent), not a client.
+    fn node(&self, name: &String, hosts: &[HostSpec]) -> Result<String, ScenarioError> {
+        let name = self.known(name)?;
+        if hosts.iter().any(|h| h.name == name && matches!(h.kind, HostKind::Node(_))) {
+            return Ok(name);
+        }
+        self.fail(format!("host '{name}' is a client: it runs no gossip agent"))
     }
 
     fn known_all(&self, list: &[String]) -> Result<Vec<String>, ScenarioError> {

@@ -110,6 +110,8 @@ pub struct InvariantSettings {
     pub incarnation: bool,
     /// `no-self-death`.
     pub no_self_death: bool,
+    /// `left`.
+    pub left: bool,
 }
 
 impl InvariantSettings {
@@ -122,6 +124,7 @@ impl InvariantSettings {
             views: true,
             incarnation: true,
             no_self_death: true,
+            left: true,
         }
     }
 
@@ -134,6 +137,7 @@ impl InvariantSettings {
             "views" => self.views,
             "incarnation" => self.incarnation,
             "no-self-death" => self.no_self_death,
+            "left" => self.left,
             _ => false,
         }
     }

@@ -87,6 +87,8 @@ pub struct GossipConfig {
     /// A bug planted for the same tests: the agent records accusations of itself (suspect,
     /// dead) in its own entry instead of refuting them.
     pub believes_accusations: bool,
+    /// A bug planted for the same tests: a graceful leave broadcasts nothing.
+    pub leaves_silently: bool,
 }
 
 /// Cluster size up to which push-pull runs at the configured interval (memberlist's
@@ -158,6 +160,7 @@ impl GossipConfig {
             tombstone_timeout: Duration::from_secs(24 * 3600),
             never_refutes: false,
             believes_accusations: false,
+            leaves_silently: false,
         }
     }
 }

@@ -421,6 +421,11 @@ impl Agent {
         if self.leave.is_some() {
             return;
         }
+        if self.config.leaves_silently {
+            self.leave = Some(LeavePhase::Propagating);
+            out.push(Action::SetTimer { timer: Timer::Leave, after: LEAVE_PROPAGATE_DELAY });
+            return;
+        }
         let name = self.config.name.clone();
         let ltime = self.clock.increment();
         if let Some(me) = self.members.get_mut(&name) {
@@ -845,15 +850,23 @@ impl Agent {
             }
             return;
         }
+        // A member whose leave intent came first did not fail, it left (Serf's
+        // handleNodeLeave: leaving becomes left, alive becomes failed).
+        let (status, change) = if member.leaving {
+            (Status::Left, MemberChange::Leave)
+        } else {
+            (Status::Dead, MemberChange::Failed)
+        };
         member.state.incarnation = incarnation;
-        member.state.status = Status::Dead;
+        member.state.status = status;
         member.status_since = now;
         member.suspicion = None;
+        member.leaving = false;
         let state = member.state.clone();
         self.version += 1;
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(Subject::Member(name.to_string()), message);
-        out.push(Action::Event(MemberEvent { change: MemberChange::Failed, member: state }));
+        out.push(Action::Event(MemberEvent { change, member: state }));
     }
 
     /// An accusation of ourselves arrived: refute it, unless the planted bug

@@ -3,8 +3,8 @@
 //! retransmits). Everything protocol-related happens in the core; this loop only moves bytes
 //! and time.
 
-use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -46,8 +46,51 @@ pub struct Links {
     pub faults: Rc<Cell<LinkFaults>>,
     /// Where the member table is published.
     pub view: Rc<watch::Sender<View>>,
-    /// Notified to make the agent leave gracefully (Serf's SIGINT or `serf leave`).
-    pub leave: Rc<Notify>,
+    /// Commands from outside the agent.
+    pub control: Rc<AgentControl>,
+}
+
+/// A command to a running agent (what Serf takes over RPC or as a signal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Leave gracefully and stop (`serf leave`, SIGINT).
+    Leave,
+    /// Force a failed member out (`serf force-leave [-prune] NAME`).
+    ForceLeave { name: String, prune: bool },
+}
+
+/// Most commands waiting for the agent; more are refused.
+pub const COMMANDS_MAX: usize = 64;
+
+/// The way into a running agent: commands in, "left" out. It outlives the agent's runs; a
+/// new run drops what an earlier one left unread.
+#[derive(Debug, Default)]
+pub struct AgentControl {
+    queue: RefCell<VecDeque<Command>>,
+    wake: Notify,
+    left: Notify,
+}
+
+impl AgentControl {
+    /// Queues `command`; `false` when [`COMMANDS_MAX`] are already waiting.
+    pub fn send(&self, command: Command) -> bool {
+        let mut queue = self.queue.borrow_mut();
+        if queue.len() >= COMMANDS_MAX {
+            return false;
+        }
+        queue.push_back(command);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Resolves once the agent has finished a graceful leave.
+    pub async fn left(&self) {
+        self.left.notified().await;
+    }
+
+    fn take(&self) -> Option<Command> {
+        self.queue.borrow_mut().pop_front()
+    }
 }
 
 /// Whether the loop goes on after an action.
@@ -64,7 +107,8 @@ pub async fn run<N: Net>(
     links: Links,
     snapshot: Option<PathBuf>,
 ) -> Result<(), GossipError> {
-    let Links { faults, view, leave } = links;
+    let Links { faults, view, control } = links;
+    control.queue.borrow_mut().clear();
     let mut snapshotted = String::new();
     if let Some(path) = &snapshot {
         // No snapshot yet (a first boot) is normal; the seeds still apply.
@@ -92,6 +136,7 @@ pub async fn run<N: Net>(
     loop {
         for action in out.drain(..) {
             if let Next::Stop = perform(&env, &socket, &streams, &mut timers, &seeds, action).await? {
+                control.left.notify_one();
                 return Ok(());
             }
         }
@@ -118,9 +163,10 @@ pub async fn run<N: Net>(
                     agent.handle_timer(timer, env.now(), &mut out);
                 }
             }
-            () = leave.notified(), if !agent.is_leaving() => {
-                env.observe(Event::Leaving);
-                agent.leave(env.now(), &mut out);
+            () = control.wake.notified() => {
+                while let Some(command) = control.take() {
+                    obey(&env, &mut agent, command, &mut out);
+                }
             }
             Some(stream) = incoming.recv() => receive_stream(&env, &mut agent, stream, &mut out),
             received = socket.recv_from(&mut buf) => {
@@ -184,6 +230,17 @@ fn save_snapshot<N: Net>(env: &HostEnv<N>, path: &Path, members: &[NodeState], m
         Err(error) => {
             tracing::warn!(host = %env.name, path = %path.display(), %error, "snapshot not written")
         }
+    }
+}
+
+fn obey<N: Net>(env: &HostEnv<N>, agent: &mut Agent, command: Command, out: &mut Vec<Action>) {
+    match command {
+        Command::Leave if !agent.is_leaving() => {
+            env.observe(Event::Leaving);
+            agent.leave(env.now(), out);
+        }
+        Command::Leave => {}
+        Command::ForceLeave { name, prune } => agent.force_leave(&name, prune, env.now(), out),
     }
 }
 

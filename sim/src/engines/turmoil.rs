@@ -20,7 +20,8 @@ use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World
 use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
-use rollcall::node::{self, BALANCER_SERVICE};
+use rollcall::gossip::driver::{AgentControl, Command};
+use rollcall::node::{self, BALANCER_SERVICE, NodeHandles};
 use rollcall::supervisor::driver::Control;
 
 /// turmoil's UDP socket as a [`Datagram`].
@@ -110,6 +111,8 @@ struct HostState {
     disk: Rc<MemoryDisk>,
     faults: Rc<Cell<LinkFaults>>,
     control: RefCell<Option<mpsc::UnboundedSender<Control>>>,
+    /// The gossip agent's command queue; it outlives the agent's runs and the host's boots.
+    agent: Rc<AgentControl>,
     boots: Cell<u32>,
     start_at: Duration,
 }
@@ -134,6 +137,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
             disk: Rc::default(),
             faults: Rc::default(),
             control: RefCell::new(None),
+            agent: Rc::default(),
             boots: Cell::new(0),
             start_at: plan.start_at[&host.name],
         });
@@ -185,12 +189,16 @@ fn host_factory(
             host_seed,
         );
         let (kind, faults, start_at) = (host.kind.clone(), state.faults.clone(), state.start_at);
+        let agent = state.agent.clone();
         Box::pin(async move {
             // A host crashed and restarted before its planned start still waits for it.
             tokio::time::sleep(start_at.saturating_sub(env.now())).await;
             env.observe(Event::HostBooted { boot });
             match kind {
-                HostKind::Node(spec) => node::boot(env, *spec, faults, control_rx).await,
+                HostKind::Node(spec) => {
+                    let handles = NodeHandles { faults, control: control_rx, agent };
+                    node::boot(env, *spec, handles).await
+                }
                 HostKind::Client(spec) => workload::run(env, spec).await,
             }
             Ok(())
@@ -285,6 +293,17 @@ impl WorldFaults {
                 }
             }
             FaultKind::Reload { .. } => {}
+            FaultKind::Leave { host } => {
+                if let Some(control) = states[host].control.borrow().as_ref() {
+                    let service = "serf".to_string();
+                    let command = if start { Control::Down { service } } else { Control::Up { service } };
+                    let _ = control.send(command);
+                }
+            }
+            FaultKind::ForceLeave { host, target, prune } => {
+                let command = Command::ForceLeave { name: target.clone(), prune: *prune };
+                states[host].agent.send(command);
+            }
         }
     }
 

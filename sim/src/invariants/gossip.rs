@@ -6,6 +6,9 @@
 //!   member's agent restarted in between (a restarted agent starts from zero, as memberlist
 //!   does).
 //! - `no-self-death`: a running agent never records itself dead.
+//! - `left`: once the world settles and the same bound as `views` has passed, every running
+//!   agent that lists a member which left (gracefully, or force-left while its agent was
+//!   down) lists it as left (not failed, not alive), until that member starts again.
 //!
 //! False failures (a member declared failed while its agent ran and a gossip path to it
 //! existed) are counted as a figure, not a verdict: loss makes some of them unavoidable.
@@ -16,6 +19,7 @@ use std::time::Duration;
 use rollcall::host::MemberStatus;
 
 use super::bounds::Window;
+use crate::faults::FaultKind;
 use super::{Verdict, secs};
 use crate::observe::{FailedEvent, Observations, Settled, ViewChange};
 
@@ -165,6 +169,59 @@ pub fn no_self_death(obs: &Observations) -> Verdict {
         }
     }
     verdict
+}
+
+/// Checks `left`.
+pub fn left(obs: &Observations, bound: &Window) -> Verdict {
+    let rule = format!(
+        "from {} after the world settles, every running agent that lists a member which left gracefully lists it as left",
+        secs(bound.duration())
+    );
+    let mut verdict = Verdict::new("left", rule);
+    let Some(settled) = settled_at(obs) else { return verdict };
+    for (left_at, member) in departures(obs) {
+        let (left_at, member) = (&left_at, &member);
+        let due = settled.max(*left_at) + bound.duration();
+        let back = obs.service(member, "serf").0.iter().map(|(start, _)| *start).find(|s| s > left_at);
+        let until = back.unwrap_or(obs.end).min(obs.end);
+        if due >= until {
+            continue;
+        }
+        for observer in obs.nodes.iter().filter(|n| *n != member) {
+            let changes = obs.views.get(observer).map_or(&[][..], Vec::as_slice);
+            let points = std::iter::once(due)
+                .chain(changes.iter().map(|(t, _)| *t).filter(|t| *t > due && *t < until));
+            for at in points.filter(|t| obs.agent_runs(observer, *t)) {
+                verdict.checked += 1;
+                if let Some((status, incarnation)) =
+                    obs.view_at(observer, at).get(member).filter(|(s, _)| *s != MemberStatus::Left)
+                {
+                    let what = format!(
+                        "{observer} lists {member} {status:?}@{incarnation} at {}, though it left at {}",
+                        secs(at),
+                        secs(*left_at)
+                    );
+                    verdict.fail(at, &[member, observer], what);
+                    break;
+                }
+            }
+        }
+    }
+    verdict
+}
+
+/// Members that left: graceful leaves, and force-leaves (from a running agent) of a member
+/// whose agent had stopped. A force-leave of a running member is refuted, as in Serf.
+fn departures(obs: &Observations) -> Vec<(Duration, String)> {
+    let forced = obs.faults.iter().filter_map(|fault| match &fault.kind {
+        FaultKind::ForceLeave { host, target, .. }
+            if obs.agent_runs(host, fault.start) && !obs.agent_runs(target, fault.start) =>
+        {
+            Some((fault.start, target.clone()))
+        }
+        _ => None,
+    });
+    obs.left.iter().cloned().chain(forced).collect()
 }
 
 /// `member-failed` events about a member whose agent ran and to which a gossip path existed.

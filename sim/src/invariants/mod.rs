@@ -8,7 +8,7 @@
 //!   rendered backends for at most N rounds in a row.
 //! - `available`: every request gets a 200 from a webapp, unless the stack could not yet
 //!   know better ([`available`]).
-//! - `views`, `incarnation`, `no-self-death`: gossip's own promises ([`gossip`]).
+//! - `views`, `incarnation`, `no-self-death`, `left`: gossip's own promises ([`gossip`]).
 //!
 //! An enabled invariant that never found anything to check is UNCHECKED, which is never the
 //! expected outcome: a check that cannot fail proves nothing.
@@ -29,7 +29,8 @@ use crate::world::World;
 const VIOLATIONS_LISTED_MAX: usize = 10;
 
 /// The names of the invariants a scenario can check.
-pub const NAMES: [&str; 6] = ["converge", "detect", "available", "views", "incarnation", "no-self-death"];
+pub const NAMES: [&str; 7] =
+    ["converge", "detect", "available", "views", "incarnation", "no-self-death", "left"];
 
 /// One failure of an invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -153,6 +154,9 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     }
     if enabled.no_self_death {
         verdicts.push(gossip::no_self_death(obs));
+    }
+    if enabled.left {
+        verdicts.push(gossip::left(obs, &bounds::views_settle(world)));
     }
     let figures = Figures { windows, requests, false_failures: gossip::false_failures(obs) };
     (verdicts.into_iter().map(Verdict::settled).collect(), figures)

@@ -805,3 +805,20 @@ fn left_members_are_reaped_after_the_tombstone_timeout() {
     let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
     assert_eq!(names, ["ha", "s2"]);
 }
+
+/// A member whose leave intent arrived but whose own announcement was lost is found dead by
+/// probing: it left, it did not fail (Serf's leaving -> left).
+#[test]
+fn a_leaving_member_found_dead_is_left_not_failed() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    ha.handle_datagram(addr(2), &alive("s1", 2, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    let leave = datagram(&[Message::LeaveIntent { name: "s1".into(), ltime: 3, prune: false }]);
+    ha.handle_datagram(addr(2), &leave, Duration::ZERO, &mut Vec::new()).unwrap();
+    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Alive, "leaving is not gone");
+    let dead = datagram(&[Message::Dead { name: "s1".into(), incarnation: 0, from: "s2".into() }]);
+    let mut out = Vec::new();
+    ha.handle_datagram(addr(3), &dead, Duration::ZERO, &mut out).unwrap();
+    assert_eq!(events(&out), [(MemberChange::Leave, "s1".to_string())]);
+    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Left);
+}
