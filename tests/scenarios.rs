@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use rollcall::host::{Event, MemberChange};
 use rollcall::node::PlantedBugs;
 use rollcall_sim::faults::{FaultKind, FaultSpec};
 use rollcall_sim::trace::{Entry, WorldEvent};
@@ -469,6 +470,26 @@ fn left_catches_a_leave_that_tells_no_one() {
     assert!(broken.is_contradicted(), "{broken:?}");
     assert!(broken.violations.iter().all(|v| v.hosts.contains(&"s3".to_string())), "{broken:?}");
     assert!(broken.violations[0].what.contains("Dead"), "{broken:?}");
+}
+
+/// Tags set at run time reach every agent (s1's own included) as a member-update carrying them.
+#[test]
+fn tags_set_at_run_time_reach_every_agent() {
+    let run = run(&simulation("gossip-leave.toml"));
+    let updated: BTreeSet<String> = run
+        .trace
+        .records
+        .iter()
+        .filter(|r| match &r.event {
+            Entry::Host(Event::Member { change: MemberChange::Update, member, tags, .. }) => {
+                member == "s1" && tags.get("weight").map(String::as_str) == Some("5")
+            }
+            _ => false,
+        })
+        .map(|r| r.host.clone())
+        .collect();
+    let every = ["ha", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"];
+    assert_eq!(updated, hosts(&every));
 }
 
 /// `views` is left out of lab-ha-restart.toml because whether a webapp's push-pull reaches

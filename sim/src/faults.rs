@@ -53,6 +53,9 @@ pub enum FaultKind {
     Leave { host: String },
     /// `serf force-leave [-prune] TARGET` run on `host`.
     ForceLeave { host: String, target: String, prune: bool },
+    /// `serf tags -set K=V... -delete K...` run on `host`: its agent's tags change (until
+    /// the agent restarts, which starts from the configured tags again).
+    Tags { host: String, set: BTreeMap<String, String>, delete: Vec<String> },
     /// The balancer service gets SIGHUP (a reload of its file) at the start and every
     /// `every` until the end.
     Reload {
@@ -65,7 +68,7 @@ pub enum FaultKind {
 impl FaultKind {
     /// Whether the fault is one instant (it has no end).
     pub fn is_instant(&self) -> bool {
-        matches!(self, FaultKind::ServiceCrash { .. } | FaultKind::ForceLeave { .. })
+        matches!(self, FaultKind::ServiceCrash { .. } | FaultKind::ForceLeave { .. } | FaultKind::Tags { .. })
     }
 }
 
@@ -82,6 +85,10 @@ impl std::fmt::Display for FaultKind {
             FaultKind::HostCrash { host } => write!(f, "host crash {host}"),
             FaultKind::ServiceCrash { host, service } => write!(f, "service crash {service} on {host}"),
             FaultKind::Leave { host } => write!(f, "graceful leave of {host}"),
+            FaultKind::Tags { host, set, delete } => {
+                let set: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                write!(f, "tags on {host}: set [{}] delete [{}]", set.join(","), delete.join(","))
+            }
             FaultKind::ForceLeave { host, target, prune } => {
                 write!(f, "force-leave{} {target} from {host}", if *prune { " -prune" } else { "" })
             }

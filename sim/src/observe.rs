@@ -449,14 +449,23 @@ impl Observations {
         reached.contains(to)
     }
 
-    /// Whether `webapp` serves, its gossip agent runs (the stack learns of webapps only
-    /// through gossip: one whose agent left is lost, as `is_lost` says) and the balancer can
-    /// reach it over TCP at `at`.
+    /// Whether `webapp` serves, has not left the cluster on purpose, and the balancer can
+    /// reach it over TCP at `at`. A webapp whose agent died (or gave up joining) is still
+    /// expected in the backends: that is the failure a user sees as a healthy server that
+    /// gets no traffic. Only a graceful leave takes it out of what `converge` expects.
     pub fn is_reachable(&self, webapp: &str, at: Duration) -> bool {
         self.is_up(&self.balancer, at)
             && self.webapp_runs(webapp, at)
-            && self.agent_runs(webapp, at)
+            && !self.has_left(webapp, at)
             && !self.is_cut(&self.balancer, webapp, at)
+    }
+
+    /// Whether `node` is out of the cluster on purpose at `at`: its agent's last run ended
+    /// with a graceful leave, and it has not started again.
+    pub fn has_left(&self, node: &str, at: Duration) -> bool {
+        let last_leave = self.left.iter().filter(|(t, n)| n == node && *t <= at).map(|(t, _)| *t).max();
+        let Some(left_at) = last_leave else { return false };
+        !self.service(node, "serf").0.iter().any(|(start, _)| *start > left_at && *start <= at)
     }
 
     /// Whether the balancer runs while `webapp`'s host is down or isolated from it.
@@ -490,7 +499,8 @@ impl Observations {
                     FaultKind::ServiceCrash { .. }
                     | FaultKind::HostCrash { .. }
                     | FaultKind::Leave { .. }
-                    | FaultKind::ForceLeave { .. },
+                    | FaultKind::ForceLeave { .. }
+                    | FaultKind::Tags { .. },
                     None,
                 ) => fault.start,
                 (_, None) => return Settled::Never,

@@ -4,7 +4,7 @@
 //! one-line error naming the file, line and column. The parsed file is resolved into a
 //! [`World`](crate::world::World), which the engines run; nothing downstream sees TOML.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -219,6 +219,8 @@ enum FaultSection {
     Leave { at_s: f64, host: String, rejoin_after_s: Option<f64> },
     /// `host` runs `serf force-leave [-prune] target`.
     ForceLeave { at_s: f64, host: String, target: String, prune: Option<bool> },
+    /// `host` runs `serf tags -set K=V -delete K`.
+    Tags { at_s: f64, host: String, set: Option<BTreeMap<String, String>>, delete: Option<Vec<String>> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -746,6 +748,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                     return self.fail(place.span, format!("'{host}' cannot force-leave itself"));
                 }
                 let kind = FaultKind::ForceLeave { host, target, prune: prune.unwrap_or(false) };
+                Ok(FaultSpec { at, lasting: None, kind })
+            }
+            FaultSection::Tags { at_s, host, set, delete } => {
+                let (at, _) = place.window(*at_s, 1.0)?;
+                let (set, delete) = (set.clone().unwrap_or_default(), delete.clone().unwrap_or_default());
+                if set.contains_key("role") || delete.iter().any(|key| key == "role") {
+                    return self.fail(place.span, "the 'role' tag is the host's role: set it with the host's 'role'");
+                }
+                let kind = FaultKind::Tags { host: place.node(host, hosts)?, set, delete };
                 Ok(FaultSpec { at, lasting: None, kind })
             }
             FaultSection::Reload { at_s, for_s, host, every_ms } => {

@@ -207,7 +207,8 @@ fn check_name(name: &str) -> Result<(), CodecError> {
     Ok(())
 }
 
-fn check_state(state: &NodeState) -> Result<(), CodecError> {
+/// Checks a member's state against the wire limits (name and tag sizes).
+pub fn check_state(state: &NodeState) -> Result<(), CodecError> {
     check_name(&state.name)?;
     let tag_bytes: usize = state.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
     if tag_bytes > TAGS_BYTES_MAX {

@@ -437,6 +437,37 @@ impl Agent {
         out.push(Action::SetTimer { timer: Timer::Leave, after: self.config.gossip_interval });
     }
 
+    /// Changes this node's tags at run time (`serf tags -set/-delete`): a new incarnation
+    /// carries them, and peers emit member-update. Tags over the wire limit are refused.
+    pub fn set_tags(
+        &mut self,
+        tags: BTreeMap<String, String>,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) -> Result<(), CodecError> {
+        let mut next = self.own_state();
+        next.tags = tags;
+        codec::check_state(&next)?;
+        if next.tags == self.config.tags || self.leave.is_some() {
+            return Ok(());
+        }
+        self.config.tags = next.tags;
+        self.incarnation = self.incarnation.saturating_add(1);
+        let me = self.own_state();
+        let member = self.members.get_mut(&me.name).expect("self is always a member");
+        member.state = me.clone();
+        member.status_since = now;
+        self.version += 1;
+        self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me.clone()));
+        out.push(Action::Event(MemberEvent { change: MemberChange::Update, member: me }));
+        Ok(())
+    }
+
+    /// This node's tags.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.config.tags
+    }
+
     /// Whether a graceful leave is under way.
     pub fn is_leaving(&self) -> bool {
         self.leave.is_some()

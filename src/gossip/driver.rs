@@ -57,6 +57,8 @@ pub enum Command {
     Leave,
     /// Force a failed member out (`serf force-leave [-prune] NAME`).
     ForceLeave { name: String, prune: bool },
+    /// Change this node's tags (`serf tags -set K=V -delete K`).
+    Tags { set: BTreeMap<String, String>, delete: Vec<String> },
 }
 
 /// Most commands waiting for the agent; more are refused.
@@ -241,6 +243,14 @@ fn obey<N: Net>(env: &HostEnv<N>, agent: &mut Agent, command: Command, out: &mut
         }
         Command::Leave => {}
         Command::ForceLeave { name, prune } => agent.force_leave(&name, prune, env.now(), out),
+        Command::Tags { set, delete } => {
+            let mut tags = agent.tags().clone();
+            tags.retain(|key, _| !delete.contains(key));
+            tags.extend(set);
+            if let Err(error) = agent.set_tags(tags, env.now(), out) {
+                tracing::warn!(host = %env.name, %error, "tags not changed");
+            }
+        }
     }
 }
 

@@ -300,6 +300,9 @@ impl WorldFaults {
                     let _ = control.send(command);
                 }
             }
+            FaultKind::Tags { host, set, delete } => {
+                states[host].agent.send(Command::Tags { set: set.clone(), delete: delete.clone() });
+            }
             FaultKind::ForceLeave { host, target, prune } => {
                 let command = Command::ForceLeave { name: target.clone(), prune: *prune };
                 states[host].agent.send(command);

@@ -822,3 +822,23 @@ fn a_leaving_member_found_dead_is_left_not_failed() {
     assert_eq!(events(&out), [(MemberChange::Leave, "s1".to_string())]);
     assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Left);
 }
+
+/// Tags changed at run time travel with a new incarnation: every peer emits member-update
+/// and lists the new tags; tags over the wire limit are refused and change nothing.
+#[test]
+fn tags_set_at_run_time_reach_every_peer_as_member_update() {
+    let mut cluster = cluster_of(4);
+    cluster.run_until(Duration::from_secs(5));
+    let tags = BTreeMap::from([("role".to_string(), "backend".to_string()), ("weight".into(), "5".into())]);
+    let set = tags.clone();
+    cluster.act(2, |agent, now, out| agent.set_tags(set, now, out).unwrap());
+    cluster.run_until(Duration::from_secs(8));
+    for observer in [1, 3, 4] {
+        let s1 = cluster.agents[&addr(observer)].members().find(|m| m.name == "s1").unwrap().clone();
+        assert_eq!((s1.tags, s1.incarnation), (tags.clone(), 1), "seen from {observer}");
+        assert!(cluster.events.contains(&(addr(observer), MemberChange::Update, "s1".to_string())));
+    }
+    let huge = BTreeMap::from([("k".to_string(), "v".repeat(600))]);
+    cluster.act(2, |agent, now, out| assert!(agent.set_tags(huge, now, out).is_err()));
+    assert_eq!(cluster.agents[&addr(2)].incarnation(), 1);
+}
