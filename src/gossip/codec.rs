@@ -172,7 +172,8 @@ pub fn encode_stream(message: &Message) -> Result<Vec<u8>, CodecError> {
     with_version(message)
 }
 
-/// Decodes and validates a stream frame: one push-pull of at most `members_max` members.
+/// Decodes and validates a stream frame: one push-pull of at most `members_max` members, or
+/// a TCP ping or its ack.
 pub fn decode_stream(bytes: &[u8], members_max: usize) -> Result<Message, CodecError> {
     let max = stream_bytes_max(members_max);
     if bytes.len() > max {
@@ -192,7 +193,10 @@ pub fn decode_stream(bytes: &[u8], members_max: usize) -> Result<Message, CodecE
             states.iter().try_for_each(check_state)?;
             intents.iter().try_for_each(|intent| check_name(&intent.name))?;
         }
-        _ => return Err(CodecError::Malformed("only a push-pull goes over a stream".into())),
+        // The TCP ping fallback and its answer.
+        Message::Ping { target, .. } => check_name(target)?,
+        Message::Ack { .. } => {}
+        _ => return Err(CodecError::Malformed("only a push-pull, a ping or an ack goes over a stream".into())),
     }
     Ok(message)
 }
@@ -322,8 +326,10 @@ mod tests {
     fn push_pull_only_over_a_stream_and_within_the_member_limit() {
         let datagram = with_version(vec![push_pull(vec![state("s1")])]).unwrap();
         assert!(matches!(decode(&datagram), Err(CodecError::Malformed(_))), "amplification vector");
-        let ping = encode_stream(&Message::Ping { seq: 1, target: "s1".into() }).unwrap();
-        assert!(matches!(decode_stream(&ping, 10), Err(CodecError::Malformed(_))));
+        let nack = encode_stream(&Message::Nack { seq: 1 }).unwrap();
+        assert!(matches!(decode_stream(&nack, 10), Err(CodecError::Malformed(_))));
+        let ping = Message::Ping { seq: 1, target: "s1".into() };
+        assert_eq!(decode_stream(&encode_stream(&ping).unwrap(), 10).unwrap(), ping, "the TCP ping fallback");
         let many = push_pull((0..100).map(|i| state(&format!("node-{i}"))).collect());
         let bytes = encode_stream(&many).unwrap();
         assert!(bytes.len() > DATAGRAM_BYTES_MAX, "no datagram cap on a stream");

@@ -68,6 +68,9 @@ pub struct GossipConfig {
     pub gossip_to_the_dead: Duration,
     /// Full state exchange with one random member, over a stream.
     pub push_pull_interval: Duration,
+    /// memberlist's TCP ping fallback (`DisableTcpPings` false): a target that misses the
+    /// direct ping is also pinged over TCP, and one that answers there is not suspected.
+    pub tcp_pings: bool,
     /// Bound on each stream operation (connect, send, answer), memberlist's `TCPTimeout`.
     pub tcp_timeout: Duration,
     /// Most members in the table (this node included): a new name beyond it is refused, and
@@ -154,6 +157,7 @@ impl GossipConfig {
             gossip_to_the_dead: Duration::from_secs(30),
             push_pull_interval: Duration::from_secs(30),
             tcp_timeout: Duration::from_secs(10),
+            tcp_pings: true,
             members_max: MEMBERS_MAX_DEFAULT,
             reconnect_interval: Duration::from_secs(5),
             reconnect_timeout: Duration::from_secs(24 * 3600),

@@ -182,6 +182,8 @@ struct Probe {
     /// Helpers whose nack has not come yet: one nack per helper counts, and none from
     /// anyone else (a spoofed nack must not cancel the awareness penalty).
     awaiting_nacks: Vec<SocketAddr>,
+    /// The TCP ping fallback got an ack: the target lives though UDP failed.
+    stream_acked: bool,
 }
 
 /// An indirect ping we make for another node.
@@ -329,30 +331,50 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let Message::PushPull { join, ltime, states, intents, .. } =
-            codec::decode_stream(bytes, self.config.members_max)?
-        else {
-            return Ok(None);
-        };
+        match codec::decode_stream(bytes, self.config.members_max)? {
+            Message::PushPull { join, ltime, states, intents, .. } => {
+                self.merge_push_pull(ltime, states, intents, now, out);
+                if is_answer {
+                    if !self.joined {
+                        self.joined = true;
+                        out.push(Action::Joined { via: from });
+                    }
+                    return Ok(None);
+                }
+                codec::encode_stream(&self.push_pull(join, true)).map(Some)
+            }
+            // memberlist's TCP ping fallback: answered like a ping, if it is for us.
+            Message::Ping { seq, target } if !is_answer && target == self.config.name => {
+                codec::encode_stream(&Message::Ack { seq }).map(Some)
+            }
+            Message::Ack { seq } if is_answer => {
+                if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                    probe.stream_acked = true;
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Merges a peer's full state, then Serf's part of it: a left member's time is a leave
+    /// intent, anyone else's a join intent.
+    fn merge_push_pull(
+        &mut self,
+        ltime: u64,
+        states: Vec<NodeState>,
+        intents: Vec<StatusTime>,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
         self.clock.witness(ltime);
-        let left: Vec<bool> = intents
-            .iter()
-            .map(|intent| states.iter().any(|s| s.name == intent.name && s.status == Status::Left))
-            .collect();
+        let left: std::collections::BTreeSet<String> =
+            states.iter().filter(|s| s.status == Status::Left).map(|s| s.name.clone()).collect();
         self.merge(states, now, out);
-        // Serf's merge: a left member's time is a leave intent, anyone else's a join intent.
-        for (intent, left) in intents.into_iter().zip(left) {
-            let kind = if left { IntentKind::Leave } else { IntentKind::Join };
+        for intent in intents {
+            let kind = if left.contains(&intent.name) { IntentKind::Leave } else { IntentKind::Join };
             self.apply_intent(&intent.name, kind, intent.ltime, false, now, out);
         }
-        if is_answer {
-            if !self.joined {
-                self.joined = true;
-                out.push(Action::Joined { via: from });
-            }
-            return Ok(None);
-        }
-        codec::encode_stream(&self.push_pull(join, true)).map(Some)
     }
 
     /// Handles a timer that fired.
@@ -975,6 +997,7 @@ impl Agent {
             expected_nacks: 0,
             nacks: 0,
             awaiting_nacks: Vec::new(),
+            stream_acked: false,
         };
         self.probe = Some(probe);
         let mut packet = vec![Message::Ping { seq, target: target.clone() }];
@@ -998,9 +1021,17 @@ impl Agent {
         let Some(addr) = self.members.get(&target).map(|m| m.state.addr) else { return };
         let count = self.config.indirect_checks;
         let helpers = self.random_peers(count, now, |s| s.status == Status::Alive && s.name != target);
-        let request = Message::PingReq { seq, target, addr, nack: true };
+        let request = Message::PingReq { seq, target: target.clone(), addr, nack: true };
         for helper in &helpers {
             self.send(*helper, std::slice::from_ref(&request), out);
+        }
+        // memberlist's TCP fallback, at the same time: a target that answers over TCP is not
+        // suspected even though UDP failed (a firewall that drops only datagrams).
+        if self.config.tcp_pings {
+            match codec::encode_stream(&Message::Ping { seq, target }) {
+                Ok(bytes) => out.push(Action::Stream { to: addr, bytes }),
+                Err(error) => tracing::error!(%addr, %error, "TCP ping not sent"),
+            }
         }
         if let Some(probe) = self.probe.as_mut() {
             probe.expected_nacks = helpers.len() as u32;
@@ -1038,6 +1069,11 @@ impl Agent {
         let Some(probe) = self.probe.take() else { return };
         self.awareness.apply(lifeguard::probe_delta(probe.acked, probe.expected_nacks, probe.nacks));
         if probe.acked {
+            return;
+        }
+        if probe.stream_acked {
+            // Health still pays for the missed UDP acks, as in memberlist.
+            tracing::warn!(target = %probe.target, "reached over TCP but not UDP: the network may drop datagrams");
             return;
         }
         let Some(incarnation) = self.members.get(&probe.target).map(|m| m.state.incarnation) else { return };

@@ -60,6 +60,8 @@ struct Cluster {
     cut: Vec<SocketAddr>,
     /// Links cut in both directions, one pair at a time.
     cut_links: Vec<(SocketAddr, SocketAddr)>,
+    /// Nodes whose datagrams are all lost, both ways; their streams go through.
+    udp_cut: Vec<SocketAddr>,
     events: Vec<(SocketAddr, MemberChange, String)>,
     order: u64,
 }
@@ -74,6 +76,7 @@ impl Cluster {
             streams: VecDeque::new(),
             cut: Vec::new(),
             cut_links: Vec::new(),
+            udp_cut: Vec::new(),
             events: Vec::new(),
             order: 0,
         };
@@ -90,7 +93,9 @@ impl Cluster {
     fn apply(&mut self, at: SocketAddr, out: Vec<Action>) {
         for action in out {
             match action {
-                Action::Send { to, bytes } if !self.blocked(at, to) => {
+                Action::Send { to, bytes }
+                    if !self.blocked(at, to) && !self.udp_cut.contains(&at) && !self.udp_cut.contains(&to) =>
+                {
                     self.in_flight.push_back((self.now + Duration::from_millis(1), at, to, bytes));
                 }
                 Action::Stream { to, bytes } if !self.blocked(at, to) => {
@@ -841,4 +846,34 @@ fn tags_set_at_run_time_reach_every_peer_as_member_update() {
     let huge = BTreeMap::from([("k".to_string(), "v".repeat(600))]);
     cluster.act(2, |agent, now, out| assert!(agent.set_tags(huge, now, out).is_err()));
     assert_eq!(cluster.agents[&addr(2)].incarnation(), 1);
+}
+
+/// A node whose datagrams are all lost but whose TCP works is pinged over TCP when the
+/// direct ping fails, and is never suspected (memberlist's fallback); without the fallback
+/// it is suspected over and over.
+#[test]
+fn the_tcp_ping_fallback_keeps_a_node_whose_udp_is_blocked() {
+    for tcp_pings in [true, false] {
+        let names = ["ha", "s1", "s2"];
+        let agents = (1..=3u8)
+            .map(|host| {
+                let mut config = config(names[usize::from(host) - 1], host, &[1]);
+                config.tcp_pings = tcp_pings;
+                agent(config)
+            })
+            .collect();
+        let mut cluster = Cluster::new(agents);
+        cluster.run_until(Duration::from_secs(5));
+        cluster.udp_cut.push(addr(2));
+        cluster.run_until(Duration::from_secs(60));
+        let s1 = &cluster.agents[&addr(2)];
+        if tcp_pings {
+            assert_eq!(cluster.status(1, "s1"), Some(Status::Alive));
+            assert_eq!(cluster.status(3, "s1"), Some(Status::Alive));
+            assert_eq!(s1.incarnation(), 0, "never suspected, never had to refute");
+        } else {
+            // Suspected, then dead or refuted over push-pull (TCP), again and again.
+            assert!(s1.incarnation() > 0 || cluster.status(1, "s1") == Some(Status::Dead));
+        }
+    }
 }
