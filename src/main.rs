@@ -47,6 +47,8 @@ enum ProfileArg {
     Lan,
     /// Faster detection for one host or loopback (memberlist `DefaultLocalConfig`).
     Local,
+    /// Slow, lossy links (memberlist `DefaultWANConfig`).
+    Wan,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -270,6 +272,7 @@ fn gossip_settings(
     let profile = match profile {
         ProfileArg::Lan => Profile::Lan,
         ProfileArg::Local => Profile::Local,
+        ProfileArg::Wan => Profile::Wan,
     };
     GossipSettings { seeds, join, snapshot, ..GossipSettings::of(profile) }
 }

@@ -54,6 +54,25 @@ fn every_shipped_scenario_ends_as_expected_for_seeds_1_to_5() {
     }
 }
 
+/// The scenarios in scenarios/large/ (50 nodes and up) cost minutes of wall time per seed
+/// under turmoil, so CI leaves them out: `cargo test --release -p rollcall-sim --test
+/// scenarios -- --ignored` runs them.
+#[test]
+#[ignore = "minutes per seed: run with --ignored"]
+fn every_large_scenario_ends_as_expected_for_seeds_1_to_5() {
+    let dir = scenario_path("large");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    for name in names {
+        assert_as_expected(&format!("large/{name}"), 1..=5);
+    }
+}
+
 #[test]
 fn lab_converges_serves_and_agrees() {
     let run = run(&simulation("lab.toml"));

@@ -92,6 +92,7 @@ enum ProfileKind {
     #[default]
     Lan,
     Local,
+    Wan,
 }
 
 impl ProfileKind {
@@ -99,6 +100,7 @@ impl ProfileKind {
         match self {
             ProfileKind::Lan => Profile::Lan,
             ProfileKind::Local => Profile::Local,
+            ProfileKind::Wan => Profile::Wan,
         }
     }
 }

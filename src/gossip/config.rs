@@ -19,6 +19,8 @@ pub enum Profile {
     /// `DefaultLocalConfig`: a loopback or single-host cluster, faster to detect and
     /// converge (tests, and real runs that must stay short).
     Local,
+    /// `DefaultWANConfig`: links with high latency and loss, slower to detect.
+    Wan,
 }
 
 /// How the agent joins the cluster at start.
@@ -115,6 +117,24 @@ impl GossipConfig {
         match profile {
             Profile::Lan => Self::lan(name, addr),
             Profile::Local => Self::local(name, addr),
+            Profile::Wan => Self::wan(name, addr),
+        }
+    }
+
+    /// memberlist `DefaultWANConfig` values (on top of the LAN ones): 5 s probe interval,
+    /// 3 s probe timeout, suspicion multiplier 6, a 500 ms gossip tick to 4 nodes, push-pull
+    /// every 60 s, gossip to the dead for 60 s, a 30 s TCP timeout.
+    pub fn wan(name: impl Into<String>, addr: SocketAddr) -> Self {
+        Self {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            push_pull_interval: Duration::from_secs(60),
+            gossip_to_the_dead: Duration::from_secs(60),
+            tcp_timeout: Duration::from_secs(30),
+            ..Self::lan(name, addr)
         }
     }
 
@@ -179,5 +199,21 @@ mod tests {
         let every = |n| config.push_pull_every(n).as_secs();
         assert_eq!((every(1), every(32)), (30, 30));
         assert_eq!((every(33), every(64), every(100), every(1000)), (60, 60, 90, 180));
+    }
+
+    /// The profiles' timings are memberlist's (gossip.md A.1).
+    #[test]
+    fn profiles_carry_memberlist_defaults() {
+        let addr = ([10, 0, 0, 1], 7946).into();
+        let timings = |profile| {
+            let c = GossipConfig::of(profile, "a", addr);
+            let ms = |d: Duration| d.as_millis() as u64;
+            (ms(c.probe_interval), ms(c.probe_timeout), c.indirect_checks, ms(c.gossip_interval), c.gossip_nodes)
+        };
+        assert_eq!(timings(Profile::Lan), (1000, 500, 3, 200, 3));
+        assert_eq!(timings(Profile::Local), (1000, 200, 1, 100, 3));
+        assert_eq!(timings(Profile::Wan), (5000, 3000, 3, 500, 4));
+        let wan = GossipConfig::of(Profile::Wan, "a", addr);
+        assert_eq!((wan.suspicion_mult, wan.push_pull_interval.as_secs(), wan.tcp_timeout.as_secs()), (6, 60, 30));
     }
 }
