@@ -26,6 +26,7 @@ use rollcall::gossip::{JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
 use rollcall::net::tokio_net::TokioNet;
 use rollcall::node::{self, GossipSettings, NodeHandles, NodeSpec, Role};
+use rollcall::supervisor::core::Command as Svc;
 use rollcall::supervisor::driver::Control;
 
 // The balancer allocates a few small buffers per request across threads; mimalloc's
@@ -334,7 +335,8 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         );
         let (control, control_rx) = mpsc::unbounded_channel();
         let agent = Rc::new(AgentControl::default());
-        let handles = NodeHandles { faults: Rc::new(Cell::default()), control: control_rx, agent: agent.clone() };
+        let handles =
+            NodeHandles { faults: Rc::new(Cell::default()), control: control_rx, agent: agent.clone() };
         let node = node::boot(env, spec, handles);
         tokio::pin!(node);
         tokio::select! {
@@ -344,7 +346,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         // SIGINT is a graceful leave, as for Serf: peers record this node as left, not
         // failed. A second SIGINT, or a leave that takes too long, stops at once.
         eprintln!("leaving the cluster (Ctrl-C again to stop at once)");
-        let _ = control.send(Control::Down { service: "serf".into() });
+        let _ = control.send(Control::Svc { service: "serf".into(), command: Svc::Down });
         tokio::select! {
             () = &mut node => {}
             () = agent.left() => {}

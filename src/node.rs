@@ -15,8 +15,9 @@ use crate::host::HostEnv;
 use crate::net::lossy::LinkFaults;
 use crate::net::{Net, resolve_endpoint};
 use crate::render::driver::{self as render, RenderSettings};
-use crate::supervisor::core::{FINISH_PERMANENT_FAILURE, ServiceSpec};
-use crate::supervisor::driver::{self as supervisor, Control, Service, ServiceFuture};
+use crate::supervisor::core::{FINISH_PERMANENT_FAILURE, NodeSettings, ServiceSpec};
+use crate::supervisor::driver::{self as supervisor, Control, Readiness, Service, ServiceFuture};
+use crate::supervisor::signal::Signal;
 use crate::{balancer, webapp};
 
 /// The gossip port (Serf's default).
@@ -184,7 +185,7 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
                 keeps_dead: spec.bugs.renderer_keeps_dead,
             };
             let (render_env, render_view, render_reload) = (env.clone(), view.clone(), reload.clone());
-            services.push(service(&spec, "renderer", move || {
+            services.push(service(&spec, "renderer", move |_| {
                 let run = render::run(
                     render_env.clone(),
                     settings.clone(),
@@ -196,30 +197,31 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
             let (proxy_env, output) = (env.clone(), output.clone());
             let bugs = spec.bugs;
             let hangup_reload = reload.clone();
-            let mut haproxy = service(&spec, BALANCER_SERVICE, move || {
+            let haproxy = service(&spec, BALANCER_SERVICE, move |_| {
                 let (env, path) = (proxy_env.clone(), output.clone());
                 Box::pin(balancer::proxy::run(env, path, reload.subscribe(), bugs))
             });
             // SIGHUP reloads the file, as it does for `rollcall balancer`.
-            haproxy.on_hangup =
-                Some(Box::new(move || hangup_reload.send_modify(|generation| *generation += 1)));
-            services.push(haproxy);
+            services.push(
+                haproxy.on(Signal::Hup, move || hangup_reload.send_modify(|generation| *generation += 1)),
+            );
         }
         Role::Backend => {
             let (app_env, tag) = (env.clone(), spec.tag.clone());
             services
-                .push(service(&spec, "webapp", move || Box::pin(webapp::run(app_env.clone(), tag.clone()))));
+                .push(service(&spec, "webapp", move |_| Box::pin(webapp::run(app_env.clone(), tag.clone()))));
         }
     }
-    supervisor::run(env, services, control).await;
+    supervisor::run(env, services, NodeSettings::default(), control).await;
 }
 
-fn service(spec: &NodeSpec, name: &str, start: impl Fn() -> ServiceFuture + 'static) -> Service {
-    let mut service_spec = ServiceSpec::longrun(name);
+/// A longrun; a service listed in `permanent_failure` has a finish script that exits 125.
+fn service(spec: &NodeSpec, name: &str, start: impl Fn(Readiness) -> ServiceFuture + 'static) -> Service {
+    let service = Service::new(ServiceSpec::longrun(name), start);
     if spec.permanent_failure.iter().any(|s| s == name) {
-        service_spec.finish_exit = Some(FINISH_PERMANENT_FAILURE);
+        return service.finish(|_, _| Box::pin(async { FINISH_PERMANENT_FAILURE }));
     }
-    Service { spec: service_spec, start: Box::new(start), on_hangup: None, on_down: None }
+    service
 }
 
 fn serf_service<N: Net>(
@@ -231,8 +233,8 @@ fn serf_service<N: Net>(
 ) -> Service {
     let env = env.clone();
     let node = spec.clone();
-    let on_down = agent.clone();
-    let mut serf = service(spec, "serf", move || {
+    let on_interrupt = agent.clone();
+    let mut serf = service(spec, "serf", move |_| {
         let (env, node) = (env.clone(), node.clone());
         let links = gossip::Links { faults: faults.clone(), view: view.clone(), control: agent.clone() };
         Box::pin(async move {
@@ -240,12 +242,13 @@ fn serf_service<N: Net>(
             gossip::run(env, config, links, node.gossip.snapshot.clone()).await.map_err(|e| e.to_string())
         })
     });
-    // The service's down signal is SIGINT (a `down-signal` file): `s6-svc -d` makes the agent
-    // leave gracefully, as Serf does on SIGINT, instead of dying on SIGTERM as failed.
-    serf.on_down = Some(Box::new(move || {
-        on_down.send(Command::Leave);
-    }));
-    serf
+    // SIGINT is a graceful leave, as for Serf, and the service's down signal (a
+    // `down-signal` file): `s6-svc -d` makes the agent leave instead of dying on SIGTERM as
+    // failed. SIGTERM still stops it without a leave (Serf's `leave_on_terminate` false).
+    serf.spec.down_signal = Signal::Int;
+    serf.on(Signal::Int, move || {
+        on_interrupt.send(Command::Leave);
+    })
 }
 
 fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<GossipConfig> {

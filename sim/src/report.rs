@@ -250,7 +250,15 @@ fn describe(record: &Record) -> Option<String> {
         Event::ServiceStarted { service } => format!("service {service} started"),
         Event::ServiceExited { service, status } => format!("service {service} exited ({status})"),
         Event::ServiceDown { service } => format!("service {service} down: not restarted"),
-        Event::HostHalted { service } => format!("host halted: main service {service} ended"),
+        Event::HostHalted { code } => format!("host halted with exit code {code}"),
+        Event::NodeShutdown { code } => format!("node shutting down (exit code {code})"),
+        Event::ServiceReady { service } => format!("service {service} ready"),
+        Event::ServiceFinished { service, code: Some(code) } => {
+            format!("service {service} finish exited {code}")
+        }
+        Event::ServiceFinished { service, code: None } => {
+            format!("service {service} finish killed at its timeout")
+        }
         Event::Rendered { path, backends, .. } => {
             format!("rendered {path}: backends [{}]", backends.join(", "))
         }

@@ -756,7 +756,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 let (at, _) = place.window(*at_s, 1.0)?;
                 let (set, delete) = (set.clone().unwrap_or_default(), delete.clone().unwrap_or_default());
                 if set.contains_key("role") || delete.iter().any(|key| key == "role") {
-                    return self.fail(place.span, "the 'role' tag is the host's role: set it with the host's 'role'");
+                    return self.fail(
+                        place.span,
+                        "the 'role' tag is the host's role: set it with the host's 'role'",
+                    );
                 }
                 let kind = FaultKind::Tags { host: place.node(host, hosts)?, set, delete };
                 Ok(FaultSpec { at, lasting: None, kind })

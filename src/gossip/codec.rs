@@ -196,7 +196,11 @@ pub fn decode_stream(bytes: &[u8], members_max: usize) -> Result<Message, CodecE
         // The TCP ping fallback and its answer.
         Message::Ping { target, .. } => check_name(target)?,
         Message::Ack { .. } => {}
-        _ => return Err(CodecError::Malformed("only a push-pull, a ping or an ack goes over a stream".into())),
+        _ => {
+            return Err(CodecError::Malformed(
+                "only a push-pull, a ping or an ack goes over a stream".into(),
+            ));
+        }
     }
     Ok(message)
 }
@@ -284,14 +288,13 @@ mod tests {
         ];
         let bytes = encode(&messages).unwrap();
         assert_eq!(decode(&bytes).unwrap(), messages);
-        let push_pull =
-            Message::PushPull {
-                join: true,
-                reply: false,
-                ltime: 9,
-                states: vec![state("s1"), state("s2")],
-                intents: vec![StatusTime { name: "s1".into(), ltime: 4 }],
-            };
+        let push_pull = Message::PushPull {
+            join: true,
+            reply: false,
+            ltime: 9,
+            states: vec![state("s1"), state("s2")],
+            intents: vec![StatusTime { name: "s1".into(), ltime: 4 }],
+        };
         assert_eq!(decode_stream(&encode_stream(&push_pull).unwrap(), 2).unwrap(), push_pull);
         let sum: usize = messages.iter().map(encoded_len).sum();
         assert!(sum < bytes.len() + 1, "per-message sizes bound the compound");
@@ -429,8 +432,11 @@ pub(crate) mod arbitrary {
             (any::<u32>(), name(), addr, any::<bool>())
                 .prop_map(|(seq, target, addr, nack)| Message::PingReq { seq, target, addr, nack }),
             (name(), ltime()).prop_map(|(name, ltime)| Message::JoinIntent { name, ltime }),
-            (name(), ltime(), any::<bool>())
-                .prop_map(|(name, ltime, prune)| Message::LeaveIntent { name, ltime, prune }),
+            (name(), ltime(), any::<bool>()).prop_map(|(name, ltime, prune)| Message::LeaveIntent {
+                name,
+                ltime,
+                prune
+            }),
             (any::<bool>(), any::<bool>(), ltime(), prop::collection::vec(state(false), 0..6), intents())
                 .prop_map(|(join, reply, ltime, states, intents)| Message::PushPull {
                     join,

@@ -208,12 +208,21 @@ mod tests {
         let timings = |profile| {
             let c = GossipConfig::of(profile, "a", addr);
             let ms = |d: Duration| d.as_millis() as u64;
-            (ms(c.probe_interval), ms(c.probe_timeout), c.indirect_checks, ms(c.gossip_interval), c.gossip_nodes)
+            (
+                ms(c.probe_interval),
+                ms(c.probe_timeout),
+                c.indirect_checks,
+                ms(c.gossip_interval),
+                c.gossip_nodes,
+            )
         };
         assert_eq!(timings(Profile::Lan), (1000, 500, 3, 200, 3));
         assert_eq!(timings(Profile::Local), (1000, 200, 1, 100, 3));
         assert_eq!(timings(Profile::Wan), (5000, 3000, 3, 500, 4));
         let wan = GossipConfig::of(Profile::Wan, "a", addr);
-        assert_eq!((wan.suspicion_mult, wan.push_pull_interval.as_secs(), wan.tcp_timeout.as_secs()), (6, 60, 30));
+        assert_eq!(
+            (wan.suspicion_mult, wan.push_pull_interval.as_secs(), wan.tcp_timeout.as_secs()),
+            (6, 60, 30)
+        );
     }
 }

@@ -31,7 +31,9 @@ use rand_chacha::ChaCha8Rng;
 use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status, StatusTime};
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::lifeguard::{self, Awareness, Suspicion};
-use super::serf::{BROADCAST_TIMEOUT, IntentKind, LEAVE_PROPAGATE_DELAY, LamportClock, LeavePhase, RecentIntents};
+use super::serf::{
+    BROADCAST_TIMEOUT, IntentKind, LEAVE_PROPAGATE_DELAY, LamportClock, LeavePhase, RecentIntents,
+};
 use super::snapshot;
 
 /// A timer the agent asked for. Stale timers are ignored when they fire, never cancelled.
@@ -530,7 +532,9 @@ impl Agent {
                 self.leave = Some(LeavePhase::Announce { until: now + BROADCAST_TIMEOUT });
                 out.push(again);
             }
-            LeavePhase::Announce { until } if now < until && pending(self, &Subject::Member(name.clone())) => {
+            LeavePhase::Announce { until }
+                if now < until && pending(self, &Subject::Member(name.clone())) =>
+            {
                 out.push(again)
             }
             LeavePhase::Announce { .. } => {

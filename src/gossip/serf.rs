@@ -133,6 +133,8 @@ mod tests {
         }
         assert_eq!(intents.len(), RECENT_INTENTS_MAX);
         assert_eq!(intents.take("n0", t(20)), None, "the oldest went first");
-        assert!(intents.take(&format!("n{}", RECENT_INTENTS_MAX + 9), t(RECENT_INTENTS_MAX as u64)).is_some());
+        assert!(
+            intents.take(&format!("n{}", RECENT_INTENTS_MAX + 9), t(RECENT_INTENTS_MAX as u64)).is_some()
+        );
     }
 }

@@ -65,10 +65,16 @@ pub enum Event {
     ServiceStarted { service: String },
     /// A service ended; `status` is its exit status text.
     ServiceExited { service: String, status: String },
-    /// The supervisor will not restart a service.
+    /// A service said it is ready (s6's readiness notification).
+    ServiceReady { service: String },
+    /// A service's finish script ended with `code` (`None`: killed at its timeout).
+    ServiceFinished { service: String, code: Option<i32> },
+    /// The supervisor will not restart a service (wanted down, once, or finish exit 125).
     ServiceDown { service: String },
-    /// The host halted because its main service ended.
-    HostHalted { service: String },
+    /// The node began its shutdown (s6-overlay's stage 3): it will halt with `code`.
+    NodeShutdown { code: i32 },
+    /// The node halted with `code` (its main program's, or 128 + the signal).
+    HostHalted { code: i32 },
     /// The renderer wrote a new file listing these backends.
     Rendered { path: String, backends: Vec<String>, bytes: u32 },
     /// The renderer failed; the file on disk was left as it was.
@@ -121,7 +127,10 @@ impl Event {
             Event::HealthScore { .. } => "health-score",
             Event::ServiceStarted { .. } => "service-started",
             Event::ServiceExited { .. } => "service-exited",
+            Event::ServiceReady { .. } => "service-ready",
+            Event::ServiceFinished { .. } => "service-finished",
             Event::ServiceDown { .. } => "service-down",
+            Event::NodeShutdown { .. } => "node-shutdown",
             Event::HostHalted { .. } => "host-halted",
             Event::Rendered { .. } => "rendered",
             Event::RenderFailed { .. } => "render-failed",

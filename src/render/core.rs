@@ -152,7 +152,11 @@ mod tests {
             "backend nodes\n    server s1 10.0.0.2:3000 check\n    server s2 10.0.0.3:3000 check\n    \
              server s4 10.0.0.5:3000 check\n"
         );
-        assert_eq!(output.addresses.len(), 3, "a suspect member is still a member; a dead or left one is not");
+        assert_eq!(
+            output.addresses.len(),
+            3,
+            "a suspect member is still a member; a dead or left one is not"
+        );
     }
 
     #[test]

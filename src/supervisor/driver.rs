@@ -1,4 +1,7 @@
-//! Runs a node's services as local tasks under the [`Supervisor`] core.
+//! Runs a node's services as local tasks under the [`Supervisor`] core: a run is a task, a
+//! signal the service handles is a call into it, any other terminating signal aborts the
+//! task (reported as that signal), a finish script is a task of its own, readiness is a
+//! message. Every decision is the core's.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -7,129 +10,269 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, Id, JoinSet};
 
-use super::core::{Action, ExitStatus, ServiceSpec, Supervisor};
+use super::core::{Action, Command, NodeSettings, ServiceSpec, Supervisor, Timer};
+use super::signal::{Exit, Signal};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
 
 /// The future of one run of a service.
 pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+/// The future of one run of a finish script: its exit code.
+pub type FinishFuture = Pin<Box<dyn Future<Output = i32>>>;
 
-/// A service: its spec and how to start one run of it (s6's `run` script).
+/// Lets a run tell the supervisor it is ready (s6's notification-fd).
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    service: String,
+    to_supervisor: mpsc::UnboundedSender<String>,
+}
+
+impl Readiness {
+    /// The service is ready.
+    pub fn ready(&self) {
+        let _ = self.to_supervisor.send(self.service.clone());
+    }
+}
+
+/// A service: its spec, how to start one run (s6's `run`), its `finish`, and the signals
+/// it handles itself.
 pub struct Service {
     /// Supervision settings.
     pub spec: ServiceSpec,
     /// Starts one run.
-    pub start: Box<dyn Fn() -> ServiceFuture>,
-    /// What SIGHUP does to a running service (HAProxy and `rollcall balancer`: reload);
-    /// `None`: the default disposition, the process dies.
-    pub on_hangup: Option<Box<dyn Fn()>>,
-    /// What `s6-svc -d` does to a running service, as its `down-signal` file would (Serf:
-    /// SIGINT, a graceful leave after which it exits); `None`: it is killed.
-    pub on_down: Option<Box<dyn Fn()>>,
+    pub start: Box<dyn Fn(Readiness) -> ServiceFuture>,
+    /// The finish script, given the exit code (or 256) and the signal number.
+    pub finish: Option<Box<dyn Fn(i32, i32) -> FinishFuture>>,
+    /// Signals the running service handles (HAProxy's SIGHUP reloads, Serf's SIGINT
+    /// leaves); any other terminating signal ends the run.
+    pub handlers: Handlers,
 }
 
-/// Commands from outside the node (s6-svc).
+impl Service {
+    /// A service without finish or signal handlers.
+    pub fn new(spec: ServiceSpec, start: impl Fn(Readiness) -> ServiceFuture + 'static) -> Self {
+        Self { spec, start: Box::new(start), finish: None, handlers: BTreeMap::new() }
+    }
+
+    /// With a finish script.
+    pub fn finish(mut self, finish: impl Fn(i32, i32) -> FinishFuture + 'static) -> Self {
+        self.spec.has_finish = true;
+        self.finish = Some(Box::new(finish));
+        self
+    }
+
+    /// Handling `signal` with `handler` instead of dying of it.
+    pub fn on(mut self, signal: Signal, handler: impl Fn() + 'static) -> Self {
+        self.handlers.insert(signal, Box::new(handler));
+        self
+    }
+}
+
+/// Commands from outside the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
-    /// Kill the service, as `s6-svc -k`: it is restarted if wanted up.
-    Kill { service: String },
-    /// Send it SIGHUP, as `s6-svc -h`.
-    Hangup { service: String },
-    /// Want it down, as `s6-svc -d`: its down signal, and no restart.
-    Down { service: String },
-    /// Want it up again, as `s6-svc -u`.
-    Up { service: String },
+    /// `s6-svc` on one service.
+    Svc { service: String, command: Command },
+    /// Stop the node (`docker stop`): s6-overlay's shutdown, halting with `code`.
+    Shutdown { code: i32 },
 }
 
-/// Supervises `services` until the main service exits (then every service is stopped).
+impl Control {
+    /// `s6-svc` with a signal.
+    pub fn signal(service: &str, signal: Signal) -> Self {
+        Control::Svc { service: service.to_string(), command: Command::Signal(signal) }
+    }
+}
+
+/// The signals one service handles itself, and how.
+type Handlers = BTreeMap<Signal, Box<dyn Fn()>>;
+
+/// The services' tasks and what the driver knows about them.
+struct Runs {
+    starters: BTreeMap<String, Box<dyn Fn(Readiness) -> ServiceFuture>>,
+    finishers: BTreeMap<String, Box<dyn Fn(i32, i32) -> FinishFuture>>,
+    handlers: BTreeMap<String, Handlers>,
+    tasks: JoinSet<Result<(), String>>,
+    running: BTreeMap<String, (Id, AbortHandle)>,
+    /// Why a run was aborted: the signal it died of.
+    aborted_by: BTreeMap<String, Signal>,
+    finishes: JoinSet<i32>,
+    finishing: BTreeMap<String, (Id, AbortHandle)>,
+    timers: BTreeMap<(Duration, u64), Timer>,
+    timer_order: u64,
+    ready: mpsc::UnboundedSender<String>,
+}
+
+/// Supervises `services` until the node halts; returns the code it halted with.
 pub async fn run<N: Net>(
     env: HostEnv<N>,
     services: Vec<Service>,
+    settings: NodeSettings,
     mut control: mpsc::UnboundedReceiver<Control>,
-) {
-    let mut supervisor = Supervisor::new(services.iter().map(|s| s.spec.clone()).collect());
-    let mut hangups: BTreeMap<String, Box<dyn Fn()>> = BTreeMap::new();
-    let mut downs: BTreeMap<String, Box<dyn Fn()>> = BTreeMap::new();
-    let mut starters: BTreeMap<String, Box<dyn Fn() -> ServiceFuture>> = BTreeMap::new();
-    for service in services {
-        if let Some(on_hangup) = service.on_hangup {
-            hangups.insert(service.spec.name.clone(), on_hangup);
-        }
-        if let Some(on_down) = service.on_down {
-            downs.insert(service.spec.name.clone(), on_down);
-        }
-        starters.insert(service.spec.name, service.start);
-    }
-    let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
-    let mut running: BTreeMap<String, (Id, AbortHandle)> = BTreeMap::new();
-    let mut restarts: BTreeMap<(Duration, String), u64> = BTreeMap::new();
+) -> i32 {
+    let mut supervisor = Supervisor::new(services.iter().map(|s| s.spec.clone()).collect(), settings);
+    let (ready, mut ready_rx) = mpsc::unbounded_channel();
+    let mut runs = Runs::new(services, ready);
     let mut out = Vec::new();
-    supervisor.start(&mut out);
+    supervisor.start(env.now(), &mut out);
     loop {
-        for action in out.drain(..) {
-            match action {
-                Action::Spawn { service } => {
-                    let handle = tasks.spawn_local(starters[&service]());
-                    running.insert(service.clone(), (handle.id(), handle));
-                    env.observe(Event::ServiceStarted { service });
-                }
-                Action::ScheduleRestart { service, generation, after } => {
-                    restarts.insert((env.now() + after, service), generation);
-                }
-                Action::Down { service } => env.observe(Event::ServiceDown { service }),
-                Action::Halt { service } => {
-                    tasks.abort_all();
-                    env.observe(Event::HostHalted { service });
-                    return;
-                }
-                Action::Stop { service } => match (running.get(&service), downs.get(&service)) {
-                    (Some(_), Some(on_down)) => on_down(),
-                    (Some((_, handle)), None) => handle.abort(),
-                    (None, _) => {}
-                },
+        for action in std::mem::take(&mut out) {
+            if let Some(code) = runs.perform(&env, action) {
+                return code;
             }
         }
-        let next_restart = restarts.keys().next().map(|(due, _)| *due);
-        let wait = next_restart.map_or(Duration::from_secs(3600), |due| due.saturating_sub(env.now()));
+        let next_timer = runs.timers.keys().next().map(|(due, _)| *due);
+        let wait = next_timer.map_or(Duration::from_secs(3600), |due| due.saturating_sub(env.now()));
+        let now = || env.now();
         tokio::select! {
             biased;
             Some(command) = control.recv() => match command {
-                Control::Kill { service } => {
-                    if let Some((_, handle)) = running.get(&service) {
-                        handle.abort();
-                    }
-                }
-                Control::Hangup { service } => match (running.get(&service), hangups.get(&service)) {
-                    (Some(_), Some(on_hangup)) => on_hangup(),
-                    (Some((_, handle)), None) => handle.abort(),
-                    (None, _) => {}
-                },
-                Control::Down { service } => supervisor.command_down(&service, &mut out),
-                Control::Up { service } => supervisor.command_up(&service, &mut out),
+                Control::Svc { service, command } => supervisor.command(&service, command, now(), &mut out),
+                Control::Shutdown { code } => supervisor.shutdown(code, &mut out),
             },
-            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let (id, status) = match joined {
-                    Ok((id, Ok(()))) => (id, ExitStatus::Success),
-                    Ok((id, Err(reason))) => (id, ExitStatus::Failed(reason)),
-                    Err(error) => (error.id(), ExitStatus::Killed),
-                };
-                let service = running
-                    .iter()
-                    .find(|(_, (task, _))| *task == id)
-                    .map(|(name, _)| name.clone())
-                    .expect("every task is a running service");
-                running.remove(&service);
-                env.observe(Event::ServiceExited { service: service.clone(), status: status.to_string() });
-                supervisor.handle_exit(&service, &status, &mut out);
+            Some(service) = ready_rx.recv() => supervisor.handle_ready(&service, now(), &mut out),
+            Some(joined) = runs.tasks.join_next_with_id(), if !runs.tasks.is_empty() => {
+                let (service, exit, status) = runs.ended(joined);
+                env.observe(Event::ServiceExited { service: service.clone(), status });
+                supervisor.handle_exit(&service, exit, now(), &mut out);
             }
-            () = tokio::time::sleep(wait), if next_restart.is_some() => {
-                let now = env.now();
-                let later = restarts.split_off(&(now + Duration::from_nanos(1), String::new()));
-                for ((_, service), generation) in std::mem::replace(&mut restarts, later) {
-                    supervisor.handle_restart_due(&service, generation, &mut out);
+            Some(joined) = runs.finishes.join_next_with_id(), if !runs.finishes.is_empty() => {
+                if let Some((service, code)) = runs.finished(joined) {
+                    env.observe(Event::ServiceFinished { service: service.clone(), code: Some(code) });
+                    supervisor.handle_finish_exit(&service, code, now(), &mut out);
+                }
+            }
+            () = tokio::time::sleep(wait), if next_timer.is_some() => {
+                for timer in runs.pop_due(now()) {
+                    supervisor.handle_timer(timer, now(), &mut out);
                 }
             }
         }
+    }
+}
+
+impl Runs {
+    fn new(services: Vec<Service>, ready: mpsc::UnboundedSender<String>) -> Self {
+        let mut runs = Runs {
+            starters: BTreeMap::new(),
+            finishers: BTreeMap::new(),
+            handlers: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            running: BTreeMap::new(),
+            aborted_by: BTreeMap::new(),
+            finishes: JoinSet::new(),
+            finishing: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            timer_order: 0,
+            ready,
+        };
+        for service in services {
+            let name = service.spec.name.clone();
+            if let Some(finish) = service.finish {
+                runs.finishers.insert(name.clone(), finish);
+            }
+            runs.handlers.insert(name.clone(), service.handlers);
+            runs.starters.insert(name, service.start);
+        }
+        runs
+    }
+
+    /// Carries out one action; `Some(code)` when the node halts.
+    fn perform<N: Net>(&mut self, env: &HostEnv<N>, action: Action) -> Option<i32> {
+        match action {
+            Action::Spawn { service } => {
+                let readiness = Readiness { service: service.clone(), to_supervisor: self.ready.clone() };
+                let handle = self.tasks.spawn_local(self.starters[&service](readiness));
+                self.running.insert(service.clone(), (handle.id(), handle));
+                env.observe(Event::ServiceStarted { service });
+            }
+            Action::Signal { service, signal } => self.signal(&service, signal),
+            Action::RunFinish { service, code, signal } => {
+                if let Some(finish) = self.finishers.get(&service) {
+                    let handle = self.finishes.spawn_local(finish(code, signal));
+                    self.finishing.insert(service, (handle.id(), handle));
+                }
+            }
+            Action::KillFinish { service } => {
+                if let Some((_, handle)) = self.finishing.remove(&service) {
+                    handle.abort();
+                }
+                env.observe(Event::ServiceFinished { service, code: None });
+            }
+            Action::SetTimer { timer, after } => {
+                self.timer_order += 1;
+                self.timers.insert((env.now() + after, self.timer_order), timer);
+            }
+            Action::Ready { service } => env.observe(Event::ServiceReady { service }),
+            Action::Down { service } | Action::Failed { service } => {
+                env.observe(Event::ServiceDown { service })
+            }
+            Action::Exited { .. } => {}
+            Action::ShutdownStarted { code } => env.observe(Event::NodeShutdown { code }),
+            Action::Halt { code } => {
+                self.tasks.abort_all();
+                self.finishes.abort_all();
+                env.observe(Event::HostHalted { code });
+                return Some(code);
+            }
+        }
+        None
+    }
+
+    /// A handled signal is a call into the service; SIGCONT and SIGSTOP do nothing to a
+    /// task; anything else ends the run, reported as that signal.
+    fn signal(&mut self, service: &str, signal: Signal) {
+        let Some((_, handle)) = self.running.get(service) else { return };
+        if let Some(handler) = self.handlers.get(service).and_then(|h| h.get(&signal)) {
+            handler();
+        } else if signal.terminates_by_default() {
+            self.aborted_by.entry(service.to_string()).or_insert(signal);
+            handle.abort();
+        }
+    }
+
+    /// The service whose run ended, how, and the status text for the trace.
+    fn ended(
+        &mut self,
+        joined: Result<(Id, Result<(), String>), tokio::task::JoinError>,
+    ) -> (String, Exit, String) {
+        let (id, outcome) = match joined {
+            Ok((id, Ok(()))) => (id, Ok(())),
+            Ok((id, Err(reason))) => (id, Err(Some(reason))),
+            Err(error) => (error.id(), Err(None)),
+        };
+        let service = self
+            .running
+            .iter()
+            .find(|(_, (task, _))| *task == id)
+            .map(|(name, _)| name.clone())
+            .expect("every task is a running service");
+        self.running.remove(&service);
+        let signal = self.aborted_by.remove(&service);
+        let (exit, status) = match outcome {
+            Ok(()) => (Exit::Code(0), Exit::Code(0).to_string()),
+            Err(Some(reason)) => (Exit::Code(1), format!("exit 1: {reason}")),
+            // Aborted without a signal recorded: a crash fault, as SIGKILL.
+            Err(None) => {
+                let exit = Exit::Signal(signal.unwrap_or(Signal::Kill));
+                (exit, exit.to_string())
+            }
+        };
+        (service, exit, status)
+    }
+
+    /// The service whose finish ended and its code; `None` for one killed at its timeout.
+    fn finished(&mut self, joined: Result<(Id, i32), tokio::task::JoinError>) -> Option<(String, i32)> {
+        let (id, code) = joined.ok()?;
+        let service =
+            self.finishing.iter().find(|(_, (task, _))| *task == id).map(|(name, _)| name.clone())?;
+        self.finishing.remove(&service);
+        Some((service, code))
+    }
+
+    fn pop_due(&mut self, now: Duration) -> Vec<Timer> {
+        let later = self.timers.split_off(&(now, u64::MAX));
+        std::mem::replace(&mut self.timers, later).into_values().collect()
     }
 }
 
@@ -139,6 +282,7 @@ mod tests {
 
     use super::*;
     use crate::host::testing::{host, run_paused};
+    use crate::supervisor::core::FINISH_PERMANENT_FAILURE;
 
     fn starts(events: &[(Duration, Event)], name: &str) -> Vec<Duration> {
         events
@@ -148,43 +292,81 @@ mod tests {
             .collect()
     }
 
-    fn service(name: &str, main: bool, run: impl Fn() -> ServiceFuture + 'static) -> Service {
-        let mut spec = ServiceSpec::longrun(name);
-        spec.main = main;
-        Service { spec, start: Box::new(run), on_hangup: None, on_down: None }
+    fn ms(millis: &[u64]) -> Vec<Duration> {
+        millis.iter().map(|ms| Duration::from_millis(*ms)).collect()
     }
 
+    /// On a paused clock: a failing service restarts every second, a killed one 1 s after
+    /// the kill, a signal it handles is a call, a finish exiting 125 stops the restarts, and
+    /// the main program's end halts the node with its code.
     #[test]
-    fn a_failing_service_is_restarted_every_second_and_a_killed_one_too() {
+    fn services_restart_handle_signals_fail_for_good_and_the_main_halts() {
         run_paused(async {
             let (env, recorded) = host(Rc::new(crate::host::MemoryDisk::default()));
             let (control, control_rx) = mpsc::unbounded_channel();
+            let hups = Rc::new(std::cell::Cell::new(0));
+            let counted = hups.clone();
             let services = vec![
-                service("flaky", false, || Box::pin(async { Err("boom".to_string()) })),
-                service("steady", false, || Box::pin(std::future::pending())),
-                service("main", true, || {
+                Service::new(ServiceSpec::longrun("flaky"), |_| Box::pin(async { Err("boom".to_string()) })),
+                Service::new(ServiceSpec::longrun("steady"), |_| Box::pin(std::future::pending()))
+                    .on(Signal::Hup, move || counted.set(counted.get() + 1)),
+                Service::new(ServiceSpec::longrun("perm"), |_| Box::pin(async { Err("no".to_string()) }))
+                    .finish(|_, _| Box::pin(async { FINISH_PERMANENT_FAILURE })),
+                Service::new(ServiceSpec::main("main"), |_| {
                     Box::pin(async {
                         tokio::time::sleep(Duration::from_millis(3500)).await;
-                        Ok(())
+                        Err("done".to_string())
                     })
                 }),
             ];
-            let supervisor = tokio::task::spawn_local(run(env, services, control_rx));
+            let supervisor =
+                tokio::task::spawn_local(run(env, services, NodeSettings::default(), control_rx));
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            control.send(Control::Kill { service: "steady".into() }).unwrap();
-            supervisor.await.unwrap();
+            control.send(Control::signal("steady", Signal::Hup)).unwrap();
+            control.send(Control::signal("steady", Signal::Kill)).unwrap();
+            assert_eq!(supervisor.await.unwrap(), 1, "the main program's exit code");
+            assert_eq!(hups.get(), 1);
             let events = recorded.0.borrow();
-            let secs = |v: &[u64]| v.iter().map(|ms| Duration::from_millis(*ms)).collect::<Vec<_>>();
-            assert_eq!(starts(&events, "flaky"), secs(&[0, 1000, 2000, 3000]));
-            assert_eq!(starts(&events, "steady"), secs(&[0, 2500]), "killed at 1.5 s, back 1 s later");
+            assert_eq!(starts(&events, "flaky"), ms(&[0, 1000, 2000, 3000]));
+            assert_eq!(starts(&events, "steady"), ms(&[0, 2500]), "killed at 1.5 s, back 1 s later");
+            assert_eq!(starts(&events, "perm"), ms(&[0]), "finish 125: never restarted");
             let killed = events.iter().any(|(at, e)| {
                 *at == Duration::from_millis(1500)
                     && matches!(e, Event::ServiceExited { service, status } if service == "steady" && status == "signal SIGKILL")
             });
             assert!(killed, "{events:?}");
+            assert!(events.iter().any(|(_, e)| *e == Event::NodeShutdown { code: 1 }));
             let (at, last) = events.last().unwrap();
-            assert_eq!(*last, Event::HostHalted { service: "main".into() });
-            assert_eq!(*at, Duration::from_millis(3500));
+            assert_eq!(*last, Event::HostHalted { code: 1 });
+            assert_eq!(*at, Duration::from_millis(3500), "everything stopped at the first TERM");
+        });
+    }
+
+    /// Readiness comes from the run itself; the supervisor reports it.
+    #[test]
+    fn a_service_is_ready_when_it_says_so() {
+        run_paused(async {
+            let (env, recorded) = host(Rc::new(crate::host::MemoryDisk::default()));
+            let (_control, control_rx) = mpsc::unbounded_channel();
+            let spec = ServiceSpec { notification: true, ..ServiceSpec::longrun("app") };
+            let app = Service::new(spec, |ready| {
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    ready.ready();
+                    std::future::pending().await
+                })
+            });
+            let main = Service::new(ServiceSpec::main("main"), |_| {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                    Ok(())
+                })
+            });
+            run(env, vec![app, main], NodeSettings::default(), control_rx).await;
+            let events = recorded.0.borrow();
+            let ready =
+                events.iter().find(|(_, e)| matches!(e, Event::ServiceReady { .. })).map(|(at, _)| *at);
+            assert_eq!(ready, Some(Duration::from_millis(300)));
         });
     }
 }

@@ -1,10 +1,13 @@
-//! Per-node process supervision with s6 semantics.
+//! Per-node process supervision with s6 and s6-overlay semantics.
 //!
-//! - [`core`]: the sans-io supervision state machine (restart delay, permanent failure, main
-//!   service halting the node).
+//! - [`core`]: the sans-io supervision state machine (finish, restart delay, readiness,
+//!   permanent failure, s6-svc commands, init steps, main program, shutdown).
+//! - [`signal`]: signals and exits as s6 reports them.
 //! - [`driver`]: runs services as local tasks on the host's runtime.
 
 pub mod core;
 pub mod driver;
+pub mod signal;
 
-pub use core::{ExitStatus, ServiceSpec, Supervisor};
+pub use core::{ServiceSpec, Supervisor};
+pub use signal::{Exit, Signal};

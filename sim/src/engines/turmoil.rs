@@ -17,12 +17,14 @@ use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::workload;
 use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
+use rollcall::gossip::driver::{AgentControl, Command};
 use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
-use rollcall::gossip::driver::{AgentControl, Command};
 use rollcall::node::{self, BALANCER_SERVICE, NodeHandles};
+use rollcall::supervisor::core::Command as Svc;
 use rollcall::supervisor::driver::Control;
+use rollcall::supervisor::signal::Signal;
 
 /// turmoil's UDP socket as a [`Datagram`].
 pub struct SimUdp(turmoil::net::UdpSocket);
@@ -284,20 +286,19 @@ impl WorldFaults {
             FaultKind::ServiceCrash { host, service } => {
                 if let Some(control) = states[host].control.borrow().as_ref() {
                     // A host that is down has no services to kill; the fault is then a no-op.
-                    let _ = control.send(Control::Kill { service: service.clone() });
+                    let _ = control.send(Control::signal(service, Signal::Kill));
                 }
             }
             FaultKind::Reload { host, .. } if step.phase != Phase::End => {
                 if let Some(control) = states[host].control.borrow().as_ref() {
-                    let _ = control.send(Control::Hangup { service: BALANCER_SERVICE.into() });
+                    let _ = control.send(Control::signal(BALANCER_SERVICE, Signal::Hup));
                 }
             }
             FaultKind::Reload { .. } => {}
             FaultKind::Leave { host } => {
                 if let Some(control) = states[host].control.borrow().as_ref() {
-                    let service = "serf".to_string();
-                    let command = if start { Control::Down { service } } else { Control::Up { service } };
-                    let _ = control.send(command);
+                    let command = if start { Svc::Down } else { Svc::Up };
+                    let _ = control.send(Control::Svc { service: "serf".to_string(), command });
                 }
             }
             FaultKind::Tags { host, set, delete } => {

@@ -19,8 +19,8 @@ use std::time::Duration;
 use rollcall::host::MemberStatus;
 
 use super::bounds::Window;
-use crate::faults::FaultKind;
 use super::{Verdict, secs};
+use crate::faults::FaultKind;
 use crate::observe::{FailedEvent, Observations, Settled, ViewChange};
 
 /// When the world last changed: a fault settled, or an agent started or stopped. `None`: a

@@ -94,7 +94,9 @@ impl Cluster {
         for action in out {
             match action {
                 Action::Send { to, bytes }
-                    if !self.blocked(at, to) && !self.udp_cut.contains(&at) && !self.udp_cut.contains(&to) =>
+                    if !self.blocked(at, to)
+                        && !self.udp_cut.contains(&at)
+                        && !self.udp_cut.contains(&to) =>
                 {
                     self.in_flight.push_back((self.now + Duration::from_millis(1), at, to, bytes));
                 }
@@ -275,7 +277,11 @@ fn a_ping_for_us_is_acked_and_a_ping_for_someone_else_is_not() {
     node.handle_datagram(addr(1), &ping, Duration::ZERO, &mut out).unwrap();
     let acked = sends(&out);
     assert_eq!(acked.len(), 1);
-    assert_eq!((acked[0].0, &acked[0].1[0]), (addr(1), &Message::Ack { seq: 9 }), "pending news piggybacks after it");
+    assert_eq!(
+        (acked[0].0, &acked[0].1[0]),
+        (addr(1), &Message::Ack { seq: 9 }),
+        "pending news piggybacks after it"
+    );
     let stale = codec::encode(&[Message::Ping { seq: 9, target: "old".into() }]).unwrap();
     let mut out = Vec::new();
     node.handle_datagram(addr(1), &stale, Duration::ZERO, &mut out).unwrap();
@@ -459,8 +465,14 @@ fn a_merge_does_not_add_unknown_suspect_or_dead_members() {
         state("s3", 4, 1, Status::Suspect),
     ];
     let mut out = Vec::new();
-    let push = codec::encode_stream(&Message::PushPull { join: false, reply: true, ltime: 0, states, intents: vec![] })
-        .unwrap();
+    let push = codec::encode_stream(&Message::PushPull {
+        join: false,
+        reply: true,
+        ltime: 0,
+        states,
+        intents: vec![],
+    })
+    .unwrap();
     ha.handle_stream(addr(2), &push, true, Duration::ZERO, &mut out).unwrap();
     assert_eq!(events(&out), [(MemberChange::Join, "s1".to_string())]);
     let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
@@ -735,8 +747,13 @@ fn a_stale_leave_intent_is_ignored_and_a_newer_one_force_leaves_a_failed_member(
     let at = Duration::ZERO;
     ha.handle_datagram(addr(2), &alive("s1", 2, 0), at, &mut Vec::new()).unwrap();
     let intent = |message| datagram(&[message]);
-    ha.handle_datagram(addr(2), &intent(Message::JoinIntent { name: "s1".into(), ltime: 5 }), at, &mut Vec::new())
-        .unwrap();
+    ha.handle_datagram(
+        addr(2),
+        &intent(Message::JoinIntent { name: "s1".into(), ltime: 5 }),
+        at,
+        &mut Vec::new(),
+    )
+    .unwrap();
     let dead = datagram(&[Message::Dead { name: "s1".into(), incarnation: 0, from: "s2".into() }]);
     ha.handle_datagram(addr(3), &dead, at, &mut Vec::new()).unwrap();
     let leave = |ltime| intent(Message::LeaveIntent { name: "s1".into(), ltime, prune: false });
@@ -763,7 +780,9 @@ fn a_leave_intent_about_a_running_node_is_refuted_with_a_newer_join_intent() {
     let mut out = Vec::new();
     s1.handle_timer(Timer::Gossip, Duration::from_millis(200), &mut out);
     let gossiped: Vec<Message> = sends(&out).into_iter().flat_map(|(_, m)| m).collect();
-    let refuted = gossiped.iter().any(|m| matches!(m, Message::JoinIntent { name, ltime } if name == "s1" && *ltime > 40));
+    let refuted = gossiped
+        .iter()
+        .any(|m| matches!(m, Message::JoinIntent { name, ltime } if name == "s1" && *ltime > 40));
     assert!(refuted, "{gossiped:?}");
     assert!(!s1.is_leaving());
 }
