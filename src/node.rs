@@ -137,6 +137,8 @@ pub struct PlantedBugs {
     pub gossip_believes_accusations: bool,
     /// A graceful leave stops the gossip agent without telling anyone: peers find it dead.
     pub gossip_leaves_silently: bool,
+    /// The supervisor restarts a dead service at once, with no restart delay.
+    pub supervisor_restarts_at_once: bool,
 }
 
 /// A node's full description.
@@ -217,7 +219,11 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
 
 /// A longrun; a service listed in `permanent_failure` has a finish script that exits 125.
 fn service(spec: &NodeSpec, name: &str, start: impl Fn(Readiness) -> ServiceFuture + 'static) -> Service {
-    let service = Service::new(ServiceSpec::longrun(name), start);
+    let mut service_spec = ServiceSpec::longrun(name);
+    if spec.bugs.supervisor_restarts_at_once {
+        service_spec.restart_delay = std::time::Duration::ZERO;
+    }
+    let service = Service::new(service_spec, start);
     if spec.permanent_failure.iter().any(|s| s == name) {
         return service.finish(|_, _| Box::pin(async { FINISH_PERMANENT_FAILURE }));
     }

@@ -511,6 +511,16 @@ fn tags_set_at_run_time_reach_every_agent() {
     assert_eq!(updated, hosts(&every));
 }
 
+/// A supervisor that restarts at once: s2's webapp comes back in the same instant it was
+/// killed, and `restart-spacing` names s2.
+#[test]
+fn restart_spacing_catches_a_supervisor_without_a_restart_delay() {
+    let bugs = PlantedBugs { supervisor_restarts_at_once: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab-supervision.toml").planted_bugs("s2", bugs), "restart-spacing");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s2"]));
+}
+
 /// `views` is left out of lab-ha-restart.toml because whether a webapp's push-pull reaches
 /// the rebooted ha within its bound depends on the seed. Enabled, it must see the forgotten
 /// members exactly on ha whenever it fails, and fail for some seed.

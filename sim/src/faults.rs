@@ -51,6 +51,9 @@ pub enum FaultKind {
     /// The host's gossip agent leaves the cluster gracefully (`s6-svc -d serf`, whose down
     /// signal is SIGINT) and stays down; it is started again when the fault ends.
     Leave { host: String },
+    /// The node is stopped as `docker stop` stops a container: s6-overlay's shutdown (TERM
+    /// in reverse start order, KILL after the grace time), then the host halts for good.
+    Stop { host: String },
     /// `serf force-leave [-prune] TARGET` run on `host`.
     ForceLeave { host: String, target: String, prune: bool },
     /// `serf tags -set K=V... -delete K...` run on `host`: its agent's tags change (until
@@ -68,7 +71,13 @@ pub enum FaultKind {
 impl FaultKind {
     /// Whether the fault is one instant (it has no end).
     pub fn is_instant(&self) -> bool {
-        matches!(self, FaultKind::ServiceCrash { .. } | FaultKind::ForceLeave { .. } | FaultKind::Tags { .. })
+        matches!(
+            self,
+            FaultKind::ServiceCrash { .. }
+                | FaultKind::ForceLeave { .. }
+                | FaultKind::Tags { .. }
+                | FaultKind::Stop { .. }
+        )
     }
 }
 
@@ -85,6 +94,7 @@ impl std::fmt::Display for FaultKind {
             FaultKind::HostCrash { host } => write!(f, "host crash {host}"),
             FaultKind::ServiceCrash { host, service } => write!(f, "service crash {service} on {host}"),
             FaultKind::Leave { host } => write!(f, "graceful leave of {host}"),
+            FaultKind::Stop { host } => write!(f, "stop of {host} (docker stop)"),
             FaultKind::Tags { host, set, delete } => {
                 let set: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 write!(f, "tags on {host}: set [{}] delete [{}]", set.join(","), delete.join(","))

@@ -141,6 +141,23 @@ impl ViewChange {
     }
 }
 
+/// One entry of a host's supervision record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Supervision {
+    /// The host booted: a new supervisor.
+    Booted,
+    /// The host crashed or halted: every run ended.
+    Down,
+    /// A run of the service started.
+    Started(String),
+    /// A run of the service ended.
+    Exited(String),
+    /// The service's finish script ended (or was killed).
+    Finished(String),
+    /// The node's shutdown began.
+    Shutdown,
+}
+
 /// A `member-failed` event: `observer` declared `member` dead.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailedEvent {
@@ -188,6 +205,8 @@ pub struct Observations {
     pub failed_events: Vec<FailedEvent>,
     /// Graceful leaves: when each agent finished its leave and stopped.
     pub left: Vec<(Duration, String)>,
+    /// Each host's supervision record, in order.
+    pub supervision: BTreeMap<String, Vec<(Duration, Supervision)>>,
     /// Client requests in completion order.
     pub requests: Vec<RequestObservation>,
 }
@@ -263,7 +282,12 @@ impl Observations {
         }
     }
 
+    fn supervised(&mut self, at: Duration, host: &str, entry: Supervision) {
+        self.supervision.entry(host.to_string()).or_default().push((at, entry));
+    }
+
     fn host_down(&mut self, reading: &mut Reading, at: Duration, host: &str) {
+        self.supervised(at, host, Supervision::Down);
         reading.host_events.entry(host.to_string()).or_default().push((at, false));
         for ((service_host, _), events) in reading.services.iter_mut() {
             if service_host == host {
@@ -277,10 +301,16 @@ impl Observations {
         let service_event = |service: &str| (host.to_string(), service.to_string());
         match event {
             Event::HostBooted { .. } => {
+                self.supervised(at, host, Supervision::Booted);
                 reading.host_events.entry(host.to_string()).or_default().push((at, true))
             }
+            Event::ServiceFinished { service, .. } => {
+                self.supervised(at, host, Supervision::Finished(service.clone()))
+            }
+            Event::NodeShutdown { .. } => self.supervised(at, host, Supervision::Shutdown),
             Event::HostHalted { .. } => self.host_down(reading, at, host),
             Event::ServiceStarted { service } => {
+                self.supervised(at, host, Supervision::Started(service.clone()));
                 reading.services.entry(service_event(service)).or_default().push((at, true));
                 if service == "serf" {
                     self.views.entry(host.to_string()).or_default().push((at, ViewChange::Reset));
@@ -288,6 +318,7 @@ impl Observations {
                 }
             }
             Event::ServiceExited { service, .. } => {
+                self.supervised(at, host, Supervision::Exited(service.clone()));
                 reading.services.entry(service_event(service)).or_default().push((at, false))
             }
             Event::HealthScore { score } => {
@@ -500,7 +531,8 @@ impl Observations {
                     | FaultKind::HostCrash { .. }
                     | FaultKind::Leave { .. }
                     | FaultKind::ForceLeave { .. }
-                    | FaultKind::Tags { .. },
+                    | FaultKind::Tags { .. }
+                    | FaultKind::Stop { .. },
                     None,
                 ) => fault.start,
                 (_, None) => return Settled::Never,

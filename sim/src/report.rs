@@ -119,7 +119,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "  {:<13} {:<9} {} checked, {} failed: {}{note}",
+                "  {:<15} {:<9} {} checked, {} failed: {}{note}",
                 verdict.name, verdict.verdict, verdict.checked, verdict.failed, verdict.rule
             );
             for violation in &verdict.violations {

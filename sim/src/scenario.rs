@@ -13,7 +13,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::faults::{FaultKind, FaultSpec};
-use crate::world::{ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, World};
+use crate::world::{
+    ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, SupervisionChecks, World,
+};
 use rollcall::gossip::{GossipConfig, JoinMode, Profile};
 use rollcall::node::{GossipSettings, NodeSpec, Role};
 
@@ -32,7 +34,7 @@ pub struct ScenarioError {
 }
 
 /// The names of the invariants a scenario can check.
-pub const INVARIANT_NAMES: [&str; 7] = crate::invariants::NAMES;
+pub const INVARIANT_NAMES: [&str; 11] = crate::invariants::NAMES;
 
 /// Longest simulated run: one day.
 pub const RUN_SECONDS_MAX: f64 = 86_400.0;
@@ -221,6 +223,8 @@ enum FaultSection {
     Leave { at_s: f64, host: String, rejoin_after_s: Option<f64> },
     /// `host` runs `serf force-leave [-prune] target`.
     ForceLeave { at_s: f64, host: String, target: String, prune: Option<bool> },
+    /// The node is stopped (`docker stop`) and stays down.
+    Stop { at_s: f64, host: String },
     /// `host` runs `serf tags -set K=V -delete K`.
     Tags { at_s: f64, host: String, set: Option<BTreeMap<String, String>>, delete: Option<Vec<String>> },
 }
@@ -247,6 +251,18 @@ struct InvariantsSection {
     /// A member that left gracefully is recorded as left by every running agent.
     #[serde(default)]
     left: bool,
+    /// Two starts of one service are at least the restart delay apart.
+    #[serde(default)]
+    restart_spacing: bool,
+    /// A service is never started while it runs.
+    #[serde(default)]
+    one_instance: bool,
+    /// Nothing starts once a node's shutdown began.
+    #[serde(default)]
+    quiet_shutdown: bool,
+    /// A finish script runs after a death, at most once per death, before the next start.
+    #[serde(default)]
+    finish_once: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -523,6 +539,12 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             incarnation: section.incarnation,
             no_self_death: section.no_self_death,
             left: section.left,
+            supervision: SupervisionChecks {
+                restart_spacing: section.restart_spacing,
+                one_instance: section.one_instance,
+                quiet_shutdown: section.quiet_shutdown,
+                finish_once: section.finish_once,
+            },
         })
     }
 
@@ -751,6 +773,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 }
                 let kind = FaultKind::ForceLeave { host, target, prune: prune.unwrap_or(false) };
                 Ok(FaultSpec { at, lasting: None, kind })
+            }
+            FaultSection::Stop { at_s, host } => {
+                let (at, _) = place.window(*at_s, 1.0)?;
+                Ok(FaultSpec { at, lasting: None, kind: FaultKind::Stop { host: place.node(host, hosts)? } })
             }
             FaultSection::Tags { at_s, host, set, delete } => {
                 let (at, _) = place.window(*at_s, 1.0)?;

@@ -112,6 +112,21 @@ pub struct InvariantSettings {
     pub no_self_death: bool,
     /// `left`.
     pub left: bool,
+    /// `restart-spacing`, `one-instance`, `quiet-shutdown`, `finish-once`.
+    pub supervision: SupervisionChecks,
+}
+
+/// The supervisor's invariants a world checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SupervisionChecks {
+    /// `restart-spacing`.
+    pub restart_spacing: bool,
+    /// `one-instance`.
+    pub one_instance: bool,
+    /// `quiet-shutdown`.
+    pub quiet_shutdown: bool,
+    /// `finish-once`.
+    pub finish_once: bool,
 }
 
 impl InvariantSettings {
@@ -125,6 +140,12 @@ impl InvariantSettings {
             incarnation: true,
             no_self_death: true,
             left: true,
+            supervision: SupervisionChecks {
+                restart_spacing: true,
+                one_instance: true,
+                quiet_shutdown: true,
+                finish_once: true,
+            },
         }
     }
 
@@ -138,6 +159,10 @@ impl InvariantSettings {
             "incarnation" => self.incarnation,
             "no-self-death" => self.no_self_death,
             "left" => self.left,
+            "restart-spacing" => self.supervision.restart_spacing,
+            "one-instance" => self.supervision.one_instance,
+            "quiet-shutdown" => self.supervision.quiet_shutdown,
+            "finish-once" => self.supervision.finish_once,
             _ => false,
         }
     }

@@ -301,6 +301,11 @@ impl WorldFaults {
                     let _ = control.send(Control::Svc { service: "serf".to_string(), command });
                 }
             }
+            FaultKind::Stop { host } => {
+                if let Some(control) = states[host].control.borrow().as_ref() {
+                    let _ = control.send(Control::Shutdown { code: 0 });
+                }
+            }
             FaultKind::Tags { host, set, delete } => {
                 states[host].agent.send(Command::Tags { set: set.clone(), delete: delete.clone() });
             }

@@ -9,6 +9,8 @@
 //! - `available`: every request gets a 200 from a webapp, unless the stack could not yet
 //!   know better ([`available`]).
 //! - `views`, `incarnation`, `no-self-death`, `left`: gossip's own promises ([`gossip`]).
+//! - `restart-spacing`, `one-instance`, `quiet-shutdown`, `finish-once`: the supervisor's
+//!   ([`supervision`]).
 //!
 //! An enabled invariant that never found anything to check is UNCHECKED, which is never the
 //! expected outcome: a check that cannot fail proves nothing.
@@ -16,6 +18,7 @@
 pub mod available;
 pub mod bounds;
 pub mod gossip;
+pub mod supervision;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -29,8 +32,19 @@ use crate::world::World;
 const VIOLATIONS_LISTED_MAX: usize = 10;
 
 /// The names of the invariants a scenario can check.
-pub const NAMES: [&str; 7] =
-    ["converge", "detect", "available", "views", "incarnation", "no-self-death", "left"];
+pub const NAMES: [&str; 11] = [
+    "converge",
+    "detect",
+    "available",
+    "views",
+    "incarnation",
+    "no-self-death",
+    "left",
+    "restart-spacing",
+    "one-instance",
+    "quiet-shutdown",
+    "finish-once",
+];
 
 /// One failure of an invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -66,7 +80,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(name: &str, rule: String) -> Self {
+    pub(crate) fn new(name: &str, rule: String) -> Self {
         Self {
             name: name.into(),
             verdict: "UNCHECKED",
@@ -158,6 +172,8 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     if enabled.left {
         verdicts.push(gossip::left(obs, &bounds::views_settle(world)));
     }
+    let supervision = supervision::check(obs);
+    verdicts.extend(supervision.into_iter().filter(|v| enabled.enables(&v.name)));
     let figures = Figures { windows, requests, false_failures: gossip::false_failures(obs) };
     (verdicts.into_iter().map(Verdict::settled).collect(), figures)
 }
