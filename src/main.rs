@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 
 use rollcall::gossip::driver::AgentControl;
+use rollcall::gossip::handlers::HandlerSpec;
 use rollcall::gossip::serf::{BROADCAST_TIMEOUT, LEAVE_PROPAGATE_DELAY};
 use rollcall::gossip::{JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
@@ -102,6 +103,11 @@ enum Command {
         /// Seed of the node's random choices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Serf's event handler (repeatable): `[member-join,member-leave,...=]SCRIPT`, run
+        /// with `sh -c` for each coalesced batch of member events (3 s coalesce, 1 s quiescent
+        /// period), never two at once.
+        #[arg(long = "event-handler", value_name = "SPEC")]
+        event_handlers: Vec<HandlerSpec>,
     },
     /// Run the balancer alone on an haproxy.cfg, as HAProxy would: it reloads on SIGHUP and
     /// whenever the file changes; a config with errors is reported and never replaces the
@@ -293,6 +299,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         output,
         tag,
         seed,
+        event_handlers,
     } = command
     else {
         unreachable!("called for the node command")
@@ -320,6 +327,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         tag,
         permanent_failure: Vec::new(),
         bugs: rollcall::node::PlantedBugs::default(),
+        handlers: event_handlers,
     };
     // One thread, like a simulated host: the same futures run here and under turmoil.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

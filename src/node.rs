@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::gossip::coalesce::{COALESCE_PERIOD_DEFAULT, QUIESCENT_PERIOD_DEFAULT};
 use crate::gossip::driver::{AgentControl, Command};
+use crate::gossip::handlers::{self, HandlerContext, HandlerSpec, PENDING_EVENTS_MAX};
 use crate::gossip::{GossipConfig, JoinMode, Profile, driver as gossip};
 use crate::host::HostEnv;
 use crate::net::lossy::LinkFaults;
@@ -156,6 +158,8 @@ pub struct NodeSpec {
     pub permanent_failure: Vec<String>,
     /// Bugs planted for the oracle's mutation tests.
     pub bugs: PlantedBugs,
+    /// Serf's `-event-handler`s (real processes: real mode only).
+    pub handlers: Vec<HandlerSpec>,
 }
 
 /// How the world reaches into a node: the simulator's link faults, s6-svc commands to its
@@ -242,10 +246,24 @@ fn serf_service<N: Net>(
     let on_interrupt = agent.clone();
     let mut serf = service(spec, "serf", move |_| {
         let (env, node) = (env.clone(), node.clone());
-        let links = gossip::Links { faults: faults.clone(), view: view.clone(), control: agent.clone() };
+        let (events, received) = mpsc::channel(PENDING_EVENTS_MAX);
+        let events = (!node.handlers.is_empty()).then_some(events);
+        let links =
+            gossip::Links { faults: faults.clone(), view: view.clone(), control: agent.clone(), events };
         Box::pin(async move {
             let config = gossip_config(&env, &node).map_err(|e| e.to_string())?;
-            gossip::run(env, config, links, node.gossip.snapshot.clone()).await.map_err(|e| e.to_string())
+            let context = HandlerContext {
+                name: config.name.clone(),
+                tags: config.tags.clone(),
+                coalesce: COALESCE_PERIOD_DEFAULT,
+                quiescent: QUIESCENT_PERIOD_DEFAULT,
+            };
+            let clock = env.clone();
+            let handlers = handlers::run(node.handlers.clone(), context, received, move || clock.now());
+            let agent = gossip::run(env, config, links, node.gossip.snapshot.clone());
+            // The handlers live as long as the agent: they end when its event sender drops.
+            let (ran, ()) = tokio::join!(agent, handlers);
+            ran.map_err(|e| e.to_string())
         })
     });
     // SIGINT is a graceful leave, as for Serf, and the service's down signal (a

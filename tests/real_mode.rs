@@ -301,3 +301,70 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     assert!(total >= 4, "{csv}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The files in `dir`, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Waits up to `limit` for `dir` to hold exactly `expected`.
+fn wait_for_files(dir: &std::path::Path, expected: &[&str], limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let found = files_in(dir);
+        if found == expected || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Serf's event handlers on real processes, with scripts equivalent to the lab's: the
+/// member-join handler writes one file per backend, the member-leave one (bound to
+/// member-leave and member-failed) deletes it. A graceful leave (SIGINT) and a kill -9 each
+/// take their backend's file away.
+#[test]
+fn the_labs_handler_scripts_keep_the_backend_set() {
+    let dir = std::env::temp_dir().join(format!("rollcall-handlers-{}", std::process::id()));
+    let nodes = dir.join("nodes");
+    std::fs::create_dir_all(&nodes).unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let handler =
+        |event: &str, script: &str| format!("{event}={}", fixtures.join("handlers").join(script).display());
+    let template = fixtures.join("real-mode.cfg.hb");
+    let output = dir.join("haproxy.cfg");
+    let ha = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["node", "--name", "ha", "--role", "balancer", "--advertise", "127.0.62.1"])
+        .args(["--template", template.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .args(["--event-handler", &handler("member-join", "member-join.sh")])
+        .args(["--event-handler", &handler("member-leave,member-failed", "member-leave.sh")])
+        .env("NODES_DIR", &nodes)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rollcall");
+    let _ha = Running(ha);
+    let join = ["--join", "127.0.62.1", "--retry-join", "--retry-interval-ms", "300"];
+    let s1 =
+        start(&[&["--name", "s1", "--role", "backend", "--advertise", "127.0.62.2"][..], &join].concat());
+    let s2 =
+        start(&[&["--name", "s2", "--role", "backend", "--advertise", "127.0.62.3"][..], &join].concat());
+    assert_eq!(wait_for_files(&nodes, &["s1", "s2"], Duration::from_secs(20)), ["s1", "s2"]);
+    assert_eq!(std::fs::read_to_string(nodes.join("s1")).unwrap(), "s1 127.0.62.2\n");
+    let interrupted = Command::new("kill").args(["-INT", &s2.0.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    assert_eq!(wait_for_files(&nodes, &["s1"], Duration::from_secs(20)), ["s1"], "s2 left");
+    drop(s1);
+    assert!(wait_for_files(&nodes, &[], Duration::from_secs(40)).is_empty(), "s1 failed");
+    let log = std::fs::read_to_string(dir.join("nodes.log")).unwrap();
+    assert!(log.starts_with("member-join self=ha role=balancer\n"), "{log}");
+    assert!(log.contains("member-leave self=ha") && log.contains("member-failed self=ha"), "{log}");
+    drop(s2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -645,6 +645,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             JoinKind::Retry => JoinMode::Retry { interval: times.retry_interval, max: gossip.retry_max },
         };
         let node = NodeSpec {
+            handlers: Vec::new(),
             role,
             gossip: GossipSettings {
                 seeds,

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::codec::{DATAGRAM_BYTES_MAX, NodeState, Status};
 use super::config::GossipConfig;
-use super::core::{Action, Agent, Timer};
+use super::core::{Action, Agent, MemberEvent, Timer};
 use super::snapshot;
 use super::stream::{Incoming, Streams};
 use crate::host::{Event, HostEnv, MemberStatus};
@@ -48,6 +48,8 @@ pub struct Links {
     pub view: Rc<watch::Sender<View>>,
     /// Commands from outside the agent.
     pub control: Rc<AgentControl>,
+    /// Where member events go besides the trace (the event handlers), if anywhere.
+    pub events: Option<mpsc::Sender<MemberEvent>>,
 }
 
 /// A command to a running agent (what Serf takes over RPC or as a signal).
@@ -109,7 +111,7 @@ pub async fn run<N: Net>(
     links: Links,
     snapshot: Option<PathBuf>,
 ) -> Result<(), GossipError> {
-    let Links { faults, view, control } = links;
+    let Links { faults, view, control, events } = links;
     control.queue.borrow_mut().clear();
     let mut snapshotted = String::new();
     if let Some(path) = &snapshot {
@@ -137,7 +139,9 @@ pub async fn run<N: Net>(
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX + 1];
     loop {
         for action in out.drain(..) {
-            if let Next::Stop = perform(&env, &socket, &streams, &mut timers, &seeds, action).await? {
+            if let Next::Stop =
+                perform(&env, &socket, &streams, &mut timers, &seeds, events.as_ref(), action).await?
+            {
                 control.left.notify_one();
                 return Ok(());
             }
@@ -274,6 +278,7 @@ async fn perform<N: Net>(
     streams: &Streams<N>,
     timers: &mut TimerQueue,
     seeds: &[String],
+    events: Option<&mpsc::Sender<MemberEvent>>,
     action: Action,
 ) -> Result<Next, GossipError> {
     match action {
@@ -293,12 +298,19 @@ async fn perform<N: Net>(
             streams.push_pull(to, bytes);
         }
         Action::SetTimer { timer, after } => timers.push(env.now() + after, timer),
-        Action::Event(event) => env.observe(Event::Member {
-            change: event.change,
-            member: event.member.name,
-            addr: event.member.addr.to_string(),
-            tags: event.member.tags,
-        }),
+        Action::Event(event) => {
+            if let Some(handlers) = events {
+                if handlers.try_send(event.clone()).is_err() {
+                    tracing::warn!(host = %env.name, member = %event.member.name, "event handlers behind: event dropped");
+                }
+            }
+            env.observe(Event::Member {
+                change: event.change,
+                member: event.member.name,
+                addr: event.member.addr.to_string(),
+                tags: event.member.tags,
+            })
+        }
         Action::JoinAttempt { attempt } => env.observe(Event::JoinAttempt { attempt, seeds: seeds.to_vec() }),
         Action::Joined { via } => env.observe(Event::Joined { via: via.to_string() }),
         Action::GaveUp { attempts } => {
