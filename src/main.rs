@@ -27,8 +27,9 @@ use rollcall::gossip::{JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
 use rollcall::net::tokio_net::TokioNet;
 use rollcall::node::{self, GossipSettings, NodeHandles, NodeSpec, Role};
-use rollcall::supervisor::core::Command as Svc;
-use rollcall::supervisor::driver::Control;
+use rollcall::supervisor::core::{Command as Svc, NodeSettings, ServiceSpec};
+use rollcall::supervisor::driver::{self as supervisor, Control, Service};
+use rollcall::supervisor::process::{process_service, read_service_dir};
 
 // The balancer allocates a few small buffers per request across threads; mimalloc's
 // thread-local free lists make that measurably cheaper than glibc's (benches/balancer.sh).
@@ -124,6 +125,25 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: Option<u16>,
     },
+    /// Supervise real processes as s6-svscan under s6-overlay does: init steps in order, then
+    /// one s6 service directory per subdirectory of --services (run, finish, down,
+    /// timeout-finish, timeout-kill, down-signal, max-death-tally), then the main program,
+    /// whose exit halts everything with its code. Events print as JSON lines; SIGINT or
+    /// SIGTERM shuts down (exit code 0).
+    Supervise {
+        /// The scan directory.
+        #[arg(long)]
+        services: PathBuf,
+        /// cont-init.d: executables run one after another, in name order, first.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// A failing init step halts the node (S6_BEHAVIOUR_IF_STAGE2_FAILS=2).
+        #[arg(long)]
+        init_failure_halts: bool,
+        /// The main program and its arguments (CMD), after `--`.
+        #[arg(last = true)]
+        main: Vec<String>,
+    },
 }
 
 /// How often the balancer looks at its file for changes.
@@ -167,6 +187,15 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         command @ Command::Node { .. } => run_node(command),
         Command::Balancer { config, seed, threads } => run_balancer(config, seed, threads),
+        Command::Supervise { services, init, init_failure_halts, main } => {
+            return match run_supervise(&services, init.as_deref(), init_failure_halts, main) {
+                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::from(if error.is::<BadInput>() { 2 } else { 1 })
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -181,6 +210,66 @@ fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct BadInput(String);
+
+/// The services `rollcall supervise` runs, in start order.
+fn supervised_services(
+    services: &std::path::Path,
+    init: Option<&std::path::Path>,
+    main: Vec<String>,
+) -> anyhow::Result<Vec<Service>> {
+    let sorted = |dir: &std::path::Path| -> anyhow::Result<Vec<PathBuf>> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| BadInput(format!("cannot read {}: {e}", dir.display())))?;
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        paths.sort();
+        Ok(paths)
+    };
+    let mut list = Vec::new();
+    for step in init.map(sorted).transpose()?.unwrap_or_default().into_iter().filter(|p| p.is_file()) {
+        let name = step.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        list.push(process_service(ServiceSpec::init(name), vec![step.display().to_string()], None));
+    }
+    for dir in sorted(services)?.into_iter().filter(|p| p.is_dir()) {
+        list.push(read_service_dir(&dir).map_err(|e| BadInput(e.to_string()))?);
+    }
+    if !main.is_empty() {
+        list.push(process_service(ServiceSpec::main("main"), main, None));
+    }
+    Ok(list)
+}
+
+fn run_supervise(
+    services: &std::path::Path,
+    init: Option<&std::path::Path>,
+    init_failure_halts: bool,
+    main: Vec<String>,
+) -> anyhow::Result<i32> {
+    let list = supervised_services(services, init, main)?;
+    let settings = NodeSettings { init_failure_halts, ..NodeSettings::default() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let env = HostEnv::new(
+            "supervise",
+            TokioNet::new(std::net::Ipv4Addr::LOCALHOST.into()),
+            Rc::new(ProcessClock(tokio::time::Instant::now())),
+            Rc::new(RealDisk),
+            Rc::new(PrintObserver { per_request: false }),
+            1,
+        );
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let supervisor = supervisor::run(env, list, settings, control_rx);
+        tokio::pin!(supervisor);
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                code = &mut supervisor => return Ok(code),
+                _ = tokio::signal::ctrl_c() => { let _ = control.send(Control::Shutdown { code: 0 }); }
+                _ = terminate.recv() => { let _ = control.send(Control::Shutdown { code: 0 }); }
+            }
+        }
+    })
+}
 
 fn run_balancer(config: PathBuf, seed: u64, threads: Option<u16>) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&config)

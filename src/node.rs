@@ -18,7 +18,7 @@ use crate::net::lossy::LinkFaults;
 use crate::net::{Net, resolve_endpoint};
 use crate::render::driver::{self as render, RenderSettings};
 use crate::supervisor::core::{FINISH_PERMANENT_FAILURE, NodeSettings, ServiceSpec};
-use crate::supervisor::driver::{self as supervisor, Control, Readiness, Service, ServiceFuture};
+use crate::supervisor::driver::{self as supervisor, Control, Readiness, Service, ServiceFuture, Stopped};
 use crate::supervisor::signal::Signal;
 use crate::{balancer, webapp};
 
@@ -221,8 +221,15 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
     supervisor::run(env, services, NodeSettings::default(), control).await;
 }
 
+/// One run of an in-process service: its error is exit 1.
+type InProcess = std::pin::Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
 /// A longrun; a service listed in `permanent_failure` has a finish script that exits 125.
-fn service(spec: &NodeSpec, name: &str, start: impl Fn(Readiness) -> ServiceFuture + 'static) -> Service {
+fn service(spec: &NodeSpec, name: &str, start: impl Fn(Readiness) -> InProcess + 'static) -> Service {
+    let start = move |ready| -> ServiceFuture {
+        let run = start(ready);
+        Box::pin(async move { run.await.map_err(Stopped::from) })
+    };
     let mut service_spec = ServiceSpec::longrun(name);
     if spec.bugs.supervisor_restarts_at_once {
         service_spec.restart_delay = std::time::Duration::ZERO;

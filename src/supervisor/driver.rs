@@ -15,8 +15,24 @@ use super::signal::{Exit, Signal};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
 
-/// The future of one run of a service.
-pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+/// The future of one run of a service: `Ok` is exit 0.
+pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<(), Stopped>>>>;
+
+/// How a run ended other than with exit 0, and why (for the trace).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// Its exit: a code, or the signal that killed it.
+    pub exit: Exit,
+    /// What happened, in words.
+    pub reason: String,
+}
+
+impl From<String> for Stopped {
+    /// An in-process service's error: exit 1.
+    fn from(reason: String) -> Self {
+        Stopped { exit: Exit::Code(1), reason }
+    }
+}
 /// The future of one run of a finish script: its exit code.
 pub type FinishFuture = Pin<Box<dyn Future<Output = i32>>>;
 
@@ -46,12 +62,15 @@ pub struct Service {
     /// Signals the running service handles (HAProxy's SIGHUP reloads, Serf's SIGINT
     /// leaves); any other terminating signal ends the run.
     pub handlers: Handlers,
+    /// Where every other signal goes, for a service that is a real process (it dies of it,
+    /// or not, on its own); `None`: the task is aborted.
+    pub deliver: Option<Box<dyn Fn(Signal)>>,
 }
 
 impl Service {
     /// A service without finish or signal handlers.
     pub fn new(spec: ServiceSpec, start: impl Fn(Readiness) -> ServiceFuture + 'static) -> Self {
-        Self { spec, start: Box::new(start), finish: None, handlers: BTreeMap::new() }
+        Self { spec, start: Box::new(start), finish: None, handlers: BTreeMap::new(), deliver: None }
     }
 
     /// With a finish script.
@@ -92,7 +111,8 @@ struct Runs {
     starters: BTreeMap<String, Box<dyn Fn(Readiness) -> ServiceFuture>>,
     finishers: BTreeMap<String, Box<dyn Fn(i32, i32) -> FinishFuture>>,
     handlers: BTreeMap<String, Handlers>,
-    tasks: JoinSet<Result<(), String>>,
+    deliver: BTreeMap<String, Box<dyn Fn(Signal)>>,
+    tasks: JoinSet<Result<(), Stopped>>,
     running: BTreeMap<String, (Id, AbortHandle)>,
     /// Why a run was aborted: the signal it died of.
     aborted_by: BTreeMap<String, Signal>,
@@ -157,6 +177,7 @@ impl Runs {
             starters: BTreeMap::new(),
             finishers: BTreeMap::new(),
             handlers: BTreeMap::new(),
+            deliver: BTreeMap::new(),
             tasks: JoinSet::new(),
             running: BTreeMap::new(),
             aborted_by: BTreeMap::new(),
@@ -172,6 +193,9 @@ impl Runs {
                 runs.finishers.insert(name.clone(), finish);
             }
             runs.handlers.insert(name.clone(), service.handlers);
+            if let Some(deliver) = service.deliver {
+                runs.deliver.insert(name.clone(), deliver);
+            }
             runs.starters.insert(name, service.start);
         }
         runs
@@ -225,6 +249,8 @@ impl Runs {
         let Some((_, handle)) = self.running.get(service) else { return };
         if let Some(handler) = self.handlers.get(service).and_then(|h| h.get(&signal)) {
             handler();
+        } else if let Some(deliver) = self.deliver.get(service) {
+            deliver(signal);
         } else if signal.terminates_by_default() {
             self.aborted_by.entry(service.to_string()).or_insert(signal);
             handle.abort();
@@ -234,11 +260,11 @@ impl Runs {
     /// The service whose run ended, how, and the status text for the trace.
     fn ended(
         &mut self,
-        joined: Result<(Id, Result<(), String>), tokio::task::JoinError>,
+        joined: Result<(Id, Result<(), Stopped>), tokio::task::JoinError>,
     ) -> (String, Exit, String) {
         let (id, outcome) = match joined {
             Ok((id, Ok(()))) => (id, Ok(())),
-            Ok((id, Err(reason))) => (id, Err(Some(reason))),
+            Ok((id, Err(stopped))) => (id, Err(Some(stopped))),
             Err(error) => (error.id(), Err(None)),
         };
         let service = self
@@ -251,7 +277,7 @@ impl Runs {
         let signal = self.aborted_by.remove(&service);
         let (exit, status) = match outcome {
             Ok(()) => (Exit::Code(0), Exit::Code(0).to_string()),
-            Err(Some(reason)) => (Exit::Code(1), format!("exit 1: {reason}")),
+            Err(Some(Stopped { exit, reason })) => (exit, format!("{exit}: {reason}")),
             // Aborted without a signal recorded: a crash fault, as SIGKILL.
             Err(None) => {
                 let exit = Exit::Signal(signal.unwrap_or(Signal::Kill));
@@ -307,15 +333,19 @@ mod tests {
             let hups = Rc::new(std::cell::Cell::new(0));
             let counted = hups.clone();
             let services = vec![
-                Service::new(ServiceSpec::longrun("flaky"), |_| Box::pin(async { Err("boom".to_string()) })),
+                Service::new(ServiceSpec::longrun("flaky"), |_| {
+                    Box::pin(async { Err("boom".to_string().into()) })
+                }),
                 Service::new(ServiceSpec::longrun("steady"), |_| Box::pin(std::future::pending()))
                     .on(Signal::Hup, move || counted.set(counted.get() + 1)),
-                Service::new(ServiceSpec::longrun("perm"), |_| Box::pin(async { Err("no".to_string()) }))
-                    .finish(|_, _| Box::pin(async { FINISH_PERMANENT_FAILURE })),
+                Service::new(ServiceSpec::longrun("perm"), |_| {
+                    Box::pin(async { Err("no".to_string().into()) })
+                })
+                .finish(|_, _| Box::pin(async { FINISH_PERMANENT_FAILURE })),
                 Service::new(ServiceSpec::main("main"), |_| {
                     Box::pin(async {
                         tokio::time::sleep(Duration::from_millis(3500)).await;
-                        Err("done".to_string())
+                        Err("done".to_string().into())
                     })
                 }),
             ];

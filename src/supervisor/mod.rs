@@ -4,9 +4,11 @@
 //!   permanent failure, s6-svc commands, init steps, main program, shutdown).
 //! - [`signal`]: signals and exits as s6 reports them.
 //! - [`driver`]: runs services as local tasks on the host's runtime.
+//! - [`process`]: services that are real processes, from s6 service directories.
 
 pub mod core;
 pub mod driver;
+pub mod process;
 pub mod signal;
 
 pub use core::{ServiceSpec, Supervisor};

@@ -27,6 +27,16 @@ pub enum Signal {
     Cont,
     /// SIGSTOP (`-p`).
     Stop,
+    /// SIGABRT (a process may die of it; s6-svc cannot send it).
+    Abrt,
+    /// SIGBUS.
+    Bus,
+    /// SIGFPE.
+    Fpe,
+    /// SIGSEGV.
+    Segv,
+    /// SIGPIPE.
+    Pipe,
 }
 
 impl Signal {
@@ -43,6 +53,11 @@ impl Signal {
             Signal::Term => 15,
             Signal::Cont => 18,
             Signal::Stop => 19,
+            Signal::Abrt => 6,
+            Signal::Bus => 7,
+            Signal::Fpe => 8,
+            Signal::Segv => 11,
+            Signal::Pipe => 13,
         }
     }
 
@@ -59,11 +74,16 @@ impl Signal {
             Signal::Term => "SIGTERM",
             Signal::Cont => "SIGCONT",
             Signal::Stop => "SIGSTOP",
+            Signal::Abrt => "SIGABRT",
+            Signal::Bus => "SIGBUS",
+            Signal::Fpe => "SIGFPE",
+            Signal::Segv => "SIGSEGV",
+            Signal::Pipe => "SIGPIPE",
         }
     }
 
     /// Every signal, for parsing and tests.
-    pub const ALL: [Signal; 10] = [
+    pub const ALL: [Signal; 15] = [
         Signal::Hup,
         Signal::Int,
         Signal::Quit,
@@ -74,7 +94,20 @@ impl Signal {
         Signal::Term,
         Signal::Cont,
         Signal::Stop,
+        Signal::Abrt,
+        Signal::Bus,
+        Signal::Fpe,
+        Signal::Segv,
+        Signal::Pipe,
     ];
+
+    /// The signal called `name` (`SIGTERM` or `TERM`, any case), as a `down-signal` file
+    /// names it.
+    pub fn from_name(name: &str) -> Option<Signal> {
+        let upper = name.trim().to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper).to_string();
+        Signal::ALL.into_iter().find(|s| s.name()[3..] == bare)
+    }
 
     /// The signal with this number, if s6-svc can send it.
     pub fn from_number(number: i32) -> Option<Signal> {
@@ -140,8 +173,10 @@ mod tests {
         assert_eq!(Exit::Code(7).node_code(), 7);
         assert_eq!(Exit::Signal(Signal::Kill).node_code(), 137);
         assert_eq!(Exit::Signal(Signal::Term).to_string(), "signal SIGTERM");
+        assert_eq!(Signal::from_name("int\n"), Some(Signal::Int));
         for signal in Signal::ALL {
             assert_eq!(Signal::from_number(signal.number()), Some(signal));
+            assert_eq!(Signal::from_name(signal.name()), Some(signal));
         }
     }
 }
