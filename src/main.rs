@@ -27,6 +27,7 @@ use rollcall::gossip::{JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
 use rollcall::net::tokio_net::TokioNet;
 use rollcall::node::{self, GossipSettings, NodeHandles, NodeSpec, Role};
+use rollcall::render::driver::RenderOptions;
 use rollcall::supervisor::core::{Command as Svc, NodeSettings, ServiceSpec};
 use rollcall::supervisor::driver::{self as supervisor, Control, Service};
 use rollcall::supervisor::process::{process_service, read_service_dir};
@@ -125,6 +126,41 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: Option<u16>,
     },
+    /// Render a template once for a members file, as consul-template does with `-once`:
+    /// validated with the balancer's parser (and --check-cmd), written atomically only when
+    /// the bytes change, then --command. Exit 0: rendered or unchanged; 1: the rendering or
+    /// a command was rejected (the old file stays); 2: bad input.
+    Render {
+        /// The handlebars template.
+        #[arg(long)]
+        template: PathBuf,
+        /// The members, as JSON: `[{"name": "s1", "addr": "10.0.0.2", "tags": {"role":
+        /// "backend"}, "live": true}]` (`tags` and `live` optional; live defaults to true).
+        #[arg(long)]
+        members: PathBuf,
+        /// Where the rendering goes.
+        #[arg(long, required_unless_present = "dry_run")]
+        out: Option<PathBuf>,
+        /// A command that must accept the rendering before it replaces the file; `{file}` is
+        /// the new rendering's path, e.g. `haproxy -c -f {file}`.
+        #[arg(long)]
+        check_cmd: Option<String>,
+        /// A command run after the file changed (a reload), as consul-template's `command`.
+        #[arg(long)]
+        command: Option<String>,
+        /// Longest run of --check-cmd or --command, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        command_timeout_ms: u64,
+        /// Keep the replaced file as OUT.bak.
+        #[arg(long)]
+        backup: bool,
+        /// Skip the balancer's own check of the rendering.
+        #[arg(long)]
+        no_validate: bool,
+        /// Print the rendering instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Supervise real processes as s6-svscan under s6-overlay does: init steps in order, then
     /// one s6 service directory per subdirectory of --services (run, finish, down,
     /// timeout-finish, timeout-kill, down-signal, max-death-tally), then the main program,
@@ -187,6 +223,36 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         command @ Command::Node { .. } => run_node(command),
         Command::Balancer { config, seed, threads } => run_balancer(config, seed, threads),
+        Command::Render {
+            template,
+            members,
+            out,
+            check_cmd,
+            command,
+            command_timeout_ms,
+            backup,
+            no_validate,
+            dry_run,
+        } => {
+            let job = RenderJob {
+                template,
+                members,
+                out,
+                check_cmd,
+                command,
+                timeout: Duration::from_millis(command_timeout_ms),
+                backup,
+                validate: !no_validate,
+                dry_run,
+            };
+            return match run_render(&job) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::from(if error.is::<BadInput>() { 2 } else { 1 })
+                }
+            };
+        }
         Command::Supervise { services, init, init_failure_halts, main } => {
             return match run_supervise(&services, init.as_deref(), init_failure_halts, main) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -210,6 +276,94 @@ fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct BadInput(String);
+
+/// What `rollcall render` was asked to do.
+struct RenderJob {
+    template: PathBuf,
+    members: PathBuf,
+    out: Option<PathBuf>,
+    check_cmd: Option<String>,
+    command: Option<String>,
+    timeout: Duration,
+    backup: bool,
+    validate: bool,
+    dry_run: bool,
+}
+
+fn run_render(job: &RenderJob) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))
+    };
+    let template_file = job.template.display().to_string();
+    let renderer = rollcall::render::Renderer::new(&template_file, &read(&job.template)?)
+        .map_err(|e| BadInput(e.to_string()))?;
+    let members: Vec<rollcall::render::Member> = serde_json::from_str(&read(&job.members)?)
+        .map_err(|e| BadInput(format!("{}:{}:{}: {e}", job.members.display(), e.line(), e.column())))?;
+    let text = renderer
+        .render(&rollcall::render::Renderer::addresses(&members))
+        .map_err(|e| BadInput(e.to_string()))?;
+    let Some(out) = job.out.as_ref().filter(|_| !job.dry_run) else {
+        print!("{text}");
+        return Ok(());
+    };
+    if std::fs::read(out).ok().as_deref() == Some(text.as_bytes()) {
+        eprintln!("{}: unchanged", out.display());
+        return Ok(());
+    }
+    if job.validate {
+        rollcall::balancer::config::parse(&out.display().to_string(), &text)
+            .map_err(|e| anyhow::anyhow!("rendering rejected, {} kept: {e}", out.display()))?;
+    }
+    let staged = staged_write(out, text.as_bytes())?;
+    if let Some(check) = &job.check_cmd {
+        let command = check.replace("{file}", &staged.display().to_string());
+        if let Err(error) = run_command(&command, job.timeout) {
+            let _ = std::fs::remove_file(&staged);
+            anyhow::bail!("rendering rejected by `{command}`, {} kept: {error}", out.display());
+        }
+    }
+    if job.backup && out.exists() {
+        std::fs::copy(out, format!("{}.bak", out.display()))?;
+    }
+    std::fs::rename(&staged, out)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    eprintln!("{}: rendered", out.display());
+    match &job.command {
+        Some(command) => run_command(command, job.timeout).map_err(|e| anyhow::anyhow!("`{command}`: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// The rendering, written and synced beside `out` (same folder, so the rename is atomic).
+fn staged_write(out: &std::path::Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staged = out.with_file_name(format!(".{name}.rollcall-{}", std::process::id()));
+    let mut file = std::fs::File::create(&staged)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(staged)
+}
+
+/// Runs `sh -c command`, killed after `timeout`; an error unless it exits 0.
+fn run_command(command: &str, timeout: Duration) -> anyhow::Result<()> {
+    let mut child = std::process::Command::new("/bin/sh").arg("-c").arg(command).spawn()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "{status}");
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("no answer within {} ms", timeout.as_millis());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// The services `rollcall supervise` runs, in start order.
 fn supervised_services(
@@ -401,7 +555,8 @@ fn run_node(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read template {}", template.display()))?;
             let template_file = template.display().to_string();
             rollcall::render::Renderer::new(&template_file, &template_text)?;
-            Role::Balancer { template_file, template_text, output: output.context("--output is required")? }
+            let output = output.context("--output is required")?;
+            Role::Balancer { template_file, template_text, output, options: RenderOptions::default() }
         }
     };
     let join_mode = if retry_join {

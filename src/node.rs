@@ -16,7 +16,7 @@ use crate::gossip::{GossipConfig, JoinMode, Profile, driver as gossip};
 use crate::host::HostEnv;
 use crate::net::lossy::LinkFaults;
 use crate::net::{Net, resolve_endpoint};
-use crate::render::driver::{self as render, RenderSettings};
+use crate::render::driver::{self as render, RenderOptions, RenderSettings};
 use crate::supervisor::core::{FINISH_PERMANENT_FAILURE, NodeSettings, ServiceSpec};
 use crate::supervisor::driver::{self as supervisor, Control, Readiness, Service, ServiceFuture, Stopped};
 use crate::supervisor::signal::Signal;
@@ -32,7 +32,7 @@ pub const BALANCER_SERVICE: &str = "haproxy";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// `ha`: gossip, renderer and balancer.
-    Balancer { template_file: String, template_text: String, output: PathBuf },
+    Balancer { template_file: String, template_text: String, output: PathBuf, options: RenderOptions },
     /// `s1`, `s2`, ...: gossip and the web app.
     Backend,
 }
@@ -180,13 +180,14 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
     let view = Rc::new(view);
     let mut services = vec![serf_service(&env, &spec, faults, view.clone(), agent)];
     match &spec.role {
-        Role::Balancer { template_file, template_text, output } => {
+        Role::Balancer { template_file, template_text, output, options } => {
             let (reload, _) = watch::channel(0u64);
             let reload = Rc::new(reload);
             let settings = RenderSettings {
                 template_file: template_file.clone(),
                 template_text: template_text.clone(),
                 output: output.clone(),
+                options: *options,
                 drops_a_backend: spec.bugs.renderer_drops_a_backend,
                 keeps_dead: spec.bugs.renderer_keeps_dead,
             };

@@ -132,3 +132,51 @@ fn real_haproxy_rejects_the_old_template_at_the_line_our_checker_names() {
     assert!(said.contains(":53]"), "HAProxy names another line:\n{said}");
     assert_eq!(config::parse("haproxy.cfg", &rendered).unwrap_err().line, 53);
 }
+
+/// Member views as the renderer gets them (from gossip or a members file): who is a backend
+/// and who is not, each rendering kept as a reviewed snapshot and judged by real HAProxy.
+#[test]
+fn member_views_render_as_their_snapshots_and_haproxy_accepts_them() {
+    use rollcall::render::Member;
+    let member = |name: &str, ip: [u8; 4], tags: &[(&str, &str)], live: bool| Member {
+        name: name.into(),
+        addr: ip.into(),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        live,
+    };
+    let backend = |name: &str, last: u8| member(name, [10, 0, 0, last], &[("role", "backend")], true);
+    let balancer = member("ha", [10, 0, 0, 1], &[("role", "balancer")], true);
+    let cases: Vec<(&str, Vec<Member>)> = vec![
+        ("view_empty", vec![balancer.clone()]),
+        ("view_one_backend", vec![balancer.clone(), backend("s1", 2)]),
+        ("view_three_backends", vec![backend("s3", 4), balancer.clone(), backend("s1", 2), backend("s2", 3)]),
+        (
+            "view_odd_tags",
+            vec![
+                member(
+                    "s1",
+                    [10, 0, 0, 2],
+                    &[("role", "backend"), ("zone", "eu-1/a b"), ("x", "{{y}}")],
+                    true,
+                ),
+                member("s2", [10, 0, 0, 3], &[("role", "Backend")], true),
+                member("s3", [10, 0, 0, 4], &[("weight", "5")], true),
+            ],
+        ),
+        (
+            "view_a_node_leaving",
+            vec![balancer, backend("s1", 2), member("s2", [10, 0, 0, 3], &[("role", "backend")], false)],
+        ),
+    ];
+    let template = shipped_template();
+    let renderer = Renderer::new(&template.display().to_string(), &read(&template)).unwrap();
+    for (name, view) in cases {
+        let output = renderer.update(&view).unwrap().expect("nothing written yet");
+        let text = String::from_utf8(output.bytes).unwrap();
+        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(name, text);
+        });
+        let (ok, said) = haproxy_check(name, &text);
+        assert!(ok, "haproxy -c rejected the '{name}' rendering:\n{said}");
+    }
+}

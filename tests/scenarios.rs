@@ -521,6 +521,20 @@ fn restart_spacing_catches_a_supervisor_without_a_restart_delay() {
     assert_eq!(broken.hosts, hosts(&["s2"]));
 }
 
+/// `rendered-view` catches both renderer bugs: a backend left out, dead members kept.
+#[test]
+fn rendered_view_catches_a_renderer_that_drops_or_keeps_members() {
+    let drops = PlantedBugs { renderer_drops_a_backend: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab-partition.toml").planted_bugs("ha", drops), "rendered-view");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    // The first live backend by name is dropped: s1, then s2 while s1 is cut off and failed.
+    assert_eq!(broken.hosts, hosts(&["s1", "s2"]));
+    let keeps = PlantedBugs { renderer_keeps_dead: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab-partition.toml").planted_bugs("ha", keeps), "rendered-view");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s1"]), "s1, cut off and failed, is kept");
+}
+
 /// `views` is left out of lab-ha-restart.toml because whether a webapp's push-pull reaches
 /// the rebooted ha within its bound depends on the seed. Enabled, it must see the forgotten
 /// members exactly on ha whenever it fails, and fail for some seed.

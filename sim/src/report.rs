@@ -263,6 +263,7 @@ fn describe(record: &Record) -> Option<String> {
             format!("rendered {path}: backends [{}]", backends.join(", "))
         }
         Event::RenderFailed { error } => format!("render failed: {error}"),
+        Event::RenderRejected { error } => format!("rendering rejected, old file kept: {error}"),
         Event::Reloaded { bind, servers } => format!("balancer loaded {bind} -> [{}]", servers.join(", ")),
         Event::ReloadFailed { error } => format!("balancer kept its config: {error}"),
         Event::ServerState { server, up, reason } => {

@@ -18,6 +18,8 @@ use crate::world::{
 };
 use rollcall::gossip::{GossipConfig, JoinMode, Profile};
 use rollcall::node::{GossipSettings, NodeSpec, Role};
+use rollcall::render::driver::RenderOptions;
+use rollcall::render::quiescence::Wait;
 
 /// A scenario file could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub struct ScenarioError {
 }
 
 /// The names of the invariants a scenario can check.
-pub const INVARIANT_NAMES: [&str; 11] = crate::invariants::NAMES;
+pub const INVARIANT_NAMES: [&str; 12] = crate::invariants::NAMES;
 
 /// Longest simulated run: one day.
 pub const RUN_SECONDS_MAX: f64 = 86_400.0;
@@ -168,6 +170,14 @@ struct HostSection {
     template: Option<Spanned<String>>,
     /// Balancer: where the rendered file goes on the host's disk.
     output: Option<String>,
+    /// Balancer: consul-template's `wait` minimum (0: render at once).
+    render_wait_min_ms: Option<Spanned<u64>>,
+    /// Balancer: the `wait` maximum (default 4 x the minimum).
+    render_wait_max_ms: Option<Spanned<u64>>,
+    /// Balancer: check each rendering with the balancer's parser before it replaces the file.
+    render_validate: Option<bool>,
+    /// Balancer: keep the replaced file as `<output>.bak`.
+    render_backup: Option<bool>,
     /// Backend: the webapp's TAG.
     tag: Option<String>,
     /// Overrides the gossip join mode for this host.
@@ -263,6 +273,9 @@ struct InvariantsSection {
     /// A finish script runs after a death, at most once per death, before the next start.
     #[serde(default)]
     finish_once: bool,
+    /// Once the balancer's view is still, its rendered backends are the view's live webapps.
+    #[serde(default)]
+    rendered_view: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -545,6 +558,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 quiet_shutdown: section.quiet_shutdown,
                 finish_once: section.finish_once,
             },
+            rendered_view: section.rendered_view,
         })
     }
 
@@ -699,6 +713,24 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             template_file: path.display().to_string(),
             template_text: text,
             output: PathBuf::from(output),
+            options: self.render_options(host)?,
+        })
+    }
+
+    fn render_options(&self, host: &HostSection) -> Result<RenderOptions, ScenarioError> {
+        let min = self.millis(&host.render_wait_min_ms, 0, "render_wait_min_ms", true)?;
+        let max = match &host.render_wait_max_ms {
+            None => Wait::of_min(min).max,
+            Some(max) if *max.get_ref() < min.as_millis() as u64 => {
+                return self.fail(max.span(), "render_wait_max_ms must not be below render_wait_min_ms");
+            }
+            max => self.millis(max, 0, "render_wait_max_ms", true)?,
+        };
+        let defaults = RenderOptions::default();
+        Ok(RenderOptions {
+            wait: Wait { min, max },
+            validate: host.render_validate.unwrap_or(defaults.validate),
+            backup: host.render_backup.unwrap_or(defaults.backup),
         })
     }
 

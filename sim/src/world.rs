@@ -114,6 +114,8 @@ pub struct InvariantSettings {
     pub left: bool,
     /// `restart-spacing`, `one-instance`, `quiet-shutdown`, `finish-once`.
     pub supervision: SupervisionChecks,
+    /// `rendered-view`.
+    pub rendered_view: bool,
 }
 
 /// The supervisor's invariants a world checks.
@@ -146,6 +148,7 @@ impl InvariantSettings {
                 quiet_shutdown: true,
                 finish_once: true,
             },
+            rendered_view: true,
         }
     }
 
@@ -163,6 +166,7 @@ impl InvariantSettings {
             "one-instance" => self.supervision.one_instance,
             "quiet-shutdown" => self.supervision.quiet_shutdown,
             "finish-once" => self.supervision.finish_once,
+            "rendered-view" => self.rendered_view,
             _ => false,
         }
     }

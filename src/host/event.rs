@@ -79,6 +79,8 @@ pub enum Event {
     Rendered { path: String, backends: Vec<String>, bytes: u32 },
     /// The renderer failed; the file on disk was left as it was.
     RenderFailed { error: String },
+    /// A rendering failed validation: the old file and the running balancer stay.
+    RenderRejected { error: String },
     /// The balancer loaded a configuration with these servers.
     Reloaded { bind: String, servers: Vec<String> },
     /// The balancer rejected a configuration and kept the one it had.
@@ -134,6 +136,7 @@ impl Event {
             Event::HostHalted { .. } => "host-halted",
             Event::Rendered { .. } => "rendered",
             Event::RenderFailed { .. } => "render-failed",
+            Event::RenderRejected { .. } => "render-rejected",
             Event::Reloaded { .. } => "reloaded",
             Event::ReloadFailed { .. } => "reload-failed",
             Event::Forwarding { .. } => "forwarding",

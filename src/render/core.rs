@@ -14,6 +14,38 @@ use crate::gossip::NodeState;
 /// The tag and value that make a member a backend.
 pub const BACKEND_ROLE: (&str, &str) = ("role", "backend");
 
+/// A cluster member as the renderer sees it (consul-template's view of a service
+/// instance), whatever told it: the gossip agent, or a members file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Node name.
+    pub name: String,
+    /// Its address (without a port).
+    pub addr: std::net::IpAddr,
+    /// Serf tags; `role=backend` makes it a backend.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Alive or suspect (a member until declared failed or left).
+    #[serde(default = "live_by_default")]
+    pub live: bool,
+}
+
+fn live_by_default() -> bool {
+    true
+}
+
+impl From<&NodeState> for Member {
+    fn from(state: &NodeState) -> Self {
+        Member {
+            name: state.name.clone(),
+            addr: state.addr.ip(),
+            tags: state.tags.clone(),
+            live: !state.status.is_gone(),
+        }
+    }
+}
+
 /// One backend in the template's data model.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Address {
@@ -82,12 +114,12 @@ impl Renderer {
     }
 
     /// The backends a member view yields: live members with the backend role, by name.
-    pub fn addresses(view: &[NodeState]) -> Vec<Address> {
+    pub fn addresses(view: &[Member]) -> Vec<Address> {
         let mut addresses: Vec<Address> = view
             .iter()
-            .filter(|m| !m.status.is_gone())
+            .filter(|m| m.live)
             .filter(|m| m.tags.get(BACKEND_ROLE.0).map(String::as_str) == Some(BACKEND_ROLE.1))
-            .map(|m| Address { host: m.name.clone(), ip: m.addr.ip().to_string() })
+            .map(|m| Address { host: m.name.clone(), ip: m.addr.to_string() })
             .collect();
         addresses.sort();
         addresses
@@ -105,7 +137,7 @@ impl Renderer {
 
     /// Renders for a member view; `Some` only when the bytes differ from the file's. The
     /// caller records a successful write with [`Renderer::record_written`].
-    pub fn update(&self, view: &[NodeState]) -> Result<Option<Output>, RenderError> {
+    pub fn update(&self, view: &[Member]) -> Result<Option<Output>, RenderError> {
         let addresses = Self::addresses(view);
         let bytes = self.render(&addresses)?.into_bytes();
         if self.last_written.as_ref() == Some(&bytes) {
@@ -125,14 +157,15 @@ mod tests {
     const TEMPLATE_TEXT: &str =
         "backend nodes\n    {{#each addresses}}\n    server {{ host }} {{ ip }}:3000 check\n    {{/each}}\n";
 
-    fn member(name: &str, ip: [u8; 4], role: &str, status: Status) -> NodeState {
-        NodeState {
+    fn member(name: &str, ip: [u8; 4], role: &str, status: Status) -> Member {
+        let state = NodeState {
             name: name.into(),
             addr: (ip, 7946).into(),
             incarnation: 0,
             status,
             tags: BTreeMap::from([("role".to_string(), role.to_string())]),
-        }
+        };
+        Member::from(&state)
     }
 
     #[test]

@@ -1,16 +1,38 @@
-//! Runs the [`Renderer`] on a host: every change of the gossip view is rendered; a changed
-//! file is written atomically and the balancer is told to reload (the lab's `s6-svc -h`).
+//! Runs the [`Renderer`] on a host, as consul-template runs a template: a change of the
+//! gossip view renders once the quiescence wait allows it; a rendering whose bytes differ
+//! from the file is validated with the balancer's own parser (a rejected one keeps the old
+//! file and the running balancer), the old file is kept as a backup if asked, the new one
+//! is written atomically, and the balancer is told to reload (the lab's `s6-svc -h`).
 
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use tokio::sync::watch;
 
-use super::core::Renderer;
+use super::core::{Member, Output, Renderer};
+use super::quiescence::{Quiescence, Wait};
 use crate::gossip::driver::View;
 use crate::gossip::{NodeState, Status};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
+
+/// consul-template's options for one template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// `wait = "min:max"` (zero: render at once).
+    pub wait: Wait,
+    /// Check a rendering with the balancer's parser before it replaces the file.
+    pub validate: bool,
+    /// Keep the replaced file as `<output>.bak` (consul-template's `backup`).
+    pub backup: bool,
+}
+
+impl Default for RenderOptions {
+    /// No wait, validation on, no backup.
+    fn default() -> Self {
+        Self { wait: Wait::default(), validate: true, backup: false }
+    }
+}
 
 /// Where the renderer reads and writes.
 #[derive(Clone, Debug)]
@@ -21,6 +43,8 @@ pub struct RenderSettings {
     pub template_text: String,
     /// Output path on the host's disk.
     pub output: PathBuf,
+    /// consul-template's options.
+    pub options: RenderOptions,
     /// A bug planted for the simulator's mutation tests ([`crate::node::PlantedBugs`]): the
     /// first live backend is left out of every rendering.
     pub drops_a_backend: bool,
@@ -28,7 +52,8 @@ pub struct RenderSettings {
     pub keeps_dead: bool,
 }
 
-/// Renders on every view change until the view's sender is gone.
+/// Renders the view as it is at start, then after every quiet-enough change, until the
+/// view's sender is gone.
 pub async fn run<N: Net>(
     env: HostEnv<N>,
     settings: RenderSettings,
@@ -40,39 +65,88 @@ pub async fn run<N: Net>(
     if let Ok(existing) = env.disk().read(&settings.output) {
         renderer.record_written(existing);
     }
+    let mut quiescence = Quiescence::new(settings.options.wait);
+    // The view as it is at start renders at once; later changes wait for quiet.
+    let mut first = true;
     loop {
-        let mut current = view.borrow_and_update().clone();
-        if settings.keeps_dead {
-            current.iter_mut().for_each(|m| m.status = Status::Alive);
+        if std::mem::take(&mut first) || quiescence.take_due(env.now()) {
+            let current = with_planted_bugs(&settings, view.borrow_and_update().clone());
+            let members: Vec<Member> = current.iter().map(Member::from).collect();
+            render_once(&env, &settings, &mut renderer, &members, &reload);
         }
-        if settings.drops_a_backend {
-            let backend = |m: &NodeState| m.tags.get("role").is_some_and(|r| r == "backend");
-            if let Some(first) = current.iter().position(|m| backend(m) && !m.status.is_gone()) {
-                current.remove(first);
-            }
-        }
-        match renderer.update(&current) {
-            Ok(Some(output)) => match env.disk().write_atomic(&settings.output, &output.bytes) {
-                Ok(()) => {
-                    renderer.record_written(output.bytes.clone());
-                    env.observe(Event::Rendered {
-                        path: settings.output.display().to_string(),
-                        backends: output.addresses.iter().map(|a| a.host.clone()).collect(),
-                        bytes: output.bytes.len() as u32,
-                    });
-                    reload.send_modify(|generation| *generation += 1);
+        let wait = quiescence.due().map(|due| due.saturating_sub(env.now()));
+        tokio::select! {
+            biased;
+            changed = view.changed() => {
+                if changed.is_err() {
+                    return Err("membership view closed".into());
                 }
-                Err(error) => env.observe(Event::RenderFailed {
-                    error: format!("{}: {error}", settings.output.display()),
-                }),
-            },
-            Ok(None) => {}
-            Err(error) => env.observe(Event::RenderFailed { error: error.to_string() }),
-        }
-        if view.changed().await.is_err() {
-            return Err("membership view closed".into());
+                quiescence.changed(env.now());
+            }
+            () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }
     }
+}
+
+fn with_planted_bugs(settings: &RenderSettings, mut current: Vec<NodeState>) -> Vec<NodeState> {
+    if settings.keeps_dead {
+        current.iter_mut().for_each(|m| m.status = Status::Alive);
+    }
+    if settings.drops_a_backend {
+        let backend = |m: &NodeState| m.tags.get("role").is_some_and(|r| r == "backend");
+        if let Some(first) = current.iter().position(|m| backend(m) && !m.status.is_gone()) {
+            current.remove(first);
+        }
+    }
+    current
+}
+
+/// Renders `current`; a changed, valid rendering replaces the file and reloads the balancer.
+fn render_once<N: Net>(
+    env: &HostEnv<N>,
+    settings: &RenderSettings,
+    renderer: &mut Renderer,
+    current: &[Member],
+    reload: &watch::Sender<u64>,
+) {
+    let path = settings.output.display().to_string();
+    let output = match renderer.update(current) {
+        Ok(Some(output)) => output,
+        Ok(None) => return,
+        Err(error) => return env.observe(Event::RenderFailed { error: error.to_string() }),
+    };
+    if let Err(error) = validate(settings, &path, &output) {
+        return env.observe(Event::RenderRejected { error });
+    }
+    if settings.options.backup {
+        if let Ok(old) = env.disk().read(&settings.output) {
+            let backup = PathBuf::from(format!("{path}.bak"));
+            if let Err(error) = env.disk().write_atomic(&backup, &old) {
+                return env.observe(Event::RenderFailed { error: format!("{}: {error}", backup.display()) });
+            }
+        }
+    }
+    match env.disk().write_atomic(&settings.output, &output.bytes) {
+        Ok(()) => {
+            renderer.record_written(output.bytes.clone());
+            env.observe(Event::Rendered {
+                path,
+                backends: output.addresses.iter().map(|a| a.host.clone()).collect(),
+                bytes: output.bytes.len() as u32,
+            });
+            reload.send_modify(|generation| *generation += 1);
+        }
+        Err(error) => env.observe(Event::RenderFailed { error: format!("{path}: {error}") }),
+    }
+}
+
+/// The balancer's own verdict on a rendering: only errors reject it (warnings do not).
+fn validate(settings: &RenderSettings, path: &str, output: &Output) -> Result<(), String> {
+    if !settings.options.validate {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&output.bytes);
+    crate::balancer::config::parse(path, &text).map(|_| ()).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
@@ -80,6 +154,8 @@ mod tests {
     use std::cell::Cell;
     use std::collections::BTreeMap;
     use std::path::Path;
+
+    use std::time::Duration;
 
     use super::*;
     use crate::gossip::{NodeState, Status};
@@ -124,6 +200,7 @@ mod tests {
                 template_file: "t.hb".into(),
                 template_text: "{{#each addresses}}{{host}} {{/each}}".into(),
                 output: "/cfg".into(),
+                options: RenderOptions { validate: false, ..RenderOptions::default() },
                 drops_a_backend: false,
                 keeps_dead: false,
             };
@@ -152,6 +229,82 @@ mod tests {
             task.abort();
             let kinds: Vec<&str> = recorded.0.borrow().iter().map(|(_, e)| e.kind()).collect();
             assert_eq!(kinds, ["rendered", "render-failed", "rendered"]);
+        });
+    }
+
+    /// A valid haproxy.cfg, unless a member's name makes a `server` line unparsable.
+    const CONFIG_TEMPLATE: &str = "defaults\n    mode http\n    timeout connect 1s\n    timeout server 5s\n\
+        frontend web\n    bind 127.0.0.1:8080\n    default_backend nodes\n\
+        backend nodes\n{{#each addresses}}    server {{host}} {{ip}}:3000\n{{/each}}";
+
+    fn settings(options: RenderOptions) -> RenderSettings {
+        RenderSettings {
+            template_file: "t.hb".into(),
+            template_text: CONFIG_TEMPLATE.into(),
+            output: "/cfg".into(),
+            options,
+            drops_a_backend: false,
+            keeps_dead: false,
+        }
+    }
+
+    /// `wait = "500ms:2s"`: five joins 100 ms apart render once, 500 ms after the last.
+    #[test]
+    fn a_burst_of_joins_within_the_wait_renders_once() {
+        run_paused(async {
+            let disk = Rc::new(MemoryDisk::default());
+            let (env, recorded) = host(disk.clone());
+            let wait = Wait { min: Duration::from_millis(500), max: Duration::from_secs(2) };
+            let options = RenderOptions { wait, ..RenderOptions::default() };
+            let (view, view_rx) = watch::channel(Vec::new());
+            let (reload, _reload_rx) = watch::channel(0u64);
+            let task = tokio::task::spawn_local(run(env, settings(options), view_rx, Rc::new(reload)));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut members = Vec::new();
+            for i in 1..=5u8 {
+                members.push(backend(&format!("s{i}"), i + 1));
+                view.send_replace(members.clone());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            task.abort();
+            let renders: Vec<(Duration, usize)> = recorded
+                .0
+                .borrow()
+                .iter()
+                .filter_map(|(at, e)| match e {
+                    Event::Rendered { backends, .. } => Some((*at, backends.len())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(renders, [(Duration::ZERO, 0), (Duration::from_millis(1900), 5)]);
+        });
+    }
+
+    /// A rendering the balancer's parser rejects keeps the old file and reloads nothing; a
+    /// good one afterwards replaces it, leaving the previous file as the backup.
+    #[test]
+    fn an_invalid_rendering_is_rejected_and_the_old_file_kept() {
+        run_paused(async {
+            let disk = Rc::new(MemoryDisk::default());
+            let (env, recorded) = host(disk.clone());
+            let options = RenderOptions { backup: true, ..RenderOptions::default() };
+            let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
+            let (reload, reload_rx) = watch::channel(0u64);
+            let task = tokio::task::spawn_local(run(env, settings(options), view_rx, Rc::new(reload)));
+            tokio::task::yield_now().await;
+            let good = disk.read(Path::new("/cfg")).unwrap();
+            view.send_replace(vec![backend("s1", 2), backend("bad name", 3)]);
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), good, "the old file stays");
+            assert_eq!(*reload_rx.borrow(), 1, "no reload of a rejected rendering");
+            view.send_replace(vec![backend("s1", 2), backend("s2", 3)]);
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg.bak")).unwrap(), good, "the replaced file is the backup");
+            assert_eq!(*reload_rx.borrow(), 2);
+            task.abort();
+            let kinds: Vec<&str> = recorded.0.borrow().iter().map(|(_, e)| e.kind()).collect();
+            assert_eq!(kinds, ["rendered", "render-rejected", "rendered"]);
         });
     }
 }

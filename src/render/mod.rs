@@ -1,9 +1,12 @@
 //! membership -> registry -> handlebars template -> `haproxy.cfg`, consul-template style.
 //!
 //! - [`core`]: the sans-io renderer (registry, template, render-only-on-change).
-//! - [`driver`]: watches the gossip view, writes atomically, asks the balancer to reload.
+//! - [`quiescence`]: consul-template's `wait = "min:max"`.
+//! - [`driver`]: watches the gossip view, validates, writes atomically (with an optional
+//!   backup), asks the balancer to reload.
 
 pub mod core;
 pub mod driver;
+pub mod quiescence;
 
-pub use core::{Address, RenderError, Renderer};
+pub use core::{Address, Member, RenderError, Renderer};

@@ -23,7 +23,7 @@ use crate::faults::FaultKind;
 use crate::world::{HostKind, LINK_LATENCY_MAX, World};
 use rollcall::balancer::health::CheckSettings;
 use rollcall::gossip::lifeguard::{self, Suspicion};
-use rollcall::gossip::{GossipConfig, JoinMode, NodeState, Status};
+use rollcall::gossip::{GossipConfig, JoinMode};
 use rollcall::node::Role;
 
 /// Time the stack's own tasks need to pass a change along (view -> renderer -> file ->
@@ -148,16 +148,15 @@ fn loaded_checks(world: &World) -> Option<(CheckSettings, Duration)> {
     let HostKind::Node(node) = &balancer.kind else { return None };
     let Role::Balancer { template_file, template_text, .. } = &node.role else { return None };
     let renderer = rollcall::render::Renderer::new(template_file, template_text).ok()?;
-    let view: Vec<NodeState> = world
+    let view: Vec<rollcall::render::core::Member> = world
         .webapps()
         .into_iter()
         .enumerate()
-        .map(|(i, name)| NodeState {
+        .map(|(i, name)| rollcall::render::core::Member {
             name,
-            addr: std::net::SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 7946)),
-            incarnation: 0,
-            status: Status::Alive,
+            addr: std::net::Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1).into(),
             tags: [("role".to_string(), "backend".to_string())].into(),
+            live: true,
         })
         .collect();
     let text = renderer.render(&rollcall::render::Renderer::addresses(&view)).ok()?;
@@ -202,31 +201,50 @@ fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (W
     (detection, admission)
 }
 
+/// The renderer's quiescence wait at its longest (consul-template's `wait` max), as a
+/// window term when the balancer has one.
+fn render_wait(world: &World) -> Option<(String, Duration)> {
+    let balancer = world.hosts.iter().find(|h| h.is_balancer())?;
+    let HostKind::Node(node) = &balancer.kind else { return None };
+    let Role::Balancer { options, .. } = &node.role else { return None };
+    let max = options.wait.max.max(options.wait.min);
+    (!max.is_zero()).then(|| ("render wait (its max)".to_string(), max))
+}
+
+/// The bound of `rendered-view`: the render wait's max and the reaction time.
+pub fn render_settle(world: &World) -> Window {
+    let reaction = world.tick * REACTION_TICKS;
+    let mut terms: Vec<(String, Duration)> = render_wait(world).into_iter().collect();
+    terms.push((format!("render ({REACTION_TICKS} ticks)"), reaction));
+    Window::new("the renderer: its quiescence wait, then one render", terms)
+}
+
 /// D and A from gossip, for a balancer without health checks.
 fn gossip_windows(world: &World) -> Windows {
     let gossip = balancer_gossip(world);
     let Detection { nodes, peers, probe_gap, suspicion } = Detection::of(world, &gossip);
     let round_trip = (LINK_LATENCY_MAX + planned_extra_latency(world)) * 2;
     let reaction = world.tick * REACTION_TICKS;
-    let detection = Window::new(
-        "no health checks: gossip detection by the balancer's agent",
-        vec![
-            (format!("probe gap ((2 x {peers} - 1) probe intervals)"), probe_gap),
-            ("probe round (direct ping, then ping-reqs to the interval's end)".into(), gossip.probe_interval),
-            (suspicion_term(&gossip, nodes), suspicion),
-            ("datagram round trip".into(), round_trip),
-            (format!("render and reload ({REACTION_TICKS} ticks)"), reaction),
-        ],
-    );
+    let wait = render_wait(world);
+    let mut detection_terms = vec![
+        (format!("probe gap ((2 x {peers} - 1) probe intervals)"), probe_gap),
+        ("probe round (direct ping, then ping-reqs to the interval's end)".into(), gossip.probe_interval),
+        (suspicion_term(&gossip, nodes), suspicion),
+        ("datagram round trip".into(), round_trip),
+    ];
+    detection_terms.extend(wait.clone());
+    detection_terms.push((format!("render and reload ({REACTION_TICKS} ticks)"), reaction));
+    let detection =
+        Window::new("no health checks: gossip detection by the balancer's agent", detection_terms);
     let rejoin = join_wait(world).max(gossip.reconnect_interval);
-    let admission = Window::new(
-        "no health checks: gossip join, or reconnect after a failure",
-        vec![
-            ("max(join retry or timeout, reconnect interval)".into(), rejoin),
-            ("push-pull round trip".into(), round_trip),
-            (format!("render and reload ({REACTION_TICKS} ticks)"), reaction),
-        ],
-    );
+    let mut admission_terms = vec![
+        ("max(join retry or timeout, reconnect interval)".into(), rejoin),
+        ("push-pull round trip".into(), round_trip),
+    ];
+    admission_terms.extend(wait);
+    admission_terms.push((format!("render and reload ({REACTION_TICKS} ticks)"), reaction));
+    let admission =
+        Window::new("no health checks: gossip join, or reconnect after a failure", admission_terms);
     Windows { detection, admission, gossip_detection: None }
 }
 

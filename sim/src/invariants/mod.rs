@@ -11,6 +11,7 @@
 //! - `views`, `incarnation`, `no-self-death`, `left`: gossip's own promises ([`gossip`]).
 //! - `restart-spacing`, `one-instance`, `quiet-shutdown`, `finish-once`: the supervisor's
 //!   ([`supervision`]).
+//! - `rendered-view`: the renderer's ([`render`]).
 //!
 //! An enabled invariant that never found anything to check is UNCHECKED, which is never the
 //! expected outcome: a check that cannot fail proves nothing.
@@ -18,6 +19,7 @@
 pub mod available;
 pub mod bounds;
 pub mod gossip;
+pub mod render;
 pub mod supervision;
 
 use std::collections::BTreeSet;
@@ -32,7 +34,7 @@ use crate::world::World;
 const VIOLATIONS_LISTED_MAX: usize = 10;
 
 /// The names of the invariants a scenario can check.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "converge",
     "detect",
     "available",
@@ -44,6 +46,7 @@ pub const NAMES: [&str; 11] = [
     "one-instance",
     "quiet-shutdown",
     "finish-once",
+    "rendered-view",
 ];
 
 /// One failure of an invariant.
@@ -171,6 +174,9 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     }
     if enabled.left {
         verdicts.push(gossip::left(obs, &bounds::views_settle(world)));
+    }
+    if enabled.rendered_view {
+        verdicts.push(render::rendered_view(obs, &bounds::render_settle(world)));
     }
     let supervision = supervision::check(obs);
     verdicts.extend(supervision.into_iter().filter(|v| enabled.enables(&v.name)));

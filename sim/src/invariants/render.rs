@@ -1,0 +1,66 @@
+//! The renderer's promise, as consul-template makes it: once the balancer's gossip view has
+//! been still for the render wait (its max) and the reaction time, the rendered backends are
+//! exactly the live webapps of that view (`rendered-view`). It sees a renderer that drops
+//! or keeps members, and a rendering that was rejected and left a stale file behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rollcall::host::MemberStatus;
+
+use super::bounds::Window;
+use super::{Verdict, secs};
+use crate::observe::Observations;
+
+/// Checks `rendered-view`.
+pub fn rendered_view(obs: &Observations, bound: &Window) -> Verdict {
+    let balancer = &obs.balancer;
+    let bound = bound.duration();
+    let rule = format!(
+        "once {balancer}'s gossip view has been still for {}, its rendered backends are the view's live webapps",
+        secs(bound)
+    );
+    let mut verdict = Verdict::new("rendered-view", rule);
+    let changes = obs.views.get(balancer).map_or(&[][..], Vec::as_slice);
+    let renderer = obs.service(balancer, "renderer");
+    let mut view = BTreeMap::new();
+    let mut applied = 0;
+    while applied < changes.len() {
+        let at = changes[applied].0;
+        // Every change at this instant, then the view as it stands.
+        while changes.get(applied).is_some_and(|(t, _)| *t == at) {
+            changes[applied].1.apply(&mut view);
+            applied += 1;
+        }
+        let next = changes.get(applied).map_or(obs.end, |(t, _)| *t);
+        let due = at + bound;
+        if due >= next
+            || !renderer.contains(at)
+            || !renderer.contains(due)
+            || renderer.since(due) != renderer.since(at)
+        {
+            continue;
+        }
+        verdict.checked += 1;
+        let expected: BTreeSet<String> = view
+            .iter()
+            .filter(|(name, (status, _))| {
+                obs.webapps.contains(name) && matches!(status, MemberStatus::Alive | MemberStatus::Suspect)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let rendered = obs.rendered.at(due);
+        if rendered != expected {
+            let missing: Vec<&String> = expected.difference(&rendered).collect();
+            let extra: Vec<&String> = rendered.difference(&expected).collect();
+            let hosts: Vec<&str> = missing.iter().chain(&extra).map(|s| s.as_str()).collect();
+            let what = format!(
+                "at {} (view still since {}) {balancer} rendered {:?}: missing {missing:?}, extra {extra:?}",
+                secs(due),
+                secs(at),
+                rendered
+            );
+            verdict.fail(due, &hosts, what);
+        }
+    }
+    verdict
+}

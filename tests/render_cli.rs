@@ -1,0 +1,105 @@
+//! `rollcall render`: consul-template's one-shot render, judged by the balancer's parser
+//! and by a check command (real `haproxy -c`), written atomically, never replacing a good
+//! file with a rejected one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn render(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .arg("render")
+        .args(args)
+        .output()
+        .expect("run rollcall render")
+}
+
+fn members(dir: &Path, json: &str) -> String {
+    let path = dir.join("members.json");
+    std::fs::write(&path, json).unwrap();
+    path.display().to_string()
+}
+
+const TWO: &str = r#"[
+  {"name": "ha", "addr": "10.0.0.1", "tags": {"role": "balancer"}},
+  {"name": "s2", "addr": "10.0.0.3", "tags": {"role": "backend"}},
+  {"name": "s1", "addr": "10.0.0.2", "tags": {"role": "backend"}},
+  {"name": "s3", "addr": "10.0.0.4", "tags": {"role": "backend"}, "live": false}
+]"#;
+
+#[test]
+fn renders_checks_with_haproxy_keeps_a_backup_and_leaves_a_good_file_alone_on_rejection() {
+    let dir = std::env::temp_dir().join(format!("rollcall-render-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = root().join("scenarios/templates/haproxy.cfg.hb");
+    let template = template.to_str().unwrap();
+    let out = dir.join("haproxy.cfg");
+    let out_arg = out.to_str().unwrap();
+    let list = members(&dir, TWO);
+    let check = ["--check-cmd", "haproxy -c -q -f {file}"];
+    let first =
+        render(&[&["--template", template, "--members", &list, "--out", out_arg][..], &check].concat());
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let good = std::fs::read_to_string(&out).unwrap();
+    assert!(good.contains("server s1 10.0.0.2:3000 check") && good.contains("server s2 10.0.0.3:3000 check"));
+    assert!(!good.contains("s3"), "a member that is not live is no backend");
+
+    let again = render(&["--template", template, "--members", &list, "--out", out_arg]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("unchanged"));
+
+    let bad = members(&dir, r#"[{"name": "bad name", "addr": "10.0.0.9", "tags": {"role": "backend"}}]"#);
+    let rejected = render(&["--template", template, "--members", &bad, "--out", out_arg]);
+    assert_eq!(rejected.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&rejected.stderr).contains("rendering rejected"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), good, "the good file stays");
+
+    let one = members(&dir, r#"[{"name": "s1", "addr": "10.0.0.2", "tags": {"role": "backend"}}]"#);
+    let vetoed =
+        render(&["--template", template, "--members", &one, "--out", out_arg, "--check-cmd", "false"]);
+    assert_eq!(vetoed.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), good, "a failed check keeps the file too");
+    let leftovers = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(leftovers, 0, "no staged file left behind");
+
+    let marker = dir.join("reloaded");
+    let reload = format!("touch {}", marker.display());
+    let replaced = render(&[
+        "--template",
+        template,
+        "--members",
+        &one,
+        "--out",
+        out_arg,
+        "--backup",
+        "--command",
+        &reload,
+    ]);
+    assert!(replaced.status.success(), "{}", String::from_utf8_lossy(&replaced.stderr));
+    assert_eq!(std::fs::read_to_string(dir.join("haproxy.cfg.bak")).unwrap(), good);
+    assert!(marker.exists(), "the command ran after the change");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_members_are_bad_input_named_by_file_and_line_and_dry_run_prints() {
+    let dir = std::env::temp_dir().join(format!("rollcall-render-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = root().join("scenarios/templates/haproxy.cfg.hb");
+    let template = template.to_str().unwrap();
+    let broken = members(&dir, "[\n  {\"name\": \"s1\", \"addr\": \"not an ip\"}\n]");
+    let output = render(&["--template", template, "--members", &broken, "--dry-run"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{broken}:2:")), "{stderr}");
+    let list = members(&dir, TWO);
+    let printed = render(&["--template", template, "--members", &list, "--dry-run"]);
+    assert!(printed.status.success());
+    assert!(String::from_utf8_lossy(&printed.stdout).contains("server s2 10.0.0.3:3000 check"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
