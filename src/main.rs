@@ -476,7 +476,7 @@ fn balancer_thread(
         }
         let bugs = rollcall::node::PlantedBugs::default();
         tokio::select! {
-            result = rollcall::balancer::proxy::run(env, config, reload_rx, bugs) => {
+            result = rollcall::balancer::proxy::run(env, config, reload_rx, bugs, std::process::id()) => {
                 result.map_err(|e| anyhow::anyhow!(e))
             }
             _ = tokio::signal::ctrl_c() => std::process::exit(0),
@@ -556,7 +556,13 @@ fn run_node(command: Command) -> anyhow::Result<()> {
             let template_file = template.display().to_string();
             rollcall::render::Renderer::new(&template_file, &template_text)?;
             let output = output.context("--output is required")?;
-            Role::Balancer { template_file, template_text, output, options: RenderOptions::default() }
+            Role::Balancer {
+                template_file,
+                template_text,
+                output,
+                options: RenderOptions::default(),
+                pipeline: rollcall::node::Pipeline::Fixed,
+            }
         }
     };
     let join_mode = if retry_join {

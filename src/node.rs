@@ -32,9 +32,43 @@ pub const BALANCER_SERVICE: &str = "haproxy";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// `ha`: gossip, renderer and balancer.
-    Balancer { template_file: String, template_text: String, output: PathBuf, options: RenderOptions },
+    Balancer {
+        template_file: String,
+        template_text: String,
+        output: PathBuf,
+        options: RenderOptions,
+        pipeline: Pipeline,
+    },
     /// `s1`, `s2`, ...: gossip and the web app.
     Backend,
+}
+
+/// How `ha` goes from a membership change to a running balancer.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pipeline {
+    /// As the lab does it: the rendering goes straight onto the live file (truncated first),
+    /// nothing validates it, and `s6-svc -h` kills the balancer's run script, whose next
+    /// start runs a new balancer process with `-sf` on the pid in its pid file
+    /// ([`balancer::legacy`]). The lab's failures follow.
+    Lab,
+    /// consul-template's way: validate, write atomically, and reload the one balancer
+    /// process in place (HAProxy's master-worker reload).
+    #[default]
+    Fixed,
+}
+
+impl Pipeline {
+    /// The renderer's options under this pipeline: the lab writes in place and validates
+    /// nothing, whatever else was asked.
+    pub fn render_options(self, options: RenderOptions) -> RenderOptions {
+        match self {
+            Pipeline::Lab => RenderOptions { validate: false, backup: false, in_place: true, ..options },
+            Pipeline::Fixed => options,
+        }
+    }
 }
 
 impl Role {
@@ -175,22 +209,45 @@ pub struct NodeHandles {
 
 /// Boots the node: builds its services and supervises them until the node halts.
 pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles) {
-    let NodeHandles { faults, control, agent } = handles;
+    let NodeHandles { faults, control: from_world, agent } = handles;
+    // s6-svc from the world and from the node itself (the lab's handler runs `s6-svc -h`).
+    let (svc, control) = mpsc::unbounded_channel();
+    let forward_svc = svc.clone();
+    let forwarder = tokio::task::spawn_local(async move {
+        let mut from_world = from_world;
+        while let Some(command) = from_world.recv().await {
+            if forward_svc.send(command).is_err() {
+                return;
+            }
+        }
+    });
     let (view, _) = watch::channel(Vec::new());
     let view = Rc::new(view);
     let mut services = vec![serf_service(&env, &spec, faults, view.clone(), agent)];
     match &spec.role {
-        Role::Balancer { template_file, template_text, output, options } => {
+        Role::Balancer { template_file, template_text, output, options, pipeline } => {
             let (reload, _) = watch::channel(0u64);
             let reload = Rc::new(reload);
             let settings = RenderSettings {
                 template_file: template_file.clone(),
                 template_text: template_text.clone(),
                 output: output.clone(),
-                options: *options,
+                options: pipeline.render_options(*options),
                 drops_a_backend: spec.bugs.renderer_drops_a_backend,
                 keeps_dead: spec.bugs.renderer_keeps_dead,
             };
+            if *pipeline == Pipeline::Lab {
+                lab_image_config(&env, &settings);
+                let mut reloads = reload.subscribe();
+                tokio::task::spawn_local(async move {
+                    // The handler's `s6-svc -h haproxy` after each render.
+                    while reloads.changed().await.is_ok() {
+                        if svc.send(Control::signal(BALANCER_SERVICE, Signal::Hup)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
             let (render_env, render_view, render_reload) = (env.clone(), view.clone(), reload.clone());
             services.push(service(&spec, "renderer", move |_| {
                 let run = render::run(
@@ -201,17 +258,10 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
                 );
                 Box::pin(run)
             }));
-            let (proxy_env, output) = (env.clone(), output.clone());
-            let bugs = spec.bugs;
-            let hangup_reload = reload.clone();
-            let haproxy = service(&spec, BALANCER_SERVICE, move |_| {
-                let (env, path) = (proxy_env.clone(), output.clone());
-                Box::pin(balancer::proxy::run(env, path, reload.subscribe(), bugs))
+            services.push(match pipeline {
+                Pipeline::Fixed => master_worker_balancer(&env, &spec, output, reload),
+                Pipeline::Lab => lab_balancer(&env, &spec, output),
             });
-            // SIGHUP reloads the file, as it does for `rollcall balancer`.
-            services.push(
-                haproxy.on(Signal::Hup, move || hangup_reload.send_modify(|generation| *generation += 1)),
-            );
         }
         Role::Backend => {
             let (app_env, tag) = (env.clone(), spec.tag.clone());
@@ -220,6 +270,76 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
         }
     }
     supervisor::run(env, services, NodeSettings::default(), control).await;
+    forwarder.abort();
+}
+
+/// The configuration the lab's image ships (its Dockerfile copies one in): what the template
+/// gives for a cluster without backends, put in place only if the file is not there yet, so
+/// that the first HAProxy start has a file to read.
+fn lab_image_config<N: Net>(env: &HostEnv<N>, settings: &RenderSettings) {
+    if env.disk().read(&settings.output).is_ok() {
+        return;
+    }
+    let Ok(renderer) = crate::render::Renderer::new(&settings.template_file, &settings.template_text) else {
+        return;
+    };
+    if let Ok(text) = renderer.render(&[]) {
+        if let Err(error) = env.disk().write_atomic(&settings.output, text.as_bytes()) {
+            env.observe(crate::host::Event::RenderFailed {
+                error: format!("{}: {error}", settings.output.display()),
+            });
+        }
+    }
+}
+
+/// The balancer as one process reloaded in place: SIGHUP reloads the file, as it does for
+/// `rollcall balancer` (HAProxy's master-worker mode).
+fn master_worker_balancer<N: Net>(
+    env: &HostEnv<N>,
+    spec: &NodeSpec,
+    output: &std::path::Path,
+    reload: Rc<watch::Sender<u64>>,
+) -> Service {
+    let (env, output, bugs) = (env.clone(), output.to_path_buf(), spec.bugs);
+    let hangup_reload = reload.clone();
+    let pids = Cell::new(0u32);
+    let haproxy = service(spec, BALANCER_SERVICE, move |_| {
+        pids.set(pids.get() + 1);
+        let (env, path) = (env.clone(), output.clone());
+        Box::pin(balancer::proxy::run(env, path, reload.subscribe(), bugs, pids.get()))
+    });
+    haproxy.on(Signal::Hup, move || hangup_reload.send_modify(|generation| *generation += 1))
+}
+
+/// The lab's `haproxy` run script: start HAProxy with `-sf` on the pid in the pid file,
+/// write the new pid there, `wait`; SIGTERM becomes SIGUSR1 (a soft stop) for that pid.
+/// SIGHUP, which the renderer's `s6-svc -h` sends, kills the script and leaves its HAProxy
+/// running; the supervisor starts the script again.
+fn lab_balancer<N: Net>(env: &HostEnv<N>, spec: &NodeSpec, output: &std::path::Path) -> Service {
+    let processes = balancer::legacy::Processes::default();
+    // The pid file: it outlives the run script (a file on the host), not the boot.
+    let pid_file: Rc<Cell<Option<u32>>> = Rc::default();
+    let (run_env, output) = (env.clone(), output.to_path_buf());
+    let (run_processes, run_pid_file) = (processes.clone(), pid_file.clone());
+    let haproxy = service(spec, BALANCER_SERVICE, move |_| {
+        let (env, path, processes, pid_file) =
+            (run_env.clone(), output.clone(), run_processes.clone(), run_pid_file.clone());
+        Box::pin(async move {
+            let pid = processes.start(&env, &path, pid_file.get()).await;
+            pid_file.set(Some(pid));
+            if !processes.is_alive(pid) {
+                return Err(format!("haproxy {pid} exited at start"));
+            }
+            processes.wait(pid).await;
+            Ok(())
+        })
+    });
+    let term_env = env.clone();
+    haproxy.on(Signal::Term, move || {
+        if let Some(pid) = pid_file.get() {
+            processes.exit(&term_env, pid);
+        }
+    })
 }
 
 /// One run of an in-process service: its error is exit 1.

@@ -24,7 +24,11 @@ fn lab_addresses() -> Vec<Address> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| Address { host: a["host"].as_str().unwrap().into(), ip: a["ip"].as_str().unwrap().into() })
+        .map(|a| Address {
+            host: a["host"].as_str().unwrap().into(),
+            ip: a["ip"].as_str().unwrap().into(),
+            tags: Default::default(),
+        })
         .collect()
 }
 
@@ -110,7 +114,11 @@ fn haproxy_check(name: &str, text: &str) -> (bool, String) {
 #[test]
 fn real_haproxy_accepts_every_rendering_of_the_shipped_template() {
     let many: Vec<Address> = (1..=40)
-        .map(|i| Address { host: format!("web-{i:02}"), ip: format!("10.0.{}.{}", i / 200, i % 200 + 1) })
+        .map(|i| Address {
+            host: format!("web-{i:02}"),
+            ip: format!("10.0.{}.{}", i / 200, i % 200 + 1),
+            tags: Default::default(),
+        })
         .collect();
     let cases: [(&str, Vec<Address>); 4] = [
         ("none", Vec::new()),

@@ -108,7 +108,7 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
         (at(), lasting(), node()).prop_map(|(at, lasting, host)| FaultSpec {
             at,
             lasting: Some(lasting),
-            kind: FaultKind::HostCrash { host: host.into() },
+            kind: FaultKind::HostCrash { host: host.into(), mid_render: false },
         }),
         (at(), webapp(), prop::sample::select(vec!["serf", "webapp"])).prop_map(|(at, host, service)| {
             FaultSpec {

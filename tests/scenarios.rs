@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rollcall::host::{Event, MemberChange};
-use rollcall::node::PlantedBugs;
+use rollcall::node::{Pipeline, PlantedBugs};
 use rollcall_sim::faults::{FaultKind, FaultSpec};
 use rollcall_sim::trace::{Entry, WorldEvent};
 use rollcall_sim::world::{Expectation, HostKind};
@@ -586,4 +586,87 @@ fn redispatch_sends_a_failed_connect_to_another_server() {
     assert!(with.report.figures.requests.failed.is_empty(), "{:?}", with.report.figures.requests);
     let without = run(&simulation("lab-partial-cut.toml"));
     assert!(!without.report.figures.requests.failed.is_empty(), "{:?}", without.report.figures.requests);
+}
+
+/// The ha events of `kind` in a run, with their times.
+fn ha_events<'a>(run: &'a Run, kind: &str) -> Vec<(Duration, &'a Event)> {
+    let records = run.trace.records.iter().filter(|r| r.host == "ha");
+    let events = records.filter_map(|r| match &r.event {
+        Entry::Host(event) if event.kind() == kind => Some((r.at(), event)),
+        _ => None,
+    });
+    events.collect()
+}
+
+/// The two new pipeline scenarios end as they expect under both pipelines, seeds 1-5.
+#[test]
+fn the_pipeline_scenarios_end_as_expected_under_both_pipelines_for_seeds_1_to_5() {
+    for name in ["lab-invalid-render.toml", "lab-render-crash.toml"] {
+        for pipeline in [Pipeline::Lab, Pipeline::Fixed] {
+            for seed in 1..=5 {
+                let run = run(&simulation(name).pipeline(pipeline).seed(seed));
+                assert!(run.report.as_expected, "{name} {pipeline:?} seed {seed}:\n{}", run.report.to_text());
+            }
+        }
+    }
+}
+
+/// Under the fixed pipeline the invalid rendering is rejected and never loaded; under the
+/// lab's, the process from before the bad rendering is still accepting at the end, beside
+/// the one started after it was corrected.
+#[test]
+fn an_invalid_rendering_is_rejected_by_the_fixed_pipeline_and_orphans_a_balancer_in_the_lab() {
+    let fixed = run(&simulation("lab-invalid-render.toml").pipeline(Pipeline::Fixed));
+    assert_eq!(ha_events(&fixed, "render-rejected").len(), 1);
+    assert!(ha_events(&fixed, "reload-failed").is_empty());
+    let lab = run(&simulation("lab-invalid-render.toml").pipeline(Pipeline::Lab));
+    assert!(ha_events(&lab, "render-rejected").is_empty(), "the lab validates nothing");
+    let failed = ha_events(&lab, "reload-failed");
+    assert!(failed.len() >= 10, "a failed start every second from 21 s to 35 s: {failed:?}");
+    let before = ha_events(&lab, "accepting").into_iter().filter(|(at, _)| *at < Duration::from_secs(20));
+    let mut before = before;
+    let Some((_, Event::Accepting { pids: first, .. })) = before.next_back() else {
+        panic!("nothing accepted")
+    };
+    let Some((_, Event::Accepting { pids: last, .. })) = ha_events(&lab, "accepting").pop() else { panic!() };
+    assert_eq!(last.len(), 2, "two processes at the end: {last:?}");
+    assert_eq!(last[0], first[0], "the orphan is the process from before the bad rendering");
+}
+
+/// `during = "render"` crashes ha while it writes: under the lab pipeline the file is left
+/// empty and the next start fails on it; under the fixed one the file is whole.
+#[test]
+fn a_crash_in_the_middle_of_a_render_empties_the_file_only_in_the_lab_pipeline() {
+    for pipeline in [Pipeline::Lab, Pipeline::Fixed] {
+        let run = run(&simulation("lab-render-crash.toml").pipeline(pipeline));
+        let crashed = run.trace.records.iter().find_map(|r| match &r.event {
+            Entry::World(WorldEvent::HostCrashed) if r.host == "ha" => Some(r.at()),
+            _ => None,
+        });
+        let crashed = crashed.expect("ha crashed");
+        let writing = ha_events(&run, "render-started").into_iter().rfind(|(at, _)| *at < crashed);
+        let (began, _) = writing.expect("a render began before the crash");
+        assert!(crashed >= Duration::from_secs(20) && crashed - began < Duration::from_millis(50));
+        let failed = ha_events(&run, "reload-failed");
+        match pipeline {
+            Pipeline::Lab => {
+                assert!(
+                    matches!(failed.first(), Some((at, Event::ReloadFailed { error }))
+                    if *at > crashed && error.contains("no frontend")),
+                    "{failed:?}"
+                );
+            }
+            Pipeline::Fixed => assert!(failed.is_empty(), "{failed:?}"),
+        }
+    }
+}
+
+/// `during` takes only "render".
+#[test]
+fn a_crash_during_anything_but_a_render_is_bad_input() {
+    let text = std::fs::read_to_string(scenario_path("lab-render-crash.toml")).unwrap();
+    let broken = text.replace("during = \"render\"", "during = \"reload\"");
+    let error =
+        rollcall_sim::scenario::parse("lab-render-crash.toml", &broken, &scenario_path("")).unwrap_err();
+    assert!(error.to_string().contains("during = \"reload\""), "{error}");
 }

@@ -44,8 +44,13 @@ pub enum FaultKind {
         extra: Duration,
     },
     /// The host dies (every process at once), and boots again when the fault ends; its disk
-    /// survives.
-    HostCrash { host: String },
+    /// survives. `mid_render`: not at the fault's start but at the first moment from then
+    /// on that the host is writing a rendering (and the restart comes as long after that).
+    HostCrash {
+        host: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mid_render: bool,
+    },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { host: String, service: String },
     /// The host's gossip agent leaves the cluster gracefully (`s6-svc -d serf`, whose down
@@ -91,7 +96,10 @@ impl std::fmt::Display for FaultKind {
             FaultKind::Latency { hosts, extra } => {
                 write!(f, "gossip latency +{}ms on {}", extra.as_millis(), hosts.join(","))
             }
-            FaultKind::HostCrash { host } => write!(f, "host crash {host}"),
+            FaultKind::HostCrash { host, mid_render: false } => write!(f, "host crash {host}"),
+            FaultKind::HostCrash { host, mid_render: true } => {
+                write!(f, "host crash {host} in the middle of a render")
+            }
             FaultKind::ServiceCrash { host, service } => write!(f, "service crash {service} on {host}"),
             FaultKind::Leave { host } => write!(f, "graceful leave of {host}"),
             FaultKind::Stop { host } => write!(f, "stop of {host} (docker stop)"),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
 
 #[derive(Parser)]
@@ -31,6 +32,9 @@ enum Command {
         /// Write every trace record to FILE as JSON Lines.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+        #[arg(long, value_enum)]
+        pipeline: Option<PipelineArg>,
     },
     /// Report simulated convergence time over a range of seeds.
     Converge {
@@ -42,7 +46,28 @@ enum Command {
         /// Number of seeds.
         #[arg(long, default_value_t = 50)]
         seeds: u64,
+        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+        #[arg(long, value_enum)]
+        pipeline: Option<PipelineArg>,
     },
+}
+
+/// `--pipeline`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PipelineArg {
+    /// The lab's: render in place, no validation, legacy reloads.
+    Lab,
+    /// consul-template's and master-worker HAProxy's.
+    Fixed,
+}
+
+impl From<PipelineArg> for Pipeline {
+    fn from(arg: PipelineArg) -> Self {
+        match arg {
+            PipelineArg::Lab => Pipeline::Lab,
+            PipelineArg::Fixed => Pipeline::Fixed,
+        }
+    }
 }
 
 /// Log lines carry simulated time; turmoil's `node{name=..}` span carries the host.
@@ -69,20 +94,25 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { scenario, seed, json, trace } => run(scenario, seed, json, trace),
-        Command::Converge { scenario, from, seeds } => converge(scenario, from, seeds),
+        Command::Run { scenario, seed, json, trace, pipeline } => run(scenario, seed, json, trace, pipeline),
+        Command::Converge { scenario, from, seeds, pipeline } => converge(scenario, from, seeds, pipeline),
     }
 }
 
-fn load(scenario: &Path) -> Result<Simulation, ExitCode> {
-    Simulation::from_file(scenario).map_err(|error| {
+fn load(scenario: &Path, pipeline: Option<PipelineArg>) -> Result<Simulation, ExitCode> {
+    let loaded = Simulation::from_file(scenario);
+    let loaded = loaded.map(|s| match pipeline {
+        Some(pipeline) => s.pipeline(pipeline.into()),
+        None => s,
+    });
+    loaded.map_err(|error| {
         eprintln!("error: {error}");
         ExitCode::from(2)
     })
 }
 
-fn converge(scenario: PathBuf, from: u64, seeds: u64) -> ExitCode {
-    let simulation = match load(&scenario) {
+fn converge(scenario: PathBuf, from: u64, seeds: u64, pipeline: Option<PipelineArg>) -> ExitCode {
+    let simulation = match load(&scenario, pipeline) {
         Ok(simulation) => simulation,
         Err(code) => return code,
     };
@@ -126,8 +156,14 @@ fn converge(scenario: PathBuf, from: u64, seeds: u64) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>) -> ExitCode {
-    let simulation = match load(&scenario) {
+fn run(
+    scenario: PathBuf,
+    seed: u64,
+    json: bool,
+    trace_path: Option<PathBuf>,
+    pipeline: Option<PipelineArg>,
+) -> ExitCode {
+    let simulation = match load(&scenario, pipeline) {
         Ok(simulation) => simulation.seed(seed),
         Err(code) => return code,
     };
@@ -138,7 +174,8 @@ fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>) ->
         Err(error) => {
             eprintln!("error: {error}");
             eprintln!("ROLLCALL_SEED={seed} (commit {})", rollcall_sim::report::COMMIT);
-            eprintln!("replay: {}", rollcall_sim::report::replay_command(&file, seed));
+            let replay = rollcall_sim::report::replay_command(&file, seed, simulation.world().pipeline());
+            eprintln!("replay: {replay}");
             return ExitCode::from(1);
         }
     };

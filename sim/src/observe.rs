@@ -190,6 +190,10 @@ pub struct Observations {
     pub rendered: SetTimeline,
     /// The servers the balancer has loaded over time.
     pub loaded: SetTimeline,
+    /// Loads of a configuration the balancer failed, with the error.
+    pub load_failures: Vec<(Duration, String)>,
+    /// The balancer processes accepting connections, over time (none while its host is down).
+    pub accepting: Vec<(Duration, Vec<u32>)>,
     /// When each host was running.
     pub host_up: BTreeMap<String, Intervals>,
     /// When each service of each host was running (its host up and the service started).
@@ -295,6 +299,9 @@ impl Observations {
             }
         }
         self.views.entry(host.to_string()).or_default().push((at, ViewChange::Reset));
+        if host == self.balancer && self.accepting.last().is_some_and(|(_, pids)| !pids.is_empty()) {
+            self.accepting.push((at, Vec::new()));
+        }
     }
 
     fn read_host(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &Event) {
@@ -339,6 +346,10 @@ impl Observations {
             Event::Reloaded { servers, .. } if host == self.balancer => {
                 self.loaded.push(at, servers.iter().cloned().collect())
             }
+            Event::ReloadFailed { error } if host == self.balancer => {
+                self.load_failures.push((at, error.clone()))
+            }
+            Event::Accepting { pids, .. } if host == self.balancer => self.accepting.push((at, pids.clone())),
             Event::Forwarding { request: Some(id), server, addr } if host == self.balancer => {
                 reading.proxied.push((at, id.clone(), Some(server.clone())));
                 reading.server_addrs.insert(server.clone(), addr.clone());

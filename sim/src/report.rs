@@ -7,6 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use rollcall::host::{Event, MemberChange};
+use rollcall::node::Pipeline;
 
 use crate::invariants::{Figures, Verdict};
 use crate::trace::{Entry, Record, Trace, WorldEvent};
@@ -87,7 +88,7 @@ impl Report {
             figures,
             expected_violations: world.expect.violated.clone(),
             expected_hosts: world.expect.hosts.clone(),
-            replay: replay_command(file, seed),
+            replay: replay_command(file, seed, world.pipeline()),
             timeline: timeline(trace),
         }
     }
@@ -160,8 +161,12 @@ impl Report {
 }
 
 /// The exact command that replays a run.
-pub fn replay_command(file: &str, seed: u64) -> String {
-    format!("cargo run --release -p rollcall-sim -- run {file} --seed {seed}")
+pub fn replay_command(file: &str, seed: u64, pipeline: Pipeline) -> String {
+    let pipeline = match pipeline {
+        Pipeline::Lab => "lab",
+        Pipeline::Fixed => "fixed",
+    };
+    format!("cargo run --release -p rollcall-sim -- run {file} --seed {seed} --pipeline {pipeline}")
 }
 
 /// Protocol-level events, plus the requests between two of them folded into one line.
@@ -262,10 +267,15 @@ fn describe(record: &Record) -> Option<String> {
         Event::Rendered { path, backends, .. } => {
             format!("rendered {path}: backends [{}]", backends.join(", "))
         }
+        Event::RenderStarted { path } => format!("writing {path}"),
         Event::RenderFailed { error } => format!("render failed: {error}"),
         Event::RenderRejected { error } => format!("rendering rejected, old file kept: {error}"),
         Event::Reloaded { bind, servers } => format!("balancer loaded {bind} -> [{}]", servers.join(", ")),
-        Event::ReloadFailed { error } => format!("balancer kept its config: {error}"),
+        Event::ReloadFailed { error } => format!("balancer could not load its config: {error}"),
+        Event::Accepting { bind, pids } => {
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            format!("balancer processes accepting on {bind}: [{}]", pids.join(", "))
+        }
         Event::ServerState { server, up, reason } => {
             format!("server {server} {}: {reason}", if *up { "UP" } else { "DOWN" })
         }

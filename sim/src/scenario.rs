@@ -17,7 +17,7 @@ use crate::world::{
     ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, SupervisionChecks, World,
 };
 use rollcall::gossip::{GossipConfig, JoinMode, Profile};
-use rollcall::node::{GossipSettings, NodeSpec, Role};
+use rollcall::node::{GossipSettings, NodeSpec, Pipeline, Role};
 use rollcall::render::driver::RenderOptions;
 use rollcall::render::quiescence::Wait;
 
@@ -36,7 +36,7 @@ pub struct ScenarioError {
 }
 
 /// The names of the invariants a scenario can check.
-pub const INVARIANT_NAMES: [&str; 12] = crate::invariants::NAMES;
+pub const INVARIANT_NAMES: [&str; 14] = crate::invariants::NAMES;
 
 /// Longest simulated run: one day.
 pub const RUN_SECONDS_MAX: f64 = 86_400.0;
@@ -77,9 +77,20 @@ struct ScenarioFile {
     start: StartSection,
     #[serde(default, rename = "fault")]
     faults: Vec<Spanned<FaultSection>>,
+    #[serde(default)]
+    node: NodeSection,
     invariants: InvariantsSection,
     #[serde(default)]
     expect: ExpectSection,
+}
+
+/// `[node]`: how the balancer node's pipeline runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    /// `"lab"` or `"fixed"` (default).
+    #[serde(default)]
+    pipeline: Pipeline,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -224,7 +235,7 @@ enum FaultSection {
     /// Extra gossip latency on the listed hosts' sends (default: all hosts).
     Latency { at_s: f64, for_s: f64, extra_ms: u64, hosts: Option<Vec<String>> },
     /// The host dies (every process at once); it boots again after `restart_after_s`.
-    HostCrash { at_s: f64, host: String, restart_after_s: Option<f64> },
+    HostCrash { at_s: f64, host: String, restart_after_s: Option<f64>, during: Option<String> },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { at_s: f64, host: String, service: String },
     /// The balancer reloads its file every `every_ms` (SIGHUP, as `s6-svc -h`) for `for_s`.
@@ -276,6 +287,12 @@ struct InvariantsSection {
     /// Once the balancer's view is still, its rendered backends are the view's live webapps.
     #[serde(default)]
     rendered_view: bool,
+    /// The balancer never fails to load the configuration it is given.
+    #[serde(default)]
+    valid_config: bool,
+    /// At most one balancer process accepts connections at a time.
+    #[serde(default)]
+    one_balancer: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +302,20 @@ struct ExpectSection {
     #[serde(default)]
     violated: Vec<Spanned<String>>,
     /// Expected violations pinned to the exact hosts they are about.
+    #[serde(default)]
+    violation: Vec<PinnedViolation>,
+    /// What the lab pipeline is expected to do instead, when it differs.
+    lab: Option<PipelineExpectSection>,
+    /// What the fixed pipeline is expected to do instead, when it differs.
+    fixed: Option<PipelineExpectSection>,
+}
+
+/// `[expect.lab]` or `[expect.fixed]`: the outcome under one pipeline.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineExpectSection {
+    #[serde(default)]
+    violated: Vec<Spanned<String>>,
     #[serde(default)]
     violation: Vec<PinnedViolation>,
 }
@@ -525,7 +556,24 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             faults.push(self.resolve_fault(fault, duration, &hosts)?);
         }
         let invariants = self.invariants(&file.invariants)?;
-        let expect = self.expectation(&file.expect, &invariants)?;
+        let expect_default = self.expectation(&file.expect.violated, &file.expect.violation, &invariants)?;
+        let mut expect_by_pipeline = BTreeMap::new();
+        for (pipeline, section) in [(Pipeline::Lab, &file.expect.lab), (Pipeline::Fixed, &file.expect.fixed)]
+        {
+            if let Some(section) = section {
+                let expect = self.expectation(&section.violated, &section.violation, &invariants)?;
+                expect_by_pipeline.insert(pipeline, expect);
+            }
+        }
+        let pipeline = file.node.pipeline;
+        let expect = expect_by_pipeline.get(&pipeline).unwrap_or(&expect_default).clone();
+        for host in &mut hosts {
+            if let HostKind::Node(node) = &mut host.kind {
+                if let Role::Balancer { pipeline: chosen, .. } = &mut node.role {
+                    *chosen = pipeline;
+                }
+            }
+        }
         Ok(World {
             name: file.name,
             description: file.description,
@@ -540,6 +588,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             faults,
             invariants,
             expect,
+            expect_by_pipeline,
+            expect_default,
         })
     }
 
@@ -559,6 +609,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 finish_once: section.finish_once,
             },
             rendered_view: section.rendered_view,
+            valid_config: section.valid_config,
+            one_balancer: section.one_balancer,
         })
     }
 
@@ -583,14 +635,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
 
     fn expectation(
         &self,
-        section: &ExpectSection,
+        violated: &[Spanned<String>],
+        violation: &[PinnedViolation],
         enabled: &InvariantSettings,
     ) -> Result<Expectation, ScenarioError> {
         let mut expect = Expectation::default();
-        for name in &section.violated {
+        for name in violated {
             expect.violated.insert(self.invariant_name(name, enabled)?);
         }
-        for pinned in &section.violation {
+        for pinned in violation {
             let name = self.invariant_name(&pinned.invariant, enabled)?;
             if pinned.hosts.is_empty() {
                 return self
@@ -714,6 +767,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             template_text: text,
             output: PathBuf::from(output),
             options: self.render_options(host)?,
+            // Set from `[node] pipeline` once every host is resolved.
+            pipeline: Pipeline::default(),
         })
     }
 
@@ -731,6 +786,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             wait: Wait { min, max },
             validate: host.render_validate.unwrap_or(defaults.validate),
             backup: host.render_backup.unwrap_or(defaults.backup),
+            in_place: false,
         })
     }
 
@@ -773,11 +829,22 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 let extra = Duration::from_millis(*extra_ms);
                 windowed(at_s, for_s, FaultKind::Latency { hosts: place.all_or(hosts)?, extra })
             }
-            FaultSection::HostCrash { at_s, host, restart_after_s } => {
+            FaultSection::HostCrash { at_s, host, restart_after_s, during } => {
                 // Without restart_after_s the host stays down until the end of the run.
                 let (at, lasting) = place.window(*at_s, restart_after_s.unwrap_or(1.0))?;
                 let lasting = restart_after_s.map(|_| lasting);
-                Ok(FaultSpec { at, lasting, kind: FaultKind::HostCrash { host: place.known(host)? } })
+                let mid_render = match during.as_deref() {
+                    None => false,
+                    Some("render") => true,
+                    Some(other) => {
+                        return place.fail(format!("during = \"{other}\": the only moment is \"render\""));
+                    }
+                };
+                Ok(FaultSpec {
+                    at,
+                    lasting,
+                    kind: FaultKind::HostCrash { host: place.known(host)?, mid_render },
+                })
             }
             FaultSection::ServiceCrash { at_s, host, service } => {
                 let (at, _) = place.window(*at_s, 1.0)?;

@@ -123,6 +123,21 @@ impl Recorder {
         records.push(Record { t_us, host: host.to_string(), event });
     }
 
+    /// How many records there are so far.
+    pub fn len(&self) -> usize {
+        self.records.borrow().len()
+    }
+
+    /// Whether no record was made yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a record from index `from` on matches.
+    pub fn any_since(&self, from: usize, matches: impl Fn(&Record) -> bool) -> bool {
+        self.records.borrow().get(from..).is_some_and(|records| records.iter().any(matches))
+    }
+
     /// Takes the records collected so far.
     pub fn finish(&self) -> Trace {
         Trace { records: std::mem::take(&mut *self.records.borrow_mut()) }

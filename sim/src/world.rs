@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use rollcall::node::{NodeSpec, Role};
+use rollcall::node::{NodeSpec, Pipeline, Role};
 
 use crate::faults::FaultSpec;
 use crate::invariants::Verdict;
@@ -91,8 +91,13 @@ pub struct World {
     pub faults: Vec<FaultSpec>,
     /// The invariants to check.
     pub invariants: InvariantSettings,
-    /// The outcome the scenario expects.
+    /// The outcome the scenario expects under the balancer's current pipeline.
     pub expect: Expectation,
+    /// Outcomes the scenario expects under one pipeline only (`[expect.lab]`,
+    /// `[expect.fixed]`); a pipeline without one expects [`World::expect_default`].
+    pub expect_by_pipeline: BTreeMap<Pipeline, Expectation>,
+    /// The outcome expected under a pipeline without its own.
+    pub expect_default: Expectation,
 }
 
 /// Which invariants a world checks, with their bounds.
@@ -116,6 +121,10 @@ pub struct InvariantSettings {
     pub supervision: SupervisionChecks,
     /// `rendered-view`.
     pub rendered_view: bool,
+    /// `valid-config`.
+    pub valid_config: bool,
+    /// `one-balancer`.
+    pub one_balancer: bool,
 }
 
 /// The supervisor's invariants a world checks.
@@ -149,6 +158,8 @@ impl InvariantSettings {
                 finish_once: true,
             },
             rendered_view: true,
+            valid_config: true,
+            one_balancer: true,
         }
     }
 
@@ -167,6 +178,8 @@ impl InvariantSettings {
             "quiet-shutdown" => self.supervision.quiet_shutdown,
             "finish-once" => self.supervision.finish_once,
             "rendered-view" => self.rendered_view,
+            "valid-config" => self.valid_config,
+            "one-balancer" => self.one_balancer,
             _ => false,
         }
     }
@@ -214,6 +227,32 @@ impl Expectation {
 }
 
 impl World {
+    /// The balancer's pipeline (`[node] pipeline`).
+    pub fn pipeline(&self) -> Pipeline {
+        self.hosts
+            .iter()
+            .find_map(|h| match &h.kind {
+                HostKind::Node(node) => match &node.role {
+                    Role::Balancer { pipeline, .. } => Some(*pipeline),
+                    Role::Backend => None,
+                },
+                HostKind::Client(_) => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Runs the balancer under `pipeline`, expecting what the scenario expects of it.
+    pub fn set_pipeline(&mut self, pipeline: Pipeline) {
+        for host in &mut self.hosts {
+            if let HostKind::Node(node) = &mut host.kind {
+                if let Role::Balancer { pipeline: current, .. } = &mut node.role {
+                    *current = pipeline;
+                }
+            }
+        }
+        self.expect = self.expect_by_pipeline.get(&pipeline).unwrap_or(&self.expect_default).clone();
+    }
+
     /// The balancer host's name.
     pub fn balancer(&self) -> &str {
         &self.hosts.iter().find(|h| h.is_balancer()).expect("a world has one balancer").name

@@ -74,14 +74,19 @@ impl Drop for InFlightGuard<'_> {
 }
 
 /// A loaded configuration, its balancing state and the servers' health.
-struct Loaded {
-    config: BalancerConfig,
+pub(super) struct Loaded {
+    pub(super) config: BalancerConfig,
     selector: Selector,
     health: HealthTable,
     in_flight: InFlight,
 }
 
 impl Loaded {
+    /// A configuration just loaded, with its own balancing state and request counts.
+    pub(super) fn new(config: BalancerConfig, health: HealthTable) -> Self {
+        Loaded { config, selector: Selector::default(), health, in_flight: InFlight::default() }
+    }
+
     /// The server the backend's algorithm chooses for `client`, skipping `except` (a
     /// redispatch) and servers that are DOWN, disabled or of weight 0.
     fn pick(&self, client: IpAddr, except: Option<&Server>) -> Option<&Server> {
@@ -126,7 +131,8 @@ impl Loaded {
     }
 }
 
-/// Serves the configuration at `config_path`, reloading it whenever `reload` changes.
+/// Serves the configuration at `config_path` as process `pid` (HAProxy's master-worker
+/// mode: one process, reloaded in place), reloading it whenever `reload` changes.
 /// `bugs` are planted for the simulator's mutation tests ([`PlantedBugs`]): removed servers
 /// that stay loaded, DOWN servers that still get requests. Real mode passes none.
 pub async fn run<N: Net>(
@@ -134,6 +140,7 @@ pub async fn run<N: Net>(
     config_path: PathBuf,
     mut reload: watch::Receiver<u64>,
     bugs: PlantedBugs,
+    pid: u32,
 ) -> Result<(), String> {
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
     let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
@@ -194,6 +201,7 @@ pub async fn run<N: Net>(
                     let task =
                         tokio::task::spawn_local(http::serve_limited(listener, maxconn, head_timeout, serve));
                     listener_task = Some((bind, task));
+                    env.observe(Event::Accepting { bind: bind.to_string(), pids: vec![pid] });
                 }
                 let stats_bind =
                     current.borrow().as_ref().and_then(|l| l.config.stats.as_ref().map(|(bind, _)| *bind));
@@ -266,13 +274,13 @@ fn keep_removed_servers(config: &mut BalancerConfig, previous: Option<&Loaded>) 
     }
 }
 
-fn load<N: Net>(env: &HostEnv<N>, path: &Path) -> Result<BalancerConfig, String> {
+pub(super) fn load<N: Net>(env: &HostEnv<N>, path: &Path) -> Result<BalancerConfig, String> {
     let bytes = env.disk().read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
     config::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
 }
 
-async fn forward<N: Net>(
+pub(super) async fn forward<N: Net>(
     env: &HostEnv<N>,
     loaded: Option<Rc<Loaded>>,
     pool: &Pool,
@@ -501,7 +509,7 @@ mod tests {
             disk.write_atomic(&path, config(&[18197, 18198]).as_bytes()).unwrap();
             let (env, _recorded) = host(disk.clone());
             let (reload, reload_rx) = watch::channel(0u64);
-            tokio::task::spawn_local(run(env, path.clone(), reload_rx, PlantedBugs::default()));
+            tokio::task::spawn_local(run(env, path.clone(), reload_rx, PlantedBugs::default(), 1));
             tokio::time::sleep(Duration::from_millis(100)).await;
             let client = tokio::task::spawn_local(async {
                 let net = TokioNet::new([127, 0, 0, 1].into());

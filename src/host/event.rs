@@ -77,12 +77,17 @@ pub enum Event {
     HostHalted { code: i32 },
     /// The renderer wrote a new file listing these backends.
     Rendered { path: String, backends: Vec<String>, bytes: u32 },
+    /// The renderer began to write a changed rendering to `path`.
+    RenderStarted { path: String },
     /// The renderer failed; the file on disk was left as it was.
     RenderFailed { error: String },
     /// A rendering failed validation: the old file and the running balancer stay.
     RenderRejected { error: String },
     /// The balancer loaded a configuration with these servers.
     Reloaded { bind: String, servers: Vec<String> },
+    /// The balancer processes accepting connections on `bind` now (more than one only while
+    /// legacy reloads hand over, or when a hand-over was lost).
+    Accepting { bind: String, pids: Vec<u32> },
     /// The balancer rejected a configuration and kept the one it had.
     ReloadFailed { error: String },
     /// The balancer's health checks took `server` out of rotation (`up` false) or put it
@@ -135,10 +140,12 @@ impl Event {
             Event::NodeShutdown { .. } => "node-shutdown",
             Event::HostHalted { .. } => "host-halted",
             Event::Rendered { .. } => "rendered",
+            Event::RenderStarted { .. } => "render-started",
             Event::RenderFailed { .. } => "render-failed",
             Event::RenderRejected { .. } => "render-rejected",
             Event::Reloaded { .. } => "reloaded",
             Event::ReloadFailed { .. } => "reload-failed",
+            Event::Accepting { .. } => "accepting",
             Event::Forwarding { .. } => "forwarding",
             Event::ServerState { .. } => "server-state",
             Event::Proxied { .. } => "proxied",

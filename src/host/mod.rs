@@ -30,6 +30,9 @@ pub trait Disk {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Replaces a file atomically (temporary file, fsync, rename).
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Truncates a file and writes `bytes` into it, as a shell's `>` redirect does: a reader
+    /// (or a crash) between two such writes sees what was written so far. The lab's way.
+    fn write_in_place(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
 }
 
 /// Receives every observable event of a host, in order.
@@ -143,6 +146,9 @@ impl Disk for MemoryDisk {
         self.files.borrow_mut().insert(path.to_path_buf(), bytes.to_vec());
         Ok(())
     }
+    fn write_in_place(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.write_atomic(path, bytes)
+    }
 }
 
 /// The real file system.
@@ -168,6 +174,9 @@ impl Disk for RealDisk {
         std::fs::rename(&temporary, path)?;
         // The rename is only durable once the directory entry is.
         std::fs::File::open(dir)?.sync_all()
+    }
+    fn write_in_place(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        std::fs::write(path, bytes)
     }
 }
 

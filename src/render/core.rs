@@ -53,6 +53,8 @@ pub struct Address {
     pub host: String,
     /// Node IP address.
     pub ip: String,
+    /// The member's Serf tags (`{{ tags.weight }}`), beyond the lab's `host` and `ip`.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -119,7 +121,7 @@ impl Renderer {
             .iter()
             .filter(|m| m.live)
             .filter(|m| m.tags.get(BACKEND_ROLE.0).map(String::as_str) == Some(BACKEND_ROLE.1))
-            .map(|m| Address { host: m.name.clone(), ip: m.addr.to_string() })
+            .map(|m| Address { host: m.name.clone(), ip: m.addr.to_string(), tags: m.tags.clone() })
             .collect();
         addresses.sort();
         addresses
@@ -209,7 +211,9 @@ mod tests {
     #[test]
     fn does_not_escape_html() {
         let renderer = Renderer::new("t.hb", "{{#each addresses}}{{host}}{{/each}}").unwrap();
-        let out = renderer.render(&[Address { host: "a&b<c>".into(), ip: "::1".into() }]).unwrap();
+        let out = renderer
+            .render(&[Address { host: "a&b<c>".into(), ip: "::1".into(), tags: Default::default() }])
+            .unwrap();
         assert_eq!(out, "a&b<c>");
     }
 
@@ -224,7 +228,9 @@ mod tests {
     #[test]
     fn a_missing_field_fails_in_strict_mode() {
         let renderer = Renderer::new("t.hb", "{{#each addresses}}{{port}}{{/each}}").unwrap();
-        let error = renderer.render(&[Address { host: "s1".into(), ip: "10.0.0.2".into() }]).unwrap_err();
+        let error = renderer
+            .render(&[Address { host: "s1".into(), ip: "10.0.0.2".into(), tags: Default::default() }])
+            .unwrap_err();
         assert!(matches!(error, RenderError::Render { .. }), "{error}");
         assert!(error.to_string().starts_with("t.hb:1:"), "{error}");
     }

@@ -25,14 +25,24 @@ pub struct RenderOptions {
     pub validate: bool,
     /// Keep the replaced file as `<output>.bak` (consul-template's `backup`).
     pub backup: bool,
+    /// Write the way the lab's handler does, `handlebars ... > haproxy.cfg`: the live file is
+    /// truncated first and filled [`IN_PLACE_RENDER_TIME`] later, when the rendering process
+    /// has started and printed. A reader or a crash in between sees an empty file.
+    pub in_place: bool,
 }
 
 impl Default for RenderOptions {
-    /// No wait, validation on, no backup.
+    /// No wait, validation on, no backup, atomic writes.
     fn default() -> Self {
-        Self { wait: Wait::default(), validate: true, backup: false }
+        Self { wait: Wait::default(), validate: true, backup: false, in_place: false }
     }
 }
+
+/// How long the lab's handler leaves the live file truncated: the start-up of
+/// `handlebars-cmd` (a Node.js program) before it prints the rendering. Not measured here
+/// (Node.js is not installed on our machines); Node.js itself takes tens of milliseconds to
+/// start, and loading handlebars more.
+pub const IN_PLACE_RENDER_TIME: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Where the renderer reads and writes.
 #[derive(Clone, Debug)]
@@ -72,7 +82,7 @@ pub async fn run<N: Net>(
         if std::mem::take(&mut first) || quiescence.take_due(env.now()) {
             let current = with_planted_bugs(&settings, view.borrow_and_update().clone());
             let members: Vec<Member> = current.iter().map(Member::from).collect();
-            render_once(&env, &settings, &mut renderer, &members, &reload);
+            render_once(&env, &settings, &mut renderer, &members, &reload).await;
         }
         let wait = quiescence.due().map(|due| due.saturating_sub(env.now()));
         tokio::select! {
@@ -102,7 +112,7 @@ fn with_planted_bugs(settings: &RenderSettings, mut current: Vec<NodeState>) -> 
 }
 
 /// Renders `current`; a changed, valid rendering replaces the file and reloads the balancer.
-fn render_once<N: Net>(
+async fn render_once<N: Net>(
     env: &HostEnv<N>,
     settings: &RenderSettings,
     renderer: &mut Renderer,
@@ -126,7 +136,8 @@ fn render_once<N: Net>(
             }
         }
     }
-    match env.disk().write_atomic(&settings.output, &output.bytes) {
+    env.observe(Event::RenderStarted { path: path.clone() });
+    match write(env, settings, &output.bytes).await {
         Ok(()) => {
             renderer.record_written(output.bytes.clone());
             env.observe(Event::Rendered {
@@ -138,6 +149,16 @@ fn render_once<N: Net>(
         }
         Err(error) => env.observe(Event::RenderFailed { error: format!("{path}: {error}") }),
     }
+}
+
+/// Writes the rendering: atomically, or in place as the lab does.
+async fn write<N: Net>(env: &HostEnv<N>, settings: &RenderSettings, bytes: &[u8]) -> std::io::Result<()> {
+    if !settings.options.in_place {
+        return env.disk().write_atomic(&settings.output, bytes);
+    }
+    env.disk().write_in_place(&settings.output, b"")?;
+    tokio::time::sleep(IN_PLACE_RENDER_TIME).await;
+    env.disk().write_in_place(&settings.output, bytes)
 }
 
 /// The balancer's own verdict on a rendering: only errors reject it (warnings do not).
@@ -178,6 +199,9 @@ mod tests {
                 return Err(std::io::Error::other("disk full"));
             }
             self.inner.write_atomic(path, bytes)
+        }
+        fn write_in_place(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+            self.write_atomic(path, bytes)
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::EngineError;
 use crate::faults::{FaultKind, Phase, Plan, Planned};
-use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
+use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
 use crate::workload;
 use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::driver::{AgentControl, Command};
@@ -152,11 +152,17 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
     }
     recorder.world(Duration::ZERO, WORLD, plan_record(world, plan));
     let mut steps = plan.steps.iter().peekable();
-    let mut world_faults = WorldFaults { active: ActiveFaults::default(), recorder: recorder.clone() };
+    let mut world_faults = WorldFaults {
+        active: ActiveFaults::default(),
+        recorder: recorder.clone(),
+        armed: Vec::new(),
+        restarts: Vec::new(),
+    };
     while sim.elapsed() < world.duration {
         while let Some(step) = steps.next_if(|step| step.at <= sim.elapsed()) {
             world_faults.apply(&mut sim, &states, plan, step);
         }
+        world_faults.trigger(&mut sim, plan);
         if let Err(error) = sim.step() {
             return Err(EngineError::Crashed {
                 at_ms: sim.elapsed().as_millis() as u64,
@@ -244,6 +250,11 @@ fn set_window<T>(
 struct WorldFaults {
     active: ActiveFaults,
     recorder: Recorder,
+    /// Mid-render crashes waiting for their moment: fault id, and the trace length when
+    /// armed (only later records can trigger them).
+    armed: Vec<(usize, usize)>,
+    /// Restarts of triggered crashes: when, and which fault.
+    restarts: Vec<(Duration, usize)>,
 }
 
 impl WorldFaults {
@@ -257,6 +268,13 @@ impl WorldFaults {
         let now = sim.elapsed();
         let fault = &plan.faults[step.fault].kind;
         let start = step.phase == Phase::Start;
+        if let FaultKind::HostCrash { mid_render: true, .. } = fault {
+            // It starts when its host is seen writing a rendering, and ends as long after.
+            if start {
+                self.armed.push((step.fault, self.recorder.len()));
+            }
+            return;
+        }
         let record = match step.phase {
             Phase::Start => Some(WorldEvent::FaultStarted { id: step.fault, fault: fault.clone() }),
             Phase::End => Some(WorldEvent::FaultEnded { id: step.fault, fault: fault.clone() }),
@@ -282,7 +300,7 @@ impl WorldFaults {
                     self.impair(now, host, &states[host].faults);
                 }
             }
-            FaultKind::HostCrash { host } => self.crash(sim, host, start),
+            FaultKind::HostCrash { host, .. } => self.crash(sim, host, start),
             FaultKind::ServiceCrash { host, service } => {
                 if let Some(control) = states[host].control.borrow().as_ref() {
                     // A host that is down has no services to kill; the fault is then a no-op.
@@ -354,6 +372,44 @@ impl WorldFaults {
             let extra_latency_ms = faults.extra_latency.as_millis() as u64;
             let record = WorldEvent::GossipImpaired { loss_rate: faults.loss_rate, extra_latency_ms };
             self.recorder.world(now, host, record);
+        }
+    }
+
+    /// Starts each armed mid-render crash whose host has begun writing a rendering since it
+    /// was armed (the write is then still under way: it spans simulated time), and restarts
+    /// triggered crashes that are due.
+    fn trigger(&mut self, sim: &mut turmoil::Sim<'_>, plan: &Plan) {
+        let now = sim.elapsed();
+        let mut index = 0;
+        while index < self.armed.len() {
+            let (id, from) = self.armed[index];
+            let fault = &plan.faults[id];
+            let FaultKind::HostCrash { host, .. } = &fault.kind else {
+                // Only crashes are armed.
+                self.armed.swap_remove(index);
+                continue;
+            };
+            let rendering = |r: &crate::trace::Record| {
+                r.host == *host && matches!(r.event, Entry::Host(Event::RenderStarted { .. }))
+            };
+            if !self.recorder.any_since(from, rendering) {
+                index += 1;
+                continue;
+            }
+            self.armed.swap_remove(index);
+            self.recorder.world(now, WORLD, WorldEvent::FaultStarted { id, fault: fault.kind.clone() });
+            self.crash(sim, host, true);
+            if let Some(lasting) = fault.lasting {
+                self.restarts.push((now + lasting, id));
+            }
+        }
+        while let Some(position) = self.restarts.iter().position(|(at, _)| *at <= now) {
+            let (_, id) = self.restarts.swap_remove(position);
+            let fault = &plan.faults[id];
+            self.recorder.world(now, WORLD, WorldEvent::FaultEnded { id, fault: fault.kind.clone() });
+            if let FaultKind::HostCrash { host, .. } = &fault.kind {
+                self.crash(sim, host, false);
+            }
         }
     }
 

@@ -24,11 +24,13 @@ use crate::world::{HostKind, LINK_LATENCY_MAX, World};
 use rollcall::balancer::health::CheckSettings;
 use rollcall::gossip::lifeguard::{self, Suspicion};
 use rollcall::gossip::{GossipConfig, JoinMode};
-use rollcall::node::Role;
+use rollcall::node::{Pipeline, Role};
+use rollcall::render::driver::IN_PLACE_RENDER_TIME;
+use rollcall::supervisor::core::RESTART_DELAY;
 
 /// Time the stack's own tasks need to pass a change along (view -> renderer -> file ->
 /// balancer): a handful of scheduler turns, each within one simulation tick.
-const REACTION_TICKS: u32 = 10;
+pub(crate) const REACTION_TICKS: u32 = 10;
 
 /// One term of a window's sum.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -187,7 +189,10 @@ fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (W
             (format!("{fall} failed checks, each up to the check timeout"), timeout * fall),
             (format!("{} fastinter between them", fall - 1), checks.fastinter * (fall - 1)),
             (format!("reload ({REACTION_TICKS} ticks)"), reaction),
-        ],
+        ]
+        .into_iter()
+        .chain(pipeline_terms(world, true))
+        .collect(),
     );
     let admission = Window::new(
         &basis,
@@ -196,27 +201,49 @@ fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (W
             (format!("{rise} passed checks, each up to the check timeout"), timeout * rise),
             (format!("{} fastinter between them", rise - 1), checks.fastinter * (rise - 1)),
             (format!("reload ({REACTION_TICKS} ticks)"), reaction),
-        ],
+        ]
+        .into_iter()
+        .chain(pipeline_terms(world, true))
+        .collect(),
     );
     (detection, admission)
 }
 
-/// The renderer's quiescence wait at its longest (consul-template's `wait` max), as a
-/// window term when the balancer has one.
-fn render_wait(world: &World) -> Option<(String, Duration)> {
-    let balancer = world.hosts.iter().find(|h| h.is_balancer())?;
-    let HostKind::Node(node) = &balancer.kind else { return None };
-    let Role::Balancer { options, .. } = &node.role else { return None };
+/// What the balancer's pipeline adds between a view change and the file (and, with
+/// `reload`, the running balancer): the render wait at its longest (consul-template's `wait`
+/// max), and under the lab's pipeline its in-place write and the run script's restart.
+fn pipeline_terms(world: &World, reload: bool) -> Vec<(String, Duration)> {
+    let Some(balancer) = world.hosts.iter().find(|h| h.is_balancer()) else { return Vec::new() };
+    let HostKind::Node(node) = &balancer.kind else { return Vec::new() };
+    let Role::Balancer { options, pipeline, .. } = &node.role else { return Vec::new() };
+    let mut terms = Vec::new();
     let max = options.wait.max.max(options.wait.min);
-    (!max.is_zero()).then(|| ("render wait (its max)".to_string(), max))
+    if !max.is_zero() {
+        terms.push(("render wait (its max)".to_string(), max));
+    }
+    if *pipeline == Pipeline::Lab {
+        // A change that comes while a write is under way waits for it, then has its own.
+        let writes = "lab: handlebars-cmd writes in place (one under way, then this one)";
+        terms.push((writes.to_string(), IN_PLACE_RENDER_TIME * 2));
+        if reload {
+            terms.push(("lab: s6 restarts the killed run script".to_string(), RESTART_DELAY));
+        }
+    }
+    terms
 }
 
-/// The bound of `rendered-view`: the render wait's max and the reaction time.
+/// The bound of `rendered-view`: the pipeline's terms and the reaction time.
 pub fn render_settle(world: &World) -> Window {
     let reaction = world.tick * REACTION_TICKS;
-    let mut terms: Vec<(String, Duration)> = render_wait(world).into_iter().collect();
+    let mut terms = pipeline_terms(world, false);
     terms.push((format!("render ({REACTION_TICKS} ticks)"), reaction));
     Window::new("the renderer: its quiescence wait, then one render", terms)
+}
+
+/// The bound of `one-balancer`: a reload's hand-over, one reaction time.
+pub fn handover(world: &World) -> Window {
+    let reaction = world.tick * REACTION_TICKS;
+    Window::new("a reload's hand-over", vec![(format!("hand-over ({REACTION_TICKS} ticks)"), reaction)])
 }
 
 /// D and A from gossip, for a balancer without health checks.
@@ -225,7 +252,7 @@ fn gossip_windows(world: &World) -> Windows {
     let Detection { nodes, peers, probe_gap, suspicion } = Detection::of(world, &gossip);
     let round_trip = (LINK_LATENCY_MAX + planned_extra_latency(world)) * 2;
     let reaction = world.tick * REACTION_TICKS;
-    let wait = render_wait(world);
+    let wait = pipeline_terms(world, true);
     let mut detection_terms = vec![
         (format!("probe gap ((2 x {peers} - 1) probe intervals)"), probe_gap),
         ("probe round (direct ping, then ping-reqs to the interval's end)".into(), gossip.probe_interval),

@@ -12,6 +12,8 @@
 //! - `restart-spacing`, `one-instance`, `quiet-shutdown`, `finish-once`: the supervisor's
 //!   ([`supervision`]).
 //! - `rendered-view`: the renderer's ([`render`]).
+//! - `valid-config`, `one-balancer`: the pipeline's, render to running balancer
+//!   ([`pipeline`]).
 //!
 //! An enabled invariant that never found anything to check is UNCHECKED, which is never the
 //! expected outcome: a check that cannot fail proves nothing.
@@ -19,6 +21,7 @@
 pub mod available;
 pub mod bounds;
 pub mod gossip;
+pub mod pipeline;
 pub mod render;
 pub mod supervision;
 
@@ -34,7 +37,7 @@ use crate::world::World;
 const VIOLATIONS_LISTED_MAX: usize = 10;
 
 /// The names of the invariants a scenario can check.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 14] = [
     "converge",
     "detect",
     "available",
@@ -47,6 +50,8 @@ pub const NAMES: [&str; 12] = [
     "quiet-shutdown",
     "finish-once",
     "rendered-view",
+    "valid-config",
+    "one-balancer",
 ];
 
 /// One failure of an invariant.
@@ -177,6 +182,12 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     }
     if enabled.rendered_view {
         verdicts.push(render::rendered_view(obs, &bounds::render_settle(world)));
+    }
+    if enabled.valid_config {
+        verdicts.push(pipeline::valid_config(obs));
+    }
+    if enabled.one_balancer {
+        verdicts.push(pipeline::one_balancer(obs, &bounds::handover(world)));
     }
     let supervision = supervision::check(obs);
     verdicts.extend(supervision.into_iter().filter(|v| enabled.enables(&v.name)));
