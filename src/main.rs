@@ -128,8 +128,9 @@ enum Command {
     },
     /// Render a template once for a members file, as consul-template does with `-once`:
     /// validated with the balancer's parser (and --check-cmd), written atomically only when
-    /// the bytes change, then --command. Exit 0: rendered or unchanged; 1: the rendering or
-    /// a command was rejected (the old file stays); 2: bad input.
+    /// the bytes change, then --command. Exit 0: rendered or unchanged; 1: the rendering was
+    /// rejected (the old file stays) or --command failed (the new file is in place); 2: bad
+    /// input.
     Render {
         /// The handlebars template.
         #[arg(long)]
@@ -350,13 +351,13 @@ fn staged_write(out: &std::path::Path, bytes: &[u8]) -> anyhow::Result<PathBuf> 
 /// Runs `sh -c command`, killed after `timeout`; an error unless it exits 0.
 fn run_command(command: &str, timeout: Duration) -> anyhow::Result<()> {
     let mut child = std::process::Command::new("/bin/sh").arg("-c").arg(command).spawn()?;
-    let deadline = std::time::Instant::now() + timeout;
+    let start = std::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
             anyhow::ensure!(status.success(), "{status}");
             return Ok(());
         }
-        if std::time::Instant::now() >= deadline {
+        if start.elapsed() >= timeout {
             let _ = child.kill();
             let _ = child.wait();
             anyhow::bail!("no answer within {} ms", timeout.as_millis());

@@ -96,13 +96,13 @@ impl Simulation {
         self
     }
 
-    /// Sets the simulated run length.
     /// Runs the balancer's pipeline as `pipeline`, expecting what the scenario expects of it.
     pub fn pipeline(mut self, pipeline: rollcall::node::Pipeline) -> Self {
         self.world.set_pipeline(pipeline);
         self
     }
 
+    /// Sets the simulated run length.
     pub fn duration(mut self, duration: Duration) -> Self {
         self.world.duration = duration;
         self

@@ -835,7 +835,12 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 let lasting = restart_after_s.map(|_| lasting);
                 let mid_render = match during.as_deref() {
                     None => false,
-                    Some("render") => true,
+                    Some("render") if hosts.iter().any(|h| h.name == *host && h.is_balancer()) => true,
+                    Some("render") => {
+                        return place.fail(format!(
+                            "during = \"render\": '{host}' renders nothing (only the balancer does)"
+                        ));
+                    }
                     Some(other) => {
                         return place.fail(format!("during = \"{other}\": the only moment is \"render\""));
                     }

@@ -77,8 +77,7 @@ impl Processes {
         health.reconcile(&config);
         let checks = checks::start(env, &config, &health, u64::from(pid));
         let loaded = Rc::new(Loaded::new(config, health));
-        let (exited, _) = watch::channel(false);
-        self.0.borrow_mut().live.insert(pid, Process { loaded, _checks: checks, exited });
+        // Bound before it is registered: a run script killed meanwhile leaves no process.
         if !self.0.borrow().ports.contains_key(&bind) {
             match env.net.bind_tcp(bind).await {
                 Ok(listener) => {
@@ -89,11 +88,12 @@ impl Processes {
                     env.observe(Event::ReloadFailed {
                         error: format!("pid {pid}: cannot bind {bind}: {error}"),
                     });
-                    self.exit(env, pid);
                     return pid;
                 }
             }
         }
+        let (exited, _) = watch::channel(false);
+        self.0.borrow_mut().live.insert(pid, Process { loaded, _checks: checks, exited });
         if let Some(old) = handoff.filter(|old| *old != pid) {
             self.exit(env, old);
         }

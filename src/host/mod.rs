@@ -233,3 +233,43 @@ pub mod testing {
         tokio::task::LocalSet::new().block_on(&runtime, future)
     }
 }
+
+#[cfg(test)]
+mod disk_tests {
+    use super::{Disk, RealDisk};
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rollcall-disk-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A write that died between its temporary file and the rename (a crash, a full disk)
+    /// leaves the live file as it was; the next write replaces both.
+    #[test]
+    fn a_write_that_stopped_before_its_rename_leaves_the_old_file() {
+        let dir = scratch("atomic");
+        let live = dir.join("haproxy.cfg");
+        RealDisk.write_atomic(&live, b"old, whole\n").unwrap();
+        // What the dead write left: a partial temporary file beside the live one.
+        std::fs::write(dir.join("haproxy.cfg.rollcall-tmp"), b"new, but cut sh").unwrap();
+        assert_eq!(RealDisk.read(&live).unwrap(), b"old, whole\n");
+        RealDisk.write_atomic(&live, b"new, whole\n").unwrap();
+        assert_eq!(RealDisk.read(&live).unwrap(), b"new, whole\n");
+        assert!(!dir.join("haproxy.cfg.rollcall-tmp").exists(), "the temporary file was renamed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The lab's `>` redirect: what a reader sees between the truncation and the write.
+    #[test]
+    fn an_in_place_write_is_seen_truncated_in_between() {
+        let dir = scratch("in-place");
+        let live = dir.join("haproxy.cfg");
+        RealDisk.write_atomic(&live, b"old\n").unwrap();
+        RealDisk.write_in_place(&live, b"").unwrap();
+        assert_eq!(RealDisk.read(&live).unwrap(), b"", "a crash here leaves an empty file");
+        RealDisk.write_in_place(&live, b"new\n").unwrap();
+        assert_eq!(RealDisk.read(&live).unwrap(), b"new\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

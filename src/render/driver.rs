@@ -252,7 +252,17 @@ mod tests {
             assert_eq!(*reload_rx.borrow(), 2);
             task.abort();
             let kinds: Vec<&str> = recorded.0.borrow().iter().map(|(_, e)| e.kind()).collect();
-            assert_eq!(kinds, ["rendered", "render-failed", "rendered"]);
+            assert_eq!(
+                kinds,
+                [
+                    "render-started",
+                    "rendered",
+                    "render-started",
+                    "render-failed",
+                    "render-started",
+                    "rendered"
+                ]
+            );
         });
     }
 
@@ -328,7 +338,35 @@ mod tests {
             assert_eq!(*reload_rx.borrow(), 2);
             task.abort();
             let kinds: Vec<&str> = recorded.0.borrow().iter().map(|(_, e)| e.kind()).collect();
-            assert_eq!(kinds, ["rendered", "render-rejected", "rendered"]);
+            assert_eq!(
+                kinds,
+                ["render-started", "rendered", "render-rejected", "render-started", "rendered"]
+            );
+        });
+    }
+
+    /// The lab's way: the live file is empty for [`IN_PLACE_RENDER_TIME`], then whole; no
+    /// validation, so an invalid rendering goes live.
+    #[test]
+    fn an_in_place_rendering_leaves_the_file_empty_while_it_is_written() {
+        run_paused(async {
+            let disk = Rc::new(MemoryDisk::default());
+            let (env, _recorded) = host(disk.clone());
+            let options = RenderOptions { in_place: true, validate: false, ..RenderOptions::default() };
+            let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
+            let (reload, reload_rx) = watch::channel(0u64);
+            let task = tokio::task::spawn_local(run(env, settings(options), view_rx, Rc::new(reload)));
+            tokio::time::sleep(IN_PLACE_RENDER_TIME * 2).await;
+            let first = disk.read(Path::new("/cfg")).unwrap();
+            assert!(String::from_utf8_lossy(&first).contains("server s1"));
+            view.send_replace(vec![backend("s1", 2), backend("bad name", 3)]);
+            tokio::time::sleep(IN_PLACE_RENDER_TIME / 2).await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"", "truncated, not yet written");
+            tokio::time::sleep(IN_PLACE_RENDER_TIME).await;
+            let second = String::from_utf8(disk.read(Path::new("/cfg")).unwrap()).unwrap();
+            assert!(second.contains("server bad name"), "nothing validated it");
+            assert_eq!(*reload_rx.borrow(), 2);
+            task.abort();
         });
     }
 }

@@ -393,6 +393,8 @@ impl WorldFaults {
                 r.host == *host && matches!(r.event, Entry::Host(Event::RenderStarted { .. }))
             };
             if !self.recorder.any_since(from, rendering) {
+                // Only later records can trigger it: each record is looked at once.
+                self.armed[index].1 = self.recorder.len();
                 index += 1;
                 continue;
             }

@@ -38,22 +38,30 @@ pub fn one_balancer(obs: &Observations, bound: &Window) -> Verdict {
         secs(bound)
     );
     let mut verdict = Verdict::new("one-balancer", rule);
-    let changes = &obs.accepting;
-    for (index, (at, pids)) in changes.iter().enumerate() {
-        verdict.checked += 1;
-        if pids.len() < 2 {
-            continue;
-        }
-        let until = changes.get(index + 1).map_or(obs.end, |(next, _)| *next);
-        if until.saturating_sub(*at) > bound {
-            let what = format!(
-                "from {} to {} processes {pids:?} all accepted on {balancer} ({} > {})",
-                secs(*at),
-                secs(until),
-                secs(until.saturating_sub(*at)),
-                secs(bound)
-            );
-            verdict.fail(*at, &[balancer], what);
+    // Stretches with two or more processes, however many records split them.
+    let mut stretch: Option<(std::time::Duration, Vec<u32>)> = None;
+    let ends = obs.accepting.iter().map(|(at, pids)| (*at, pids.as_slice())).chain([(obs.end, &[][..])]);
+    for (at, pids) in ends {
+        verdict.checked += u32::from(at < obs.end);
+        match (&mut stretch, pids.len() >= 2) {
+            (Some((_, seen)), true) => {
+                seen.extend(pids.iter().filter(|p| !seen.contains(p)).collect::<Vec<_>>())
+            }
+            (None, true) => stretch = Some((at, pids.to_vec())),
+            (Some((from, seen)), false) => {
+                if at.saturating_sub(*from) > bound {
+                    let lasted = secs(at.saturating_sub(*from));
+                    let what = format!(
+                        "from {} to {} processes {seen:?} accepted on {balancer} together ({lasted} > {})",
+                        secs(*from),
+                        secs(at),
+                        secs(bound)
+                    );
+                    verdict.fail(*from, &[balancer], what);
+                }
+                stretch = None;
+            }
+            (None, false) => {}
         }
     }
     verdict
