@@ -565,16 +565,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 expect_by_pipeline.insert(pipeline, expect);
             }
         }
-        let pipeline = file.node.pipeline;
-        let expect = expect_by_pipeline.get(&pipeline).unwrap_or(&expect_default).clone();
-        for host in &mut hosts {
-            if let HostKind::Node(node) = &mut host.kind {
-                if let Role::Balancer { pipeline: chosen, .. } = &mut node.role {
-                    *chosen = pipeline;
-                }
-            }
-        }
-        Ok(World {
+        let mut world = World {
             name: file.name,
             description: file.description,
             duration,
@@ -587,10 +578,13 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             start_jitter: self.millis(&file.start.jitter_ms, 0, "jitter_ms", true)?,
             faults,
             invariants,
-            expect,
+            expect: Expectation::default(),
             expect_by_pipeline,
             expect_default,
-        })
+        };
+        // The balancer's pipeline, and the outcome expected of it.
+        world.set_pipeline(file.node.pipeline);
+        Ok(world)
     }
 
     fn invariants(&self, section: &InvariantsSection) -> Result<InvariantSettings, ScenarioError> {
