@@ -117,6 +117,12 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
                 kind: FaultKind::ServiceCrash { host: host.into(), service: service.into() },
             }
         }),
+        // The balancer's own services, killed: they must come back serving.
+        (at(), prop::sample::select(vec!["renderer", "haproxy"])).prop_map(|(at, service)| FaultSpec {
+            at,
+            lasting: None,
+            kind: FaultKind::ServiceCrash { host: "ha".into(), service: service.into() },
+        }),
     ]
 }
 

@@ -670,3 +670,23 @@ fn a_crash_during_anything_but_a_render_is_bad_input() {
         rollcall_sim::scenario::parse("lab-render-crash.toml", &broken, &scenario_path("")).unwrap_err();
     assert!(error.to_string().contains("during = \"reload\""), "{error}");
 }
+
+/// SIGKILL to the balancer's service (a `service-crash` of `haproxy`): its listener dies
+/// with it, so the restarted service binds the port again and serves the file it reloads.
+/// Before this was fixed the old listener outlived its service, every restart failed to
+/// bind (`valid-config`), and the frozen listener served the old configuration.
+#[test]
+fn a_killed_balancer_service_leaves_no_listener_behind() {
+    let kill = FaultSpec {
+        at: Duration::from_secs(20),
+        lasting: None,
+        kind: FaultKind::ServiceCrash { host: "ha".into(), service: "haproxy".into() },
+    };
+    let mut invariants = simulation("lab.toml").world().invariants.clone();
+    invariants.valid_config = true;
+    invariants.one_balancer = true;
+    let run = run(&simulation("lab.toml").faults(vec![kill]).invariants(invariants));
+    assert!(run.report.as_expected, "{}", run.report.to_text());
+    let after = ha_events(&run, "accepting").into_iter().filter(|(at, _)| *at > Duration::from_secs(20));
+    assert_eq!(after.count(), 1, "the restarted balancer accepts again");
+}

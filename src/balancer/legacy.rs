@@ -15,11 +15,10 @@ use std::path::Path;
 use std::rc::Rc;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::checks::{self, Checks, HealthTable};
 use super::proxy::{self, Loaded};
-use crate::host::{Event, HostEnv, mix, stable_hash};
+use crate::host::{AbortOnDrop, Event, HostEnv, mix, stable_hash};
 use crate::net::Net;
 use crate::net::http::{self, Pool};
 
@@ -44,7 +43,7 @@ struct Table {
     next_pid: u32,
     live: BTreeMap<u32, Process>,
     /// The listening socket group per bound address, with the task accepting on it.
-    ports: BTreeMap<SocketAddr, JoinHandle<()>>,
+    ports: BTreeMap<SocketAddr, AbortOnDrop>,
 }
 
 impl Processes {
@@ -82,7 +81,7 @@ impl Processes {
             match env.net.bind_tcp(bind).await {
                 Ok(listener) => {
                     let task = tokio::task::spawn_local(self.clone().accept(env.clone(), listener, bind));
-                    self.0.borrow_mut().ports.insert(bind, task);
+                    self.0.borrow_mut().ports.insert(bind, AbortOnDrop(task));
                 }
                 Err(error) => {
                     env.observe(Event::ReloadFailed {
@@ -120,9 +119,9 @@ impl Processes {
         let bind = process.loaded.config.bind;
         let still_bound = self.0.borrow().live.values().any(|p| p.loaded.config.bind == bind);
         if !still_bound {
-            if let Some(task) = self.0.borrow_mut().ports.remove(&bind) {
-                task.abort();
-            }
+            // Dropping the guard closes the port.
+            let closed = self.0.borrow_mut().ports.remove(&bind);
+            drop(closed);
         }
         self.record(env, bind);
     }

@@ -22,7 +22,7 @@ use super::checks::{self, Checks, HealthTable};
 use super::config::{self, BalancerConfig, Server};
 use super::select::{self, Selector};
 use super::stats;
-use crate::host::{Event, HostEnv};
+use crate::host::{AbortOnDrop, Event, HostEnv};
 use crate::net::Net;
 use crate::net::http::{self, HttpError, Origin, Pool};
 use crate::node::PlantedBugs;
@@ -143,8 +143,9 @@ pub async fn run<N: Net>(
     pid: u32,
 ) -> Result<(), String> {
     let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
-    let mut listener_task: Option<(SocketAddr, JoinHandle<()>)> = None;
-    let mut stats_task: Option<(SocketAddr, JoinHandle<()>)> = None;
+    // Dropped with this run, however it ends: an aborted run (SIGKILL) leaves no listener.
+    let mut listener_task: Option<(SocketAddr, AbortOnDrop)> = None;
+    let mut stats_task: Option<(SocketAddr, AbortOnDrop)> = None;
     let health = HealthTable::default();
     let in_flight = InFlight::default();
     let pool = Rc::new(Pool::default());
@@ -175,15 +176,17 @@ pub async fn run<N: Net>(
                 *current.borrow_mut() = Some(Rc::new(loaded));
                 let reopen = bugs.balancer_reopens_listener && listener_task.is_some();
                 if reopen || listener_task.as_ref().map(|(addr, _)| *addr) != Some(bind) {
-                    if let Some((_, task)) = listener_task.take() {
-                        task.abort();
-                        if reopen {
-                            tokio::time::sleep(REOPEN_GAP).await;
-                        }
+                    // The old listener closes as its guard drops.
+                    if listener_task.take().is_some() && reopen {
+                        tokio::time::sleep(REOPEN_GAP).await;
                     }
                     let listener = match env.net.bind_tcp(bind).await {
                         Ok(listener) => listener,
-                        Err(error) => break Err(format!("cannot bind frontend {bind}: {error}")),
+                        Err(error) => {
+                            let error = format!("cannot bind frontend {bind}: {error}");
+                            env.observe(Event::ReloadFailed { error: error.clone() });
+                            break Err(error);
+                        }
                     };
                     // Behind an Rc: a request clones the pointer, not the host's name.
                     let handler_env = Rc::new(env.clone());
@@ -200,18 +203,18 @@ pub async fn run<N: Net>(
                     };
                     let task =
                         tokio::task::spawn_local(http::serve_limited(listener, maxconn, head_timeout, serve));
-                    listener_task = Some((bind, task));
+                    listener_task = Some((bind, AbortOnDrop(task)));
                     env.observe(Event::Accepting { bind: bind.to_string(), pids: vec![pid] });
                 }
                 let stats_bind =
                     current.borrow().as_ref().and_then(|l| l.config.stats.as_ref().map(|(bind, _)| *bind));
                 if stats_task.as_ref().map(|(addr, _)| *addr) != stats_bind {
-                    if let Some((_, task)) = stats_task.take() {
-                        task.abort();
-                    }
+                    stats_task = None;
                     if let Some(bind) = stats_bind {
                         match env.net.bind_tcp(bind).await {
-                            Ok(listener) => stats_task = Some((bind, serve_stats(listener, current.clone()))),
+                            Ok(listener) => {
+                                stats_task = Some((bind, AbortOnDrop(serve_stats(listener, current.clone()))))
+                            }
                             Err(error) => tracing::warn!(%bind, %error, "cannot bind the stats page"),
                         }
                     }
@@ -224,13 +227,7 @@ pub async fn run<N: Net>(
             break Err("reload channel closed".into());
         }
     };
-    if let Some((_, task)) = listener_task {
-        task.abort();
-    }
-    if let Some((_, task)) = stats_task {
-        task.abort();
-    }
-    drop(checks);
+    drop((listener_task, stats_task, checks));
     result
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use super::codec::{self, FRAME_HEADER_BYTES};
 use crate::net::{Listener, Net};
@@ -33,14 +33,7 @@ pub struct Incoming {
     pub answer: Option<oneshot::Sender<Vec<u8>>>,
 }
 
-/// Aborts a background task when dropped: a restarted agent must be able to bind again.
-pub struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub use crate::host::AbortOnDrop;
 
 /// Opens and serves push-pull streams for one agent.
 pub struct Streams<N: Net> {

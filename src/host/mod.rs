@@ -120,6 +120,16 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// Aborts a background task when dropped: a service whose run ends, however it ends, leaves
+/// no task behind (a restarted one must be able to bind its port again).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// SplitMix64 finaliser over two words: nearby inputs give unrelated seeds.
 pub fn mix(a: u64, b: u64) -> u64 {
     let mut z = a ^ b.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
