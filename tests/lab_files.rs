@@ -188,3 +188,31 @@ fn member_views_render_as_their_snapshots_and_haproxy_accepts_them() {
         assert!(ok, "haproxy -c rejected the '{name}' rendering:\n{said}");
     }
 }
+
+/// The tag-driven template of `lab-invalid-render.toml`: a weight outside 0-256 is rejected by
+/// real HAProxy and by our checker at the same line, and a good one is accepted by both.
+#[test]
+fn the_weights_template_is_judged_alike_by_haproxy_and_our_checker() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/templates/haproxy-weights.cfg.hb");
+    let renderer = Renderer::new(&path.display().to_string(), &read(&path)).unwrap();
+    let weighted = |weight: &str| rollcall::render::Member {
+        name: "s2".into(),
+        addr: [10, 0, 0, 3].into(),
+        tags: [("role", "backend"), ("weight", weight)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        live: true,
+    };
+    let render = |weight: &str| renderer.render(&Renderer::addresses(&[weighted(weight)])).unwrap();
+    let (ok, said) = haproxy_check("weight-5", &render("5"));
+    assert!(ok, "{said}");
+    assert!(config::parse("haproxy.cfg", &render("5")).is_ok());
+    let bad = render("300");
+    let line = config::parse("haproxy.cfg", &bad).unwrap_err().line;
+    let (ok, said) = haproxy_check("weight-300", &bad);
+    assert!(
+        !ok && said.contains(&format!(":{line}]")),
+        "HAProxy accepted it, or names another line than {line}:\n{said}"
+    );
+}
