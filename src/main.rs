@@ -61,6 +61,37 @@ enum RoleArg {
     Backend,
 }
 
+/// `--balancer`.
+#[derive(Clone, Copy, ValueEnum)]
+enum BalancerArg {
+    /// rollcall's balancer, in this process.
+    Builtin,
+    /// The system's HAProxy, supervised as a service.
+    Haproxy,
+}
+
+/// `KEY=VALUE`, with a non-empty key.
+fn parse_serf_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && key != "role" => Ok((key.to_string(), value.to_string())),
+        Some(("role", _)) => Err("the role tag comes from --role".to_string()),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+/// The HAProxy binary: the one given, else `haproxy` on PATH, else Debian's /usr/sbin/haproxy.
+fn haproxy_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        anyhow::ensure!(path.is_file(), "--haproxy {}: no such file", path.display());
+        return Ok(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("haproxy")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = on_path.into_iter().chain([PathBuf::from("/usr/sbin/haproxy")]).find(|p| p.is_file());
+    found.context("--balancer haproxy: no haproxy on PATH nor at /usr/sbin/haproxy (apt-get install haproxy)")
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run one node until interrupted.
@@ -110,6 +141,18 @@ enum Command {
         /// period), never two at once.
         #[arg(long = "event-handler", value_name = "SPEC")]
         event_handlers: Vec<HandlerSpec>,
+        /// Serf's `-tag key=value` (repeatable), beyond `role`; templates read them as
+        /// `{{ tags.key }}`.
+        #[arg(long = "serf-tag", value_name = "KEY=VALUE", value_parser = parse_serf_tag)]
+        serf_tags: Vec<(String, String)>,
+        /// Balancer: rollcall's own balancer, or the system's HAProxy (master-worker, reloaded
+        /// with SIGUSR2, every rendering checked with `haproxy -c` before the swap).
+        #[arg(long, value_enum, default_value = "builtin")]
+        balancer: BalancerArg,
+        /// With `--balancer haproxy`: its path (default: `haproxy` on PATH, else
+        /// /usr/sbin/haproxy, Debian's place).
+        #[arg(long)]
+        haproxy: Option<PathBuf>,
     },
     /// Run the balancer alone on an haproxy.cfg, as HAProxy would: it reloads on SIGHUP and
     /// whenever the file changes; a config with errors is reported and never replaces the
@@ -544,6 +587,9 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         tag,
         seed,
         event_handlers,
+        serf_tags,
+        balancer,
+        haproxy,
     } = command
     else {
         unreachable!("called for the node command")
@@ -579,6 +625,11 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         permanent_failure: Vec::new(),
         bugs: rollcall::node::PlantedBugs::default(),
         handlers: event_handlers,
+        tags: serf_tags.into_iter().collect(),
+        haproxy: match balancer {
+            BalancerArg::Builtin => None,
+            BalancerArg::Haproxy => Some(haproxy_binary(haproxy)?),
+        },
     };
     // One thread, like a simulated host: the same futures run here and under turmoil.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -3,6 +3,7 @@
 //! The same wiring runs on real sockets and in the simulator.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -194,6 +195,13 @@ pub struct NodeSpec {
     pub bugs: PlantedBugs,
     /// Serf's `-event-handler`s (real processes: real mode only).
     pub handlers: Vec<HandlerSpec>,
+    /// Serf's `-tag key=value`s beyond `role`.
+    pub tags: BTreeMap<String, String>,
+    /// The system's HAProxy at this path instead of the built-in balancer (real processes:
+    /// real mode only). It runs in master-worker mode on the rendered file, SIGHUP becomes
+    /// a reload (SIGUSR2 to the master), and every rendering is checked with `haproxy -c`
+    /// before it replaces the file.
+    pub haproxy: Option<PathBuf>,
 }
 
 /// How the world reaches into a node: the simulator's link faults, s6-svc commands to its
@@ -228,16 +236,28 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
         Role::Balancer { template_file, template_text, output, options, pipeline } => {
             let (reload, _) = watch::channel(0u64);
             let reload = Rc::new(reload);
+            let mut options = pipeline.render_options(*options);
+            // Real HAProxy judges its own configuration: `haproxy -c`, not our parser.
+            options.validate &= spec.haproxy.is_none();
+            let check_command =
+                spec.haproxy.as_ref().filter(|_| *pipeline == Pipeline::Fixed).map(|haproxy| {
+                    let check = ["-c", "-q", "-f", "/dev/stdin"].map(String::from);
+                    std::iter::once(haproxy.display().to_string()).chain(check).collect()
+                });
             let settings = RenderSettings {
                 template_file: template_file.clone(),
                 template_text: template_text.clone(),
                 output: output.clone(),
-                options: pipeline.render_options(*options),
+                options,
+                check_command,
                 drops_a_backend: spec.bugs.renderer_drops_a_backend,
                 keeps_dead: spec.bugs.renderer_keeps_dead,
             };
             if *pipeline == Pipeline::Lab {
                 lab_image_config(&env, &settings);
+            }
+            // A balancer that is not this process's own is told to reload as s6-svc -h tells it.
+            if *pipeline == Pipeline::Lab || spec.haproxy.is_some() {
                 let mut reloads = reload.subscribe();
                 tokio::task::spawn_local(async move {
                     // The handler's `s6-svc -h haproxy` after each render.
@@ -258,9 +278,10 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
                 );
                 Box::pin(run)
             }));
-            services.push(match pipeline {
-                Pipeline::Fixed => master_worker_balancer(&env, &spec, output, reload),
-                Pipeline::Lab => lab_balancer(&env, &spec, output),
+            services.push(match (pipeline, &spec.haproxy) {
+                (Pipeline::Fixed, Some(haproxy)) => real_haproxy(haproxy, output),
+                (Pipeline::Fixed, None) => master_worker_balancer(&env, &spec, output, reload),
+                (Pipeline::Lab, _) => lab_balancer(&env, &spec, output),
             });
         }
         Role::Backend => {
@@ -309,6 +330,22 @@ fn master_worker_balancer<N: Net>(
         Box::pin(balancer::proxy::run(env, path, reload.subscribe(), bugs, pids.get()))
     });
     haproxy.on(Signal::Hup, move || hangup_reload.send_modify(|generation| *generation += 1))
+}
+
+/// The system's HAProxy in master-worker mode (`-W`, in the foreground with `-db`, its
+/// master's pid in `<output>.pid`) on the rendered file: SIGHUP, the renderer's reload, becomes SIGUSR2 to the master, which starts
+/// a new worker on the file and soft-stops the old one (a worker whose file fails keeps the
+/// old one serving). Other signals go to the master as they are.
+fn real_haproxy(haproxy: &std::path::Path, output: &std::path::Path) -> Service {
+    let (haproxy, output) = (haproxy.display().to_string(), output.display().to_string());
+    let pid_file = format!("{output}.pid");
+    let argv = [haproxy.as_str(), "-W", "-db", "-p", &pid_file, "-f", &output].map(str::to_string);
+    let (service, pid) = crate::supervisor::process::process_service_with_pid(
+        ServiceSpec::longrun(BALANCER_SERVICE),
+        argv.to_vec(),
+        None,
+    );
+    service.on(Signal::Hup, move || crate::supervisor::process::signal_pid(&pid, Signal::Usr2))
 }
 
 /// The lab's `haproxy` run script: start HAProxy with `-sf` on the pid in the pid file,
@@ -406,6 +443,7 @@ fn serf_service<N: Net>(
 fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<GossipConfig> {
     let addr = (env.net.local_ip(), node.gossip_port).into();
     let mut config = node.gossip.config(env.name.clone(), addr);
+    config.tags.extend(node.tags.clone());
     config.tags.insert("role".into(), node.role.tag().into());
     config.seeds = node
         .gossip

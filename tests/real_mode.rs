@@ -368,3 +368,163 @@ fn the_labs_handler_scripts_keep_the_backend_set() {
     drop(s2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node stopped as Ctrl-C stops it (a graceful leave, then its services, HAProxy's process
+/// group included), killed if it has not ended within 15 s.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const HAPROXY_FRONTEND: &str = "127.0.62.1:18180";
+
+/// One node of the real-HAProxy cluster on 127.0.62.x.
+fn haproxy_node(name: &str, output: &std::path::Path, extra: &[&str]) -> Node {
+    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-haproxy.cfg.hb");
+    let addr = match name {
+        "ha" => "127.0.62.1".to_string(),
+        other => format!("127.0.62.{}", other[1..].parse::<u8>().unwrap() + 1),
+    };
+    let mut args = vec!["node", "--name", name, "--advertise", &addr];
+    let join = ["--join", "127.0.62.1", "--retry-join", "--retry-interval-ms", "300"];
+    let balancer = ["--role", "balancer", "--balancer", "haproxy", "--template", template.to_str().unwrap()];
+    if name == "ha" {
+        args.extend(balancer);
+        args.extend(["--output", output.to_str().unwrap()]);
+    } else {
+        args.extend(["--role", "backend"]);
+        args.extend(join);
+    }
+    args.extend(extra);
+    // Its log beside the rendered file, for a failure's post-mortem.
+    let log = std::fs::File::create(output.with_file_name(format!("{name}.log"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start rollcall");
+    Node(child)
+}
+
+/// The webapps HAProxy serves within `limit`, asking until `wanted` answered.
+fn served_through_haproxy(wanted: &[&str], limit: Duration) -> std::collections::BTreeSet<String> {
+    let frontend: SocketAddr = HAPROXY_FRONTEND.parse().unwrap();
+    let deadline = Instant::now() + limit;
+    let mut served = std::collections::BTreeSet::new();
+    while Instant::now() < deadline && !wanted.iter().all(|w| served.contains(*w)) {
+        match get(frontend) {
+            Some(host) => drop(served.insert(host)),
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    served
+}
+
+/// Kills, when dropped, the process a pid file names if it still runs: nothing this test
+/// started outlives it, even when an assertion fails.
+struct KillPidFile(PathBuf);
+
+impl Drop for KillPidFile {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(&self.0) {
+            if pid_runs(&self.0) {
+                let _ = Command::new("kill").args(["-KILL", text.trim()]).status();
+            }
+        }
+    }
+}
+
+/// Whether the pid in `file` is a running process (a zombie, dead but not yet reaped by
+/// whoever inherited it, does not run).
+fn pid_runs(file: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else { return false };
+    let Some(pid) = text.lines().next().map(str::trim) else { return false };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command's closing parenthesis.
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+}
+
+/// `rollcall node --balancer haproxy`: the system's HAProxy 2.6 serves the rendered file, in
+/// every start order of ha and two webapps; a webapp killed with SIGKILL leaves HAProxy's
+/// configuration; a member whose tag renders a file `haproxy -c` rejects never reaches it,
+/// and HAProxy keeps serving. Every HAProxy it started is gone at the end.
+#[test]
+fn real_haproxy_in_the_loop_in_every_start_order() {
+    let dir = std::env::temp_dir().join(format!("rollcall-real-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("haproxy.cfg");
+    let pid_file = dir.join("haproxy.cfg.pid");
+    let _leftover = KillPidFile(pid_file.clone());
+    let orders = [
+        ["ha", "s1", "s2"],
+        ["ha", "s2", "s1"],
+        ["s1", "ha", "s2"],
+        ["s2", "ha", "s1"],
+        ["s1", "s2", "ha"],
+        ["s2", "s1", "ha"],
+    ];
+    for order in orders {
+        let _ = std::fs::remove_file(&output);
+        let mut nodes = Vec::new();
+        for name in order {
+            nodes.push(haproxy_node(name, &output, &[]));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let served = served_through_haproxy(&["s1", "s2"], Duration::from_secs(30));
+        assert_eq!(served.into_iter().collect::<Vec<_>>(), ["s1", "s2"], "order {order:?}");
+        assert!(pid_runs(&pid_file), "HAProxy's master runs");
+        if order == ["s2", "s1", "ha"] {
+            kill_and_reject(&mut nodes, &output, &pid_file);
+        }
+        // ha first, while its peers can still hear its leave (a leave nobody hears waits
+        // for its broadcast timeouts).
+        let ha = order.iter().position(|name| *name == "ha").unwrap();
+        drop(nodes.remove(ha));
+        // SIGKILL reached its process group; give the kernel a moment to end it.
+        let gone = Instant::now() + Duration::from_secs(2);
+        while pid_runs(&pid_file) && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!pid_runs(&pid_file), "HAProxy stopped with its node (order {order:?})");
+        drop(nodes);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// s2 (the first node) killed with SIGKILL, then s3 joining with `weight=300`.
+fn kill_and_reject(nodes: &mut [Node], output: &std::path::Path, pid_file: &std::path::Path) {
+    let master = std::fs::read_to_string(pid_file).unwrap();
+    let _ = nodes[0].0.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && std::fs::read_to_string(output).unwrap().contains("server s2 ") {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !std::fs::read_to_string(output).unwrap().contains("server s2 "),
+        "s2 out of the file within 30 s"
+    );
+    let frontend: SocketAddr = HAPROXY_FRONTEND.parse().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<Option<String>> = answers(frontend, 10);
+    assert!(after.iter().all(|a| a.as_deref() == Some("s1")), "only s1 serves: {after:?}");
+    let _s3 = haproxy_node("s3", output, &["--serf-tag", "weight=300"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let rendered = std::fs::read_to_string(output).unwrap();
+    assert!(!rendered.contains("server s3 "), "the rejected rendering never replaced the file:\n{rendered}");
+    let still: Vec<Option<String>> = answers(frontend, 10);
+    assert!(still.iter().all(|a| a.as_deref() == Some("s1")), "HAProxy keeps serving: {still:?}");
+    assert_eq!(std::fs::read_to_string(pid_file).unwrap(), master, "the same master, never restarted");
+}

@@ -707,6 +707,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         };
         let node = NodeSpec {
             handlers: Vec::new(),
+            tags: BTreeMap::new(),
+            haproxy: None,
             role,
             gossip: GossipSettings {
                 seeds,

@@ -55,6 +55,9 @@ pub struct RenderSettings {
     pub output: PathBuf,
     /// consul-template's options.
     pub options: RenderOptions,
+    /// A command that must accept each rendering, given on its standard input, before it
+    /// replaces the file (`haproxy -c -q -f /dev/stdin`); real processes, real mode only.
+    pub check_command: Option<Vec<String>>,
     /// A bug planted for the simulator's mutation tests ([`crate::node::PlantedBugs`]): the
     /// first live backend is left out of every rendering.
     pub drops_a_backend: bool,
@@ -128,6 +131,11 @@ async fn render_once<N: Net>(
     if let Err(error) = validate(settings, &path, &output) {
         return env.observe(Event::RenderRejected { error });
     }
+    if let Some(command) = &settings.check_command {
+        if let Err(error) = run_check(command, &output.bytes).await {
+            return env.observe(Event::RenderRejected { error });
+        }
+    }
     if settings.options.backup {
         if let Ok(old) = env.disk().read(&settings.output) {
             let backup = PathBuf::from(format!("{path}.bak"));
@@ -159,6 +167,42 @@ async fn write<N: Net>(env: &HostEnv<N>, settings: &RenderSettings, bytes: &[u8]
     env.disk().write_in_place(&settings.output, b"")?;
     tokio::time::sleep(IN_PLACE_RENDER_TIME).await;
     env.disk().write_in_place(&settings.output, bytes)
+}
+
+/// How long a check command may take (consul-template's command timeout).
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `command` with the rendering on its standard input; its verdict is its exit code,
+/// and its complaint the last lines it wrote to standard error.
+async fn run_check(command: &[String], bytes: &[u8]) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let Some((program, args)) = command.split_first() else { return Ok(()) };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    let mut stdin = child.stdin.take().ok_or("no standard input")?;
+    let checked = async {
+        // A checker that stops reading early has already made up its mind.
+        let _ = stdin.write_all(bytes).await;
+        drop(stdin);
+        child.wait_with_output().await
+    };
+    let output = match tokio::time::timeout(CHECK_TIMEOUT, checked).await {
+        Ok(output) => output.map_err(|error| format!("{program}: {error}"))?,
+        Err(_) => return Err(format!("{program}: no verdict within {} s", CHECK_TIMEOUT.as_secs())),
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    let alerts: Vec<&str> = said.lines().filter(|line| line.contains("ALERT")).collect();
+    let shown = if alerts.is_empty() { said.trim().to_string() } else { alerts.join("; ") };
+    Err(format!("{} rejected it ({}): {shown}", command.join(" "), output.status))
 }
 
 /// The balancer's own verdict on a rendering: only errors reject it (warnings do not).
@@ -225,6 +269,7 @@ mod tests {
                 template_text: "{{#each addresses}}{{host}} {{/each}}".into(),
                 output: "/cfg".into(),
                 options: RenderOptions { validate: false, ..RenderOptions::default() },
+                check_command: None,
                 drops_a_backend: false,
                 keeps_dead: false,
             };
@@ -277,6 +322,7 @@ mod tests {
             template_text: CONFIG_TEMPLATE.into(),
             output: "/cfg".into(),
             options,
+            check_command: None,
             drops_a_backend: false,
             keeps_dead: false,
         }

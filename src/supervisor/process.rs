@@ -77,7 +77,18 @@ fn number_file(path: &Path) -> Result<Option<u64>, ServiceDirError> {
 
 /// A service whose runs are `argv` as a child process (in `cwd`, if given).
 pub fn process_service(spec: ServiceSpec, argv: Vec<String>, cwd: Option<PathBuf>) -> Service {
+    process_service_with_pid(spec, argv, cwd).0
+}
+
+/// [`process_service`], with the running process's pid (for signal handlers that send
+/// another signal than the one they got, as HAProxy's SIGHUP-to-SIGUSR2).
+pub fn process_service_with_pid(
+    spec: ServiceSpec,
+    argv: Vec<String>,
+    cwd: Option<PathBuf>,
+) -> (Service, Rc<Cell<Option<i32>>>) {
     let pid: Rc<Cell<Option<i32>>> = Rc::default();
+    let handle = pid.clone();
     let running = pid.clone();
     let mut service = Service::new(spec, move |_ready| -> ServiceFuture {
         let (argv, cwd, pid) = (argv.clone(), cwd.clone(), running.clone());
@@ -88,7 +99,14 @@ pub fn process_service(spec: ServiceSpec, argv: Vec<String>, cwd: Option<PathBuf
             let _ = nix_signal::kill(Pid::from_raw(pid), signal);
         }
     }));
-    service
+    (service, handle)
+}
+
+/// Sends `signal` to the process `pid` holds, if it runs.
+pub fn signal_pid(pid: &Cell<Option<i32>>, signal: Signal) {
+    if let (Some(pid), Ok(signal)) = (pid.get(), NixSignal::try_from(signal.number())) {
+        let _ = nix_signal::kill(Pid::from_raw(pid), signal);
+    }
 }
 
 /// Kills a run's whole process group when the run is dropped (the node halts).
