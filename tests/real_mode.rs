@@ -388,17 +388,17 @@ impl Drop for Node {
     }
 }
 
-const HAPROXY_FRONTEND: &str = "127.0.62.1:18180";
+const HAPROXY_FRONTEND: &str = "127.0.63.1:18280";
 
-/// One node of the real-HAProxy cluster on 127.0.62.x.
+/// One node of the real-HAProxy cluster on 127.0.63.x (no other test uses that range).
 fn haproxy_node(name: &str, output: &std::path::Path, extra: &[&str]) -> Node {
     let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-haproxy.cfg.hb");
     let addr = match name {
-        "ha" => "127.0.62.1".to_string(),
-        other => format!("127.0.62.{}", other[1..].parse::<u8>().unwrap() + 1),
+        "ha" => "127.0.63.1".to_string(),
+        other => format!("127.0.63.{}", other[1..].parse::<u8>().unwrap() + 1),
     };
     let mut args = vec!["node", "--name", name, "--advertise", &addr];
-    let join = ["--join", "127.0.62.1", "--retry-join", "--retry-interval-ms", "300"];
+    let join = ["--join", "127.0.63.1", "--retry-join", "--retry-interval-ms", "300"];
     let balancer = ["--role", "balancer", "--balancer", "haproxy", "--template", template.to_str().unwrap()];
     if name == "ha" {
         args.extend(balancer);
