@@ -117,6 +117,12 @@ fn fault() -> impl Strategy<Value = FaultSpec> {
                 kind: FaultKind::ServiceCrash { host: host.into(), service: service.into() },
             }
         }),
+        // A webapp that stops answering for a while (SIGSTOP): health checks must take it out.
+        (at(), lasting(), webapp()).prop_map(|(at, lasting, host)| FaultSpec {
+            at,
+            lasting: Some(lasting),
+            kind: FaultKind::Stall { host: host.into(), service: "webapp".into() },
+        }),
         // The balancer's own services, killed: they must come back serving.
         (at(), prop::sample::select(vec!["renderer", "haproxy"])).prop_map(|(at, service)| FaultSpec {
             at,

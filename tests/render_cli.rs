@@ -103,3 +103,41 @@ fn bad_members_are_bad_input_named_by_file_and_line_and_dry_run_prints() {
     assert!(String::from_utf8_lossy(&printed.stdout).contains("server s2 10.0.0.3:3000 check"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bad input never touches the file already there: a template with a syntax error, members
+/// that are not JSON, a command that outlives its timeout (the new file is in place, and the
+/// command's failure is reported), and `--dry-run`, which writes nothing.
+#[test]
+fn bad_input_and_a_slow_command_keep_what_was_written() {
+    let dir = std::env::temp_dir().join(format!("rollcall-render-keep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("haproxy.cfg");
+    let out_arg = out.to_str().unwrap();
+    std::fs::write(&out, "the running configuration\n").unwrap();
+    let template = root().join("scenarios/templates/haproxy.cfg.hb");
+    let template = template.to_str().unwrap();
+    let list = members(&dir, TWO);
+    let broken_template = dir.join("broken.hb");
+    std::fs::write(&broken_template, "backend nodes\n{{#each addresses}}\n").unwrap();
+    let bad =
+        render(&["--template", broken_template.to_str().unwrap(), "--members", &list, "--out", out_arg]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    let not_json = members(&dir, "[{\"name\": ");
+    let bad = render(&["--template", template, "--members", &not_json, "--out", out_arg]);
+    assert_eq!(bad.status.code(), Some(2));
+    let list = members(&dir, TWO); // the same file, good again
+    let dry = render(&["--template", template, "--members", &list, "--out", out_arg, "--dry-run"]);
+    assert!(dry.status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "the running configuration\n");
+    let marker = dir.join("finished");
+    let command = format!("sleep 2 && touch {}", marker.display());
+    let slow = ["--command", &command, "--command-timeout-ms", "300"];
+    let timed_out =
+        render(&[&["--template", template, "--members", &list, "--out", out_arg][..], &slow].concat());
+    assert_eq!(timed_out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&timed_out.stderr).contains("no answer within 300 ms"));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(!marker.exists(), "the command was killed at its timeout, before it could finish");
+    assert!(std::fs::read_to_string(&out).unwrap().contains("server s1 10.0.0.2:3000 check"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -690,3 +690,13 @@ fn a_killed_balancer_service_leaves_no_listener_behind() {
     let after = ha_events(&run, "accepting").into_iter().filter(|(at, _)| *at > Duration::from_secs(20));
     assert_eq!(after.count(), 1, "the restarted balancer accepts again");
 }
+
+/// A stalled webapp is a failure a user sees: with health checks it leaves rotation within
+/// D (lab-stall.toml holds); without them gossip still finds its host alive, so requests keep
+/// going to it, and `available` must say so, on s1 only.
+#[test]
+fn available_catches_requests_sent_to_a_stalled_webapp_without_health_checks() {
+    let broken = verdict_with(without_health_checks(simulation("lab-stall.toml")), "available");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s1"]));
+}

@@ -53,6 +53,9 @@ pub enum FaultKind {
     },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { host: String, service: String },
+    /// One service is stopped (SIGSTOP) for the fault's window, then continued: it stops
+    /// answering, as a process in a long pause does.
+    Stall { host: String, service: String },
     /// The host's gossip agent leaves the cluster gracefully (`s6-svc -d serf`, whose down
     /// signal is SIGINT) and stays down; it is started again when the fault ends.
     Leave { host: String },
@@ -101,6 +104,7 @@ impl std::fmt::Display for FaultKind {
                 write!(f, "host crash {host} in the middle of a render")
             }
             FaultKind::ServiceCrash { host, service } => write!(f, "service crash {service} on {host}"),
+            FaultKind::Stall { host, service } => write!(f, "stall of {service} on {host}"),
             FaultKind::Leave { host } => write!(f, "graceful leave of {host}"),
             FaultKind::Stop { host } => write!(f, "stop of {host} (docker stop)"),
             FaultKind::Tags { host, set, delete } => {

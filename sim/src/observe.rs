@@ -324,6 +324,10 @@ impl Observations {
                     self.health.entry(host.to_string()).or_default().push((at, 0));
                 }
             }
+            // A stopped service answers nothing until it is continued: not running meanwhile.
+            Event::ServiceStopped { service, stopped } => {
+                reading.services.entry(service_event(service)).or_default().push((at, !stopped))
+            }
             Event::ServiceExited { service, .. } => {
                 self.supervised(at, host, Supervision::Exited(service.clone()));
                 reading.services.entry(service_event(service)).or_default().push((at, false))
@@ -421,8 +425,9 @@ impl Observations {
     }
 
     /// Whether `service` on `host` is down at `at` because the world stopped it: a
-    /// `service-crash` fault hit its last run (the supervisor restarts it later). A service
-    /// that stopped on its own is the stack's failure, and excuses nothing.
+    /// `service-crash` fault hit its last run (the supervisor restarts it later), or a
+    /// `stall` holds it. A service that stopped on its own is the stack's failure, and
+    /// excuses nothing.
     pub fn stopped_by_fault(&self, host: &str, service: &str, at: Duration) -> bool {
         let Some(runs) = self.service_up.get(&(host.to_string(), service.to_string())) else {
             return false;
@@ -433,9 +438,14 @@ impl Observations {
         let Some((started, stopped)) = runs.0.iter().rev().find(|(_, end)| *end <= at).copied() else {
             return false;
         };
-        self.faults.iter().any(|fault| {
-            let hit = matches!(&fault.kind, FaultKind::ServiceCrash { host: h, service: s } if h == host && s == service);
-            hit && started <= fault.start && fault.start <= stopped
+        self.faults.iter().any(|fault| match &fault.kind {
+            FaultKind::ServiceCrash { host: h, service: s } if h == host && s == service => {
+                started <= fault.start && fault.start <= stopped
+            }
+            FaultKind::Stall { host: h, service: s } if h == host && s == service => {
+                fault.start <= at && fault.end.is_none_or(|end| at < end)
+            }
+            _ => false,
         })
     }
 

@@ -254,6 +254,8 @@ fn describe(record: &Record) -> Option<String> {
         }
         Event::ServiceStarted { service } => format!("service {service} started"),
         Event::ServiceExited { service, status } => format!("service {service} exited ({status})"),
+        Event::ServiceStopped { service, stopped: true } => format!("service {service} stopped (SIGSTOP)"),
+        Event::ServiceStopped { service, stopped: false } => format!("service {service} continued (SIGCONT)"),
         Event::ServiceDown { service } => format!("service {service} down: not restarted"),
         Event::HostHalted { code } => format!("host halted with exit code {code}"),
         Event::NodeShutdown { code } => format!("node shutting down (exit code {code})"),

@@ -238,6 +238,8 @@ enum FaultSection {
     HostCrash { at_s: f64, host: String, restart_after_s: Option<f64>, during: Option<String> },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { at_s: f64, host: String, service: String },
+    /// The service is stopped (SIGSTOP, `s6-svc -p`) and continued `for_s` later.
+    Stall { at_s: f64, for_s: f64, host: String, service: String },
     /// The balancer reloads its file every `every_ms` (SIGHUP, as `s6-svc -h`) for `for_s`.
     Reload { at_s: f64, for_s: f64, host: String, every_ms: Option<u64> },
     /// The host's gossip agent leaves gracefully; it starts again after `rejoin_after_s`.
@@ -849,16 +851,13 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             }
             FaultSection::ServiceCrash { at_s, host, service } => {
                 let (at, _) = place.window(*at_s, 1.0)?;
-                let name = place.known(host)?;
-                let services = match hosts.iter().find(|h| h.name == name).map(|h| &h.kind) {
-                    Some(HostKind::Node(node)) => node.role.services(),
-                    _ => &[],
-                };
-                if !services.contains(&service.as_str()) {
-                    return self.fail(place.span, format!("host '{name}' has no service '{service}'"));
-                }
-                let kind = FaultKind::ServiceCrash { host: name, service: service.clone() };
-                Ok(FaultSpec { at, lasting: None, kind })
+                let (host, service) = place.service(host, service, hosts)?;
+                Ok(FaultSpec { at, lasting: None, kind: FaultKind::ServiceCrash { host, service } })
+            }
+            FaultSection::Stall { at_s, for_s, host, service } => {
+                let (at, lasting) = place.window(*at_s, *for_s)?;
+                let (host, service) = place.service(host, service, hosts)?;
+                Ok(FaultSpec { at, lasting: Some(lasting), kind: FaultKind::Stall { host, service } })
             }
             FaultSection::Leave { at_s, host, rejoin_after_s } => {
                 // Without rejoin_after_s the agent stays out until the end of the run.
@@ -935,6 +934,24 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
             return Ok(name.clone());
         }
         self.fail(format!("unknown host '{name}' in fault (hosts: {})", names.join(", ")))
+    }
+
+    /// A known node and one of its services.
+    fn service(
+        &self,
+        host: &String,
+        service: &str,
+        hosts: &[HostSpec],
+    ) -> Result<(String, String), ScenarioError> {
+        let name = self.known(host)?;
+        let services = match hosts.iter().find(|h| h.name == name).map(|h| &h.kind) {
+            Some(HostKind::Node(node)) => node.role.services(),
+            _ => &[],
+        };
+        if !services.contains(&service) {
+            return self.fail(format!("host '{name}' has no service '{service}'"));
+        }
+        Ok((name, service.to_string()))
     }
 
     /// A known host that runs a node (a gossip agent), not a client.

@@ -65,6 +65,8 @@ pub enum Event {
     ServiceStarted { service: String },
     /// A service ended; `status` is its exit status text.
     ServiceExited { service: String, status: String },
+    /// A running service was stopped (SIGSTOP, `s6-svc -p`) or continued (SIGCONT, `-c`).
+    ServiceStopped { service: String, stopped: bool },
     /// A service said it is ready (s6's readiness notification).
     ServiceReady { service: String },
     /// A service's finish script ended with `code` (`None`: killed at its timeout).
@@ -134,6 +136,7 @@ impl Event {
             Event::HealthScore { .. } => "health-score",
             Event::ServiceStarted { .. } => "service-started",
             Event::ServiceExited { .. } => "service-exited",
+            Event::ServiceStopped { .. } => "service-stopped",
             Event::ServiceReady { .. } => "service-ready",
             Event::ServiceFinished { .. } => "service-finished",
             Event::ServiceDown { .. } => "service-down",

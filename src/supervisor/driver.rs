@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, Id, JoinSet};
 
 use super::core::{Action, Command, NodeSettings, ServiceSpec, Supervisor, Timer};
+use super::pause::{Pausable, PauseGate};
 use super::signal::{Exit, Signal};
 use crate::host::{Event, HostEnv};
 use crate::net::Net;
@@ -114,6 +116,8 @@ struct Runs {
     deliver: BTreeMap<String, Box<dyn Fn(Signal)>>,
     tasks: JoinSet<Result<(), Stopped>>,
     running: BTreeMap<String, (Id, AbortHandle)>,
+    /// SIGSTOP and SIGCONT of each running task.
+    gates: BTreeMap<String, Rc<PauseGate>>,
     /// Why a run was aborted: the signal it died of.
     aborted_by: BTreeMap<String, Signal>,
     finishes: JoinSet<i32>,
@@ -180,6 +184,7 @@ impl Runs {
             deliver: BTreeMap::new(),
             tasks: JoinSet::new(),
             running: BTreeMap::new(),
+            gates: BTreeMap::new(),
             aborted_by: BTreeMap::new(),
             finishes: JoinSet::new(),
             finishing: BTreeMap::new(),
@@ -206,11 +211,14 @@ impl Runs {
         match action {
             Action::Spawn { service } => {
                 let readiness = Readiness { service: service.clone(), to_supervisor: self.ready.clone() };
-                let handle = self.tasks.spawn_local(self.starters[&service](readiness));
+                let gate = Rc::new(PauseGate::default());
+                let run = Pausable::new(gate.clone(), self.starters[&service](readiness));
+                let handle = self.tasks.spawn_local(run);
                 self.running.insert(service.clone(), (handle.id(), handle));
+                self.gates.insert(service.clone(), gate);
                 env.observe(Event::ServiceStarted { service });
             }
-            Action::Signal { service, signal } => self.signal(&service, signal),
+            Action::Signal { service, signal } => self.signal(env, &service, signal),
             Action::RunFinish { service, code, signal } => {
                 if let Some(finish) = self.finishers.get(&service) {
                     let handle = self.finishes.spawn_local(finish(code, signal));
@@ -243,14 +251,24 @@ impl Runs {
         None
     }
 
-    /// A handled signal is a call into the service; SIGCONT and SIGSTOP do nothing to a
-    /// task; anything else ends the run, reported as that signal.
-    fn signal(&mut self, service: &str, signal: Signal) {
+    /// A handled signal is a call into the service; SIGSTOP and SIGCONT stop and continue a
+    /// task ([`Pausable`]); anything else ends the run, reported as that signal.
+    fn signal<N: Net>(&mut self, env: &HostEnv<N>, service: &str, signal: Signal) {
         let Some((_, handle)) = self.running.get(service) else { return };
         if let Some(handler) = self.handlers.get(service).and_then(|h| h.get(&signal)) {
             handler();
         } else if let Some(deliver) = self.deliver.get(service) {
             deliver(signal);
+        } else if let (Signal::Stop | Signal::Cont, Some(gate)) = (signal, self.gates.get(service)) {
+            let stop = signal == Signal::Stop;
+            if stop != gate.is_stopped() {
+                if stop {
+                    gate.stop()
+                } else {
+                    gate.resume()
+                }
+                env.observe(Event::ServiceStopped { service: service.to_string(), stopped: stop });
+            }
         } else if signal.terminates_by_default() {
             self.aborted_by.entry(service.to_string()).or_insert(signal);
             handle.abort();
@@ -274,6 +292,7 @@ impl Runs {
             .map(|(name, _)| name.clone())
             .expect("every task is a running service");
         self.running.remove(&service);
+        self.gates.remove(&service);
         let signal = self.aborted_by.remove(&service);
         let (exit, status) = match outcome {
             Ok(()) => (Exit::Code(0), Exit::Code(0).to_string()),

@@ -4,10 +4,12 @@
 //!   permanent failure, s6-svc commands, init steps, main program, shutdown).
 //! - [`signal`]: signals and exits as s6 reports them.
 //! - [`driver`]: runs services as local tasks on the host's runtime.
+//! - [`pause`]: SIGSTOP and SIGCONT for a service that is a task.
 //! - [`process`]: services that are real processes, from s6 service directories.
 
 pub mod core;
 pub mod driver;
+pub mod pause;
 pub mod process;
 pub mod signal;
 

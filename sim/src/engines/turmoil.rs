@@ -313,6 +313,12 @@ impl WorldFaults {
                 }
             }
             FaultKind::Reload { .. } => {}
+            FaultKind::Stall { host, service } => {
+                if let Some(control) = states[host].control.borrow().as_ref() {
+                    let signal = if start { Signal::Stop } else { Signal::Cont };
+                    let _ = control.send(Control::signal(service, signal));
+                }
+            }
             FaultKind::Leave { host } => {
                 if let Some(control) = states[host].control.borrow().as_ref() {
                     let command = if start { Svc::Down } else { Svc::Up };

@@ -166,16 +166,20 @@ fn down_signals_and_never_restarts_and_kills_after_timeout_kill() {
 
 #[test]
 fn signals_never_change_want_up() {
-    let mut sup = supervisor(vec![ServiceSpec::longrun("app")]);
-    let mut out = Vec::new();
-    sup.command("app", Command::Signal(Signal::Kill), ms(100), &mut out);
-    assert_eq!(signals(&out), [Signal::Kill]);
-    let mut out = Vec::new();
-    sup.handle_exit("app", Exit::Signal(Signal::Kill), ms(100), &mut out);
-    assert!(
-        matches!(out[0], Action::SetTimer { timer: Timer::Restart { .. }, .. }),
-        "killed, wanted up: restarted"
-    );
+    // s6-svc -k, -t, -h, -p and -c send their signal and nothing else; a run that dies of
+    // it is restarted, as it was wanted up.
+    for signal in [Signal::Kill, Signal::Term, Signal::Hup, Signal::Stop, Signal::Cont] {
+        let mut sup = supervisor(vec![ServiceSpec::longrun("app")]);
+        let mut out = Vec::new();
+        sup.command("app", Command::Signal(signal), ms(100), &mut out);
+        assert_eq!(signals(&out), [signal]);
+        let mut out = Vec::new();
+        sup.handle_exit("app", Exit::Signal(signal), ms(100), &mut out);
+        assert!(
+            matches!(out[0], Action::SetTimer { timer: Timer::Restart { .. }, .. }),
+            "died of {signal:?}, wanted up: restarted"
+        );
+    }
 }
 
 #[test]
