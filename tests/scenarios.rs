@@ -598,10 +598,10 @@ fn ha_events<'a>(run: &'a Run, kind: &str) -> Vec<(Duration, &'a Event)> {
     events.collect()
 }
 
-/// The two new pipeline scenarios end as they expect under both pipelines, seeds 1-5.
+/// The pipeline scenarios end as they expect under both pipelines, seeds 1-5.
 #[test]
 fn the_pipeline_scenarios_end_as_expected_under_both_pipelines_for_seeds_1_to_5() {
-    for name in ["lab-invalid-render.toml", "lab-render-crash.toml"] {
+    for name in ["lab-invalid-render.toml", "lab-render-crash.toml", "lab-stall.toml"] {
         for pipeline in [Pipeline::Lab, Pipeline::Fixed] {
             for seed in 1..=5 {
                 let run = run(&simulation(name).pipeline(pipeline).seed(seed));
