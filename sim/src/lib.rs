@@ -13,6 +13,7 @@
 pub mod engines;
 pub mod faults;
 pub mod invariants;
+pub mod metrics;
 pub mod observe;
 pub mod report;
 pub mod scenario;

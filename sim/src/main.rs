@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
 
+mod figures;
+
 #[derive(Parser)]
 #[command(name = "rollcall-sim", version, about = "Deterministic simulation of the rollcall stack")]
 struct Cli {
@@ -46,6 +48,27 @@ enum Command {
         /// Number of seeds.
         #[arg(long, default_value_t = 50)]
         seeds: u64,
+        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+        #[arg(long, value_enum)]
+        pipeline: Option<PipelineArg>,
+    },
+    /// Gossip timings over a range of seeds (join to converged, crash to failed everywhere,
+    /// leave to left, heal to merged, false failures): min, median, p90 and max.
+    Figures {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// First seed.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Number of seeds.
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// Seeds run at once, each on its own thread (each run stays deterministic).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
         /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
         #[arg(long, value_enum)]
         pipeline: Option<PipelineArg>,
@@ -96,6 +119,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { scenario, seed, json, trace, pipeline } => run(scenario, seed, json, trace, pipeline),
         Command::Converge { scenario, from, seeds, pipeline } => converge(scenario, from, seeds, pipeline),
+        Command::Figures { scenario, from, seeds, jobs, json, pipeline } => {
+            let simulation = match load(&scenario, pipeline) {
+                Ok(simulation) => simulation,
+                Err(code) => return code,
+            };
+            figures::print(&simulation, &scenario, from..from.saturating_add(seeds), jobs, json)
+        }
     }
 }
 

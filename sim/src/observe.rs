@@ -59,7 +59,13 @@ impl Intervals {
         self.0.iter().find(|(start, end)| *start <= at && at < *end).map(|(start, _)| *start)
     }
 
-    fn boundaries(&self) -> impl Iterator<Item = Duration> + '_ {
+    /// Whether it holds throughout `[from, to)`.
+    pub fn covers(&self, from: Duration, to: Duration) -> bool {
+        self.0.iter().any(|(start, end)| *start <= from && to <= *end)
+    }
+
+    /// Every start and end, in order.
+    pub fn boundaries(&self) -> impl Iterator<Item = Duration> + '_ {
         self.0.iter().flat_map(|(start, end)| [*start, *end])
     }
 }

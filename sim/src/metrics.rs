@@ -1,0 +1,371 @@
+//! Gossip timings of one run, read from its observations: the figures a user puts beside real
+//! Serf's (../shared/reference/gossip.md) and beside another engine's.
+//!
+//! - join to converged: from the first start of the last agent to the first moment every
+//!   running agent lists exactly the running agents as alive (the `views` condition);
+//! - crash to failed everywhere: from a host crash to the moment the last running agent stops
+//!   listing that host as alive or suspect;
+//! - leave to left everywhere: from a graceful leave to the moment the last running agent
+//!   lists the member as left;
+//! - heal to merged: from the end of a partition to the first moment views are complete again.
+//!
+//! A timing that never completes within the run is counted as missing, not dropped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rollcall::host::MemberStatus;
+use serde::Serialize;
+
+use crate::faults::FaultKind;
+use crate::observe::{Observations, ViewChange};
+
+/// One run's timings; each fault contributes one entry (`None`: it never completed).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// From the last agent's first start until every view is complete.
+    pub join_to_converged: Vec<Option<Duration>>,
+    /// Per host crash: until no running agent lists the host as alive or suspect.
+    pub crash_to_failed: Vec<Option<Duration>>,
+    /// Per graceful leave: until every running agent lists the member as left.
+    pub leave_to_left: Vec<Option<Duration>>,
+    /// Per two-way partition that ends: from its end until every view is complete.
+    pub heal_to_merged: Vec<Option<Duration>>,
+}
+
+impl Timings {
+    /// Measures one run.
+    pub fn of(obs: &Observations) -> Self {
+        let complete = complete_spans(obs);
+        let first_complete_from = |from: Duration| {
+            complete.iter().find(|(_, end)| *end > from).map(|(start, _)| (*start).max(from) - from)
+        };
+        let last_first_start =
+            obs.nodes.iter().filter_map(|n| obs.service(n, "serf").0.first().map(|(start, _)| *start)).max();
+        let mut timings = Timings {
+            join_to_converged: last_first_start.map(first_complete_from).into_iter().collect(),
+            ..Timings::default()
+        };
+        for fault in &obs.faults {
+            match &fault.kind {
+                FaultKind::HostCrash { host, .. } => {
+                    timings.crash_to_failed.push(everywhere(obs, host, fault.start, |s| {
+                        !matches!(s, Some(MemberStatus::Alive | MemberStatus::Suspect))
+                    }))
+                }
+                FaultKind::Leave { host } => {
+                    timings
+                        .leave_to_left
+                        .push(everywhere(obs, host, fault.start, |s| s == Some(MemberStatus::Left)))
+                }
+                FaultKind::Partition { oneway: false, .. } => {
+                    if let Some(end) = fault.end.filter(|end| *end < obs.end) {
+                        timings.heal_to_merged.push(first_complete_from(end));
+                    }
+                }
+                _ => {}
+            }
+        }
+        timings
+    }
+}
+
+/// How long after `from` every agent that runs throughout sees `member`'s status satisfy
+/// `holds`, and keeps seeing it until the member's host is back. `None` if that never happens
+/// before the member's host runs again or the run ends.
+fn everywhere(
+    obs: &Observations,
+    member: &str,
+    from: Duration,
+    holds: impl Fn(Option<MemberStatus>) -> bool,
+) -> Option<Duration> {
+    let back = obs
+        .service(member, "serf")
+        .0
+        .iter()
+        .map(|(start, _)| *start)
+        .find(|start| *start > from)
+        .unwrap_or(obs.end);
+    let mut latest = from;
+    for observer in obs.nodes.iter().filter(|n| n.as_str() != member) {
+        if !obs.service(observer, "serf").covers(from, back) {
+            continue;
+        }
+        let changes = obs.views.get(observer).map_or(&[][..], Vec::as_slice);
+        let mut status = obs.view_at(observer, from).get(member).map(|(s, _)| *s);
+        let mut since = holds(status).then_some(from);
+        for (at, change) in changes.iter().filter(|(at, _)| *at > from && *at < back) {
+            match change {
+                ViewChange::Reset => status = None,
+                ViewChange::Set { member: m, status: s, .. } if m == member => status = Some(*s),
+                ViewChange::Set { .. } => continue,
+            }
+            since = match (holds(status), since) {
+                (true, None) => Some(*at),
+                (true, kept) => kept,
+                (false, _) => None,
+            };
+        }
+        latest = latest.max(since?);
+    }
+    Some(latest - from)
+}
+
+/// The spans of the run during which every running agent lists exactly the running agents as
+/// alive. Kept incrementally: a count of wrong (observer, member) entries, recounted in full
+/// only when the set of running agents changes.
+fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
+    let mut boundaries: Vec<Duration> =
+        obs.nodes.iter().flat_map(|n| obs.service(n, "serf").boundaries().collect::<Vec<_>>()).collect();
+    boundaries.sort();
+    boundaries.dedup();
+    let mut changes: Vec<(Duration, &str, &ViewChange)> = obs
+        .views
+        .iter()
+        .flat_map(|(observer, list)| list.iter().map(move |(at, change)| (*at, observer.as_str(), change)))
+        .collect();
+    changes.sort_by_key(|(at, _, _)| *at);
+    let mut views: BTreeMap<&str, BTreeMap<String, MemberStatus>> = BTreeMap::new();
+    let mut running: BTreeMap<&str, bool> = obs.nodes.iter().map(|n| (n.as_str(), false)).collect();
+    let mut wrong = 0usize;
+    let mut spans = Vec::new();
+    let mut open: Option<Duration> = None;
+    let (mut next_change, mut next_boundary) = (0, 0);
+    loop {
+        let at = match (changes.get(next_change), boundaries.get(next_boundary)) {
+            (Some((c, _, _)), Some(b)) => (*c).min(*b),
+            (Some((c, _, _)), None) => *c,
+            (None, Some(b)) => *b,
+            (None, None) => break,
+        };
+        if at >= obs.end {
+            break;
+        }
+        while let Some((_, observer, change)) = changes.get(next_change).filter(|(t, _, _)| *t == at) {
+            let view = views.entry(observer).or_default();
+            if running[observer] {
+                wrong -= count_wrong(obs, &running, view, change);
+            }
+            match change {
+                ViewChange::Reset => view.clear(),
+                ViewChange::Set { member, status, .. } => {
+                    view.insert(member.clone(), *status);
+                }
+            }
+            if running[observer] {
+                wrong += count_wrong(obs, &running, view, change);
+            }
+            next_change += 1;
+        }
+        if boundaries.get(next_boundary) == Some(&at) {
+            for node in &obs.nodes {
+                running.insert(node.as_str(), obs.agent_runs(node, at));
+            }
+            wrong = recount(obs, &running, &views);
+            next_boundary += 1;
+        }
+        match (wrong == 0 && running.values().any(|r| *r), open) {
+            (true, None) => open = Some(at),
+            (false, Some(start)) => {
+                spans.push((start, at));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    spans.extend(open.map(|start| (start, obs.end)));
+    spans
+}
+
+/// Wrong entries of one view that a change touches: the member it sets, or every node for a
+/// reset.
+fn count_wrong(
+    obs: &Observations,
+    running: &BTreeMap<&str, bool>,
+    view: &BTreeMap<String, MemberStatus>,
+    change: &ViewChange,
+) -> usize {
+    match change {
+        ViewChange::Reset => obs.nodes.iter().filter(|n| is_wrong(running, view, n)).count(),
+        ViewChange::Set { member, .. } => usize::from(is_wrong(running, view, member)),
+    }
+}
+
+/// Every wrong entry of every running agent's view.
+fn recount(
+    obs: &Observations,
+    running: &BTreeMap<&str, bool>,
+    views: &BTreeMap<&str, BTreeMap<String, MemberStatus>>,
+) -> usize {
+    let empty = BTreeMap::new();
+    obs.nodes
+        .iter()
+        .filter(|observer| running[observer.as_str()])
+        .map(|observer| {
+            let view = views.get(observer.as_str()).unwrap_or(&empty);
+            obs.nodes.iter().filter(|n| is_wrong(running, view, n)).count()
+        })
+        .sum()
+}
+
+/// Whether a view is wrong about `member`: not alive while it runs, alive or suspect while it
+/// does not. Names that are no node of the world are not counted here (`views` reports them).
+fn is_wrong(running: &BTreeMap<&str, bool>, view: &BTreeMap<String, MemberStatus>, member: &str) -> bool {
+    let Some(member_runs) = running.get(member) else { return false };
+    let status = view.get(member);
+    if *member_runs {
+        status != Some(&MemberStatus::Alive)
+    } else {
+        matches!(status, Some(MemberStatus::Alive | MemberStatus::Suspect))
+    }
+}
+
+/// Summary statistics of one timing over many runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Distribution {
+    /// Measurements that completed.
+    pub samples: usize,
+    /// Measurements that never completed within their run.
+    pub missing: usize,
+    /// Smallest, in milliseconds.
+    pub min_ms: f64,
+    /// Median (nearest rank), in milliseconds.
+    pub median_ms: f64,
+    /// 90th percentile (nearest rank), in milliseconds.
+    pub p90_ms: f64,
+    /// Largest, in milliseconds.
+    pub max_ms: f64,
+}
+
+impl Distribution {
+    /// The distribution of some measurements; `None` when none completed.
+    pub fn of(values: &[Option<Duration>]) -> Option<Self> {
+        let mut done: Vec<Duration> = values.iter().flatten().copied().collect();
+        done.sort();
+        let last = done.len().checked_sub(1)?;
+        let at = |q: f64| done[(last as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+        Some(Distribution {
+            samples: done.len(),
+            missing: values.len() - done.len(),
+            min_ms: at(0.0),
+            median_ms: at(0.5),
+            p90_ms: at(0.9),
+            max_ms: at(1.0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rollcall::host::Event;
+
+    use super::*;
+    use crate::trace::{Entry, Record, Trace, WorldEvent};
+
+    const NODES: [&str; 3] = ["ha", "s1", "s2"];
+
+    /// Three nodes whose agents start at 0 s, 1 s and 2 s, then `events` at whole seconds.
+    fn observe(events: &[(u64, &str, Entry)]) -> Observations {
+        let roles =
+            NODES.iter().map(|n| (n.to_string(), if *n == "ha" { "balancer" } else { "backend" }.into()));
+        let plan = WorldEvent::Plan {
+            duration_ms: 60_000,
+            roles: roles.collect::<BTreeMap<String, String>>(),
+            start_at_ms: BTreeMap::new(),
+            faults: vec![],
+        };
+        let mut records = vec![Record { t_us: 0, host: "world".into(), event: Entry::World(plan) }];
+        for (i, host) in NODES.iter().enumerate() {
+            for event in [Event::HostBooted { boot: 1 }, Event::ServiceStarted { service: "serf".into() }] {
+                records.push(Record {
+                    t_us: i as u64 * 1_000_000,
+                    host: host.to_string(),
+                    event: Entry::Host(event),
+                });
+            }
+        }
+        for (t_s, host, event) in events {
+            records.push(Record { t_us: t_s * 1_000_000, host: host.to_string(), event: event.clone() });
+        }
+        Observations::new(&Trace { records })
+    }
+
+    fn state(member: &str, status: MemberStatus) -> Entry {
+        Entry::Host(Event::MemberState { member: member.into(), status, incarnation: 0 })
+    }
+
+    /// Every view lists every node alive by `at` seconds, each learning at a different time.
+    fn all_alive(at: u64) -> Vec<(u64, &'static str, Entry)> {
+        let mut events = Vec::new();
+        for (i, observer) in NODES.iter().enumerate() {
+            for member in NODES {
+                events.push((at - (i as u64 % 2), *observer, state(member, MemberStatus::Alive)));
+            }
+        }
+        events.sort_by_key(|(t, _, _)| *t);
+        events
+    }
+
+    fn crash(at: u64, host: &'static str) -> Vec<(u64, &'static str, Entry)> {
+        let fault = FaultKind::HostCrash { host: host.into(), mid_render: false };
+        vec![
+            (at, "world", Entry::World(WorldEvent::FaultStarted { id: 0, fault })),
+            (at, host, Entry::World(WorldEvent::HostCrashed)),
+        ]
+    }
+
+    #[test]
+    fn join_to_converged_counts_from_the_last_agents_start_to_the_last_view() {
+        let timings = Timings::of(&observe(&all_alive(5)));
+        assert_eq!(timings.join_to_converged, vec![Some(Duration::from_secs(3))]);
+    }
+
+    #[test]
+    fn a_view_never_complete_is_missing_not_dropped() {
+        let mut events = all_alive(5);
+        events.retain(|(_, observer, entry)| {
+            !(*observer == "s2" && *entry == state("s1", MemberStatus::Alive))
+        });
+        let timings = Timings::of(&observe(&events));
+        assert_eq!(timings.join_to_converged, vec![None]);
+    }
+
+    #[test]
+    fn crash_to_failed_waits_for_the_last_observer_and_restarts_on_a_relapse() {
+        let mut events = all_alive(5);
+        events.extend(crash(10, "s2"));
+        events.push((14, "ha", state("s2", MemberStatus::Suspect)));
+        events.push((16, "ha", state("s2", MemberStatus::Dead)));
+        events.push((15, "s1", state("s2", MemberStatus::Dead)));
+        // A stale alive brings s2 back in s1's view for a while.
+        events.push((17, "s1", state("s2", MemberStatus::Alive)));
+        events.push((19, "s1", state("s2", MemberStatus::Dead)));
+        events.sort_by_key(|(t, _, _)| *t);
+        let timings = Timings::of(&observe(&events));
+        assert_eq!(timings.crash_to_failed, vec![Some(Duration::from_secs(9))]);
+        // The views are complete once both survivors dropped s2: the crashed agent is not
+        // expected anywhere.
+        assert_eq!(timings.join_to_converged, vec![Some(Duration::from_secs(3))]);
+    }
+
+    #[test]
+    fn crash_never_noticed_is_missing() {
+        let mut events = all_alive(5);
+        events.extend(crash(10, "s2"));
+        events.push((15, "s1", state("s2", MemberStatus::Dead)));
+        let timings = Timings::of(&observe(&events));
+        assert_eq!(timings.crash_to_failed, vec![None]);
+    }
+
+    #[test]
+    fn distribution_uses_nearest_ranks_and_counts_the_missing() {
+        let ms = |v: u64| Some(Duration::from_millis(v));
+        let values = [ms(30), None, ms(10), ms(20), ms(40), ms(50)];
+        let d = Distribution::of(&values).expect("some completed");
+        assert_eq!((d.samples, d.missing), (5, 1));
+        assert_eq!((d.min_ms, d.median_ms, d.p90_ms, d.max_ms), (10.0, 30.0, 50.0, 50.0));
+        assert_eq!(Distribution::of(&[None]), None);
+    }
+}
