@@ -441,16 +441,22 @@ fn serf_service<N: Net>(
 }
 
 fn gossip_config<N: Net>(env: &HostEnv<N>, node: &NodeSpec) -> std::io::Result<GossipConfig> {
-    let addr = (env.net.local_ip(), node.gossip_port).into();
-    let mut config = node.gossip.config(env.name.clone(), addr);
+    agent_config(&env.name, env.net.local_ip(), node, |seed| resolve_endpoint(&env.net, seed, GOSSIP_PORT))
+}
+
+/// The gossip agent's configuration for the node `name` at `ip`; `resolve` turns a seed
+/// (`host[:port]`) into an address. Every engine builds agents this way.
+pub fn agent_config(
+    name: &str,
+    ip: std::net::IpAddr,
+    node: &NodeSpec,
+    resolve: impl Fn(&str) -> std::io::Result<std::net::SocketAddr>,
+) -> std::io::Result<GossipConfig> {
+    let addr = (ip, node.gossip_port).into();
+    let mut config = node.gossip.config(name.to_string(), addr);
     config.tags.extend(node.tags.clone());
     config.tags.insert("role".into(), node.role.tag().into());
-    config.seeds = node
-        .gossip
-        .seeds
-        .iter()
-        .map(|seed| resolve_endpoint(&env.net, seed, GOSSIP_PORT))
-        .collect::<Result<Vec<_>, _>>()?;
+    config.seeds = node.gossip.seeds.iter().map(|seed| resolve(seed)).collect::<Result<Vec<_>, _>>()?;
     // Joining through ourselves (the lab's `ha` runs `--join ha`) is no join at all.
     config.seeds.retain(|seed| *seed != addr);
     config.never_refutes = node.bugs.gossip_never_refutes;

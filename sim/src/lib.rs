@@ -24,7 +24,7 @@ pub mod world;
 use std::path::Path;
 use std::time::Duration;
 
-use engines::EngineError;
+use engines::{EngineError, EngineKind};
 use faults::{FaultSpec, Plan};
 use observe::Observations;
 use report::Report;
@@ -132,11 +132,27 @@ impl Simulation {
     /// Runs the engine and returns the trace.
     pub fn trace(&self) -> Result<Trace, EngineError> {
         let plan = Plan::build(&self.world, self.seed);
-        engines::turmoil::run(&self.world, &plan, self.seed)
+        match self.world.engine {
+            EngineKind::Turmoil => engines::turmoil::run(&self.world, &plan, self.seed),
+            EngineKind::Event => engines::event::run(&self.world, &plan, self.seed),
+        }
+    }
+
+    /// Runs on `engine` instead of the world's own.
+    pub fn engine(mut self, engine: EngineKind) -> Self {
+        self.world.engine = engine;
+        self
     }
 
     /// Runs and checks every invariant the world enables.
     pub fn run(&self) -> Result<Run, EngineError> {
+        if self.world.engine == EngineKind::Event {
+            let unchecked = engines::event::unchecked_invariants(&self.world.invariants);
+            if !unchecked.is_empty() {
+                let what = format!("it cannot check {}", unchecked.join(", "));
+                return Err(EngineError::Unsupported { engine: "event", what });
+            }
+        }
         let trace = self.trace()?;
         let observations = Observations::new(&trace);
         let (verdicts, figures) = invariants::check(&self.world, &observations);

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
+use rollcall_sim::engines::EngineKind;
 
 mod figures;
 
@@ -37,6 +38,9 @@ enum Command {
         /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
         #[arg(long, value_enum)]
         pipeline: Option<PipelineArg>,
+        /// Run on this engine instead of the file's `engine`.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
     },
     /// Report simulated convergence time over a range of seeds.
     Converge {
@@ -51,6 +55,9 @@ enum Command {
         /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
         #[arg(long, value_enum)]
         pipeline: Option<PipelineArg>,
+        /// Run on this engine instead of the file's `engine`.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
     },
     /// Gossip timings over a range of seeds (join to converged, crash to failed everywhere,
     /// leave to left, heal to merged, false failures): min, median, p90 and max.
@@ -72,7 +79,28 @@ enum Command {
         /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
         #[arg(long, value_enum)]
         pipeline: Option<PipelineArg>,
+        /// Run on this engine instead of the file's `engine`.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
     },
+}
+
+/// `--engine`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EngineArg {
+    /// The whole stack, HTTP included, on turmoil (small clusters).
+    Turmoil,
+    /// The gossip core on a discrete-event queue (hundreds to thousands of nodes).
+    Event,
+}
+
+impl From<EngineArg> for EngineKind {
+    fn from(arg: EngineArg) -> Self {
+        match arg {
+            EngineArg::Turmoil => EngineKind::Turmoil,
+            EngineArg::Event => EngineKind::Event,
+        }
+    }
 }
 
 /// `--pipeline`.
@@ -117,10 +145,14 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { scenario, seed, json, trace, pipeline } => run(scenario, seed, json, trace, pipeline),
-        Command::Converge { scenario, from, seeds, pipeline } => converge(scenario, from, seeds, pipeline),
-        Command::Figures { scenario, from, seeds, jobs, json, pipeline } => {
-            let simulation = match load(&scenario, pipeline) {
+        Command::Run { scenario, seed, json, trace, pipeline, engine } => {
+            run(scenario, seed, json, trace, pipeline, engine)
+        }
+        Command::Converge { scenario, from, seeds, pipeline, engine } => {
+            converge(scenario, from, seeds, pipeline, engine)
+        }
+        Command::Figures { scenario, from, seeds, jobs, json, pipeline, engine } => {
+            let simulation = match load(&scenario, pipeline, engine, Use::Figures) {
                 Ok(simulation) => simulation,
                 Err(code) => return code,
             };
@@ -129,23 +161,72 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(scenario: &Path, pipeline: Option<PipelineArg>) -> Result<Simulation, ExitCode> {
-    let loaded = Simulation::from_file(scenario);
-    let loaded = loaded.map(|s| match pipeline {
-        Some(pipeline) => s.pipeline(pipeline.into()),
-        None => s,
-    });
-    loaded.map_err(|error| {
-        eprintln!("error: {error}");
-        ExitCode::from(2)
-    })
+/// What a command reads of its runs.
+#[derive(Clone, Copy)]
+enum Use {
+    /// Verdicts (`run`) or the rendered backends (`converge`).
+    Verdicts,
+    /// Timings only (`figures`).
+    Figures,
 }
 
-fn converge(scenario: PathBuf, from: u64, seeds: u64, pipeline: Option<PipelineArg>) -> ExitCode {
-    let simulation = match load(&scenario, pipeline) {
+fn load(
+    scenario: &Path,
+    pipeline: Option<PipelineArg>,
+    engine: Option<EngineArg>,
+    use_: Use,
+) -> Result<Simulation, ExitCode> {
+    let loaded = Simulation::from_file(scenario).map(|s| {
+        let s = match pipeline {
+            Some(pipeline) => s.pipeline(pipeline.into()),
+            None => s,
+        };
+        match engine {
+            Some(engine) => s.engine(engine.into()),
+            None => s,
+        }
+    });
+    let simulation = loaded.map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
+    // What the engine cannot model is bad input, refused before any run. Figures read no
+    // verdict, so only faults matter to them.
+    if simulation.world().engine == EngineKind::Event {
+        let refused = match use_ {
+            Use::Verdicts => rollcall_sim::engines::event::unsupported(simulation.world()),
+            Use::Figures => rollcall_sim::engines::event::unsupported_faults(simulation.world()),
+        };
+        if !refused.is_empty() {
+            eprintln!(
+                "error: {}: the event engine cannot run this scenario: {}",
+                scenario.display(),
+                refused.join("; ")
+            );
+            eprintln!("hint: run it with --engine turmoil, or leave those out of the scenario");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(simulation)
+}
+
+fn converge(
+    scenario: PathBuf,
+    from: u64,
+    seeds: u64,
+    pipeline: Option<PipelineArg>,
+    engine: Option<EngineArg>,
+) -> ExitCode {
+    let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
         Ok(simulation) => simulation,
         Err(code) => return code,
     };
+    if simulation.world().engine == EngineKind::Event {
+        eprintln!(
+            "error: converge reads ha's rendered backends, which the event engine does not model; use figures"
+        );
+        return ExitCode::from(2);
+    }
     if seeds == 0 {
         eprintln!("error: --seeds must be at least 1");
         return ExitCode::from(2);
@@ -192,8 +273,9 @@ fn run(
     json: bool,
     trace_path: Option<PathBuf>,
     pipeline: Option<PipelineArg>,
+    engine: Option<EngineArg>,
 ) -> ExitCode {
-    let simulation = match load(&scenario, pipeline) {
+    let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
         Ok(simulation) => simulation.seed(seed),
         Err(code) => return code,
     };
@@ -204,7 +286,7 @@ fn run(
         Err(error) => {
             eprintln!("error: {error}");
             eprintln!("ROLLCALL_SEED={seed} (commit {})", rollcall_sim::report::COMMIT);
-            let replay = rollcall_sim::report::replay_command(&file, seed, simulation.world().pipeline());
+            let replay = rollcall_sim::report::replay_command(&file, seed, simulation.world());
             eprintln!("replay: {replay}");
             return ExitCode::from(1);
         }
@@ -219,7 +301,11 @@ fn run(
     if json {
         println!("{}", serde_json::to_string_pretty(&run.report).expect("reports serialize"));
     } else {
-        print!("{}", run.report.to_text());
+        let text = run.report.to_text();
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
     }
     eprintln!("wall time: {:.3}s", wall.as_secs_f64());
     if run.report.as_expected { ExitCode::SUCCESS } else { ExitCode::from(1) }

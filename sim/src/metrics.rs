@@ -159,9 +159,13 @@ fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
         }
         if boundaries.get(next_boundary) == Some(&at) {
             for node in &obs.nodes {
-                running.insert(node.as_str(), obs.agent_runs(node, at));
+                let runs = obs.agent_runs(node, at);
+                if running[node.as_str()] != runs {
+                    wrong -= wrong_about(obs, &running, &views, node);
+                    running.insert(node.as_str(), runs);
+                    wrong += wrong_about(obs, &running, &views, node);
+                }
             }
-            wrong = recount(obs, &running, &views);
             next_boundary += 1;
         }
         match (wrong == 0 && running.values().any(|r| *r), open) {
@@ -191,21 +195,28 @@ fn count_wrong(
     }
 }
 
-/// Every wrong entry of every running agent's view.
-fn recount(
+/// The wrong entries that depend on whether `node` runs: every running agent's entry for it,
+/// and, if it runs, its own view.
+fn wrong_about(
     obs: &Observations,
     running: &BTreeMap<&str, bool>,
     views: &BTreeMap<&str, BTreeMap<String, MemberStatus>>,
+    node: &str,
 ) -> usize {
     let empty = BTreeMap::new();
-    obs.nodes
+    let view_of = |observer: &str| views.get(observer).unwrap_or(&empty);
+    let others = obs
+        .nodes
         .iter()
-        .filter(|observer| running[observer.as_str()])
-        .map(|observer| {
-            let view = views.get(observer.as_str()).unwrap_or(&empty);
-            obs.nodes.iter().filter(|n| is_wrong(running, view, n)).count()
-        })
-        .sum()
+        .filter(|observer| observer.as_str() != node && running[observer.as_str()])
+        .filter(|observer| is_wrong(running, view_of(observer), node))
+        .count();
+    let own = if running[node] {
+        obs.nodes.iter().filter(|member| is_wrong(running, view_of(node), member)).count()
+    } else {
+        0
+    };
+    others + own
 }
 
 /// Whether a view is wrong about `member`: not alive while it runs, alive or suspect while it

@@ -427,7 +427,12 @@ impl Observations {
 
     /// When `service` ran on `host`.
     pub fn service(&self, host: &str, service: &str) -> Intervals {
-        self.service_up.get(&(host.to_string(), service.to_string())).cloned().unwrap_or_default()
+        self.service_runs(host, service).cloned().unwrap_or_default()
+    }
+
+    /// [`Observations::service`] without a copy.
+    fn service_runs(&self, host: &str, service: &str) -> Option<&Intervals> {
+        self.service_up.get(&(host.to_string(), service.to_string()))
     }
 
     /// Whether `service` on `host` is down at `at` because the world stopped it: a
@@ -470,12 +475,12 @@ impl Observations {
 
     /// Whether `webapp`'s web service runs at `at`.
     pub fn webapp_runs(&self, webapp: &str, at: Duration) -> bool {
-        self.service(webapp, "webapp").contains(at)
+        self.service_runs(webapp, "webapp").is_some_and(|runs| runs.contains(at))
     }
 
     /// Whether `node`'s gossip agent runs at `at`.
     pub fn agent_runs(&self, node: &str, at: Duration) -> bool {
-        self.service(node, "serf").contains(at)
+        self.service_runs(node, "serf").is_some_and(|runs| runs.contains(at))
     }
 
     /// Whether packets from `from` to `to` are lost at `at`.
@@ -493,6 +498,11 @@ impl Observations {
     /// agents run, over links that work both ways. A node cut off from one peer but not from
     /// a relay refutes its suspicion through the relay, so gossip keeps it.
     pub fn gossip_path(&self, from: &str, to: &str, at: Duration) -> bool {
+        // Without a cut link, every running agent is one hop away: no search needed (it
+        // would cost nodes squared at every point the oracle samples).
+        if !self.cuts.values().any(|cut| cut.contains(at)) {
+            return from == to || self.agent_runs(to, at);
+        }
         let running: Vec<&String> = self.nodes.iter().filter(|n| self.agent_runs(n, at)).collect();
         let mut reached: BTreeSet<&str> = BTreeSet::from([from]);
         let mut frontier = vec![from];

@@ -88,7 +88,7 @@ impl Report {
             figures,
             expected_violations: world.expect.violated.clone(),
             expected_hosts: world.expect.hosts.clone(),
-            replay: replay_command(file, seed, world.pipeline()),
+            replay: replay_command(file, seed, world),
             timeline: timeline(trace),
         }
     }
@@ -161,12 +161,15 @@ impl Report {
 }
 
 /// The exact command that replays a run.
-pub fn replay_command(file: &str, seed: u64, pipeline: Pipeline) -> String {
-    let pipeline = match pipeline {
+pub fn replay_command(file: &str, seed: u64, world: &World) -> String {
+    let pipeline = match world.pipeline() {
         Pipeline::Lab => "lab",
         Pipeline::Fixed => "fixed",
     };
-    format!("cargo run --release -p rollcall-sim -- run {file} --seed {seed} --pipeline {pipeline}")
+    let engine = world.engine.name();
+    format!(
+        "cargo run --release -p rollcall-sim -- run {file} --seed {seed} --pipeline {pipeline} --engine {engine}"
+    )
 }
 
 /// Protocol-level events, plus the requests between two of them folded into one line.

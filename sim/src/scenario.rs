@@ -70,6 +70,8 @@ struct ScenarioFile {
     duration_s: Spanned<f64>,
     tick_ms: Option<Spanned<u64>>,
     #[serde(default)]
+    engine: crate::engines::EngineKind,
+    #[serde(default)]
     gossip: GossipSection,
     #[serde(rename = "host")]
     hosts: Vec<HostSection>,
@@ -583,6 +585,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             expect: Expectation::default(),
             expect_by_pipeline,
             expect_default,
+            engine: file.engine,
         };
         // The balancer's pipeline, and the outcome expected of it.
         world.set_pipeline(file.node.pipeline);

@@ -98,6 +98,8 @@ pub struct World {
     pub expect_by_pipeline: BTreeMap<Pipeline, Expectation>,
     /// The outcome expected under a pipeline without its own.
     pub expect_default: Expectation,
+    /// The engine that runs it unless told otherwise.
+    pub engine: crate::engines::EngineKind,
 }
 
 /// Which invariants a world checks, with their bounds.

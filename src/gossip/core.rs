@@ -20,7 +20,7 @@
 //!
 //! Not yet here (later work): the TCP ping fallback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -217,6 +217,17 @@ pub struct Agent {
     leave: Option<LeavePhase>,
     /// Bumped on every change to the member table, so drivers publish views only on change.
     version: u64,
+    /// Members whose entry changed since the driver last took them (at most the table and
+    /// the members erased since).
+    changed: BTreeSet<String>,
+}
+
+/// Marks `name`'s entry as changed.
+fn touch(version: &mut u64, changed: &mut BTreeSet<String>, name: &str) {
+    *version += 1;
+    if !changed.contains(name) {
+        changed.insert(name.to_string());
+    }
 }
 
 impl Agent {
@@ -243,6 +254,7 @@ impl Agent {
             recent_intents: RecentIntents::default(),
             leave: None,
             version: 0,
+            changed: BTreeSet::new(),
         }
     }
 
@@ -256,7 +268,7 @@ impl Agent {
         let intent = Message::JoinIntent { name: me.name.clone(), ltime: member.status_ltime };
         self.members.insert(me.name.clone(), member);
         self.enqueue(Subject::Intent(me.name.clone()), intent);
-        self.version += 1;
+        touch(&mut self.version, &mut self.changed, &me.name);
         out.push(Action::Event(MemberEvent { change: MemberChange::Join, member: me }));
         // Spread the first probe over one interval so that nodes started together do not
         // probe in lockstep.
@@ -289,6 +301,17 @@ impl Agent {
     /// Changes whenever the member table changes.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The members whose entry changed (or that were erased) since the last call, by name:
+    /// a driver records a view's changes without comparing the whole table.
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// One member's current entry.
+    pub fn member(&self, name: &str) -> Option<&NodeState> {
+        self.members.get(name).map(|member| &member.state)
     }
 
     /// Whether a seed has answered (or there were no seeds).
@@ -481,7 +504,7 @@ impl Agent {
         let member = self.members.get_mut(&me.name).expect("self is always a member");
         member.state = me.clone();
         member.status_since = now;
-        self.version += 1;
+        touch(&mut self.version, &mut self.changed, &me.name);
         self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me.clone()));
         out.push(Action::Event(MemberEvent { change: MemberChange::Update, member: me }));
         Ok(())
@@ -526,7 +549,7 @@ impl Agent {
                 me.state.status = Status::Left;
                 me.status_since = now;
                 let incarnation = me.state.incarnation;
-                self.version += 1;
+                touch(&mut self.version, &mut self.changed, &name);
                 let message = Message::Dead { name: name.clone(), incarnation, from: name.clone() };
                 self.enqueue(Subject::Member(name), message);
                 self.leave = Some(LeavePhase::Announce { until: now + BROADCAST_TIMEOUT });
@@ -571,7 +594,7 @@ impl Agent {
             return;
         }
         if let Some(member) = self.members.remove(name) {
-            self.version += 1;
+            touch(&mut self.version, &mut self.changed, name);
             out.push(Action::Event(MemberEvent { change: MemberChange::Reap, member: member.state }));
         }
     }
@@ -737,7 +760,7 @@ impl Agent {
             None => self.first_sight(state.clone(), now),
         };
         self.members.insert(state.name.clone(), member);
-        self.version += 1;
+        touch(&mut self.version, &mut self.changed, &state.name);
         self.enqueue(Subject::Member(state.name.clone()), Message::Alive(state.clone()));
         if let Some(change) = change {
             out.push(Action::Event(MemberEvent { change, member: state }));
@@ -788,7 +811,7 @@ impl Agent {
             member.state.status = Status::Left;
             member.status_since = now;
             let state = member.state.clone();
-            self.version += 1;
+            touch(&mut self.version, &mut self.changed, name);
             out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
         }
         let left = member.state.status == Status::Left;
@@ -833,7 +856,7 @@ impl Agent {
         member.suspicion = None;
         member.leaving = false;
         let state = member.state.clone();
-        self.version += 1;
+        touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: name.to_string() };
         self.enqueue(Subject::Member(name.to_string()), message);
         out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
@@ -880,7 +903,7 @@ impl Agent {
         member.state.status = Status::Suspect;
         member.status_since = now;
         member.suspicion = Some(suspicion);
-        self.version += 1;
+        touch(&mut self.version, &mut self.changed, name);
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(Subject::Member(name.to_string()), message);
         out.push(Action::SetTimer {
@@ -903,7 +926,7 @@ impl Agent {
             // resurrect it (memberlist's deadNode does the same).
             if incarnation > member.state.incarnation {
                 member.state.incarnation = incarnation;
-                self.version += 1;
+                touch(&mut self.version, &mut self.changed, name);
             }
             return;
         }
@@ -920,7 +943,7 @@ impl Agent {
         member.suspicion = None;
         member.leaving = false;
         let state = member.state.clone();
-        self.version += 1;
+        touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(Subject::Member(name.to_string()), message);
         out.push(Action::Event(MemberEvent { change, member: state }));
@@ -943,7 +966,7 @@ impl Agent {
             member.state.status = status;
             member.state.incarnation = incarnation;
             member.status_since = now;
-            self.version += 1;
+            touch(&mut self.version, &mut self.changed, &name);
         }
     }
 
@@ -969,7 +992,7 @@ impl Agent {
         let member = self.members.get_mut(&me.name).expect("self is always a member");
         member.state = me.clone();
         member.status_since = now;
-        self.version += 1;
+        touch(&mut self.version, &mut self.changed, &me.name);
         self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me));
     }
 

@@ -148,8 +148,10 @@ pub async fn run<N: Net>(
         }
         if published != Some(agent.version()) {
             published = Some(agent.version());
+            let changed = agent.take_changed();
+            let changed = changed.iter().filter_map(|name| agent.member(name));
+            record_state_changes(&env, &mut published_states, changed);
             let members: View = agent.members().cloned().collect();
-            record_state_changes(&env, &mut published_states, &members);
             if let Some(path) = &snapshot {
                 save_snapshot(&env, path, &members, &me, &mut snapshotted);
             }
@@ -195,14 +197,26 @@ pub async fn run<N: Net>(
     }
 }
 
-/// Records every member whose status or incarnation differs from the last published view,
-/// so that the trace holds each host's view over time without a copy per change.
-fn record_state_changes<N: Net>(
+/// Records every changed member whose status or incarnation differs from the last published
+/// view, so that the trace holds each host's view over time without a copy per change.
+fn record_state_changes<'a, N: Net>(
     env: &HostEnv<N>,
     published: &mut BTreeMap<String, (Status, u32)>,
-    members: &[NodeState],
+    changed: impl Iterator<Item = &'a NodeState>,
 ) {
-    for member in members {
+    for event in state_changes(published, changed) {
+        env.observe(event);
+    }
+}
+
+/// The `member-state` records for the changed members whose status or incarnation differs
+/// from `published`, which is brought up to date. Every engine records views this way.
+pub fn state_changes<'a>(
+    published: &mut BTreeMap<String, (Status, u32)>,
+    changed: impl Iterator<Item = &'a NodeState>,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for member in changed {
         let state = (member.status, member.incarnation);
         if published.get(&member.name) == Some(&state) {
             continue;
@@ -214,12 +228,13 @@ fn record_state_changes<N: Net>(
             Status::Dead => MemberStatus::Dead,
             Status::Left => MemberStatus::Left,
         };
-        env.observe(Event::MemberState {
+        events.push(Event::MemberState {
             member: member.name.clone(),
             status,
             incarnation: member.incarnation,
         });
     }
+    events
 }
 
 /// Rewrites the snapshot when the alive members changed; a failed write is logged (the next

@@ -56,6 +56,15 @@ pub trait Net: Clone + 'static {
 
 /// Resolves `host:port` or `host` (with `default_port`) to a socket address.
 pub fn resolve_endpoint<N: Net>(net: &N, endpoint: &str, default_port: u16) -> io::Result<SocketAddr> {
+    resolve_endpoint_with(endpoint, default_port, |host| net.resolve(host))
+}
+
+/// [`resolve_endpoint`] with `resolve` for host names (an engine without a [`Net`]).
+pub fn resolve_endpoint_with(
+    endpoint: &str,
+    default_port: u16,
+    resolve: impl Fn(&str) -> io::Result<IpAddr>,
+) -> io::Result<SocketAddr> {
     if let Ok(addr) = endpoint.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -68,5 +77,5 @@ pub fn resolve_endpoint<N: Net>(net: &N, endpoint: &str, default_port: u16) -> i
         }
         None => (endpoint, default_port),
     };
-    Ok(SocketAddr::new(net.resolve(host)?, port))
+    Ok(SocketAddr::new(resolve(host)?, port))
 }

@@ -3,8 +3,138 @@
 //! format and the invariants.
 //!
 //! - [`turmoil`]: the full stack, HTTP included, on turmoil's simulated network (3-20 hosts).
+//! - [`event`]: the gossip core alone, driven by a queue of timed events (hundreds to
+//!   thousands of nodes); it refuses the invariants and faults it does not model.
 
+pub mod event;
 pub mod turmoil;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::faults::{FaultKind, Plan};
+use crate::trace::WorldEvent;
+use crate::world::World;
+use rollcall::net::lossy::LinkFaults;
+
+/// Which engine runs a world.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// The whole stack on turmoil.
+    #[default]
+    Turmoil,
+    /// The gossip core on a discrete-event queue.
+    Event,
+}
+
+impl EngineKind {
+    /// Its name in scenario files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Turmoil => "turmoil",
+            EngineKind::Event => "event",
+        }
+    }
+}
+
+/// The plan as the first record of every trace.
+pub(crate) fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
+    let start_at_ms = plan.start_at.iter().map(|(name, at)| (name.clone(), at.as_millis() as u64)).collect();
+    let roles = world.hosts.iter().map(|h| (h.name.clone(), h.role().to_string())).collect();
+    let duration_ms = world.duration.as_millis() as u64;
+    WorldEvent::Plan { duration_ms, roles, start_at_ms, faults: plan.faults.clone() }
+}
+
+/// Which faults are active, per directed host pair and per host: overlapping faults must not
+/// undo each other (an engine keeps one state per link and per host, and the loss model one
+/// rate per host, so the first end would).
+#[derive(Default)]
+pub(crate) struct ActiveFaults {
+    pub(crate) cuts: BTreeMap<(String, String), u32>,
+    crashes: BTreeMap<String, u32>,
+    loss: BTreeMap<String, BTreeMap<usize, f64>>,
+    latency: BTreeMap<String, BTreeMap<usize, Duration>>,
+}
+
+impl ActiveFaults {
+    /// Starts or ends a partition; returns the directed links whose state changed, with
+    /// `true` for a cut and `false` for a repair.
+    pub(crate) fn partition(
+        &mut self,
+        a: &[String],
+        b: &[String],
+        oneway: bool,
+        cut: bool,
+    ) -> Vec<(String, String, bool)> {
+        let mut changed = Vec::new();
+        for x in a {
+            for y in b {
+                let mut directions = vec![(x, y)];
+                if !oneway {
+                    directions.push((y, x));
+                }
+                for (from, to) in directions {
+                    let count = self.cuts.entry((from.clone(), to.clone())).or_default();
+                    match (cut, *count) {
+                        (true, 0) => changed.push((from.clone(), to.clone(), true)),
+                        (false, 1) => changed.push((from.clone(), to.clone(), false)),
+                        _ => {}
+                    }
+                    *count = if cut { *count + 1 } else { count.saturating_sub(1) };
+                }
+            }
+        }
+        changed
+    }
+
+    /// Starts or ends loss or latency window `id` on `host`.
+    pub(crate) fn window(&mut self, fault: &FaultKind, host: &str, id: usize, start: bool) {
+        match fault {
+            FaultKind::Loss { rate, .. } => set_window(&mut self.loss, host, id, start.then_some(*rate)),
+            FaultKind::Latency { extra, .. } => {
+                set_window(&mut self.latency, host, id, start.then_some(*extra))
+            }
+            _ => {}
+        }
+    }
+
+    /// A host's loss and latency from every window active on it: overlapping losses compose
+    /// as independent drops, latencies add up.
+    pub(crate) fn link_faults(&self, host: &str) -> LinkFaults {
+        let losses = self.loss.get(host).into_iter().flat_map(|m| m.values());
+        let kept: f64 = losses.map(|rate| 1.0 - rate).product();
+        let latencies = self.latency.get(host).into_iter().flat_map(|m| m.values());
+        LinkFaults { loss_rate: (1.0 - kept).clamp(0.0, 1.0), extra_latency: latencies.sum() }
+    }
+
+    /// Starts or ends a crash of `host`: `Some(true)` when the host goes down now,
+    /// `Some(false)` when it comes back now, `None` when an overlapping crash decides.
+    pub(crate) fn crash(&mut self, host: &str, start: bool) -> Option<bool> {
+        let count = self.crashes.entry(host.to_string()).or_default();
+        let changed = match (start, *count) {
+            (true, 0) => Some(true),
+            (false, 1) => Some(false),
+            _ => None,
+        };
+        *count = if start { *count + 1 } else { count.saturating_sub(1) };
+        changed
+    }
+}
+
+/// Starts (`Some`) or ends (`None`) window `id` on `host`.
+fn set_window<T>(
+    windows: &mut BTreeMap<String, BTreeMap<usize, T>>,
+    host: &str,
+    id: usize,
+    value: Option<T>,
+) {
+    let active = windows.entry(host.to_string()).or_default();
+    match value {
+        Some(value) => active.insert(id, value),
+        None => active.remove(&id),
+    };
+}
 
 /// A run could not complete.
 #[derive(Debug, thiserror::Error)]
@@ -12,4 +142,7 @@ pub enum EngineError {
     /// The simulated software failed (a panic or an assertion in the stack).
     #[error("simulation failed at {at_ms} ms: {message}")]
     Crashed { at_ms: u64, message: String },
+    /// The engine does not model what the world asks for.
+    #[error("the {engine} engine cannot run this scenario: {what}")]
+    Unsupported { engine: &'static str, what: String },
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use super::EngineError;
+use super::{ActiveFaults, EngineError, plan_record};
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
 use crate::workload;
@@ -214,38 +214,6 @@ fn host_factory(
     }
 }
 
-fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
-    let start_at_ms = plan.start_at.iter().map(|(name, at)| (name.clone(), at.as_millis() as u64)).collect();
-    let roles = world.hosts.iter().map(|h| (h.name.clone(), h.role().to_string())).collect();
-    let duration_ms = world.duration.as_millis() as u64;
-    WorldEvent::Plan { duration_ms, roles, start_at_ms, faults: plan.faults.clone() }
-}
-
-/// Which faults are active, per directed host pair and per host: overlapping faults must not
-/// undo each other (turmoil keeps one state per link and per host, and our loss model one
-/// rate per host, so the first end would).
-#[derive(Default)]
-struct ActiveFaults {
-    cuts: BTreeMap<(String, String), u32>,
-    crashes: BTreeMap<String, u32>,
-    loss: BTreeMap<String, BTreeMap<usize, f64>>,
-    latency: BTreeMap<String, BTreeMap<usize, Duration>>,
-}
-
-/// Starts (`Some`) or ends (`None`) window `id` on `host`.
-fn set_window<T>(
-    windows: &mut BTreeMap<String, BTreeMap<usize, T>>,
-    host: &str,
-    id: usize,
-    value: Option<T>,
-) {
-    let active = windows.entry(host.to_string()).or_default();
-    match value {
-        Some(value) => active.insert(id, value),
-        None => active.remove(&id),
-    };
-}
-
 /// Applies plan steps and records what each one changed.
 struct WorldFaults {
     active: ActiveFaults,
@@ -288,15 +256,7 @@ impl WorldFaults {
             FaultKind::Partition { a, b, oneway } => self.partition(sim, a, b, *oneway, start),
             FaultKind::Loss { hosts, .. } | FaultKind::Latency { hosts, .. } => {
                 for host in hosts {
-                    match fault {
-                        FaultKind::Loss { rate, .. } => {
-                            set_window(&mut self.active.loss, host, step.fault, start.then_some(*rate))
-                        }
-                        FaultKind::Latency { extra, .. } => {
-                            set_window(&mut self.active.latency, host, step.fault, start.then_some(*extra))
-                        }
-                        _ => {}
-                    }
+                    self.active.window(fault, host, step.fault, start);
                     self.impair(now, host, &states[host].faults);
                 }
             }
@@ -341,38 +301,20 @@ impl WorldFaults {
     }
 
     fn partition(&mut self, sim: &mut turmoil::Sim<'_>, a: &[String], b: &[String], oneway: bool, cut: bool) {
-        let mut directions = Vec::new();
-        for x in a {
-            for y in b {
-                directions.push((x.clone(), y.clone()));
-                if !oneway {
-                    directions.push((y.clone(), x.clone()));
-                }
+        for (from, to, cut) in self.active.partition(a, b, oneway, cut) {
+            if cut {
+                sim.partition_oneway(from.as_str(), to.as_str());
+                self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkCut { from, to });
+            } else {
+                sim.repair_oneway(from.as_str(), to.as_str());
+                self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkRepaired { from, to });
             }
-        }
-        for (from, to) in directions {
-            let count = self.active.cuts.entry((from.clone(), to.clone())).or_default();
-            match (cut, *count) {
-                (true, 0) => {
-                    sim.partition_oneway(from.as_str(), to.as_str());
-                    self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkCut { from, to });
-                }
-                (false, 1) => {
-                    sim.repair_oneway(from.as_str(), to.as_str());
-                    self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkRepaired { from, to });
-                }
-                _ => {}
-            }
-            *count = if cut { *count + 1 } else { count.saturating_sub(1) };
         }
     }
 
     /// Sets a host's loss and latency from every window active on it, and records the result.
     fn impair(&self, now: Duration, host: &str, cell: &Cell<LinkFaults>) {
-        let losses = self.active.loss.get(host).into_iter().flat_map(|m| m.values());
-        let kept: f64 = losses.map(|rate| 1.0 - rate).product();
-        let latencies = self.active.latency.get(host).into_iter().flat_map(|m| m.values());
-        let faults = LinkFaults { loss_rate: (1.0 - kept).clamp(0.0, 1.0), extra_latency: latencies.sum() };
+        let faults = self.active.link_faults(host);
         if faults != cell.get() {
             cell.set(faults);
             let extra_latency_ms = faults.extra_latency.as_millis() as u64;
@@ -422,18 +364,16 @@ impl WorldFaults {
     }
 
     fn crash(&mut self, sim: &mut turmoil::Sim<'_>, host: &str, start: bool) {
-        let count = self.active.crashes.entry(host.to_string()).or_default();
-        match (start, *count) {
-            (true, 0) => {
+        match self.active.crash(host, start) {
+            Some(true) => {
                 self.recorder.world(sim.elapsed(), host, WorldEvent::HostCrashed);
                 sim.crash(host);
             }
-            (false, 1) => {
+            Some(false) => {
                 self.recorder.world(sim.elapsed(), host, WorldEvent::HostRestarted);
                 sim.bounce(host);
             }
-            _ => {}
+            None => {}
         }
-        *count = if start { *count + 1 } else { count.saturating_sub(1) };
     }
 }

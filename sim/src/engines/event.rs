@@ -1,0 +1,609 @@
+//! The event engine: the sans-io gossip core driven directly, without tokio or turmoil.
+//!
+//! One queue of `(time, sequence)` events (host boots, s6 restarts, agent timers, datagram and
+//! push-pull deliveries, fault steps) and one seeded RNG. Time jumps from one event to the
+//! next, so a run costs what its messages cost, not hosts x steps as under turmoil, which
+//! polls every host at every tick.
+//!
+//! What it models: hosts (boot, crash, restart with the disk kept), the `serf` service as s6
+//! runs it (a restart no sooner than 1 s after the previous start; `s6-svc -d` sends the
+//! down signal SIGINT, a graceful leave), the gossip agent with its snapshot, and the network:
+//! latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range, in whole
+//! milliseconds), each host's loss and extra latency on its gossip datagrams, one-way and
+//! two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each way;
+//! a cut or a stopped agent loses it, and the initiator's own timers deal with the silence.
+//!
+//! Not modelled: the renderer, the balancer, the webapps and HTTP, the supervisor's other
+//! services. The faults that act on them are refused before the run, and the invariants that
+//! read them before the check ([`unsupported`]), never passed silently. Datagrams and timers are not
+//! recorded (at thousands of nodes they would dwarf the rest); every record the invariants
+//! read is.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::EngineError;
+use crate::faults::{FaultKind, Phase, Plan};
+use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
+use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
+use rollcall::gossip::codec::{NodeState, Status};
+use rollcall::gossip::core::{Action, Agent, Timer};
+use rollcall::gossip::driver::state_changes;
+use rollcall::gossip::snapshot;
+use rollcall::host::{Event, Observer, mix, stable_hash};
+use rollcall::net::lossy::LinkFaults;
+use rollcall::net::resolve_endpoint_with;
+use rollcall::node::{GOSSIP_PORT, NodeSpec, agent_config};
+
+/// s6 starts a service again no sooner than this after its previous start.
+const RESTART_SPACING: Duration = Duration::from_secs(1);
+/// Turmoil's latency distribution: Exp(5) of the range between the link latency bounds.
+const LATENCY_RATE: f64 = 5.0;
+/// The first host address; hosts follow in file order, as turmoil numbers them.
+const FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+
+/// The invariants the engine cannot check: they read the renderer, the balancer, HTTP or
+/// the supervisor's other services, which it does not model.
+pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
+    let checks = [
+        ("converge", settings.converge_rounds.is_some()),
+        ("detect", settings.detect_rounds.is_some()),
+        ("available", settings.available),
+        ("rendered-view", settings.rendered_view),
+        ("valid-config", settings.valid_config),
+        ("one-balancer", settings.one_balancer),
+        ("restart-spacing", settings.supervision.restart_spacing),
+        ("one-instance", settings.supervision.one_instance),
+        ("quiet-shutdown", settings.supervision.quiet_shutdown),
+        ("finish-once", settings.supervision.finish_once),
+    ];
+    checks.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect()
+}
+
+/// `settings` without the invariants the engine cannot check (for figures, which read no
+/// verdict).
+pub fn checkable(settings: &InvariantSettings) -> InvariantSettings {
+    InvariantSettings {
+        views: settings.views,
+        incarnation: settings.incarnation,
+        no_self_death: settings.no_self_death,
+        left: settings.left,
+        ..InvariantSettings::default()
+    }
+}
+
+/// The faults of `world` the engine cannot apply, described for the user.
+pub fn unsupported_faults(world: &World) -> Vec<String> {
+    let mut refused = Vec::new();
+    for fault in &world.faults {
+        let supported = match &fault.kind {
+            FaultKind::Partition { .. }
+            | FaultKind::Loss { .. }
+            | FaultKind::Latency { .. }
+            | FaultKind::Leave { .. }
+            | FaultKind::Tags { .. }
+            | FaultKind::ForceLeave { .. }
+            | FaultKind::HostCrash { mid_render: false, .. } => true,
+            FaultKind::ServiceCrash { service, .. } => service == "serf",
+            _ => false,
+        };
+        if !supported {
+            refused.push(format!("fault `{}`", fault.kind));
+        }
+    }
+    refused
+}
+
+/// Everything in `world` the engine refuses, described for the user; empty if it runs.
+pub fn unsupported(world: &World) -> Vec<String> {
+    let invariants =
+        unchecked_invariants(&world.invariants).into_iter().map(|name| format!("invariant `{name}`"));
+    let mut refused: Vec<String> = invariants.collect();
+    refused.extend(unsupported_faults(world));
+    refused
+}
+
+/// Runs `world` under `plan`; `seed` drives every random choice.
+pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> {
+    let refused = unsupported_faults(world);
+    if !refused.is_empty() {
+        return Err(EngineError::Unsupported { engine: "event", what: refused.join("; ") });
+    }
+    let mut engine = Engine::new(world, plan, seed);
+    engine.recorder.world(Duration::ZERO, WORLD, super::plan_record(world, plan));
+    while let Some(((at, _), event)) = engine.queue.pop_first() {
+        if at > world.duration {
+            break;
+        }
+        engine.now = at;
+        engine.handle(event);
+    }
+    Ok(engine.recorder.finish())
+}
+
+/// One queued happening.
+enum Happening {
+    /// The host powers on.
+    Boot { host: usize },
+    /// s6 starts the `serf` service, unless the host's life `generation` is over.
+    StartAgent { host: usize, generation: u64 },
+    /// An agent timer of one agent run.
+    Timer { host: usize, generation: u64, timer: Timer },
+    /// A datagram arrives at whatever agent runs on `to`.
+    Datagram { from: usize, to: usize, bytes: Vec<u8> },
+    /// A push-pull arrives at `to`; its answer goes back to the initiator's run.
+    PushPull { from: usize, from_generation: u64, to: usize, bytes: Vec<u8> },
+    /// The answer to a push-pull of the run `generation` of `to`.
+    Answer { from: usize, to: usize, generation: u64, bytes: Vec<u8> },
+    /// Step `index` of the plan.
+    Fault { index: usize },
+}
+
+/// One host of the world.
+struct Host {
+    name: String,
+    /// `None` for a client host (not modelled beyond its boot).
+    node: Option<NodeSpec>,
+    addr: SocketAddr,
+    boots: u32,
+    up: bool,
+    /// `s6-svc -d serf`: the service is wanted down.
+    wanted_down: bool,
+    agent: Option<AgentRun>,
+    /// Bumped when a run or a life ends: timers and answers for it are then stale.
+    generation: u64,
+    last_start: Option<Duration>,
+    /// The snapshot file on the host's disk, which survives crashes.
+    snapshot: Option<String>,
+    faults: LinkFaults,
+}
+
+/// One run of the gossip agent and what its driver has published.
+struct AgentRun {
+    agent: Agent,
+    published: BTreeMap<String, (Status, u32)>,
+    health: u32,
+    version: Option<u64>,
+}
+
+struct Engine<'a> {
+    plan: &'a Plan,
+    seed: u64,
+    rng: ChaCha8Rng,
+    queue: BTreeMap<(Duration, u64), Happening>,
+    sequence: u64,
+    now: Duration,
+    hosts: Vec<Host>,
+    by_ip: BTreeMap<IpAddr, usize>,
+    by_name: BTreeMap<String, usize>,
+    recorder: Recorder,
+    active: super::ActiveFaults,
+}
+
+impl<'a> Engine<'a> {
+    fn new(world: &'a World, plan: &'a Plan, seed: u64) -> Self {
+        let mut engine = Engine {
+            plan,
+            seed,
+            rng: ChaCha8Rng::seed_from_u64(mix(seed, stable_hash(b"event-engine"))),
+            queue: BTreeMap::new(),
+            sequence: 0,
+            now: Duration::ZERO,
+            hosts: Vec::new(),
+            by_ip: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            recorder: Recorder::default(),
+            active: super::ActiveFaults::default(),
+        };
+        for (index, spec) in world.hosts.iter().enumerate() {
+            let ip = IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_ADDRESS) + index as u32));
+            let node = match &spec.kind {
+                HostKind::Node(node) => Some((**node).clone()),
+                HostKind::Client(_) => None,
+            };
+            let port = node.as_ref().map_or(GOSSIP_PORT, |n| n.gossip_port);
+            engine.by_ip.insert(ip, index);
+            engine.by_name.insert(spec.name.clone(), index);
+            engine.hosts.push(Host {
+                name: spec.name.clone(),
+                node,
+                addr: SocketAddr::new(ip, port),
+                boots: 0,
+                up: false,
+                wanted_down: false,
+                agent: None,
+                generation: 0,
+                last_start: None,
+                snapshot: None,
+                faults: LinkFaults::default(),
+            });
+        }
+        // Fault steps first: at equal times the world changes before the hosts act.
+        for index in 0..plan.steps.len() {
+            engine.schedule(plan.steps[index].at, Happening::Fault { index });
+        }
+        for (index, host) in world.hosts.iter().enumerate() {
+            engine.schedule(plan.start_at[&host.name], Happening::Boot { host: index });
+        }
+        engine
+    }
+
+    fn schedule(&mut self, at: Duration, happening: Happening) {
+        self.sequence += 1;
+        self.queue.insert((at, self.sequence), happening);
+    }
+
+    fn observe(&self, host: usize, event: Event) {
+        self.recorder.record(self.now, &self.hosts[host].name, event);
+    }
+
+    fn handle(&mut self, happening: Happening) {
+        match happening {
+            Happening::Boot { host } => self.boot(host),
+            Happening::StartAgent { host, generation } => {
+                if self.hosts[host].generation == generation {
+                    self.start_agent(host);
+                }
+            }
+            Happening::Timer { host, generation, timer } => {
+                self.with_agent(host, Some(generation), |agent, now, out| {
+                    agent.handle_timer(timer, now, out)
+                });
+            }
+            Happening::Datagram { from, to, bytes } => {
+                if self.hosts[to].agent.is_none() || self.cut(from, to) {
+                    return;
+                }
+                let sender = self.hosts[from].addr;
+                self.with_agent(to, None, |agent, now, out| {
+                    // A datagram the agent rejects is dropped, as its driver drops it.
+                    let _ = agent.handle_datagram(sender, &bytes, now, out);
+                });
+            }
+            Happening::PushPull { from, from_generation, to, bytes } => {
+                self.push_pull(from, from_generation, to, bytes)
+            }
+            Happening::Answer { from, to, generation, bytes } => {
+                if self.cut(from, to) {
+                    return;
+                }
+                let sender = self.hosts[from].addr;
+                self.with_agent(to, Some(generation), |agent, now, out| {
+                    let _ = agent.handle_stream(sender, &bytes, true, now, out);
+                });
+            }
+            Happening::Fault { index } => self.fault(index),
+        }
+    }
+
+    /// Hands a push-pull to the agent on `to` and sends its answer back, if both ends still
+    /// reach each other.
+    fn push_pull(&mut self, from: usize, from_generation: u64, to: usize, bytes: Vec<u8>) {
+        if self.hosts[to].agent.is_none() || self.cut(from, to) {
+            return;
+        }
+        let sender = self.hosts[from].addr;
+        let mut answer = None;
+        self.with_agent(to, None, |agent, now, out| {
+            answer = agent.handle_stream(sender, &bytes, false, now, out).ok().flatten();
+        });
+        if let Some(bytes) = answer {
+            let at = self.now + self.latency();
+            self.schedule(at, Happening::Answer { from: to, to: from, generation: from_generation, bytes });
+        }
+    }
+
+    /// Whether traffic from `from` to `to` is cut now.
+    fn cut(&self, from: usize, to: usize) -> bool {
+        let key = (self.hosts[from].name.clone(), self.hosts[to].name.clone());
+        self.active.cuts.get(&key).is_some_and(|count| *count > 0)
+    }
+
+    /// One link's latency, drawn as turmoil draws it.
+    fn latency(&mut self) -> Duration {
+        let share = -(1.0 - self.rng.random::<f64>()).ln() / LATENCY_RATE;
+        let range_ms = (LINK_LATENCY_MAX - LINK_LATENCY_MIN).as_millis() as f64;
+        let delay = LINK_LATENCY_MIN + Duration::from_millis((range_ms * share) as u64);
+        delay.min(LINK_LATENCY_MAX)
+    }
+
+    fn boot(&mut self, host: usize) {
+        let state = &mut self.hosts[host];
+        if state.up {
+            return;
+        }
+        state.boots += 1;
+        state.up = true;
+        state.last_start = None;
+        let boot = state.boots;
+        let is_node = state.node.is_some();
+        self.observe(host, Event::HostBooted { boot });
+        if is_node && !self.hosts[host].wanted_down {
+            self.start_agent(host);
+        }
+    }
+
+    /// s6 starts `serf`: a new agent run with the snapshot the disk holds.
+    fn start_agent(&mut self, host: usize) {
+        let (name, ip) = (self.hosts[host].name.clone(), self.hosts[host].addr.ip());
+        let Some(node) = self.hosts[host].node.as_ref() else { return };
+        if !self.hosts[host].up || self.hosts[host].agent.is_some() {
+            return;
+        }
+        let by_name = &self.by_name;
+        let hosts = &self.hosts;
+        let resolve = |seed: &str| {
+            resolve_endpoint_with(seed, GOSSIP_PORT, |name| {
+                let found = by_name.get(name).map(|index| hosts[*index].addr.ip());
+                found.ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("lookup {name}"))
+                })
+            })
+        };
+        let config = agent_config(&name, ip, node, resolve);
+        let snapshot_path = node.gossip.snapshot.clone();
+        self.hosts[host].last_start = Some(self.now);
+        self.observe(host, Event::ServiceStarted { service: "serf".into() });
+        let mut config = match config {
+            Ok(config) => config,
+            Err(error) => return self.agent_ended(host, &format!("exit 1 ({error})")),
+        };
+        if let (Some(path), Some(text)) = (&snapshot_path, &self.hosts[host].snapshot) {
+            config.rejoin = snapshot::parse(path, text);
+        }
+        let state = &mut self.hosts[host];
+        let run_seed =
+            mix(mix(mix(self.seed, stable_hash(name.as_bytes())), u64::from(state.boots)), state.generation);
+        let agent =
+            Agent::new(config, ChaCha8Rng::seed_from_u64(mix(run_seed, stable_hash(b"gossip-agent"))));
+        state.agent = Some(AgentRun { agent, published: BTreeMap::new(), health: 0, version: None });
+        self.with_agent(host, None, |agent, now, out| agent.start(now, out));
+    }
+
+    /// The agent run on `host` ended with `status` (not a crash of the whole host): s6 starts
+    /// it again unless it is wanted down.
+    fn agent_ended(&mut self, host: usize, status: &str) {
+        let state = &mut self.hosts[host];
+        state.agent = None;
+        state.generation += 1;
+        let generation = state.generation;
+        let restart = state.last_start.map_or(self.now, |start| (start + RESTART_SPACING).max(self.now));
+        let wanted_down = state.wanted_down;
+        self.observe(host, Event::ServiceExited { service: "serf".into(), status: status.into() });
+        if !wanted_down {
+            self.schedule(restart, Happening::StartAgent { host, generation });
+        }
+    }
+
+    /// Runs `step` on the agent of `host` (of run `generation`, if given), then carries out
+    /// what it asked for and publishes its view's changes.
+    fn with_agent(
+        &mut self,
+        host: usize,
+        generation: Option<u64>,
+        step: impl FnOnce(&mut Agent, Duration, &mut Vec<Action>),
+    ) {
+        let now = self.now;
+        let current = self.hosts[host].generation;
+        let Some(run) = self.hosts[host].agent.as_mut() else { return };
+        if generation.is_some_and(|g| g != current) {
+            return;
+        }
+        let mut out = Vec::new();
+        step(&mut run.agent, now, &mut out);
+        self.publish(host);
+        for action in out {
+            if !self.perform(host, action) {
+                break;
+            }
+        }
+        self.publish(host);
+    }
+
+    /// Records the agent's view changes and health, and rewrites its snapshot, as its driver
+    /// does.
+    fn publish(&mut self, host: usize) {
+        let state = &mut self.hosts[host];
+        let Some(run) = state.agent.as_mut() else { return };
+        let version = run.agent.version();
+        let mut events = Vec::new();
+        if run.version != Some(version) {
+            run.version = Some(version);
+            let changed = run.agent.take_changed();
+            events = state_changes(&mut run.published, changed.iter().filter_map(|n| run.agent.member(n)));
+            if state.node.as_ref().is_some_and(|n| n.gossip.snapshot.is_some()) {
+                let members: Vec<NodeState> = run.agent.members().cloned().collect();
+                let text = snapshot::render(&members, &state.name);
+                // As the driver: never wipe the members a previous life knew.
+                if !text.is_empty() {
+                    state.snapshot = Some(text);
+                }
+            }
+        }
+        if run.agent.health_score() != run.health {
+            run.health = run.agent.health_score();
+            events.push(Event::HealthScore { score: run.health });
+        }
+        for event in events {
+            self.observe(host, event);
+        }
+    }
+
+    /// Carries out one action of the agent on `host`; `false` when the agent stopped.
+    fn perform(&mut self, host: usize, action: Action) -> bool {
+        let generation = self.hosts[host].generation;
+        match action {
+            Action::Send { to, bytes } => self.send(host, to, bytes),
+            Action::Stream { to, bytes } => {
+                if let Some(&target) = self.by_ip.get(&to.ip()) {
+                    let at = self.now + self.latency();
+                    let happening =
+                        Happening::PushPull { from: host, from_generation: generation, to: target, bytes };
+                    self.schedule(at, happening);
+                }
+            }
+            Action::SetTimer { timer, after } => {
+                self.schedule(self.now + after, Happening::Timer { host, generation, timer })
+            }
+            Action::Event(event) => self.observe(
+                host,
+                Event::Member {
+                    change: event.change,
+                    member: event.member.name,
+                    addr: event.member.addr.to_string(),
+                    tags: event.member.tags,
+                },
+            ),
+            Action::JoinAttempt { attempt } => {
+                let seeds = self.seeds(host);
+                self.observe(host, Event::JoinAttempt { attempt, seeds });
+            }
+            Action::Joined { via } => self.observe(host, Event::Joined { via: via.to_string() }),
+            Action::GaveUp { attempts } => {
+                self.observe(host, Event::JoinGaveUp { attempts });
+                self.agent_ended(host, "exit 1");
+                return false;
+            }
+            Action::Left => {
+                self.observe(host, Event::Left);
+                self.agent_ended(host, "exit 0");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The seeds the agent on `host` joins through, as its driver records them.
+    fn seeds(&self, host: usize) -> Vec<String> {
+        let Some(node) = &self.hosts[host].node else { return Vec::new() };
+        node.gossip
+            .seeds
+            .iter()
+            .filter_map(|seed| self.by_name.get(seed).map(|i| self.hosts[*i].addr.to_string()))
+            .filter(|addr| *addr != self.hosts[host].addr.to_string())
+            .collect()
+    }
+
+    /// A datagram leaves `host`: lost with the host's loss rate, or on its way with a drawn
+    /// latency plus the host's extra latency.
+    fn send(&mut self, host: usize, to: SocketAddr, bytes: Vec<u8>) {
+        let Some(&target) = self.by_ip.get(&to.ip()) else { return };
+        let faults = self.hosts[host].faults;
+        if faults.loss_rate > 0.0 && self.rng.random_bool(faults.loss_rate.clamp(0.0, 1.0)) {
+            return;
+        }
+        if self.cut(host, target) {
+            return;
+        }
+        let at = self.now + self.latency() + faults.extra_latency;
+        self.schedule(at, Happening::Datagram { from: host, to: target, bytes });
+    }
+
+    fn fault(&mut self, index: usize) {
+        let step = &self.plan.steps[index];
+        let (id, phase) = (step.fault, step.phase);
+        let fault = self.plan.faults[id].kind.clone();
+        let start = phase == Phase::Start;
+        let record = match phase {
+            Phase::Start => WorldEvent::FaultStarted { id, fault: fault.clone() },
+            Phase::End => WorldEvent::FaultEnded { id, fault: fault.clone() },
+            Phase::Repeat => return,
+        };
+        self.recorder.world(self.now, WORLD, record);
+        match &fault {
+            FaultKind::Partition { a, b, oneway } => {
+                for (from, to, cut) in self.active.partition(a, b, *oneway, start) {
+                    let event = if cut {
+                        WorldEvent::LinkCut { from, to }
+                    } else {
+                        WorldEvent::LinkRepaired { from, to }
+                    };
+                    self.recorder.world(self.now, WORLD, event);
+                }
+            }
+            FaultKind::Loss { hosts, .. } | FaultKind::Latency { hosts, .. } => {
+                for name in hosts {
+                    self.active.window(&fault, name, id, start);
+                    let host = self.by_name[name];
+                    let faults = self.active.link_faults(name);
+                    if faults != self.hosts[host].faults {
+                        self.hosts[host].faults = faults;
+                        let extra_latency_ms = faults.extra_latency.as_millis() as u64;
+                        let event =
+                            WorldEvent::GossipImpaired { loss_rate: faults.loss_rate, extra_latency_ms };
+                        self.recorder.world(self.now, name, event);
+                    }
+                }
+            }
+            FaultKind::HostCrash { host, .. } => self.crash(host, start),
+            FaultKind::ServiceCrash { host, .. } => {
+                let host = self.by_name[host];
+                if self.hosts[host].agent.is_some() {
+                    self.agent_ended(host, "signal SIGKILL");
+                }
+            }
+            _ => self.command(&fault, start),
+        }
+    }
+
+    /// Faults that reach the agent as s6-svc or Serf commands.
+    fn command(&mut self, fault: &FaultKind, start: bool) {
+        match fault {
+            FaultKind::Leave { host } => {
+                let host = self.by_name[host];
+                self.hosts[host].wanted_down = start;
+                if start {
+                    if self.hosts[host].agent.as_ref().is_some_and(|run| !run.agent.is_leaving()) {
+                        self.observe(host, Event::Leaving);
+                        self.with_agent(host, None, |agent, now, out| agent.leave(now, out));
+                    }
+                } else if self.hosts[host].up && self.hosts[host].agent.is_none() {
+                    let state = &self.hosts[host];
+                    let at = state.last_start.map_or(self.now, |s| (s + RESTART_SPACING).max(self.now));
+                    let generation = state.generation;
+                    self.schedule(at, Happening::StartAgent { host, generation });
+                }
+            }
+            FaultKind::Tags { host, set, delete } => {
+                let host = self.by_name[host];
+                self.with_agent(host, None, |agent, now, out| {
+                    let mut tags = agent.tags().clone();
+                    tags.retain(|key, _| !delete.contains(key));
+                    tags.extend(set.clone());
+                    // Tags over the limit are refused, as `serf tags` refuses them.
+                    let _ = agent.set_tags(tags, now, out);
+                });
+            }
+            FaultKind::ForceLeave { host, target, prune } => {
+                let host = self.by_name[host];
+                self.with_agent(host, None, |agent, now, out| agent.force_leave(target, *prune, now, out));
+            }
+            // `unsupported` refused every other kind before the run.
+            _ => {}
+        }
+    }
+
+    fn crash(&mut self, name: &str, start: bool) {
+        let host = self.by_name[name];
+        match self.active.crash(name, start) {
+            Some(true) => {
+                self.recorder.world(self.now, name, WorldEvent::HostCrashed);
+                let state = &mut self.hosts[host];
+                state.up = false;
+                state.agent = None;
+                state.generation += 1;
+            }
+            Some(false) => {
+                self.recorder.world(self.now, name, WorldEvent::HostRestarted);
+                // A host restarted before its planned start still waits for it.
+                let at = self.plan.start_at[name].max(self.now);
+                self.schedule(at, Happening::Boot { host });
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The event engine against turmoil: the same scenarios give the same gossip timings, what the
+//! event engine does not model is refused rather than passed, and the oracle finds a planted
+//! gossip bug on it as it does on turmoil.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use rollcall::node::PlantedBugs;
+use rollcall_sim::Simulation;
+use rollcall_sim::engines::{EngineError, EngineKind, event};
+use rollcall_sim::metrics::{Distribution, Timings};
+
+fn scenario_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(name)
+}
+
+fn simulation(name: &str) -> Simulation {
+    Simulation::from_file(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `simulation` on the event engine, checking what that engine can check.
+fn on_event_engine(simulation: Simulation) -> Simulation {
+    let checkable = event::checkable(&simulation.world().invariants);
+    simulation.engine(EngineKind::Event).invariants(checkable)
+}
+
+fn timings(simulation: &Simulation, seeds: std::ops::RangeInclusive<u64>) -> Vec<Timings> {
+    seeds
+        .map(|seed| {
+            let run = simulation.clone().seed(seed).run().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            Timings::of(&run.observations)
+        })
+        .collect()
+}
+
+/// One figure of a run's timings.
+type Pick = fn(&Timings) -> &Vec<Option<Duration>>;
+
+fn median_ms(timings: &[Timings], pick: Pick) -> f64 {
+    let values: Vec<Option<Duration>> = timings.iter().flat_map(|t| pick(t).iter().copied()).collect();
+    let distribution = Distribution::of(&values).expect("some measurements completed");
+    assert_eq!(distribution.missing, 0, "every measurement completes");
+    distribution.median_ms
+}
+
+/// gossip-leave has a join storm, a crash and two leaves: the medians over the same seeds
+/// agree within 30 % (or 300 ms for sub-second figures). The engines draw their randomness
+/// differently, so single runs differ; the distributions must not.
+#[test]
+fn the_event_engine_and_turmoil_agree_on_gossip_timings() {
+    let seeds = 1..=6;
+    let turmoil = timings(&simulation("gossip-leave.toml"), seeds.clone());
+    let event = timings(&on_event_engine(simulation("gossip-leave.toml")), seeds);
+    let figures: [(&str, Pick); 3] = [
+        ("join to converged", |t| &t.join_to_converged),
+        ("crash to failed everywhere", |t| &t.crash_to_failed),
+        ("leave to left everywhere", |t| &t.leave_to_left),
+    ];
+    for (label, pick) in figures {
+        let (a, b) = (median_ms(&turmoil, pick), median_ms(&event, pick));
+        let tolerance = (0.3 * a).max(300.0);
+        assert!((a - b).abs() <= tolerance, "{label}: turmoil median {a} ms, event median {b} ms");
+    }
+}
+
+#[test]
+fn the_event_engine_refuses_invariants_and_faults_it_does_not_model() {
+    let lab = simulation("lab.toml").engine(EngineKind::Event);
+    match lab.run() {
+        Err(EngineError::Unsupported { engine: "event", what }) => {
+            assert!(what.contains("converge") && what.contains("available"), "{what}");
+        }
+        other => panic!("lab ran on the event engine: {:?}", other.map(|run| run.report.as_expected)),
+    }
+    let stall = simulation("lab-stall.toml");
+    let refused = event::unsupported_faults(stall.world());
+    assert!(refused.iter().any(|r| r.contains("stall")), "{refused:?}");
+    let output = Command::new(env!("CARGO_BIN_EXE_rollcall-sim"))
+        .args(["run", "--engine", "event"])
+        .arg(scenario_path("lab-stall.toml"))
+        .output()
+        .expect("rollcall-sim runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lab-stall.toml") && stderr.contains("stall") && stderr.contains("available"),
+        "{stderr}"
+    );
+}
+
+/// After the heal, s1 never refutes its death: the other half lists it dead while it runs.
+#[test]
+fn views_catch_a_gossip_agent_that_never_refutes_on_the_event_engine() {
+    let healthy = on_event_engine(simulation("gossip-partition-heal.toml"));
+    let run = healthy.run().expect("runs");
+    assert!(run.report.verdict("views").expect("checked").holds(), "{}", run.report.to_text());
+    let bugs = PlantedBugs { gossip_never_refutes: true, ..PlantedBugs::default() };
+    let broken = healthy.planted_bugs("s1", bugs).run().expect("runs");
+    let views = broken.report.verdict("views").expect("checked");
+    assert!(views.is_contradicted(), "{views:?}");
+    assert!(views.violations[0].what.contains("s1 Dead"), "{views:?}");
+}
