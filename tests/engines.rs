@@ -1,6 +1,6 @@
 //! The event engine against turmoil: the same scenarios give the same gossip timings, what the
-//! event engine does not model is refused rather than passed, and the oracle finds a planted
-//! gossip bug on it as it does on turmoil.
+//! event engine does not model is refused rather than passed, and the oracle finds planted
+//! gossip and renderer bugs on it as it does on turmoil.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,7 +69,7 @@ fn the_event_engine_refuses_invariants_and_faults_it_does_not_model() {
     let lab = simulation("lab.toml").engine(EngineKind::Event);
     match lab.run() {
         Err(EngineError::Unsupported { engine: "event", what }) => {
-            assert!(what.contains("converge") && what.contains("available"), "{what}");
+            assert!(what.contains("available") && !what.contains("converge"), "{what}");
         }
         other => panic!("lab ran on the event engine: {:?}", other.map(|run| run.report.as_expected)),
     }
@@ -100,4 +100,21 @@ fn views_catch_a_gossip_agent_that_never_refutes_on_the_event_engine() {
     let views = broken.report.verdict("views").expect("checked");
     assert!(views.is_contradicted(), "{views:?}");
     assert!(views.violations[0].what.contains("s1 Dead"), "{views:?}");
+}
+
+/// ha's renderer leaves the first live backend out of every rendering: `converge` and
+/// `rendered-view` see it on the event engine, which runs the same render core.
+#[test]
+fn converge_catches_a_renderer_that_drops_a_backend_on_the_event_engine() {
+    let healthy = on_event_engine(simulation("gossip-10.toml"));
+    let run = healthy.run().expect("runs");
+    for name in ["converge", "rendered-view"] {
+        assert!(run.report.verdict(name).expect("checked").holds(), "{}", run.report.to_text());
+    }
+    let bugs = PlantedBugs { renderer_drops_a_backend: true, ..PlantedBugs::default() };
+    let broken = healthy.planted_bugs("ha", bugs).run().expect("runs");
+    for name in ["converge", "rendered-view"] {
+        let verdict = broken.report.verdict(name).expect("checked");
+        assert!(verdict.is_contradicted(), "{name}: {verdict:?}");
+    }
 }

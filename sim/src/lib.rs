@@ -147,10 +147,9 @@ impl Simulation {
     /// Runs and checks every invariant the world enables.
     pub fn run(&self) -> Result<Run, EngineError> {
         if self.world.engine == EngineKind::Event {
-            let unchecked = engines::event::unchecked_invariants(&self.world.invariants);
-            if !unchecked.is_empty() {
-                let what = format!("it cannot check {}", unchecked.join(", "));
-                return Err(EngineError::Unsupported { engine: "event", what });
+            let refused = engines::event::unsupported(&self.world);
+            if !refused.is_empty() {
+                return Err(EngineError::Unsupported { engine: "event", what: refused.join("; ") });
             }
         }
         let trace = self.trace()?;

@@ -101,7 +101,8 @@ pub async fn run<N: Net>(
     }
 }
 
-fn with_planted_bugs(settings: &RenderSettings, mut current: Vec<NodeState>) -> Vec<NodeState> {
+/// The view as the renderer sees it, with the bugs `settings` plants (none in production).
+pub fn with_planted_bugs(settings: &RenderSettings, mut current: Vec<NodeState>) -> Vec<NodeState> {
     if settings.keeps_dead {
         current.iter_mut().for_each(|m| m.status = Status::Alive);
     }
@@ -206,7 +207,7 @@ async fn run_check(command: &[String], bytes: &[u8]) -> Result<(), String> {
 }
 
 /// The balancer's own verdict on a rendering: only errors reject it (warnings do not).
-fn validate(settings: &RenderSettings, path: &str, output: &Output) -> Result<(), String> {
+pub fn validate(settings: &RenderSettings, path: &str, output: &Output) -> Result<(), String> {
     if !settings.options.validate {
         return Ok(());
     }

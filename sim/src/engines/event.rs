@@ -13,9 +13,14 @@
 //! two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each way;
 //! a cut or a stopped agent loses it, and the initiator's own timers deal with the silence.
 //!
-//! Not modelled: the renderer, the balancer, the webapps and HTTP, the supervisor's other
-//! services. The faults that act on them are refused before the run, and the invariants that
-//! read them before the check ([`unsupported`]), never passed silently. Datagrams and timers are not
+//! The balancer node's renderer runs too ([`super::rendering`]: quiescence, the render core,
+//! validation, an atomic write), so `converge`, `detect` and `rendered-view` are checked;
+//! backends' webapps are services that start at boot and die with their host.
+//!
+//! Not modelled: the balancer, HTTP, the lab pipeline's in-place writes and legacy reloads,
+//! the supervisor's own rules beyond restart spacing. The faults that act on them are refused
+//! before the run, and the invariants that read them before the check ([`unsupported`]),
+//! never passed silently. Datagrams and timers are not
 //! recorded (at thousands of nodes they would dwarf the rest); every record the invariants
 //! read is.
 
@@ -37,7 +42,10 @@ use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
-use rollcall::node::{GOSSIP_PORT, NodeSpec, agent_config};
+use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config};
+use rollcall::render::driver::RenderSettings;
+
+use super::rendering::Rendering;
 
 /// s6 starts a service again no sooner than this after its previous start.
 const RESTART_SPACING: Duration = Duration::from_secs(1);
@@ -46,14 +54,11 @@ const LATENCY_RATE: f64 = 5.0;
 /// The first host address; hosts follow in file order, as turmoil numbers them.
 const FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 
-/// The invariants the engine cannot check: they read the renderer, the balancer, HTTP or
-/// the supervisor's other services, which it does not model.
+/// The invariants the engine cannot check: they read the balancer, HTTP or the
+/// supervisor's own rules, which it does not model.
 pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
     let checks = [
-        ("converge", settings.converge_rounds.is_some()),
-        ("detect", settings.detect_rounds.is_some()),
         ("available", settings.available),
-        ("rendered-view", settings.rendered_view),
         ("valid-config", settings.valid_config),
         ("one-balancer", settings.one_balancer),
         ("restart-spacing", settings.supervision.restart_spacing),
@@ -68,6 +73,9 @@ pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
 /// verdict).
 pub fn checkable(settings: &InvariantSettings) -> InvariantSettings {
     InvariantSettings {
+        converge_rounds: settings.converge_rounds,
+        detect_rounds: settings.detect_rounds,
+        rendered_view: settings.rendered_view,
         views: settings.views,
         incarnation: settings.incarnation,
         no_self_death: settings.no_self_death,
@@ -103,6 +111,9 @@ pub fn unsupported(world: &World) -> Vec<String> {
     let invariants =
         unchecked_invariants(&world.invariants).into_iter().map(|name| format!("invariant `{name}`"));
     let mut refused: Vec<String> = invariants.collect();
+    if world.pipeline() == Pipeline::Lab {
+        refused.push("the lab pipeline (in-place writes and legacy reloads)".into());
+    }
     refused.extend(unsupported_faults(world));
     refused
 }
@@ -141,6 +152,8 @@ enum Happening {
     Answer { from: usize, to: usize, generation: u64, bytes: Vec<u8> },
     /// Step `index` of the plan.
     Fault { index: usize },
+    /// The renderer of boot `boot` checks whether a render is due.
+    Render { host: usize, boot: u32 },
 }
 
 /// One host of the world.
@@ -159,6 +172,10 @@ struct Host {
     last_start: Option<Duration>,
     /// The snapshot file on the host's disk, which survives crashes.
     snapshot: Option<String>,
+    /// The balancer node's renderer while its host runs.
+    rendering: Option<Rendering>,
+    /// The rendered file on the host's disk, which survives crashes.
+    rendered: Option<Vec<u8>>,
     faults: LinkFaults,
 }
 
@@ -219,6 +236,8 @@ impl<'a> Engine<'a> {
                 generation: 0,
                 last_start: None,
                 snapshot: None,
+                rendering: None,
+                rendered: None,
                 faults: LinkFaults::default(),
             });
         }
@@ -277,6 +296,7 @@ impl<'a> Engine<'a> {
                 });
             }
             Happening::Fault { index } => self.fault(index),
+            Happening::Render { host, boot } => self.render_check(host, boot),
         }
     }
 
@@ -320,10 +340,60 @@ impl<'a> Engine<'a> {
         state.up = true;
         state.last_start = None;
         let boot = state.boots;
-        let is_node = state.node.is_some();
+        let role = state.node.as_ref().map(|node| node.role.clone());
         self.observe(host, Event::HostBooted { boot });
-        if is_node && !self.hosts[host].wanted_down {
+        if role.is_some() && !self.hosts[host].wanted_down {
             self.start_agent(host);
+        }
+        match role {
+            Some(Role::Backend) => self.observe(host, Event::ServiceStarted { service: "webapp".into() }),
+            Some(Role::Balancer { .. }) => self.start_renderer(host),
+            None => {}
+        }
+    }
+
+    /// s6 starts the renderer: it renders the view as it stands at once.
+    fn start_renderer(&mut self, host: usize) {
+        let Some(settings) = self.hosts[host].node.as_ref().and_then(render_settings) else { return };
+        self.observe(host, Event::ServiceStarted { service: "renderer".into() });
+        let state = &mut self.hosts[host];
+        let mut rendering = match Rendering::start(settings, state.rendered.as_deref()) {
+            Ok(rendering) => rendering,
+            Err(error) => {
+                let status = format!("exit 1 ({error})");
+                return self.observe(host, Event::ServiceExited { service: "renderer".into(), status });
+            }
+        };
+        let view: Vec<NodeState> =
+            state.agent.as_ref().map(|run| run.agent.members().cloned().collect()).unwrap_or_default();
+        let due = rendering.view_changed(view, self.now);
+        state.rendering = Some(rendering);
+        let (events, written) = state.rendering.as_mut().map(Rendering::render).unwrap_or_default();
+        self.rendered(host, events, written, due);
+    }
+
+    fn render_check(&mut self, host: usize, boot: u32) {
+        let now = self.now;
+        let state = &mut self.hosts[host];
+        if state.boots != boot {
+            return;
+        }
+        let Some(rendering) = state.rendering.as_mut() else { return };
+        let (events, written, due) = rendering.check(now);
+        self.rendered(host, events, written, due);
+    }
+
+    /// Records a render's events, keeps what it wrote, and queues the next check.
+    fn rendered(&mut self, host: usize, events: Vec<Event>, written: Option<Vec<u8>>, due: Option<Duration>) {
+        for event in events {
+            self.observe(host, event);
+        }
+        if written.is_some() {
+            self.hosts[host].rendered = written;
+        }
+        if let Some(due) = due {
+            let boot = self.hosts[host].boots;
+            self.schedule(due, Happening::Render { host, boot });
         }
     }
 
@@ -411,7 +481,8 @@ impl<'a> Engine<'a> {
         let Some(run) = state.agent.as_mut() else { return };
         let version = run.agent.version();
         let mut events = Vec::new();
-        if run.version != Some(version) {
+        let version_changed = run.version != Some(version);
+        if version_changed {
             run.version = Some(version);
             let changed = run.agent.take_changed();
             events = state_changes(&mut run.published, changed.iter().filter_map(|n| run.agent.member(n)));
@@ -428,8 +499,16 @@ impl<'a> Engine<'a> {
             run.health = run.agent.health_score();
             events.push(Event::HealthScore { score: run.health });
         }
+        let mut due = None;
+        if let (Some(rendering), true) = (state.rendering.as_mut(), version_changed) {
+            due = rendering.view_changed(run.agent.members().cloned().collect(), self.now);
+        }
         for event in events {
             self.observe(host, event);
+        }
+        if let Some(due) = due {
+            let boot = self.hosts[host].boots;
+            self.schedule(due, Happening::Render { host, boot });
         }
     }
 
@@ -595,6 +674,7 @@ impl<'a> Engine<'a> {
                 let state = &mut self.hosts[host];
                 state.up = false;
                 state.agent = None;
+                state.rendering = None;
                 state.generation += 1;
             }
             Some(false) => {
@@ -606,4 +686,21 @@ impl<'a> Engine<'a> {
             None => {}
         }
     }
+}
+
+/// The renderer's settings on a balancer node, as the node builds them for the fixed
+/// pipeline; `None` for a backend.
+fn render_settings(node: &NodeSpec) -> Option<RenderSettings> {
+    let Role::Balancer { template_file, template_text, output, options, pipeline } = &node.role else {
+        return None;
+    };
+    Some(RenderSettings {
+        template_file: template_file.clone(),
+        template_text: template_text.clone(),
+        output: output.clone(),
+        options: pipeline.render_options(*options),
+        check_command: None,
+        drops_a_backend: node.bugs.renderer_drops_a_backend,
+        keeps_dead: node.bugs.renderer_keeps_dead,
+    })
 }

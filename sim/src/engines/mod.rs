@@ -7,6 +7,7 @@
 //!   thousands of nodes); it refuses the invariants and faults it does not model.
 
 pub mod event;
+mod rendering;
 pub mod turmoil;
 
 use std::collections::BTreeMap;
