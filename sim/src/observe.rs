@@ -23,9 +23,10 @@ impl SetTimeline {
     }
 
     /// The set in force at `at`.
-    pub fn at(&self, at: Duration) -> BTreeSet<String> {
+    pub fn at(&self, at: Duration) -> &BTreeSet<String> {
+        static EMPTY: BTreeSet<String> = BTreeSet::new();
         let index = self.changes.partition_point(|(t, _)| *t <= at);
-        if index == 0 { BTreeSet::new() } else { self.changes[index - 1].1.clone() }
+        if index == 0 { &EMPTY } else { &self.changes[index - 1].1 }
     }
 
     /// Change times within `(from, to]`.
@@ -206,6 +207,15 @@ pub struct Observations {
     pub service_up: BTreeMap<(String, String), Intervals>,
     /// Directed links while cut, `(from, to)`.
     cuts: BTreeMap<(String, String), Intervals>,
+    /// When any link is cut.
+    any_cut: Intervals,
+    /// Times at which gossip's connectivity may change (a link or an agent starts or stops),
+    /// in order.
+    topology_points: Vec<Duration>,
+    /// [`Observations::change_points`], computed when first asked for.
+    change_points: std::cell::OnceCell<Vec<Duration>>,
+    /// Each node's gossip component at a topology point, computed when first asked for.
+    components: std::cell::RefCell<BTreeMap<Duration, std::rc::Rc<Vec<Option<usize>>>>>,
     /// Each node's gossip view changes, in order.
     pub views: BTreeMap<String, Vec<(Duration, ViewChange)>>,
     /// Each node's gossip health score changes (Lifeguard), in order; a restarted agent
@@ -400,6 +410,13 @@ impl Observations {
         for (key, events) in reading.cut_events {
             self.cuts.insert(key, intervals(events, end));
         }
+        self.any_cut = union(self.cuts.values());
+        let agents = self.nodes.iter().filter_map(|n| self.service_up.get(&(n.clone(), "serf".to_string())));
+        let mut points: Vec<Duration> = agents.chain([&self.any_cut]).flat_map(|i| i.boundaries()).collect();
+        points.extend(self.cuts.values().flat_map(|i| i.boundaries()));
+        points.sort();
+        points.dedup();
+        self.topology_points = points;
         // The balancer may answer after the client gave up: match by id, not by time. A retry
         // redispatched elsewhere is recorded later, so the last server picked wins.
         let mut answers: BTreeMap<&str, &Option<String>> = BTreeMap::new();
@@ -500,8 +517,13 @@ impl Observations {
     pub fn gossip_path(&self, from: &str, to: &str, at: Duration) -> bool {
         // Without a cut link, every running agent is one hop away: no search needed (it
         // would cost nodes squared at every point the oracle samples).
-        if !self.cuts.values().any(|cut| cut.contains(at)) {
+        if !self.any_cut.contains(at) {
             return from == to || self.agent_runs(to, at);
+        }
+        let index = |name: &str| self.nodes.iter().position(|n| n == name);
+        if let (true, Some(f), Some(t)) = (self.agent_runs(from, at), index(from), index(to)) {
+            let components = self.components_at(at);
+            return f == t || (components[f].is_some() && components[f] == components[t]);
         }
         let running: Vec<&String> = self.nodes.iter().filter(|n| self.agent_runs(n, at)).collect();
         let mut reached: BTreeSet<&str> = BTreeSet::from([from]);
@@ -515,6 +537,48 @@ impl Observations {
             }
         }
         reached.contains(to)
+    }
+
+    /// The gossip component of each node (by index in `nodes`; `None` if its agent does not
+    /// run) at `at`: running agents joined by links that work both ways. Constant between
+    /// topology points, so computed once per point.
+    fn components_at(&self, at: Duration) -> std::rc::Rc<Vec<Option<usize>>> {
+        let point = match self.topology_points.partition_point(|p| *p <= at) {
+            0 => Duration::ZERO,
+            i => self.topology_points[i - 1],
+        };
+        if let Some(known) = self.components.borrow().get(&point) {
+            return known.clone();
+        }
+        let index: BTreeMap<&str, usize> =
+            self.nodes.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let cut: BTreeSet<(usize, usize)> = self
+            .cuts
+            .iter()
+            .filter(|(_, intervals)| intervals.contains(point))
+            .filter_map(|((a, b), _)| Some((*index.get(a.as_str())?, *index.get(b.as_str())?)))
+            .collect();
+        let running: Vec<bool> = self.nodes.iter().map(|n| self.agent_runs(n, point)).collect();
+        let mut components: Vec<Option<usize>> = vec![None; self.nodes.len()];
+        for start in 0..self.nodes.len() {
+            if !running[start] || components[start].is_some() {
+                continue;
+            }
+            components[start] = Some(start);
+            let mut frontier = vec![start];
+            while let Some(node) = frontier.pop() {
+                for next in 0..self.nodes.len() {
+                    let linked = !cut.contains(&(node, next)) && !cut.contains(&(next, node));
+                    if running[next] && components[next].is_none() && linked {
+                        components[next] = Some(start);
+                        frontier.push(next);
+                    }
+                }
+            }
+        }
+        let components = std::rc::Rc::new(components);
+        self.components.borrow_mut().insert(point, components.clone());
+        components
     }
 
     /// Whether `webapp` serves, has not left the cluster on purpose, and the balancer can
@@ -579,8 +643,13 @@ impl Observations {
         last.map_or(Settled::NoFaults, Settled::At)
     }
 
-    /// Every time at which some fact of the model changes, in order.
-    pub fn change_points(&self) -> Vec<Duration> {
+    /// Every time at which some fact of the model changes, in order (computed once: with
+    /// a partition of many hosts it reads hundreds of thousands of links).
+    pub fn change_points(&self) -> &[Duration] {
+        self.change_points.get_or_init(|| self.compute_change_points())
+    }
+
+    fn compute_change_points(&self) -> Vec<Duration> {
         let mut points: BTreeSet<Duration> = BTreeSet::new();
         points.insert(Duration::ZERO);
         for intervals in self.host_up.values().chain(self.service_up.values()).chain(self.cuts.values()) {
@@ -593,7 +662,7 @@ impl Observations {
 
     /// Maximal intervals within the run where `holds` is true, sampled at change points.
     pub fn spans(&self, holds: impl Fn(Duration) -> bool) -> Intervals {
-        self.spans_over(&self.change_points(), holds)
+        self.spans_over(self.change_points(), holds)
     }
 
     /// [`Observations::spans`] over change points computed once by the caller.
@@ -616,6 +685,20 @@ fn webapp_by_address(reading: &Reading, webapps: &[String]) -> BTreeMap<String, 
         }
     }
     map
+}
+
+/// Where any of `all` holds.
+fn union<'a>(all: impl Iterator<Item = &'a Intervals>) -> Intervals {
+    let mut spans: Vec<(Duration, Duration)> = all.flat_map(|i| i.0.iter().copied()).collect();
+    spans.sort();
+    let mut merged: Vec<(Duration, Duration)> = Vec::new();
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    Intervals(merged)
 }
 
 /// Intervals from time-ordered samples of a property: `(t, holds)` says whether it holds from

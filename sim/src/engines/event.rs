@@ -24,7 +24,7 @@
 //! recorded (at thousands of nodes they would dwarf the rest); every record the invariants
 //! read is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -199,6 +199,8 @@ struct Engine<'a> {
     by_name: BTreeMap<String, usize>,
     recorder: Recorder,
     active: super::ActiveFaults,
+    /// The directed links cut now, by host index.
+    cut_links: BTreeSet<(usize, usize)>,
 }
 
 impl<'a> Engine<'a> {
@@ -215,6 +217,7 @@ impl<'a> Engine<'a> {
             by_name: BTreeMap::new(),
             recorder: Recorder::default(),
             active: super::ActiveFaults::default(),
+            cut_links: BTreeSet::new(),
         };
         for (index, spec) in world.hosts.iter().enumerate() {
             let ip = IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_ADDRESS) + index as u32));
@@ -319,8 +322,7 @@ impl<'a> Engine<'a> {
 
     /// Whether traffic from `from` to `to` is cut now.
     fn cut(&self, from: usize, to: usize) -> bool {
-        let key = (self.hosts[from].name.clone(), self.hosts[to].name.clone());
-        self.active.cuts.get(&key).is_some_and(|count| *count > 0)
+        self.cut_links.contains(&(from, to))
     }
 
     /// One link's latency, drawn as turmoil draws it.
@@ -596,6 +598,12 @@ impl<'a> Engine<'a> {
         match &fault {
             FaultKind::Partition { a, b, oneway } => {
                 for (from, to, cut) in self.active.partition(a, b, *oneway, start) {
+                    let link = (self.by_name[&from], self.by_name[&to]);
+                    if cut {
+                        self.cut_links.insert(link);
+                    } else {
+                        self.cut_links.remove(&link);
+                    }
                     let event = if cut {
                         WorldEvent::LinkCut { from, to }
                     } else {

@@ -52,7 +52,7 @@ pub(crate) fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
 /// rate per host, so the first end would).
 #[derive(Default)]
 pub(crate) struct ActiveFaults {
-    pub(crate) cuts: BTreeMap<(String, String), u32>,
+    cuts: BTreeMap<(String, String), u32>,
     crashes: BTreeMap<String, u32>,
     loss: BTreeMap<String, BTreeMap<usize, f64>>,
     latency: BTreeMap<String, BTreeMap<usize, Duration>>,

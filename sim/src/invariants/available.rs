@@ -132,7 +132,7 @@ impl<'a> Judge<'a> {
         let balancer = obs.balancer.as_str();
         // One set of change points for every span below: computing it sorts every interval.
         let points = obs.change_points();
-        let spans = |holds: &dyn Fn(Duration) -> bool| obs.spans_over(&points, holds);
+        let spans = |holds: &dyn Fn(Duration) -> bool| obs.spans_over(points, holds);
         let bad = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| !obs.is_reachable(w, t)))).collect();
         let good = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_reachable(w, t)))).collect();
         let down = |t| !obs.is_up(balancer, t) || obs.stopped_by_fault(balancer, BALANCER_SERVICE, t);

@@ -259,7 +259,7 @@ where
             }
             verdict.checked += 1;
             let points = std::iter::once(start).chain(obs.rendered.changes_within(start, end));
-            let samples = points.map(|t| (t, (rule.wrong)(webapp, &obs.rendered.at(t))));
+            let samples = points.map(|t| (t, (rule.wrong)(webapp, obs.rendered.at(t))));
             for (from, to) in intervals(samples, end).0 {
                 if to - from > bound {
                     verdict.fail(

@@ -49,8 +49,8 @@ pub fn rendered_view(obs: &Observations, bound: &Window) -> Verdict {
             .map(|(name, _)| name.clone())
             .collect();
         let rendered = obs.rendered.at(due);
-        if rendered != expected {
-            let missing: Vec<&String> = expected.difference(&rendered).collect();
+        if *rendered != expected {
+            let missing: Vec<&String> = expected.difference(rendered).collect();
             let extra: Vec<&String> = rendered.difference(&expected).collect();
             let hosts: Vec<&str> = missing.iter().chain(&extra).map(|s| s.as_str()).collect();
             let what = format!(
