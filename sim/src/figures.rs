@@ -57,6 +57,9 @@ pub fn print(simulation: &Simulation, file: &Path, seeds: Range<u64>, jobs: usiz
         row("crash to failed everywhere", column(|t| &t.crash_to_failed)),
         row("leave to left everywhere", column(|t| &t.leave_to_left)),
         row("heal to merged", column(|t| &t.heal_to_merged)),
+        row("join known by 50 %", column(|t| &t.join_spread_half)),
+        row("join known by 99 %", column(|t| &t.join_spread_99)),
+        row("join known by all", column(|t| &t.join_spread_all)),
     ];
     let figures = Figures {
         scenario: format!("{} ({})", simulation.world().name, file.display()),

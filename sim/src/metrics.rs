@@ -7,7 +7,9 @@
 //!   listing that host as alive or suspect;
 //! - leave to left everywhere: from a graceful leave to the moment the last running agent
 //!   lists the member as left;
-//! - heal to merged: from the end of a partition to the first moment views are complete again.
+//! - heal to merged: from the end of a partition to the first moment views are complete again;
+//! - join spread: from a node's first start until 50 %, 99 % and 100 % of the agents already
+//!   running then list it alive.
 //!
 //! A timing that never completes within the run is counted as missing, not dropped.
 
@@ -31,6 +33,13 @@ pub struct Timings {
     pub leave_to_left: Vec<Option<Duration>>,
     /// Per two-way partition that ends: from its end until every view is complete.
     pub heal_to_merged: Vec<Option<Duration>>,
+    /// Per node: from its agent's first start until half the agents already running then
+    /// list it alive (the dissemination of a join, as Serf's convergence model plots it).
+    pub join_spread_half: Vec<Option<Duration>>,
+    /// The same until 99 % of them do.
+    pub join_spread_99: Vec<Option<Duration>>,
+    /// The same until all of them do.
+    pub join_spread_all: Vec<Option<Duration>>,
 }
 
 impl Timings {
@@ -46,6 +55,7 @@ impl Timings {
             join_to_converged: last_first_start.map(first_complete_from).into_iter().collect(),
             ..Timings::default()
         };
+        join_spread(obs, &mut timings);
         for fault in &obs.faults {
             match &fault.kind {
                 FaultKind::HostCrash { host, .. } => {
@@ -67,6 +77,40 @@ impl Timings {
             }
         }
         timings
+    }
+}
+
+/// Fills the join-spread timings: for each node, the agents running when its own agent first
+/// started, and when each of them first listed it alive.
+fn join_spread(obs: &Observations, timings: &mut Timings) {
+    let mut first_alive: BTreeMap<(&str, &str), Duration> = BTreeMap::new();
+    for (observer, changes) in &obs.views {
+        for (at, change) in changes {
+            if let ViewChange::Set { member, status: MemberStatus::Alive, .. } = change {
+                first_alive.entry((observer.as_str(), member.as_str())).or_insert(*at);
+            }
+        }
+    }
+    for node in &obs.nodes {
+        let Some(start) = obs.service(node, "serf").0.first().map(|(start, _)| *start) else { continue };
+        let mut learned: Vec<Option<Duration>> = obs
+            .nodes
+            .iter()
+            .filter(|observer| *observer != node && obs.agent_runs(observer, start))
+            .map(|observer| {
+                first_alive.get(&(observer.as_str(), node.as_str())).map(|at| at.saturating_sub(start))
+            })
+            .collect();
+        if learned.is_empty() {
+            continue;
+        }
+        // Those that never learned sort last.
+        learned.sort_by_key(|t| t.unwrap_or(Duration::MAX));
+        let share =
+            |q: f64| learned[((learned.len() as f64 * q).ceil() as usize).clamp(1, learned.len()) - 1];
+        timings.join_spread_half.push(share(0.5));
+        timings.join_spread_99.push(share(0.99));
+        timings.join_spread_all.push(share(1.0));
     }
 }
 
@@ -331,6 +375,16 @@ mod tests {
     fn join_to_converged_counts_from_the_last_agents_start_to_the_last_view() {
         let timings = Timings::of(&observe(&all_alive(5)));
         assert_eq!(timings.join_to_converged, vec![Some(Duration::from_secs(3))]);
+    }
+
+    #[test]
+    fn join_spread_counts_the_agents_running_at_the_joiners_start() {
+        let timings = Timings::of(&observe(&all_alive(5)));
+        // ha started alone: nobody to tell. s1: ha learns it at 5 s. s2: s1 at 4 s, ha at 5 s.
+        let secs = |v: &[u64]| v.iter().map(|s| Some(Duration::from_secs(*s))).collect::<Vec<_>>();
+        assert_eq!(timings.join_spread_half, secs(&[4, 2]));
+        assert_eq!(timings.join_spread_99, secs(&[4, 3]));
+        assert_eq!(timings.join_spread_all, secs(&[4, 3]));
     }
 
     #[test]
