@@ -186,6 +186,11 @@ fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
             break;
         }
         while let Some((_, observer, change)) = changes.get(next_change).filter(|(t, _, _)| *t == at) {
+            if !running.contains_key(observer) {
+                // A client host's crash resets a view it never had.
+                next_change += 1;
+                continue;
+            }
             let view = views.entry(observer).or_default();
             if running[observer] {
                 wrong -= count_wrong(obs, &running, view, change);

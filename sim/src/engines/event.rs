@@ -6,9 +6,9 @@
 //! polls every host at every tick.
 //!
 //! What it models: hosts (boot, crash, restart with the disk kept), the `serf` service as s6
-//! runs it (a restart no sooner than 1 s after the previous start; `s6-svc -d` sends the
-//! down signal SIGINT, a graceful leave), the gossip agent with its snapshot, and the network:
-//! latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range, in whole
+//! runs it (a restart 1 s after an exit; `s6-svc -d` sends the down signal SIGINT, a
+//! graceful leave, and cancels a pending restart; `-u` starts a stopped service at once),
+//! the gossip agent with its snapshot, and the network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range, in whole
 //! milliseconds), each host's loss and extra latency on its gossip datagrams, one-way and
 //! two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each way;
 //! a cut or a stopped agent loses it, and the initiator's own timers deal with the silence.
@@ -47,7 +47,8 @@ use rollcall::render::driver::RenderSettings;
 
 use super::rendering::Rendering;
 
-/// s6 starts a service again no sooner than this after its previous start.
+/// s6 starts a service again this long after its finish ends (serf has no readiness
+/// notification, so no earlier).
 const RESTART_SPACING: Duration = Duration::from_secs(1);
 /// Turmoil's latency distribution: Exp(5) of the range between the link latency bounds.
 const LATENCY_RATE: f64 = 5.0;
@@ -111,6 +112,11 @@ pub fn unsupported(world: &World) -> Vec<String> {
     let invariants =
         unchecked_invariants(&world.invariants).into_iter().map(|name| format!("invariant `{name}`"));
     let mut refused: Vec<String> = invariants.collect();
+    let permanent = world.hosts.iter().filter_map(|h| match &h.kind {
+        HostKind::Node(node) if node.permanent_failure.iter().any(|s| s == "serf") => Some(&h.name),
+        _ => None,
+    });
+    refused.extend(permanent.map(|name| format!("`permanent_failure` of serf on {name} (finish scripts)")));
     if world.pipeline() == Pipeline::Lab {
         refused.push("the lab pipeline (in-place writes and legacy reloads)".into());
     }
@@ -169,7 +175,6 @@ struct Host {
     agent: Option<AgentRun>,
     /// Bumped when a run or a life ends: timers and answers for it are then stale.
     generation: u64,
-    last_start: Option<Duration>,
     /// The snapshot file on the host's disk, which survives crashes.
     snapshot: Option<String>,
     /// The balancer node's renderer while its host runs.
@@ -237,7 +242,6 @@ impl<'a> Engine<'a> {
                 wanted_down: false,
                 agent: None,
                 generation: 0,
-                last_start: None,
                 snapshot: None,
                 rendering: None,
                 rendered: None,
@@ -267,7 +271,8 @@ impl<'a> Engine<'a> {
         match happening {
             Happening::Boot { host } => self.boot(host),
             Happening::StartAgent { host, generation } => {
-                if self.hosts[host].generation == generation {
+                // `s6-svc -d` cancels a pending restart.
+                if self.hosts[host].generation == generation && !self.hosts[host].wanted_down {
                     self.start_agent(host);
                 }
             }
@@ -334,13 +339,13 @@ impl<'a> Engine<'a> {
     }
 
     fn boot(&mut self, host: usize) {
-        let state = &mut self.hosts[host];
-        if state.up {
+        // A host crashed before its planned start boots only when the crash ends.
+        if self.hosts[host].up || self.active.is_crashed(&self.hosts[host].name) {
             return;
         }
+        let state = &mut self.hosts[host];
         state.boots += 1;
         state.up = true;
-        state.last_start = None;
         let boot = state.boots;
         let role = state.node.as_ref().map(|node| node.role.clone());
         self.observe(host, Event::HostBooted { boot });
@@ -368,10 +373,10 @@ impl<'a> Engine<'a> {
         };
         let view: Vec<NodeState> =
             state.agent.as_ref().map(|run| run.agent.members().cloned().collect()).unwrap_or_default();
-        let due = rendering.view_changed(view, self.now);
+        rendering.set_view(view);
         state.rendering = Some(rendering);
         let (events, written) = state.rendering.as_mut().map(Rendering::render).unwrap_or_default();
-        self.rendered(host, events, written, due);
+        self.rendered(host, events, written, None);
     }
 
     fn render_check(&mut self, host: usize, boot: u32) {
@@ -418,7 +423,6 @@ impl<'a> Engine<'a> {
         };
         let config = agent_config(&name, ip, node, resolve);
         let snapshot_path = node.gossip.snapshot.clone();
-        self.hosts[host].last_start = Some(self.now);
         self.observe(host, Event::ServiceStarted { service: "serf".into() });
         let mut config = match config {
             Ok(config) => config,
@@ -443,7 +447,9 @@ impl<'a> Engine<'a> {
         state.agent = None;
         state.generation += 1;
         let generation = state.generation;
-        let restart = state.last_start.map_or(self.now, |start| (start + RESTART_SPACING).max(self.now));
+        // s6 restarts a service 1 s after its finish ends (serf has no readiness
+        // notification, so the delay counts from the exit).
+        let restart = self.now + RESTART_SPACING;
         let wanted_down = state.wanted_down;
         self.observe(host, Event::ServiceExited { service: "serf".into(), status: status.into() });
         if !wanted_down {
@@ -642,17 +648,19 @@ impl<'a> Engine<'a> {
         match fault {
             FaultKind::Leave { host } => {
                 let host = self.by_name[host];
+                // s6-svc reaches a running supervisor only; a rebooted one starts serf.
+                if !self.hosts[host].up {
+                    return;
+                }
                 self.hosts[host].wanted_down = start;
                 if start {
                     if self.hosts[host].agent.as_ref().is_some_and(|run| !run.agent.is_leaving()) {
                         self.observe(host, Event::Leaving);
                         self.with_agent(host, None, |agent, now, out| agent.leave(now, out));
                     }
-                } else if self.hosts[host].up && self.hosts[host].agent.is_none() {
-                    let state = &self.hosts[host];
-                    let at = state.last_start.map_or(self.now, |s| (s + RESTART_SPACING).max(self.now));
-                    let generation = state.generation;
-                    self.schedule(at, Happening::StartAgent { host, generation });
+                } else if self.hosts[host].agent.is_none() {
+                    // `s6-svc -u` starts a service that is down at once.
+                    self.start_agent(host);
                 }
             }
             FaultKind::Tags { host, set, delete } => {
@@ -683,6 +691,7 @@ impl<'a> Engine<'a> {
                 state.up = false;
                 state.agent = None;
                 state.rendering = None;
+                state.wanted_down = false;
                 state.generation += 1;
             }
             Some(false) => {

@@ -109,6 +109,11 @@ impl ActiveFaults {
         LinkFaults { loss_rate: (1.0 - kept).clamp(0.0, 1.0), extra_latency: latencies.sum() }
     }
 
+    /// Whether a crash holds `host` down now.
+    pub(crate) fn is_crashed(&self, host: &str) -> bool {
+        self.crashes.get(host).is_some_and(|count| *count > 0)
+    }
+
     /// Starts or ends a crash of `host`: `Some(true)` when the host goes down now,
     /// `Some(false)` when it comes back now, `None` when an overlapping crash decides.
     pub(crate) fn crash(&mut self, host: &str, start: bool) -> Option<bool> {

@@ -35,6 +35,11 @@ impl Rendering {
         Ok(Self { settings, renderer, quiescence, view: Vec::new(), queued: None })
     }
 
+    /// The view as it stands when the renderer starts (rendered at once, not a change).
+    pub fn set_view(&mut self, view: Vec<NodeState>) {
+        self.view = view;
+    }
+
     /// The host's gossip view changed at `now`; returns when to check for a render, if a new
     /// check must be queued.
     pub fn view_changed(&mut self, view: Vec<NodeState>, now: Duration) -> Option<Duration> {
