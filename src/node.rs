@@ -233,26 +233,10 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
     let view = Rc::new(view);
     let mut services = vec![serf_service(&env, &spec, faults, view.clone(), agent)];
     match &spec.role {
-        Role::Balancer { template_file, template_text, output, options, pipeline } => {
+        Role::Balancer { output, pipeline, .. } => {
             let (reload, _) = watch::channel(0u64);
             let reload = Rc::new(reload);
-            let mut options = pipeline.render_options(*options);
-            // Real HAProxy judges its own configuration: `haproxy -c`, not our parser.
-            options.validate &= spec.haproxy.is_none();
-            let check_command =
-                spec.haproxy.as_ref().filter(|_| *pipeline == Pipeline::Fixed).map(|haproxy| {
-                    let check = ["-c", "-q", "-f", "/dev/stdin"].map(String::from);
-                    std::iter::once(haproxy.display().to_string()).chain(check).collect()
-                });
-            let settings = RenderSettings {
-                template_file: template_file.clone(),
-                template_text: template_text.clone(),
-                output: output.clone(),
-                options,
-                check_command,
-                drops_a_backend: spec.bugs.renderer_drops_a_backend,
-                keeps_dead: spec.bugs.renderer_keeps_dead,
-            };
+            let settings = render_settings(&spec).expect("a balancer renders");
             if *pipeline == Pipeline::Lab {
                 lab_image_config(&env, &settings);
             }
@@ -292,6 +276,30 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
     }
     supervisor::run(env, services, NodeSettings::default(), control).await;
     forwarder.abort();
+}
+
+/// The renderer's settings on a balancer node (`None` on a backend): the pipeline's options;
+/// with the system's HAProxy, `haproxy -c` judges each rendering instead of our parser. Every
+/// engine builds the renderer this way.
+pub fn render_settings(spec: &NodeSpec) -> Option<RenderSettings> {
+    let Role::Balancer { template_file, template_text, output, options, pipeline } = &spec.role else {
+        return None;
+    };
+    let mut options = pipeline.render_options(*options);
+    options.validate &= spec.haproxy.is_none();
+    let check_command = spec.haproxy.as_ref().filter(|_| *pipeline == Pipeline::Fixed).map(|haproxy| {
+        let check = ["-c", "-q", "-f", "/dev/stdin"].map(String::from);
+        std::iter::once(haproxy.display().to_string()).chain(check).collect()
+    });
+    Some(RenderSettings {
+        template_file: template_file.clone(),
+        template_text: template_text.clone(),
+        output: output.clone(),
+        options,
+        check_command,
+        drops_a_backend: spec.bugs.renderer_drops_a_backend,
+        keeps_dead: spec.bugs.renderer_keeps_dead,
+    })
 }
 
 /// The configuration the lab's image ships (its Dockerfile copies one in): what the template

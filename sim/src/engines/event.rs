@@ -42,8 +42,7 @@ use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
-use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config};
-use rollcall::render::driver::RenderSettings;
+use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config, render_settings};
 
 use super::rendering::Rendering;
 
@@ -71,17 +70,14 @@ pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
 }
 
 /// `settings` without the invariants the engine cannot check (for figures, which read no
-/// verdict).
+/// verdict): the complement of [`unchecked_invariants`].
 pub fn checkable(settings: &InvariantSettings) -> InvariantSettings {
     InvariantSettings {
-        converge_rounds: settings.converge_rounds,
-        detect_rounds: settings.detect_rounds,
-        rendered_view: settings.rendered_view,
-        views: settings.views,
-        incarnation: settings.incarnation,
-        no_self_death: settings.no_self_death,
-        left: settings.left,
-        ..InvariantSettings::default()
+        available: false,
+        valid_config: false,
+        one_balancer: false,
+        supervision: Default::default(),
+        ..settings.clone()
     }
 }
 
@@ -187,6 +183,8 @@ struct Host {
 /// One run of the gossip agent and what its driver has published.
 struct AgentRun {
     agent: Agent,
+    /// The seeds it joins through, as its driver records them.
+    seeds: Vec<String>,
     published: BTreeMap<String, (Status, u32)>,
     health: u32,
     version: Option<u64>,
@@ -431,12 +429,13 @@ impl<'a> Engine<'a> {
         if let (Some(path), Some(text)) = (&snapshot_path, &self.hosts[host].snapshot) {
             config.rejoin = snapshot::parse(path, text);
         }
+        let seeds = config.seeds.iter().map(ToString::to_string).collect();
         let state = &mut self.hosts[host];
         let run_seed =
             mix(mix(mix(self.seed, stable_hash(name.as_bytes())), u64::from(state.boots)), state.generation);
         let agent =
             Agent::new(config, ChaCha8Rng::seed_from_u64(mix(run_seed, stable_hash(b"gossip-agent"))));
-        state.agent = Some(AgentRun { agent, published: BTreeMap::new(), health: 0, version: None });
+        state.agent = Some(AgentRun { agent, seeds, published: BTreeMap::new(), health: 0, version: None });
         self.with_agent(host, None, |agent, now, out| agent.start(now, out));
     }
 
@@ -546,7 +545,7 @@ impl<'a> Engine<'a> {
                 },
             ),
             Action::JoinAttempt { attempt } => {
-                let seeds = self.seeds(host);
+                let seeds = self.hosts[host].agent.as_ref().map(|run| run.seeds.clone()).unwrap_or_default();
                 self.observe(host, Event::JoinAttempt { attempt, seeds });
             }
             Action::Joined { via } => self.observe(host, Event::Joined { via: via.to_string() }),
@@ -562,17 +561,6 @@ impl<'a> Engine<'a> {
             }
         }
         true
-    }
-
-    /// The seeds the agent on `host` joins through, as its driver records them.
-    fn seeds(&self, host: usize) -> Vec<String> {
-        let Some(node) = &self.hosts[host].node else { return Vec::new() };
-        node.gossip
-            .seeds
-            .iter()
-            .filter_map(|seed| self.by_name.get(seed).map(|i| self.hosts[*i].addr.to_string()))
-            .filter(|addr| *addr != self.hosts[host].addr.to_string())
-            .collect()
     }
 
     /// A datagram leaves `host`: lost with the host's loss rate, or on its way with a drawn
@@ -703,21 +691,4 @@ impl<'a> Engine<'a> {
             None => {}
         }
     }
-}
-
-/// The renderer's settings on a balancer node, as the node builds them for the fixed
-/// pipeline; `None` for a backend.
-fn render_settings(node: &NodeSpec) -> Option<RenderSettings> {
-    let Role::Balancer { template_file, template_text, output, options, pipeline } = &node.role else {
-        return None;
-    };
-    Some(RenderSettings {
-        template_file: template_file.clone(),
-        template_text: template_text.clone(),
-        output: output.clone(),
-        options: pipeline.render_options(*options),
-        check_command: None,
-        drops_a_backend: node.bugs.renderer_drops_a_backend,
-        keeps_dead: node.bugs.renderer_keeps_dead,
-    })
 }
