@@ -66,7 +66,13 @@ impl Pipeline {
     /// nothing, whatever else was asked.
     pub fn render_options(self, options: RenderOptions) -> RenderOptions {
         match self {
-            Pipeline::Lab => RenderOptions { validate: false, backup: false, in_place: true, ..options },
+            Pipeline::Lab => RenderOptions {
+                validate: false,
+                backup: false,
+                in_place: true,
+                wait_for_sync: false,
+                ..options
+            },
             Pipeline::Fixed => options,
         }
     }
@@ -176,6 +182,53 @@ pub struct PlantedBugs {
     pub gossip_leaves_silently: bool,
     /// The supervisor restarts a dead service at once, with no restart delay.
     pub supervisor_restarts_at_once: bool,
+    /// The gossip agent tries its seeds once and, if none answers, lives on alone (a
+    /// `serf join` run once, where `-retry-join` was meant): a node that boots before its
+    /// seeds stays out of the cluster.
+    pub gossip_joins_once: bool,
+}
+
+impl PlantedBugs {
+    /// Every bug's name, as scenario files write it.
+    pub const NAMES: [&'static str; 10] = [
+        "balancer-ignores-removals",
+        "balancer-ignores-health",
+        "balancer-reopens-listener",
+        "renderer-drops-a-backend",
+        "renderer-keeps-dead",
+        "gossip-never-refutes",
+        "gossip-believes-accusations",
+        "gossip-leaves-silently",
+        "gossip-joins-once",
+        "supervisor-restarts-at-once",
+    ];
+
+    fn flag(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "balancer-ignores-removals" => &mut self.balancer_ignores_removals,
+            "balancer-ignores-health" => &mut self.balancer_ignores_health,
+            "balancer-reopens-listener" => &mut self.balancer_reopens_listener,
+            "renderer-drops-a-backend" => &mut self.renderer_drops_a_backend,
+            "renderer-keeps-dead" => &mut self.renderer_keeps_dead,
+            "gossip-never-refutes" => &mut self.gossip_never_refutes,
+            "gossip-believes-accusations" => &mut self.gossip_believes_accusations,
+            "gossip-leaves-silently" => &mut self.gossip_leaves_silently,
+            "gossip-joins-once" => &mut self.gossip_joins_once,
+            "supervisor-restarts-at-once" => &mut self.supervisor_restarts_at_once,
+            _ => return None,
+        })
+    }
+
+    /// Turns on the bug called `name`; false if there is none by that name.
+    pub fn plant(&mut self, name: &str) -> bool {
+        self.flag(name).map(|flag| *flag = true).is_some()
+    }
+
+    /// The names of the bugs that are on.
+    pub fn planted(&self) -> Vec<&'static str> {
+        let mut copy = *self;
+        Self::NAMES.iter().copied().filter(|name| copy.flag(name).is_some_and(|flag| *flag)).collect()
+    }
 }
 
 /// A node's full description.
@@ -229,7 +282,7 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
             }
         }
     });
-    let (view, _) = watch::channel(Vec::new());
+    let (view, _) = watch::channel(gossip::View::default());
     let view = Rc::new(view);
     let mut services = vec![serf_service(&env, &spec, faults, view.clone(), agent)];
     match &spec.role {
@@ -470,5 +523,6 @@ pub fn agent_config(
     config.never_refutes = node.bugs.gossip_never_refutes;
     config.believes_accusations = node.bugs.gossip_believes_accusations;
     config.leaves_silently = node.bugs.gossip_leaves_silently;
+    config.joins_once = node.bugs.gossip_joins_once;
     Ok(config)
 }

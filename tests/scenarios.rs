@@ -153,6 +153,7 @@ fn an_extra_host_an_extra_invariant_or_an_unchecked_one_is_not_as_expected() {
     let pinned = |on: &[&str]| Expectation {
         violated: hosts(&["converge", "available"]),
         hosts: [("converge".to_string(), hosts(&["s1", "s2"])), ("available".to_string(), hosts(on))].into(),
+        allow_unchecked: false,
     };
     assert!(run(&base.clone().expect(pinned(&["s1", "s2"]))).report.as_expected);
     // Pinned to s1 only: the violations on s2 are unexpected.

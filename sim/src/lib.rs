@@ -10,13 +10,20 @@
 //! - [`report`]: the timeline, verdicts, figures and replay command a run prints.
 #![forbid(unsafe_code)]
 
+pub mod coverage;
+pub mod diff;
 pub mod engines;
+pub mod explore;
 pub mod faults;
+pub mod html;
 pub mod invariants;
 pub mod metrics;
 pub mod observe;
 pub mod report;
 pub mod scenario;
+pub mod shrink;
+pub mod strategy;
+pub mod swarm;
 pub mod trace;
 pub mod workload;
 pub mod world;
@@ -79,7 +86,7 @@ impl Simulation {
         self
     }
 
-    /// Replaces the world's faults.
+    /// Replaces the scenario's own faults (a `[swarm]` still draws more per seed).
     pub fn faults(mut self, faults: Vec<FaultSpec>) -> Self {
         self.world.faults = faults;
         self
@@ -129,12 +136,31 @@ impl Simulation {
         &self.world
     }
 
+    /// The world this seed runs: the scenario's faults and the swarm's draw for the seed.
+    pub fn seeded_world(&self) -> World {
+        self.world.for_seed(self.seed)
+    }
+
+    /// The seed.
+    pub fn seed_value(&self) -> u64 {
+        self.seed
+    }
+
+    /// The file (or name) replay commands name.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
     /// Runs the engine and returns the trace.
     pub fn trace(&self) -> Result<Trace, EngineError> {
-        let plan = Plan::build(&self.world, self.seed);
-        match self.world.engine {
-            EngineKind::Turmoil => engines::turmoil::run(&self.world, &plan, self.seed),
-            EngineKind::Event => engines::event::run(&self.world, &plan, self.seed),
+        Self::trace_of(&self.seeded_world(), self.seed)
+    }
+
+    fn trace_of(world: &World, seed: u64) -> Result<Trace, EngineError> {
+        let plan = Plan::build(world, seed);
+        match world.engine {
+            EngineKind::Turmoil => engines::turmoil::run(world, &plan, seed),
+            EngineKind::Event => engines::event::run(world, &plan, seed),
         }
     }
 
@@ -146,16 +172,17 @@ impl Simulation {
 
     /// Runs and checks every invariant the world enables.
     pub fn run(&self) -> Result<Run, EngineError> {
-        if self.world.engine == EngineKind::Event {
-            let refused = engines::event::unsupported(&self.world);
+        let world = self.seeded_world();
+        if world.engine == EngineKind::Event {
+            let refused = engines::event::unsupported(&world);
             if !refused.is_empty() {
                 return Err(EngineError::Unsupported { engine: "event", what: refused.join("; ") });
             }
         }
-        let trace = self.trace()?;
+        let trace = Self::trace_of(&world, self.seed)?;
         let observations = Observations::new(&trace);
-        let (verdicts, figures) = invariants::check(&self.world, &observations);
-        let report = Report::new(&self.world, &self.file, self.seed, &trace, verdicts, figures);
+        let (verdicts, figures) = invariants::check(&world, &observations);
+        let report = Report::new(&world, &self.file, self.seed, &trace, verdicts, figures);
         Ok(Run { report, trace, observations })
     }
 

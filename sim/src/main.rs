@@ -11,6 +11,7 @@ use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
 use rollcall_sim::engines::EngineKind;
 
+mod chaos_cli;
 mod figures;
 
 #[derive(Parser)]
@@ -82,6 +83,95 @@ enum Command {
         /// Run on this engine instead of the file's `engine`.
         #[arg(long, value_enum)]
         engine: Option<EngineArg>,
+    },
+    /// Run many seeds (in parallel, each deterministic) and sum up violations, the slowest
+    /// convergence, the seeds to replay and the coverage of protocol states.
+    Explore {
+        /// Scenario file (TOML); a `[swarm]` section draws each seed's own faults.
+        scenario: PathBuf,
+        /// Seeds `A..B` (both included), or `N` for 1..N.
+        #[arg(long, default_value = "1..100", value_parser = chaos_cli::parse_seeds)]
+        seeds: (u64, u64),
+        /// Seeds run at once, each on its own thread (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only the I-th of N shares of the range (every N-th seed); `merge` sums shards.
+        #[arg(long, value_name = "I/N", value_parser = chaos_cli::parse_shard, default_value = "1/1")]
+        shard: (u64, u64),
+        /// Print the summary and every seed's outcome as JSON (what `merge` reads).
+        #[arg(long)]
+        json: bool,
+        /// Stop handing out seeds after this many unexpected outcomes.
+        #[arg(long, value_name = "N")]
+        stop_after: Option<u64>,
+        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+        #[arg(long, value_enum)]
+        pipeline: Option<PipelineArg>,
+        /// Run on this engine instead of the file's `engine`.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+    },
+    /// Shrink a seed's fault plan to the smallest that still contradicts the same invariant,
+    /// and write it as a scenario file (its path is printed).
+    Shrink {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The seed whose violation to shrink.
+        #[arg(long)]
+        seed: u64,
+        /// The invariant to keep contradicted (default: the first unexpected one).
+        #[arg(long)]
+        invariant: Option<String>,
+        /// Where to write the scenario (default: beside SCENARIO, named after it and the seed).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+        #[arg(long, value_enum)]
+        pipeline: Option<PipelineArg>,
+        /// Run on this engine instead of the file's `engine`.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+    },
+    /// Show where two traces (`run --trace`) part: the first differing record, the records
+    /// before it, and the host whose record differs.
+    Diff {
+        /// First trace (JSON Lines).
+        a: PathBuf,
+        /// Second trace.
+        b: PathBuf,
+        /// Shared records shown before the difference.
+        #[arg(long, default_value_t = 5)]
+        context: usize,
+        /// Print the difference as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one seed and write a self-contained HTML page: verdicts and an SVG timeline per
+    /// host (views, rendered backends, health, requests) under the faults.
+    Report {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the page.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+        #[arg(long, value_enum)]
+        pipeline: Option<PipelineArg>,
+        /// Run on this engine instead of the file's `engine`.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+    },
+    /// Sum the `explore --json` outputs of several shards into one summary.
+    Merge {
+        /// Files written by `explore --json`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the merged summary and outcomes as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -157,6 +247,31 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             figures::print(&simulation, &scenario, from..from.saturating_add(seeds), jobs, json)
+        }
+        Command::Explore { scenario, seeds, jobs, shard, json, stop_after, pipeline, engine } => {
+            let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+                Ok(simulation) => simulation,
+                Err(code) => return code,
+            };
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let args = chaos_cli::ExploreArgs { seeds, jobs, shard, json, stop_after };
+            chaos_cli::run(&simulation, &scenario, args)
+        }
+        Command::Merge { files, json } => chaos_cli::merge(&files, json),
+        Command::Shrink { scenario, seed, invariant, out, pipeline, engine } => {
+            let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+                Ok(simulation) => simulation.seed(seed),
+                Err(code) => return code,
+            };
+            chaos_cli::shrink(&simulation, &scenario, invariant.as_deref(), out)
+        }
+        Command::Diff { a, b, context, json } => chaos_cli::diff(&a, &b, context, json),
+        Command::Report { scenario, seed, html, pipeline, engine } => {
+            let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+                Ok(simulation) => simulation.seed(seed),
+                Err(code) => return code,
+            };
+            chaos_cli::html_report(&simulation, &html)
         }
     }
 }

@@ -218,6 +218,9 @@ pub struct Observations {
     components: std::cell::RefCell<BTreeMap<Duration, std::rc::Rc<Vec<Option<usize>>>>>,
     /// Each node's gossip view changes, in order.
     pub views: BTreeMap<String, Vec<(Duration, ViewChange)>>,
+    /// When each node's agent became synced (`true`) or started over unsynced (`false`: the
+    /// agent started, or its host went down), in order.
+    pub synced: BTreeMap<String, Vec<(Duration, bool)>>,
     /// Each node's gossip health score changes (Lifeguard), in order; a restarted agent
     /// starts healthy.
     pub health: BTreeMap<String, Vec<(Duration, u32)>>,
@@ -315,6 +318,7 @@ impl Observations {
             }
         }
         self.views.entry(host.to_string()).or_default().push((at, ViewChange::Reset));
+        self.synced.entry(host.to_string()).or_default().push((at, false));
         if host == self.balancer && self.accepting.last().is_some_and(|(_, pids)| !pids.is_empty()) {
             self.accepting.push((at, Vec::new()));
         }
@@ -337,6 +341,7 @@ impl Observations {
                 reading.services.entry(service_event(service)).or_default().push((at, true));
                 if service == "serf" {
                     self.views.entry(host.to_string()).or_default().push((at, ViewChange::Reset));
+                    self.synced.entry(host.to_string()).or_default().push((at, false));
                     self.health.entry(host.to_string()).or_default().push((at, 0));
                 }
             }
@@ -357,6 +362,7 @@ impl Observations {
                 self.views.entry(host.to_string()).or_default().push((at, change));
             }
             Event::Left => self.left.push((at, host.to_string())),
+            Event::GossipSynced => self.synced.entry(host.to_string()).or_default().push((at, true)),
             Event::Member { change: MemberChange::Failed, member, .. } => self
                 .failed_events
                 .push(FailedEvent { at, observer: host.to_string(), member: member.clone() }),
@@ -579,6 +585,27 @@ impl Observations {
         let components = std::rc::Rc::new(components);
         self.components.borrow_mut().insert(point, components.clone());
         components
+    }
+
+    /// Whether the world keeps `node`'s gossip agent from running at `at`: a stall or a
+    /// service crash holds it, or it left on purpose and was not started again. An agent
+    /// that died on its own is the stack's failure and is not held.
+    pub fn agent_held(&self, node: &str, at: Duration) -> bool {
+        !self.agent_runs(node, at) && (self.stopped_by_fault(node, "serf", at) || self.has_left(node, at))
+    }
+
+    /// Time from `from` to `to` as `host`'s gossip agent counts it: Lifeguard stretches its
+    /// probe interval (and so its rounds) to `score + 1` times while its health score is
+    /// raised, so a second at score 2 counts a third.
+    pub fn agent_time(&self, host: &str, from: Duration, to: Duration) -> Duration {
+        let changes = self.health.get(host).map_or(&[][..], Vec::as_slice);
+        let mut score = changes.iter().rev().find(|(t, _)| *t <= from).map_or(0, |(_, s)| *s);
+        let (mut at, mut counted) = (from, Duration::ZERO);
+        for (t, next) in changes.iter().filter(|(t, _)| from < *t && *t < to) {
+            counted += (*t - at) / (score + 1);
+            (at, score) = (*t, *next);
+        }
+        counted + to.saturating_sub(at) / (score + 1)
     }
 
     /// Whether `webapp` serves, has not left the cluster on purpose, and the balancer can

@@ -241,6 +241,7 @@ fn describe(record: &Record) -> Option<String> {
         Event::HostBooted { boot } => format!("host booted (boot {boot})"),
         Event::JoinAttempt { attempt, seeds } => format!("join attempt {attempt} via {}", seeds.join(", ")),
         Event::Joined { via } => format!("joined via {via}"),
+        Event::GossipSynced => "gossip view synced".into(),
         Event::JoinGaveUp { attempts } => format!("join gave up after {attempts} attempt(s)"),
         Event::Leaving => "gossip agent leaving the cluster".into(),
         Event::Left => "gossip agent left the cluster and stops".into(),

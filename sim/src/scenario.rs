@@ -13,11 +13,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::faults::{FaultKind, FaultSpec};
+use crate::swarm::{SWARM_FAULTS_MAX, Swarm, SwarmKind};
 use crate::world::{
     ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, SupervisionChecks, World,
 };
 use rollcall::gossip::{GossipConfig, JoinMode, Profile};
-use rollcall::node::{GossipSettings, NodeSpec, Pipeline, Role};
+use rollcall::node::{GossipSettings, NodeSpec, Pipeline, PlantedBugs, Role};
 use rollcall::render::driver::RenderOptions;
 use rollcall::render::quiescence::Wait;
 
@@ -84,6 +85,27 @@ struct ScenarioFile {
     invariants: InvariantsSection,
     #[serde(default)]
     expect: ExpectSection,
+    swarm: Option<Spanned<SwarmSection>>,
+}
+
+/// `[swarm]`: ranges each seed draws its own faults from (see [`crate::swarm`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwarmSection {
+    /// The chaos phase, `[from, to]` in seconds: every drawn fault starts and ends in it.
+    chaos_s: [f64; 2],
+    /// Fault kinds a seed may turn on (default: every kind).
+    kinds: Option<Vec<SwarmKind>>,
+    /// How many faults a seed draws, inclusive (default `[1, 4]`).
+    faults: Option<[u32; 2]>,
+    /// How long a fault with a window lasts, in seconds, inclusive (default `[1, 20]`).
+    for_s: Option<[f64; 2]>,
+    /// Gossip loss rate, inclusive (default `[0.05, 0.5]`).
+    loss: Option<[f64; 2]>,
+    /// Extra gossip latency in milliseconds, inclusive (default `[10, 300]`).
+    latency_ms: Option<[u64; 2]>,
+    /// The nodes faults single out (default: every node).
+    hosts: Option<Vec<String>>,
 }
 
 /// `[node]`: how the balancer node's pipeline runs.
@@ -206,6 +228,9 @@ struct HostSection {
     interval_ms: Option<Spanned<u64>>,
     /// Client: give up on a request after this long.
     timeout_ms: Option<Spanned<u64>>,
+    /// Bugs planted on purpose, to test the oracle and the chaos engine (never in real mode).
+    #[serde(default)]
+    planted_bugs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +337,8 @@ struct ExpectSection {
     lab: Option<PipelineExpectSection>,
     /// What the fixed pipeline is expected to do instead, when it differs.
     fixed: Option<PipelineExpectSection>,
+    /// An invariant that checked nothing is no mismatch (default: only with a `[swarm]`).
+    allow_unchecked: Option<bool>,
 }
 
 /// `[expect.lab]` or `[expect.fixed]`: the outcome under one pipeline.
@@ -586,10 +613,78 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             expect_by_pipeline,
             expect_default,
             engine: file.engine,
+            swarm: None,
         };
+        if let Some(section) = &file.swarm {
+            world.swarm = Some(self.swarm(section, &world)?);
+        }
+        let allow_unchecked = file.expect.allow_unchecked.unwrap_or(world.swarm.is_some());
+        world.expect_default.allow_unchecked = allow_unchecked;
+        world.expect_by_pipeline.values_mut().for_each(|expect| expect.allow_unchecked = allow_unchecked);
         // The balancer's pipeline, and the outcome expected of it.
         world.set_pipeline(file.node.pipeline);
         Ok(world)
+    }
+
+    fn swarm(&self, section: &Spanned<SwarmSection>, world: &World) -> Result<Swarm, ScenarioError> {
+        let (span, swarm) = (section.span(), section.get_ref());
+        let fail = |message: String| self.fail::<Swarm>(span.clone(), format!("[swarm]: {message}"));
+        let [from, to] = swarm.chaos_s;
+        let run = world.duration.as_secs_f64();
+        if !(from.is_finite() && to.is_finite() && 0.0 <= from && from < to && to <= run) {
+            return fail(format!(
+                "chaos_s = [{from}, {to}] must satisfy 0 <= from < to <= duration_s ({run})"
+            ));
+        }
+        let [shortest, longest] = swarm.for_s.unwrap_or([1.0, 20.0]);
+        if !(shortest.is_finite() && longest.is_finite() && 0.1 <= shortest && shortest <= longest) {
+            return fail(format!("for_s = [{shortest}, {longest}] must satisfy 0.1 <= min <= max"));
+        }
+        if shortest > to - from {
+            return fail(format!(
+                "for_s starts at {shortest} s, longer than the chaos phase ({} s)",
+                to - from
+            ));
+        }
+        let [fewest, most] = swarm.faults.unwrap_or([1, 4]);
+        if fewest > most || most > SWARM_FAULTS_MAX {
+            return fail(format!(
+                "faults = [{fewest}, {most}] must satisfy min <= max <= {SWARM_FAULTS_MAX}"
+            ));
+        }
+        let [low, high] = swarm.loss.unwrap_or([0.05, 0.5]);
+        if !(low.is_finite() && high.is_finite() && 0.0 <= low && low <= high && high <= 1.0) {
+            return fail(format!("loss = [{low}, {high}] must satisfy 0 <= min <= max <= 1"));
+        }
+        let [quick, slow] = swarm.latency_ms.unwrap_or([10, 300]);
+        if !(1 <= quick && quick <= slow && slow <= INTERVAL_MS_MAX) {
+            return fail(format!(
+                "latency_ms = [{quick}, {slow}] must satisfy 1 <= min <= max <= {INTERVAL_MS_MAX}"
+            ));
+        }
+        let nodes: Vec<String> = world
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.kind, HostKind::Node(_)))
+            .map(|h| h.name.clone())
+            .collect();
+        let targets = swarm.hosts.clone().unwrap_or_else(|| nodes.clone());
+        if let Some(stranger) = targets.iter().find(|name| !nodes.contains(name)) {
+            return fail(format!("hosts: '{stranger}' is not a node (nodes: {})", nodes.join(", ")));
+        }
+        let kinds = swarm.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.to_vec());
+        if kinds.is_empty() || targets.is_empty() {
+            return fail("kinds and hosts must not be empty".into());
+        }
+        Ok(Swarm {
+            kinds,
+            faults: (fewest, most),
+            chaos: (seconds(from), seconds(to)),
+            lasting: (seconds(shortest), seconds(longest)),
+            loss: (low, high),
+            latency: (Duration::from_millis(quick), Duration::from_millis(slow)),
+            targets,
+        })
     }
 
     fn invariants(&self, section: &InvariantsSection) -> Result<InvariantSettings, ScenarioError> {
@@ -682,6 +777,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         misplaced("timeout_ms", host.timeout_ms.is_some(), is_client)?;
         misplaced("join", host.join.is_some(), !is_client)?;
         misplaced("seeds", host.seeds.is_some(), !is_client)?;
+        misplaced("planted_bugs", !host.planted_bugs.is_empty(), !is_client)?;
         if is_client {
             let target = host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
                 (self.error)(Some(span.clone()), format!("client '{name}' needs a 'target'"))
@@ -729,9 +825,21 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             gossip_port: rollcall::node::GOSSIP_PORT,
             tag: host.tag.clone().unwrap_or_default(),
             permanent_failure,
-            bugs: rollcall::node::PlantedBugs::default(),
+            bugs: self.planted_bugs(&host.planted_bugs)?,
         };
         Ok(HostSpec { name, kind: HostKind::Node(Box::new(node)) })
+    }
+
+    fn planted_bugs(&self, names: &[Spanned<String>]) -> Result<PlantedBugs, ScenarioError> {
+        let mut bugs = PlantedBugs::default();
+        for name in names {
+            if !bugs.plant(name.get_ref()) {
+                let known = PlantedBugs::NAMES.join(", ");
+                return self
+                    .fail(name.span(), format!("unknown planted bug '{}' (known: {known})", name.get_ref()));
+            }
+        }
+        Ok(bugs)
     }
 
     fn permanent_failures(&self, host: &HostSection, role: &Role) -> Result<Vec<String>, ScenarioError> {
@@ -788,6 +896,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             validate: host.render_validate.unwrap_or(defaults.validate),
             backup: host.render_backup.unwrap_or(defaults.backup),
             in_place: false,
+            wait_for_sync: defaults.wait_for_sync,
         })
     }
 

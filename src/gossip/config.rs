@@ -89,6 +89,10 @@ pub struct GossipConfig {
     /// A bug planted for the simulator's mutation tests (`node::PlantedBugs`): the agent
     /// never refutes an accusation of itself.
     pub never_refutes: bool,
+    /// A bug planted for the simulator's tests: the agent sends one join and, if no seed
+    /// answers, neither retries nor gives up; it lives on alone (a `serf join` run once by a
+    /// start script, where `-retry-join` was meant).
+    pub joins_once: bool,
     /// A bug planted for the same tests: the agent records accusations of itself (suspect,
     /// dead) in its own entry instead of refuting them.
     pub believes_accusations: bool,
@@ -183,6 +187,7 @@ impl GossipConfig {
             reconnect_timeout: Duration::from_secs(24 * 3600),
             tombstone_timeout: Duration::from_secs(24 * 3600),
             never_refutes: false,
+            joins_once: false,
             believes_accusations: false,
             leaves_silently: false,
         }

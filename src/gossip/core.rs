@@ -210,6 +210,10 @@ pub struct Agent {
     relays: BTreeMap<u32, Relay>,
     awareness: Awareness,
     joined: bool,
+    /// Whether the table holds what the cluster knows, as far as this node can tell: a
+    /// push-pull merged, nobody to ask, the join given up, or one push-pull interval passed.
+    /// Until then a restarted node's table is only itself.
+    synced: bool,
     join_attempts: u32,
     clock: LamportClock,
     recent_intents: RecentIntents,
@@ -249,6 +253,7 @@ impl Agent {
             relays: BTreeMap::new(),
             awareness: Awareness::new(awareness_max),
             joined: false,
+            synced: false,
             join_attempts: 0,
             clock: LamportClock::default(),
             recent_intents: RecentIntents::default(),
@@ -288,6 +293,9 @@ impl Agent {
             self.config.rejoin.iter().copied().filter(|a| *a != me && !seeds.contains(a)).collect();
         rejoin.shuffle(&mut self.rng);
         rejoin.truncate(snapshot::REJOIN_MAX);
+        if self.config.seeds.is_empty() && rejoin.is_empty() {
+            self.mark_synced();
+        }
         for addr in rejoin {
             self.send_push_pull(addr, true, out);
         }
@@ -317,6 +325,20 @@ impl Agent {
     /// Whether a seed has answered (or there were no seeds).
     pub fn is_joined(&self) -> bool {
         self.joined
+    }
+
+    /// Whether the table is worth acting on (see the field): a renderer that already wrote
+    /// a file keeps it until then, as consul-template waits for its data.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    fn mark_synced(&mut self) {
+        if !self.synced {
+            self.synced = true;
+            // Drivers publish on a new version: the flag is part of what they publish.
+            self.version += 1;
+        }
     }
 
     /// This node's current incarnation.
@@ -359,6 +381,7 @@ impl Agent {
         match codec::decode_stream(bytes, self.config.members_max)? {
             Message::PushPull { join, ltime, states, intents, .. } => {
                 self.merge_push_pull(ltime, states, intents, now, out);
+                self.mark_synced();
                 if is_answer {
                     if !self.joined {
                         self.joined = true;
@@ -420,6 +443,7 @@ impl Agent {
             Timer::Suspicion { name, incarnation } => self.suspicion_ran_out(&name, incarnation, now, out),
             Timer::Gossip => self.gossip(now, out),
             Timer::PushPull => {
+                self.mark_synced();
                 let every = self.config.push_pull_every(self.members.len());
                 out.push(Action::SetTimer { timer: Timer::PushPull, after: every });
                 if let Some(peer) = self.random_peers(1, now, |s| s.status == Status::Alive).pop() {
@@ -442,6 +466,7 @@ impl Agent {
             }
             Timer::JoinTimeout { attempt } => {
                 if !self.joined && attempt == self.join_attempts {
+                    self.mark_synced();
                     out.push(Action::GaveUp { attempts: attempt });
                 }
             }
@@ -453,6 +478,7 @@ impl Agent {
                 // Only retry mode arms this timer; a stray one in once mode is ignored.
                 let JoinMode::Retry { max, .. } = self.config.join else { return };
                 if max != 0 && attempt > max {
+                    self.mark_synced();
                     out.push(Action::GaveUp { attempts: max });
                 } else {
                     self.attempt_join(out);
@@ -620,6 +646,9 @@ impl Agent {
         out.push(Action::JoinAttempt { attempt });
         for seed in self.config.seeds.clone() {
             self.send_push_pull(seed, true, out);
+        }
+        if self.config.joins_once {
+            return;
         }
         match self.config.join {
             JoinMode::Once { timeout } => {

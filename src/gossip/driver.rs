@@ -24,7 +24,13 @@ use crate::net::lossy::{Delivery, LinkFaults, LossyUdp};
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// The member table, published to the host's other services (the renderer) on every change.
-pub type View = Vec<NodeState>;
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct View {
+    /// Every member, ordered by name.
+    pub members: Vec<NodeState>,
+    /// Whether the agent has heard what the cluster knows ([`crate::gossip::core::Agent::is_synced`]).
+    pub synced: bool,
+}
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +138,7 @@ pub async fn run<N: Net>(
     let mut agent = Agent::new(config, env.rng("gossip-agent"));
     let mut timers = TimerQueue::default();
     let mut published = None;
+    let mut synced = false;
     let mut health = 0;
     let mut published_states = BTreeMap::new();
     let mut out = Vec::new();
@@ -151,11 +158,15 @@ pub async fn run<N: Net>(
             let changed = agent.take_changed();
             let changed = changed.iter().filter_map(|name| agent.member(name));
             record_state_changes(&env, &mut published_states, changed);
-            let members: View = agent.members().cloned().collect();
+            let members: Vec<NodeState> = agent.members().cloned().collect();
             if let Some(path) = &snapshot {
                 save_snapshot(&env, path, &members, &me, &mut snapshotted);
             }
-            view.send_replace(members);
+            if agent.is_synced() && !synced {
+                synced = true;
+                env.observe(Event::GossipSynced);
+            }
+            view.send_replace(View { members, synced });
         }
         if agent.health_score() != health {
             health = agent.health_score();

@@ -47,6 +47,10 @@ pub enum Event {
     JoinAttempt { attempt: u32, seeds: Vec<String> },
     /// A join succeeded: a seed answered.
     Joined { via: String },
+    /// The agent's table now holds what the cluster knows (a push-pull merged, nobody to
+    /// ask, the join given up, or one push-pull interval passed); a renderer that waits for
+    /// its data renders from here on.
+    GossipSynced,
     /// The agent gave up joining.
     JoinGaveUp { attempts: u32 },
     /// The agent began a graceful leave.
@@ -128,6 +132,7 @@ impl Event {
             Event::Timer { .. } => "timer",
             Event::JoinAttempt { .. } => "join-attempt",
             Event::Joined { .. } => "joined",
+            Event::GossipSynced => "gossip-synced",
             Event::JoinGaveUp { .. } => "join-gave-up",
             Event::Leaving => "leaving",
             Event::Left => "left",

@@ -29,12 +29,16 @@ pub struct RenderOptions {
     /// truncated first and filled [`IN_PLACE_RENDER_TIME`] later, when the rendering process
     /// has started and printed. A reader or a crash in between sees an empty file.
     pub in_place: bool,
+    /// Keep a file already written while the gossip agent's view is not synced (a restarted
+    /// agent lists only itself until it has heard from a peer), as consul-template waits
+    /// for its data. The lab's handler renders whatever `serf members` says.
+    pub wait_for_sync: bool,
 }
 
 impl Default for RenderOptions {
     /// No wait, validation on, no backup, atomic writes.
     fn default() -> Self {
-        Self { wait: Wait::default(), validate: true, backup: false, in_place: false }
+        Self { wait: Wait::default(), validate: true, backup: false, in_place: false, wait_for_sync: true }
     }
 }
 
@@ -75,15 +79,21 @@ pub async fn run<N: Net>(
 ) -> Result<(), String> {
     let mut renderer =
         Renderer::new(&settings.template_file, &settings.template_text).map_err(|e| e.to_string())?;
+    let mut written = false;
     if let Ok(existing) = env.disk().read(&settings.output) {
         renderer.record_written(existing);
+        written = true;
     }
     let mut quiescence = Quiescence::new(settings.options.wait);
     // The view as it is at start renders at once; later changes wait for quiet.
     let mut first = true;
     loop {
-        if std::mem::take(&mut first) || quiescence.take_due(env.now()) {
-            let current = with_planted_bugs(&settings, view.borrow_and_update().clone());
+        let due = std::mem::take(&mut first) || quiescence.take_due(env.now());
+        // Marked seen even when held back: the next change wakes us, not this one again.
+        let current = due.then(|| view.borrow_and_update().clone());
+        if let Some(current) = current.filter(|current| !holds_back(&settings, written, current)) {
+            written = true;
+            let current = with_planted_bugs(&settings, current.members);
             let members: Vec<Member> = current.iter().map(Member::from).collect();
             render_once(&env, &settings, &mut renderer, &members, &reload).await;
         }
@@ -99,6 +109,12 @@ pub async fn run<N: Net>(
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }
     }
+}
+
+/// Whether a view must not replace what was written: it is not synced, and there is a file
+/// to keep (a first boot renders what it has).
+pub fn holds_back(settings: &RenderSettings, written: bool, view: &View) -> bool {
+    settings.options.wait_for_sync && written && !view.synced
 }
 
 /// The view as the renderer sees it, with the bugs `settings` plants (none in production).
@@ -250,6 +266,81 @@ mod tests {
         }
     }
 
+    /// Renders the backends' hosts to `/cfg`, without validation.
+    fn addresses_to_cfg() -> RenderSettings {
+        RenderSettings {
+            template_file: "t.hb".into(),
+            template_text: "{{#each addresses}}{{host}} {{/each}}".into(),
+            output: "/cfg".into(),
+            options: RenderOptions { validate: false, ..RenderOptions::default() },
+            check_command: None,
+            drops_a_backend: false,
+            keeps_dead: false,
+        }
+    }
+
+    fn synced(members: Vec<NodeState>) -> View {
+        View { members, synced: true }
+    }
+
+    fn unsynced(members: Vec<NodeState>) -> View {
+        View { members, synced: false }
+    }
+
+    /// Found by `explore` on lab-swarm (seed 27): ha's agent left and was started again; its
+    /// first view listed only itself, the renderer wrote an empty backend list, and a
+    /// request got 503 before the rejoin's push-pull came back 7 ms later.
+    #[test]
+    fn a_restarted_agents_view_does_not_replace_the_file_until_it_is_synced() {
+        run_paused(async {
+            let disk = Rc::new(FlakyDisk::default());
+            disk.write_atomic(Path::new("/cfg"), b"s1 s2 ").unwrap();
+            let (env, _recorded) = host(disk.clone());
+            let settings = addresses_to_cfg();
+            let (view, view_rx) = watch::channel(unsynced(Vec::new()));
+            let (reload, reload_rx) = watch::channel(0u64);
+            let lab = RenderSettings {
+                options: RenderOptions { wait_for_sync: false, ..settings.options },
+                ..settings.clone()
+            };
+            let task = tokio::task::spawn_local(run(env.clone(), settings, view_rx, Rc::new(reload)));
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 s2 ", "kept while unsynced");
+            view.send_replace(unsynced(vec![backend("s1", 2)]));
+            tokio::task::yield_now().await;
+            assert_eq!(*reload_rx.borrow(), 0);
+            view.send_replace(synced(vec![backend("s1", 2)]));
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 ");
+            assert_eq!(*reload_rx.borrow(), 1);
+            task.abort();
+
+            // The lab's handler renders whatever the agent lists.
+            let (_view, view_rx) = watch::channel(unsynced(Vec::new()));
+            let (reload, _reload_rx) = watch::channel(0u64);
+            let task = tokio::task::spawn_local(run(env, lab, view_rx, Rc::new(reload)));
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"");
+            task.abort();
+        });
+    }
+
+    #[test]
+    fn a_first_boot_renders_its_view_unsynced() {
+        run_paused(async {
+            let disk = Rc::new(FlakyDisk::default());
+            let (env, _recorded) = host(disk.clone());
+            let settings = addresses_to_cfg();
+            let (_view, view_rx) = watch::channel(unsynced(Vec::new()));
+            let (reload, reload_rx) = watch::channel(0u64);
+            let task = tokio::task::spawn_local(run(env, settings, view_rx, Rc::new(reload)));
+            tokio::task::yield_now().await;
+            assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"", "nothing to keep: it renders");
+            assert_eq!(*reload_rx.borrow(), 1);
+            task.abort();
+        });
+    }
+
     fn backend(name: &str, last: u8) -> NodeState {
         NodeState {
             name: name.into(),
@@ -265,34 +356,26 @@ mod tests {
         run_paused(async {
             let disk = Rc::new(FlakyDisk::default());
             let (env, recorded) = host(disk.clone());
-            let settings = RenderSettings {
-                template_file: "t.hb".into(),
-                template_text: "{{#each addresses}}{{host}} {{/each}}".into(),
-                output: "/cfg".into(),
-                options: RenderOptions { validate: false, ..RenderOptions::default() },
-                check_command: None,
-                drops_a_backend: false,
-                keeps_dead: false,
-            };
-            let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
+            let settings = addresses_to_cfg();
+            let (view, view_rx) = watch::channel(synced(vec![backend("s1", 2)]));
             let (reload, reload_rx) = watch::channel(0u64);
             let task = tokio::task::spawn_local(run(env, settings, view_rx, Rc::new(reload)));
             tokio::task::yield_now().await;
             assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 ");
             assert_eq!(*reload_rx.borrow(), 1);
 
-            view.send_replace(vec![backend("s1", 2)]);
+            view.send_replace(synced(vec![backend("s1", 2)]));
             tokio::task::yield_now().await;
             assert_eq!(*reload_rx.borrow(), 1, "same bytes: no write, no reload");
 
             disk.broken.set(true);
-            view.send_replace(vec![backend("s1", 2), backend("s2", 3)]);
+            view.send_replace(synced(vec![backend("s1", 2), backend("s2", 3)]));
             tokio::task::yield_now().await;
             assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 ", "the old file is kept");
             assert_eq!(*reload_rx.borrow(), 1);
 
             disk.broken.set(false);
-            view.send_replace(vec![backend("s1", 2), backend("s2", 3)]);
+            view.send_replace(synced(vec![backend("s1", 2), backend("s2", 3)]));
             tokio::task::yield_now().await;
             assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"s1 s2 ");
             assert_eq!(*reload_rx.borrow(), 2);
@@ -337,14 +420,14 @@ mod tests {
             let (env, recorded) = host(disk.clone());
             let wait = Wait { min: Duration::from_millis(500), max: Duration::from_secs(2) };
             let options = RenderOptions { wait, ..RenderOptions::default() };
-            let (view, view_rx) = watch::channel(Vec::new());
+            let (view, view_rx) = watch::channel(synced(Vec::new()));
             let (reload, _reload_rx) = watch::channel(0u64);
             let task = tokio::task::spawn_local(run(env, settings(options), view_rx, Rc::new(reload)));
             tokio::time::sleep(Duration::from_secs(1)).await;
             let mut members = Vec::new();
             for i in 1..=5u8 {
                 members.push(backend(&format!("s{i}"), i + 1));
-                view.send_replace(members.clone());
+                view.send_replace(synced(members.clone()));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -370,16 +453,16 @@ mod tests {
             let disk = Rc::new(MemoryDisk::default());
             let (env, recorded) = host(disk.clone());
             let options = RenderOptions { backup: true, ..RenderOptions::default() };
-            let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
+            let (view, view_rx) = watch::channel(synced(vec![backend("s1", 2)]));
             let (reload, reload_rx) = watch::channel(0u64);
             let task = tokio::task::spawn_local(run(env, settings(options), view_rx, Rc::new(reload)));
             tokio::task::yield_now().await;
             let good = disk.read(Path::new("/cfg")).unwrap();
-            view.send_replace(vec![backend("s1", 2), backend("bad name", 3)]);
+            view.send_replace(synced(vec![backend("s1", 2), backend("bad name", 3)]));
             tokio::task::yield_now().await;
             assert_eq!(disk.read(Path::new("/cfg")).unwrap(), good, "the old file stays");
             assert_eq!(*reload_rx.borrow(), 1, "no reload of a rejected rendering");
-            view.send_replace(vec![backend("s1", 2), backend("s2", 3)]);
+            view.send_replace(synced(vec![backend("s1", 2), backend("s2", 3)]));
             tokio::task::yield_now().await;
             assert_eq!(disk.read(Path::new("/cfg.bak")).unwrap(), good, "the replaced file is the backup");
             assert_eq!(*reload_rx.borrow(), 2);
@@ -400,13 +483,13 @@ mod tests {
             let disk = Rc::new(MemoryDisk::default());
             let (env, _recorded) = host(disk.clone());
             let options = RenderOptions { in_place: true, validate: false, ..RenderOptions::default() };
-            let (view, view_rx) = watch::channel(vec![backend("s1", 2)]);
+            let (view, view_rx) = watch::channel(synced(vec![backend("s1", 2)]));
             let (reload, reload_rx) = watch::channel(0u64);
             let task = tokio::task::spawn_local(run(env, settings(options), view_rx, Rc::new(reload)));
             tokio::time::sleep(IN_PLACE_RENDER_TIME * 2).await;
             let first = disk.read(Path::new("/cfg")).unwrap();
             assert!(String::from_utf8_lossy(&first).contains("server s1"));
-            view.send_replace(vec![backend("s1", 2), backend("bad name", 3)]);
+            view.send_replace(synced(vec![backend("s1", 2), backend("bad name", 3)]));
             tokio::time::sleep(IN_PLACE_RENDER_TIME / 2).await;
             assert_eq!(disk.read(Path::new("/cfg")).unwrap(), b"", "truncated, not yet written");
             tokio::time::sleep(IN_PLACE_RENDER_TIME).await;

@@ -33,11 +33,12 @@ use rand_chacha::ChaCha8Rng;
 
 use super::EngineError;
 use crate::faults::{FaultKind, Phase, Plan};
+use crate::swarm::SwarmKind;
 use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Timer};
-use rollcall::gossip::driver::state_changes;
+use rollcall::gossip::driver::{View, state_changes};
 use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
@@ -98,6 +99,13 @@ pub fn unsupported_faults(world: &World) -> Vec<String> {
         };
         if !supported {
             refused.push(format!("fault `{}`", fault.kind));
+        }
+    }
+    // A swarm's service faults may pick any service; only serf's exist here.
+    let swarm_kinds = world.swarm.iter().flat_map(|swarm| &swarm.kinds);
+    for kind in swarm_kinds {
+        if matches!(kind, SwarmKind::ServiceCrash | SwarmKind::Stall) {
+            refused.push(format!("swarm kind `{}`", kind.name()));
         }
     }
     refused
@@ -188,6 +196,8 @@ struct AgentRun {
     published: BTreeMap<String, (Status, u32)>,
     health: u32,
     version: Option<u64>,
+    /// Whether its `gossip-synced` record was made.
+    synced: bool,
 }
 
 struct Engine<'a> {
@@ -369,8 +379,7 @@ impl<'a> Engine<'a> {
                 return self.observe(host, Event::ServiceExited { service: "renderer".into(), status });
             }
         };
-        let view: Vec<NodeState> =
-            state.agent.as_ref().map(|run| run.agent.members().cloned().collect()).unwrap_or_default();
+        let view = state.agent.as_ref().map(|run| view_of(&run.agent)).unwrap_or_default();
         rendering.set_view(view);
         state.rendering = Some(rendering);
         let (events, written) = state.rendering.as_mut().map(Rendering::render).unwrap_or_default();
@@ -435,7 +444,14 @@ impl<'a> Engine<'a> {
             mix(mix(mix(self.seed, stable_hash(name.as_bytes())), u64::from(state.boots)), state.generation);
         let agent =
             Agent::new(config, ChaCha8Rng::seed_from_u64(mix(run_seed, stable_hash(b"gossip-agent"))));
-        state.agent = Some(AgentRun { agent, seeds, published: BTreeMap::new(), health: 0, version: None });
+        state.agent = Some(AgentRun {
+            agent,
+            seeds,
+            published: BTreeMap::new(),
+            health: 0,
+            version: None,
+            synced: false,
+        });
         self.with_agent(host, None, |agent, now, out| agent.start(now, out));
     }
 
@@ -493,6 +509,10 @@ impl<'a> Engine<'a> {
             run.version = Some(version);
             let changed = run.agent.take_changed();
             events = state_changes(&mut run.published, changed.iter().filter_map(|n| run.agent.member(n)));
+            if run.agent.is_synced() && !run.synced {
+                run.synced = true;
+                events.push(Event::GossipSynced);
+            }
             if state.node.as_ref().is_some_and(|n| n.gossip.snapshot.is_some()) {
                 let members: Vec<NodeState> = run.agent.members().cloned().collect();
                 let text = snapshot::render(&members, &state.name);
@@ -508,7 +528,7 @@ impl<'a> Engine<'a> {
         }
         let mut due = None;
         if let (Some(rendering), true) = (state.rendering.as_mut(), version_changed) {
-            due = rendering.view_changed(run.agent.members().cloned().collect(), self.now);
+            due = rendering.view_changed(view_of(&run.agent), self.now);
         }
         for event in events {
             self.observe(host, event);
@@ -691,4 +711,9 @@ impl<'a> Engine<'a> {
             None => {}
         }
     }
+}
+
+/// The view an agent publishes to its host's renderer, as the gossip driver does.
+fn view_of(agent: &Agent) -> View {
+    View { members: agent.members().cloned().collect(), synced: agent.is_synced() }
 }

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use rollcall::gossip::NodeState;
+use rollcall::gossip::driver::View;
 use rollcall::host::Event;
 use rollcall::render::core::{Member, Renderer};
-use rollcall::render::driver::{RenderSettings, validate, with_planted_bugs};
+use rollcall::render::driver::{RenderSettings, holds_back, validate, with_planted_bugs};
 use rollcall::render::quiescence::Quiescence;
 
 /// One run of the renderer service on the balancer host.
@@ -17,7 +17,9 @@ pub struct Rendering {
     renderer: Renderer,
     quiescence: Quiescence,
     /// The gossip view as last published on the host (empty at boot, as the node's watch).
-    view: Vec<NodeState>,
+    view: View,
+    /// Whether a file is there to keep (see [`holds_back`]).
+    written: bool,
     /// When a render check is queued, so that one is queued at a time.
     queued: Option<Duration>,
 }
@@ -32,17 +34,18 @@ impl Rendering {
             renderer.record_written(bytes.to_vec());
         }
         let quiescence = Quiescence::new(settings.options.wait);
-        Ok(Self { settings, renderer, quiescence, view: Vec::new(), queued: None })
+        let written = on_disk.is_some();
+        Ok(Self { settings, renderer, quiescence, view: View::default(), written, queued: None })
     }
 
     /// The view as it stands when the renderer starts (rendered at once, not a change).
-    pub fn set_view(&mut self, view: Vec<NodeState>) {
+    pub fn set_view(&mut self, view: View) {
         self.view = view;
     }
 
     /// The host's gossip view changed at `now`; returns when to check for a render, if a new
     /// check must be queued.
-    pub fn view_changed(&mut self, view: Vec<NodeState>, now: Duration) -> Option<Duration> {
+    pub fn view_changed(&mut self, view: View, now: Duration) -> Option<Duration> {
         self.view = view;
         self.quiescence.changed(now);
         self.queue()
@@ -72,8 +75,12 @@ impl Rendering {
     /// Renders the current view (at start, and when a check is due); a changed, valid
     /// rendering is written.
     pub fn render(&mut self) -> (Vec<Event>, Option<Vec<u8>>) {
+        if holds_back(&self.settings, self.written, &self.view) {
+            return (Vec::new(), None);
+        }
+        self.written = true;
         let path = self.settings.output.display().to_string();
-        let current = with_planted_bugs(&self.settings, self.view.clone());
+        let current = with_planted_bugs(&self.settings, self.view.members.clone());
         let members: Vec<Member> = current.iter().map(Member::from).collect();
         let output = match self.renderer.update(&members) {
             Ok(Some(output)) => output,

@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::observe::{Observations, intervals};
-use crate::world::World;
+use crate::world::{HostKind, World};
 
 /// How many violations a verdict lists (all are counted, and their hosts collected).
 const VIOLATIONS_LISTED_MAX: usize = 10;
@@ -181,7 +181,7 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
         verdicts.push(gossip::left(obs, &bounds::views_settle(world)));
     }
     if enabled.rendered_view {
-        verdicts.push(render::rendered_view(obs, &bounds::render_settle(world)));
+        verdicts.push(render::rendered_view(obs, &bounds::render_settle(world), waits_for_sync(world)));
     }
     if enabled.valid_config {
         verdicts.push(pipeline::valid_config(obs));
@@ -200,17 +200,32 @@ pub fn secs(at: Duration) -> String {
     format!("{:.3}s", at.as_secs_f64())
 }
 
+/// Whether the balancer's renderer keeps its file while the gossip view is not synced.
+fn waits_for_sync(world: &World) -> bool {
+    world.hosts.iter().find(|h| h.is_balancer()).is_some_and(|host| match &host.kind {
+        HostKind::Node(node) => {
+            rollcall::node::render_settings(node).is_some_and(|s| s.options.wait_for_sync)
+        }
+        HostKind::Client(_) => false,
+    })
+}
+
 fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
     let balancer = &obs.balancer;
     let rule = format!(
-        "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds"
+        "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds of its agent"
     );
     bounded_absence(
         obs,
         Verdict::new("converge", rule),
         bound,
         &BoundedRule {
-            during: |webapp: &str, t| obs.is_reachable(webapp, t),
+            // Only the balancer's own agent can tell its renderer: while the world holds it
+            // (stalled, crashed, left), the rendering stays as it was (consul-template keeps
+            // its last data); nor can anyone learn of a webapp whose agent the world holds.
+            during: |webapp: &str, t| {
+                obs.is_reachable(webapp, t) && !obs.agent_held(balancer, t) && !obs.agent_held(webapp, t)
+            },
             wrong: |webapp: &str, backends: &BTreeSet<String>| !backends.contains(webapp),
             what: format!("is up and reachable from {balancer} but missing from its rendered backends"),
         },
@@ -220,14 +235,14 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
 fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
     let balancer = &obs.balancer;
     let rule = format!(
-        "a webapp down or isolated from {balancer} stays in its rendered backends for at most {rounds} rounds"
+        "a webapp down or isolated from {balancer} stays in its rendered backends for at most {rounds} rounds of its agent"
     );
     bounded_absence(
         obs,
         Verdict::new("detect", rule),
         bound,
         &BoundedRule {
-            during: |webapp: &str, t| obs.is_lost(webapp, t),
+            during: |webapp: &str, t| obs.is_lost(webapp, t) && !obs.agent_held(balancer, t),
             wrong: |webapp: &str, backends: &BTreeSet<String>| backends.contains(webapp),
             what: format!("is down or isolated from {balancer} but still in its rendered backends"),
         },
@@ -261,7 +276,9 @@ where
             let points = std::iter::once(start).chain(obs.rendered.changes_within(start, end));
             let samples = points.map(|t| (t, (rule.wrong)(webapp, obs.rendered.at(t))));
             for (from, to) in intervals(samples, end).0 {
-                if to - from > bound {
+                // Rounds as the balancer's agent runs them: Lifeguard stretches its probe
+                // interval while its health score is raised (memberlist and Serf alike).
+                if obs.agent_time(&obs.balancer, from, to) > bound {
                     verdict.fail(
                         from,
                         &[webapp],

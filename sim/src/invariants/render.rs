@@ -12,26 +12,43 @@ use super::{Verdict, secs};
 use crate::observe::Observations;
 
 /// Checks `rendered-view`.
-pub fn rendered_view(obs: &Observations, bound: &Window) -> Verdict {
+pub fn rendered_view(obs: &Observations, bound: &Window, waits_for_sync: bool) -> Verdict {
     let balancer = &obs.balancer;
     let bound = bound.duration();
+    let synced_clause = if waits_for_sync { " and synced" } else { "" };
     let rule = format!(
-        "once {balancer}'s gossip view has been still for {}, its rendered backends are the view's live webapps",
+        "once {balancer}'s gossip view has been still{synced_clause} for {}, its rendered backends are the view's live webapps",
         secs(bound)
     );
     let mut verdict = Verdict::new("rendered-view", rule);
     let changes = obs.views.get(balancer).map_or(&[][..], Vec::as_slice);
+    // A renderer that waits for its data keeps its file while the agent is not synced: its
+    // input changes at a view change or a sync.
+    let syncs = obs.synced.get(balancer).map_or(&[][..], Vec::as_slice);
     let renderer = obs.service(balancer, "renderer");
     let mut view = BTreeMap::new();
-    let mut applied = 0;
-    while applied < changes.len() {
-        let at = changes[applied].0;
+    let (mut applied, mut synced_applied, mut synced) = (0, 0, false);
+    while applied < changes.len() || synced_applied < syncs.len() {
+        let at = match (changes.get(applied), syncs.get(synced_applied)) {
+            (Some((v, _)), Some((s, _))) => (*v).min(*s),
+            (Some((v, _)), None) => *v,
+            (None, Some((s, _))) => *s,
+            (None, None) => break,
+        };
         // Every change at this instant, then the view as it stands.
         while changes.get(applied).is_some_and(|(t, _)| *t == at) {
             changes[applied].1.apply(&mut view);
             applied += 1;
         }
-        let next = changes.get(applied).map_or(obs.end, |(t, _)| *t);
+        while let Some((_, now_synced)) = syncs.get(synced_applied).filter(|(t, _)| *t == at) {
+            synced = *now_synced;
+            synced_applied += 1;
+        }
+        let next_view = changes.get(applied).map_or(obs.end, |(t, _)| *t);
+        let next = syncs.get(synced_applied).map_or(next_view, |(t, _)| next_view.min(*t));
+        if waits_for_sync && !synced {
+            continue;
+        }
         let due = at + bound;
         if due >= next
             || !renderer.contains(at)

@@ -1,0 +1,332 @@
+//! Exploration: many seeds of one scenario, each run deterministic, run on a few threads,
+//! summed into violations by invariant, the slowest convergence, the seeds to replay and
+//! the coverage of the cores' states.
+//!
+//! A summary depends only on the seeds run, never on the threads or shards that ran them:
+//! outcomes are kept per seed and summed in seed order. Shards write their outcomes as JSON
+//! and [`Exploration::merge`] sums them as if one process had run every seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Simulation;
+use crate::coverage::{self, Reached};
+
+/// Seeds listed for replay in a summary (every unexpected seed stays in the outcomes).
+pub const REPLAY_LISTED_MAX: usize = 10;
+
+/// What one seed did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// Whether the verdicts are the ones the scenario expects.
+    pub as_expected: bool,
+    /// The engine could not run it (the run counts as unexpected).
+    pub error: Option<String>,
+    /// Why the verdicts are not as expected.
+    pub mismatches: Vec<String>,
+    /// Contradicted invariants, with the hosts their violations are about.
+    pub violated: BTreeMap<String, BTreeSet<String>>,
+    /// Invariants that had something to check.
+    pub checked: Vec<String>,
+    /// Faults in the seed's plan (the scenario's and the swarm's).
+    pub faults: usize,
+    /// First time every webapp was in the balancer's rendered backends.
+    pub converged_ms: Option<u64>,
+    /// States and transitions reached.
+    pub coverage: Reached,
+    /// The command that replays it.
+    pub replay: String,
+}
+
+/// How often one invariant was contradicted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Seeds in which it was contradicted.
+    pub seeds: u64,
+    /// Of those, seeds whose outcome was not the expected one.
+    pub unexpected: u64,
+    /// The lowest such seed.
+    pub first_seed: u64,
+}
+
+/// One row of the coverage table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoverageRow {
+    /// `fault`, `gossip`, `supervisor`...
+    pub area: String,
+    /// The state, transition or fault kind.
+    pub item: String,
+    /// Seeds that reached it.
+    pub seeds: u64,
+    /// Times it was reached in all.
+    pub count: u64,
+}
+
+/// What an exploration found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seeds run.
+    pub seeds: u64,
+    /// Seeds whose outcome was the expected one.
+    pub as_expected: u64,
+    /// Seeds whose outcome was not, lowest first.
+    pub unexpected_seeds: Vec<u64>,
+    /// Contradictions by invariant.
+    pub violations: BTreeMap<String, Tally>,
+    /// Seeds in which each invariant had something to check.
+    pub checked: BTreeMap<String, u64>,
+    /// Invariants the scenario enables that no seed checked (the exploration fails).
+    pub never_checked: Vec<String>,
+    /// The seed that took longest to converge, and how long (simulated ms).
+    pub slowest_convergence: Option<(u64, u64)>,
+    /// Seeds that never converged.
+    pub never_converged: Vec<u64>,
+    /// Replay commands of the first unexpected seeds.
+    pub replay: Vec<String>,
+    /// Every coverage item, reached or not.
+    pub coverage: Vec<CoverageRow>,
+}
+
+/// The outcomes of an exploration (or a shard of one), as `--json` writes them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario file, as given.
+    pub file: String,
+    /// The invariants the scenario enables.
+    pub invariants: Vec<String>,
+    /// Seed outcomes, by seed.
+    pub outcomes: Vec<SeedOutcome>,
+}
+
+impl Exploration {
+    /// The summary of every outcome.
+    pub fn summary(&self) -> Summary {
+        summarize(&self.scenario, &self.invariants, &self.outcomes)
+    }
+
+    /// Several shards' outcomes as one exploration; a seed run twice counts once.
+    pub fn merge(parts: Vec<Exploration>) -> Result<Exploration, String> {
+        let mut parts = parts.into_iter();
+        let Some(mut merged) = parts.next() else { return Err("nothing to merge".into()) };
+        for part in parts {
+            if part.scenario != merged.scenario || part.invariants != merged.invariants {
+                return Err(format!("scenario '{}' is not '{}'", part.scenario, merged.scenario));
+            }
+            merged.outcomes.extend(part.outcomes);
+        }
+        merged.outcomes.sort_by_key(|o| o.seed);
+        merged.outcomes.dedup_by_key(|o| o.seed);
+        Ok(merged)
+    }
+}
+
+/// Runs one seed.
+pub fn run_seed(simulation: &Simulation, seed: u64) -> SeedOutcome {
+    let simulation = simulation.clone().seed(seed);
+    let replay = crate::report::replay_command(simulation.file(), seed, simulation.world());
+    let faults = simulation.seeded_world().faults.len();
+    match simulation.run() {
+        Ok(run) => SeedOutcome {
+            seed,
+            as_expected: run.report.as_expected,
+            error: None,
+            mismatches: run.report.mismatches.clone(),
+            violated: run
+                .report
+                .verdicts
+                .iter()
+                .filter(|v| v.is_contradicted())
+                .map(|v| (v.name.clone(), v.hosts.clone()))
+                .collect(),
+            checked: run
+                .report
+                .verdicts
+                .iter()
+                .filter(|v| !v.is_unchecked())
+                .map(|v| v.name.clone())
+                .collect(),
+            faults,
+            converged_ms: run.observations.converged_at().map(|at| at.as_millis() as u64),
+            coverage: coverage::of(&run.trace),
+            replay,
+        },
+        Err(error) => SeedOutcome {
+            seed,
+            as_expected: false,
+            error: Some(error.to_string()),
+            mismatches: Vec::new(),
+            violated: BTreeMap::new(),
+            checked: Vec::new(),
+            faults,
+            converged_ms: None,
+            coverage: Reached::new(),
+            replay,
+        },
+    }
+}
+
+/// Runs `seeds` on `jobs` threads; `progress` hears of each outcome as it ends. Stops
+/// handing out seeds once `stop_after` unexpected outcomes were seen (seeds already running
+/// finish). Outcomes come back in seed order.
+pub fn explore(
+    simulation: &Simulation,
+    seeds: &[u64],
+    jobs: usize,
+    stop_after: Option<u64>,
+    mut progress: impl FnMut(&SeedOutcome),
+) -> Vec<SeedOutcome> {
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let (sender, receiver) = mpsc::channel();
+    let mut outcomes = Vec::with_capacity(seeds.len());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            let (sender, next, stop) = (sender.clone(), &next, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) else { break };
+                    if sender.send(run_seed(simulation, seed)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut unexpected = 0;
+        for outcome in receiver {
+            progress(&outcome);
+            unexpected += u64::from(!outcome.as_expected);
+            if stop_after.is_some_and(|most| unexpected >= most) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            outcomes.push(outcome);
+        }
+    });
+    outcomes.sort_by_key(|o| o.seed);
+    outcomes
+}
+
+fn summarize(scenario: &str, enabled: &[String], outcomes: &[SeedOutcome]) -> Summary {
+    let mut violations: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut checked: BTreeMap<String, u64> = enabled.iter().map(|name| (name.clone(), 0)).collect();
+    let mut reached: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for outcome in outcomes {
+        for name in outcome.violated.keys() {
+            let tally = violations
+                .entry(name.clone())
+                .or_insert(Tally { first_seed: outcome.seed, ..Tally::default() });
+            tally.seeds += 1;
+            tally.unexpected += u64::from(!outcome.as_expected);
+        }
+        for name in &outcome.checked {
+            *checked.entry(name.clone()).or_default() += 1;
+        }
+        for (item, count) in &outcome.coverage {
+            let entry = reached.entry(item).or_default();
+            entry.0 += 1;
+            entry.1 += count;
+        }
+    }
+    let unexpected: Vec<&SeedOutcome> = outcomes.iter().filter(|o| !o.as_expected).collect();
+    let slowest = outcomes
+        .iter()
+        .filter_map(|o| o.converged_ms.map(|ms| (o.seed, ms)))
+        .max_by_key(|(seed, ms)| (*ms, std::cmp::Reverse(*seed)));
+    let mut coverage = Vec::new();
+    for (area, items) in coverage::ITEMS {
+        for item in *items {
+            let (seeds, count) = reached.get(format!("{area}:{item}").as_str()).copied().unwrap_or_default();
+            coverage.push(CoverageRow { area: area.to_string(), item: item.to_string(), seeds, count });
+        }
+    }
+    Summary {
+        scenario: scenario.to_string(),
+        seeds: outcomes.len() as u64,
+        as_expected: outcomes.len() as u64 - unexpected.len() as u64,
+        unexpected_seeds: unexpected.iter().map(|o| o.seed).collect(),
+        violations,
+        never_checked: checked
+            .iter()
+            .filter(|(_, seeds)| **seeds == 0)
+            .map(|(name, _)| name.clone())
+            .collect(),
+        checked,
+        slowest_convergence: slowest,
+        never_converged: outcomes.iter().filter(|o| o.converged_ms.is_none()).map(|o| o.seed).collect(),
+        replay: unexpected.iter().take(REPLAY_LISTED_MAX).map(|o| o.replay.clone()).collect(),
+        coverage,
+    }
+}
+
+impl Summary {
+    /// Whether every seed was as expected and every invariant checked something.
+    pub fn passed(&self) -> bool {
+        self.unexpected_seeds.is_empty() && self.never_checked.is_empty()
+    }
+
+    /// The summary as text: verdict counts, then the coverage table.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "scenario {}: {} seeds, {} as expected, {} not\n",
+            self.scenario,
+            self.seeds,
+            self.as_expected,
+            self.unexpected_seeds.len()
+        );
+        if !self.violations.is_empty() {
+            out.push_str(&format!(
+                "{:<18} {:>8} {:>11} {:>11}\n",
+                "violated", "seeds", "unexpected", "first seed"
+            ));
+            for (name, tally) in &self.violations {
+                out.push_str(&format!(
+                    "{name:<18} {:>8} {:>11} {:>11}\n",
+                    tally.seeds, tally.unexpected, tally.first_seed
+                ));
+            }
+        }
+        let checked: Vec<String> =
+            self.checked.iter().map(|(name, seeds)| format!("{name} {seeds}")).collect();
+        out.push_str(&format!("seeds that checked each invariant: {}\n", checked.join(", ")));
+        if !self.never_checked.is_empty() {
+            out.push_str(&format!(
+                "NEVER CHECKED (no seed had anything to check): {}\n",
+                self.never_checked.join(", ")
+            ));
+        }
+        if let Some((seed, ms)) = self.slowest_convergence {
+            out.push_str(&format!("slowest convergence: seed {seed}, {:.1} s\n", ms as f64 / 1000.0));
+        }
+        if !self.never_converged.is_empty() {
+            out.push_str(&format!(
+                "never converged: {} seeds, first {:?}\n",
+                self.never_converged.len(),
+                &self.never_converged[..self.never_converged.len().min(REPLAY_LISTED_MAX)]
+            ));
+        }
+        for replay in &self.replay {
+            out.push_str(&format!("replay: {replay}\n"));
+        }
+        out.push_str(&format!(
+            "coverage ({} seeds)\n{:<11} {:<22} {:>8} {:>10}\n",
+            self.seeds, "area", "item", "seeds", "count"
+        ));
+        for row in &self.coverage {
+            let mark = if row.seeds == 0 { "  (never reached)" } else { "" };
+            out.push_str(&format!(
+                "{:<11} {:<22} {:>8} {:>10}{mark}\n",
+                row.area, row.item, row.seeds, row.count
+            ));
+        }
+        out
+    }
+}
