@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use rollcall_sim::explore::{self, Exploration};
 use rollcall_sim::faults::FaultKind;
 use rollcall_sim::swarm::SwarmKind;
-use rollcall_sim::world::HostKind;
 use rollcall_sim::{Simulation, html, shrink};
 
 /// Seeds the planted-bug proof may search (the floor).
@@ -27,15 +26,7 @@ fn lab_swarm() -> Simulation {
 }
 
 fn exploration(simulation: &Simulation, outcomes: Vec<explore::SeedOutcome>) -> Exploration {
-    let settings = &simulation.world().invariants;
-    let invariants =
-        rollcall_sim::invariants::NAMES.iter().filter(|n| settings.enables(n)).map(|n| n.to_string());
-    Exploration {
-        scenario: simulation.world().name.clone(),
-        file: simulation.file().to_string(),
-        invariants: invariants.collect(),
-        outcomes,
-    }
+    Exploration::new(simulation, simulation.file(), outcomes)
 }
 
 #[test]
@@ -126,23 +117,16 @@ fn explore_gives_one_summary_whatever_the_jobs_or_shards() {
     assert!(summary.coverage.iter().any(|row| row.seeds == 0), "the table lists what was not reached");
 }
 
-/// A planted bug, and the host it is planted on.
-const PLANTED: [(&str, &str); 4] = [
-    ("gossip-never-refutes", "s1"),
-    ("gossip-joins-once", "s1"),
-    ("renderer-keeps-dead", "ha"),
-    ("balancer-ignores-health", "ha"),
-];
+/// lab-swarm with one planted bug each (`scenarios/planted/`): no refutation, one-shot
+/// join, a renderer that ignores removals (it keeps dead members), a balancer that ignores
+/// its health checks.
+const PLANTED: [&str; 4] = ["never-refutes", "joins-once", "renderer-keeps-dead", "ignores-health"];
 
 #[test]
 fn explore_finds_each_planted_bug_and_shrink_keeps_at_most_three_faults() {
-    for (bug, host) in PLANTED {
-        let mut simulation = lab_swarm();
-        for spec in &mut simulation.world_mut().hosts {
-            if let (true, HostKind::Node(node)) = (spec.name == host, &mut spec.kind) {
-                assert!(node.bugs.plant(bug));
-            }
-        }
+    for bug in PLANTED {
+        let path = scenario(&format!("planted/{bug}.toml"));
+        let simulation = Simulation::from_file(&path).unwrap();
         let seeds: Vec<u64> = (1..=PROOF_SEEDS).collect();
         let outcomes = explore::explore(&simulation, &seeds, 2, Some(1), |_| {});
         let found = outcomes
@@ -159,7 +143,7 @@ fn explore_finds_each_planted_bug_and_shrink_keeps_at_most_three_faults() {
         );
         // The written file replays it (written elsewhere, its template path is absolute).
         let file = std::env::temp_dir().join(format!("rollcall-{bug}-{}.toml", std::process::id()));
-        shrink::write_scenario(&scenario("lab-swarm.toml"), &shrunk, "replay", &file).unwrap();
+        shrink::write_scenario(&path, &shrunk, "replay", &file).unwrap();
         let replayed = Simulation::from_file(&file).map(|s| s.seed(shrunk.seed).run().unwrap());
         std::fs::remove_file(&file).unwrap();
         let replayed = replayed.unwrap();
@@ -235,4 +219,34 @@ fn shrink_refuses_a_seed_with_nothing_to_shrink() {
     assert!(matches!(shrink::shrink(&simulation, None), Err(shrink::ShrinkError::NothingToShrink(1))));
     let wanted = shrink::shrink(&simulation, Some("converge"));
     assert!(matches!(wanted, Err(shrink::ShrinkError::NotViolated { .. })));
+}
+
+#[test]
+fn a_bad_swarm_section_is_a_clear_error_naming_the_line() {
+    let text = std::fs::read_to_string(scenario("lab-swarm.toml")).unwrap();
+    let base = scenario("");
+    let cases = [
+        ("chaos_s = [8, 50]", "chaos_s = [50, 8]", "chaos_s"),
+        ("chaos_s = [8, 50]", "chaos_s = [8, 500]", "duration_s"),
+        ("faults = [0, 4]", "faults = [0, 400]", "faults"),
+        ("faults = [0, 4]", "faults = [0, 4]\nkinds = [\"earthquake\"]", "earthquake"),
+        ("faults = [0, 4]", "faults = [0, 4]\nhosts = [\"client\"]", "not a node"),
+        ("for_s = [1, 20]", "for_s = [0, 20]", "for_s"),
+    ];
+    for (from, to, says) in cases {
+        let bad = text.replace(from, to);
+        let error = rollcall_sim::scenario::parse("swarm.toml", &bad, &base).unwrap_err();
+        assert!(error.message.contains(says), "{to}: {error}");
+        assert!(error.line > 1, "{to}: {error}");
+    }
+}
+
+#[test]
+fn stopping_early_gives_the_same_outcomes_whatever_the_jobs() {
+    let simulation = Simulation::from_file(&scenario("planted/never-refutes.toml")).unwrap();
+    let seeds: Vec<u64> = (1..=8).collect();
+    let one = explore::explore(&simulation, &seeds, 1, Some(1), |_| {});
+    let two = explore::explore(&simulation, &seeds, 2, Some(1), |_| {});
+    assert_eq!(one, two);
+    assert!(!one.last().unwrap().as_expected, "it stops at the first unexpected seed");
 }

@@ -43,8 +43,11 @@ pub const ITEMS: &[(&str, &[&str])] = &[
             "suspect->dead",
             "suspect->left",
             "dead->alive",
+            "dead->suspect",
             "dead->left",
             "left->alive",
+            "left->suspect",
+            "left->dead",
             "health-score-raised",
         ],
     ),
@@ -88,7 +91,10 @@ pub fn of(trace: &Trace) -> Reached {
                         let from = before.map_or("new", status_name);
                         hit("gossip", &format!("{from}->{}", status_name(*status)));
                     }
-                } else if let Event::HostBooted { .. } = event {
+                } else if matches!(event, Event::HostBooted { .. })
+                    || matches!(event, Event::ServiceStarted { service } if service == "serf")
+                {
+                    // A new agent starts from an empty table.
                     views.retain(|(host, _), _| *host != record.host);
                 }
                 if let Some((area, item)) = host_item(event) {

@@ -17,6 +17,8 @@ use crate::coverage::{self, Reached};
 
 /// Seeds listed for replay in a summary (every unexpected seed stays in the outcomes).
 pub const REPLAY_LISTED_MAX: usize = 10;
+/// Most threads one exploration runs.
+pub const JOBS_MAX: usize = 256;
 
 /// What one seed did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,27 +105,60 @@ pub struct Exploration {
     pub file: String,
     /// The invariants the scenario enables.
     pub invariants: Vec<String>,
+    /// The balancer's pipeline and the engine (`fixed turmoil`): shards of different runs
+    /// do not merge.
+    pub run: String,
     /// Seed outcomes, by seed.
     pub outcomes: Vec<SeedOutcome>,
 }
 
 impl Exploration {
+    /// The outcomes of `simulation`'s seeds; `file` names the scenario as given.
+    pub fn new(simulation: &Simulation, file: &str, outcomes: Vec<SeedOutcome>) -> Self {
+        let world = simulation.world();
+        let enabled = crate::invariants::NAMES.iter().filter(|name| world.invariants.enables(name));
+        let pipeline = match world.pipeline() {
+            rollcall::node::Pipeline::Lab => "lab",
+            rollcall::node::Pipeline::Fixed => "fixed",
+        };
+        Exploration {
+            scenario: world.name.clone(),
+            file: file.to_string(),
+            invariants: enabled.map(|name| name.to_string()).collect(),
+            run: format!("{pipeline} {}", world.engine.name()),
+            outcomes,
+        }
+    }
+
     /// The summary of every outcome.
     pub fn summary(&self) -> Summary {
         summarize(&self.scenario, &self.invariants, &self.outcomes)
     }
 
-    /// Several shards' outcomes as one exploration; a seed run twice counts once.
+    /// Several shards' outcomes as one exploration. Shards must come from one scenario,
+    /// invariant set, pipeline and engine; a seed in two shards must have one outcome.
     pub fn merge(parts: Vec<Exploration>) -> Result<Exploration, String> {
         let mut parts = parts.into_iter();
         let Some(mut merged) = parts.next() else { return Err("nothing to merge".into()) };
         for part in parts {
-            if part.scenario != merged.scenario || part.invariants != merged.invariants {
-                return Err(format!("scenario '{}' is not '{}'", part.scenario, merged.scenario));
+            let key = |e: &Exploration| (e.scenario.clone(), e.invariants.clone(), e.run.clone());
+            if key(&part) != key(&merged) {
+                return Err(format!(
+                    "shards of different runs: '{}' ({}, {}) and '{}' ({}, {})",
+                    merged.scenario,
+                    merged.run,
+                    merged.invariants.join(","),
+                    part.scenario,
+                    part.run,
+                    part.invariants.join(",")
+                ));
             }
             merged.outcomes.extend(part.outcomes);
         }
         merged.outcomes.sort_by_key(|o| o.seed);
+        if let Some(pair) = merged.outcomes.windows(2).find(|w| w[0].seed == w[1].seed && w[0] != w[1]) {
+            return Err(format!("seed {} has two different outcomes", pair[0].seed));
+        }
         merged.outcomes.dedup_by_key(|o| o.seed);
         Ok(merged)
     }
@@ -189,7 +224,7 @@ pub fn explore(
     let (sender, receiver) = mpsc::channel();
     let mut outcomes = Vec::with_capacity(seeds.len());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
+        for _ in 0..jobs.clamp(1, JOBS_MAX).min(seeds.len().max(1)) {
             let (sender, next, stop) = (sender.clone(), &next, &stop);
             scope.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -212,6 +247,14 @@ pub fn explore(
         }
     });
     outcomes.sort_by_key(|o| o.seed);
+    // Threads run ahead of the stop: keep the seeds up to the one that made it, so the
+    // result does not depend on the number of jobs (every lower seed was handed out first).
+    if let Some(most) = stop_after.filter(|most| *most > 0) {
+        let last = outcomes.iter().filter(|o| !o.as_expected).nth(most as usize - 1).map(|o| o.seed);
+        if let Some(last) = last {
+            outcomes.retain(|o| o.seed <= last);
+        }
+    }
     outcomes
 }
 
@@ -233,7 +276,7 @@ fn summarize(scenario: &str, enabled: &[String], outcomes: &[SeedOutcome]) -> Su
         for (item, count) in &outcome.coverage {
             let entry = reached.entry(item).or_default();
             entry.0 += 1;
-            entry.1 += count;
+            entry.1 = entry.1.saturating_add(*count);
         }
     }
     let unexpected: Vec<&SeedOutcome> = outcomes.iter().filter(|o| !o.as_expected).collect();

@@ -21,7 +21,9 @@ const LABEL_WIDTH: f64 = 190.0;
 const LANE_HEIGHT: f64 = 16.0;
 /// Space between two hosts.
 const HOST_GAP: f64 = 10.0;
-/// Most segments drawn in one lane (the rest merge into the last), so a long run stays small.
+/// How wide an instant fault (a service crash) is drawn.
+const INSTANT_WIDTH: Duration = Duration::from_millis(200);
+/// Most segments drawn in one lane (the rest are left out), so a long run stays small.
 const SEGMENTS_MAX: usize = 2_000;
 
 const GOOD: &str = "#4caf50";
@@ -200,7 +202,9 @@ fn fault_bands(chart: &mut Chart, obs: &Observations) {
     let rows = obs.faults.len() as f64;
     let bottom_guess = top + rows * LANE_HEIGHT;
     for (row, fault) in obs.faults.iter().enumerate() {
-        let end = fault.end.unwrap_or(fault.start + Duration::from_millis(200)).min(chart.end);
+        // An instant gets a mark; a fault never undone lasts to the end.
+        let open_end = if fault.kind.is_instant() { fault.start + INSTANT_WIDTH } else { chart.end };
+        let end = fault.end.unwrap_or(open_end).min(chart.end);
         let (x0, x1) = (chart.x(fault.start), chart.x(end));
         let y = top + row as f64 * LANE_HEIGHT;
         let label = format!("#{} {}", fault.id, fault.kind);

@@ -125,6 +125,9 @@ enum Command {
         /// Where to write the scenario (default: beside SCENARIO, named after it and the seed).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Print the file, the shrunk plan and the replay command as JSON.
+        #[arg(long)]
+        json: bool,
         /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
         #[arg(long, value_enum)]
         pipeline: Option<PipelineArg>,
@@ -157,6 +160,9 @@ enum Command {
         /// Where to write the page.
         #[arg(long, value_name = "FILE")]
         html: PathBuf,
+        /// Print the page's path and the run's outcome as JSON.
+        #[arg(long)]
+        json: bool,
         /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
         #[arg(long, value_enum)]
         pipeline: Option<PipelineArg>,
@@ -258,20 +264,20 @@ fn main() -> ExitCode {
             chaos_cli::run(&simulation, &scenario, args)
         }
         Command::Merge { files, json } => chaos_cli::merge(&files, json),
-        Command::Shrink { scenario, seed, invariant, out, pipeline, engine } => {
+        Command::Shrink { scenario, seed, invariant, out, json, pipeline, engine } => {
             let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
                 Ok(simulation) => simulation.seed(seed),
                 Err(code) => return code,
             };
-            chaos_cli::shrink(&simulation, &scenario, invariant.as_deref(), out)
+            chaos_cli::shrink(&simulation, &scenario, invariant.as_deref(), out, json)
         }
         Command::Diff { a, b, context, json } => chaos_cli::diff(&a, &b, context, json),
-        Command::Report { scenario, seed, html, pipeline, engine } => {
+        Command::Report { scenario, seed, html, json, pipeline, engine } => {
             let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
                 Ok(simulation) => simulation.seed(seed),
                 Err(code) => return code,
             };
-            chaos_cli::html_report(&simulation, &html)
+            chaos_cli::html_report(&simulation, &html, json)
         }
     }
 }

@@ -40,6 +40,9 @@ impl SetTimeline {
     }
 }
 
+/// Time a supervisor takes beyond its restart delay to start a service (a few ticks).
+pub const AGENT_START_SLACK: Duration = Duration::from_millis(10);
+
 /// A yes/no property over time, as half-open intervals where it holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Intervals(pub Vec<(Duration, Duration)>);
@@ -228,6 +231,8 @@ pub struct Observations {
     pub failed_events: Vec<FailedEvent>,
     /// Graceful leaves: when each agent finished its leave and stopped.
     pub left: Vec<(Duration, String)>,
+    /// Graceful leaves: when each agent began its leave.
+    pub leaving: Vec<(Duration, String)>,
     /// Each host's supervision record, in order.
     pub supervision: BTreeMap<String, Vec<(Duration, Supervision)>>,
     /// Client requests in completion order.
@@ -362,6 +367,7 @@ impl Observations {
                 self.views.entry(host.to_string()).or_default().push((at, change));
             }
             Event::Left => self.left.push((at, host.to_string())),
+            Event::Leaving => self.leaving.push((at, host.to_string())),
             Event::GossipSynced => self.synced.entry(host.to_string()).or_default().push((at, true)),
             Event::Member { change: MemberChange::Failed, member, .. } => self
                 .failed_events
@@ -591,7 +597,33 @@ impl Observations {
     /// service crash holds it, or it left on purpose and was not started again. An agent
     /// that died on its own is the stack's failure and is not held.
     pub fn agent_held(&self, node: &str, at: Duration) -> bool {
-        !self.agent_runs(node, at) && (self.stopped_by_fault(node, "serf", at) || self.has_left(node, at))
+        if self.agent_runs(node, at) {
+            return false;
+        }
+        // Held only as long as the world's fault explains: s6 restarts a killed agent within
+        // its restart delay, and starts a left one again when the leave is undone.
+        let slack = rollcall::supervisor::core::RESTART_DELAY + AGENT_START_SLACK;
+        let holds = |fault: &FaultWindow| match &fault.kind {
+            FaultKind::Stall { host, service } if host == node && service == "serf" => {
+                fault.start <= at && fault.end.is_none_or(|end| at < end)
+            }
+            FaultKind::ServiceCrash { host, service } if host == node && service == "serf" => {
+                fault.start <= at && at < fault.start + slack
+            }
+            FaultKind::Leave { host } if host == node => {
+                fault.start <= at && fault.end.is_none_or(|end| at < end + AGENT_START_SLACK)
+            }
+            _ => false,
+        };
+        self.faults.iter().any(holds)
+    }
+
+    /// Whether `node`'s running agent has not yet heard what the cluster knows (it started
+    /// and made no `gossip-synced` record since).
+    pub fn agent_unsynced(&self, node: &str, at: Duration) -> bool {
+        let changes = self.synced.get(node).map_or(&[][..], Vec::as_slice);
+        let index = changes.partition_point(|(t, _)| *t <= at);
+        self.agent_runs(node, at) && index > 0 && !changes[index - 1].1
     }
 
     /// Time from `from` to `to` as `host`'s gossip agent counts it: Lifeguard stretches its
@@ -619,10 +651,11 @@ impl Observations {
             && !self.is_cut(&self.balancer, webapp, at)
     }
 
-    /// Whether `node` is out of the cluster on purpose at `at`: its agent's last run ended
-    /// with a graceful leave, and it has not started again.
+    /// Whether `node` is out of the cluster on purpose at `at`: its agent began a graceful
+    /// leave (the operator's `s6-svc -d serf`; peers drop it as soon as they hear of it), and
+    /// has not started again since.
     pub fn has_left(&self, node: &str, at: Duration) -> bool {
-        let last_leave = self.left.iter().filter(|(t, n)| n == node && *t <= at).map(|(t, _)| *t).max();
+        let last_leave = self.leaving.iter().filter(|(t, n)| n == node && *t <= at).map(|(t, _)| *t).max();
         let Some(left_at) = last_leave else { return false };
         !self.service(node, "serf").0.iter().any(|(start, _)| *start > left_at && *start <= at)
     }
@@ -684,6 +717,14 @@ impl Observations {
         }
         points.extend(self.rendered.changes_within(Duration::ZERO, self.end));
         points.extend(self.loaded.changes_within(Duration::ZERO, self.end));
+        // Where an agent's hold or sync may begin or end.
+        let slack = rollcall::supervisor::core::RESTART_DELAY + AGENT_START_SLACK;
+        for fault in &self.faults {
+            points.extend([fault.start, fault.start + slack]);
+            points.extend(fault.end.iter().flat_map(|end| [*end, *end + AGENT_START_SLACK]));
+        }
+        points.extend(self.leaving.iter().map(|(t, _)| *t));
+        points.extend(self.synced.values().flatten().map(|(t, _)| *t));
         points.into_iter().filter(|p| *p <= self.end).collect()
     }
 

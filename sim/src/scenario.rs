@@ -51,6 +51,13 @@ pub const RELOAD_EVERY_MS_DEFAULT: u64 = 1000;
 pub const TICK_MS_MAX: u64 = 100;
 /// Largest bound in rounds.
 pub const ROUNDS_MAX: u32 = 10_000;
+/// `[swarm] for_s` when unset, and its smallest minimum (the draw's time step).
+const SWARM_FOR_S_DEFAULT: [f64; 2] = [1.0, 20.0];
+const SWARM_FOR_S_MIN: f64 = 0.1;
+/// `[swarm] faults`, `loss` and `latency_ms` when unset.
+const SWARM_FAULTS_DEFAULT: [u32; 2] = [1, 4];
+const SWARM_LOSS_DEFAULT: [f64; 2] = [0.05, 0.5];
+const SWARM_LATENCY_MS_DEFAULT: [u64; 2] = [10, 300];
 /// Longest host name (a DNS label).
 pub const HOST_NAME_BYTES_MAX: usize = 63;
 
@@ -636,9 +643,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 "chaos_s = [{from}, {to}] must satisfy 0 <= from < to <= duration_s ({run})"
             ));
         }
-        let [shortest, longest] = swarm.for_s.unwrap_or([1.0, 20.0]);
-        if !(shortest.is_finite() && longest.is_finite() && 0.1 <= shortest && shortest <= longest) {
-            return fail(format!("for_s = [{shortest}, {longest}] must satisfy 0.1 <= min <= max"));
+        let [shortest, longest] = swarm.for_s.unwrap_or(SWARM_FOR_S_DEFAULT);
+        if !(shortest.is_finite()
+            && longest.is_finite()
+            && SWARM_FOR_S_MIN <= shortest
+            && shortest <= longest)
+        {
+            return fail(format!(
+                "for_s = [{shortest}, {longest}] must satisfy {SWARM_FOR_S_MIN} <= min <= max"
+            ));
         }
         if shortest > to - from {
             return fail(format!(
@@ -646,17 +659,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 to - from
             ));
         }
-        let [fewest, most] = swarm.faults.unwrap_or([1, 4]);
+        let [fewest, most] = swarm.faults.unwrap_or(SWARM_FAULTS_DEFAULT);
         if fewest > most || most > SWARM_FAULTS_MAX {
             return fail(format!(
                 "faults = [{fewest}, {most}] must satisfy min <= max <= {SWARM_FAULTS_MAX}"
             ));
         }
-        let [low, high] = swarm.loss.unwrap_or([0.05, 0.5]);
+        let [low, high] = swarm.loss.unwrap_or(SWARM_LOSS_DEFAULT);
         if !(low.is_finite() && high.is_finite() && 0.0 <= low && low <= high && high <= 1.0) {
             return fail(format!("loss = [{low}, {high}] must satisfy 0 <= min <= max <= 1"));
         }
-        let [quick, slow] = swarm.latency_ms.unwrap_or([10, 300]);
+        let [quick, slow] = swarm.latency_ms.unwrap_or(SWARM_LATENCY_MS_DEFAULT);
         if !(1 <= quick && quick <= slow && slow <= INTERVAL_MS_MAX) {
             return fail(format!(
                 "latency_ms = [{quick}, {slow}] must satisfy 1 <= min <= max <= {INTERVAL_MS_MAX}"
@@ -675,6 +688,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         let kinds = swarm.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.to_vec());
         if kinds.is_empty() || targets.is_empty() {
             return fail("kinds and hosts must not be empty".into());
+        }
+        if world.hosts.len() < 2 && kinds.iter().any(|k| k.cuts_links()) {
+            return fail("partitions and power losses need at least two hosts".into());
         }
         Ok(Swarm {
             kinds,

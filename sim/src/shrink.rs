@@ -19,6 +19,8 @@ use rollcall::host::{Disk, RealDisk};
 pub const SHRINK_RUNS_MAX: usize = 400;
 /// Windows are not shortened below this.
 const WINDOW_MIN: Duration = Duration::from_millis(100);
+/// Extra latency is not lowered below this.
+const LATENCY_MIN: Duration = Duration::from_millis(1);
 /// Loss rates are not lowered below this.
 const LOSS_MIN: f64 = 0.01;
 
@@ -129,7 +131,8 @@ impl Search {
         for index in 0..faults.len() {
             while let Some(lasting) = faults[index].lasting.filter(|l| *l > WINDOW_MIN) {
                 let mut candidate = faults.clone();
-                let halved = Duration::from_millis((lasting.as_millis() as u64 / 2 / 100 * 100).max(100));
+                let step = WINDOW_MIN.as_millis() as u64;
+                let halved = Duration::from_millis((lasting.as_millis() as u64 / 2 / step * step).max(step));
                 candidate[index].lasting = Some(halved);
                 if !self.keeps(&candidate)? {
                     break;
@@ -185,7 +188,7 @@ fn weaken(kind: &FaultKind, option: usize) -> Option<FaultKind> {
         }
         FaultKind::Latency { hosts, extra } => {
             let mut options: Vec<FaultKind> = Vec::new();
-            if *extra >= Duration::from_millis(2) {
+            if *extra >= LATENCY_MIN * 2 {
                 options.push(FaultKind::Latency { hosts: hosts.clone(), extra: *extra / 2 });
             }
             if hosts.len() > 1 {
@@ -329,34 +332,65 @@ fn names(list: &[String]) -> toml::Value {
 pub fn fault_table(fault: &FaultSpec, duration: Duration) -> toml::Table {
     let mut t = toml::Table::new();
     let lasting = fault.lasting.unwrap_or(duration.saturating_sub(fault.at));
+    let kind = match windowed_keys(&fault.kind, &mut t) {
+        Some(kind) => {
+            t.insert("for_s".into(), seconds(lasting));
+            kind
+        }
+        None => instant_keys(fault, &mut t),
+    };
+    t.insert("at_s".into(), seconds(fault.at));
+    t.insert("kind".into(), kind.into());
+    t
+}
+
+/// The keys of a fault with a `for_s` window, and its kind name (`None`: another fault).
+fn windowed_keys(kind: &FaultKind, t: &mut toml::Table) -> Option<&'static str> {
     let mut put = |key: &str, value: toml::Value| {
         t.insert(key.into(), value);
     };
-    let kind = match &fault.kind {
+    Some(match kind {
         FaultKind::Partition { a, b, oneway: false } => {
             put("a", names(a));
             put("b", names(b));
-            put("for_s", seconds(lasting));
             "partition"
         }
         FaultKind::Partition { a, b, oneway: true } => {
             put("from", names(a));
             put("to", names(b));
-            put("for_s", seconds(lasting));
             "partition-oneway"
         }
         FaultKind::Loss { hosts, rate } => {
             put("rate", toml::Value::Float(*rate));
             put("hosts", names(hosts));
-            put("for_s", seconds(lasting));
             "loss"
         }
         FaultKind::Latency { hosts, extra } => {
             put("extra_ms", toml::Value::Integer(extra.as_millis() as i64));
             put("hosts", names(hosts));
-            put("for_s", seconds(lasting));
             "latency"
         }
+        FaultKind::Stall { host, service } => {
+            put("host", host.clone().into());
+            put("service", service.clone().into());
+            "stall"
+        }
+        FaultKind::Reload { host, every } => {
+            put("host", host.clone().into());
+            put("every_ms", toml::Value::Integer(every.as_millis() as i64));
+            "reload"
+        }
+        _ => return None,
+    })
+}
+
+/// The keys of a fault without a `for_s` window (an instant, or one with its own restart
+/// key), and its kind name.
+fn instant_keys(fault: &FaultSpec, t: &mut toml::Table) -> &'static str {
+    let mut put = |key: &str, value: toml::Value| {
+        t.insert(key.into(), value);
+    };
+    match &fault.kind {
         FaultKind::HostCrash { host, mid_render } => {
             put("host", host.clone().into());
             if let Some(lasting) = fault.lasting {
@@ -367,23 +401,17 @@ pub fn fault_table(fault: &FaultSpec, duration: Duration) -> toml::Table {
             }
             "host-crash"
         }
-        FaultKind::ServiceCrash { host, service } => {
-            put("host", host.clone().into());
-            put("service", service.clone().into());
-            "service-crash"
-        }
-        FaultKind::Stall { host, service } => {
-            put("host", host.clone().into());
-            put("service", service.clone().into());
-            put("for_s", seconds(lasting));
-            "stall"
-        }
         FaultKind::Leave { host } => {
             put("host", host.clone().into());
             if let Some(lasting) = fault.lasting {
                 put("rejoin_after_s", seconds(lasting));
             }
             "leave"
+        }
+        FaultKind::ServiceCrash { host, service } => {
+            put("host", host.clone().into());
+            put("service", service.clone().into());
+            "service-crash"
         }
         FaultKind::Stop { host } => {
             put("host", host.clone().into());
@@ -402,14 +430,10 @@ pub fn fault_table(fault: &FaultSpec, duration: Duration) -> toml::Table {
             put("delete", names(delete));
             "tags"
         }
-        FaultKind::Reload { host, every } => {
-            put("host", host.clone().into());
-            put("every_ms", toml::Value::Integer(every.as_millis() as i64));
-            put("for_s", seconds(lasting));
-            "reload"
-        }
-    };
-    t.insert("at_s".into(), seconds(fault.at));
-    t.insert("kind".into(), kind.into());
-    t
+        FaultKind::Partition { .. }
+        | FaultKind::Loss { .. }
+        | FaultKind::Latency { .. }
+        | FaultKind::Stall { .. }
+        | FaultKind::Reload { .. } => unreachable!("windowed_keys writes these"),
+    }
 }

@@ -105,7 +105,10 @@ pub fn check(base: &Simulation, faults: Vec<FaultSpec>, seed: u64) -> Result<(),
     if run.report.as_expected {
         return Ok(());
     }
-    let tables: Vec<String> = faults
+    // The plan that ran: these faults, and a swarm's draw for the seed if the scenario has one.
+    let tables: Vec<String> = simulation
+        .seeded_world()
+        .faults
         .iter()
         .map(|f| {
             let table = crate::shrink::fault_table(f, simulation.world().duration);

@@ -29,6 +29,12 @@ const TIME_STEP_MS: u64 = 100;
 const FLAP_PERIOD_MS: (u64, u64) = (1_000, 6_000);
 /// Most cuts of one flapping partition.
 const FLAPS_MAX: u64 = 8;
+/// Loss rates are drawn in hundredths.
+const RATE_STEPS: f64 = 100.0;
+/// Each kind is on in a seed with this probability (swarm testing's coin).
+const KIND_ON: f64 = 0.5;
+/// A loss or latency fault hits every host with this probability, else one.
+const EVERY_HOST: f64 = 0.5;
 /// A power loss silences the host first; it dies this long after at most.
 const POWER_LOSS_DEATH_MS_MAX: u64 = 2_000;
 
@@ -73,6 +79,17 @@ impl SwarmKind {
         SwarmKind::Leave,
     ];
 
+    /// Whether the kind cuts links (it needs two hosts).
+    pub fn cuts_links(self) -> bool {
+        matches!(
+            self,
+            SwarmKind::Partition
+                | SwarmKind::PartitionOneway
+                | SwarmKind::PartitionFlap
+                | SwarmKind::PowerLoss
+        )
+    }
+
     /// The scenario name.
     pub fn name(self) -> &'static str {
         match self {
@@ -113,7 +130,8 @@ impl Swarm {
     /// The faults `seed` draws in `world`, in time order.
     pub fn draw(&self, world: &World, seed: u64) -> Vec<FaultSpec> {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, stable_hash(b"swarm")));
-        let mut on: Vec<SwarmKind> = self.kinds.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
+        let mut on: Vec<SwarmKind> =
+            self.kinds.iter().copied().filter(|_| rng.random_bool(KIND_ON)).collect();
         if on.is_empty() {
             on.extend(self.kinds.choose(&mut rng));
         }
@@ -154,8 +172,9 @@ impl Draw<'_> {
             }
             SwarmKind::PartitionFlap => self.flapping(),
             SwarmKind::Loss => {
-                let rate = self.rng.random_range(self.swarm.loss.0..=self.swarm.loss.1);
-                let rate = (rate * 100.0).round() / 100.0;
+                let (low, high) = self.swarm.loss;
+                let rate = self.rng.random_range(low..=high);
+                let rate = ((rate * RATE_STEPS).round() / RATE_STEPS).clamp(low, high);
                 vec![windowed(self.window(), FaultKind::Loss { hosts: self.every_or_one(), rate })]
             }
             SwarmKind::Latency => {
@@ -191,8 +210,9 @@ impl Draw<'_> {
         let (a, b) = self.groups();
         let (at, lasting) = self.window();
         let period = steps(self.rng.random_range(FLAP_PERIOD_MS.0..=FLAP_PERIOD_MS.1));
-        let cut = (period / 2).max(Duration::from_millis(TIME_STEP_MS));
-        let flaps = (lasting.as_millis() as u64 / period.as_millis() as u64).clamp(1, FLAPS_MAX);
+        // Each cut stays inside the window, so the flap ends inside the chaos phase.
+        let cut = (period / 2).max(Duration::from_millis(TIME_STEP_MS)).min(lasting);
+        let flaps = (lasting.as_millis() as u64 / (period.as_millis() as u64).max(1)).clamp(1, FLAPS_MAX);
         (0..flaps as u32)
             .map(|i| FaultSpec {
                 at: at + period * i,
@@ -229,14 +249,17 @@ impl Draw<'_> {
         let (from, to) = self.swarm.chaos;
         let span = to.saturating_sub(from);
         let longest = self.swarm.lasting.1.min(span).max(self.swarm.lasting.0);
-        let lasting = steps(self.rng.random_range(ms(self.swarm.lasting.0)..=ms(longest)));
+        let lasting = steps(self.rng.random_range(ms(self.swarm.lasting.0)..=ms(longest)))
+            .max(Duration::from_millis(TIME_STEP_MS));
         let latest = to.saturating_sub(lasting).max(from);
-        (steps(self.rng.random_range(ms(from)..=ms(latest))), lasting)
+        // The start rounds up into the phase, the end down: the window stays inside it.
+        let at = steps_up(self.rng.random_range(ms(from)..=ms(latest)));
+        (at, lasting.min(to.saturating_sub(at)).max(Duration::from_millis(TIME_STEP_MS)))
     }
 
     fn instant(&mut self) -> Duration {
         let (from, to) = self.swarm.chaos;
-        steps(self.rng.random_range(ms(from)..=ms(to)))
+        steps_up(self.rng.random_range(ms(from)..=ms(to))).min(to)
     }
 
     fn all_hosts(&self) -> Vec<String> {
@@ -257,7 +280,7 @@ impl Draw<'_> {
     }
 
     fn every_or_one(&mut self) -> Vec<String> {
-        if self.rng.random_bool(0.5) { self.all_hosts() } else { vec![self.target()] }
+        if self.rng.random_bool(EVERY_HOST) { self.all_hosts() } else { vec![self.target()] }
     }
 
     fn target(&mut self) -> String {
@@ -282,4 +305,9 @@ fn ms(at: Duration) -> u64 {
 /// Rounds down to [`TIME_STEP_MS`].
 fn steps(ms: u64) -> Duration {
     Duration::from_millis(ms / TIME_STEP_MS * TIME_STEP_MS)
+}
+
+/// Rounds up to [`TIME_STEP_MS`].
+fn steps_up(ms: u64) -> Duration {
+    Duration::from_millis(ms.div_ceil(TIME_STEP_MS) * TIME_STEP_MS)
 }

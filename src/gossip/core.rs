@@ -53,6 +53,9 @@ pub enum Timer {
     Gossip,
     /// Periodic full-state exchange.
     PushPull,
+    /// The join and rejoin push-pulls had a TCP timeout to answer: the table is as synced as
+    /// it will get without them.
+    SyncDeadline,
     /// Try to reach a failed member.
     Reconnect,
     /// Forget members failed for longer than the reconnect timeout.
@@ -76,6 +79,7 @@ impl Timer {
             Timer::Suspicion { name, incarnation } => format!("suspicion:{name}@{incarnation}"),
             Timer::Gossip => "gossip".into(),
             Timer::PushPull => "push-pull".into(),
+            Timer::SyncDeadline => "sync-deadline".into(),
             Timer::Reconnect => "reconnect".into(),
             Timer::Reap => "reap".into(),
             Timer::JoinTimeout { attempt } => format!("join-timeout#{attempt}"),
@@ -211,7 +215,7 @@ pub struct Agent {
     awareness: Awareness,
     joined: bool,
     /// Whether the table holds what the cluster knows, as far as this node can tell: a
-    /// push-pull merged, nobody to ask, the join given up, or one push-pull interval passed.
+    /// push-pull merged, nobody to ask, the join given up, or one TCP timeout passed.
     /// Until then a restarted node's table is only itself.
     synced: bool,
     join_attempts: u32,
@@ -295,6 +299,8 @@ impl Agent {
         rejoin.truncate(snapshot::REJOIN_MAX);
         if self.config.seeds.is_empty() && rejoin.is_empty() {
             self.mark_synced();
+        } else {
+            out.push(Action::SetTimer { timer: Timer::SyncDeadline, after: self.config.tcp_timeout });
         }
         for addr in rejoin {
             self.send_push_pull(addr, true, out);
@@ -383,7 +389,10 @@ impl Agent {
                 self.merge_push_pull(ltime, states, intents, now, out);
                 self.mark_synced();
                 if is_answer {
-                    if !self.joined {
+                    // Only a seed's answer ends the join, as Serf's retry-join counts only its
+                    // own addresses: a rejoin through the snapshot alone keeps retrying them,
+                    // so a seed cut off at the time hears of us once it is back.
+                    if !self.joined && self.config.seeds.contains(&from) {
                         self.joined = true;
                         out.push(Action::Joined { via: from });
                     }
@@ -442,8 +451,8 @@ impl Agent {
             }
             Timer::Suspicion { name, incarnation } => self.suspicion_ran_out(&name, incarnation, now, out),
             Timer::Gossip => self.gossip(now, out),
+            Timer::SyncDeadline => self.mark_synced(),
             Timer::PushPull => {
-                self.mark_synced();
                 let every = self.config.push_pull_every(self.members.len());
                 out.push(Action::SetTimer { timer: Timer::PushPull, after: every });
                 if let Some(peer) = self.random_peers(1, now, |s| s.status == Status::Alive).pop() {

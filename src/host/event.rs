@@ -48,7 +48,7 @@ pub enum Event {
     /// A join succeeded: a seed answered.
     Joined { via: String },
     /// The agent's table now holds what the cluster knows (a push-pull merged, nobody to
-    /// ask, the join given up, or one push-pull interval passed); a renderer that waits for
+    /// ask, the join given up, or one TCP timeout passed); a renderer that waits for
     /// its data renders from here on.
     GossipSynced,
     /// The agent gave up joining.

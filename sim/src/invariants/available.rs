@@ -67,14 +67,15 @@ struct Judge<'a> {
     lost: BTreeMap<String, Intervals>,
     /// Per webapp: when it is down or unreachable from the balancer.
     bad: BTreeMap<String, Intervals>,
-    /// Per webapp: when it is up and reachable.
+    /// Per webapp: when it is up and reachable, and gossip can admit it (the balancer's
+    /// agent can tell its renderer, and the world holds neither agent): A counts from there.
     good: BTreeMap<String, Intervals>,
     /// Per client: when it cannot reach a running balancer.
     blocked: BTreeMap<String, Intervals>,
 }
 
 /// Checks `available` and counts requests by cause.
-pub fn check(obs: &Observations, windows: &Windows) -> (Verdict, RequestCounts) {
+pub fn check(obs: &Observations, windows: &Windows, waits_for_sync: bool) -> (Verdict, RequestCounts) {
     let (d, a) = (windows.detection.duration(), windows.admission.duration());
     let rule = format!(
         "every request gets 200 from a webapp, unless its server was lost less than D = {} ago, \
@@ -89,7 +90,7 @@ pub fn check(obs: &Observations, windows: &Windows) -> (Verdict, RequestCounts) 
         // Nothing to judge (and the spans below cost webapps x change points to build).
         return (verdict, counts);
     }
-    let mut judge = Judge::new(obs, d, a);
+    let mut judge = Judge::new(obs, d, a, waits_for_sync);
     judge.gossip_detection = windows.gossip_detection.as_ref().map(|w| w.duration());
     for request in &obs.requests {
         verdict.checked += 1;
@@ -128,20 +129,24 @@ fn outcome(request: &RequestObservation) -> String {
 }
 
 impl<'a> Judge<'a> {
-    fn new(obs: &'a Observations, detection: Duration, admission: Duration) -> Self {
+    fn new(obs: &'a Observations, detection: Duration, admission: Duration, waits_for_sync: bool) -> Self {
         let balancer = obs.balancer.as_str();
         // One set of change points for every span below: computing it sorts every interval.
         let points = obs.change_points();
         let spans = |holds: &dyn Fn(Duration) -> bool| obs.spans_over(points, holds);
         let bad = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| !obs.is_reachable(w, t)))).collect();
-        let good = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_reachable(w, t)))).collect();
+        let tells = |t| super::gossip_can_tell(obs, waits_for_sync, t);
+        let admissible = |w: &str, t| obs.is_reachable(w, t) && tells(t) && !obs.agent_held(w, t);
+        let good = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| admissible(w, t)))).collect();
         let down = |t| !obs.is_up(balancer, t) || obs.stopped_by_fault(balancer, BALANCER_SERVICE, t);
         let blocked = obs
             .clients
             .iter()
             .map(|c| (c.clone(), spans(&|t| down(t) || obs.is_cut(c, balancer, t))))
             .collect();
-        let lost = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_lost(w, t)))).collect();
+        // Gossip's D counts while the balancer's agent can tell its renderer (as `detect`).
+        let lost =
+            obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_lost(w, t) && tells(t)))).collect();
         Judge { obs, detection, admission, gossip_detection: None, lost, bad, good, blocked }
     }
 

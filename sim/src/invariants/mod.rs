@@ -159,12 +159,12 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     let windows = bounds::windows(world);
     let mut verdicts = Vec::new();
     if let Some(rounds) = enabled.converge_rounds {
-        verdicts.push(converge(obs, world.round * rounds, rounds));
+        verdicts.push(converge(obs, world.round * rounds, rounds, waits_for_sync(world)));
     }
     if let Some(rounds) = enabled.detect_rounds {
-        verdicts.push(detect(obs, world.round * rounds, rounds));
+        verdicts.push(detect(obs, world.round * rounds, rounds, waits_for_sync(world)));
     }
-    let (available, requests) = available::check(obs, &windows);
+    let (available, requests) = available::check(obs, &windows, waits_for_sync(world));
     if enabled.available {
         verdicts.push(available);
     }
@@ -210,10 +210,10 @@ fn waits_for_sync(world: &World) -> bool {
     })
 }
 
-fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
+fn converge(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bool) -> Verdict {
     let balancer = &obs.balancer;
     let rule = format!(
-        "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds of its agent"
+        "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds"
     );
     bounded_absence(
         obs,
@@ -223,16 +223,28 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
             // Only the balancer's own agent can tell its renderer: while the world holds it
             // (stalled, crashed, left), the rendering stays as it was (consul-template keeps
             // its last data); nor can anyone learn of a webapp whose agent the world holds.
+            // A restarted agent's renderer keeps its file until the agent is synced.
             during: |webapp: &str, t| {
-                obs.is_reachable(webapp, t) && !obs.agent_held(balancer, t) && !obs.agent_held(webapp, t)
+                obs.is_reachable(webapp, t)
+                    && gossip_can_tell(obs, waits_for_sync, t)
+                    && !obs.agent_held(webapp, t)
             },
             wrong: |webapp: &str, backends: &BTreeSet<String>| !backends.contains(webapp),
             what: format!("is up and reachable from {balancer} but missing from its rendered backends"),
+            lifeguard: false,
         },
     )
 }
 
-fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
+/// Whether the balancer's agent can tell its renderer anything at `t`: the world does not
+/// hold it, and (when the renderer waits for its data) it is synced.
+pub(crate) fn gossip_can_tell(obs: &Observations, waits_for_sync: bool, t: Duration) -> bool {
+    let balancer = &obs.balancer;
+    let unsynced = waits_for_sync && obs.agent_unsynced(balancer, t);
+    !(obs.agent_held(balancer, t) || unsynced)
+}
+
+fn detect(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bool) -> Verdict {
     let balancer = &obs.balancer;
     let rule = format!(
         "a webapp down or isolated from {balancer} stays in its rendered backends for at most {rounds} rounds of its agent"
@@ -242,9 +254,10 @@ fn detect(obs: &Observations, bound: Duration, rounds: u32) -> Verdict {
         Verdict::new("detect", rule),
         bound,
         &BoundedRule {
-            during: |webapp: &str, t| obs.is_lost(webapp, t) && !obs.agent_held(balancer, t),
+            during: |webapp: &str, t| obs.is_lost(webapp, t) && gossip_can_tell(obs, waits_for_sync, t),
             wrong: |webapp: &str, backends: &BTreeSet<String>| backends.contains(webapp),
             what: format!("is down or isolated from {balancer} but still in its rendered backends"),
+            lifeguard: true,
         },
     )
 }
@@ -255,6 +268,9 @@ struct BoundedRule<D, W> {
     during: D,
     wrong: W,
     what: String,
+    /// Count the bound in rounds as the balancer's agent runs them: Lifeguard stretches its
+    /// probe interval (so its detection) while its health score is raised, as memberlist's.
+    lifeguard: bool,
 }
 
 fn bounded_absence<D, W>(
@@ -276,9 +292,9 @@ where
             let points = std::iter::once(start).chain(obs.rendered.changes_within(start, end));
             let samples = points.map(|t| (t, (rule.wrong)(webapp, obs.rendered.at(t))));
             for (from, to) in intervals(samples, end).0 {
-                // Rounds as the balancer's agent runs them: Lifeguard stretches its probe
-                // interval while its health score is raised (memberlist and Serf alike).
-                if obs.agent_time(&obs.balancer, from, to) > bound {
+                let counted =
+                    if rule.lifeguard { obs.agent_time(&obs.balancer, from, to) } else { to - from };
+                if counted > bound {
                     verdict.fail(
                         from,
                         &[webapp],

@@ -24,7 +24,7 @@ pub fn rendered_view(obs: &Observations, bound: &Window, waits_for_sync: bool) -
     let changes = obs.views.get(balancer).map_or(&[][..], Vec::as_slice);
     // A renderer that waits for its data keeps its file while the agent is not synced: its
     // input changes at a view change or a sync.
-    let syncs = obs.synced.get(balancer).map_or(&[][..], Vec::as_slice);
+    let syncs = if waits_for_sync { obs.synced.get(balancer).map_or(&[][..], Vec::as_slice) } else { &[] };
     let renderer = obs.service(balancer, "renderer");
     let mut view = BTreeMap::new();
     let (mut applied, mut synced_applied, mut synced) = (0, 0, false);
