@@ -191,7 +191,9 @@ fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (W
             (format!("reload ({REACTION_TICKS} ticks)"), reaction),
         ]
         .into_iter()
-        .chain(pipeline_terms(world, true))
+        // Health checks take a server out without the renderer: only the lab's reloads,
+        // which restart the balancer and its checks, add the pipeline's terms.
+        .chain(pipeline_terms(world, true).into_iter().filter(|_| world.pipeline() == Pipeline::Lab))
         .collect(),
     );
     let admission = Window::new(
