@@ -62,6 +62,16 @@ pub enum Pipeline {
 }
 
 impl Pipeline {
+    /// The name scenario files and `--pipeline` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Lab => "lab",
+            Pipeline::Fixed => "fixed",
+        }
+    }
+}
+
+impl Pipeline {
     /// The renderer's options under this pipeline: the lab writes in place and validates
     /// nothing, whatever else was asked.
     pub fn render_options(self, options: RenderOptions) -> RenderOptions {

@@ -117,15 +117,11 @@ impl Exploration {
     pub fn new(simulation: &Simulation, file: &str, outcomes: Vec<SeedOutcome>) -> Self {
         let world = simulation.world();
         let enabled = crate::invariants::NAMES.iter().filter(|name| world.invariants.enables(name));
-        let pipeline = match world.pipeline() {
-            rollcall::node::Pipeline::Lab => "lab",
-            rollcall::node::Pipeline::Fixed => "fixed",
-        };
         Exploration {
             scenario: world.name.clone(),
             file: file.to_string(),
             invariants: enabled.map(|name| name.to_string()).collect(),
-            run: format!("{pipeline} {}", world.engine.name()),
+            run: format!("{} {}", world.pipeline().name(), world.engine.name()),
             outcomes,
         }
     }

@@ -36,12 +36,8 @@ enum Command {
         /// Write every trace record to FILE as JSON Lines.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
-        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
-        #[arg(long, value_enum)]
-        pipeline: Option<PipelineArg>,
-        /// Run on this engine instead of the file's `engine`.
-        #[arg(long, value_enum)]
-        engine: Option<EngineArg>,
+        #[command(flatten)]
+        choice: Choice,
     },
     /// Report simulated convergence time over a range of seeds.
     Converge {
@@ -53,12 +49,8 @@ enum Command {
         /// Number of seeds.
         #[arg(long, default_value_t = 50)]
         seeds: u64,
-        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
-        #[arg(long, value_enum)]
-        pipeline: Option<PipelineArg>,
-        /// Run on this engine instead of the file's `engine`.
-        #[arg(long, value_enum)]
-        engine: Option<EngineArg>,
+        #[command(flatten)]
+        choice: Choice,
     },
     /// Gossip timings over a range of seeds (join to converged, crash to failed everywhere,
     /// leave to left, heal to merged, false failures): min, median, p90 and max.
@@ -77,12 +69,8 @@ enum Command {
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
-        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
-        #[arg(long, value_enum)]
-        pipeline: Option<PipelineArg>,
-        /// Run on this engine instead of the file's `engine`.
-        #[arg(long, value_enum)]
-        engine: Option<EngineArg>,
+        #[command(flatten)]
+        choice: Choice,
     },
     /// Run many seeds (in parallel, each deterministic) and sum up violations, the slowest
     /// convergence, the seeds to replay and the coverage of protocol states.
@@ -104,12 +92,8 @@ enum Command {
         /// Stop handing out seeds after this many unexpected outcomes.
         #[arg(long, value_name = "N")]
         stop_after: Option<u64>,
-        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
-        #[arg(long, value_enum)]
-        pipeline: Option<PipelineArg>,
-        /// Run on this engine instead of the file's `engine`.
-        #[arg(long, value_enum)]
-        engine: Option<EngineArg>,
+        #[command(flatten)]
+        choice: Choice,
     },
     /// Shrink a seed's fault plan to the smallest that still contradicts the same invariant,
     /// and write it as a scenario file (its path is printed).
@@ -128,12 +112,8 @@ enum Command {
         /// Print the file, the shrunk plan and the replay command as JSON.
         #[arg(long)]
         json: bool,
-        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
-        #[arg(long, value_enum)]
-        pipeline: Option<PipelineArg>,
-        /// Run on this engine instead of the file's `engine`.
-        #[arg(long, value_enum)]
-        engine: Option<EngineArg>,
+        #[command(flatten)]
+        choice: Choice,
     },
     /// Show where two traces (`run --trace`) part: the first differing record, the records
     /// before it, and the host whose record differs.
@@ -163,12 +143,8 @@ enum Command {
         /// Print the page's path and the run's outcome as JSON.
         #[arg(long)]
         json: bool,
-        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
-        #[arg(long, value_enum)]
-        pipeline: Option<PipelineArg>,
-        /// Run on this engine instead of the file's `engine`.
-        #[arg(long, value_enum)]
-        engine: Option<EngineArg>,
+        #[command(flatten)]
+        choice: Choice,
     },
     /// Sum the `explore --json` outputs of several shards into one summary.
     Merge {
@@ -179,6 +155,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--pipeline` and `--engine`: what to run instead of the scenario file's own choice.
+#[derive(clap::Args, Clone, Copy)]
+struct Choice {
+    /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+    #[arg(long, value_enum)]
+    pipeline: Option<PipelineArg>,
+    /// Run on this engine instead of the file's `engine`.
+    #[arg(long, value_enum)]
+    engine: Option<EngineArg>,
 }
 
 /// `--engine`.
@@ -241,21 +228,17 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { scenario, seed, json, trace, pipeline, engine } => {
-            run(scenario, seed, json, trace, pipeline, engine)
-        }
-        Command::Converge { scenario, from, seeds, pipeline, engine } => {
-            converge(scenario, from, seeds, pipeline, engine)
-        }
-        Command::Figures { scenario, from, seeds, jobs, json, pipeline, engine } => {
-            let simulation = match load(&scenario, pipeline, engine, Use::Figures) {
+        Command::Run { scenario, seed, json, trace, choice } => run(scenario, seed, json, trace, choice),
+        Command::Converge { scenario, from, seeds, choice } => converge(scenario, from, seeds, choice),
+        Command::Figures { scenario, from, seeds, jobs, json, choice } => {
+            let simulation = match load(&scenario, choice, Use::Figures) {
                 Ok(simulation) => simulation,
                 Err(code) => return code,
             };
             figures::print(&simulation, &scenario, from..from.saturating_add(seeds), jobs, json)
         }
-        Command::Explore { scenario, seeds, jobs, shard, json, stop_after, pipeline, engine } => {
-            let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+        Command::Explore { scenario, seeds, jobs, shard, json, stop_after, choice } => {
+            let simulation = match load(&scenario, choice, Use::Verdicts) {
                 Ok(simulation) => simulation,
                 Err(code) => return code,
             };
@@ -264,16 +247,16 @@ fn main() -> ExitCode {
             chaos_cli::run(&simulation, &scenario, args)
         }
         Command::Merge { files, json } => chaos_cli::merge(&files, json),
-        Command::Shrink { scenario, seed, invariant, out, json, pipeline, engine } => {
-            let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+        Command::Shrink { scenario, seed, invariant, out, json, choice } => {
+            let simulation = match load(&scenario, choice, Use::Verdicts) {
                 Ok(simulation) => simulation.seed(seed),
                 Err(code) => return code,
             };
             chaos_cli::shrink(&simulation, &scenario, invariant.as_deref(), out, json)
         }
         Command::Diff { a, b, context, json } => chaos_cli::diff(&a, &b, context, json),
-        Command::Report { scenario, seed, html, json, pipeline, engine } => {
-            let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+        Command::Report { scenario, seed, html, json, choice } => {
+            let simulation = match load(&scenario, choice, Use::Verdicts) {
                 Ok(simulation) => simulation.seed(seed),
                 Err(code) => return code,
             };
@@ -291,18 +274,13 @@ enum Use {
     Figures,
 }
 
-fn load(
-    scenario: &Path,
-    pipeline: Option<PipelineArg>,
-    engine: Option<EngineArg>,
-    use_: Use,
-) -> Result<Simulation, ExitCode> {
+fn load(scenario: &Path, choice: Choice, use_: Use) -> Result<Simulation, ExitCode> {
     let loaded = Simulation::from_file(scenario).map(|s| {
-        let s = match pipeline {
+        let s = match choice.pipeline {
             Some(pipeline) => s.pipeline(pipeline.into()),
             None => s,
         };
-        match engine {
+        match choice.engine {
             Some(engine) => s.engine(engine.into()),
             None => s,
         }
@@ -331,14 +309,8 @@ fn load(
     Ok(simulation)
 }
 
-fn converge(
-    scenario: PathBuf,
-    from: u64,
-    seeds: u64,
-    pipeline: Option<PipelineArg>,
-    engine: Option<EngineArg>,
-) -> ExitCode {
-    let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+fn converge(scenario: PathBuf, from: u64, seeds: u64, choice: Choice) -> ExitCode {
+    let simulation = match load(&scenario, choice, Use::Verdicts) {
         Ok(simulation) => simulation,
         Err(code) => return code,
     };
@@ -388,15 +360,8 @@ fn converge(
     ExitCode::SUCCESS
 }
 
-fn run(
-    scenario: PathBuf,
-    seed: u64,
-    json: bool,
-    trace_path: Option<PathBuf>,
-    pipeline: Option<PipelineArg>,
-    engine: Option<EngineArg>,
-) -> ExitCode {
-    let simulation = match load(&scenario, pipeline, engine, Use::Verdicts) {
+fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>, choice: Choice) -> ExitCode {
+    let simulation = match load(&scenario, choice, Use::Verdicts) {
         Ok(simulation) => simulation.seed(seed),
         Err(code) => return code,
     };

@@ -7,7 +7,6 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use rollcall::host::{Event, MemberChange};
-use rollcall::node::Pipeline;
 
 use crate::invariants::{Figures, Verdict};
 use crate::trace::{Entry, Record, Trace, WorldEvent};
@@ -162,10 +161,7 @@ impl Report {
 
 /// The exact command that replays a run.
 pub fn replay_command(file: &str, seed: u64, world: &World) -> String {
-    let pipeline = match world.pipeline() {
-        Pipeline::Lab => "lab",
-        Pipeline::Fixed => "fixed",
-    };
+    let pipeline = world.pipeline().name();
     let engine = world.engine.name();
     format!(
         "cargo run --release -p rollcall-sim -- run {file} --seed {seed} --pipeline {pipeline} --engine {engine}"

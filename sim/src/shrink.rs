@@ -264,12 +264,8 @@ pub fn write_scenario(scenario: &Path, shrunk: &Shrunk, replay: &str, out: &Path
     if from.canonicalize().ok() != to.canonicalize().ok() {
         anchor_templates(&mut table, from);
     }
-    let pipeline = match shrunk.world.pipeline() {
-        rollcall::node::Pipeline::Lab => "lab",
-        rollcall::node::Pipeline::Fixed => "fixed",
-    };
     let mut node = toml::Table::new();
-    node.insert("pipeline".into(), pipeline.into());
+    node.insert("pipeline".into(), shrunk.world.pipeline().name().into());
     table.insert("node".into(), toml::Value::Table(node));
     table.insert("engine".into(), shrunk.world.engine.name().into());
     let body = toml::to_string(&table).map_err(|e| e.to_string())?;
