@@ -490,7 +490,7 @@ fn serf_service<N: Net>(
             let config = gossip_config(&env, &node).map_err(|e| e.to_string())?;
             let context = HandlerContext {
                 name: config.name.clone(),
-                tags: config.tags.clone(),
+                tags: (*config.tags).clone(),
                 coalesce: COALESCE_PERIOD_DEFAULT,
                 quiescent: QUIESCENT_PERIOD_DEFAULT,
             };
@@ -525,8 +525,9 @@ pub fn agent_config(
 ) -> std::io::Result<GossipConfig> {
     let addr = (ip, node.gossip_port).into();
     let mut config = node.gossip.config(name.to_string(), addr);
-    config.tags.extend(node.tags.clone());
-    config.tags.insert("role".into(), node.role.tag().into());
+    let tags = std::sync::Arc::make_mut(&mut config.tags);
+    tags.extend(node.tags.clone());
+    tags.insert("role".into(), node.role.tag().into());
     config.seeds = node.gossip.seeds.iter().map(|seed| resolve(seed)).collect::<Result<Vec<_>, _>>()?;
     // Joining through ourselves (the lab's `ha` runs `--join ha`) is no join at all.
     config.seeds.retain(|seed| *seed != addr);

@@ -97,6 +97,7 @@ fn join_spread(obs: &Observations, timings: &mut Timings) {
             .nodes
             .iter()
             .filter(|observer| *observer != node && obs.agent_runs(observer, start))
+            .filter(|observer| obs.scope.records(observer, node))
             .map(|observer| {
                 first_alive.get(&(observer.as_str(), node.as_str())).map(|at| at.saturating_sub(start))
             })
@@ -131,7 +132,7 @@ fn everywhere(
         .find(|start| *start > from)
         .unwrap_or(obs.end);
     let mut latest = from;
-    for observer in obs.nodes.iter().filter(|n| n.as_str() != member) {
+    for observer in obs.nodes.iter().filter(|n| n.as_str() != member && obs.scope.records(n, member)) {
         if !obs.service(observer, "serf").covers(from, back) {
             continue;
         }
@@ -193,7 +194,7 @@ fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
             }
             let view = views.entry(observer).or_default();
             if running[observer] {
-                wrong -= count_wrong(obs, &running, view, change);
+                wrong -= count_wrong(obs, &running, observer, view, change);
             }
             match change {
                 ViewChange::Reset => view.clear(),
@@ -202,7 +203,7 @@ fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
                 }
             }
             if running[observer] {
-                wrong += count_wrong(obs, &running, view, change);
+                wrong += count_wrong(obs, &running, observer, view, change);
             }
             next_change += 1;
         }
@@ -235,12 +236,14 @@ fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
 fn count_wrong(
     obs: &Observations,
     running: &BTreeMap<&str, bool>,
+    observer: &str,
     view: &BTreeMap<String, MemberStatus>,
     change: &ViewChange,
 ) -> usize {
+    let wrong = |member: &str| obs.scope.records(observer, member) && is_wrong(running, view, member);
     match change {
-        ViewChange::Reset => obs.nodes.iter().filter(|n| is_wrong(running, view, n)).count(),
-        ViewChange::Set { member, .. } => usize::from(is_wrong(running, view, member)),
+        ViewChange::Reset => obs.nodes.iter().filter(|n| wrong(n)).count(),
+        ViewChange::Set { member, .. } => usize::from(wrong(member)),
     }
 }
 
@@ -258,10 +261,12 @@ fn wrong_about(
         .nodes
         .iter()
         .filter(|observer| observer.as_str() != node && running[observer.as_str()])
+        .filter(|observer| obs.scope.records(observer, node))
         .filter(|observer| is_wrong(running, view_of(observer), node))
         .count();
     let own = if running[node] {
-        obs.nodes.iter().filter(|member| is_wrong(running, view_of(node), member)).count()
+        let recorded = |member: &&String| obs.scope.records(node, member);
+        obs.nodes.iter().filter(recorded).filter(|member| is_wrong(running, view_of(node), member)).count()
     } else {
         0
     };
@@ -330,12 +335,7 @@ mod tests {
     fn observe(events: &[(u64, &str, Entry)]) -> Observations {
         let roles =
             NODES.iter().map(|n| (n.to_string(), if *n == "ha" { "balancer" } else { "backend" }.into()));
-        let plan = WorldEvent::Plan {
-            duration_ms: 60_000,
-            roles: roles.collect::<BTreeMap<String, String>>(),
-            start_at_ms: BTreeMap::new(),
-            faults: vec![],
-        };
+        let plan = WorldEvent::bare_plan(60_000, roles.collect::<BTreeMap<String, String>>());
         let mut records = vec![Record { t_us: 0, host: "world".into(), event: Entry::World(plan) }];
         for (i, host) in NODES.iter().enumerate() {
             for event in [Event::HostBooted { boot: 1 }, Event::ServiceStarted { service: "serf".into() }] {

@@ -208,8 +208,8 @@ pub struct Observations {
     pub host_up: BTreeMap<String, Intervals>,
     /// When each service of each host was running (its host up and the service started).
     pub service_up: BTreeMap<(String, String), Intervals>,
-    /// Directed links while cut, `(from, to)`.
-    cuts: BTreeMap<(String, String), Intervals>,
+    /// Cut links over the run, as the engine recorded them (in groups).
+    links: crate::links::LinkTimeline,
     /// When any link is cut.
     any_cut: Intervals,
     /// Times at which gossip's connectivity may change (a link or an agent starts or stops),
@@ -219,7 +219,9 @@ pub struct Observations {
     change_points: std::cell::OnceCell<Vec<Duration>>,
     /// Each node's gossip component at a topology point, computed when first asked for.
     components: std::cell::RefCell<BTreeMap<Duration, std::rc::Rc<Vec<Option<usize>>>>>,
-    /// Each node's gossip view changes, in order.
+    /// Which view entries the trace holds (the run's `[trace]` section).
+    pub scope: crate::trace::ViewScope,
+    /// Each node's gossip view changes, in order: only the entries `scope` records.
     pub views: BTreeMap<String, Vec<(Duration, ViewChange)>>,
     /// When each node's agent became synced (`true`) or started over unsynced (`false`: the
     /// agent started, or its host went down), in order.
@@ -249,7 +251,6 @@ type Proxied = Vec<(Duration, String, Option<String>)>;
 struct Reading {
     host_events: BTreeMap<String, Vec<(Duration, bool)>>,
     services: Toggles,
-    cut_events: Toggles,
     proxied: Proxied,
     open_faults: BTreeMap<usize, usize>,
     /// Balancer server name -> its `ip:port`.
@@ -276,7 +277,11 @@ impl Observations {
 
     fn read_world(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &WorldEvent) {
         match event {
-            WorldEvent::Plan { duration_ms, roles, faults, .. } => {
+            WorldEvent::Plan { duration_ms, roles, faults, views, follow, .. } => {
+                self.scope = crate::trace::ViewScope {
+                    observers: views.as_ref().map(|hosts| hosts.iter().cloned().collect()),
+                    followed: follow.iter().cloned().collect(),
+                };
                 self.end = Duration::from_millis(*duration_ms);
                 let with_role = |role: &str| -> Vec<String> {
                     roles.iter().filter(|(_, r)| r.as_str() == role).map(|(h, _)| h.clone()).collect()
@@ -289,6 +294,7 @@ impl Observations {
                 for name in roles.keys() {
                     self.host_up.insert(name.clone(), Intervals::default());
                 }
+                self.links = crate::links::LinkTimeline::new(roles.keys());
             }
             WorldEvent::FaultStarted { id, fault } => {
                 reading.open_faults.insert(*id, self.faults.len());
@@ -301,12 +307,8 @@ impl Observations {
             }
             WorldEvent::HostCrashed => self.host_down(reading, at, host),
             WorldEvent::HostRestarted | WorldEvent::GossipImpaired { .. } => {}
-            WorldEvent::LinkCut { from, to } => {
-                reading.cut_events.entry((from.clone(), to.clone())).or_default().push((at, true))
-            }
-            WorldEvent::LinkRepaired { from, to } => {
-                reading.cut_events.entry((from.clone(), to.clone())).or_default().push((at, false))
-            }
+            WorldEvent::LinkCut { from, to } => self.links.record(at, true, from, to),
+            WorldEvent::LinkRepaired { from, to } => self.links.record(at, false, from, to),
         }
     }
 
@@ -419,13 +421,10 @@ impl Observations {
         for (key, events) in reading.services {
             self.service_up.insert(key, intervals(events, end));
         }
-        for (key, events) in reading.cut_events {
-            self.cuts.insert(key, intervals(events, end));
-        }
-        self.any_cut = union(self.cuts.values());
+        self.any_cut = intervals(self.links.any_cut_steps(), end);
         let agents = self.nodes.iter().filter_map(|n| self.service_up.get(&(n.clone(), "serf".to_string())));
         let mut points: Vec<Duration> = agents.chain([&self.any_cut]).flat_map(|i| i.boundaries()).collect();
-        points.extend(self.cuts.values().flat_map(|i| i.boundaries()));
+        points.extend(self.links.change_times().filter(|t| *t < end));
         points.sort();
         points.dedup();
         self.topology_points = points;
@@ -514,7 +513,7 @@ impl Observations {
 
     /// Whether packets from `from` to `to` are lost at `at`.
     pub fn is_cut_oneway(&self, from: &str, to: &str, at: Duration) -> bool {
-        self.cuts.get(&(from.to_string(), to.to_string())).is_some_and(|i| i.contains(at))
+        self.links.is_cut(from, to, at)
     }
 
     /// Whether traffic between `a` and `b` is cut in either direction at `at` (a TCP
@@ -537,23 +536,19 @@ impl Observations {
             let components = self.components_at(at);
             return f == t || (components[f].is_some() && components[f] == components[t]);
         }
-        let running: Vec<&String> = self.nodes.iter().filter(|n| self.agent_runs(n, at)).collect();
-        let mut reached: BTreeSet<&str> = BTreeSet::from([from]);
-        let mut frontier = vec![from];
-        while let Some(node) = frontier.pop() {
-            for next in &running {
-                if !reached.contains(next.as_str()) && !self.is_cut(node, next, at) {
-                    reached.insert(next.as_str());
-                    frontier.push(next.as_str());
-                }
-            }
-        }
-        reached.contains(to)
+        // `from` relays nothing: it reaches whatever component a running node linked with it
+        // both ways belongs to.
+        let components = self.components_at(at);
+        let Some(t) = index(to).filter(|t| components[*t].is_some()) else { return from == to };
+        self.nodes.iter().enumerate().any(|(i, node)| {
+            components[i].is_some() && components[i] == components[t] && !self.is_cut(from, node, at)
+        })
     }
 
     /// The gossip component of each node (by index in `nodes`; `None` if its agent does not
     /// run) at `at`: running agents joined by links that work both ways. Constant between
-    /// topology points, so computed once per point.
+    /// topology points, so computed once per point, over classes of hosts that the link
+    /// records treat alike (a partition of thousands of hosts is two classes).
     fn components_at(&self, at: Duration) -> std::rc::Rc<Vec<Option<usize>>> {
         let point = match self.topology_points.partition_point(|p| *p <= at) {
             0 => Duration::ZERO,
@@ -562,32 +557,34 @@ impl Observations {
         if let Some(known) = self.components.borrow().get(&point) {
             return known.clone();
         }
-        let index: BTreeMap<&str, usize> =
-            self.nodes.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-        let cut: BTreeSet<(usize, usize)> = self
-            .cuts
-            .iter()
-            .filter(|(_, intervals)| intervals.contains(point))
-            .filter_map(|((a, b), _)| Some((*index.get(a.as_str())?, *index.get(b.as_str())?)))
-            .collect();
-        let running: Vec<bool> = self.nodes.iter().map(|n| self.agent_runs(n, point)).collect();
-        let mut components: Vec<Option<usize>> = vec![None; self.nodes.len()];
-        for start in 0..self.nodes.len() {
-            if !running[start] || components[start].is_some() {
-                continue;
-            }
-            components[start] = Some(start);
-            let mut frontier = vec![start];
-            while let Some(node) = frontier.pop() {
-                for next in 0..self.nodes.len() {
-                    let linked = !cut.contains(&(node, next)) && !cut.contains(&(next, node));
-                    if running[next] && components[next].is_none() && linked {
-                        components[next] = Some(start);
-                        frontier.push(next);
-                    }
+        let classes = self.links.classes_at(point);
+        let class_of = |node: &String| self.links.host_index(node).map(|i| classes.class_of[i]);
+        let node_class: Vec<Option<usize>> =
+            self.nodes.iter().map(|n| class_of(n).filter(|_| self.agent_runs(n, point))).collect();
+        // Classes with a running agent, joined when linked both ways.
+        let mut parent: Vec<usize> = (0..classes.count()).collect();
+        let populated: BTreeSet<usize> = node_class.iter().flatten().copied().collect();
+        for &a in &populated {
+            for &b in populated.range(a + 1..) {
+                if classes.linked(a, b) {
+                    let (root_a, root_b) = (find(&mut parent, a), find(&mut parent, b));
+                    parent[root_b] = root_a;
                 }
             }
         }
+        // Hosts of one class reach each other unless the class is cut from itself.
+        let mut singles = classes.count();
+        let components: Vec<Option<usize>> = node_class
+            .iter()
+            .map(|class| {
+                let class = (*class)?;
+                if classes.is_cut(class, class) {
+                    singles += 1;
+                    return Some(singles);
+                }
+                Some(find(&mut parent, class))
+            })
+            .collect();
         let components = std::rc::Rc::new(components);
         self.components.borrow_mut().insert(point, components.clone());
         components
@@ -712,9 +709,10 @@ impl Observations {
     fn compute_change_points(&self) -> Vec<Duration> {
         let mut points: BTreeSet<Duration> = BTreeSet::new();
         points.insert(Duration::ZERO);
-        for intervals in self.host_up.values().chain(self.service_up.values()).chain(self.cuts.values()) {
+        for intervals in self.host_up.values().chain(self.service_up.values()) {
             points.extend(intervals.boundaries());
         }
+        points.extend(self.links.change_times());
         points.extend(self.rendered.changes_within(Duration::ZERO, self.end));
         points.extend(self.loaded.changes_within(Duration::ZERO, self.end));
         // Where an agent's hold or sync may begin or end.
@@ -755,18 +753,13 @@ fn webapp_by_address(reading: &Reading, webapps: &[String]) -> BTreeMap<String, 
     map
 }
 
-/// Where any of `all` holds.
-fn union<'a>(all: impl Iterator<Item = &'a Intervals>) -> Intervals {
-    let mut spans: Vec<(Duration, Duration)> = all.flat_map(|i| i.0.iter().copied()).collect();
-    spans.sort();
-    let mut merged: Vec<(Duration, Duration)> = Vec::new();
-    for (start, end) in spans {
-        match merged.last_mut() {
-            Some(last) if start <= last.1 => last.1 = last.1.max(end),
-            _ => merged.push((start, end)),
-        }
+/// The root of `item`'s set (union-find with path halving).
+fn find(parent: &mut [usize], mut item: usize) -> usize {
+    while parent[item] != item {
+        parent[item] = parent[parent[item]];
+        item = parent[item];
     }
-    Intervals(merged)
+    item
 }
 
 /// Intervals from time-ordered samples of a property: `(t, holds)` says whether it holds from

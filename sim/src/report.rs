@@ -60,6 +60,9 @@ pub struct Report {
     pub replay: String,
     /// The compact timeline.
     pub timeline: Vec<TimelineEntry>,
+    /// Which gossip view entries the trace holds, when not all (`[trace]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_scope: Option<String>,
 }
 
 impl Report {
@@ -89,6 +92,7 @@ impl Report {
             expected_hosts: world.expect.hosts.clone(),
             replay: replay_command(file, seed, world),
             timeline: timeline(trace),
+            view_scope: describe_scope(&world.trace_scope, world.hosts.len()),
         }
     }
 
@@ -109,6 +113,9 @@ impl Report {
             let _ = writeln!(out, "{:>9.3}s  {:<8} {}", entry.t_ms as f64 / 1000.0, entry.host, entry.what);
         }
         self.write_figures(&mut out);
+        if let Some(scope) = &self.view_scope {
+            let _ = writeln!(out, "views recorded: {scope}");
+        }
         let _ = writeln!(out, "invariants:");
         for verdict in &self.verdicts {
             let expected = self.expected_violations.contains(&verdict.name);
@@ -310,4 +317,21 @@ fn describe_world(event: &WorldEvent) -> Option<String> {
         | WorldEvent::GossipImpaired { .. } => return None,
     };
     Some(text)
+}
+
+/// What a partial view scope records, for the report; `None` when every entry is.
+fn describe_scope(scope: &crate::trace::ViewScope, hosts: usize) -> Option<String> {
+    let observers = scope.observers.as_ref()?;
+    let list =
+        |names: &std::collections::BTreeSet<String>| names.iter().cloned().collect::<Vec<_>>().join(", ");
+    let followed = match scope.followed.len() {
+        0 => String::new(),
+        _ => format!(", every host's entry for {}", list(&scope.followed)),
+    };
+    Some(format!(
+        "the whole view of {} of {hosts} hosts ({}){followed}, and every host's own entry; \
+         views, left, incarnation and the gossip figures read these entries only",
+        observers.len(),
+        list(observers)
+    ))
 }

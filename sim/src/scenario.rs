@@ -93,6 +93,19 @@ struct ScenarioFile {
     #[serde(default)]
     expect: ExpectSection,
     swarm: Option<Spanned<SwarmSection>>,
+    #[serde(default)]
+    trace: TraceSection,
+}
+
+/// `[trace]`: which gossip view entries the trace records (see [`crate::trace::ViewScope`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceSection {
+    /// Hosts whose whole view is recorded (default: every host); the balancer always is.
+    views: Option<Vec<Spanned<String>>>,
+    /// Members recorded in every host's view.
+    #[serde(default)]
+    follow: Vec<Spanned<String>>,
 }
 
 /// `[swarm]`: ranges each seed draws its own faults from (see [`crate::swarm`]).
@@ -203,7 +216,7 @@ enum RoleKind {
     Client,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HostSection {
     name: Spanned<String>,
@@ -383,13 +396,41 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<World, ScenarioError
         let (line, column) = line_column(text, span.map_or(0, |s| s.start));
         ScenarioError { file: file.to_string(), line, column, message }
     };
-    let parsed: ScenarioFile =
+    let mut parsed: ScenarioFile =
         toml::from_str(text).map_err(|e| error(e.span(), e.message().trim().replace('\n', " ")))?;
-    let names = parsed.hosts.iter().map(|h| h.name.get_ref().clone()).collect();
+    parsed.hosts = expand_hosts(std::mem::take(&mut parsed.hosts), &error)?;
+    let names: Vec<String> = parsed.hosts.iter().map(|h| h.name.get_ref().clone()).collect();
+    let known = names.iter().cloned().collect();
     let with_role =
         |role| parsed.hosts.iter().filter(|h| h.role == role).map(|h| h.name.get_ref().clone()).collect();
     let (balancers, clients) = (with_role(RoleKind::Balancer), with_role(RoleKind::Client));
-    Resolver { error: &error, base, names, balancers, clients }.resolve(parsed)
+    Resolver { error: &error, base, names, known, balancers, clients }.resolve(parsed)
+}
+
+/// One `[[host]]` table per host: a table named with a pattern (`s{1..100}`) stands for one
+/// host per number, `{n}` in its `tag` replaced by the number.
+fn expand_hosts(
+    hosts: Vec<HostSection>,
+    error: &impl Fn(Option<Range<usize>>, String) -> ScenarioError,
+) -> Result<Vec<HostSection>, ScenarioError> {
+    let mut expanded = Vec::new();
+    for host in hosts {
+        let span = host.name.span();
+        let names = crate::names::expand(host.name.get_ref()).map_err(|e| error(Some(span.clone()), e))?;
+        for (number, name) in names {
+            let mut copy = host.clone();
+            copy.name = Spanned::new(span.clone(), name);
+            if let (Some(n), Some(tag)) = (number, copy.tag.as_mut()) {
+                *tag = tag.replace("{n}", &n.to_string());
+            }
+            expanded.push(copy);
+        }
+        if expanded.len() > crate::names::HOSTS_MAX {
+            let message = format!("more than {} hosts", crate::names::HOSTS_MAX);
+            return Err(error(Some(span), message));
+        }
+    }
+    Ok(expanded)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -404,6 +445,8 @@ struct Resolver<'a, E: Fn(Option<Range<usize>>, String) -> ScenarioError> {
     base: &'a Path,
     /// Host names in file order.
     names: Vec<String>,
+    /// The same names, to look up.
+    known: BTreeSet<String>,
     /// The balancer hosts' names.
     balancers: Vec<String>,
     /// The client hosts' names.
@@ -416,16 +459,25 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     }
 
     fn known(&self, name: &Spanned<String>) -> Result<String, ScenarioError> {
-        if self.names.contains(name.get_ref()) {
+        if self.known.contains(name.get_ref()) {
             Ok(name.get_ref().clone())
         } else {
-            let hosts = self.names.join(", ");
+            let hosts = crate::names::listed(&self.names);
             self.fail(name.span(), format!("unknown host '{}' (hosts: {hosts})", name.get_ref()))
         }
     }
 
+    /// Known hosts, patterns (`s{1..10}`) expanded.
     fn known_all(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ScenarioError> {
-        list.iter().map(|name| self.known(name)).collect()
+        let mut names = Vec::new();
+        for item in list {
+            let expanded =
+                crate::names::expand(item.get_ref()).map_err(|e| (self.error)(Some(item.span()), e))?;
+            for (_, name) in expanded {
+                names.push(self.known(&Spanned::new(item.span(), name))?);
+            }
+        }
+        Ok(names)
     }
 
     /// Gossip seeds: nodes, never clients.
@@ -621,6 +673,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             expect_default,
             engine: file.engine,
             swarm: None,
+            trace_scope: self.trace_scope(&file.trace)?,
         };
         if let Some(section) = &file.swarm {
             world.swarm = Some(self.swarm(section, &world)?);
@@ -631,6 +684,20 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         // The balancer's pipeline, and the outcome expected of it.
         world.set_pipeline(file.node.pipeline);
         Ok(world)
+    }
+
+    fn trace_scope(&self, section: &TraceSection) -> Result<crate::trace::ViewScope, ScenarioError> {
+        let observers = match &section.views {
+            Some(views) => {
+                let mut hosts: BTreeSet<String> = self.known_all(views)?.into_iter().collect();
+                // The renderer's invariants read the balancer's view.
+                hosts.extend(self.balancers.iter().cloned());
+                Some(hosts)
+            }
+            None => None,
+        };
+        let followed = self.known_all(&section.follow)?.into_iter().collect();
+        Ok(crate::trace::ViewScope { observers, followed })
     }
 
     fn swarm(&self, section: &Spanned<SwarmSection>, world: &World) -> Result<Swarm, ScenarioError> {
@@ -681,9 +748,19 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             .filter(|h| matches!(h.kind, HostKind::Node(_)))
             .map(|h| h.name.clone())
             .collect();
-        let targets = swarm.hosts.clone().unwrap_or_else(|| nodes.clone());
-        if let Some(stranger) = targets.iter().find(|name| !nodes.contains(name)) {
-            return fail(format!("hosts: '{stranger}' is not a node (nodes: {})", nodes.join(", ")));
+        let mut targets = Vec::new();
+        for item in swarm.hosts.clone().unwrap_or_else(|| nodes.clone()) {
+            match crate::names::expand(&item) {
+                Ok(names) => targets.extend(names.into_iter().map(|(_, name)| name)),
+                Err(error) => return fail(error),
+            }
+        }
+        let node_set: BTreeSet<&String> = nodes.iter().collect();
+        if let Some(stranger) = targets.iter().find(|name| !node_set.contains(name)) {
+            return fail(format!(
+                "hosts: '{stranger}' is not a node (nodes: {})",
+                crate::names::listed(&nodes)
+            ));
         }
         let kinds = swarm.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.to_vec());
         if kinds.is_empty() || targets.is_empty() {
@@ -932,7 +1009,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 let a = place.known_all(a)?;
                 let b = match b {
                     Some(b) => place.known_all(b)?,
-                    None => self.names.iter().filter(|n| !a.contains(n)).cloned().collect(),
+                    None => {
+                        let in_a: BTreeSet<&String> = a.iter().collect();
+                        self.names.iter().filter(|n| !in_a.contains(n)).cloned().collect()
+                    }
                 };
                 place.disjoint(&a, &b)?;
                 windowed(at_s, for_s, FaultKind::Partition { a, b, oneway: false })
@@ -1057,11 +1137,13 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
     }
 
     fn known(&self, name: &String) -> Result<String, ScenarioError> {
-        let names = &self.resolver.names;
-        if names.contains(name) {
+        if self.resolver.known.contains(name) {
             return Ok(name.clone());
         }
-        self.fail(format!("unknown host '{name}' in fault (hosts: {})", names.join(", ")))
+        self.fail(format!(
+            "unknown host '{name}' in fault (hosts: {})",
+            crate::names::listed(&self.resolver.names)
+        ))
     }
 
     /// A known node and one of its services.
@@ -1091,8 +1173,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         self.fail(format!("host '{name}' is a client: it runs no gossip agent"))
     }
 
+    /// Known hosts, patterns (`s{1..10}`) expanded.
     fn known_all(&self, list: &[String]) -> Result<Vec<String>, ScenarioError> {
-        list.iter().map(|name| self.known(name)).collect()
+        let mut names = Vec::new();
+        for item in list {
+            for (_, name) in crate::names::expand(item).or_else(|e| self.fail(e))? {
+                names.push(self.known(&name)?);
+            }
+        }
+        Ok(names)
     }
 
     fn all_or(&self, list: &Option<Vec<String>>) -> Result<Vec<String>, ScenarioError> {
@@ -1103,7 +1192,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
     }
 
     fn disjoint(&self, a: &[String], b: &[String]) -> Result<(), ScenarioError> {
-        if a.is_empty() || b.is_empty() || a.iter().any(|n| b.contains(n)) {
+        let in_b: BTreeSet<&String> = b.iter().collect();
+        if a.is_empty() || b.is_empty() || a.iter().any(|n| in_b.contains(n)) {
             return self.fail("a partition needs two disjoint, non-empty groups");
         }
         Ok(())

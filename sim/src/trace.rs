@@ -4,7 +4,7 @@
 //! the JSON Lines form, a fixed algorithm) is printed by every run.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
@@ -30,6 +30,12 @@ pub enum WorldEvent {
         roles: BTreeMap<String, String>,
         start_at_ms: BTreeMap<String, u64>,
         faults: Vec<FaultSpec>,
+        /// The hosts whose whole gossip view is recorded, if not every host (`[trace] views`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        views: Option<Vec<String>>,
+        /// The members recorded in every host's view besides (`[trace] follow`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        follow: Vec<String>,
     },
     /// Fault `id` of the plan began.
     FaultStarted { id: usize, fault: FaultKind },
@@ -39,12 +45,24 @@ pub enum WorldEvent {
     HostCrashed,
     /// The host (the record's host) was powered on again after a crash.
     HostRestarted,
-    /// Packets from `from` to `to` are now lost (TCP and UDP alike).
-    LinkCut { from: String, to: String },
-    /// Packets from `from` to `to` flow again.
-    LinkRepaired { from: String, to: String },
+    /// Packets from every host of `from` to every host of `to` are now lost (TCP and UDP
+    /// alike). Only links whose state changed are listed: one partition is one record per
+    /// direction, however many hosts it cuts.
+    LinkCut { from: Vec<String>, to: Vec<String> },
+    /// Packets from every host of `from` to every host of `to` flow again.
+    LinkRepaired { from: Vec<String>, to: Vec<String> },
     /// The gossip impairment now in force on the record's host's outgoing datagrams.
     GossipImpaired { loss_rate: f64, extra_latency_ms: u64 },
+}
+
+impl WorldEvent {
+    /// A plan with `roles` and nothing else: no faults, every host starting at 0 (for tests
+    /// that build traces by hand).
+    #[cfg(test)]
+    pub(crate) fn bare_plan(duration_ms: u64, roles: BTreeMap<String, String>) -> Self {
+        let (start_at_ms, faults, views, follow) = (BTreeMap::new(), Vec::new(), None, Vec::new());
+        WorldEvent::Plan { duration_ms, roles, start_at_ms, faults, views, follow }
+    }
 }
 
 /// A record's content: an event of the stack or of the world.
@@ -110,13 +128,57 @@ impl Trace {
     }
 }
 
+/// Which entries of the hosts' gossip views a run records. Every host's view of every member
+/// is nodes squared records (100 million at 10,000 nodes), so a large scenario records the
+/// whole view of a few hosts, every host's view of a few members, and every host's own
+/// entry. The invariants and figures that read views read only recorded entries, and the
+/// report says so.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewScope {
+    /// The hosts whose whole view is recorded; `None`: every host.
+    pub observers: Option<BTreeSet<String>>,
+    /// Members recorded in every host's view.
+    pub followed: BTreeSet<String>,
+}
+
+impl ViewScope {
+    /// Whether `observer`'s view of `member` is recorded.
+    pub fn records(&self, observer: &str, member: &str) -> bool {
+        observer == member
+            || self.observers.as_ref().is_none_or(|hosts| hosts.contains(observer))
+            || self.followed.contains(member)
+    }
+
+    /// Whether every entry of every view is recorded.
+    pub fn is_full(&self) -> bool {
+        self.observers.is_none()
+    }
+
+    /// Whether `observer`'s whole view is recorded.
+    pub fn records_all_of(&self, observer: &str) -> bool {
+        self.observers.as_ref().is_none_or(|hosts| hosts.contains(observer))
+    }
+}
+
 /// Collects records from every host of a run.
 #[derive(Clone, Default)]
 pub struct Recorder {
     records: Rc<RefCell<Vec<Record>>>,
+    scope: Rc<ViewScope>,
 }
 
 impl Recorder {
+    /// A recorder that keeps the view entries of `scope` only.
+    pub fn scoped(scope: ViewScope) -> Self {
+        Self { records: Rc::default(), scope: Rc::new(scope) }
+    }
+
+    /// Whether `observer`'s view of `member` is recorded (an engine may skip the work for an
+    /// entry that is not).
+    pub fn records_view(&self, observer: &str, member: &str) -> bool {
+        self.scope.records(observer, member)
+    }
+
     /// Records something the world did to `host` (or [`WORLD`]).
     pub fn world(&self, at: Duration, host: &str, event: WorldEvent) {
         self.push(at, host, Entry::World(event));
@@ -152,6 +214,13 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn record(&self, at: Duration, host: &str, event: Event) {
+        let view_entry = match &event {
+            Event::MemberState { member, .. } | Event::Member { member, .. } => Some(member),
+            _ => None,
+        };
+        if view_entry.is_some_and(|member| !self.scope.records(host, member)) {
+            return;
+        }
         self.push(at, host, Entry::Host(event));
     }
 }

@@ -102,6 +102,8 @@ pub struct World {
     pub engine: crate::engines::EngineKind,
     /// `[swarm]`: each seed draws more faults from these ranges.
     pub swarm: Option<crate::swarm::Swarm>,
+    /// Which gossip view entries the trace records (`[trace]`; default: all).
+    pub trace_scope: crate::trace::ViewScope,
 }
 
 /// Which invariants a world checks, with their bounds.

@@ -53,7 +53,7 @@ impl Coalescer {
     pub fn push(&mut self, event: MemberEvent, now: Duration) {
         self.first_at.get_or_insert(now);
         self.last_at = now;
-        self.latest.insert(event.member.name.clone(), event);
+        self.latest.insert(event.member.name.to_string(), event);
     }
 
     /// When the pending events are due, if there are any.
@@ -105,7 +105,6 @@ fn order(change: MemberChange) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::gossip::Status;
@@ -116,13 +115,13 @@ mod tests {
             addr: ([10, 0, 0, 1], 7946).into(),
             incarnation: 0,
             status: Status::Alive,
-            tags: BTreeMap::new(),
+            tags: Default::default(),
         };
         MemberEvent { change, member }
     }
 
     fn names(batch: &Batch) -> Vec<&str> {
-        batch.members.iter().map(|m| m.name.as_str()).collect()
+        batch.members.iter().map(|m| &*m.name).collect()
     }
 
     fn s(secs: f64) -> Duration {

@@ -47,11 +47,18 @@ impl Status {
     }
 }
 
+/// A node's name, shared by every table and message that holds it (at 10,000 nodes there are
+/// 100 million table entries in one simulation).
+pub type Name = std::sync::Arc<str>;
+
+/// Serf tags, such as `role=backend`, shared the same way (most members carry equal tags).
+pub type Tags = std::sync::Arc<BTreeMap<String, String>>;
+
 /// What a node knows about one member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
     /// Unique node name.
-    pub name: String,
+    pub name: Name,
     /// Gossip address.
     pub addr: SocketAddr,
     /// Incremented only by the node itself, to refute suspicion.
@@ -59,7 +66,7 @@ pub struct NodeState {
     /// Liveness at that incarnation.
     pub status: Status,
     /// Serf tags, such as `role=backend`.
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 /// The Lamport time of a member's last join or leave intent, as a push-pull carries it.
@@ -260,7 +267,7 @@ mod tests {
             addr: "10.0.0.1:7946".parse().unwrap(),
             incarnation: 3,
             status: Status::Alive,
-            tags: BTreeMap::from([("role".into(), "backend".into())]),
+            tags: Tags::new(BTreeMap::from([("role".into(), "backend".into())])),
         }
     }
 
@@ -318,7 +325,7 @@ mod tests {
     #[test]
     fn rejects_over_limit_fields() {
         let mut big = state("s1");
-        big.tags.insert("k".into(), "v".repeat(600));
+        std::sync::Arc::make_mut(&mut big.tags).insert("k".into(), "v".repeat(600));
         let bytes = with_version(vec![Message::Alive(big)]).unwrap();
         assert!(matches!(decode(&bytes), Err(CodecError::TooLarge { .. } | CodecError::OverLimit(_))));
         let bytes = with_version(vec![Message::Ping { seq: 1, target: String::new() }]).unwrap();
@@ -403,11 +410,11 @@ pub(crate) mod arbitrary {
             prop::sample::select(vec![Status::Alive, Status::Suspect, Status::Dead, Status::Left]).boxed()
         };
         (name(), 1u8..8, incarnation(), status).prop_map(|(name, host, incarnation, status)| NodeState {
-            name,
+            name: name.into(),
             addr: SocketAddr::from(([10, 0, 0, host], 7946)),
             incarnation,
             status,
-            tags: BTreeMap::from([("role".into(), "backend".into())]),
+            tags: Tags::new(BTreeMap::from([("role".into(), "backend".into())])),
         })
     }
 

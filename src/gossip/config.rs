@@ -1,6 +1,5 @@
 //! Gossip agent settings, with memberlist's LAN defaults.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -40,7 +39,7 @@ pub struct GossipConfig {
     /// The address peers reach this node at.
     pub addr: SocketAddr,
     /// Serf tags.
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::codec::Tags,
     /// Addresses to join through; empty means start a new cluster.
     pub seeds: Vec<SocketAddr>,
     /// Members a snapshot remembers (Serf's `-rejoin`): pushed and pulled at start besides
@@ -165,7 +164,7 @@ impl GossipConfig {
         Self {
             name: name.into(),
             addr,
-            tags: BTreeMap::new(),
+            tags: Default::default(),
             seeds: Vec::new(),
             rejoin: Vec::new(),
             join: JoinMode::Once { timeout: Duration::from_secs(1) },

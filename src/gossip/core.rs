@@ -28,8 +28,12 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::codec::{self, CodecError, DATAGRAM_BYTES_MAX, Message, NodeState, Status, StatusTime};
+use super::broadcasts::BroadcastQueue;
+use super::codec::{
+    self, CodecError, DATAGRAM_BYTES_MAX, Message, Name, NodeState, Status, StatusTime, Tags,
+};
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
+use super::intern::Interner;
 use super::lifeguard::{self, Awareness, Suspicion};
 use super::serf::{
     BROADCAST_TIMEOUT, IntentKind, LEAVE_PROPAGATE_DELAY, LamportClock, LeavePhase, RecentIntents,
@@ -143,7 +147,7 @@ struct Member {
     /// When the member last changed status, for gossip-to-the-dead.
     status_since: Duration,
     /// While it is suspect: who accused it and how long the suspicion lasts.
-    suspicion: Option<Suspicion>,
+    suspicion: Option<Box<Suspicion>>,
     /// Lamport time of the last join or leave intent applied for it (Serf's statusLTime).
     status_ltime: u64,
     /// A leave intent came while it was alive (Serf's "leaving"): its own announcement, or
@@ -159,21 +163,17 @@ impl Member {
 
 /// What a broadcast is about: a newer one about the same subject replaces it. memberlist's
 /// and Serf's messages about one node queue apart, as in Serf.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Subject {
-    Member(String),
-    Intent(String),
+    Member(Name),
+    Intent(Name),
 }
+
+/// A merge that adds fewer members than this never rebuilds the table (see `merge`).
+const COMPACT_MIN_GROWTH: usize = 64;
 
 /// Indirect pings we make for other nodes at once; more ping-reqs are dropped.
 pub const RELAYS_MAX: usize = 64;
-
-#[derive(Clone, Debug)]
-struct Broadcast {
-    subject: Subject,
-    message: Message,
-    transmits: u32,
-}
 
 /// The probe round under way.
 #[derive(Clone, Debug)]
@@ -204,11 +204,17 @@ struct Relay {
 pub struct Agent {
     config: GossipConfig,
     incarnation: u32,
-    members: BTreeMap<String, Member>,
-    broadcasts: Vec<Broadcast>,
+    members: BTreeMap<Name, Member>,
+    broadcasts: BroadcastQueue<Subject>,
+    /// Broadcasts dropped from a full queue, as Serf counts its pruned messages.
+    broadcasts_dropped: u64,
+    /// Shares names and tags with other tables.
+    interner: Interner,
+    /// Member names in the order they were added: random peers are drawn from it by index.
+    peer_order: Vec<Name>,
     rng: ChaCha8Rng,
     next_seq: u32,
-    probe_queue: Vec<String>,
+    probe_queue: Vec<Name>,
     probe: Option<Probe>,
     /// Indirect pings in flight for other nodes, by our sequence number.
     relays: BTreeMap<u32, Relay>,
@@ -227,14 +233,14 @@ pub struct Agent {
     version: u64,
     /// Members whose entry changed since the driver last took them (at most the table and
     /// the members erased since).
-    changed: BTreeSet<String>,
+    changed: BTreeSet<Name>,
 }
 
 /// Marks `name`'s entry as changed.
-fn touch(version: &mut u64, changed: &mut BTreeSet<String>, name: &str) {
+fn touch(version: &mut u64, changed: &mut BTreeSet<Name>, name: &str) {
     *version += 1;
     if !changed.contains(name) {
-        changed.insert(name.to_string());
+        changed.insert(name.into());
     }
 }
 
@@ -249,7 +255,10 @@ impl Agent {
             config,
             incarnation: 0,
             members: BTreeMap::new(),
-            broadcasts: Vec::new(),
+            broadcasts: BroadcastQueue::default(),
+            broadcasts_dropped: 0,
+            interner: Interner::default(),
+            peer_order: Vec::new(),
             rng,
             next_seq: 0,
             probe_queue: Vec::new(),
@@ -267,6 +276,11 @@ impl Agent {
         }
     }
 
+    /// Shares names and tags with the other tables of `interner` (agents of one process).
+    pub fn share_interner(&mut self, interner: Interner) {
+        self.interner = interner;
+    }
+
     /// Starts the agent: announces itself, arms the periodic timers and starts joining.
     pub fn start(&mut self, now: Duration, out: &mut Vec<Action>) {
         assert!(self.members.is_empty(), "start is called once");
@@ -274,8 +288,8 @@ impl Agent {
         let mut member = Member::new(me.clone(), now);
         // Serf announces a join intent at start: it cancels a leave older than this life.
         member.status_ltime = self.clock.increment();
-        let intent = Message::JoinIntent { name: me.name.clone(), ltime: member.status_ltime };
-        self.members.insert(me.name.clone(), member);
+        let intent = Message::JoinIntent { name: me.name.to_string(), ltime: member.status_ltime };
+        self.insert_member(member);
         self.enqueue(Subject::Intent(me.name.clone()), intent);
         touch(&mut self.version, &mut self.changed, &me.name);
         out.push(Action::Event(MemberEvent { change: MemberChange::Join, member: me }));
@@ -319,7 +333,7 @@ impl Agent {
 
     /// The members whose entry changed (or that were erased) since the last call, by name:
     /// a driver records a view's changes without comparing the whole table.
-    pub fn take_changed(&mut self) -> BTreeSet<String> {
+    pub fn take_changed(&mut self) -> BTreeSet<Name> {
         std::mem::take(&mut self.changed)
     }
 
@@ -426,7 +440,7 @@ impl Agent {
     ) {
         self.clock.witness(ltime);
         let left: std::collections::BTreeSet<String> =
-            states.iter().filter(|s| s.status == Status::Left).map(|s| s.name.clone()).collect();
+            states.iter().filter(|s| s.status == Status::Left).map(|s| s.name.to_string()).collect();
         self.merge(states, now, out);
         for intent in intents {
             let kind = if left.contains(&intent.name) { IntentKind::Leave } else { IntentKind::Join };
@@ -510,11 +524,14 @@ impl Agent {
         }
         let name = self.config.name.clone();
         let ltime = self.clock.increment();
-        if let Some(me) = self.members.get_mut(&name) {
+        if let Some(me) = self.members.get_mut(name.as_str()) {
             me.status_ltime = ltime;
             me.leaving = true;
         }
-        self.enqueue(Subject::Intent(name.clone()), Message::LeaveIntent { name, ltime, prune: false });
+        self.enqueue(
+            Subject::Intent(Name::from(name.as_str())),
+            Message::LeaveIntent { name, ltime, prune: false },
+        );
         self.leave = Some(LeavePhase::Intent { until: now + BROADCAST_TIMEOUT });
         out.push(Action::SetTimer { timer: Timer::Leave, after: self.config.gossip_interval });
     }
@@ -528,7 +545,7 @@ impl Agent {
         out: &mut Vec<Action>,
     ) -> Result<(), CodecError> {
         let mut next = self.own_state();
-        next.tags = tags;
+        next.tags = Tags::new(tags);
         codec::check_state(&next)?;
         if next.tags == self.config.tags || self.leave.is_some() {
             return Ok(());
@@ -571,27 +588,30 @@ impl Agent {
         let Some(phase) = self.leave else { return };
         let name = self.config.name.clone();
         let pending = |agent: &Self, subject: &Subject| {
-            let has_peers = agent.members.values().any(|m| m.state.name != name && !m.state.status.is_gone());
-            has_peers && agent.broadcasts.iter().any(|b| b.subject == *subject)
+            let has_peers =
+                agent.members.values().any(|m| *m.state.name != *name && !m.state.status.is_gone());
+            has_peers && agent.broadcasts.contains(subject)
         };
         let again = Action::SetTimer { timer: Timer::Leave, after: self.config.gossip_interval };
         match phase {
-            LeavePhase::Intent { until } if now < until && pending(self, &Subject::Intent(name.clone())) => {
+            LeavePhase::Intent { until }
+                if now < until && pending(self, &Subject::Intent(Name::from(name.as_str()))) =>
+            {
                 out.push(again)
             }
             LeavePhase::Intent { .. } => {
-                let me = self.members.get_mut(&name).expect("self is always a member");
+                let me = self.members.get_mut(name.as_str()).expect("self is always a member");
                 me.state.status = Status::Left;
                 me.status_since = now;
                 let incarnation = me.state.incarnation;
                 touch(&mut self.version, &mut self.changed, &name);
                 let message = Message::Dead { name: name.clone(), incarnation, from: name.clone() };
-                self.enqueue(Subject::Member(name), message);
+                self.enqueue(Subject::Member(Name::from(name)), message);
                 self.leave = Some(LeavePhase::Announce { until: now + BROADCAST_TIMEOUT });
                 out.push(again);
             }
             LeavePhase::Announce { until }
-                if now < until && pending(self, &Subject::Member(name.clone())) =>
+                if now < until && pending(self, &Subject::Member(Name::from(name.as_str()))) =>
             {
                 out.push(again)
             }
@@ -608,7 +628,7 @@ impl Agent {
     fn reap(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL });
         let (failed, left) = (self.config.reconnect_timeout, self.config.tombstone_timeout);
-        let expired: Vec<String> = self
+        let expired: Vec<Name> = self
             .members
             .values()
             .filter(|m| match m.state.status {
@@ -617,7 +637,7 @@ impl Agent {
                 Status::Alive | Status::Suspect => false,
             })
             .map(|m| m.state.name.clone())
-            .collect();
+            .collect::<Vec<Name>>();
         for name in expired {
             self.erase(&name, out);
         }
@@ -629,6 +649,7 @@ impl Agent {
             return;
         }
         if let Some(member) = self.members.remove(name) {
+            self.peer_order.retain(|peer| **peer != *name);
             touch(&mut self.version, &mut self.changed, name);
             out.push(Action::Event(MemberEvent { change: MemberChange::Reap, member: member.state }));
         }
@@ -636,7 +657,7 @@ impl Agent {
 
     fn own_state(&self) -> NodeState {
         NodeState {
-            name: self.config.name.clone(),
+            name: self.config.name.as_str().into(),
             addr: self.config.addr,
             incarnation: self.incarnation,
             status: Status::Alive,
@@ -725,6 +746,8 @@ impl Agent {
     /// Merges a peer's full state. A remote "dead" only counts as a suspicion: a full sync
     /// never kills a node outright (memberlist does the same).
     fn merge(&mut self, states: Vec<NodeState>, now: Duration, out: &mut Vec<Action>) {
+        let before = self.members.len();
+        self.peer_order.reserve(states.len().saturating_sub(before));
         for state in states {
             match state.status {
                 Status::Alive => self.apply_alive(state, now, out),
@@ -733,13 +756,19 @@ impl Agent {
                 Status::Suspect | Status::Dead => {
                     // A node we never knew, reported suspect or dead, is not added (memberlist
                     // drops it): a rebooted node must not route to dead webapps.
-                    if !self.members.contains_key(&state.name) && state.name != self.config.name {
+                    if !self.members.contains_key(&state.name) && *state.name != *self.config.name {
                         continue;
                     }
                     let from = self.config.name.clone();
                     self.apply_suspect(&state.name, state.incarnation, &from, now, out);
                 }
             }
+        }
+        // A push-pull lists its members in name order, so a table that grew by it was filled
+        // in order, which leaves the map's nodes half empty; rebuilt from its sorted entries
+        // they are full (at 10,000 members per table, 100 million entries in a simulation).
+        if self.members.len() >= before + before / 4 + COMPACT_MIN_GROWTH {
+            self.members = std::mem::take(&mut self.members).into_iter().collect();
         }
     }
 
@@ -748,7 +777,7 @@ impl Agent {
         if state.status != Status::Alive {
             return;
         }
-        if state.name == self.config.name {
+        if *state.name == *self.config.name {
             if state.addr != self.config.addr {
                 // Another process claims our name: out-refuting it would go on for ever
                 // (memberlist reports the conflict to its delegate and does not refute).
@@ -764,40 +793,38 @@ impl Agent {
             }
             return;
         }
-        let conflict = self.members.get(&state.name).filter(|k| k.state.addr != state.addr);
-        if conflict.is_some_and(|known| !known.state.status.is_gone()) {
+        let known = self.members.get(&*state.name);
+        if known.is_some_and(|k| k.state.addr != state.addr && !k.state.status.is_gone()) {
             // Same name, another address, while the one we know lives: keep it (memberlist
             // does the same until the known one is dead).
             tracing::warn!(name = %state.name, theirs = %state.addr, "name conflict: address kept");
             return;
         }
-        if !self.members.contains_key(&state.name) && self.members.len() >= self.config.members_max {
+        if known.is_none() && self.members.len() >= self.config.members_max {
             tracing::warn!(name = %state.name, max = self.config.members_max, "member table full: new member refused");
             return;
         }
-        let change = match self.members.get(&state.name) {
+        let change = match known {
             None => Some(MemberChange::Join),
-            Some(known) if state.incarnation <= known.state.incarnation => None,
+            Some(known) if state.incarnation <= known.state.incarnation => return,
             Some(known) if known.state.status.is_gone() => Some(MemberChange::Join),
             Some(known) if known.state.tags != state.tags => Some(MemberChange::Update),
             Some(_) => None,
         };
-        let is_newer = self.members.get(&state.name).is_none_or(|k| state.incarnation > k.state.incarnation);
-        if !is_newer {
-            return;
-        }
-        let member = match self.members.remove(&state.name) {
-            Some(mut known) => {
+        let state = self.interner.state(state);
+        match self.members.get_mut(&*state.name) {
+            Some(known) => {
                 if known.state.status != Status::Alive {
                     known.status_since = now;
                 }
                 known.state = state.clone();
                 known.suspicion = None;
-                known
             }
-            None => self.first_sight(state.clone(), now),
-        };
-        self.members.insert(state.name.clone(), member);
+            None => {
+                let member = self.first_sight(state.clone(), now);
+                self.insert_member(member);
+            }
+        }
         touch(&mut self.version, &mut self.changed, &state.name);
         self.enqueue(Subject::Member(state.name.clone()), Message::Alive(state.clone()));
         if let Some(change) = change {
@@ -853,7 +880,7 @@ impl Agent {
             out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
         }
         let left = member.state.status == Status::Left;
-        self.enqueue(Subject::Intent(name.to_string()), message);
+        self.enqueue(Subject::Intent(Name::from(name)), message);
         if kind == IntentKind::Leave && prune && left {
             self.erase(name, out);
         }
@@ -868,10 +895,10 @@ impl Agent {
         self.clock.witness(ltime);
         let ltime = self.clock.increment();
         let name = self.config.name.clone();
-        if let Some(me) = self.members.get_mut(&name) {
+        if let Some(me) = self.members.get_mut(name.as_str()) {
             me.status_ltime = ltime;
         }
-        self.enqueue(Subject::Intent(name.clone()), Message::JoinIntent { name, ltime });
+        self.enqueue(Subject::Intent(Name::from(name.as_str())), Message::JoinIntent { name, ltime });
     }
 
     /// `name` announced its own death: it left (memberlist's "left"). Serf would call it
@@ -896,7 +923,7 @@ impl Agent {
         let state = member.state.clone();
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: name.to_string() };
-        self.enqueue(Subject::Member(name.to_string()), message);
+        self.enqueue(Subject::Member(Name::from(name)), message);
         out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
     }
 
@@ -927,7 +954,7 @@ impl Agent {
                     let (incarnation, deadline) = (member.state.incarnation, suspicion.deadline());
                     let message =
                         Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
-                    self.enqueue(Subject::Member(name.to_string()), message);
+                    self.enqueue(Subject::Member(Name::from(name)), message);
                     let timer = Timer::Suspicion { name: name.to_string(), incarnation };
                     out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
                 }
@@ -940,10 +967,10 @@ impl Agent {
         member.state.incarnation = incarnation;
         member.state.status = Status::Suspect;
         member.status_since = now;
-        member.suspicion = Some(suspicion);
+        member.suspicion = Some(Box::new(suspicion));
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(Subject::Member(name.to_string()), message);
+        self.enqueue(Subject::Member(Name::from(name)), message);
         out.push(Action::SetTimer {
             timer: Timer::Suspicion { name: name.to_string(), incarnation },
             after: timeout,
@@ -983,7 +1010,7 @@ impl Agent {
         let state = member.state.clone();
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(Subject::Member(name.to_string()), message);
+        self.enqueue(Subject::Member(Name::from(name)), message);
         out.push(Action::Event(MemberEvent { change, member: state }));
     }
 
@@ -999,7 +1026,7 @@ impl Agent {
             return;
         }
         let name = self.config.name.clone();
-        let member = self.members.get_mut(&name).expect("self is always a member");
+        let member = self.members.get_mut(name.as_str()).expect("self is always a member");
         if member.state.status != status && incarnation >= member.state.incarnation {
             member.state.status = status;
             member.state.incarnation = incarnation;
@@ -1053,7 +1080,7 @@ impl Agent {
         let Some(target) = self.next_probe_target() else { return };
         self.next_seq = self.next_seq.wrapping_add(1);
         let seq = self.next_seq;
-        let state = &self.members[&target].state;
+        let state = &self.members[target.as_str()].state;
         let (addr, status, incarnation) = (state.addr, state.status, state.incarnation);
         let probe = Probe {
             seq,
@@ -1083,9 +1110,9 @@ impl Agent {
     fn ask_helpers(&mut self, seq: u32, now: Duration, out: &mut Vec<Action>) {
         let Some(probe) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else { return };
         let target = probe.target.clone();
-        let Some(addr) = self.members.get(&target).map(|m| m.state.addr) else { return };
+        let Some(addr) = self.members.get(target.as_str()).map(|m| m.state.addr) else { return };
         let count = self.config.indirect_checks;
-        let helpers = self.random_peers(count, now, |s| s.status == Status::Alive && s.name != target);
+        let helpers = self.random_peers(count, now, |s| s.status == Status::Alive && *s.name != *target);
         let request = Message::PingReq { seq, target: target.clone(), addr, nack: true };
         for helper in &helpers {
             self.send(*helper, std::slice::from_ref(&request), out);
@@ -1141,7 +1168,9 @@ impl Agent {
             tracing::warn!(target = %probe.target, "reached over TCP but not UDP: the network may drop datagrams");
             return;
         }
-        let Some(incarnation) = self.members.get(&probe.target).map(|m| m.state.incarnation) else { return };
+        let Some(incarnation) = self.members.get(probe.target.as_str()).map(|m| m.state.incarnation) else {
+            return;
+        };
         let me = self.config.name.clone();
         self.apply_suspect(&probe.target, incarnation, &me, now, out);
     }
@@ -1151,15 +1180,15 @@ impl Agent {
     fn next_probe_target(&mut self) -> Option<String> {
         for _ in 0..2 {
             while let Some(name) = self.probe_queue.pop() {
-                let probeable = self.members.get(&name).is_some_and(|m| !m.state.status.is_gone());
+                let probeable = self.members.get(&*name).is_some_and(|m| !m.state.status.is_gone());
                 if probeable {
-                    return Some(name);
+                    return Some(name.to_string());
                 }
             }
             self.probe_queue = self
                 .members
                 .values()
-                .filter(|m| m.state.name != self.config.name && !m.state.status.is_gone())
+                .filter(|m| *m.state.name != *self.config.name && !m.state.status.is_gone())
                 .map(|m| m.state.name.clone())
                 .collect();
             self.probe_queue.shuffle(&mut self.rng);
@@ -1189,16 +1218,24 @@ impl Agent {
         now: Duration,
         wanted: impl Fn(&NodeState) -> bool,
     ) -> Vec<SocketAddr> {
+        // memberlist's kRandomNodes: random draws from the table, at most 3 per member, so a
+        // pick costs the peers wanted, not the table.
         let to_the_dead = self.config.gossip_to_the_dead;
-        let mut peers: Vec<SocketAddr> = self
-            .members
-            .values()
-            .filter(|m| m.state.name != self.config.name && wanted(&m.state))
-            .filter(|m| !m.state.status.is_gone() || now.saturating_sub(m.status_since) < to_the_dead)
-            .map(|m| m.state.addr)
-            .collect();
-        peers.shuffle(&mut self.rng);
-        peers.truncate(count);
+        let tries = 3 * self.peer_order.len();
+        let mut peers: Vec<SocketAddr> = Vec::with_capacity(count);
+        for _ in 0..tries {
+            if peers.len() >= count {
+                break;
+            }
+            let name = &self.peer_order[self.rng.random_range(0..self.peer_order.len())];
+            let Some(member) = self.members.get(&**name) else { continue };
+            let fresh =
+                !member.state.status.is_gone() || now.saturating_sub(member.status_since) < to_the_dead;
+            let ours = *member.state.name == *self.config.name;
+            if !ours && fresh && wanted(&member.state) && !peers.contains(&member.state.addr) {
+                peers.push(member.state.addr);
+            }
+        }
         peers
     }
 
@@ -1218,23 +1255,32 @@ impl Agent {
     /// news, as far as the datagram size allows; each one counts as transmitted once.
     fn piggyback(&mut self, packet: &mut Vec<Message>) {
         let limit = self.retransmit_limit();
-        self.broadcasts.sort_by_key(|b| b.transmits);
         let mut size = 8 + packet.iter().map(codec::encoded_len).sum::<usize>();
-        for broadcast in &mut self.broadcasts {
-            let len = codec::encoded_len(&broadcast.message);
-            if size + len > DATAGRAM_BYTES_MAX {
-                break;
-            }
-            size += len;
-            broadcast.transmits += 1;
-            packet.push(broadcast.message.clone());
-        }
-        self.broadcasts.retain(|b| b.transmits < limit);
+        let taken = self.broadcasts.take(limit, |message| {
+            let len = codec::encoded_len(message);
+            let fits = size + len <= DATAGRAM_BYTES_MAX;
+            size += if fits { len } else { 0 };
+            fits
+        });
+        packet.extend(taken);
     }
 
     fn enqueue(&mut self, subject: Subject, message: Message) {
-        self.broadcasts.retain(|b| b.subject != subject);
-        self.broadcasts.push(Broadcast { subject, message, transmits: 0 });
+        let dropped = self.broadcasts.push(subject, message);
+        self.broadcasts_dropped += dropped as u64;
+    }
+
+    /// Broadcasts dropped because the queue was full ([`super::broadcasts::BROADCASTS_MAX`]).
+    pub fn broadcasts_dropped(&self) -> u64 {
+        self.broadcasts_dropped
+    }
+
+    /// Adds a member the table does not hold.
+    fn insert_member(&mut self, member: Member) {
+        let name = member.state.name.clone();
+        if self.members.insert(name.clone(), member).is_none() {
+            self.peer_order.push(name);
+        }
     }
 
     /// Our full state: the member table and each member's intent time.
@@ -1244,7 +1290,7 @@ impl Agent {
             .members
             .values()
             .filter(|m| m.status_ltime > 0)
-            .map(|m| StatusTime { name: m.state.name.clone(), ltime: m.status_ltime })
+            .map(|m| StatusTime { name: m.state.name.to_string(), ltime: m.status_ltime })
             .collect();
         Message::PushPull { join, reply, ltime: self.clock.time(), states, intents }
     }

@@ -212,7 +212,7 @@ pub async fn run<N: Net>(
 /// view, so that the trace holds each host's view over time without a copy per change.
 fn record_state_changes<'a, N: Net>(
     env: &HostEnv<N>,
-    published: &mut BTreeMap<String, (Status, u32)>,
+    published: &mut BTreeMap<super::codec::Name, (Status, u32)>,
     changed: impl Iterator<Item = &'a NodeState>,
 ) {
     for event in state_changes(published, changed) {
@@ -223,7 +223,7 @@ fn record_state_changes<'a, N: Net>(
 /// The `member-state` records for the changed members whose status or incarnation differs
 /// from `published`, which is brought up to date. Every engine records views this way.
 pub fn state_changes<'a>(
-    published: &mut BTreeMap<String, (Status, u32)>,
+    published: &mut BTreeMap<super::codec::Name, (Status, u32)>,
     changed: impl Iterator<Item = &'a NodeState>,
 ) -> Vec<Event> {
     let mut events = Vec::new();
@@ -240,7 +240,7 @@ pub fn state_changes<'a>(
             Status::Left => MemberStatus::Left,
         };
         events.push(Event::MemberState {
-            member: member.name.clone(),
+            member: member.name.to_string(),
             status,
             incarnation: member.incarnation,
         });
@@ -332,9 +332,9 @@ async fn perform<N: Net>(
             }
             env.observe(Event::Member {
                 change: event.change,
-                member: event.member.name,
+                member: event.member.name.to_string(),
                 addr: event.member.addr.to_string(),
-                tags: event.member.tags,
+                tags: (*event.member.tags).clone(),
             })
         }
         Action::JoinAttempt { attempt } => env.observe(Event::JoinAttempt { attempt, seeds: seeds.to_vec() }),

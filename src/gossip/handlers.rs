@@ -230,7 +230,7 @@ mod tests {
             addr: ([127, 0, 0, 5], 7946).into(),
             incarnation: 0,
             status: Status::Alive,
-            tags,
+            tags: tags.into(),
         };
         let lines = stdin_lines(&[member("n5", BTreeMap::new()), member("s\t1", tags)]);
         assert_eq!(lines, "n5\t127.0.0.5\t\t\ns\\t1\t127.0.0.5\tlb\tdc-zone.a=x,role=lb\n");

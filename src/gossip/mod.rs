@@ -5,14 +5,18 @@
 //! - [`serf`]: Serf's layer: Lamport-ordered join and leave intents, graceful leave.
 //! - [`codec`]: the datagram format.
 //! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
+//! - [`broadcasts`]: the queue of pending broadcasts.
+//! - [`intern`]: names and tags shared between member tables.
 //! - [`coalesce`] and [`handlers`]: Serf's event handlers, coalesced, on real processes.
 
+pub mod broadcasts;
 pub mod coalesce;
 pub mod codec;
 pub mod config;
 pub mod core;
 pub mod driver;
 pub mod handlers;
+pub mod intern;
 pub mod lifeguard;
 pub mod serf;
 pub mod snapshot;

@@ -14,7 +14,7 @@ pub const REJOIN_MAX: usize = 16;
 
 /// The snapshot's text: one `name address` line per alive member other than `me`.
 pub fn render(members: &[NodeState], me: &str) -> String {
-    let alive = members.iter().filter(|m| m.name != me && m.status == Status::Alive);
+    let alive = members.iter().filter(|m| &*m.name != me && m.status == Status::Alive);
     alive.map(|m| format!("{} {}\n", m.name, m.addr)).collect()
 }
 
@@ -41,13 +41,12 @@ pub fn parse(path: &Path, text: &str) -> Vec<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
 
     fn member(name: &str, host: u8, status: Status) -> NodeState {
         let addr = SocketAddr::from(([10, 0, 0, host], 7946));
-        NodeState { name: name.into(), addr, incarnation: 0, status, tags: BTreeMap::new() }
+        NodeState { name: name.into(), addr, incarnation: 0, status, tags: Default::default() }
     }
 
     #[test]

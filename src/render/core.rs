@@ -38,9 +38,9 @@ fn live_by_default() -> bool {
 impl From<&NodeState> for Member {
     fn from(state: &NodeState) -> Self {
         Member {
-            name: state.name.clone(),
+            name: state.name.to_string(),
             addr: state.addr.ip(),
-            tags: state.tags.clone(),
+            tags: (*state.tags).clone(),
             live: !state.status.is_gone(),
         }
     }
@@ -165,7 +165,7 @@ mod tests {
             addr: (ip, 7946).into(),
             incarnation: 0,
             status,
-            tags: BTreeMap::from([("role".to_string(), role.to_string())]),
+            tags: BTreeMap::from([("role".to_string(), role.to_string())]).into(),
         };
         Member::from(&state)
     }

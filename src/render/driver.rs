@@ -347,7 +347,7 @@ mod tests {
             addr: ([10, 0, 0, last], 7946).into(),
             incarnation: 0,
             status: Status::Alive,
-            tags: BTreeMap::from([("role".into(), "backend".into())]),
+            tags: BTreeMap::from([("role".into(), "backend".into())]).into(),
         }
     }
 

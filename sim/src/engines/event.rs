@@ -24,7 +24,7 @@
 //! recorded (at thousands of nodes they would dwarf the rest); every record the invariants
 //! read is.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_M
 use rollcall::gossip::codec::{NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Timer};
 use rollcall::gossip::driver::{View, state_changes};
+use rollcall::gossip::intern::Interner;
 use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
@@ -193,7 +194,7 @@ struct AgentRun {
     agent: Agent,
     /// The seeds it joins through, as its driver records them.
     seeds: Vec<String>,
-    published: BTreeMap<String, (Status, u32)>,
+    published: BTreeMap<rollcall::gossip::codec::Name, (Status, u32)>,
     health: u32,
     version: Option<u64>,
     /// Whether its `gossip-synced` record was made.
@@ -211,9 +212,12 @@ struct Engine<'a> {
     by_ip: BTreeMap<IpAddr, usize>,
     by_name: BTreeMap<String, usize>,
     recorder: Recorder,
+    /// Names and tags shared by every agent's member table.
+    interner: Interner,
     active: super::ActiveFaults,
-    /// The directed links cut now, by host index.
-    cut_links: BTreeSet<(usize, usize)>,
+    /// The partitions in force, by host index: `(from, to)` masks; a link is cut if any
+    /// partition covers it.
+    cut_links: Vec<(Vec<bool>, Vec<bool>)>,
 }
 
 impl<'a> Engine<'a> {
@@ -228,9 +232,10 @@ impl<'a> Engine<'a> {
             hosts: Vec::new(),
             by_ip: BTreeMap::new(),
             by_name: BTreeMap::new(),
-            recorder: Recorder::default(),
+            recorder: Recorder::scoped(world.trace_scope.clone()),
+            interner: Interner::default(),
             active: super::ActiveFaults::default(),
-            cut_links: BTreeSet::new(),
+            cut_links: Vec::new(),
         };
         for (index, spec) in world.hosts.iter().enumerate() {
             let ip = IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_ADDRESS) + index as u32));
@@ -335,7 +340,17 @@ impl<'a> Engine<'a> {
 
     /// Whether traffic from `from` to `to` is cut now.
     fn cut(&self, from: usize, to: usize) -> bool {
-        self.cut_links.contains(&(from, to))
+        self.cut_links.iter().any(|(senders, receivers)| senders[from] && receivers[to])
+    }
+
+    /// The partitions in force as host masks.
+    fn cut_masks(&self) -> Vec<(Vec<bool>, Vec<bool>)> {
+        let mask = |names: &std::collections::BTreeSet<String>| {
+            let mut mask = vec![false; self.hosts.len()];
+            names.iter().for_each(|name| mask[self.by_name[name]] = true);
+            mask
+        };
+        self.active.cuts().groups().map(|(from, to)| (mask(from), mask(to))).collect()
     }
 
     /// One link's latency, drawn as turmoil draws it.
@@ -442,8 +457,9 @@ impl<'a> Engine<'a> {
         let state = &mut self.hosts[host];
         let run_seed =
             mix(mix(mix(self.seed, stable_hash(name.as_bytes())), u64::from(state.boots)), state.generation);
-        let agent =
+        let mut agent =
             Agent::new(config, ChaCha8Rng::seed_from_u64(mix(run_seed, stable_hash(b"gossip-agent"))));
+        agent.share_interner(self.interner.clone());
         state.agent = Some(AgentRun {
             agent,
             seeds,
@@ -508,7 +524,10 @@ impl<'a> Engine<'a> {
         if version_changed {
             run.version = Some(version);
             let changed = run.agent.take_changed();
-            events = state_changes(&mut run.published, changed.iter().filter_map(|n| run.agent.member(n)));
+            // Entries the trace does not record are not published either: the table of what
+            // was published would be nodes squared.
+            let recorded = changed.iter().filter(|member| self.recorder.records_view(&state.name, member));
+            events = state_changes(&mut run.published, recorded.filter_map(|n| run.agent.member(n)));
             if run.agent.is_synced() && !run.synced {
                 run.synced = true;
                 events.push(Event::GossipSynced);
@@ -555,13 +574,16 @@ impl<'a> Engine<'a> {
             Action::SetTimer { timer, after } => {
                 self.schedule(self.now + after, Happening::Timer { host, generation, timer })
             }
+            // An entry the trace does not record is not built either (nodes squared of them).
+            Action::Event(event)
+                if !self.recorder.records_view(&self.hosts[host].name, &event.member.name) => {}
             Action::Event(event) => self.observe(
                 host,
                 Event::Member {
                     change: event.change,
-                    member: event.member.name,
+                    member: event.member.name.to_string(),
                     addr: event.member.addr.to_string(),
-                    tags: event.member.tags,
+                    tags: (*event.member.tags).clone(),
                 },
             ),
             Action::JoinAttempt { attempt } => {
@@ -611,20 +633,16 @@ impl<'a> Engine<'a> {
         self.recorder.world(self.now, WORLD, record);
         match &fault {
             FaultKind::Partition { a, b, oneway } => {
-                for (from, to, cut) in self.active.partition(a, b, *oneway, start) {
-                    let link = (self.by_name[&from], self.by_name[&to]);
-                    if cut {
-                        self.cut_links.insert(link);
-                    } else {
-                        self.cut_links.remove(&link);
-                    }
-                    let event = if cut {
+                for group in self.active.partition(a, b, *oneway, start) {
+                    let (from, to) = (group.from, group.to);
+                    let event = if start {
                         WorldEvent::LinkCut { from, to }
                     } else {
                         WorldEvent::LinkRepaired { from, to }
                     };
                     self.recorder.world(self.now, WORLD, event);
                 }
+                self.cut_links = self.cut_masks();
             }
             FaultKind::Loss { hosts, .. } | FaultKind::Latency { hosts, .. } => {
                 for name in hosts {

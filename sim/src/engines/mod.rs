@@ -44,7 +44,10 @@ pub(crate) fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
     let start_at_ms = plan.start_at.iter().map(|(name, at)| (name.clone(), at.as_millis() as u64)).collect();
     let roles = world.hosts.iter().map(|h| (h.name.clone(), h.role().to_string())).collect();
     let duration_ms = world.duration.as_millis() as u64;
-    WorldEvent::Plan { duration_ms, roles, start_at_ms, faults: plan.faults.clone() }
+    let scope = &world.trace_scope;
+    let views = scope.observers.as_ref().map(|hosts| hosts.iter().cloned().collect());
+    let follow = scope.followed.iter().cloned().collect();
+    WorldEvent::Plan { duration_ms, roles, start_at_ms, faults: plan.faults.clone(), views, follow }
 }
 
 /// Which faults are active, per directed host pair and per host: overlapping faults must not
@@ -52,41 +55,27 @@ pub(crate) fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
 /// rate per host, so the first end would).
 #[derive(Default)]
 pub(crate) struct ActiveFaults {
-    cuts: BTreeMap<(String, String), u32>,
+    cuts: crate::links::ActiveCuts,
     crashes: BTreeMap<String, u32>,
     loss: BTreeMap<String, BTreeMap<usize, f64>>,
     latency: BTreeMap<String, BTreeMap<usize, Duration>>,
 }
 
 impl ActiveFaults {
-    /// Starts or ends a partition; returns the directed links whose state changed, with
-    /// `true` for a cut and `false` for a repair.
+    /// Starts or ends a partition; returns the groups of links whose state changed.
     pub(crate) fn partition(
         &mut self,
         a: &[String],
         b: &[String],
         oneway: bool,
         cut: bool,
-    ) -> Vec<(String, String, bool)> {
-        let mut changed = Vec::new();
-        for x in a {
-            for y in b {
-                let mut directions = vec![(x, y)];
-                if !oneway {
-                    directions.push((y, x));
-                }
-                for (from, to) in directions {
-                    let count = self.cuts.entry((from.clone(), to.clone())).or_default();
-                    match (cut, *count) {
-                        (true, 0) => changed.push((from.clone(), to.clone(), true)),
-                        (false, 1) => changed.push((from.clone(), to.clone(), false)),
-                        _ => {}
-                    }
-                    *count = if cut { *count + 1 } else { count.saturating_sub(1) };
-                }
-            }
-        }
-        changed
+    ) -> Vec<crate::links::LinkGroup> {
+        self.cuts.partition(a, b, oneway, cut)
+    }
+
+    /// The partitions in force.
+    pub(crate) fn cuts(&self) -> &crate::links::ActiveCuts {
+        &self.cuts
     }
 
     /// Starts or ends loss or latency window `id` on `host`.

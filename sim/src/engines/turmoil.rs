@@ -131,7 +131,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         .udp_capacity(4096)
         .enable_random_order()
         .build();
-    let recorder = Recorder::default();
+    let recorder = Recorder::scoped(world.trace_scope.clone());
     let addresses: Rc<RefCell<BTreeMap<String, IpAddr>>> = Rc::default();
     let mut states: BTreeMap<String, Rc<HostState>> = BTreeMap::new();
     for host in &world.hosts {
@@ -301,14 +301,18 @@ impl WorldFaults {
     }
 
     fn partition(&mut self, sim: &mut turmoil::Sim<'_>, a: &[String], b: &[String], oneway: bool, cut: bool) {
-        for (from, to, cut) in self.active.partition(a, b, oneway, cut) {
-            if cut {
-                sim.partition_oneway(from.as_str(), to.as_str());
-                self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkCut { from, to });
-            } else {
-                sim.repair_oneway(from.as_str(), to.as_str());
-                self.recorder.world(sim.elapsed(), WORLD, WorldEvent::LinkRepaired { from, to });
+        for group in self.active.partition(a, b, oneway, cut) {
+            for (from, to) in group.links() {
+                if cut {
+                    sim.partition_oneway(from, to);
+                } else {
+                    sim.repair_oneway(from, to);
+                }
             }
+            let (from, to) = (group.from, group.to);
+            let event =
+                if cut { WorldEvent::LinkCut { from, to } } else { WorldEvent::LinkRepaired { from, to } };
+            self.recorder.world(sim.elapsed(), WORLD, event);
         }
     }
 

@@ -69,7 +69,7 @@ pub fn views(obs: &Observations, bound: &Window) -> Verdict {
                 continue;
             }
             checked = true;
-            if let Some(wrong) = view_error(obs, &view, at) {
+            if let Some(wrong) = view_error(obs, observer, &view, at) {
                 verdict.fail(at, &[observer], format!("{observer}'s view at {}: {wrong}", secs(at)));
                 break;
             }
@@ -81,11 +81,13 @@ pub fn views(obs: &Observations, bound: &Window) -> Verdict {
 
 fn view_error(
     obs: &Observations,
+    observer: &str,
     view: &BTreeMap<String, (MemberStatus, u32)>,
     at: Duration,
 ) -> Option<String> {
     let mut wrong = Vec::new();
-    for node in &obs.nodes {
+    // Only the entries the trace records (all, unless `[trace]` narrows them).
+    for node in obs.nodes.iter().filter(|node| obs.scope.records(observer, node)) {
         let running = obs.agent_runs(node, at);
         match (running, view.get(node)) {
             (true, Some((MemberStatus::Alive, _))) => {}
@@ -187,7 +189,8 @@ pub fn left(obs: &Observations, bound: &Window) -> Verdict {
         if due >= until {
             continue;
         }
-        for observer in obs.nodes.iter().filter(|n| *n != member) {
+        let recorded = |n: &&String| *n != member && obs.scope.records(n, member);
+        for observer in obs.nodes.iter().filter(recorded) {
             let changes = obs.views.get(observer).map_or(&[][..], Vec::as_slice);
             let points = std::iter::once(due)
                 .chain(changes.iter().map(|(t, _)| *t).filter(|t| *t > due && *t < until));
@@ -249,8 +252,7 @@ mod tests {
     fn trace(events: &[(u64, &str, Event)]) -> Trace {
         let roles =
             BTreeMap::from([("ha".to_string(), "balancer".to_string()), ("s1".into(), "backend".into())]);
-        let plan =
-            WorldEvent::Plan { duration_ms: 60_000, roles, start_at_ms: BTreeMap::new(), faults: vec![] };
+        let plan = WorldEvent::bare_plan(60_000, roles);
         let mut records = vec![Record { t_us: 0, host: "world".into(), event: Entry::World(plan) }];
         for host in ["ha", "s1"] {
             for event in [Event::HostBooted { boot: 1 }, Event::ServiceStarted { service: "serf".into() }] {

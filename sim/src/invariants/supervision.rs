@@ -142,8 +142,7 @@ mod tests {
 
     fn observations(events: &[(u64, Event)]) -> Observations {
         let roles = BTreeMap::from([("s1".to_string(), "backend".to_string())]);
-        let plan =
-            WorldEvent::Plan { duration_ms: 60_000, roles, start_at_ms: BTreeMap::new(), faults: vec![] };
+        let plan = WorldEvent::bare_plan(60_000, roles);
         let mut records = vec![Record { t_us: 0, host: "world".into(), event: Entry::World(plan) }];
         records.push(Record {
             t_us: 0,

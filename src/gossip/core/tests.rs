@@ -13,7 +13,7 @@ fn addr(host: u8) -> SocketAddr {
 fn config(name: &str, host: u8, seeds: &[u8]) -> GossipConfig {
     let mut config = GossipConfig::lan(name, addr(host));
     config.seeds = seeds.iter().map(|h| addr(*h)).collect();
-    config.tags.insert("role".into(), "backend".into());
+    std::sync::Arc::make_mut(&mut config.tags).insert("role".into(), "backend".into());
     config
 }
 
@@ -42,7 +42,7 @@ fn streams(out: &[Action]) -> Vec<(SocketAddr, Vec<u8>)> {
 fn events(out: &[Action]) -> Vec<(MemberChange, String)> {
     out.iter()
         .filter_map(|a| match a {
-            Action::Event(e) => Some((e.change, e.member.name.clone())),
+            Action::Event(e) => Some((e.change, e.member.name.to_string())),
             _ => None,
         })
         .collect()
@@ -107,7 +107,7 @@ impl Cluster {
                     self.order += 1;
                     self.timers.push((self.now + after, self.order, at, timer));
                 }
-                Action::Event(e) => self.events.push((at, e.change, e.member.name)),
+                Action::Event(e) => self.events.push((at, e.change, e.member.name.to_string())),
                 // The agent stops: it hears nothing more and its timers do nothing.
                 Action::Left => {
                     self.agents.remove(&at);
@@ -191,7 +191,7 @@ impl Cluster {
     }
 
     fn status(&self, observer: u8, subject: &str) -> Option<Status> {
-        self.agents[&addr(observer)].members().find(|m| m.name == subject).map(|m| m.status)
+        self.agents[&addr(observer)].members().find(|m| &*m.name == subject).map(|m| m.status)
     }
 }
 
@@ -296,7 +296,7 @@ fn suspicion_of_ourselves_is_refuted_with_a_higher_incarnation() {
         codec::encode(&[Message::Suspect { name: "s1".into(), incarnation: 4, from: "ha".into() }]).unwrap();
     node.handle_datagram(addr(1), &accusation, Duration::ZERO, &mut Vec::new()).unwrap();
     assert_eq!(node.incarnation(), 5);
-    let me = node.members().find(|m| m.name == "s1").unwrap();
+    let me = node.members().find(|m| &*m.name == "s1").unwrap();
     assert_eq!((me.status, me.incarnation), (Status::Alive, 5));
 }
 
@@ -346,7 +346,7 @@ fn alive(name: &str, host: u8, incarnation: u32) -> Vec<u8> {
         addr: addr(host),
         incarnation,
         status: Status::Alive,
-        tags: BTreeMap::new(),
+        tags: Default::default(),
     };
     codec::encode(&[Message::Alive(state)]).unwrap()
 }
@@ -362,9 +362,13 @@ fn a_probe_of_a_suspect_tells_it_that_it_is_suspected() {
     let Message::Ping { seq, .. } = first[0] else { panic!("{first:?}") };
     assert!(!first.iter().any(|m| matches!(m, Message::Suspect { .. })), "not suspect yet");
     ha.handle_timer(Timer::ProbeTimeout { seq }, Duration::from_millis(1500), &mut Vec::new());
-    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Alive, "the round is not over");
+    assert_eq!(
+        ha.members().find(|m| &*m.name == "s1").unwrap().status,
+        Status::Alive,
+        "the round is not over"
+    );
     ha.handle_timer(Timer::ProbeRoundEnd { seq }, Duration::from_secs(2), &mut Vec::new());
-    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Suspect);
+    assert_eq!(ha.members().find(|m| &*m.name == "s1").unwrap().status, Status::Suspect);
     let mut out = Vec::new();
     ha.handle_timer(Timer::Probe, Duration::from_secs(2), &mut out);
     let (to, packet) = sends(&out).remove(0);
@@ -399,7 +403,7 @@ fn a_stale_accusation_makes_the_node_announce_itself_again_on_its_next_ack() {
     let ack = ping(&mut s1, 2);
     assert_eq!(ack[0], Message::Ack { seq: 2 });
     assert!(
-        matches!(&ack[1], Message::Alive(state) if state.name == "s1" && state.incarnation == 1),
+        matches!(&ack[1], Message::Alive(state) if &*state.name == "s1" && state.incarnation == 1),
         "{ack:?}"
     );
 }
@@ -409,7 +413,7 @@ fn datagram(messages: &[Message]) -> Vec<u8> {
 }
 
 fn state(name: &str, host: u8, incarnation: u32, status: Status) -> NodeState {
-    NodeState { name: name.into(), addr: addr(host), incarnation, status, tags: BTreeMap::new() }
+    NodeState { name: name.into(), addr: addr(host), incarnation, status, tags: Default::default() }
 }
 
 /// An `Alive` message carrying another status is a peer's error: rejected, never a panic.
@@ -421,7 +425,7 @@ fn an_alive_message_with_another_status_is_rejected_not_a_panic() {
         let bad = datagram(&[Message::Alive(state("s1", 2, 0, status))]);
         assert!(node.handle_datagram(addr(2), &bad, Duration::ZERO, &mut Vec::new()).is_err());
     }
-    assert!(node.members().all(|m| m.name != "s1"));
+    assert!(node.members().all(|m| &*m.name != "s1"));
 }
 
 /// An accusation at the largest incarnation cannot be out-refuted; it must not overflow.
@@ -449,7 +453,7 @@ fn a_newer_death_is_kept_so_a_stale_alive_does_not_resurrect() {
     let mut out = Vec::new();
     ha.handle_datagram(addr(2), &alive("s1", 2, 2), at, &mut out).unwrap();
     assert!(events(&out).is_empty(), "{:?}", events(&out));
-    let s1 = ha.members().find(|m| m.name == "s1").unwrap();
+    let s1 = ha.members().find(|m| &*m.name == "s1").unwrap();
     assert_eq!((s1.status, s1.incarnation), (Status::Dead, 3));
 }
 
@@ -475,7 +479,7 @@ fn a_merge_does_not_add_unknown_suspect_or_dead_members() {
     .unwrap();
     ha.handle_stream(addr(2), &push, true, Duration::ZERO, &mut out).unwrap();
     assert_eq!(events(&out), [(MemberChange::Join, "s1".to_string())]);
-    let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
+    let names: Vec<String> = ha.members().map(|m| m.name.to_string()).collect();
     assert_eq!(names, ["ha", "s1"]);
 }
 
@@ -487,13 +491,13 @@ fn a_name_claimed_from_another_address_is_a_conflict_not_a_takeover() {
     ha.start(Duration::ZERO, &mut Vec::new());
     ha.handle_datagram(addr(2), &alive("s1", 2, 0), Duration::ZERO, &mut Vec::new()).unwrap();
     ha.handle_datagram(addr(9), &alive("s1", 9, 5), Duration::ZERO, &mut Vec::new()).unwrap();
-    let s1 = ha.members().find(|m| m.name == "s1").unwrap();
+    let s1 = ha.members().find(|m| &*m.name == "s1").unwrap();
     assert_eq!((s1.addr, s1.incarnation), (addr(2), 0));
     // Once the known one is dead, the new address may take the name.
     let dead = datagram(&[Message::Dead { name: "s1".into(), incarnation: 0, from: "s2".into() }]);
     ha.handle_datagram(addr(3), &dead, Duration::ZERO, &mut Vec::new()).unwrap();
     ha.handle_datagram(addr(9), &alive("s1", 9, 6), Duration::ZERO, &mut Vec::new()).unwrap();
-    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().addr, addr(9));
+    assert_eq!(ha.members().find(|m| &*m.name == "s1").unwrap().addr, addr(9));
     // A claim of our own name from elsewhere is not refuted.
     ha.handle_datagram(addr(9), &alive("ha", 9, 7), Duration::ZERO, &mut Vec::new()).unwrap();
     assert_eq!(ha.incarnation(), 0);
@@ -513,7 +517,7 @@ fn an_indirect_probe_saves_a_node_that_a_direct_ping_misses() {
     cluster.run_until(Duration::from_secs(3));
     cluster.cut_links.push((addr(1), addr(2)));
     cluster.run_until(Duration::from_secs(60));
-    let s1 = cluster.agents[&addr(1)].members().find(|m| m.name == "s1").cloned().unwrap();
+    let s1 = cluster.agents[&addr(1)].members().find(|m| &*m.name == "s1").cloned().unwrap();
     assert_eq!((s1.status, s1.incarnation), (Status::Alive, 0), "{s1:?}");
     assert_eq!(cluster.agents[&addr(2)].incarnation(), 0);
     assert_eq!(cluster.agents[&addr(1)].health_score(), 0);
@@ -578,7 +582,7 @@ fn confirmations_from_other_accusers_shorten_a_suspicion() {
     ha.handle_datagram(addr(4), &suspect("n4"), t0 + Duration::from_secs(1), &mut out).unwrap();
     let after = timer_after(&out).expect("a shorter timer");
     assert_eq!(after.as_millis(), 10_381);
-    let status = |ha: &Agent| ha.members().find(|m| m.name == "n2").unwrap().status;
+    let status = |ha: &Agent| ha.members().find(|m| &*m.name == "n2").unwrap().status;
     ha.handle_timer(
         Timer::Suspicion { name: "n2".into(), incarnation: 0 },
         t0 + Duration::from_secs(11),
@@ -664,7 +668,7 @@ fn failed_members_are_reaped_after_the_reconnect_timeout() {
     let mut out = Vec::new();
     ha.handle_timer(Timer::Reap, Duration::from_secs(75), &mut out);
     assert_eq!(events(&out), [(MemberChange::Reap, "s1".to_string())]);
-    let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
+    let names: Vec<String> = ha.members().map(|m| m.name.to_string()).collect();
     assert_eq!(names, ["ha", "s2", "s3"]);
     assert!(out.contains(&Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL }));
 }
@@ -692,7 +696,7 @@ proptest::proptest! {
             for timer in [Timer::Probe, Timer::Gossip, Timer::PushPull, Timer::Reconnect, Timer::Reap] {
                 ha.handle_timer(timer, now, &mut out);
             }
-            let me = ha.members().find(|m| m.name == "ha").unwrap();
+            let me = ha.members().find(|m| &*m.name == "ha").unwrap();
             proptest::prop_assert_eq!(me.status, Status::Alive);
         }
     }
@@ -761,11 +765,11 @@ fn a_stale_leave_intent_is_ignored_and_a_newer_one_force_leaves_a_failed_member(
     ha.handle_datagram(addr(3), &leave(4), at, &mut out).unwrap();
     ha.handle_datagram(addr(3), &leave(5), at, &mut out).unwrap();
     assert!(events(&out).is_empty(), "older than or as old as the join intent");
-    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Dead);
+    assert_eq!(ha.members().find(|m| &*m.name == "s1").unwrap().status, Status::Dead);
     ha.handle_datagram(addr(3), &leave(6), at, &mut out).unwrap();
     ha.handle_datagram(addr(3), &leave(7), at, &mut out).unwrap();
     assert_eq!(events(&out), [(MemberChange::Leave, "s1".to_string())]);
-    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Left);
+    assert_eq!(ha.members().find(|m| &*m.name == "s1").unwrap().status, Status::Left);
 }
 
 /// A leave intent about a node that runs (stale, or a force-leave by mistake) is refuted
@@ -826,7 +830,7 @@ fn left_members_are_reaped_after_the_tombstone_timeout() {
     let mut out = Vec::new();
     ha.handle_timer(Timer::Reap, Duration::from_secs(75), &mut out);
     assert_eq!(events(&out), [(MemberChange::Reap, "s1".to_string())]);
-    let names: Vec<String> = ha.members().map(|m| m.name.clone()).collect();
+    let names: Vec<String> = ha.members().map(|m| m.name.to_string()).collect();
     assert_eq!(names, ["ha", "s2"]);
 }
 
@@ -839,12 +843,12 @@ fn a_leaving_member_found_dead_is_left_not_failed() {
     ha.handle_datagram(addr(2), &alive("s1", 2, 0), Duration::ZERO, &mut Vec::new()).unwrap();
     let leave = datagram(&[Message::LeaveIntent { name: "s1".into(), ltime: 3, prune: false }]);
     ha.handle_datagram(addr(2), &leave, Duration::ZERO, &mut Vec::new()).unwrap();
-    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Alive, "leaving is not gone");
+    assert_eq!(ha.members().find(|m| &*m.name == "s1").unwrap().status, Status::Alive, "leaving is not gone");
     let dead = datagram(&[Message::Dead { name: "s1".into(), incarnation: 0, from: "s2".into() }]);
     let mut out = Vec::new();
     ha.handle_datagram(addr(3), &dead, Duration::ZERO, &mut out).unwrap();
     assert_eq!(events(&out), [(MemberChange::Leave, "s1".to_string())]);
-    assert_eq!(ha.members().find(|m| m.name == "s1").unwrap().status, Status::Left);
+    assert_eq!(ha.members().find(|m| &*m.name == "s1").unwrap().status, Status::Left);
 }
 
 /// Tags changed at run time travel with a new incarnation: every peer emits member-update
@@ -858,8 +862,8 @@ fn tags_set_at_run_time_reach_every_peer_as_member_update() {
     cluster.act(2, |agent, now, out| agent.set_tags(set, now, out).unwrap());
     cluster.run_until(Duration::from_secs(8));
     for observer in [1, 3, 4] {
-        let s1 = cluster.agents[&addr(observer)].members().find(|m| m.name == "s1").unwrap().clone();
-        assert_eq!((s1.tags, s1.incarnation), (tags.clone(), 1), "seen from {observer}");
+        let s1 = cluster.agents[&addr(observer)].members().find(|m| &*m.name == "s1").unwrap().clone();
+        assert_eq!(((*s1.tags).clone(), s1.incarnation), (tags.clone(), 1), "seen from {observer}");
         assert!(cluster.events.contains(&(addr(observer), MemberChange::Update, "s1".to_string())));
     }
     let huge = BTreeMap::from([("k".to_string(), "v".repeat(600))]);

@@ -1,0 +1,67 @@
+//! Host name patterns: `s{1..9999}` stands for `s1`, `s2`, ..., `s9999`, in a `[[host]]` name
+//! (one table per host) and in any list of host names, as a shell's brace expansion does.
+
+/// Most hosts a scenario may have (a `[[host]]` pattern expands to at most this many).
+pub const HOSTS_MAX: usize = 20_000;
+
+/// The names `pattern` stands for, with the number each got (`None` for a plain name), or
+/// why the pattern is malformed.
+pub fn expand(pattern: &str) -> Result<Vec<(Option<u64>, String)>, String> {
+    let Some(open) = pattern.find('{') else { return Ok(vec![(None, pattern.to_string())]) };
+    let close = pattern[open..].find('}').map(|i| open + i).ok_or_else(|| malformed(pattern))?;
+    let (prefix, range, suffix) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
+    if suffix.contains(['{', '}']) || prefix.contains('}') {
+        return Err(format!("host pattern '{pattern}' may hold one {{first..last}} range only"));
+    }
+    let (first, last) = range.split_once("..").ok_or_else(|| malformed(pattern))?;
+    let number = |text: &str| text.parse::<u64>().map_err(|_| malformed(pattern));
+    let (first, last) = (number(first)?, number(last)?);
+    if first > last || last - first >= HOSTS_MAX as u64 {
+        return Err(format!(
+            "host pattern '{pattern}': the range must go up, over at most {HOSTS_MAX} numbers"
+        ));
+    }
+    Ok((first..=last).map(|n| (Some(n), format!("{prefix}{n}{suffix}"))).collect())
+}
+
+fn malformed(pattern: &str) -> String {
+    format!("host pattern '{pattern}' must look like 's{{1..100}}': a name with one {{first..last}} range")
+}
+
+/// Host names for an error message: the first few, and how many more.
+pub fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 12;
+    let shown = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    match names.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_expands_in_order_and_a_plain_name_stays() {
+        let names: Vec<String> = expand("s{8..11}x").unwrap().into_iter().map(|(_, n)| n).collect();
+        assert_eq!(names, ["s8x", "s9x", "s10x", "s11x"]);
+        assert_eq!(expand("ha").unwrap(), vec![(None, "ha".to_string())]);
+        assert_eq!(expand("s{3..3}").unwrap(), vec![(Some(3), "s3".to_string())]);
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused_with_the_pattern() {
+        for bad in ["s{1..}", "s{a..3}", "s{5..1}", "s{1..3", "s{1..2}{1..2}", "s{0..20000}", "s{1-3}"] {
+            let error = expand(bad).unwrap_err();
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
+        assert!(expand("s{0..19999}").is_ok());
+    }
+
+    #[test]
+    fn long_lists_are_cut_short() {
+        let names: Vec<String> = (0..20).map(|i| format!("h{i}")).collect();
+        assert!(listed(&names).ends_with("h11 and 8 more"));
+    }
+}
