@@ -35,6 +35,7 @@ pub struct Timings {
     pub heal_to_merged: Vec<Option<Duration>>,
     /// Per node: from its agent's first start until half the agents already running then
     /// list it alive (the dissemination of a join, as Serf's convergence model plots it).
+    /// Under a partial `[trace]`, only the followed members.
     pub join_spread_half: Vec<Option<Duration>>,
     /// The same until 99 % of them do.
     pub join_spread_99: Vec<Option<Duration>>,
@@ -91,7 +92,10 @@ fn join_spread(obs: &Observations, timings: &mut Timings) {
             }
         }
     }
-    for node in &obs.nodes {
+    // A spread is a share of every agent: measured only for members every view records
+    // (all of them, unless `[trace]` follows a few).
+    let recorded_everywhere = |node: &String| obs.scope.is_full() || obs.scope.followed.contains(node);
+    for node in obs.nodes.iter().filter(|node| recorded_everywhere(node)) {
         let Some(start) = obs.service(node, "serf").0.first().map(|(start, _)| *start) else { continue };
         let mut learned: Vec<Option<Duration>> = obs
             .nodes
