@@ -572,13 +572,16 @@ impl Observations {
                 }
             }
         }
-        // Hosts of one class reach each other unless the class is cut from itself.
+        // Hosts of one class reach each other, directly or, if the class is cut from itself,
+        // through another class they are linked with; without one, each is alone.
+        let relayed =
+            |class: usize| populated.iter().any(|&other| other != class && classes.linked(class, other));
         let mut singles = classes.count();
         let components: Vec<Option<usize>> = node_class
             .iter()
             .map(|class| {
                 let class = (*class)?;
-                if classes.is_cut(class, class) {
+                if classes.is_cut(class, class) && !relayed(class) {
                     singles += 1;
                     return Some(singles);
                 }
@@ -809,5 +812,38 @@ mod tests {
         assert!(t.at(s(2)).contains("s1"));
         assert!(t.at(s(4)).is_empty());
         assert_eq!(t.changes_within(s(2), s(4)).collect::<Vec<_>>(), vec![s(4)]);
+    }
+
+    /// ha, s1, s2 and s3 with their agents running from 0 s, then `cuts` (from, to) at 1 s.
+    fn cut_world(cuts: &[(&[&str], &[&str])]) -> Observations {
+        use crate::trace::{Entry, Record, Trace, WorldEvent};
+        use rollcall::host::Event;
+        let hosts = ["ha", "s1", "s2", "s3"];
+        let role = |h: &str| if h == "ha" { "balancer" } else { "backend" };
+        let roles = hosts.iter().map(|h| (h.to_string(), role(h).to_string())).collect();
+        let world = |t_us, event| Record { t_us, host: "world".into(), event: Entry::World(event) };
+        let mut records = vec![world(0, WorldEvent::bare_plan(60_000, roles))];
+        for host in hosts {
+            for event in [Event::HostBooted { boot: 1 }, Event::ServiceStarted { service: "serf".into() }] {
+                records.push(Record { t_us: 0, host: host.into(), event: Entry::Host(event) });
+            }
+        }
+        let names = |list: &[&str]| list.iter().map(|h| h.to_string()).collect();
+        for (from, to) in cuts {
+            records.push(world(1_000_000, WorldEvent::LinkCut { from: names(from), to: names(to) }));
+        }
+        Observations::new(&Trace { records })
+    }
+
+    #[test]
+    fn gossip_goes_around_a_cut_through_a_relay_and_not_when_everyone_is_cut() {
+        let pair: &[&str] = &["s1", "s2"];
+        let relayed = cut_world(&[(pair, pair)]);
+        assert!(relayed.is_cut("s1", "s2", s(2)) && !relayed.is_cut("s1", "s3", s(2)));
+        assert!(relayed.gossip_path("s1", "s2", s(2)), "s1 and s2 still gossip through ha and s3");
+        let all: &[&str] = &["ha", "s1", "s2", "s3"];
+        let alone = cut_world(&[(all, all)]);
+        assert!(!alone.gossip_path("s1", "s2", s(2)) && !alone.gossip_path("ha", "s3", s(2)));
+        assert!(alone.gossip_path("s1", "s2", s(0)), "before the cut");
     }
 }
