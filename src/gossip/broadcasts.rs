@@ -6,53 +6,50 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-
-use super::codec::Message;
+use std::sync::Arc;
 
 /// Most broadcasts queued at once: Serf's `MaxQueueDepth` (4,096). Serf prunes its own queue
-/// to it, dropping the oldest; memberlist's queue has no bound, but a node that learns of
-/// thousands of members at once (a join storm of 10,000 nodes) cannot send them all within
-/// their retransmit limit anyway, and push-pull carries what a dropped broadcast would have.
+/// to it, dropping the most sent (then the oldest); memberlist's queue has no bound, but a
+/// node that learns of thousands of members at once (a join storm of 10,000 nodes) cannot
+/// send them all within their retransmit limit anyway, and push-pull carries what a dropped
+/// broadcast would have.
 pub const BROADCASTS_MAX: usize = 4096;
 
-/// A broadcast's place: times sent, then newest first.
+/// A broadcast's place: times sent, then newest first (ids only grow).
 type Place = (u32, Reverse<u64>);
 
-/// Pending broadcasts, each about one subject.
+/// Pending broadcasts, each about one subject, each an encoded message (shared: the same
+/// news queued by many agents of one process is one allocation).
 #[derive(Clone, Debug)]
 pub struct BroadcastQueue<S: Ord + Clone> {
-    order: BTreeMap<Place, (S, Message)>,
-    /// Each subject's broadcast, by id; its sends are in `sent` (integer keys, so a send
-    /// does not compare subjects).
-    by_subject: BTreeMap<S, u64>,
-    sent: BTreeMap<u64, u32>,
+    order: BTreeMap<Place, (S, Arc<[u8]>)>,
+    /// Where each subject's broadcast is in `order`.
+    by_subject: BTreeMap<S, Place>,
     next_id: u64,
 }
 
 impl<S: Ord + Clone> Default for BroadcastQueue<S> {
     fn default() -> Self {
-        Self { order: BTreeMap::new(), by_subject: BTreeMap::new(), sent: BTreeMap::new(), next_id: 0 }
+        Self { order: BTreeMap::new(), by_subject: BTreeMap::new(), next_id: 0 }
     }
 }
 
 impl<S: Ord + Clone> BroadcastQueue<S> {
     /// Queues `message` about `subject`, replacing what was queued about it; past
-    /// [`BROADCASTS_MAX`] the oldest broadcast is dropped. Returns how many were dropped.
-    pub fn push(&mut self, subject: S, message: Message) -> usize {
+    /// [`BROADCASTS_MAX`] the most sent (then oldest) broadcast is dropped. Returns how many were dropped.
+    pub fn push(&mut self, subject: S, message: Arc<[u8]>) -> usize {
         self.next_id += 1;
-        let id = self.next_id;
-        if let Some(old) = self.by_subject.insert(subject.clone(), id) {
-            let sent = self.sent.remove(&old).unwrap_or_default();
-            self.order.remove(&(sent, Reverse(old)));
+        let place = (0, Reverse(self.next_id));
+        if let Some(old) = self.by_subject.insert(subject.clone(), place) {
+            self.order.remove(&old);
         }
-        self.sent.insert(id, 0);
-        self.order.insert((0, Reverse(id)), (subject, message));
+        self.order.insert(place, (subject, message));
+        // memberlist's Prune, as Serf calls it: drop from the end of the queue order, the
+        // most sent first and, among equals, the oldest.
         let mut dropped = 0;
         while self.order.len() > BROADCASTS_MAX {
-            let Some((oldest, sent)) = self.sent.pop_first() else { break };
-            if let Some((subject, _)) = self.order.remove(&(sent, Reverse(oldest))) {
-                self.by_subject.remove(&subject);
-            }
+            let Some((_, (subject, _))) = self.order.pop_last() else { break };
+            self.by_subject.remove(&subject);
             dropped += 1;
         }
         dropped
@@ -75,7 +72,7 @@ impl<S: Ord + Clone> BroadcastQueue<S> {
 
     /// Takes broadcasts in queue order while `fits` accepts them (it stops at the first it
     /// refuses); each taken one counts as sent once more and is dropped at `limit` sends.
-    pub fn take(&mut self, limit: u32, mut fits: impl FnMut(&Message) -> bool) -> Vec<Message> {
+    pub fn take(&mut self, limit: u32, mut fits: impl FnMut(&[u8]) -> bool) -> Vec<Arc<[u8]>> {
         let places: Vec<Place> = self
             .order
             .iter()
@@ -86,12 +83,13 @@ impl<S: Ord + Clone> BroadcastQueue<S> {
         for place in places {
             let Some((subject, message)) = self.order.remove(&place) else { continue };
             taken.push(message.clone());
-            let (sent, id) = (place.0 + 1, place.1);
-            if sent < limit {
-                self.sent.insert(id.0, sent);
-                self.order.insert((sent, id), (subject, message));
+            let next = (place.0 + 1, place.1);
+            if next.0 < limit {
+                if let Some(at) = self.by_subject.get_mut(&subject) {
+                    *at = next;
+                }
+                self.order.insert(next, (subject, message));
             } else {
-                self.sent.remove(&id.0);
                 self.by_subject.remove(&subject);
             }
         }
@@ -103,8 +101,10 @@ impl<S: Ord + Clone> BroadcastQueue<S> {
 mod tests {
     use super::*;
 
-    fn intent(name: &str, ltime: u64) -> Message {
-        Message::JoinIntent { name: name.into(), ltime }
+    use crate::gossip::codec::{self, Message};
+
+    fn intent(name: &str, ltime: u64) -> Arc<[u8]> {
+        Arc::from(codec::encode_message(&Message::JoinIntent { name: name.into(), ltime }).unwrap())
     }
 
     #[test]
@@ -120,14 +120,21 @@ mod tests {
     }
 
     #[test]
-    fn past_the_limit_the_oldest_broadcast_is_dropped() {
+    fn past_the_limit_the_most_sent_then_the_oldest_broadcast_is_dropped() {
         let mut queue = BroadcastQueue::default();
-        for i in 0..BROADCASTS_MAX as u64 {
+        for i in 0..BROADCASTS_MAX as u64 - 1 {
             assert_eq!(queue.push(i, intent("n", i)), 0);
         }
+        // The newest is sent once: it is the most sent, so it goes first.
+        assert_eq!(queue.push(u64::MAX - 1, intent("sent", 0)), 0);
+        let mut first = true;
+        assert_eq!(queue.take(10, |_| std::mem::take(&mut first)), vec![intent("sent", 0)]);
         assert_eq!(queue.push(u64::MAX, intent("last", 0)), 1);
+        assert!(!queue.contains(&(u64::MAX - 1)) && queue.contains(&0) && queue.contains(&u64::MAX));
+        // All sent as often: the oldest goes.
+        assert_eq!(queue.push(u64::MAX - 2, intent("later", 0)), 1);
         assert_eq!(queue.len(), BROADCASTS_MAX);
-        assert!(!queue.contains(&0) && queue.contains(&1) && queue.contains(&u64::MAX));
+        assert!(!queue.contains(&0) && queue.contains(&1) && queue.contains(&(u64::MAX - 2)));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub type Name = std::sync::Arc<str>;
 pub type Tags = std::sync::Arc<BTreeMap<String, String>>;
 
 /// What a node knows about one member.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeState {
     /// Unique node name.
     pub name: Name,
@@ -149,7 +149,31 @@ fn with_version(payload: impl serde::Serialize) -> Result<Vec<u8>, CodecError> {
 
 /// Encodes a compound packet.
 pub fn encode(messages: &[Message]) -> Result<Vec<u8>, CodecError> {
-    let bytes = with_version(messages)?;
+    encode_compound(messages, &[])
+}
+
+/// One message encoded on its own, as a broadcast queue keeps it: [`encode_compound`] puts it
+/// in a packet as it is.
+pub fn encode_message(message: &Message) -> Result<Vec<u8>, CodecError> {
+    postcard::to_stdvec(message).map_err(|e| CodecError::Malformed(e.to_string()))
+}
+
+/// Encodes a compound packet of `messages` followed by messages already encoded with
+/// [`encode_message`]: the same bytes as [`encode`] of them all (a compound is a count and the
+/// messages one after another).
+pub fn encode_compound(
+    messages: &[Message],
+    encoded: &[std::sync::Arc<[u8]>],
+) -> Result<Vec<u8>, CodecError> {
+    let mut bytes = vec![PROTOCOL_VERSION];
+    let count = messages.len() + encoded.len();
+    postcard::to_io(&count, &mut bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    for message in messages {
+        postcard::to_io(message, &mut bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    }
+    for message in encoded {
+        bytes.extend_from_slice(message);
+    }
     if bytes.len() > DATAGRAM_BYTES_MAX {
         return Err(CodecError::TooLarge { bytes: bytes.len() });
     }
@@ -305,6 +329,24 @@ mod tests {
         assert_eq!(decode_stream(&encode_stream(&push_pull).unwrap(), 2).unwrap(), push_pull);
         let sum: usize = messages.iter().map(encoded_len).sum();
         assert!(sum < bytes.len() + 1, "per-message sizes bound the compound");
+    }
+
+    #[test]
+    fn a_compound_of_messages_encoded_apart_is_the_compound_of_the_messages() {
+        let messages = vec![
+            Message::Ack { seq: 7 },
+            Message::Alive(state("s1")),
+            Message::JoinIntent { name: "s1".into(), ltime: 12 },
+        ];
+        let apart: Vec<std::sync::Arc<[u8]>> =
+            messages[1..].iter().map(|m| encode_message(m).unwrap().into()).collect();
+        assert_eq!(encode_compound(&messages[..1], &apart).unwrap(), encode(&messages).unwrap());
+        assert!(messages.iter().all(|m| encode_message(m).unwrap().len() == encoded_len(m)));
+        // More than 127 messages take a two-byte count.
+        let many = vec![Message::Ack { seq: 1 }; 130];
+        let encoded: Vec<std::sync::Arc<[u8]>> =
+            many.iter().map(|m| encode_message(m).unwrap().into()).collect();
+        assert_eq!(encode_compound(&[], &encoded).unwrap(), encode(&many).unwrap());
     }
 
     #[test]

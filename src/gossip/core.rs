@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -52,7 +53,7 @@ pub enum Timer {
     /// An indirect ping made for another node (our sequence number) got no ack in time.
     RelayTimeout { seq: u32 },
     /// A suspicion of `name` at `incarnation` ran out.
-    Suspicion { name: String, incarnation: u32 },
+    Suspicion { name: Name, incarnation: u32 },
     /// Send pending broadcasts.
     Gossip,
     /// Periodic full-state exchange.
@@ -143,7 +144,8 @@ pub enum Action {
 
 #[derive(Clone, Debug)]
 struct Member {
-    state: NodeState,
+    /// Shared with every other table that holds the same state (see [`Interner`]).
+    state: Arc<NodeState>,
     /// When the member last changed status, for gossip-to-the-dead.
     status_since: Duration,
     /// While it is suspect: who accused it and how long the suspicion lasts.
@@ -156,8 +158,15 @@ struct Member {
 }
 
 impl Member {
-    fn new(state: NodeState, now: Duration) -> Self {
+    fn new(state: Arc<NodeState>, now: Duration) -> Self {
         Self { state, status_since: now, suspicion: None, status_ltime: 0, leaving: false }
+    }
+
+    /// Changes the state: states are shared, so this makes a new one and shares it.
+    fn update(&mut self, interner: &Interner, change: impl FnOnce(&mut NodeState)) {
+        let mut state = NodeState::clone(&self.state);
+        change(&mut state);
+        self.state = interner.shared_state(state);
     }
 }
 
@@ -285,7 +294,7 @@ impl Agent {
     pub fn start(&mut self, now: Duration, out: &mut Vec<Action>) {
         assert!(self.members.is_empty(), "start is called once");
         let me = self.own_state();
-        let mut member = Member::new(me.clone(), now);
+        let mut member = Member::new(self.interner.shared_state(me.clone()), now);
         // Serf announces a join intent at start: it cancels a leave older than this life.
         member.status_ltime = self.clock.increment();
         let intent = Message::JoinIntent { name: me.name.to_string(), ltime: member.status_ltime };
@@ -323,7 +332,7 @@ impl Agent {
 
     /// The member table as this node sees it, ordered by name.
     pub fn members(&self) -> impl Iterator<Item = &NodeState> {
-        self.members.values().map(|member| &member.state)
+        self.members.values().map(|member| &*member.state)
     }
 
     /// Changes whenever the member table changes.
@@ -339,7 +348,7 @@ impl Agent {
 
     /// One member's current entry.
     pub fn member(&self, name: &str) -> Option<&NodeState> {
-        self.members.get(name).map(|member| &member.state)
+        self.members.get(name).map(|member| &*member.state)
     }
 
     /// Whether a seed has answered (or there were no seeds).
@@ -554,7 +563,7 @@ impl Agent {
         self.incarnation = self.incarnation.saturating_add(1);
         let me = self.own_state();
         let member = self.members.get_mut(&me.name).expect("self is always a member");
-        member.state = me.clone();
+        member.state = self.interner.shared_state(me.clone());
         member.status_since = now;
         touch(&mut self.version, &mut self.changed, &me.name);
         self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me.clone()));
@@ -601,7 +610,7 @@ impl Agent {
             }
             LeavePhase::Intent { .. } => {
                 let me = self.members.get_mut(name.as_str()).expect("self is always a member");
-                me.state.status = Status::Left;
+                me.update(&self.interner, |s| s.status = Status::Left);
                 me.status_since = now;
                 let incarnation = me.state.incarnation;
                 touch(&mut self.version, &mut self.changed, &name);
@@ -651,7 +660,10 @@ impl Agent {
         if let Some(member) = self.members.remove(name) {
             self.peer_order.retain(|peer| **peer != *name);
             touch(&mut self.version, &mut self.changed, name);
-            out.push(Action::Event(MemberEvent { change: MemberChange::Reap, member: member.state }));
+            out.push(Action::Event(MemberEvent {
+                change: MemberChange::Reap,
+                member: NodeState::clone(&member.state),
+            }));
         }
     }
 
@@ -698,9 +710,9 @@ impl Agent {
             Message::Ping { seq, target } => {
                 // A ping meant for a previous owner of this address is not ours to answer.
                 if target == self.config.name {
-                    let mut packet = vec![Message::Ack { seq }];
-                    self.piggyback(&mut packet);
-                    self.send(from, &packet, out);
+                    let packet = [Message::Ack { seq }];
+                    let broadcasts = self.piggyback(&packet);
+                    self.send_with(from, &packet, &broadcasts, out);
                 }
             }
             Message::Ack { seq } => match self.probe.as_mut() {
@@ -817,7 +829,7 @@ impl Agent {
                 if known.state.status != Status::Alive {
                     known.status_since = now;
                 }
-                known.state = state.clone();
+                known.state = self.interner.shared_state(state.clone());
                 known.suspicion = None;
             }
             None => {
@@ -834,7 +846,7 @@ impl Agent {
 
     /// A member met for the first time, with any intent about it that came before it did.
     fn first_sight(&mut self, state: NodeState, now: Duration) -> Member {
-        let mut member = Member::new(state, now);
+        let mut member = Member::new(self.interner.shared_state(state), now);
         if let Some((kind, ltime)) = self.recent_intents.take(&member.state.name, now) {
             member.status_ltime = ltime;
             member.leaving = kind == IntentKind::Leave;
@@ -873,9 +885,9 @@ impl Agent {
         };
         // A force-leave: a failed member is now one that left.
         if kind == IntentKind::Leave && member.state.status == Status::Dead {
-            member.state.status = Status::Left;
+            member.update(&self.interner, |s| s.status = Status::Left);
             member.status_since = now;
-            let state = member.state.clone();
+            let state = NodeState::clone(&member.state);
             touch(&mut self.version, &mut self.changed, name);
             out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
         }
@@ -915,12 +927,14 @@ impl Agent {
         if incarnation < member.state.incarnation || member.state.status == Status::Left {
             return;
         }
-        member.state.incarnation = incarnation;
-        member.state.status = Status::Left;
+        member.update(&self.interner, |s| {
+            s.incarnation = incarnation;
+            s.status = Status::Left;
+        });
         member.status_since = now;
         member.suspicion = None;
         member.leaving = false;
-        let state = member.state.clone();
+        let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: name.to_string() };
         self.enqueue(Subject::Member(Name::from(name)), message);
@@ -950,31 +964,31 @@ impl Agent {
             (Status::Alive, _) => {}
             // Already suspect: a new accuser confirms it, shortens it and spreads it again.
             (Status::Suspect, Some(suspicion)) => {
-                if suspicion.confirm(from) {
+                if suspicion.confirm(self.interner.name(from)) {
                     let (incarnation, deadline) = (member.state.incarnation, suspicion.deadline());
                     let message =
                         Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
+                    let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
                     self.enqueue(Subject::Member(Name::from(name)), message);
-                    let timer = Timer::Suspicion { name: name.to_string(), incarnation };
                     out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
                 }
                 return;
             }
             _ => return,
         }
-        let suspicion = Suspicion::new(now, from, nodes, mult, bounds);
+        let suspicion = Suspicion::new(now, self.interner.name(from), nodes, mult, bounds);
         let timeout = suspicion.timeout();
-        member.state.incarnation = incarnation;
-        member.state.status = Status::Suspect;
+        member.update(&self.interner, |s| {
+            s.incarnation = incarnation;
+            s.status = Status::Suspect;
+        });
         member.status_since = now;
         member.suspicion = Some(Box::new(suspicion));
+        let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(Subject::Member(Name::from(name)), message);
-        out.push(Action::SetTimer {
-            timer: Timer::Suspicion { name: name.to_string(), incarnation },
-            after: timeout,
-        });
+        out.push(Action::SetTimer { timer, after: timeout });
     }
 
     fn apply_dead(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
@@ -990,7 +1004,7 @@ impl Agent {
             // Already dead or left: keep the newest incarnation, so that an older alive cannot
             // resurrect it (memberlist's deadNode does the same).
             if incarnation > member.state.incarnation {
-                member.state.incarnation = incarnation;
+                member.update(&self.interner, |s| s.incarnation = incarnation);
                 touch(&mut self.version, &mut self.changed, name);
             }
             return;
@@ -1002,12 +1016,14 @@ impl Agent {
         } else {
             (Status::Dead, MemberChange::Failed)
         };
-        member.state.incarnation = incarnation;
-        member.state.status = status;
+        member.update(&self.interner, |s| {
+            s.incarnation = incarnation;
+            s.status = status;
+        });
         member.status_since = now;
         member.suspicion = None;
         member.leaving = false;
-        let state = member.state.clone();
+        let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(Subject::Member(Name::from(name)), message);
@@ -1028,8 +1044,10 @@ impl Agent {
         let name = self.config.name.clone();
         let member = self.members.get_mut(name.as_str()).expect("self is always a member");
         if member.state.status != status && incarnation >= member.state.incarnation {
-            member.state.status = status;
-            member.state.incarnation = incarnation;
+            member.update(&self.interner, |s| {
+                s.status = status;
+                s.incarnation = incarnation;
+            });
             member.status_since = now;
             touch(&mut self.version, &mut self.changed, &name);
         }
@@ -1055,7 +1073,7 @@ impl Agent {
         self.awareness.apply(1);
         let me = self.own_state();
         let member = self.members.get_mut(&me.name).expect("self is always a member");
-        member.state = me.clone();
+        member.state = self.interner.shared_state(me.clone());
         member.status_since = now;
         touch(&mut self.version, &mut self.changed, &me.name);
         self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me));
@@ -1098,8 +1116,8 @@ impl Agent {
             let from = self.config.name.clone();
             packet.push(Message::Suspect { name: target, incarnation, from });
         }
-        self.piggyback(&mut packet);
-        self.send(addr, &packet, out);
+        let broadcasts = self.piggyback(&packet);
+        self.send_with(addr, &packet, &broadcasts, out);
         // memberlist scales the interval by local health, not the direct-ping timeout.
         out.push(Action::SetTimer { timer: Timer::ProbeTimeout { seq }, after: self.config.probe_timeout });
         out.push(Action::SetTimer { timer: Timer::ProbeRoundEnd { seq }, after: interval });
@@ -1245,28 +1263,34 @@ impl Agent {
             return;
         }
         for peer in self.random_peers(self.config.gossip_nodes, now, |_| true) {
-            let mut packet = Vec::new();
-            self.piggyback(&mut packet);
-            self.send(peer, &packet, out);
+            let broadcasts = self.piggyback(&[]);
+            self.send_with(peer, &[], &broadcasts, out);
         }
     }
 
-    /// Adds pending broadcasts to `packet`, least-sent first so new news goes out before old
-    /// news, as far as the datagram size allows; each one counts as transmitted once.
-    fn piggyback(&mut self, packet: &mut Vec<Message>) {
+    /// Pending broadcasts to send after `packet`, least-sent first so new news goes out
+    /// before old news, as far as the datagram size allows; each one counts as transmitted
+    /// once.
+    fn piggyback(&mut self, packet: &[Message]) -> Vec<Arc<[u8]>> {
         let limit = self.retransmit_limit();
         let mut size = 8 + packet.iter().map(codec::encoded_len).sum::<usize>();
-        let taken = self.broadcasts.take(limit, |message| {
-            let len = codec::encoded_len(message);
-            let fits = size + len <= DATAGRAM_BYTES_MAX;
-            size += if fits { len } else { 0 };
+        self.broadcasts.take(limit, |message| {
+            let fits = size + message.len() <= DATAGRAM_BYTES_MAX;
+            size += if fits { message.len() } else { 0 };
             fits
-        });
-        packet.extend(taken);
+        })
     }
 
     fn enqueue(&mut self, subject: Subject, message: Message) {
-        let dropped = self.broadcasts.push(subject, message);
+        let bytes = match codec::encode_message(&message) {
+            Ok(bytes) => self.interner.broadcast(bytes),
+            Err(error) => return tracing::error!(%error, "broadcast not queued"),
+        };
+        let subject = match subject {
+            Subject::Member(name) => Subject::Member(self.interner.name(&name)),
+            Subject::Intent(name) => Subject::Intent(self.interner.name(&name)),
+        };
+        let dropped = self.broadcasts.push(subject, bytes);
         self.broadcasts_dropped += dropped as u64;
     }
 
@@ -1303,7 +1327,18 @@ impl Agent {
     }
 
     fn send(&mut self, to: SocketAddr, messages: &[Message], out: &mut Vec<Action>) {
-        match codec::encode(messages) {
+        self.send_with(to, messages, &[], out);
+    }
+
+    /// Sends `messages` and then `broadcasts` (already encoded) in one datagram.
+    fn send_with(
+        &mut self,
+        to: SocketAddr,
+        messages: &[Message],
+        broadcasts: &[Arc<[u8]>],
+        out: &mut Vec<Action>,
+    ) {
+        match codec::encode_compound(messages, broadcasts) {
             Ok(bytes) => out.push(Action::Send { to, bytes }),
             // Only our own state can be this big; that is a configuration limit, not a peer's fault.
             Err(error) => tracing::error!(%to, %error, "gossip datagram not sent"),

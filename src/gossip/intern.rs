@@ -1,57 +1,99 @@
-//! Shared names and tags: every member table holds one entry per member, so a simulation of
-//! 10,000 nodes holds 100 million entries. Entries that name the same node share one
-//! allocation of the name, and equal tag sets one allocation of the tags, through an
+//! Shared names, tags, member states and encoded broadcasts: every member table holds one
+//! entry per member and every broadcast queue thousands of broadcasts, so a simulation of
+//! 10,000 nodes holds 100 million entries. Equal values share one allocation through an
 //! interner that the agents of one process may share (the simulator's event engine gives all
-//! of its agents one; a real agent has its own).
+//! of its agents one; a real agent has its own). Sharing changes memory only, never
+//! behaviour: the values are immutable.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::codec::{Name, NodeState, Tags};
+use super::codec::{Name, NodeState};
 
-/// Most names, and most tag sets, one interner keeps: past it, new ones are used unshared
-/// (still correct, only not deduplicated), so a peer sending made-up names cannot grow it
-/// without bound.
-pub const INTERNED_MAX: usize = 65_536;
+/// Most values of each kind one interner keeps: past it, values no table uses any more are
+/// forgotten, and while it stays full new ones are used unshared (still correct, only not
+/// deduplicated), so a peer sending made-up names cannot grow it without bound.
+pub const INTERNED_MAX: usize = 1 << 18;
 
-/// A table of shared names and tag sets; clones share the table.
+/// A table of shared values; clones share the table.
 #[derive(Clone, Default)]
 pub struct Interner(Arc<Mutex<Tables>>);
 
 #[derive(Default)]
 struct Tables {
-    names: BTreeSet<Name>,
-    tags: BTreeSet<Tags>,
+    names: Table<str>,
+    tags: Table<std::collections::BTreeMap<String, String>>,
+    states: Table<NodeState>,
+    broadcasts: Table<[u8]>,
 }
 
 impl Interner {
     /// `state` with its name and tags replaced by the shared copies.
     pub fn state(&self, mut state: NodeState) -> NodeState {
         let mut tables = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        state.name = shared(&mut tables.names, state.name);
-        state.tags = shared(&mut tables.tags, state.tags);
+        state.name = tables.names.shared(state.name);
+        state.tags = tables.tags.shared(state.tags);
         state
+    }
+
+    /// The shared copy of `state` (its name and tags shared too).
+    pub fn shared_state(&self, state: NodeState) -> Arc<NodeState> {
+        let state = Arc::new(self.state(state));
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).states.shared(state)
+    }
+
+    /// The shared copy of an encoded broadcast.
+    pub fn broadcast(&self, bytes: Vec<u8>) -> Arc<[u8]> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).broadcasts.shared(Arc::from(bytes))
     }
 
     /// The shared copy of `name`.
     pub fn name(&self, name: &str) -> Name {
         let mut tables = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match tables.names.get(name) {
+        match tables.names.values.get(name) {
             Some(known) => known.clone(),
-            None => shared(&mut tables.names, Name::from(name)),
+            None => tables.names.shared(Name::from(name)),
         }
     }
 }
 
-/// The copy of `value` that `table` holds, adding it while there is room.
-fn shared<T: Ord + ?Sized>(table: &mut BTreeSet<Arc<T>>, value: Arc<T>) -> Arc<T> {
-    if let Some(known) = table.get(&*value) {
-        return known.clone();
+/// One kind of shared value.
+struct Table<T: ?Sized> {
+    values: BTreeSet<Arc<T>>,
+    /// Values to hand out unshared before trying to forget unused ones again: a table full
+    /// of values in use would otherwise be scanned at every new value.
+    unshared_until_sweep: usize,
+}
+
+impl<T: ?Sized> Default for Table<T> {
+    fn default() -> Self {
+        Self { values: BTreeSet::new(), unshared_until_sweep: 0 }
     }
-    if table.len() < INTERNED_MAX {
-        table.insert(value.clone());
+}
+
+impl<T: Ord + ?Sized> Table<T> {
+    /// The copy of `value` the table holds, adding it while there is room.
+    fn shared(&mut self, value: Arc<T>) -> Arc<T> {
+        if let Some(known) = self.values.get(&*value) {
+            return known.clone();
+        }
+        if self.values.len() >= INTERNED_MAX {
+            if self.unshared_until_sweep > 0 {
+                self.unshared_until_sweep -= 1;
+                return value;
+            }
+            // Only the table holds these: nothing shares them any more.
+            self.values.retain(|known| Arc::strong_count(known) > 1);
+            if self.values.len() >= INTERNED_MAX - INTERNED_MAX / 4 {
+                self.unshared_until_sweep = INTERNED_MAX / 4;
+            }
+            if self.values.len() >= INTERNED_MAX {
+                return value;
+            }
+        }
+        self.values.insert(value.clone());
+        value
     }
-    value
 }
 
 #[cfg(test)]
@@ -70,20 +112,32 @@ mod tests {
     }
 
     #[test]
-    fn equal_names_and_tags_share_one_allocation_across_clones_of_the_interner() {
+    fn equal_values_share_one_allocation_across_clones_of_the_interner() {
         let interner = Interner::default();
         let (a, b) = (interner.state(state("s1")), interner.clone().state(state("s1")));
         assert!(Arc::ptr_eq(&a.name, &b.name) && Arc::ptr_eq(&a.tags, &b.tags));
         let other = interner.state(state("s2"));
         assert!(!Arc::ptr_eq(&a.name, &other.name) && Arc::ptr_eq(&a.tags, &other.tags));
         assert!(Arc::ptr_eq(&interner.name("s1"), &a.name));
+        let (x, y) = (interner.shared_state(state("s1")), interner.clone().shared_state(state("s1")));
+        assert!(Arc::ptr_eq(&x, &y) && Arc::ptr_eq(&x.name, &a.name));
+        assert!(Arc::ptr_eq(&interner.broadcast(vec![1, 2]), &interner.broadcast(vec![1, 2])));
     }
 
     #[test]
-    fn a_full_table_still_returns_the_value_unshared() {
-        let mut table: BTreeSet<Name> = (0..INTERNED_MAX).map(|i| Name::from(format!("n{i}"))).collect();
-        let late = shared(&mut table, Name::from("late"));
+    fn a_full_table_forgets_unused_values_and_hands_out_the_rest_unshared() {
+        let mut table = Table::<str>::default();
+        let kept: Vec<Name> = (0..INTERNED_MAX).map(|i| table.shared(Name::from(format!("n{i}")))).collect();
+        // Every value is in use: the new one is returned unshared and the table does not grow.
+        let late = table.shared(Name::from("late"));
         assert_eq!(&*late, "late");
-        assert_eq!(table.len(), INTERNED_MAX);
+        assert_eq!(table.values.len(), INTERNED_MAX);
+        assert!(!table.values.contains("late"));
+        // Once most are no longer used, the next sweep forgets them and sharing resumes.
+        drop(kept);
+        table.unshared_until_sweep = 0;
+        let again = table.shared(Name::from("again"));
+        assert!(Arc::ptr_eq(&again, &table.shared(Name::from("again"))));
+        assert_eq!(table.values.len(), 1);
     }
 }

@@ -2,8 +2,9 @@
 //! a node that cannot keep up so that it stops accusing healthy peers, and suspicion timeouts
 //! that start long and shrink as independent accusers confirm the suspicion.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
+
+use super::codec::Name;
 
 /// Local health: 0 is healthy; the probe interval and timeout are scaled by `score + 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +65,8 @@ pub struct Suspicion {
     wanted: u32,
     min: Duration,
     max: Duration,
-    /// Every node that has accused, the first one included.
-    accusers: BTreeSet<String>,
+    /// Every node that has accused, the first one included: at most `wanted + 1`.
+    accusers: Vec<Name>,
 }
 
 impl Suspicion {
@@ -74,7 +75,7 @@ impl Suspicion {
     /// them.
     pub fn new(
         since: Duration,
-        accuser: &str,
+        accuser: Name,
         nodes: usize,
         mult: u32,
         bounds: (Duration, Duration),
@@ -82,16 +83,16 @@ impl Suspicion {
         let wanted = mult.saturating_sub(2);
         let wanted = if (nodes as u32).saturating_sub(2) < wanted { 0 } else { wanted };
         let (min, max) = if wanted == 0 { (bounds.0, bounds.0) } else { bounds };
-        Self { since, wanted, min, max, accusers: BTreeSet::from([accuser.to_string()]) }
+        Self { since, wanted, min, max, accusers: vec![accuser] }
     }
 
     /// Counts `accuser`; true when it is a new one that shortens the timeout (the suspicion
     /// is then gossiped again).
-    pub fn confirm(&mut self, accuser: &str) -> bool {
-        if self.confirmations() >= self.wanted || self.accusers.contains(accuser) {
+    pub fn confirm(&mut self, accuser: Name) -> bool {
+        if self.confirmations() >= self.wanted || self.accusers.contains(&accuser) {
             return false;
         }
-        self.accusers.insert(accuser.to_string());
+        self.accusers.push(accuser);
         true
     }
 
@@ -141,23 +142,23 @@ mod tests {
     fn confirmations_shrink_the_timeout_from_max_to_min() {
         let bounds = suspicion_bounds(10, 4, 6, Duration::from_secs(1));
         assert_eq!(bounds, (Duration::from_secs(4), Duration::from_secs(24)));
-        let mut suspicion = Suspicion::new(Duration::from_secs(100), "a", 10, 4, bounds);
+        let mut suspicion = Suspicion::new(Duration::from_secs(100), "a".into(), 10, 4, bounds);
         assert_eq!(suspicion.timeout(), Duration::from_secs(24), "a lone accuser waits the longest");
-        assert!(!suspicion.confirm("a"), "the first accuser does not confirm itself");
-        assert!(suspicion.confirm("b"));
-        assert!(!suspicion.confirm("b"), "one confirmation per accuser");
+        assert!(!suspicion.confirm("a".into()), "the first accuser does not confirm itself");
+        assert!(suspicion.confirm("b".into()));
+        assert!(!suspicion.confirm("b".into()), "one confirmation per accuser");
         // 24 - 20 x ln 2 / ln 3 = 11.381 s
         assert_eq!(suspicion.timeout().as_millis(), 11_381);
-        assert!(suspicion.confirm("c"));
+        assert!(suspicion.confirm("c".into()));
         assert_eq!(suspicion.timeout(), Duration::from_secs(4));
-        assert!(!suspicion.confirm("d"), "beyond the wanted confirmations nothing changes");
+        assert!(!suspicion.confirm("d".into()), "beyond the wanted confirmations nothing changes");
         assert_eq!(suspicion.deadline(), Duration::from_secs(104));
     }
 
     #[test]
     fn a_small_cluster_uses_the_minimum_at_once() {
         let bounds = suspicion_bounds(3, 4, 6, Duration::from_secs(1));
-        let suspicion = Suspicion::new(Duration::ZERO, "a", 3, 4, bounds);
+        let suspicion = Suspicion::new(Duration::ZERO, "a".into(), 3, 4, bounds);
         assert_eq!(suspicion.timeout(), Duration::from_secs(4));
     }
 }
