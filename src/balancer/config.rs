@@ -8,7 +8,7 @@
 //! keyword HAProxy does not know is an error, as in HAProxy. Like HAProxy 2.6, an address on
 //! a `listen`/`frontend` line is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -273,6 +273,9 @@ struct Parser<'a> {
     timeout_client: Option<Duration>,
     timeout_http_request: Option<Duration>,
     warnings: Vec<String>,
+    /// Every (backend, server) name read, so a duplicate is found without a pass over the
+    /// backend (a rendered config of 10,000 servers is read at every render).
+    server_names: BTreeSet<(String, String)>,
 }
 
 /// A `listen` section while it is read.
@@ -302,6 +305,7 @@ pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
         timeout_client: None,
         timeout_http_request: None,
         warnings: Vec::new(),
+        server_names: BTreeSet::new(),
     };
     for (index, raw) in text.lines().enumerate() {
         let words: Vec<&str> = raw.split('#').next().unwrap_or("").split_whitespace().collect();
@@ -435,11 +439,11 @@ impl Parser<'_> {
                 for warning in warnings {
                     self.warn(line, warning);
                 }
-                let backend =
-                    self.backends.get_mut(&self.current_backend).expect("backend section has a backend");
-                if backend.servers.iter().any(|s| s.name == server.name) {
+                if !self.server_names.insert((self.current_backend.clone(), server.name.clone())) {
                     return Err(format!("another server named '{}' was already defined", server.name));
                 }
+                let backend =
+                    self.backends.get_mut(&self.current_backend).expect("backend section has a backend");
                 backend.servers.push(server);
             }
             ("default-server", _) => {
@@ -791,6 +795,16 @@ mod tests {
         assert_eq!(config.backend().servers[1].name, "s2");
         assert_eq!(config.timeout_connect, Duration::from_secs(2));
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn a_server_name_twice_in_one_backend_is_an_error_but_not_across_backends() {
+        let twice = MINIMAL.replace("server s2", "server s1");
+        let error = parse("h.cfg", &twice).unwrap_err();
+        assert_eq!(error.line, 9);
+        assert!(error.to_string().contains("another server named 's1'"), "{error}");
+        let other_backend = format!("{MINIMAL}backend spare\n    server s1 10.0.0.4:3000\n");
+        assert!(parse("h.cfg", &other_backend).is_ok());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn stream_bytes_max(members_max: usize) -> usize {
 }
 
 /// Liveness of a member as one node sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Status {
     /// Answering probes.
     Alive,
@@ -55,7 +55,7 @@ pub type Name = std::sync::Arc<str>;
 pub type Tags = std::sync::Arc<BTreeMap<String, String>>;
 
 /// What a node knows about one member.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeState {
     /// Unique node name.
     pub name: Name,

@@ -178,6 +178,13 @@ enum Subject {
     Intent(Name),
 }
 
+/// Whether an intent applied is broadcast again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spread {
+    Yes,
+    No,
+}
+
 /// A merge that adds fewer members than this never rebuilds the table (see `merge`).
 const COMPACT_MIN_GROWTH: usize = 64;
 
@@ -453,7 +460,9 @@ impl Agent {
         self.merge(states, now, out);
         for intent in intents {
             let kind = if left.contains(&intent.name) { IntentKind::Leave } else { IntentKind::Join };
-            self.apply_intent(&intent.name, kind, intent.ltime, false, now, out);
+            // Serf's MergeRemoteState applies the intents without broadcasting them again: the
+            // push-pull is the news, and a join storm would otherwise queue every member twice.
+            self.apply_intent(&intent.name, kind, intent.ltime, false, Spread::No, now, out);
         }
     }
 
@@ -589,7 +598,7 @@ impl Agent {
             return;
         }
         let ltime = self.clock.increment();
-        self.apply_intent(name, IntentKind::Leave, ltime, prune, now, out);
+        self.apply_intent(name, IntentKind::Leave, ltime, prune, Spread::Yes, now, out);
     }
 
     /// Moves a graceful leave on once the current broadcast went out (or timed out).
@@ -744,11 +753,11 @@ impl Agent {
             Message::Dead { name, incarnation, from } => self.apply_dead(&name, incarnation, &from, now, out),
             Message::JoinIntent { name, ltime } => {
                 self.clock.witness(ltime);
-                self.apply_intent(&name, IntentKind::Join, ltime, false, now, out);
+                self.apply_intent(&name, IntentKind::Join, ltime, false, Spread::Yes, now, out);
             }
             Message::LeaveIntent { name, ltime, prune } => {
                 self.clock.witness(ltime);
-                self.apply_intent(&name, IntentKind::Leave, ltime, prune, now, out);
+                self.apply_intent(&name, IntentKind::Leave, ltime, prune, Spread::Yes, now, out);
             }
             // The codec refuses a push-pull in a datagram; streams go to `handle_stream`.
             Message::PushPull { .. } => {}
@@ -863,6 +872,7 @@ impl Agent {
         kind: IntentKind,
         ltime: u64,
         prune: bool,
+        spread: Spread,
         now: Duration,
         out: &mut Vec<Action>,
     ) {
@@ -870,8 +880,15 @@ impl Agent {
             self.intent_about_us(kind, ltime);
             return;
         }
+        let message = || match kind {
+            IntentKind::Join => Message::JoinIntent { name: name.to_string(), ltime },
+            IntentKind::Leave => Message::LeaveIntent { name: name.to_string(), ltime, prune },
+        };
         let Some(member) = self.members.get_mut(name) else {
-            self.recent_intents.record(name, kind, ltime, now);
+            // Serf spreads an intent about a member it does not know yet if it is news.
+            if self.recent_intents.record(name, kind, ltime, now) && spread == Spread::Yes {
+                self.enqueue(Subject::Intent(Name::from(name)), message());
+            }
             return;
         };
         if ltime <= member.status_ltime {
@@ -879,10 +896,6 @@ impl Agent {
         }
         member.status_ltime = ltime;
         member.leaving = kind == IntentKind::Leave && !member.state.status.is_gone();
-        let message = match kind {
-            IntentKind::Join => Message::JoinIntent { name: name.to_string(), ltime },
-            IntentKind::Leave => Message::LeaveIntent { name: name.to_string(), ltime, prune },
-        };
         // A force-leave: a failed member is now one that left.
         if kind == IntentKind::Leave && member.state.status == Status::Dead {
             member.update(&self.interner, |s| s.status = Status::Left);
@@ -892,7 +905,9 @@ impl Agent {
             out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
         }
         let left = member.state.status == Status::Left;
-        self.enqueue(Subject::Intent(Name::from(name)), message);
+        if spread == Spread::Yes {
+            self.enqueue(Subject::Intent(Name::from(name)), message());
+        }
         if kind == IntentKind::Leave && prune && left {
             self.erase(name, out);
         }

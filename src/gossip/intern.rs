@@ -5,7 +5,9 @@
 //! of its agents one; a real agent has its own). Sharing changes memory only, never
 //! behaviour: the values are immutable.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{BuildHasherDefault, Hash};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::codec::{Name, NodeState};
@@ -57,9 +59,11 @@ impl Interner {
     }
 }
 
-/// One kind of shared value.
+/// One kind of shared value. A hash set: it is only looked up, never walked in order (the
+/// sweep keeps what is in use, whatever the order), and a fixed hasher keeps it the same
+/// from run to run.
 struct Table<T: ?Sized> {
-    values: BTreeSet<Arc<T>>,
+    values: HashSet<Arc<T>, BuildHasherDefault<DefaultHasher>>,
     /// Values to hand out unshared before trying to forget unused ones again: a table full
     /// of values in use would otherwise be scanned at every new value.
     unshared_until_sweep: usize,
@@ -67,11 +71,11 @@ struct Table<T: ?Sized> {
 
 impl<T: ?Sized> Default for Table<T> {
     fn default() -> Self {
-        Self { values: BTreeSet::new(), unshared_until_sweep: 0 }
+        Self { values: HashSet::default(), unshared_until_sweep: 0 }
     }
 }
 
-impl<T: Ord + ?Sized> Table<T> {
+impl<T: Hash + Eq + ?Sized> Table<T> {
     /// The copy of `value` the table holds, adding it while there is room.
     fn shared(&mut self, value: Arc<T>) -> Arc<T> {
         if let Some(known) = self.values.get(&*value) {

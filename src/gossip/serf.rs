@@ -59,11 +59,11 @@ pub struct RecentIntents {
 }
 
 impl RecentIntents {
-    /// Keeps the intent if it is the newest about `name`; when full, the oldest recorded
-    /// intent is dropped to make room.
-    pub fn record(&mut self, name: &str, kind: IntentKind, ltime: u64, now: Duration) {
+    /// Keeps the intent if it is the newest about `name` (then true: Serf spreads it again);
+    /// when full, the oldest recorded intent is dropped to make room.
+    pub fn record(&mut self, name: &str, kind: IntentKind, ltime: u64, now: Duration) -> bool {
         if self.by_name.get(name).is_some_and(|(_, known, _)| *known >= ltime) {
-            return;
+            return false;
         }
         if !self.by_name.contains_key(name) && self.by_name.len() >= RECENT_INTENTS_MAX {
             let oldest = self.by_name.iter().min_by_key(|(_, (_, _, at))| *at).map(|(n, _)| n.clone());
@@ -72,6 +72,7 @@ impl RecentIntents {
             }
         }
         self.by_name.insert(name.to_string(), (kind, ltime, now));
+        true
     }
 
     /// The buffered intent about `name`, if it is recent enough; it is removed either way.

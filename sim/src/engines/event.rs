@@ -129,6 +129,9 @@ pub fn unsupported(world: &World) -> Vec<String> {
     refused
 }
 
+/// Simulated time between two progress lines.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// Runs `world` under `plan`; `seed` drives every random choice.
 pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> {
     let refused = unsupported_faults(world);
@@ -137,9 +140,15 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
     }
     let mut engine = Engine::new(world, plan, seed);
     engine.recorder.world(Duration::ZERO, WORLD, super::plan_record(world, plan));
+    let mut reported = Duration::ZERO;
     while let Some(((at, _), event)) = engine.queue.pop_first() {
         if at > world.duration {
             break;
+        }
+        // Runs of thousands of nodes take minutes: say how far they are (RUST_LOG=info).
+        if at >= reported + PROGRESS_EVERY {
+            reported = at;
+            tracing::info!(sim_s = at.as_secs(), of_s = world.duration.as_secs(), "event engine progress");
         }
         engine.now = at;
         engine.handle(event);

@@ -900,3 +900,53 @@ fn the_tcp_ping_fallback_keeps_a_node_whose_udp_is_blocked() {
         }
     }
 }
+
+/// The intents a gossip round sends.
+fn gossiped_intents(node: &mut Agent, now: Duration) -> Vec<Message> {
+    let mut out = Vec::new();
+    node.handle_timer(Timer::Gossip, now, &mut out);
+    let mut intents: Vec<Message> = sends(&out)
+        .into_iter()
+        .flat_map(|(_, messages)| messages)
+        // The node's own join intent aside.
+        .filter(|m| matches!(m, Message::JoinIntent { name, .. } | Message::LeaveIntent { name, .. } if name != "ha"))
+        .collect();
+    intents.dedup();
+    intents
+}
+
+/// As Serf: intents a push-pull carries are applied but not gossiped again (the push-pull
+/// is the news); a gossiped intent is, also about a member not known yet, once per news.
+#[test]
+fn intents_from_a_push_pull_are_not_gossiped_again_and_gossiped_ones_are() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    let at = Duration::from_secs(1);
+    ha.handle_datagram(addr(2), &alive("s1", 2, 0), at, &mut Vec::new()).unwrap();
+    let intent = |name: &str, ltime| StatusTime { name: name.into(), ltime };
+    let push = codec::encode_stream(&Message::PushPull {
+        join: false,
+        reply: true,
+        ltime: 9,
+        states: vec![state("s1", 2, 0, Status::Alive)],
+        intents: vec![intent("s1", 5)],
+    })
+    .unwrap();
+    ha.handle_stream(addr(2), &push, true, at, &mut Vec::new()).unwrap();
+    // Drain what the alive message queued: only intents are looked at.
+    assert!(gossiped_intents(&mut ha, at).is_empty());
+    let join = |name: &str, ltime| Message::JoinIntent { name: name.into(), ltime };
+    // Not newer than the push-pull's: nothing to spread.
+    ha.handle_datagram(addr(2), &datagram(&[join("s1", 5)]), at, &mut Vec::new()).unwrap();
+    assert!(gossiped_intents(&mut ha, at).is_empty());
+    ha.handle_datagram(addr(2), &datagram(&[join("s1", 6), join("s9", 3)]), at, &mut Vec::new()).unwrap();
+    let mut spread = gossiped_intents(&mut ha, at);
+    spread.sort_by_key(|m| format!("{m:?}"));
+    assert_eq!(spread, [join("s1", 6), join("s9", 3)]);
+    // The same news about the unknown member again is not news.
+    for _ in 0..32 {
+        gossiped_intents(&mut ha, at);
+    }
+    ha.handle_datagram(addr(2), &datagram(&[join("s9", 3)]), at, &mut Vec::new()).unwrap();
+    assert!(gossiped_intents(&mut ha, at).is_empty());
+}
