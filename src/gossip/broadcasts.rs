@@ -23,7 +23,8 @@ type Place = (u32, Reverse<u64>);
 #[derive(Clone, Debug)]
 pub struct BroadcastQueue<S: Ord + Clone> {
     order: BTreeMap<Place, (S, Arc<[u8]>)>,
-    /// Where each subject's broadcast is in `order`.
+    /// Where each subject's broadcast was queued: its sends may have grown since (a send
+    /// does not look the subject up, which would compare names).
     by_subject: BTreeMap<S, Place>,
     next_id: u64,
 }
@@ -40,8 +41,8 @@ impl<S: Ord + Clone> BroadcastQueue<S> {
     pub fn push(&mut self, subject: S, message: Arc<[u8]>) -> usize {
         self.next_id += 1;
         let place = (0, Reverse(self.next_id));
-        if let Some(old) = self.by_subject.insert(subject.clone(), place) {
-            self.order.remove(&old);
+        if let Some(queued) = self.by_subject.insert(subject.clone(), place) {
+            self.remove_queued(queued);
         }
         self.order.insert(place, (subject, message));
         // memberlist's Prune, as Serf calls it: drop from the end of the queue order, the
@@ -53,6 +54,16 @@ impl<S: Ord + Clone> BroadcastQueue<S> {
             dropped += 1;
         }
         dropped
+    }
+
+    /// Removes the broadcast queued at `queued`, sent as often or more since.
+    fn remove_queued(&mut self, queued: Place) {
+        let most_sent = self.order.last_key_value().map_or(0, |(place, _)| place.0);
+        for sent in queued.0..=most_sent {
+            if self.order.remove(&(sent, queued.1)).is_some() {
+                return;
+            }
+        }
     }
 
     /// Whether something about `subject` is still queued.
@@ -85,9 +96,6 @@ impl<S: Ord + Clone> BroadcastQueue<S> {
             taken.push(message.clone());
             let next = (place.0 + 1, place.1);
             if next.0 < limit {
-                if let Some(at) = self.by_subject.get_mut(&subject) {
-                    *at = next;
-                }
                 self.order.insert(next, (subject, message));
             } else {
                 self.by_subject.remove(&subject);
