@@ -232,7 +232,7 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     let file = dir.join("haproxy.cfg");
     std::fs::write(
         &file,
-        "defaults\n    timeout connect 1s\n    timeout server 2s\n    timeout http-request 300ms\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\nlisten stats\n    bind 127.0.62.1:18185\n    stats enable\n    stats uri /stats\n",
+        "defaults\n    timeout connect 1s\n    timeout server 2s\n    timeout http-request 300ms\nfrontend web\n    bind 127.0.62.1:18184\n    default_backend nodes\nbackend nodes\n    cookie SERVERID insert indirect nocache\n    server b1 127.0.62.4:18183 cookie b1\n    server b2 127.0.62.5:18183 cookie b2\nlisten stats\n    bind 127.0.62.1:18185\n    stats enable\n    stats uri /stats\n    stats auth admin:s3cret\n",
     )
     .unwrap();
     let _balancer = rollcall(&["balancer", "--config", file.to_str().unwrap(), "--threads", "1"]);
@@ -286,15 +286,22 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     let _ = slow.read_to_end(&mut rest);
     assert!(started.elapsed() < Duration::from_secs(2), "slow client kept for {:?}", started.elapsed());
     // The stats page counts them: b2 had 4 sticky requests plus its share of the others.
+    // It asks for its account (`stats auth`) first.
     let stats: SocketAddr = "127.0.62.1:18185".parse().unwrap();
-    let csv = {
+    let stats_page = |headers: &str| {
         let mut stream = TcpStream::connect_timeout(&stats, Duration::from_secs(1)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        stream.write_all(b"GET /stats;csv HTTP/1.0\r\n\r\n").unwrap();
+        stream.write_all(format!("GET /stats;csv HTTP/1.0\r\n{headers}\r\n").as_bytes()).unwrap();
         let mut text = String::new();
         let _ = stream.read_to_string(&mut text);
         text
     };
+    let refused = stats_page("");
+    assert!(refused.starts_with("HTTP/1.0 401"), "{refused}");
+    assert!(refused.to_ascii_lowercase().contains("www-authenticate: basic realm=\"haproxy statistics\""));
+    assert!(stats_page("Authorization: Basic YWRtaW46d3Jvbmc=\r\n").starts_with("HTTP/1.0 401"));
+    // base64("admin:s3cret")
+    let csv = stats_page("Authorization: Basic YWRtaW46czNjcmV0\r\n");
     assert!(csv.contains("# pxname,svname,scur,stot,status"), "{csv}");
     let b2 = csv.lines().find(|l| l.starts_with("nodes,b2,")).expect("b2 row");
     let total: u64 = b2.split(',').nth(3).unwrap().parse().unwrap();

@@ -175,13 +175,25 @@ pub struct StatsPage {
     pub uri: String,
     /// `stats hide-version`.
     pub hide_version: bool,
+    /// `stats auth user:password` lines: with any, the page asks for HTTP basic auth.
+    pub users: Vec<(String, String)>,
+    /// `stats realm` (HAProxy's default: `HAProxy Statistics`).
+    pub realm: String,
 }
 
 impl Default for StatsPage {
     fn default() -> Self {
-        StatsPage { uri: "/haproxy?stats".into(), hide_version: false }
+        StatsPage {
+            uri: "/haproxy?stats".into(),
+            hide_version: false,
+            users: Vec::new(),
+            realm: "HAProxy Statistics".into(),
+        }
     }
 }
+
+/// Most `stats auth` accounts of one stats page.
+pub const STATS_USERS_MAX: usize = 64;
 
 /// `maxconn` when none is set.
 pub const DEFAULT_MAXCONN: usize = 4096;
@@ -390,7 +402,7 @@ impl Parser<'_> {
     }
 
     /// A `listen` section serves the stats page (`stats enable`, `stats uri`,
-    /// `stats hide-version`); anything else in it is not served.
+    /// `stats hide-version`, `stats auth`, `stats realm`); anything else in it is not served.
     fn listen_line(&mut self, line: usize, words: &[&str]) -> Result<(), String> {
         let listen = self.listens.last_mut().expect("listen section has a listen");
         match (words[0], words.get(1).copied()) {
@@ -405,6 +417,26 @@ impl Parser<'_> {
             }
             ("stats", Some("hide-version")) => {
                 listen.stats.get_or_insert_with(StatsPage::default).hide_version = true
+            }
+            ("stats", Some("auth")) => {
+                let account = words.get(2).and_then(|w| w.split_once(':'));
+                let (user, password) = account.ok_or("'stats auth' needs a user:password account")?;
+                let page = listen.stats.get_or_insert_with(StatsPage::default);
+                if page.users.len() >= STATS_USERS_MAX {
+                    return Err(format!("more than {STATS_USERS_MAX} 'stats auth' accounts"));
+                }
+                page.users.push((user.to_string(), password.to_string()));
+            }
+            ("stats", Some("realm")) => {
+                // One word, as HAProxy reads it (a space in a realm is escaped there).
+                let realm = words.get(2).ok_or("'stats realm' needs a realm")?;
+                listen.stats.get_or_insert_with(StatsPage::default).realm = realm.to_string();
+                if words.len() > 3 {
+                    self.warn(
+                        line,
+                        format!("'stats realm' takes one word, '{}' ignored", words[3..].join(" ")),
+                    );
+                }
             }
             _ => self.warn(line, format!("'{}' is not implemented, ignored", words.join(" "))),
         }
@@ -805,6 +837,21 @@ mod tests {
         assert!(error.to_string().contains("another server named 's1'"), "{error}");
         let other_backend = format!("{MINIMAL}backend spare\n    server s1 10.0.0.4:3000\n");
         assert!(parse("h.cfg", &other_backend).is_ok());
+    }
+
+    #[test]
+    fn stats_auth_and_realm_are_read_and_a_bad_account_names_its_line() {
+        let text = format!(
+            "{MINIMAL}listen stats\n    bind 127.0.0.1:1936\n    stats enable\n    stats auth admin:s3cret\n    stats auth ops:a:b\n    stats realm Ops Only\n"
+        );
+        let (bind, page) = parse("h.cfg", &text).unwrap().stats.expect("stats page");
+        assert_eq!(bind, "127.0.0.1:1936".parse().unwrap());
+        assert_eq!(page.users, [("admin".into(), "s3cret".into()), ("ops".into(), "a:b".into())]);
+        assert_eq!(page.realm, "Ops");
+        let bad = format!("{MINIMAL}listen stats\n    bind :1936\n    stats auth admin\n");
+        let error = parse("h.cfg", &bad).unwrap_err();
+        assert_eq!(error.line, 12);
+        assert!(error.to_string().contains("user:password"), "{error}");
     }
 
     #[test]

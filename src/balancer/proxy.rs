@@ -248,6 +248,15 @@ fn serve_stats<L: crate::net::Listener>(
                 return http::text_response(404, "no stats page\n");
             };
             let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let at_page = target == page.uri || target == format!("{};csv", page.uri);
+            let authorization = request.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
+            if at_page && !stats::authorized(page, authorization) {
+                let mut refused = http::text_response(401, "401 Unauthorized\n");
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&stats::challenge(page)) {
+                    refused.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, value);
+                }
+                return refused;
+            }
             if target == format!("{};csv", page.uri) {
                 http::text_response(200, stats::csv(&loaded.stats()))
             } else if target == page.uri {
@@ -264,8 +273,10 @@ fn keep_removed_servers(config: &mut BalancerConfig, previous: Option<&Loaded>) 
     let Some(previous) = previous else { return };
     let name = config.backend_name.clone();
     let Some(backend) = config.backends.get_mut(&name) else { return };
+    // A set, not a pass over the backend per server: rendered backends have thousands.
+    let kept: std::collections::BTreeSet<String> = backend.servers.iter().map(|s| s.name.clone()).collect();
     for server in &previous.config.backend().servers {
-        if !backend.servers.iter().any(|s| s.name == server.name) {
+        if !kept.contains(&server.name) {
             backend.servers.push(server.clone());
         }
     }

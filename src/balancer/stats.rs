@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use super::config::StatsPage;
+
 /// One server's figures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerStats {
@@ -28,6 +30,31 @@ pub struct ServerStats {
     /// HAProxy's check code of the last check: `L4OK`, `L4CON`, `L4TOUT`, `L7OK`, `L7STS`,
     /// `L7RSP`, or `INI` before the first, empty without checks.
     pub last_check: String,
+}
+
+/// Whether a request with `authorization` (its `Authorization` header) may see `page`: a
+/// page without `stats auth` is open; otherwise the header must be HTTP basic auth with one
+/// of its accounts.
+pub fn authorized(page: &StatsPage, authorization: Option<&[u8]>) -> bool {
+    use base64::Engine;
+    if page.users.is_empty() {
+        return true;
+    }
+    let Some(header) = authorization.and_then(|h| std::str::from_utf8(h).ok()) else { return false };
+    let Some((scheme, token)) = header.trim().split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else { return false };
+    let Some((user, password)) = std::str::from_utf8(&decoded).ok().and_then(|a| a.split_once(':')) else {
+        return false;
+    };
+    page.users.iter().any(|(u, p)| u == user && p == password)
+}
+
+/// The `WWW-Authenticate` value that asks for the page's accounts.
+pub fn challenge(page: &StatsPage) -> String {
+    format!("Basic realm=\"{}\"", page.realm.replace(['"', '\\'], ""))
 }
 
 /// The CSV columns written, a prefix of HAProxy's `show stat` with the ones not kept left out.
@@ -89,6 +116,32 @@ pub fn text(rows: &[ServerStats], version: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_auth_wants_basic_auth_with_one_of_the_accounts() {
+        let open = StatsPage::default();
+        assert!(authorized(&open, None));
+        let page = StatsPage {
+            users: vec![("admin".into(), "s3cret".into()), ("ops".into(), "a:b".into())],
+            ..StatsPage::default()
+        };
+        // base64("admin:s3cret"), base64("ops:a:b"), base64("admin:wrong").
+        assert!(authorized(&page, Some(b"Basic YWRtaW46czNjcmV0")));
+        assert!(authorized(&page, Some(b"basic b3BzOmE6Yg==")));
+        assert!(!authorized(&page, Some(b"Basic YWRtaW46d3Jvbmc=")));
+        for bad in [
+            &b""[..],
+            b"Basic",
+            b"Bearer YWRtaW46czNjcmV0",
+            b"Basic !!!",
+            b"Basic \xff\xfe",
+            b"Basic YWRtaW4=",
+        ] {
+            assert!(!authorized(&page, Some(bad)), "{bad:?}");
+        }
+        assert!(!authorized(&page, None));
+        assert_eq!(challenge(&page), "Basic realm=\"HAProxy Statistics\"");
+    }
 
     #[test]
     fn csv_has_haproxys_column_names_and_one_row_per_server() {
