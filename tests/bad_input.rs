@@ -195,3 +195,61 @@ fn a_client_targets_the_balancer_and_seeds_are_nodes() {
     let e = error(&GOOD.replace("duration_s = 10", "duration_s = 1e-10"));
     assert!(e.message.contains("shorter than one tick"), "{e}");
 }
+
+/// Found by hand-made hostile scenarios: a template that is not a regular file (a pipe would
+/// block the run for ever, /dev/zero would fill memory) or is over the size limit, a
+/// `[from, to]` pair of three values, a turmoil world too large for turmoil, and seed ranges
+/// past the largest seed: each an error with exit 2, not a hang, a panic or a silent cut.
+#[test]
+fn hostile_templates_pairs_host_counts_and_seed_ranges_are_refused() {
+    let e = error(&GOOD.replace("templates/haproxy.cfg.hb", "/dev/zero"));
+    assert_eq!(e.line, 10, "{e}");
+    assert!(e.message.contains("not a regular file"), "{e}");
+    let dir = std::env::temp_dir().join(format!("rollcall-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.hb");
+    std::fs::write(&big, vec![b'x'; (scenario::TEMPLATE_BYTES_MAX + 1) as usize]).unwrap();
+    let e = error(&GOOD.replace("templates/haproxy.cfg.hb", big.to_str().unwrap()));
+    assert!(e.message.contains("byte limit"), "{e}");
+    let swarm = "\n[swarm]\nchaos_s = [1, 2, 3]\n";
+    let e = error(&format!("{GOOD}{swarm}"));
+    assert!(e.message.contains("two values, got 3"), "{e}");
+    let e = error(&format!("{GOOD}\n[swarm]\nchaos_s = [1, 5]\nfaults = [2]\n"));
+    assert!(e.message.contains("two values, got 1"), "{e}");
+
+    let cli = env!("CARGO_BIN_EXE_rollcall-sim");
+    let crowd = dir.join("crowd.toml");
+    let many = GOOD.replace("name = \"s1\"", "name = \"s{1..100}\"");
+    std::fs::write(&crowd, many.replace("templates/", &format!("{}/templates/", base().display()))).unwrap();
+    let output = std::process::Command::new(cli).args(["run", crowd.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("crowd.toml") && stderr.contains("at most 64"), "{stderr}");
+    let good = base().join("lab.toml");
+    for args in [
+        ["--from", "1", "--seeds", "18446744073709551615"],
+        ["--from", "18446744073709551615", "--seeds", "5"],
+    ] {
+        let output = std::process::Command::new(cli).arg("figures").arg(&good).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("seeds"), "{args:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A host named twice in one list (also through a pattern), an empty fault host list and an
+/// empty output path are slips to report, not to run.
+#[test]
+fn a_host_listed_twice_an_empty_host_list_and_an_empty_output_are_errors() {
+    let e = error(&GOOD.replace("seeds = [\"ha\"]", "seeds = [\"ha\", \"ha\"]"));
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.message.contains("'ha' is listed twice"), "{e}");
+    let order = format!("{GOOD}\n[start]\norder = [\"s{{1..1}}\", \"s1\", \"ha\"]\n");
+    assert!(error(&order).message.contains("'s1' is listed twice"));
+    let loss = format!("{GOOD}\n[[fault]]\nkind = \"loss\"\nat_s = 1\nfor_s = 1\nrate = 0.1\nhosts = []\n");
+    assert!(error(&loss).message.contains("empty host list"), "{}", error(&loss));
+    let cut = format!("{GOOD}\n[[fault]]\nkind = \"partition\"\nat_s = 1\nfor_s = 1\na = [\"s1\", \"s1\"]\n");
+    assert!(error(&cut).message.contains("listed twice"), "{}", error(&cut));
+    let e = error(&GOOD.replace("role = \"balancer\"", "role = \"balancer\"\noutput = \"\""));
+    assert!(e.message.contains("empty path"), "{e}");
+}

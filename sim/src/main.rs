@@ -241,7 +241,10 @@ fn main() -> ExitCode {
                 Ok(simulation) => simulation,
                 Err(code) => return code,
             };
-            figures::print(&simulation, &scenario, from..from.saturating_add(seeds), jobs, json)
+            match seed_range(from, seeds) {
+                Ok(range) => figures::print(&simulation, &scenario, range, jobs, json),
+                Err(code) => code,
+            }
         }
         Command::Explore { scenario, seeds, jobs, shard, json, stop_after, choice } => {
             let simulation = match load(&scenario, choice, Use::Verdicts) {
@@ -297,6 +300,13 @@ fn load(scenario: &Path, choice: Choice, use_: Use) -> Result<Simulation, ExitCo
     })?;
     // What the engine cannot model is bad input, refused before any run. Figures read no
     // verdict, so only faults matter to them.
+    if simulation.world().engine == EngineKind::Turmoil {
+        if let Some(what) = rollcall_sim::engines::turmoil::unsupported(simulation.world()) {
+            eprintln!("error: {}: the turmoil engine cannot run this scenario: {what}", scenario.display());
+            eprintln!("hint: run it with --engine event");
+            return Err(ExitCode::from(2));
+        }
+    }
     if simulation.world().engine == EngineKind::Event {
         let refused = match use_ {
             Use::Verdicts => rollcall_sim::engines::event::unsupported(simulation.world()),
@@ -315,6 +325,20 @@ fn load(scenario: &Path, choice: Choice, use_: Use) -> Result<Simulation, ExitCo
     Ok(simulation)
 }
 
+/// `--from` and `--seeds` as a range: at least one seed, at most `explore`'s limit, and no
+/// seed past the largest (a silent wrap or cut would run other seeds than asked).
+fn seed_range(from: u64, seeds: u64) -> Result<std::ops::Range<u64>, ExitCode> {
+    let end = from.checked_add(seeds).filter(|_| (1..=chaos_cli::SEEDS_MAX).contains(&seeds));
+    end.map(|end| from..end).ok_or_else(|| {
+        eprintln!(
+            "error: --from {from} --seeds {seeds}: expected 1 to {} seeds, the last at most {}",
+            chaos_cli::SEEDS_MAX,
+            u64::MAX - 1
+        );
+        ExitCode::from(2)
+    })
+}
+
 fn converge(scenario: PathBuf, from: u64, seeds: u64, choice: Choice) -> ExitCode {
     let simulation = match load(&scenario, choice, Use::Verdicts) {
         Ok(simulation) => simulation,
@@ -326,15 +350,15 @@ fn converge(scenario: PathBuf, from: u64, seeds: u64, choice: Choice) -> ExitCod
         );
         return ExitCode::from(2);
     }
-    if seeds == 0 {
-        eprintln!("error: --seeds must be at least 1");
-        return ExitCode::from(2);
-    }
+    let range = match seed_range(from, seeds) {
+        Ok(range) => range,
+        Err(code) => return code,
+    };
     let mut since_start = Vec::new();
     let mut since_boot = Vec::new();
     let mut never = Vec::new();
-    let last = from.saturating_add(seeds - 1);
-    for seed in from..=last {
+    let last = range.end - 1;
+    for seed in range {
         match simulation.clone().seed(seed).convergence() {
             Ok(Some(c)) => {
                 since_start.push(c.since_start);

@@ -113,16 +113,21 @@ struct TraceSection {
 #[serde(deny_unknown_fields)]
 struct SwarmSection {
     /// The chaos phase, `[from, to]` in seconds: every drawn fault starts and ends in it.
+    #[serde(deserialize_with = "pair")]
     chaos_s: [f64; 2],
     /// Fault kinds a seed may turn on (default: every kind).
     kinds: Option<Vec<SwarmKind>>,
     /// How many faults a seed draws, inclusive (default `[1, 4]`).
+    #[serde(default, deserialize_with = "optional_pair")]
     faults: Option<[u32; 2]>,
     /// How long a fault with a window lasts, in seconds, inclusive (default `[1, 20]`).
+    #[serde(default, deserialize_with = "optional_pair")]
     for_s: Option<[f64; 2]>,
     /// Gossip loss rate, inclusive (default `[0.05, 0.5]`).
+    #[serde(default, deserialize_with = "optional_pair")]
     loss: Option<[f64; 2]>,
     /// Extra gossip latency in milliseconds, inclusive (default `[10, 300]`).
+    #[serde(default, deserialize_with = "optional_pair")]
     latency_ms: Option<[u64; 2]>,
     /// The nodes faults single out (default: every node).
     hosts: Option<Vec<String>>,
@@ -467,14 +472,20 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         }
     }
 
-    /// Known hosts, patterns (`s{1..10}`) expanded.
+    /// Known hosts, patterns (`s{1..10}`) expanded; a host listed twice is an error (a
+    /// slip the user would want to hear of: twice a seed, twice in a start order).
     fn known_all(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ScenarioError> {
         let mut names = Vec::new();
+        let mut seen = BTreeSet::new();
         for item in list {
             let expanded =
                 crate::names::expand(item.get_ref()).map_err(|e| (self.error)(Some(item.span()), e))?;
             for (_, name) in expanded {
-                names.push(self.known(&Spanned::new(item.span(), name))?);
+                let name = self.known(&Spanned::new(item.span(), name))?;
+                if !seen.insert(name.clone()) {
+                    return self.fail(item.span(), format!("host '{name}' is listed twice"));
+                }
+                names.push(name);
             }
         }
         Ok(names)
@@ -956,7 +967,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             (self.error)(Some(host.name.span()), format!("balancer '{name}' needs a 'template'"))
         })?;
         let path: PathBuf = self.base.join(template.get_ref());
-        let text = std::fs::read_to_string(&path).or_else(|e| {
+        let text = read_template(&path).or_else(|e| {
             self.fail(template.span(), format!("cannot read template {}: {e}", path.display()))
         })?;
         // Check the template now: a syntax error is bad input, reported with its place.
@@ -964,6 +975,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             return self.fail(template.span(), error.to_string());
         }
         let output = host.output.clone().unwrap_or_else(|| "/etc/haproxy/haproxy.cfg".into());
+        if output.is_empty() {
+            return self.fail(host.name.span(), format!("balancer '{name}': 'output' is an empty path"));
+        }
         Ok(Role::Balancer {
             template_file: path.display().to_string(),
             template_text: text,
@@ -1173,12 +1187,20 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         self.fail(format!("host '{name}' is a client: it runs no gossip agent"))
     }
 
-    /// Known hosts, patterns (`s{1..10}`) expanded.
+    /// Known hosts, patterns (`s{1..10}`) expanded; none twice, and at least one.
     fn known_all(&self, list: &[String]) -> Result<Vec<String>, ScenarioError> {
+        if list.is_empty() {
+            return self.fail("an empty host list names no host".to_string());
+        }
         let mut names = Vec::new();
+        let mut seen = BTreeSet::new();
         for item in list {
             for (_, name) in crate::names::expand(item).or_else(|e| self.fail(e))? {
-                names.push(self.known(&name)?);
+                let name = self.known(&name)?;
+                if !seen.insert(name.clone()) {
+                    return self.fail(format!("host '{name}' is listed twice"));
+                }
+                names.push(name);
             }
         }
         Ok(names)
@@ -1216,4 +1238,43 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
 /// Seconds as a duration; callers have checked the value is finite and within a day.
 fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value.clamp(0.0, RUN_SECONDS_MAX))
+}
+
+/// A `[from, to]` pair: exactly two values (serde's arrays would ignore a third).
+fn pair<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<[T; 2], D::Error> {
+    let values = Vec::<T>::deserialize(deserializer)?;
+    let len = values.len();
+    <[T; 2]>::try_from(values)
+        .map_err(|_| serde::de::Error::custom(format!("expected [from, to], two values, got {len}")))
+}
+
+/// An optional `[from, to]` pair.
+fn optional_pair<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<[T; 2]>, D::Error> {
+    pair(deserializer).map(Some)
+}
+
+/// Largest template a scenario may name: the lab's is 2 KB.
+pub const TEMPLATE_BYTES_MAX: u64 = 1 << 20;
+
+/// A template file's text: a regular file (a pipe or a device would block or never end) of
+/// at most [`TEMPLATE_BYTES_MAX`].
+fn read_template(path: &std::path::Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > TEMPLATE_BYTES_MAX {
+        return Err(format!("{} bytes, over the {TEMPLATE_BYTES_MAX}-byte limit", meta.len()));
+    }
+    let mut text = String::new();
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // The file may grow between the two looks: read no more than the limit allows.
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, TEMPLATE_BYTES_MAX + 1), &mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > TEMPLATE_BYTES_MAX {
+        return Err(format!("over the {TEMPLATE_BYTES_MAX}-byte limit"));
+    }
+    Ok(text)
 }

@@ -178,6 +178,15 @@ enum Subject {
     Intent(Name),
 }
 
+/// A join or leave intent to apply: Serf's message, whoever sent it.
+#[derive(Clone, Copy, Debug)]
+struct Intent {
+    kind: IntentKind,
+    ltime: u64,
+    /// A leave that members erase at once.
+    prune: bool,
+}
+
 /// Whether an intent applied is broadcast again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Spread {
@@ -462,7 +471,13 @@ impl Agent {
             let kind = if left.contains(&intent.name) { IntentKind::Leave } else { IntentKind::Join };
             // Serf's MergeRemoteState applies the intents without broadcasting them again: the
             // push-pull is the news, and a join storm would otherwise queue every member twice.
-            self.apply_intent(&intent.name, kind, intent.ltime, false, Spread::No, now, out);
+            self.apply_intent(
+                &intent.name,
+                Intent { kind, ltime: intent.ltime, prune: false },
+                Spread::No,
+                now,
+                out,
+            );
         }
     }
 
@@ -598,7 +613,7 @@ impl Agent {
             return;
         }
         let ltime = self.clock.increment();
-        self.apply_intent(name, IntentKind::Leave, ltime, prune, Spread::Yes, now, out);
+        self.apply_intent(name, Intent { kind: IntentKind::Leave, ltime, prune }, Spread::Yes, now, out);
     }
 
     /// Moves a graceful leave on once the current broadcast went out (or timed out).
@@ -753,11 +768,23 @@ impl Agent {
             Message::Dead { name, incarnation, from } => self.apply_dead(&name, incarnation, &from, now, out),
             Message::JoinIntent { name, ltime } => {
                 self.clock.witness(ltime);
-                self.apply_intent(&name, IntentKind::Join, ltime, false, Spread::Yes, now, out);
+                self.apply_intent(
+                    &name,
+                    Intent { kind: IntentKind::Join, ltime, prune: false },
+                    Spread::Yes,
+                    now,
+                    out,
+                );
             }
             Message::LeaveIntent { name, ltime, prune } => {
                 self.clock.witness(ltime);
-                self.apply_intent(&name, IntentKind::Leave, ltime, prune, Spread::Yes, now, out);
+                self.apply_intent(
+                    &name,
+                    Intent { kind: IntentKind::Leave, ltime, prune },
+                    Spread::Yes,
+                    now,
+                    out,
+                );
             }
             // The codec refuses a push-pull in a datagram; streams go to `handle_stream`.
             Message::PushPull { .. } => {}
@@ -869,13 +896,12 @@ impl Agent {
     fn apply_intent(
         &mut self,
         name: &str,
-        kind: IntentKind,
-        ltime: u64,
-        prune: bool,
+        intent: Intent,
         spread: Spread,
         now: Duration,
         out: &mut Vec<Action>,
     ) {
+        let Intent { kind, ltime, prune } = intent;
         if name == self.config.name {
             self.intent_about_us(kind, ltime);
             return;
