@@ -253,3 +253,20 @@ fn a_host_listed_twice_an_empty_host_list_and_an_empty_output_are_errors() {
     let e = error(&GOOD.replace("role = \"balancer\"", "role = \"balancer\"\noutput = \"\""));
     assert!(e.message.contains("empty path"), "{e}");
 }
+
+/// A bug, a service, an invariant or a swarm kind named twice is a slip, reported at its line.
+#[test]
+fn names_given_twice_are_errors() {
+    let bugs = GOOD.replace(
+        "role = \"backend\"",
+        "role = \"backend\"\nplanted_bugs = [\"gossip-never-refutes\", \"gossip-never-refutes\"]",
+    );
+    assert!(error(&bugs).message.contains("listed twice"), "{}", error(&bugs));
+    let services =
+        GOOD.replace("role = \"backend\"", "role = \"backend\"\npermanent_failure = [\"serf\", \"serf\"]");
+    assert!(error(&services).message.contains("'serf' is listed twice"), "{}", error(&services));
+    let expect = format!("{GOOD}\n[expect]\nviolated = [\"converge\", \"converge\"]\n");
+    assert!(error(&expect).message.contains("'converge' is listed twice"), "{}", error(&expect));
+    let kinds = format!("{GOOD}\n[swarm]\nchaos_s = [1, 5]\nkinds = [\"loss\", \"loss\"]\n");
+    assert!(error(&kinds).message.contains("'loss' is listed twice"), "{}", error(&kinds));
+}

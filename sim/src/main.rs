@@ -400,11 +400,13 @@ fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>, ch
     let run = match simulation.run() {
         Ok(run) => run,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {file}: {error}");
             eprintln!("ROLLCALL_SEED={seed} (commit {})", rollcall_sim::report::COMMIT);
             let replay = rollcall_sim::report::replay_command(&file, seed, simulation.world());
             eprintln!("replay: {replay}");
-            return ExitCode::from(1);
+            // A run past a limit asked for more than rollcall runs: the file's fault.
+            let limit = matches!(error, rollcall_sim::engines::EngineError::TraceFull { .. });
+            return ExitCode::from(if limit { 2 } else { 1 });
         }
     };
     let wall = wall.elapsed();

@@ -472,6 +472,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         }
     }
 
+    /// A name given twice in one list is a slip: an error at the second.
+    fn once(&self, list: &[Spanned<String>]) -> Result<(), ScenarioError> {
+        let mut seen = BTreeSet::new();
+        match list.iter().find(|item| !seen.insert(item.get_ref())) {
+            Some(twice) => self.fail(twice.span(), format!("'{}' is listed twice", twice.get_ref())),
+            None => Ok(()),
+        }
+    }
+
     /// Known hosts, patterns (`s{1..10}`) expanded; a host listed twice is an error (a
     /// slip the user would want to hear of: twice a seed, twice in a start order).
     fn known_all(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ScenarioError> {
@@ -774,6 +783,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             ));
         }
         let kinds = swarm.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.to_vec());
+        if let Some(twice) = kinds.iter().enumerate().find(|(i, k)| kinds[..*i].contains(k)) {
+            return fail(format!("kinds: '{}' is listed twice", twice.1.name()));
+        }
         if kinds.is_empty() || targets.is_empty() {
             return fail("kinds and hosts must not be empty".into());
         }
@@ -837,6 +849,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         violation: &[PinnedViolation],
         enabled: &InvariantSettings,
     ) -> Result<Expectation, ScenarioError> {
+        self.once(violated)?;
         let mut expect = Expectation::default();
         for name in violated {
             expect.violated.insert(self.invariant_name(name, enabled)?);
@@ -935,6 +948,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     }
 
     fn planted_bugs(&self, names: &[Spanned<String>]) -> Result<PlantedBugs, ScenarioError> {
+        self.once(names)?;
         let mut bugs = PlantedBugs::default();
         for name in names {
             if !bugs.plant(name.get_ref()) {
@@ -947,6 +961,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     }
 
     fn permanent_failures(&self, host: &HostSection, role: &Role) -> Result<Vec<String>, ScenarioError> {
+        self.once(&host.permanent_failure)?;
         let allowed = role.services();
         let mut services = Vec::new();
         for service in &host.permanent_failure {

@@ -160,17 +160,32 @@ impl ViewScope {
     }
 }
 
+/// Most records one run's trace holds (about a gigabyte). Past it the recorder keeps no
+/// more and says so ([`Recorder::is_full`]); the engines then stop the run with an error,
+/// since a verdict on a cut trace would be wrong. gossip-1k recording every view makes 6.5
+/// million; a `[trace]` section records fewer.
+pub const TRACE_RECORDS_MAX: usize = 10_000_000;
+
 /// Collects records from every host of a run.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Recorder {
     records: Rc<RefCell<Vec<Record>>>,
     scope: Rc<ViewScope>,
+    full: Rc<std::cell::Cell<bool>>,
+    /// [`TRACE_RECORDS_MAX`]; smaller in tests.
+    limit: usize,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::scoped(ViewScope::default())
+    }
 }
 
 impl Recorder {
     /// A recorder that keeps the view entries of `scope` only.
     pub fn scoped(scope: ViewScope) -> Self {
-        Self { records: Rc::default(), scope: Rc::new(scope) }
+        Self { records: Rc::default(), scope: Rc::new(scope), full: Rc::default(), limit: TRACE_RECORDS_MAX }
     }
 
     /// Whether `observer`'s view of `member` is recorded (an engine may skip the work for an
@@ -188,7 +203,16 @@ impl Recorder {
         let t_us = at.as_micros() as u64;
         let mut records = self.records.borrow_mut();
         debug_assert!(records.last().is_none_or(|last| last.t_us <= t_us), "time never goes back");
+        if records.len() >= self.limit {
+            self.full.set(true);
+            return;
+        }
         records.push(Record { t_us, host: host.to_string(), event });
+    }
+
+    /// Whether a record was refused because the trace holds [`TRACE_RECORDS_MAX`].
+    pub fn is_full(&self) -> bool {
+        self.full.get()
     }
 
     /// How many records there are so far.
@@ -222,5 +246,22 @@ impl Observer for Recorder {
             return;
         }
         self.push(at, host, Entry::Host(event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_recorder_keeps_no_more_and_says_so() {
+        let recorder = Recorder { limit: 3, ..Recorder::default() };
+        for at in 0..3 {
+            recorder.world(Duration::from_secs(at), WORLD, WorldEvent::bare_plan(1, BTreeMap::new()));
+            assert!(!recorder.is_full());
+        }
+        recorder.world(Duration::from_secs(4), WORLD, WorldEvent::bare_plan(1, BTreeMap::new()));
+        assert!(recorder.is_full());
+        assert_eq!(recorder.finish().records.len(), 3);
     }
 }

@@ -152,6 +152,9 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         }
         engine.now = at;
         engine.handle(event);
+        if engine.recorder.is_full() {
+            return Err(EngineError::TraceFull { at_ms: at.as_millis() as u64 });
+        }
     }
     Ok(engine.recorder.finish())
 }

@@ -140,4 +140,11 @@ pub enum EngineError {
     /// The engine does not model what the world asks for.
     #[error("the {engine} engine cannot run this scenario: {what}")]
     Unsupported { engine: &'static str, what: String },
+    /// The trace reached [`crate::trace::TRACE_RECORDS_MAX`]: a verdict on the rest would be
+    /// a verdict on a cut trace.
+    #[error(
+        "the trace reached its limit of {} records at {at_ms} ms simulated: record fewer views with a [trace] section, or run for less time",
+        crate::trace::TRACE_RECORDS_MAX
+    )]
+    TraceFull { at_ms: u64 },
 }

@@ -184,6 +184,9 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
                 message: error.to_string(),
             });
         }
+        if recorder.is_full() {
+            return Err(EngineError::TraceFull { at_ms: sim.elapsed().as_millis() as u64 });
+        }
     }
     Ok(recorder.finish())
 }
