@@ -51,7 +51,8 @@ fn wall(c: &mut Criterion) {
     for (label, simulation) in [("100 nodes", hundred_nodes()), ("1,000 nodes", thousand_nodes())] {
         let nodes = simulation.world().hosts.len() as u64;
         group.throughput(Throughput::Elements(nodes * SCALING_SPAN.as_secs()));
-        group.bench_function(label, |b| b.iter(|| simulation.clone().seed(1).trace().expect("run completes")));
+        group
+            .bench_function(label, |b| b.iter(|| simulation.clone().seed(1).trace().expect("run completes")));
     }
     group.finish();
 }
