@@ -270,3 +270,19 @@ fn names_given_twice_are_errors() {
     let kinds = format!("{GOOD}\n[swarm]\nchaos_s = [1, 5]\nkinds = [\"loss\", \"loss\"]\n");
     assert!(error(&kinds).message.contains("'loss' is listed twice"), "{}", error(&kinds));
 }
+
+/// A `tags` fault with an empty key, a key both set and deleted, or more tags than a member
+/// carries: refused when the file is read, not a warning in the middle of the run.
+#[test]
+fn a_tags_fault_that_cannot_apply_is_an_error() {
+    let big = "x".repeat(600);
+    for (tags, wanted) in [
+        ("set = { \"\" = \"5\" }".to_string(), "empty"),
+        ("set = { w = \"5\" }\ndelete = [\"w\"]".to_string(), "both set and deleted"),
+        (format!("set = {{ w = \"{big}\" }}"), "at most 512"),
+    ] {
+        let e = error(&format!("{GOOD}\n[[fault]]\nkind = \"tags\"\nat_s = 1\nhost = \"s1\"\n{tags}\n"));
+        assert_eq!(e.line, 19, "{e}");
+        assert!(e.message.contains(wanted), "{e}");
+    }
+}

@@ -1124,6 +1124,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                         "the 'role' tag is the host's role: set it with the host's 'role'",
                     );
                 }
+                if let Some(problem) = tags_problem(&set, &delete) {
+                    return self.fail(place.span, problem);
+                }
                 let kind = FaultKind::Tags { host: place.node(host, hosts)?, set, delete };
                 Ok(FaultSpec { at, lasting: None, kind })
             }
@@ -1253,6 +1256,21 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
 /// Seconds as a duration; callers have checked the value is finite and within a day.
 fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value.clamp(0.0, RUN_SECONDS_MAX))
+}
+
+/// What is wrong with a `tags` fault's keys, if anything: an empty key, a key both set and
+/// deleted, or more tags than a member may carry (the agent would refuse them at run time).
+fn tags_problem(set: &BTreeMap<String, String>, delete: &[String]) -> Option<String> {
+    use rollcall::gossip::codec::{TAGS_BYTES_MAX, tags_bytes};
+    if set.keys().chain(delete).any(|key| key.is_empty()) {
+        return Some("a tag key is empty".into());
+    }
+    if let Some(key) = delete.iter().find(|key| set.contains_key(*key)) {
+        return Some(format!("tag '{key}' is both set and deleted"));
+    }
+    let bytes = tags_bytes(set);
+    (bytes > TAGS_BYTES_MAX)
+        .then(|| format!("the tags set are {bytes} bytes (a member carries at most {TAGS_BYTES_MAX})"))
 }
 
 /// A `[from, to]` pair: exactly two values (serde's arrays would ignore a third).

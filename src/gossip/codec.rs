@@ -246,10 +246,15 @@ fn check_name(name: &str) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// The size a tag map counts against [`TAGS_BYTES_MAX`].
+pub fn tags_bytes(tags: &BTreeMap<String, String>) -> usize {
+    tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+}
+
 /// Checks a member's state against the wire limits (name and tag sizes).
 pub fn check_state(state: &NodeState) -> Result<(), CodecError> {
     check_name(&state.name)?;
-    let tag_bytes: usize = state.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let tag_bytes = tags_bytes(&state.tags);
     if tag_bytes > TAGS_BYTES_MAX {
         return Err(CodecError::OverLimit(format!(
             "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
