@@ -160,11 +160,13 @@ impl ViewScope {
     }
 }
 
-/// Most records one run's trace holds (about a gigabyte). Past it the recorder keeps no
-/// more and says so ([`Recorder::is_full`]); the engines then stop the run with an error,
-/// since a verdict on a cut trace would be wrong. gossip-1k recording every view makes 6.5
-/// million; a `[trace]` section records fewer.
-pub const TRACE_RECORDS_MAX: usize = 10_000_000;
+/// Most records one run's trace holds: a record is 160 bytes, and the limit stays under the
+/// record vector's doubling at 2^23 records, so the trace takes at most 1.3 GB (at 10
+/// million, growing past 2^23 asked for 2.7 GB at once). Past it the recorder keeps no more
+/// and says so ([`Recorder::is_full`]); the engines then stop the run with an error, since a
+/// verdict on a cut trace would be wrong. gossip-1k recording every view makes 6.5 million;
+/// a `[trace]` section records fewer.
+pub const TRACE_RECORDS_MAX: usize = 8_000_000;
 
 /// Collects records from every host of a run.
 #[derive(Clone)]
