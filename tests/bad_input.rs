@@ -280,9 +280,21 @@ fn a_tags_fault_that_cannot_apply_is_an_error() {
         ("set = { \"\" = \"5\" }".to_string(), "empty"),
         ("set = { w = \"5\" }\ndelete = [\"w\"]".to_string(), "both set and deleted"),
         (format!("set = {{ w = \"{big}\" }}"), "at most 512"),
+        // 1 + 497 + 2 = 500 bytes alone, over 512 with the host's role tag (13 bytes).
+        (format!("set = {{ k = \"{}\" }}", "x".repeat(497)), "at most 512"),
     ] {
         let e = error(&format!("{GOOD}\n[[fault]]\nkind = \"tags\"\nat_s = 1\nhost = \"s1\"\n{tags}\n"));
         assert_eq!(e.line, 19, "{e}");
         assert!(e.message.contains(wanted), "{e}");
     }
+}
+
+/// A seed pattern that takes in a client is refused, as a client named alone is (the check
+/// once paired expanded names with unexpanded items, so `s{1..2}` checked only s1).
+#[test]
+fn a_seed_pattern_that_names_a_client_is_an_error() {
+    let text = GOOD.replace("seeds = [\"ha\"]", "seeds = [\"s{1..2}\"]")
+        + "\n[[host]]\nname = \"s2\"\nrole = \"client\"\ntarget = \"ha\"\n";
+    let e = error(&text);
+    assert!(e.message.contains("'s2' is a client"), "{e}");
 }

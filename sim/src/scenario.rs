@@ -500,15 +500,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         Ok(names)
     }
 
-    /// Gossip seeds: nodes, never clients.
+    /// Gossip seeds: nodes, never clients (each item checked after its pattern is expanded).
     fn seeds(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ScenarioError> {
-        let seeds = self.known_all(list)?;
-        for (seed, spanned) in seeds.iter().zip(list) {
-            if self.clients.contains(seed) {
-                return self.fail(spanned.span(), format!("seed '{seed}' is a client, not a gossip node"));
+        for item in list {
+            let names = self.known_all(std::slice::from_ref(item))?;
+            if let Some(client) = names.iter().find(|name| self.clients.contains(*name)) {
+                return self.fail(item.span(), format!("seed '{client}' is a client, not a gossip node"));
             }
         }
-        Ok(seeds)
+        self.known_all(list)
     }
 
     /// A duration in milliseconds: at most [`INTERVAL_MS_MAX`], and positive unless
@@ -1124,10 +1124,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                         "the 'role' tag is the host's role: set it with the host's 'role'",
                     );
                 }
-                if let Some(problem) = tags_problem(&set, &delete) {
+                let host = place.node(host, hosts)?;
+                // What the agent will carry: its configured tags and role, then the change.
+                let mut carried = BTreeMap::new();
+                if let Some(HostKind::Node(node)) = hosts.iter().find(|h| h.name == host).map(|h| &h.kind) {
+                    carried.extend(node.tags.clone());
+                    carried.insert("role".to_string(), node.role.tag().to_string());
+                }
+                if let Some(problem) = tags_problem(&set, &delete, carried) {
                     return self.fail(place.span, problem);
                 }
-                let kind = FaultKind::Tags { host: place.node(host, hosts)?, set, delete };
+                let kind = FaultKind::Tags { host, set, delete };
                 Ok(FaultSpec { at, lasting: None, kind })
             }
             FaultSection::Reload { at_s, for_s, host, every_ms } => {
@@ -1259,8 +1266,13 @@ fn seconds(value: f64) -> Duration {
 }
 
 /// What is wrong with a `tags` fault's keys, if anything: an empty key, a key both set and
-/// deleted, or more tags than a member may carry (the agent would refuse them at run time).
-fn tags_problem(set: &BTreeMap<String, String>, delete: &[String]) -> Option<String> {
+/// deleted, or more tags than a member may carry once applied to `carried` (the agent would
+/// refuse them at run time). Several tags faults on one host are checked one at a time.
+fn tags_problem(
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+    mut carried: BTreeMap<String, String>,
+) -> Option<String> {
     use rollcall::gossip::codec::{TAGS_BYTES_MAX, tags_bytes};
     if set.keys().chain(delete).any(|key| key.is_empty()) {
         return Some("a tag key is empty".into());
@@ -1268,9 +1280,12 @@ fn tags_problem(set: &BTreeMap<String, String>, delete: &[String]) -> Option<Str
     if let Some(key) = delete.iter().find(|key| set.contains_key(*key)) {
         return Some(format!("tag '{key}' is both set and deleted"));
     }
-    let bytes = tags_bytes(set);
-    (bytes > TAGS_BYTES_MAX)
-        .then(|| format!("the tags set are {bytes} bytes (a member carries at most {TAGS_BYTES_MAX})"))
+    carried.retain(|key, _| !delete.contains(key));
+    carried.extend(set.clone());
+    let bytes = tags_bytes(&carried);
+    (bytes > TAGS_BYTES_MAX).then(|| {
+        format!("the host's tags would be {bytes} bytes (a member carries at most {TAGS_BYTES_MAX})")
+    })
 }
 
 /// A `[from, to]` pair: exactly two values (serde's arrays would ignore a third).
