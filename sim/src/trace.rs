@@ -144,9 +144,7 @@ pub struct ViewScope {
 impl ViewScope {
     /// Whether `observer`'s view of `member` is recorded.
     pub fn records(&self, observer: &str, member: &str) -> bool {
-        observer == member
-            || self.observers.as_ref().is_none_or(|hosts| hosts.contains(observer))
-            || self.followed.contains(member)
+        observer == member || self.records_all_of(observer) || self.followed.contains(member)
     }
 
     /// Whether every entry of every view is recorded.

@@ -315,7 +315,7 @@ impl Agent {
         member.status_ltime = self.clock.increment();
         let intent = Message::JoinIntent { name: me.name.to_string(), ltime: member.status_ltime };
         self.insert_member(member);
-        self.enqueue(Subject::Intent(me.name.clone()), intent);
+        self.enqueue(Subject::Intent, &me.name, intent);
         touch(&mut self.version, &mut self.changed, &me.name);
         out.push(Action::Event(MemberEvent { change: MemberChange::Join, member: me }));
         // Spread the first probe over one interval so that nodes started together do not
@@ -561,10 +561,7 @@ impl Agent {
             me.status_ltime = ltime;
             me.leaving = true;
         }
-        self.enqueue(
-            Subject::Intent(Name::from(name.as_str())),
-            Message::LeaveIntent { name, ltime, prune: false },
-        );
+        self.enqueue(Subject::Intent, &name.clone(), Message::LeaveIntent { name, ltime, prune: false });
         self.leave = Some(LeavePhase::Intent { until: now + BROADCAST_TIMEOUT });
         out.push(Action::SetTimer { timer: Timer::Leave, after: self.config.gossip_interval });
     }
@@ -590,7 +587,7 @@ impl Agent {
         member.state = self.interner.shared_state(me.clone());
         member.status_since = now;
         touch(&mut self.version, &mut self.changed, &me.name);
-        self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me.clone()));
+        self.enqueue(Subject::Member, &me.name, Message::Alive(me.clone()));
         out.push(Action::Event(MemberEvent { change: MemberChange::Update, member: me }));
         Ok(())
     }
@@ -639,7 +636,7 @@ impl Agent {
                 let incarnation = me.state.incarnation;
                 touch(&mut self.version, &mut self.changed, &name);
                 let message = Message::Dead { name: name.clone(), incarnation, from: name.clone() };
-                self.enqueue(Subject::Member(Name::from(name)), message);
+                self.enqueue(Subject::Member, &name, message);
                 self.leave = Some(LeavePhase::Announce { until: now + BROADCAST_TIMEOUT });
                 out.push(again);
             }
@@ -874,7 +871,7 @@ impl Agent {
             }
         }
         touch(&mut self.version, &mut self.changed, &state.name);
-        self.enqueue(Subject::Member(state.name.clone()), Message::Alive(state.clone()));
+        self.enqueue(Subject::Member, &state.name, Message::Alive(state.clone()));
         if let Some(change) = change {
             out.push(Action::Event(MemberEvent { change, member: state }));
         }
@@ -913,7 +910,7 @@ impl Agent {
         let Some(member) = self.members.get_mut(name) else {
             // Serf spreads an intent about a member it does not know yet if it is news.
             if self.recent_intents.record(name, kind, ltime, now) && spread == Spread::Yes {
-                self.enqueue(Subject::Intent(Name::from(name)), message());
+                self.enqueue(Subject::Intent, &name, message());
             }
             return;
         };
@@ -932,7 +929,7 @@ impl Agent {
         }
         let left = member.state.status == Status::Left;
         if spread == Spread::Yes {
-            self.enqueue(Subject::Intent(Name::from(name)), message());
+            self.enqueue(Subject::Intent, &name, message());
         }
         if kind == IntentKind::Leave && prune && left {
             self.erase(name, out);
@@ -951,7 +948,7 @@ impl Agent {
         if let Some(me) = self.members.get_mut(name.as_str()) {
             me.status_ltime = ltime;
         }
-        self.enqueue(Subject::Intent(Name::from(name.as_str())), Message::JoinIntent { name, ltime });
+        self.enqueue(Subject::Intent, &name.clone(), Message::JoinIntent { name, ltime });
     }
 
     /// `name` announced its own death: it left (memberlist's "left"). Serf would call it
@@ -978,7 +975,7 @@ impl Agent {
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: name.to_string() };
-        self.enqueue(Subject::Member(Name::from(name)), message);
+        self.enqueue(Subject::Member, &name, message);
         out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
     }
 
@@ -1010,7 +1007,7 @@ impl Agent {
                     let message =
                         Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
                     let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
-                    self.enqueue(Subject::Member(Name::from(name)), message);
+                    self.enqueue(Subject::Member, &name, message);
                     out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
                 }
                 return;
@@ -1028,7 +1025,7 @@ impl Agent {
         let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(Subject::Member(Name::from(name)), message);
+        self.enqueue(Subject::Member, &name, message);
         out.push(Action::SetTimer { timer, after: timeout });
     }
 
@@ -1067,7 +1064,7 @@ impl Agent {
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(Subject::Member(Name::from(name)), message);
+        self.enqueue(Subject::Member, &name, message);
         out.push(Action::Event(MemberEvent { change, member: state }));
     }
 
@@ -1104,7 +1101,7 @@ impl Agent {
             // accuser's copies were lost): announce our incarnation again. memberlist ignores
             // such stale accusations, and a refutation lost to loss then ends in a false death.
             let me = self.own_state();
-            self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me));
+            self.enqueue(Subject::Member, &me.name.clone(), Message::Alive(me));
             return;
         }
         // At the largest incarnation the accusation cannot be out-bid; stay there rather than
@@ -1117,7 +1114,7 @@ impl Agent {
         member.state = self.interner.shared_state(me.clone());
         member.status_since = now;
         touch(&mut self.version, &mut self.changed, &me.name);
-        self.enqueue(Subject::Member(me.name.clone()), Message::Alive(me));
+        self.enqueue(Subject::Member, &me.name.clone(), Message::Alive(me));
     }
 
     fn suspicion_bounds(&self) -> (Duration, Duration) {
@@ -1322,15 +1319,13 @@ impl Agent {
         })
     }
 
-    fn enqueue(&mut self, subject: Subject, message: Message) {
+    /// Queues `message` about `name`; `subject` says which of its broadcasts it replaces.
+    fn enqueue(&mut self, subject: fn(Name) -> Subject, name: &str, message: Message) {
         let bytes = match codec::encode_message(&message) {
             Ok(bytes) => self.interner.broadcast(bytes),
             Err(error) => return tracing::error!(%error, "broadcast not queued"),
         };
-        let subject = match subject {
-            Subject::Member(name) => Subject::Member(self.interner.name(&name)),
-            Subject::Intent(name) => Subject::Intent(self.interner.name(&name)),
-        };
+        let subject = subject(self.interner.name(name));
         let dropped = self.broadcasts.push(subject, bytes);
         self.broadcasts_dropped += dropped as u64;
     }
