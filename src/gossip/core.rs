@@ -910,7 +910,7 @@ impl Agent {
         let Some(member) = self.members.get_mut(name) else {
             // Serf spreads an intent about a member it does not know yet if it is news.
             if self.recent_intents.record(name, kind, ltime, now) && spread == Spread::Yes {
-                self.enqueue(Subject::Intent, &name, message());
+                self.enqueue(Subject::Intent, name, message());
             }
             return;
         };
@@ -929,7 +929,7 @@ impl Agent {
         }
         let left = member.state.status == Status::Left;
         if spread == Spread::Yes {
-            self.enqueue(Subject::Intent, &name, message());
+            self.enqueue(Subject::Intent, name, message());
         }
         if kind == IntentKind::Leave && prune && left {
             self.erase(name, out);
@@ -975,7 +975,7 @@ impl Agent {
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: name.to_string() };
-        self.enqueue(Subject::Member, &name, message);
+        self.enqueue(Subject::Member, name, message);
         out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
     }
 
@@ -1007,7 +1007,7 @@ impl Agent {
                     let message =
                         Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
                     let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
-                    self.enqueue(Subject::Member, &name, message);
+                    self.enqueue(Subject::Member, name, message);
                     out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
                 }
                 return;
@@ -1025,7 +1025,7 @@ impl Agent {
         let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(Subject::Member, &name, message);
+        self.enqueue(Subject::Member, name, message);
         out.push(Action::SetTimer { timer, after: timeout });
     }
 
@@ -1064,7 +1064,7 @@ impl Agent {
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
-        self.enqueue(Subject::Member, &name, message);
+        self.enqueue(Subject::Member, name, message);
         out.push(Action::Event(MemberEvent { change, member: state }));
     }
 
