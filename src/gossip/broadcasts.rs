@@ -4,9 +4,11 @@
 //! replacing one cost a logarithm of the queue, not a pass over it: during a join storm of
 //! thousands of nodes the queue holds thousands of broadcasts.
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 /// Most broadcasts queued at once: Serf's `MaxQueueDepth` (4,096). Serf prunes its own queue
 /// to it, dropping the most sent (then the oldest); memberlist's queue has no bound, but a
@@ -15,60 +17,121 @@ use std::sync::Arc;
 /// broadcast would have.
 pub const BROADCASTS_MAX: usize = 4096;
 
-/// A broadcast's place: times sent, then newest first (ids only grow).
-type Place = (u32, Reverse<u64>);
+/// Ids are this many bits: one id per push, so 2^48 pushes (years at any real rate).
+const ID_BITS: u32 = 48;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+/// Sends a broadcast can count in the bits above the id; a larger retransmit limit (only a
+/// configuration could ask for one) stops at this.
+const SENT_MAX: u32 = (1 << (64 - ID_BITS)) - 1;
+
+/// A broadcast's place in the queue order: times sent in the high bits, then newest first
+/// (ids only grow, so the low bits hold the id's complement). One word: 10,000 simulated
+/// nodes queue 40 million broadcasts.
+fn place(sent: u32, id: u64) -> u64 {
+    (u64::from(sent) << ID_BITS) | (ID_MASK - (id & ID_MASK))
+}
+
+fn times_sent(place: u64) -> u32 {
+    (place >> ID_BITS) as u32
+}
+
+/// One queued broadcast.
+#[derive(Clone, Debug)]
+struct Queued<S> {
+    subject: S,
+    message: Arc<[u8]>,
+    place: u64,
+}
 
 /// Pending broadcasts, each about one subject, each an encoded message (shared: the same
-/// news queued by many agents of one process is one allocation).
+/// news queued by many agents of one process is one allocation). Stored in slots, ordered by
+/// place, found by subject through a hash index that is only looked up, never walked.
 #[derive(Clone, Debug)]
-pub struct BroadcastQueue<S: Ord + Clone> {
-    order: BTreeMap<Place, (S, Arc<[u8]>)>,
-    /// Where each subject's broadcast was queued: its sends may have grown since (a send
-    /// does not look the subject up, which would compare names).
-    by_subject: BTreeMap<S, Place>,
+pub struct BroadcastQueue<S> {
+    slots: Vec<Option<Queued<S>>>,
+    /// Slots emptied, to fill before growing.
+    free: Vec<u32>,
+    /// Slots in queue order.
+    order: BTreeMap<u64, u32>,
+    /// Slots by their subject's hash.
+    by_subject: HashTable<u32>,
     next_id: u64,
 }
 
-impl<S: Ord + Clone> Default for BroadcastQueue<S> {
+impl<S> Default for BroadcastQueue<S> {
     fn default() -> Self {
-        Self { order: BTreeMap::new(), by_subject: BTreeMap::new(), next_id: 0 }
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            order: BTreeMap::new(),
+            by_subject: HashTable::new(),
+            next_id: 0,
+        }
     }
 }
 
-impl<S: Ord + Clone> BroadcastQueue<S> {
+fn hash<S: Hash + ?Sized>(subject: &S) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(subject)
+}
+
+impl<S: Hash + Eq> BroadcastQueue<S> {
+    fn queued(&self, slot: u32) -> &Queued<S> {
+        self.slots[slot as usize].as_ref().expect("indexed slots are filled")
+    }
+
+    fn slot_of(&self, subject: &S) -> Option<u32> {
+        self.by_subject.find(hash(subject), |&slot| self.queued(slot).subject == *subject).copied()
+    }
+
+    /// Empties `slot`, dropping its broadcast from the order and the index.
+    fn remove_slot(&mut self, slot: u32) {
+        let Some(queued) = self.slots[slot as usize].take() else { return };
+        self.order.remove(&queued.place);
+        if let Ok(entry) = self.by_subject.find_entry(hash(&queued.subject), |&s| s == slot) {
+            entry.remove();
+        }
+        self.free.push(slot);
+    }
+
     /// Queues `message` about `subject`, replacing what was queued about it; past
     /// [`BROADCASTS_MAX`] the most sent (then oldest) broadcast is dropped. Returns how many were dropped.
     pub fn push(&mut self, subject: S, message: Arc<[u8]>) -> usize {
         self.next_id += 1;
-        let place = (0, Reverse(self.next_id));
-        if let Some(queued) = self.by_subject.insert(subject.clone(), place) {
-            self.remove_queued(queued);
+        if let Some(slot) = self.slot_of(&subject) {
+            self.remove_slot(slot);
         }
-        self.order.insert(place, (subject, message));
         // memberlist's Prune, as Serf calls it: drop from the end of the queue order, the
-        // most sent first and, among equals, the oldest.
+        // most sent first and, among equals, the oldest. The new broadcast goes first in the
+        // order, so making room before it drops what dropping after it would.
         let mut dropped = 0;
-        while self.order.len() > BROADCASTS_MAX {
-            let Some((_, (subject, _))) = self.order.pop_last() else { break };
-            self.by_subject.remove(&subject);
+        while self.order.len() >= BROADCASTS_MAX {
+            let Some((_, &slot)) = self.order.last_key_value() else { break };
+            self.remove_slot(slot);
             dropped += 1;
         }
-        dropped
-    }
-
-    /// Removes the broadcast queued at `queued`, sent as often or more since.
-    fn remove_queued(&mut self, queued: Place) {
-        let most_sent = self.order.last_key_value().map_or(0, |(place, _)| place.0);
-        for sent in queued.0..=most_sent {
-            if self.order.remove(&(sent, queued.1)).is_some() {
-                return;
+        let place = place(0, self.next_id);
+        let hashed = hash(&subject);
+        let queued = Queued { subject, message, place };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(queued);
+                slot
             }
-        }
+            None => {
+                self.slots.push(Some(queued));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.order.insert(place, slot);
+        let slots = &self.slots;
+        let rehash = |&s: &u32| hash(&slots[s as usize].as_ref().expect("indexed slots are filled").subject);
+        self.by_subject.insert_unique(hashed, slot, rehash);
+        dropped
     }
 
     /// Whether something about `subject` is still queued.
     pub fn contains(&self, subject: &S) -> bool {
-        self.by_subject.contains_key(subject)
+        self.slot_of(subject).is_some()
     }
 
     /// Whether nothing is queued.
@@ -84,24 +147,28 @@ impl<S: Ord + Clone> BroadcastQueue<S> {
     /// Takes broadcasts in queue order while `fits` accepts them (it stops at the first it
     /// refuses); each taken one counts as sent once more and is dropped at `limit` sends.
     pub fn take(&mut self, limit: u32, mut fits: impl FnMut(&[u8]) -> bool) -> Vec<Arc<[u8]>> {
-        let places: Vec<Place> = self
+        let taken: Vec<(u64, u32)> = self
             .order
             .iter()
-            .take_while(|(_, (_, message))| fits(message))
-            .map(|(place, _)| *place)
+            .take_while(|&(_, &slot)| fits(&self.queued(slot).message))
+            .map(|(&place, &slot)| (place, slot))
             .collect();
-        let mut taken = Vec::with_capacity(places.len());
-        for place in places {
-            let Some((subject, message)) = self.order.remove(&place) else { continue };
-            taken.push(message.clone());
-            let next = (place.0 + 1, place.1);
-            if next.0 < limit {
-                self.order.insert(next, (subject, message));
+        let mut messages = Vec::with_capacity(taken.len());
+        for (at, slot) in taken {
+            messages.push(self.queued(slot).message.clone());
+            let sent = times_sent(at) + 1;
+            if sent < limit.min(SENT_MAX) {
+                self.order.remove(&at);
+                let next = place(sent, ID_MASK - (at & ID_MASK));
+                self.order.insert(next, slot);
+                if let Some(queued) = self.slots[slot as usize].as_mut() {
+                    queued.place = next;
+                }
             } else {
-                self.by_subject.remove(&subject);
+                self.remove_slot(slot);
             }
         }
-        taken
+        messages
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
 //! - [`broadcasts`]: the queue of pending broadcasts.
 //! - [`intern`]: names and tags shared between member tables.
+//! - [`table`]: the member table's layout (insertion order and a hash index).
 //! - [`coalesce`] and [`handlers`]: Serf's event handlers, coalesced, on real processes.
 
 pub mod broadcasts;
@@ -21,6 +22,7 @@ pub mod lifeguard;
 pub mod serf;
 pub mod snapshot;
 pub mod stream;
+pub mod table;
 
 pub use codec::{NodeState, Status};
 pub use config::{GossipConfig, JoinMode, Profile};

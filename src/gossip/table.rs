@@ -1,0 +1,184 @@
+//! The member table: entries in the order they were added (memberlist's `nodes` slice, from
+//! which random peers are drawn by index) and a hash index from name to position.
+//!
+//! At 10,000 nodes a simulation holds 100 million entries, so the layout is what counts: an
+//! ordered map keyed by name cost about twice the entry itself in keys and node slack, plus a
+//! second list for the random draws, and every lookup compared names down the tree. Here an
+//! entry costs itself and a 4-byte slot of the index. Name order, which traces and push-pulls
+//! use, is made on demand by sorting.
+
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+
+use hashbrown::HashTable;
+
+/// A full table grows by its length over this...
+const GROWTH_DIVISOR: usize = 8;
+/// ...and by at least this many entries.
+const GROWTH_MIN: usize = 8;
+
+/// An entry that knows its own name.
+pub trait Named {
+    /// The name the entry is found by.
+    fn name(&self) -> &str;
+}
+
+/// Entries found by name, kept in the order they were added.
+#[derive(Clone, Debug)]
+pub struct Table<T> {
+    entries: Vec<T>,
+    /// Positions in `entries`, hashed by the entry's name. Only looked up, never walked in
+    /// its own order, so the hash function cannot change behaviour; a fixed one keeps the
+    /// layout the same from run to run all the same.
+    index: HashTable<u32>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Self { entries: Vec::new(), index: HashTable::new() }
+    }
+}
+
+fn hash(name: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+}
+
+impl<T: Named> Table<T> {
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        let entries = &self.entries;
+        self.index.find(hash(name), |&i| entries[i as usize].name() == name).map(|&i| i as usize)
+    }
+
+    /// The entry called `name`.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.position(name).map(|i| &self.entries[i])
+    }
+
+    /// The entry called `name`, to change (not its name).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut T> {
+        self.position(name).map(|i| &mut self.entries[i])
+    }
+
+    /// Whether there is an entry called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.position(name).is_some()
+    }
+
+    /// The entry added `i`-th among those still here.
+    pub fn at(&self, i: usize) -> &T {
+        &self.entries[i]
+    }
+
+    /// Makes room for `more` entries without growing past them.
+    pub fn reserve_exact(&mut self, more: usize) {
+        self.entries.reserve_exact(more);
+    }
+
+    /// Puts `entry` in place of the one with its name, or adds it last; true if it was new.
+    pub fn insert(&mut self, entry: T) -> bool {
+        if let Some(i) = self.position(entry.name()) {
+            self.entries[i] = entry;
+            return false;
+        }
+        assert!(self.entries.len() < u32::MAX as usize, "table positions fit in u32");
+        // Grow by an eighth, not double: a table of 10,000 entries would leave room for
+        // 6,000 more, in each of 10,000 simulated tables.
+        if self.entries.len() == self.entries.capacity() {
+            self.entries.reserve_exact((self.entries.len() / GROWTH_DIVISOR).max(GROWTH_MIN));
+        }
+        let position = self.entries.len() as u32;
+        let entries = &self.entries;
+        self.index.insert_unique(hash(entry.name()), position, |&i| hash(entries[i as usize].name()));
+        self.entries.push(entry);
+        true
+    }
+
+    /// Takes out the entry called `name`; the later ones move up one place, keeping the
+    /// order. Linear in the table, as memberlist's removal from its slice is.
+    pub fn remove(&mut self, name: &str) -> Option<T> {
+        let position = self.position(name)?;
+        let entries = &self.entries;
+        let removed = self.index.find_entry(hash(name), |&i| entries[i as usize].name() == name);
+        if let Ok(slot) = removed {
+            slot.remove();
+        }
+        for slot in self.index.iter_mut() {
+            if *slot as usize > position {
+                *slot -= 1;
+            }
+        }
+        Some(self.entries.remove(position))
+    }
+
+    /// Every entry, in the order added.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter()
+    }
+
+    /// Every entry, in name order.
+    pub fn by_name(&self) -> Vec<&T> {
+        let mut sorted: Vec<&T> = self.entries.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+        sorted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Entry(String, u32);
+
+    impl Named for Entry {
+        fn name(&self) -> &str {
+            &self.0
+        }
+    }
+
+    fn entry(name: &str, value: u32) -> Entry {
+        Entry(name.into(), value)
+    }
+
+    #[test]
+    fn entries_are_found_by_name_and_kept_in_the_order_added() {
+        let mut table = Table::default();
+        assert!(table.insert(entry("c", 1)) && table.insert(entry("a", 2)) && table.insert(entry("b", 3)));
+        assert!(!table.insert(entry("a", 20)), "a known name replaces its entry");
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.get("a"), Some(&entry("a", 20)));
+        assert!(table.get("d").is_none() && !table.contains("d") && table.contains("b"));
+        table.get_mut("b").unwrap().1 = 30;
+        let added: Vec<&str> = table.iter().map(|e| e.name()).collect();
+        assert_eq!(added, ["c", "a", "b"]);
+        assert_eq!(table.at(2), &entry("b", 30));
+        let sorted: Vec<&str> = table.by_name().into_iter().map(|e| e.name()).collect();
+        assert_eq!(sorted, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn removal_keeps_the_order_and_every_other_entry_findable() {
+        let mut table = Table::default();
+        for i in 0..100 {
+            table.insert(entry(&format!("n{i}"), i));
+        }
+        assert_eq!(table.remove("n40"), Some(entry("n40", 40)));
+        assert_eq!(table.remove("n40"), None);
+        assert_eq!(table.len(), 99);
+        for i in (0..100).filter(|&i| i != 40) {
+            assert_eq!(table.get(&format!("n{i}")), Some(&entry(&format!("n{i}"), i)));
+        }
+        assert_eq!(table.at(40), &entry("n41", 41));
+        assert!(table.insert(entry("n40", 400)));
+        assert_eq!(table.at(99), &entry("n40", 400));
+    }
+}
