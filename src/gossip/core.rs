@@ -534,9 +534,8 @@ impl Agent {
                 out.push(Action::SetTimer { timer: Timer::Reconnect, after: self.config.reconnect_interval });
                 let failed: Vec<SocketAddr> = self
                     .members
-                    .by_name()
+                    .by_name_where(|m| m.state.status == Status::Dead)
                     .into_iter()
-                    .filter(|m| m.state.status == Status::Dead)
                     .map(|m| m.state.addr)
                     .collect();
                 if !failed.is_empty() {
@@ -683,13 +682,12 @@ impl Agent {
         let (failed, left) = (self.config.reconnect_timeout, self.config.tombstone_timeout);
         let expired: Vec<Name> = self
             .members
-            .by_name()
-            .into_iter()
-            .filter(|m| match m.state.status {
+            .by_name_where(|m| match m.state.status {
                 Status::Dead => m.status_since.until(now) >= failed,
                 Status::Left => m.status_since.until(now) >= left,
                 Status::Alive | Status::Suspect => false,
             })
+            .into_iter()
             .map(|m| m.state.name.clone())
             .collect::<Vec<Name>>();
         for name in expired {
@@ -1260,9 +1258,8 @@ impl Agent {
             }
             self.probe_queue = self
                 .members
-                .by_name()
+                .by_name_where(|m| *m.state.name != *self.config.name && !m.state.status.is_gone())
                 .into_iter()
-                .filter(|m| *m.state.name != *self.config.name && !m.state.status.is_gone())
                 .map(|m| m.state.name.clone())
                 .collect();
             self.probe_queue.shuffle(&mut self.rng);

@@ -126,7 +126,13 @@ impl<T: Named> Table<T> {
 
     /// Every entry, in name order.
     pub fn by_name(&self) -> Vec<&T> {
-        let mut sorted: Vec<&T> = self.entries.iter().collect();
+        self.by_name_where(|_| true)
+    }
+
+    /// The entries `wanted` accepts, in name order (picked before sorting: a table of
+    /// 10,000 members sorts in milliseconds, its few failed ones in no time).
+    pub fn by_name_where(&self, wanted: impl Fn(&T) -> bool) -> Vec<&T> {
+        let mut sorted: Vec<&T> = self.entries.iter().filter(|e| wanted(e)).collect();
         sorted.sort_unstable_by(|a, b| a.name().cmp(b.name()));
         sorted
     }
@@ -163,6 +169,8 @@ mod tests {
         assert_eq!(table.at(2), &entry("b", 30));
         let sorted: Vec<&str> = table.by_name().into_iter().map(|e| e.name()).collect();
         assert_eq!(sorted, ["a", "b", "c"]);
+        let picked: Vec<&str> = table.by_name_where(|e| e.1 != 1).into_iter().map(|e| e.name()).collect();
+        assert_eq!(picked, ["a", "b"]);
     }
 
     #[test]
