@@ -1,14 +1,17 @@
 //! The queue of pending broadcasts (memberlist's TransmitLimitedQueue): least-sent first and,
 //! among equals, newest first; a newer broadcast about the same subject replaces the older;
-//! each one is dropped after the retransmit limit. Ordered by key, so taking the next few and
-//! replacing one cost a logarithm of the queue, not a pass over it: during a join storm of
-//! thousands of nodes the queue holds thousands of broadcasts.
+//! each one is dropped after the retransmit limit. Ordered by a one-word key and found by a
+//! hash of its subject, so taking the next few costs a logarithm of the queue and replacing
+//! one a lookup, not a pass over it: during a join storm of thousands of nodes the queue holds
+//! thousands of broadcasts.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+
+use super::table::hash;
 
 /// Most broadcasts queued at once: Serf's `MaxQueueDepth` (4,096). Serf prunes its own queue
 /// to it, dropping the most sent (then the oldest); memberlist's queue has no bound, but a
@@ -70,10 +73,6 @@ impl<S> Default for BroadcastQueue<S> {
     }
 }
 
-fn hash<S: Hash + ?Sized>(subject: &S) -> u64 {
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(subject)
-}
-
 impl<S: Hash + Eq> BroadcastQueue<S> {
     fn queued(&self, slot: u32) -> &Queued<S> {
         self.slots[slot as usize].as_ref().expect("indexed slots are filled")
@@ -97,6 +96,8 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
     /// [`BROADCASTS_MAX`] the most sent (then oldest) broadcast is dropped. Returns how many were dropped.
     pub fn push(&mut self, subject: S, message: Arc<[u8]>) -> usize {
         self.next_id += 1;
+        // Past 2^48 pushes ids would wrap and collide: years of pushes at any real rate.
+        assert!(self.next_id <= ID_MASK, "broadcast ids fit in {ID_BITS} bits");
         if let Some(slot) = self.slot_of(&subject) {
             self.remove_slot(slot);
         }

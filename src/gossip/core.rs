@@ -813,7 +813,7 @@ impl Agent {
     /// never kills a node outright (memberlist does the same).
     fn merge(&mut self, states: Vec<NodeState>, now: Duration, out: &mut Vec<Action>) {
         let before = self.members.len();
-        self.members.reserve_exact(states.len().saturating_sub(before));
+        self.members.reserve(states.len().saturating_sub(before));
         for state in states {
             match state.status {
                 Status::Alive => self.apply_alive(state, now, out),

@@ -7,7 +7,7 @@
 //! entry costs itself and a 4-byte slot of the index. Name order, which traces and push-pulls
 //! use, is made on demand by sorting.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 
 use hashbrown::HashTable;
 
@@ -26,9 +26,8 @@ pub trait Named {
 #[derive(Clone, Debug)]
 pub struct Table<T> {
     entries: Vec<T>,
-    /// Positions in `entries`, hashed by the entry's name. Only looked up, never walked in
-    /// its own order, so the hash function cannot change behaviour; a fixed one keeps the
-    /// layout the same from run to run all the same.
+    /// Positions in `entries`, hashed by the entry's name. Nothing depends on its own order
+    /// (a removal walks it only to renumber), so the hash function cannot change behaviour.
     index: HashTable<u32>,
 }
 
@@ -38,8 +37,10 @@ impl<T> Default for Table<T> {
     }
 }
 
-fn hash(name: &str) -> u64 {
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+/// The hash of the indexes here and in the broadcast queue: fixed, so that a run's memory
+/// layout is the same every time (its behaviour is, whatever the hash).
+pub(super) fn hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
 impl<T: Named> Table<T> {
@@ -78,9 +79,13 @@ impl<T: Named> Table<T> {
         &self.entries[i]
     }
 
-    /// Makes room for `more` entries without growing past them.
-    pub fn reserve_exact(&mut self, more: usize) {
-        self.entries.reserve_exact(more);
+    /// Makes room for `more` entries (a merge knows how many may come), growing as an
+    /// insert does when that is more.
+    pub fn reserve(&mut self, more: usize) {
+        if self.entries.capacity() - self.entries.len() < more {
+            let growth = (self.entries.len() / GROWTH_DIVISOR).max(GROWTH_MIN);
+            self.entries.reserve_exact(more.max(growth));
+        }
     }
 
     /// Puts `entry` in place of the one with its name, or adds it last; true if it was new.
@@ -92,9 +97,7 @@ impl<T: Named> Table<T> {
         assert!(self.entries.len() < u32::MAX as usize, "table positions fit in u32");
         // Grow by an eighth, not double: a table of 10,000 entries would leave room for
         // 6,000 more, in each of 10,000 simulated tables.
-        if self.entries.len() == self.entries.capacity() {
-            self.entries.reserve_exact((self.entries.len() / GROWTH_DIVISOR).max(GROWTH_MIN));
-        }
+        self.reserve(1);
         let position = self.entries.len() as u32;
         let entries = &self.entries;
         self.index.insert_unique(hash(entry.name()), position, |&i| hash(entries[i as usize].name()));
@@ -105,12 +108,10 @@ impl<T: Named> Table<T> {
     /// Takes out the entry called `name`; the later ones move up one place, keeping the
     /// order. Linear in the table, as memberlist's removal from its slice is.
     pub fn remove(&mut self, name: &str) -> Option<T> {
-        let position = self.position(name)?;
         let entries = &self.entries;
-        let removed = self.index.find_entry(hash(name), |&i| entries[i as usize].name() == name);
-        if let Ok(slot) = removed {
-            slot.remove();
-        }
+        let found = self.index.find_entry(hash(name), |&i| entries[i as usize].name() == name).ok()?;
+        let (position, _) = found.remove();
+        let position = position as usize;
         for slot in self.index.iter_mut() {
             if *slot as usize > position {
                 *slot -= 1;
@@ -171,6 +172,22 @@ mod tests {
         assert_eq!(sorted, ["a", "b", "c"]);
         let picked: Vec<&str> = table.by_name_where(|e| e.1 != 1).into_iter().map(|e| e.name()).collect();
         assert_eq!(picked, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_merge_reserving_one_more_at_a_time_grows_geometrically() {
+        let mut table = Table::default();
+        for i in 0..1000 {
+            table.insert(entry(&format!("n{i}"), i));
+        }
+        let mut capacities = std::collections::BTreeSet::new();
+        for i in 1000..2000 {
+            table.reserve(1);
+            table.insert(entry(&format!("n{i}"), i));
+            capacities.insert(table.entries.capacity());
+        }
+        // Growing by an eighth from 1,000 to 2,000 entries takes about six steps, not 1,000.
+        assert!(capacities.len() <= 8, "{} reallocations", capacities.len());
     }
 
     #[test]
