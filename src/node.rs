@@ -123,6 +123,8 @@ pub struct GossipSettings {
     pub gossip_interval: Duration,
     /// Serf reconnect interval.
     pub reconnect_interval: Duration,
+    /// memberlist's `PushPullInterval` (scaled up above 32 members).
+    pub push_pull_interval: Duration,
     /// A member failed this long is forgotten (Serf's `reconnect_timeout`).
     pub reconnect_timeout: Duration,
     /// Serf's `-snapshot` (with `-rejoin`): where the agent keeps the members it knows.
@@ -139,6 +141,7 @@ impl GossipSettings {
         config.probe_timeout = self.probe_timeout;
         config.gossip_interval = self.gossip_interval;
         config.reconnect_interval = self.reconnect_interval;
+        config.push_pull_interval = self.push_pull_interval;
         config.reconnect_timeout = self.reconnect_timeout;
         config
     }
@@ -156,6 +159,7 @@ impl GossipSettings {
             probe_timeout: base.probe_timeout,
             gossip_interval: base.gossip_interval,
             reconnect_interval: base.reconnect_interval,
+            push_pull_interval: base.push_pull_interval,
             reconnect_timeout: base.reconnect_timeout,
             snapshot: None,
         }

@@ -179,6 +179,7 @@ struct GossipSection {
     probe_timeout_ms: Option<Spanned<u64>>,
     gossip_interval_ms: Option<Spanned<u64>>,
     reconnect_interval_ms: Option<Spanned<u64>>,
+    push_pull_interval_ms: Option<Spanned<u64>>,
     /// Serf's `reconnect_timeout`: a member failed this long is reaped.
     reconnect_timeout_ms: Option<Spanned<u64>>,
     #[serde(default = "join_kind")]
@@ -208,6 +209,7 @@ struct GossipTimes {
     probe_timeout: Duration,
     gossip_interval: Duration,
     reconnect_interval: Duration,
+    push_pull_interval: Duration,
     reconnect_timeout: Duration,
     join_timeout: Duration,
     retry_interval: Duration,
@@ -573,6 +575,12 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 "reconnect_interval_ms",
                 false,
             )?,
+            push_pull_interval: self.millis(
+                &gossip.push_pull_interval_ms,
+                ms(base.push_pull_interval),
+                "push_pull_interval_ms",
+                false,
+            )?,
             reconnect_timeout: self.millis(
                 &gossip.reconnect_timeout_ms,
                 DEFAULT_RECONNECT_TIMEOUT_MS,
@@ -935,6 +943,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 probe_timeout: times.probe_timeout,
                 gossip_interval: times.gossip_interval,
                 reconnect_interval: times.reconnect_interval,
+                push_pull_interval: times.push_pull_interval,
                 reconnect_timeout: times.reconnect_timeout,
                 profile: gossip.profile.profile(),
                 snapshot: gossip.snapshot.then(|| PathBuf::from(SNAPSHOT_PATH)),

@@ -57,6 +57,8 @@ pub enum Timer {
     Suspicion { name: Name, incarnation: u32 },
     /// Send pending broadcasts.
     Gossip,
+    /// The random wait before the periodic full-state exchanges is over: they start.
+    PushPullStart,
     /// Periodic full-state exchange.
     PushPull,
     /// The join and rejoin push-pulls had a TCP timeout to answer: the table is as synced as
@@ -84,6 +86,7 @@ impl Timer {
             Timer::RelayTimeout { seq } => format!("relay-timeout#{seq}"),
             Timer::Suspicion { name, incarnation } => format!("suspicion:{name}@{incarnation}"),
             Timer::Gossip => "gossip".into(),
+            Timer::PushPullStart => "push-pull-start".into(),
             Timer::PushPull => "push-pull".into(),
             Timer::SyncDeadline => "sync-deadline".into(),
             Timer::Reconnect => "reconnect".into(),
@@ -346,7 +349,11 @@ impl Agent {
         let first_probe = self.random_fraction(self.config.probe_interval);
         out.push(Action::SetTimer { timer: Timer::Probe, after: first_probe });
         out.push(Action::SetTimer { timer: Timer::Gossip, after: self.config.gossip_interval });
-        out.push(Action::SetTimer { timer: Timer::PushPull, after: self.config.push_pull_interval });
+        // memberlist waits a random part of the interval before the periodic push-pulls
+        // start, then one scaled interval before the first: nodes started together would
+        // otherwise all send their full state in the same instant.
+        let stagger = self.random_fraction(self.config.push_pull_interval);
+        out.push(Action::SetTimer { timer: Timer::PushPullStart, after: stagger });
         out.push(Action::SetTimer { timer: Timer::Reconnect, after: self.config.reconnect_interval });
         out.push(Action::SetTimer { timer: Timer::Reap, after: REAP_INTERVAL });
         if self.config.seeds.is_empty() {
@@ -522,6 +529,10 @@ impl Agent {
             Timer::Suspicion { name, incarnation } => self.suspicion_ran_out(&name, incarnation, now, out),
             Timer::Gossip => self.gossip(now, out),
             Timer::SyncDeadline => self.mark_synced(),
+            Timer::PushPullStart => {
+                let every = self.config.push_pull_every(self.members.len());
+                out.push(Action::SetTimer { timer: Timer::PushPull, after: every });
+            }
             Timer::PushPull => {
                 let every = self.config.push_pull_every(self.members.len());
                 out.push(Action::SetTimer { timer: Timer::PushPull, after: every });

@@ -950,3 +950,52 @@ fn intents_from_a_push_pull_are_not_gossiped_again_and_gossiped_ones_are() {
     ha.handle_datagram(addr(2), &datagram(&[join("s9", 3)]), at, &mut Vec::new()).unwrap();
     assert!(gossiped_intents(&mut ha, at).is_empty());
 }
+
+fn timer_after(out: &[Action], wanted: &Timer) -> Option<Duration> {
+    out.iter().find_map(|action| match action {
+        Action::SetTimer { timer, after } if timer == wanted => Some(*after),
+        _ => None,
+    })
+}
+
+/// memberlist's pushPullTrigger: a random stagger within one interval, then one interval
+/// scaled to the table's size at that moment before the first push-pull.
+#[test]
+fn periodic_push_pulls_start_after_a_random_stagger_and_one_scaled_interval() {
+    let mut staggers = std::collections::BTreeSet::new();
+    for seed in 0..8 {
+        let settings = config("a", 1, &[]);
+        let interval = settings.push_pull_interval;
+        let mut a = Agent::new(settings, ChaCha8Rng::seed_from_u64(seed));
+        let mut out = Vec::new();
+        a.start(Duration::ZERO, &mut out);
+        assert!(timer_after(&out, &Timer::PushPull).is_none(), "no push-pull timer before the stagger");
+        let stagger = timer_after(&out, &Timer::PushPullStart).expect("a stagger");
+        assert!(stagger < interval);
+        staggers.insert(stagger);
+        // 99 more members by the time the stagger ends: the first wait is scaled to 100.
+        let states = (2..=100u8).map(|host| NodeState {
+            name: format!("n{host}").into(),
+            addr: addr(host),
+            incarnation: 0,
+            status: Status::Alive,
+            tags: Arc::new(BTreeMap::new()),
+        });
+        let push = codec::encode_stream(&Message::PushPull {
+            join: false,
+            reply: false,
+            ltime: 0,
+            states: states.collect(),
+            intents: Vec::new(),
+        })
+        .unwrap();
+        a.handle_stream(addr(2), &push, false, stagger, &mut Vec::new()).unwrap();
+        let mut out = Vec::new();
+        a.handle_timer(Timer::PushPullStart, stagger, &mut out);
+        assert!(streams(&out).is_empty(), "the stagger's end sends nothing");
+        let every = a.config.push_pull_every(100);
+        assert!(every > interval);
+        assert_eq!(timer_after(&out, &Timer::PushPull), Some(every));
+    }
+    assert!(staggers.len() > 1, "seeds draw different staggers: {staggers:?}");
+}
