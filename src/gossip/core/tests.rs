@@ -999,3 +999,34 @@ fn periodic_push_pulls_start_after_a_random_stagger_and_one_scaled_interval() {
     }
     assert!(staggers.len() > 1, "seeds draw different staggers: {staggers:?}");
 }
+
+/// Serf's reconnect tries a failed member with probability #failed / #alive: one failed
+/// member among 20 alive (this node included) is tried about one tick in 20; a node whose
+/// every peer failed tries at every tick.
+#[test]
+fn reconnect_tries_a_failed_member_with_probability_failed_over_alive() {
+    let dead =
+        |name: &str| datagram(&[Message::Dead { name: name.into(), incarnation: 0, from: "x".into() }]);
+    let attempts = |ha: &mut Agent| {
+        (0..400)
+            .filter(|_| {
+                let mut out = Vec::new();
+                ha.handle_timer(Timer::Reconnect, Duration::from_secs(1), &mut out);
+                !streams(&out).is_empty()
+            })
+            .count()
+    };
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    for host in 2..=21u8 {
+        let name = format!("s{host}");
+        ha.handle_datagram(addr(host), &alive(&name, host, 0), Duration::ZERO, &mut Vec::new()).unwrap();
+    }
+    ha.handle_datagram(addr(30), &dead("s21"), Duration::ZERO, &mut Vec::new()).unwrap();
+    let some = attempts(&mut ha);
+    assert!((5..=45).contains(&some), "about 20 of 400 ticks, got {some}");
+    for host in 2..=20u8 {
+        ha.handle_datagram(addr(30), &dead(&format!("s{host}")), Duration::ZERO, &mut Vec::new()).unwrap();
+    }
+    assert_eq!(attempts(&mut ha), 400, "alone, every tick");
+}
