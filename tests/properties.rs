@@ -41,7 +41,7 @@
 //!
 //! `ha` crashes too: every node runs with Serf's snapshot and rejoin, so a rebooted `ha`
 //! push-pulls with the members it knew (without them it forgets its backends until the next
-//! push-pull: `scenarios/lab-ha-restart.toml` pins that, the lab's own behaviour).
+//! push-pull picks it: `scenarios/lab-ha-restart.toml` pins that, the lab's own behaviour).
 
 use std::path::PathBuf;
 use std::time::Duration;

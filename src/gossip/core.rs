@@ -682,21 +682,28 @@ impl Agent {
     /// makes about one attempt per failed member per interval, not one per node: 100 crashed
     /// nodes in 10,000 cost 100 full-state exchanges an interval, not 10,000.
     fn reconnect(&mut self, out: &mut Vec<Action>) {
+        let (mut failed, mut left) = (0, 0);
+        for member in self.members.iter() {
+            match member.state.status {
+                Status::Dead => failed += 1,
+                Status::Left => left += 1,
+                Status::Alive | Status::Suspect => {}
+            }
+        }
+        if failed == 0 {
+            return;
+        }
+        let alive = self.members.len().saturating_sub(failed + left).max(1);
+        // Drawn before the failed ones are listed: most ticks of a large table try nobody.
+        if self.rng.random::<f64>() >= failed as f64 / alive as f64 {
+            return;
+        }
         let failed: Vec<SocketAddr> = self
             .members
             .by_name_where(|m| m.state.status == Status::Dead)
             .into_iter()
             .map(|m| m.state.addr)
             .collect();
-        if failed.is_empty() {
-            return;
-        }
-        let left = self.members.iter().filter(|m| m.state.status == Status::Left).count();
-        let alive = self.members.len().saturating_sub(failed.len() + left).max(1);
-        let chance = failed.len() as f64 / alive as f64;
-        if self.rng.random::<f64>() >= chance {
-            return;
-        }
         let peer = failed[self.rng.random_range(0..failed.len())];
         self.send_push_pull(peer, true, out);
     }
