@@ -693,7 +693,8 @@ proptest::proptest! {
                 }
                 _ => ha.handle_datagram(addr(2), &datagram(std::slice::from_ref(&message)), now, &mut out).unwrap(),
             }
-            for timer in [Timer::Probe, Timer::Gossip, Timer::PushPull, Timer::Reconnect, Timer::Reap] {
+            let timers = [Timer::Probe, Timer::Gossip, Timer::PushPullStart, Timer::PushPull, Timer::Reconnect, Timer::Reap];
+            for timer in timers {
                 ha.handle_timer(timer, now, &mut out);
             }
             let me = ha.members().find(|m| &*m.name == "ha").unwrap();
