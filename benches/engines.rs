@@ -5,8 +5,8 @@
 //!
 //! `sim-time/*` report *simulated* time (criterion prints it as a duration), one seed per
 //! iteration: join to converged (dissemination of a join storm to every view) and crash to
-//! failed everywhere, on the event engine, for 20, 100 and 1,000 nodes. 10,000 nodes fit in
-//! memory but take over an hour a run (see the README): not a benchmark case yet.
+//! failed everywhere, on the event engine, for 20, 100 and 1,000 nodes. 10,000 nodes do not
+//! fit this machine yet (see the README): not a benchmark case.
 
 use std::cell::Cell;
 use std::path::PathBuf;
