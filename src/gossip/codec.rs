@@ -107,6 +107,127 @@ pub enum Message {
     Nack { seq: u32 },
 }
 
+/// A member's state as a datagram carries it, borrowing its strings from the bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct NodeStateRef<'a> {
+    pub name: &'a str,
+    pub addr: SocketAddr,
+    pub incarnation: u32,
+    pub status: Status,
+    /// The tag map's pairs as the wire orders them (sorted by key, as a map encodes).
+    pub tags: Vec<(&'a str, &'a str)>,
+}
+
+impl NodeStateRef<'_> {
+    /// The state, owned.
+    pub fn to_state(&self) -> NodeState {
+        let tags = self.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        NodeState {
+            name: self.name.into(),
+            addr: self.addr,
+            incarnation: self.incarnation,
+            status: self.status,
+            tags: Tags::new(tags),
+        }
+    }
+
+    fn tags_bytes(&self) -> usize {
+        self.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+    }
+}
+
+/// A push-pull's intent time, borrowed (only to keep [`MessageRef`]'s variants in step with
+/// [`Message`]'s: a datagram carrying a push-pull is refused).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct StatusTimeRef<'a> {
+    pub name: &'a str,
+    pub ltime: u64,
+}
+
+/// One gossip message as decoded from a datagram, borrowing its strings from the bytes: most
+/// of what gossip delivers repeats what a node knows, and is dropped without allocating. Its
+/// variants are [`Message`]'s, in the same order, so that the same bytes decode as either.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub enum MessageRef<'a> {
+    Ping {
+        seq: u32,
+        target: &'a str,
+    },
+    Ack {
+        seq: u32,
+    },
+    Alive(#[serde(borrow)] NodeStateRef<'a>),
+    Suspect {
+        name: &'a str,
+        incarnation: u32,
+        from: &'a str,
+    },
+    Dead {
+        name: &'a str,
+        incarnation: u32,
+        from: &'a str,
+    },
+    PushPull {
+        join: bool,
+        reply: bool,
+        ltime: u64,
+        #[serde(borrow)]
+        states: Vec<NodeStateRef<'a>>,
+        #[serde(borrow)]
+        intents: Vec<StatusTimeRef<'a>>,
+    },
+    JoinIntent {
+        name: &'a str,
+        ltime: u64,
+    },
+    LeaveIntent {
+        name: &'a str,
+        ltime: u64,
+        prune: bool,
+    },
+    PingReq {
+        seq: u32,
+        target: &'a str,
+        addr: SocketAddr,
+        nack: bool,
+    },
+    Nack {
+        seq: u32,
+    },
+}
+
+impl MessageRef<'_> {
+    /// The message, owned.
+    pub fn to_message(&self) -> Message {
+        match *self {
+            MessageRef::Ping { seq, target } => Message::Ping { seq, target: target.into() },
+            MessageRef::Ack { seq } => Message::Ack { seq },
+            MessageRef::Alive(ref state) => Message::Alive(state.to_state()),
+            MessageRef::Suspect { name, incarnation, from } => {
+                Message::Suspect { name: name.into(), incarnation, from: from.into() }
+            }
+            MessageRef::Dead { name, incarnation, from } => {
+                Message::Dead { name: name.into(), incarnation, from: from.into() }
+            }
+            MessageRef::PushPull { join, reply, ltime, ref states, ref intents } => Message::PushPull {
+                join,
+                reply,
+                ltime,
+                states: states.iter().map(NodeStateRef::to_state).collect(),
+                intents: intents.iter().map(|i| StatusTime { name: i.name.into(), ltime: i.ltime }).collect(),
+            },
+            MessageRef::JoinIntent { name, ltime } => Message::JoinIntent { name: name.into(), ltime },
+            MessageRef::LeaveIntent { name, ltime, prune } => {
+                Message::LeaveIntent { name: name.into(), ltime, prune }
+            }
+            MessageRef::PingReq { seq, target, addr, nack } => {
+                Message::PingReq { seq, target: target.into(), addr, nack }
+            }
+            MessageRef::Nack { seq } => Message::Nack { seq },
+        }
+    }
+}
+
 /// A datagram could not be encoded or decoded.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CodecError {
@@ -187,10 +308,15 @@ pub fn encoded_len(message: &Message) -> usize {
 
 /// Decodes and validates a compound packet.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Message>, CodecError> {
+    Ok(decode_borrowed(bytes)?.iter().map(MessageRef::to_message).collect())
+}
+
+/// Decodes and validates a compound packet without copying its strings.
+pub fn decode_borrowed(bytes: &[u8]) -> Result<Vec<MessageRef<'_>>, CodecError> {
     if bytes.len() > DATAGRAM_BYTES_MAX {
         return Err(CodecError::TooLarge { bytes: bytes.len() });
     }
-    let messages: Vec<Message> =
+    let messages: Vec<MessageRef<'_>> =
         postcard::from_bytes(versioned(bytes)?).map_err(|e| CodecError::Malformed(e.to_string()))?;
     for message in &messages {
         validate(message)?;
@@ -264,23 +390,34 @@ pub fn check_state(state: &NodeState) -> Result<(), CodecError> {
     Ok(())
 }
 
-fn validate(message: &Message) -> Result<(), CodecError> {
+fn validate(message: &MessageRef<'_>) -> Result<(), CodecError> {
     match message {
-        Message::Ping { target, .. } => check_name(target),
-        Message::Ack { .. } | Message::Nack { .. } => Ok(()),
-        Message::PingReq { target, .. } => check_name(target),
+        MessageRef::Ping { target, .. } => check_name(target),
+        MessageRef::Ack { .. } | MessageRef::Nack { .. } => Ok(()),
+        MessageRef::PingReq { target, .. } => check_name(target),
         // An alive message is about an alive node; another status is a peer's error.
-        Message::Alive(state) if state.status != Status::Alive => Err(CodecError::Malformed(format!(
+        MessageRef::Alive(state) if state.status != Status::Alive => Err(CodecError::Malformed(format!(
             "alive message about {} carries status {:?}",
             state.name, state.status
         ))),
-        Message::Alive(state) => check_state(state),
-        Message::Suspect { name, from, .. } | Message::Dead { name, from, .. } => {
+        MessageRef::Alive(state) => {
+            check_name(state.name)?;
+            // Counted over the pairs as sent: a repeated key counts twice.
+            let tag_bytes = state.tags_bytes();
+            if tag_bytes > TAGS_BYTES_MAX {
+                return Err(CodecError::OverLimit(format!(
+                    "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
+                    state.name
+                )));
+            }
+            Ok(())
+        }
+        MessageRef::Suspect { name, from, .. } | MessageRef::Dead { name, from, .. } => {
             check_name(name)?;
             check_name(from)
         }
-        Message::JoinIntent { name, .. } | Message::LeaveIntent { name, .. } => check_name(name),
-        Message::PushPull { .. } => {
+        MessageRef::JoinIntent { name, .. } | MessageRef::LeaveIntent { name, .. } => check_name(name),
+        MessageRef::PushPull { .. } => {
             Err(CodecError::Malformed("a push-pull arrives over a stream, never in a datagram".into()))
         }
     }

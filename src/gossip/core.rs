@@ -31,7 +31,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::broadcasts::BroadcastQueue;
 use super::codec::{
-    self, CodecError, DATAGRAM_BYTES_MAX, Message, Name, NodeState, Status, StatusTime, Tags,
+    self, CodecError, DATAGRAM_BYTES_MAX, Message, MessageRef, Name, NodeState, NodeStateRef, Status,
+    StatusTime, Tags,
 };
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::intern::Interner;
@@ -434,8 +435,7 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<(), CodecError> {
-        let messages = codec::decode(bytes)?;
-        for message in messages {
+        for message in codec::decode_borrowed(bytes)? {
             self.handle_message(from, message, now, out);
         }
         Ok(())
@@ -780,17 +780,23 @@ impl Agent {
         }
     }
 
-    fn handle_message(&mut self, from: SocketAddr, message: Message, now: Duration, out: &mut Vec<Action>) {
+    fn handle_message(
+        &mut self,
+        from: SocketAddr,
+        message: MessageRef<'_>,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
         match message {
-            Message::Ping { seq, target } => {
+            MessageRef::Ping { seq, target } => {
                 // A ping meant for a previous owner of this address is not ours to answer.
-                if target == self.config.name {
+                if target == &*self.config.name {
                     let packet = [Message::Ack { seq }];
                     let broadcasts = self.piggyback(&packet);
                     self.send_with(from, &packet, &broadcasts, out);
                 }
             }
-            Message::Ack { seq } => match self.probe.as_mut() {
+            MessageRef::Ack { seq } => match self.probe.as_mut() {
                 Some(probe) if probe.seq == seq => probe.acked = true,
                 _ => {
                     if let Some(relay) = self.relays.remove(&seq) {
@@ -798,7 +804,7 @@ impl Agent {
                     }
                 }
             },
-            Message::Nack { seq } => {
+            MessageRef::Nack { seq } => {
                 if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
                     if let Some(at) = probe.awaiting_nacks.iter().position(|helper| *helper == from) {
                         probe.awaiting_nacks.swap_remove(at);
@@ -806,31 +812,36 @@ impl Agent {
                     }
                 }
             }
-            Message::PingReq { seq, target, addr, nack } => {
-                self.relay_ping(from, seq, target, addr, nack, out)
+            MessageRef::PingReq { seq, target, addr, nack } => {
+                self.relay_ping(from, seq, target.to_string(), addr, nack, out)
             }
-            Message::Alive(state) => self.apply_alive(state, now, out),
-            Message::Suspect { name, incarnation, from } => {
-                self.apply_suspect(&name, incarnation, &from, now, out)
+            // Gossip repeats most alive messages many times over: one about a member at an
+            // incarnation already known changes nothing and costs no copy.
+            MessageRef::Alive(state) if self.knows(&state) => {}
+            MessageRef::Alive(state) => self.apply_alive(state.to_state(), now, out),
+            MessageRef::Suspect { name, incarnation, from } => {
+                self.apply_suspect(name, incarnation, from, now, out)
             }
-            Message::Dead { name, incarnation, from } if name == from => {
-                self.apply_left(&name, incarnation, now, out)
+            MessageRef::Dead { name, incarnation, from } if name == from => {
+                self.apply_left(name, incarnation, now, out)
             }
-            Message::Dead { name, incarnation, from } => self.apply_dead(&name, incarnation, &from, now, out),
-            Message::JoinIntent { name, ltime } => {
+            MessageRef::Dead { name, incarnation, from } => {
+                self.apply_dead(name, incarnation, from, now, out)
+            }
+            MessageRef::JoinIntent { name, ltime } => {
                 self.clock.witness(ltime);
                 self.apply_intent(
-                    &name,
+                    name,
                     Intent { kind: IntentKind::Join, ltime, prune: false },
                     Spread::Yes,
                     now,
                     out,
                 );
             }
-            Message::LeaveIntent { name, ltime, prune } => {
+            MessageRef::LeaveIntent { name, ltime, prune } => {
                 self.clock.witness(ltime);
                 self.apply_intent(
-                    &name,
+                    name,
                     Intent { kind: IntentKind::Leave, ltime, prune },
                     Spread::Yes,
                     now,
@@ -838,8 +849,17 @@ impl Agent {
                 );
             }
             // The codec refuses a push-pull in a datagram; streams go to `handle_stream`.
-            Message::PushPull { .. } => {}
+            MessageRef::PushPull { .. } => {}
         }
+    }
+
+    /// Whether an alive message about `state` is one the table already holds: the member at
+    /// that address, at the same or a newer incarnation (`apply_alive` would drop it).
+    fn knows(&self, state: &NodeStateRef<'_>) -> bool {
+        state.name != &*self.config.name
+            && self.members.get(state.name).is_some_and(|known| {
+                state.incarnation <= known.state.incarnation && known.state.addr == state.addr
+            })
     }
 
     /// Merges a peer's full state. A remote "dead" only counts as a suspicion: a full sync
@@ -1050,20 +1070,23 @@ impl Agent {
             (Status::Alive, _) => {}
             // Already suspect: a new accuser confirms it, shortens it and spreads it again.
             (Status::Suspect, Some(suspicion)) => {
-                if suspicion.confirm(self.interner.name(from)) {
+                if suspicion.confirm(from) {
                     let (incarnation, deadline) = (member.state.incarnation, suspicion.deadline());
+                    // Before the earliest moment its first timer covers the shorter deadline.
+                    if now >= suspicion.earliest() {
+                        let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
+                        out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
+                    }
                     let message =
                         Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
-                    let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
                     self.enqueue(Subject::Member, name, message);
-                    out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
                 }
                 return;
             }
             _ => return,
         }
-        let suspicion = Suspicion::new(now, self.interner.name(from), nodes, mult, bounds);
-        let timeout = suspicion.timeout();
+        let suspicion = Suspicion::new(now, from, nodes, mult, bounds);
+        let first_timer = suspicion.earliest().saturating_sub(now);
         member.update(&self.interner, |s| {
             s.incarnation = incarnation;
             s.status = Status::Suspect;
@@ -1074,7 +1097,7 @@ impl Agent {
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(Subject::Member, name, message);
-        out.push(Action::SetTimer { timer, after: timeout });
+        out.push(Action::SetTimer { timer, after: first_timer });
     }
 
     fn apply_dead(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
@@ -1301,16 +1324,22 @@ impl Agent {
     }
 
     fn suspicion_ran_out(&mut self, name: &str, incarnation: u32, now: Duration, out: &mut Vec<Action>) {
-        // Confirmations shorten a suspicion with a new timer; the earlier ones fire too, and
-        // only the one at the deadline counts.
-        let still_suspect = self.members.get(name).is_some_and(|m| {
-            m.state.status == Status::Suspect
-                && m.state.incarnation == incarnation
-                && m.suspicion.as_ref().is_none_or(|s| s.deadline() <= now)
-        });
-        if still_suspect {
-            let me = self.config.name.clone();
-            self.apply_dead(name, incarnation, &me, now, out);
+        let Some(member) = self.members.get(name) else { return };
+        if member.state.status != Status::Suspect || member.state.incarnation != incarnation {
+            return;
+        }
+        match member.suspicion.as_ref().map(|s| s.deadline()) {
+            // The first timer fires at the earliest possible deadline; too few confirmations
+            // came by then: wait for the one they give (a later confirmation that shortens it
+            // sets its own timer).
+            Some(deadline) if deadline > now => {
+                let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
+                out.push(Action::SetTimer { timer, after: deadline - now });
+            }
+            _ => {
+                let me = self.config.name.clone();
+                self.apply_dead(name, incarnation, &me, now, out);
+            }
         }
     }
 

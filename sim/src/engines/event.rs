@@ -24,7 +24,8 @@
 //! recorded (at thousands of nodes they would dwarf the rest); every record the invariants
 //! read is.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -141,7 +142,8 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
     let mut engine = Engine::new(world, plan, seed);
     engine.recorder.world(Duration::ZERO, WORLD, super::plan_record(world, plan));
     let mut reported = Duration::ZERO;
-    while let Some(((at, _), event)) = engine.queue.pop_first() {
+    while let Some(Reverse(Queued { at, happening: event, .. })) = engine.queue.pop() {
+        let at = Duration::from_nanos(at);
         if at > world.duration {
             break;
         }
@@ -162,21 +164,57 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
 /// One queued happening.
 enum Happening {
     /// The host powers on.
-    Boot { host: usize },
+    Boot { host: u32 },
     /// s6 starts the `serf` service, unless the host's life `generation` is over.
-    StartAgent { host: usize, generation: u64 },
+    StartAgent { host: u32, generation: u32 },
     /// An agent timer of one agent run.
-    Timer { host: usize, generation: u64, timer: Timer },
+    Timer { host: u32, generation: u32, timer: Timer },
     /// A datagram arrives at whatever agent runs on `to`.
-    Datagram { from: usize, to: usize, bytes: Vec<u8> },
+    Datagram { from: u32, to: u32, bytes: Vec<u8> },
     /// A push-pull arrives at `to`; its answer goes back to the initiator's run.
-    PushPull { from: usize, from_generation: u64, to: usize, bytes: Vec<u8> },
+    PushPull { from: u32, from_generation: u32, to: u32, bytes: Vec<u8> },
     /// The answer to a push-pull of the run `generation` of `to`.
-    Answer { from: usize, to: usize, generation: u64, bytes: Vec<u8> },
+    Answer { from: u32, to: u32, generation: u32, bytes: Vec<u8> },
     /// Step `index` of the plan.
     Fault { index: usize },
     /// The renderer of boot `boot` checks whether a render is due.
-    Render { host: usize, boot: u32 },
+    Render { host: u32, boot: u32 },
+}
+
+/// A happening at its time, with its place among those at the same time.
+struct Queued {
+    /// Nanoseconds of simulated time (one word; a `Duration` takes two).
+    at: u64,
+    sequence: u64,
+    happening: Happening,
+}
+
+impl Queued {
+    fn key(&self) -> (u64, u64) {
+        (self.at, self.sequence)
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Queued>() <= 56);
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 /// One host of the world.
@@ -191,7 +229,7 @@ struct Host {
     wanted_down: bool,
     agent: Option<AgentRun>,
     /// Bumped when a run or a life ends: timers and answers for it are then stale.
-    generation: u64,
+    generation: u32,
     /// The snapshot file on the host's disk, which survives crashes.
     snapshot: Option<String>,
     /// The balancer node's renderer while its host runs.
@@ -217,7 +255,9 @@ struct Engine<'a> {
     plan: &'a Plan,
     seed: u64,
     rng: ChaCha8Rng,
-    queue: BTreeMap<(Duration, u64), Happening>,
+    /// Earliest first, then in the order scheduled (a heap: at 10,000 nodes it holds tens of
+    /// millions of timers, which a tree would hold at twice the memory).
+    queue: BinaryHeap<Reverse<Queued>>,
     sequence: u64,
     now: Duration,
     hosts: Vec<Host>,
@@ -238,7 +278,7 @@ impl<'a> Engine<'a> {
             plan,
             seed,
             rng: ChaCha8Rng::seed_from_u64(mix(seed, stable_hash(b"event-engine"))),
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             sequence: 0,
             now: Duration::ZERO,
             hosts: Vec::new(),
@@ -278,14 +318,15 @@ impl<'a> Engine<'a> {
             engine.schedule(plan.steps[index].at, Happening::Fault { index });
         }
         for (index, host) in world.hosts.iter().enumerate() {
-            engine.schedule(plan.start_at[&host.name], Happening::Boot { host: index });
+            engine.schedule(plan.start_at[&host.name], Happening::Boot { host: index as u32 });
         }
         engine
     }
 
     fn schedule(&mut self, at: Duration, happening: Happening) {
         self.sequence += 1;
-        self.queue.insert((at, self.sequence), happening);
+        let at = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+        self.queue.push(Reverse(Queued { at, sequence: self.sequence, happening }));
     }
 
     fn observe(&self, host: usize, event: Event) {
@@ -293,20 +334,24 @@ impl<'a> Engine<'a> {
     }
 
     fn handle(&mut self, happening: Happening) {
+        // Hosts are numbered in 32 bits in the queue, which holds tens of millions of entries.
+        let index = |host: u32| host as usize;
         match happening {
-            Happening::Boot { host } => self.boot(host),
+            Happening::Boot { host } => self.boot(index(host)),
             Happening::StartAgent { host, generation } => {
+                let host = index(host);
                 // `s6-svc -d` cancels a pending restart.
                 if self.hosts[host].generation == generation && !self.hosts[host].wanted_down {
                     self.start_agent(host);
                 }
             }
             Happening::Timer { host, generation, timer } => {
-                self.with_agent(host, Some(generation), |agent, now, out| {
+                self.with_agent(index(host), Some(generation), |agent, now, out| {
                     agent.handle_timer(timer, now, out)
                 });
             }
             Happening::Datagram { from, to, bytes } => {
+                let (from, to) = (index(from), index(to));
                 if self.hosts[to].agent.is_none() || self.cut(from, to) {
                     return;
                 }
@@ -317,9 +362,10 @@ impl<'a> Engine<'a> {
                 });
             }
             Happening::PushPull { from, from_generation, to, bytes } => {
-                self.push_pull(from, from_generation, to, bytes)
+                self.push_pull(index(from), from_generation, index(to), bytes)
             }
             Happening::Answer { from, to, generation, bytes } => {
+                let (from, to) = (index(from), index(to));
                 if self.cut(from, to) {
                     return;
                 }
@@ -329,13 +375,13 @@ impl<'a> Engine<'a> {
                 });
             }
             Happening::Fault { index } => self.fault(index),
-            Happening::Render { host, boot } => self.render_check(host, boot),
+            Happening::Render { host, boot } => self.render_check(index(host), boot),
         }
     }
 
     /// Hands a push-pull to the agent on `to` and sends its answer back, if both ends still
     /// reach each other.
-    fn push_pull(&mut self, from: usize, from_generation: u64, to: usize, bytes: Vec<u8>) {
+    fn push_pull(&mut self, from: usize, from_generation: u32, to: usize, bytes: Vec<u8>) {
         if self.hosts[to].agent.is_none() || self.cut(from, to) {
             return;
         }
@@ -346,7 +392,8 @@ impl<'a> Engine<'a> {
         });
         if let Some(bytes) = answer {
             let at = self.now + self.latency();
-            self.schedule(at, Happening::Answer { from: to, to: from, generation: from_generation, bytes });
+            let (from, to) = (to as u32, from as u32);
+            self.schedule(at, Happening::Answer { from, to, generation: from_generation, bytes });
         }
     }
 
@@ -420,7 +467,8 @@ impl<'a> Engine<'a> {
             return;
         }
         let Some(rendering) = state.rendering.as_mut() else { return };
-        let (events, written, due) = rendering.check(now);
+        let agent = state.agent.as_ref();
+        let (events, written, due) = rendering.check(now, || agent.map(|run| view_of(&run.agent)));
         self.rendered(host, events, written, due);
     }
 
@@ -434,7 +482,7 @@ impl<'a> Engine<'a> {
         }
         if let Some(due) = due {
             let boot = self.hosts[host].boots;
-            self.schedule(due, Happening::Render { host, boot });
+            self.schedule(due, Happening::Render { host: host as u32, boot });
         }
     }
 
@@ -467,8 +515,10 @@ impl<'a> Engine<'a> {
         }
         let seeds = config.seeds.iter().map(ToString::to_string).collect();
         let state = &mut self.hosts[host];
-        let run_seed =
-            mix(mix(mix(self.seed, stable_hash(name.as_bytes())), u64::from(state.boots)), state.generation);
+        let run_seed = mix(
+            mix(mix(self.seed, stable_hash(name.as_bytes())), u64::from(state.boots)),
+            u64::from(state.generation),
+        );
         let mut agent =
             Agent::new(config, ChaCha8Rng::seed_from_u64(mix(run_seed, stable_hash(b"gossip-agent"))));
         agent.share_interner(self.interner.clone());
@@ -487,6 +537,10 @@ impl<'a> Engine<'a> {
     /// it again unless it is wanted down.
     fn agent_ended(&mut self, host: usize, status: &str) {
         let state = &mut self.hosts[host];
+        // The renderer keeps the last view the run published.
+        if let (Some(rendering), Some(run)) = (state.rendering.as_mut(), state.agent.take()) {
+            rendering.set_view(view_of(&run.agent));
+        }
         state.agent = None;
         state.generation += 1;
         let generation = state.generation;
@@ -496,7 +550,7 @@ impl<'a> Engine<'a> {
         let wanted_down = state.wanted_down;
         self.observe(host, Event::ServiceExited { service: "serf".into(), status: status.into() });
         if !wanted_down {
-            self.schedule(restart, Happening::StartAgent { host, generation });
+            self.schedule(restart, Happening::StartAgent { host: host as u32, generation });
         }
     }
 
@@ -505,7 +559,7 @@ impl<'a> Engine<'a> {
     fn with_agent(
         &mut self,
         host: usize,
-        generation: Option<u64>,
+        generation: Option<u32>,
         step: impl FnOnce(&mut Agent, Duration, &mut Vec<Action>),
     ) {
         let now = self.now;
@@ -559,14 +613,14 @@ impl<'a> Engine<'a> {
         }
         let mut due = None;
         if let (Some(rendering), true) = (state.rendering.as_mut(), version_changed) {
-            due = rendering.view_changed(view_of(&run.agent), self.now);
+            due = rendering.view_changed(self.now);
         }
         for event in events {
             self.observe(host, event);
         }
         if let Some(due) = due {
             let boot = self.hosts[host].boots;
-            self.schedule(due, Happening::Render { host, boot });
+            self.schedule(due, Happening::Render { host: host as u32, boot });
         }
     }
 
@@ -578,13 +632,17 @@ impl<'a> Engine<'a> {
             Action::Stream { to, bytes } => {
                 if let Some(&target) = self.by_ip.get(&to.ip()) {
                     let at = self.now + self.latency();
-                    let happening =
-                        Happening::PushPull { from: host, from_generation: generation, to: target, bytes };
+                    let happening = Happening::PushPull {
+                        from: host as u32,
+                        from_generation: generation,
+                        to: target as u32,
+                        bytes,
+                    };
                     self.schedule(at, happening);
                 }
             }
             Action::SetTimer { timer, after } => {
-                self.schedule(self.now + after, Happening::Timer { host, generation, timer })
+                self.schedule(self.now + after, Happening::Timer { host: host as u32, generation, timer })
             }
             // An entry the trace does not record is not built either (nodes squared of them).
             Action::Event(event)
@@ -629,7 +687,7 @@ impl<'a> Engine<'a> {
             return;
         }
         let at = self.now + self.latency() + faults.extra_latency;
-        self.schedule(at, Happening::Datagram { from: host, to: target, bytes });
+        self.schedule(at, Happening::Datagram { from: host as u32, to: target as u32, bytes });
     }
 
     fn fault(&mut self, index: usize) {
@@ -736,7 +794,7 @@ impl<'a> Engine<'a> {
                 self.recorder.world(self.now, name, WorldEvent::HostRestarted);
                 // A host restarted before its planned start still waits for it.
                 let at = self.plan.start_at[name].max(self.now);
-                self.schedule(at, Happening::Boot { host });
+                self.schedule(at, Happening::Boot { host: host as u32 });
             }
             None => {}
         }

@@ -38,26 +38,35 @@ impl Rendering {
         Ok(Self { settings, renderer, quiescence, view: View::default(), written, queued: None })
     }
 
-    /// The view as it stands when the renderer starts (rendered at once, not a change).
+    /// The view as it stands when the renderer starts (rendered at once, not a change), or as
+    /// the last agent run left it.
     pub fn set_view(&mut self, view: View) {
         self.view = view;
     }
 
     /// The host's gossip view changed at `now`; returns when to check for a render, if a new
-    /// check must be queued.
-    pub fn view_changed(&mut self, view: View, now: Duration) -> Option<Duration> {
-        self.view = view;
+    /// check must be queued. The view itself is only read when a render is due (see
+    /// [`Self::check`]): at 10,000 nodes a copy per change would be nodes squared.
+    pub fn view_changed(&mut self, now: Duration) -> Option<Duration> {
         self.quiescence.changed(now);
         self.queue()
     }
 
-    /// A queued check at `now`: renders if the quiescence wait is over. Returns the records
-    /// to make, the bytes written (if any), and when to check again (if a new check must be
-    /// queued).
-    pub fn check(&mut self, now: Duration) -> (Vec<Event>, Option<Vec<u8>>, Option<Duration>) {
+    /// A queued check at `now`: renders if the quiescence wait is over, with the view
+    /// `current` gives (`None`: no agent runs, the last one published stands). Returns the
+    /// records to make, the bytes written (if any), and when to check again (if a new check
+    /// must be queued).
+    pub fn check(
+        &mut self,
+        now: Duration,
+        current: impl FnOnce() -> Option<View>,
+    ) -> (Vec<Event>, Option<Vec<u8>>, Option<Duration>) {
         self.queued = None;
         if !self.quiescence.take_due(now) {
             return (Vec::new(), None, self.queue());
+        }
+        if let Some(view) = current() {
+            self.view = view;
         }
         let (events, written) = self.render();
         (events, written, self.queue())

@@ -324,7 +324,7 @@ impl Detection {
 fn lone_suspicion(gossip: &GossipConfig, nodes: usize) -> Suspicion {
     let (mult, max_mult) = (gossip.suspicion_mult, gossip.suspicion_max_timeout_mult);
     let bounds = lifeguard::suspicion_bounds(nodes, mult, max_mult, gossip.probe_interval);
-    Suspicion::new(Duration::ZERO, "accuser".into(), nodes, mult, bounds)
+    Suspicion::new(Duration::ZERO, "accuser", nodes, mult, bounds)
 }
 
 fn suspicion_term(gossip: &GossipConfig, nodes: usize) -> String {

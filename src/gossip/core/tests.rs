@@ -572,25 +572,34 @@ fn confirmations_from_other_accusers_shorten_a_suspicion() {
         })
     };
     let t0 = Duration::from_secs(10);
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
     let mut out = Vec::new();
     ha.handle_datagram(addr(3), &suspect("n3"), t0, &mut out).unwrap();
-    assert_eq!(timer_after(&out), Some(Duration::from_secs(24)));
+    assert_eq!(timer_after(&out), Some(Duration::from_secs(4)), "the first timer: the earliest deadline");
     let mut out = Vec::new();
-    ha.handle_datagram(addr(3), &suspect("n3"), t0 + Duration::from_secs(1), &mut out).unwrap();
-    assert_eq!(timer_after(&out), None, "the same accuser again confirms nothing");
+    ha.handle_datagram(addr(3), &suspect("n3"), at(1000), &mut out).unwrap();
+    assert!(out.is_empty(), "the same accuser again confirms nothing");
     let mut out = Vec::new();
-    ha.handle_datagram(addr(4), &suspect("n4"), t0 + Duration::from_secs(1), &mut out).unwrap();
-    let after = timer_after(&out).expect("a shorter timer");
-    assert_eq!(after.as_millis(), 10_381);
+    ha.handle_datagram(addr(4), &suspect("n4"), at(1000), &mut out).unwrap();
+    assert_eq!(timer_after(&out), None, "a confirmation before the earliest deadline needs no timer");
     let status = |ha: &Agent| ha.members().find(|m| &*m.name == "n2").unwrap().status;
-    ha.handle_timer(
-        Timer::Suspicion { name: "n2".into(), incarnation: 0 },
-        t0 + Duration::from_secs(11),
-        &mut Vec::new(),
-    );
-    assert_eq!(status(&ha), Status::Suspect, "a timer before the deadline does nothing");
-    let deadline = t0 + Duration::from_secs(1) + after;
-    ha.handle_timer(Timer::Suspicion { name: "n2".into(), incarnation: 0 }, deadline, &mut Vec::new());
+    let fire = |ha: &mut Agent, now: Duration| {
+        let mut out = Vec::new();
+        ha.handle_timer(Timer::Suspicion { name: "n2".into(), incarnation: 0 }, now, &mut out);
+        timer_after(&out)
+    };
+    // One confirmation of the two wanted: 24 - 20 x ln 2 / ln 3 = 11.381 s after the start.
+    assert_eq!(fire(&mut ha, at(4000)).map(|d| d.as_millis()), Some(7_381), "waits for the deadline");
+    assert_eq!(status(&ha), Status::Suspect);
+    let early = fire(&mut ha, at(11_380)).expect("a timer before the deadline waits for it again");
+    assert!(early < Duration::from_millis(2));
+    assert_eq!(status(&ha), Status::Suspect);
+    // The second confirmation comes after the earliest deadline: it brings the deadline to
+    // the minimum, which has passed, so its own timer fires at once.
+    let mut out = Vec::new();
+    ha.handle_datagram(addr(5), &suspect("n5"), at(5000), &mut out).unwrap();
+    assert_eq!(timer_after(&out), Some(Duration::ZERO));
+    assert_eq!(fire(&mut ha, at(5000)), None);
     assert_eq!(status(&ha), Status::Dead);
 }
 
