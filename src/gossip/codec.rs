@@ -114,7 +114,8 @@ pub struct NodeStateRef<'a> {
     pub addr: SocketAddr,
     pub incarnation: u32,
     pub status: Status,
-    /// The tag map's pairs as the wire orders them (sorted by key, as a map encodes).
+    /// The tag map's pairs in the order they came (our encoder sorts them by key; a peer's
+    /// may repeat a key, and the last one wins, as in a decoded map).
     pub tags: Vec<(&'a str, &'a str)>,
 }
 

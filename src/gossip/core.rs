@@ -829,28 +829,22 @@ impl Agent {
                 self.apply_dead(name, incarnation, from, now, out)
             }
             MessageRef::JoinIntent { name, ltime } => {
-                self.clock.witness(ltime);
-                self.apply_intent(
-                    name,
-                    Intent { kind: IntentKind::Join, ltime, prune: false },
-                    Spread::Yes,
-                    now,
-                    out,
-                );
+                let intent = Intent { kind: IntentKind::Join, ltime, prune: false };
+                self.gossiped_intent(name, intent, now, out);
             }
             MessageRef::LeaveIntent { name, ltime, prune } => {
-                self.clock.witness(ltime);
-                self.apply_intent(
-                    name,
-                    Intent { kind: IntentKind::Leave, ltime, prune },
-                    Spread::Yes,
-                    now,
-                    out,
-                );
+                self.gossiped_intent(name, Intent { kind: IntentKind::Leave, ltime, prune }, now, out);
             }
             // The codec refuses a push-pull in a datagram; streams go to `handle_stream`.
             MessageRef::PushPull { .. } => {}
         }
+    }
+
+    /// A join or leave intent that came by gossip: it moves our Lamport clock, and is spread
+    /// on if it is news.
+    fn gossiped_intent(&mut self, name: &str, intent: Intent, now: Duration, out: &mut Vec<Action>) {
+        self.clock.witness(intent.ltime);
+        self.apply_intent(name, intent, Spread::Yes, now, out);
     }
 
     /// Whether an alive message about `state` is one the table already holds: the member at
@@ -1331,7 +1325,8 @@ impl Agent {
         match member.suspicion.as_ref().map(|s| s.deadline()) {
             // The first timer fires at the earliest possible deadline; too few confirmations
             // came by then: wait for the one they give (a later confirmation that shortens it
-            // sets its own timer).
+            // sets its own timer). A timer left by an earlier suspicion at this incarnation
+            // (the member was erased and came back) only sets another.
             Some(deadline) if deadline > now => {
                 let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
                 out.push(Action::SetTimer { timer, after: deadline - now });

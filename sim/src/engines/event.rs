@@ -468,7 +468,7 @@ impl<'a> Engine<'a> {
         }
         let Some(rendering) = state.rendering.as_mut() else { return };
         let agent = state.agent.as_ref();
-        let (events, written, due) = rendering.check(now, || agent.map(|run| view_of(&run.agent)));
+        let (events, written, due) = rendering.check(now, || agent.map(published_view));
         self.rendered(host, events, written, due);
     }
 
@@ -539,7 +539,7 @@ impl<'a> Engine<'a> {
         let state = &mut self.hosts[host];
         // The renderer keeps the last view the run published.
         if let (Some(rendering), Some(run)) = (state.rendering.as_mut(), state.agent.take()) {
-            rendering.set_view(view_of(&run.agent));
+            rendering.set_view(published_view(&run));
         }
         state.agent = None;
         state.generation += 1;
@@ -804,4 +804,10 @@ impl<'a> Engine<'a> {
 /// The view an agent publishes to its host's renderer, as the gossip driver does.
 fn view_of(agent: &Agent) -> View {
     View { members: agent.members().cloned().collect(), synced: agent.is_synced() }
+}
+
+/// The view the run last published: its members now (every change to them publishes) with
+/// the synced flag as of its last change, as the driver's watch holds it.
+fn published_view(run: &AgentRun) -> View {
+    View { members: run.agent.members().cloned().collect(), synced: run.synced }
 }
