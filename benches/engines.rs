@@ -5,8 +5,11 @@
 //!
 //! `sim-time/*` report *simulated* time (criterion prints it as a duration), one seed per
 //! iteration: join to converged (dissemination of a join storm to every view) and crash to
-//! failed everywhere, on the event engine, for 20, 100 and 1,000 nodes. 10,000 nodes do not
-//! fit this machine yet (see the README): not a benchmark case.
+//! failed everywhere, on the event engine, for 20, 100 and 1,000 nodes.
+//!
+//! 10,000 nodes are cases too, run only with `ROLLCALL_BENCH_10K=1`: an iteration takes
+//! tens of minutes and criterion wants ten, so a session's `cargo bench` leaves them out
+//! (`rollcall-sim run scenarios/large/gossip-10k.toml` gives the same figures for one seed).
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -48,7 +51,11 @@ fn wall(c: &mut Criterion) {
     group.finish();
     let mut group = c.benchmark_group("node-seconds");
     group.sample_size(10);
-    for (label, simulation) in [("100 nodes", hundred_nodes()), ("1,000 nodes", thousand_nodes())] {
+    let mut cases = vec![("100 nodes", hundred_nodes()), ("1,000 nodes", thousand_nodes())];
+    if ten_thousand_wanted() {
+        cases.push(("10,000 nodes", ten_thousand_nodes()));
+    }
+    for (label, simulation) in cases {
         let nodes = simulation.world().hosts.len() as u64;
         group.throughput(Throughput::Elements(nodes * SCALING_SPAN.as_secs()));
         group
@@ -69,6 +76,16 @@ fn thousand_nodes() -> Simulation {
     simulation("large/gossip-1k.toml").duration(SCALING_SPAN)
 }
 
+/// gossip-10k over the same span as the others, for the scaling ratio.
+fn ten_thousand_nodes() -> Simulation {
+    simulation("large/gossip-10k.toml").duration(SCALING_SPAN)
+}
+
+/// Whether the 10,000-node cases run (`ROLLCALL_BENCH_10K=1`).
+fn ten_thousand_wanted() -> bool {
+    std::env::var_os("ROLLCALL_BENCH_10K").is_some_and(|v| v == "1")
+}
+
 /// The timing a case measures.
 type Pick = fn(&Timings) -> Option<Duration>;
 
@@ -76,7 +93,7 @@ fn simulated(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim-time");
     group.sample_size(10);
     let thousand_detection = simulation("large/gossip-1k.toml").duration(Duration::from_secs(120));
-    let cases: [(&str, Simulation, Pick); 5] = [
+    let mut cases: Vec<(&str, Simulation, Pick)> = vec![
         ("join to converged, 20 nodes", on_event(simulation("gossip-crash-20.toml")), |t| {
             t.join_to_converged[0]
         }),
@@ -91,6 +108,12 @@ fn simulated(c: &mut Criterion) {
         }),
         ("crash to failed everywhere, 1,000 nodes", thousand_detection, |t| t.crash_to_failed[0]),
     ];
+    if ten_thousand_wanted() {
+        // 10,000 nodes' longest suspicion is 96 s after the crashes at 30 s.
+        let detection = simulation("large/gossip-10k.toml").duration(Duration::from_secs(150));
+        cases.push(("join to converged, 10,000 nodes", ten_thousand_nodes(), |t| t.join_to_converged[0]));
+        cases.push(("crash to failed everywhere, 10,000 nodes", detection, |t| t.crash_to_failed[0]));
+    }
     for (label, simulation, pick) in cases {
         let seed = Cell::new(0u64);
         group.bench_function(label, |b| {

@@ -55,8 +55,8 @@ fn every_shipped_scenario_ends_as_expected_for_seeds_1_to_5() {
 }
 
 /// The scenarios in scenarios/large/ (50 nodes and up) cost minutes of wall time per seed
-/// under turmoil, so CI leaves them out: `cargo test --release -p rollcall-sim --test
-/// scenarios -- --ignored` runs them.
+/// under turmoil, and gossip-10k about an hour per seed on the event engine, so CI leaves
+/// them out: `cargo test --release -p rollcall-sim --test scenarios -- --ignored` runs them.
 #[test]
 #[ignore = "minutes per seed: run with --ignored"]
 fn every_large_scenario_ends_as_expected_for_seeds_1_to_5() {

@@ -6,8 +6,7 @@
 //! behaviour: the values are immutable.
 
 use std::collections::HashSet;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{BuildHasherDefault, Hash};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::codec::{Name, NodeState};
@@ -63,7 +62,7 @@ impl Interner {
 /// sweep keeps what is in use, whatever the order), and a fixed hasher keeps it the same
 /// from run to run.
 struct Table<T: ?Sized> {
-    values: HashSet<Arc<T>, BuildHasherDefault<DefaultHasher>>,
+    values: HashSet<Arc<T>, super::table::Fixed>,
     /// Values to hand out unshared before trying to forget unused ones again: a table full
     /// of values in use would otherwise be scanned at every new value.
     unshared_until_sweep: usize,
