@@ -118,3 +118,29 @@ fn converge_catches_a_renderer_that_drops_a_backend_on_the_event_engine() {
         assert!(verdict.is_contradicted(), "{name}: {verdict:?}");
     }
 }
+
+/// `run --figures` prints, after the run's verdicts, the table `figures` prints for the same
+/// one seed: the same run, measured the same way.
+#[test]
+fn run_with_figures_prints_what_figures_prints_for_its_seed() {
+    let sim = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_rollcall-sim"))
+            .args(args)
+            .arg(scenario_path("gossip-100.toml"))
+            .output()
+            .expect("rollcall-sim runs");
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let run = sim(&["run", "--seed", "3", "--figures"]);
+    let figures = sim(&["figures", "--from", "3", "--seeds", "1"]);
+    assert!(run.contains("outcome: as expected"), "{run}");
+    let table = |text: &str| -> Vec<String> {
+        let rows = text.lines().skip_while(|line| !line.starts_with("simulated ms"));
+        rows.take_while(|line| !line.starts_with("false failures")).map(str::to_string).collect()
+    };
+    let (ran, measured) = (table(&run), table(&figures));
+    let spread = ran.iter().find(|row| row.starts_with("join known by all")).expect("a spread row");
+    assert!(spread.split_whitespace().nth(4) == Some("99"), "99 joiners measured: {run}");
+    assert_eq!(ran, measured);
+}

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rollcall_sim::Simulation;
 use rollcall_sim::engines::EngineKind;
 use rollcall_sim::metrics::{Distribution, Timings};
+use rollcall_sim::{Run, Simulation};
 use serde::Serialize;
 
 /// What one seed measured.
@@ -43,9 +43,32 @@ pub fn print(simulation: &Simulation, file: &Path, seeds: Range<u64>, jobs: usiz
         let checkable = rollcall_sim::engines::event::checkable(&simulation.world().invariants);
         simulation = simulation.invariants(checkable);
     }
-    let simulation = &simulation;
-    let (mut measured, errors) = measure(simulation, seeds.clone(), jobs);
+    let (mut measured, errors) = measure(&simulation, seeds.clone(), jobs);
     measured.sort_by_key(|m| m.seed);
+    let name = format!("{} ({})", simulation.world().name, file.display());
+    let figures = summarize(name, seeds, &measured, errors);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&figures).expect("figures serialize"));
+    } else {
+        print_text(&figures);
+    }
+    if figures.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// Prints the figures of one run already made (`run --figures`): a run of thousands of
+/// nodes takes long enough that its verdicts and its figures should come from the same run.
+pub fn print_run(run: &Run, file: &Path, seed: u64) {
+    let measured = Measured {
+        seed,
+        timings: Timings::of(&run.observations),
+        false_failures: run.report.figures.false_failures,
+    };
+    let name = format!("{} ({})", run.report.scenario, file.display());
+    print_text(&summarize(name, seed..seed + 1, &[measured], Vec::new()));
+}
+
+/// The distributions of what the seeds measured.
+fn summarize(scenario: String, seeds: Range<u64>, measured: &[Measured], errors: Vec<String>) -> Figures {
     let column = |pick: fn(&Timings) -> &Vec<Option<Duration>>| -> Vec<Option<Duration>> {
         measured.iter().flat_map(|m| pick(&m.timings).iter().copied()).collect()
     };
@@ -61,19 +84,13 @@ pub fn print(simulation: &Simulation, file: &Path, seeds: Range<u64>, jobs: usiz
         row("join known by 99 %", column(|t| &t.join_spread_99)),
         row("join known by all", column(|t| &t.join_spread_all)),
     ];
-    let figures = Figures {
-        scenario: format!("{} ({})", simulation.world().name, file.display()),
-        seeds: seeds.clone(),
+    Figures {
+        scenario,
+        seeds,
         rows,
         false_failures_per_seed: measured.iter().map(|m| m.false_failures).collect(),
         errors,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&figures).expect("figures serialize"));
-    } else {
-        print_text(&figures);
     }
-    if figures.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn measure(simulation: &Simulation, seeds: Range<u64>, jobs: usize) -> (Vec<Measured>, Vec<String>) {

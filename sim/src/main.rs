@@ -42,6 +42,9 @@ enum Command {
         /// Write every trace record to FILE as JSON Lines.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Also print this run's gossip timings, as `figures` prints them for one seed.
+        #[arg(long, conflicts_with = "json")]
+        figures: bool,
         #[command(flatten)]
         choice: Choice,
     },
@@ -234,7 +237,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { scenario, seed, json, trace, choice } => run(scenario, seed, json, trace, choice),
+        Command::Run { scenario, seed, json, trace, figures, choice } => {
+            run(scenario, seed, RunOutput { json, trace, figures }, choice)
+        }
         Command::Converge { scenario, from, seeds, choice } => converge(scenario, from, seeds, choice),
         Command::Figures { scenario, from, seeds, jobs, json, choice } => {
             let simulation = match load(&scenario, choice, Use::Figures) {
@@ -390,7 +395,14 @@ fn converge(scenario: PathBuf, from: u64, seeds: u64, choice: Choice) -> ExitCod
     ExitCode::SUCCESS
 }
 
-fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>, choice: Choice) -> ExitCode {
+/// What `run` prints and writes besides its verdicts.
+struct RunOutput {
+    json: bool,
+    trace: Option<PathBuf>,
+    figures: bool,
+}
+
+fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitCode {
     let simulation = match load(&scenario, choice, Use::Verdicts) {
         Ok(simulation) => simulation.seed(seed),
         Err(code) => return code,
@@ -410,13 +422,13 @@ fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>, ch
         }
     };
     let wall = wall.elapsed();
-    if let Some(path) = trace_path {
+    if let Some(path) = output.trace {
         if let Err(error) = run.trace.write(&path) {
             eprintln!("error: cannot write trace {}: {error}", path.display());
             return ExitCode::from(2);
         }
     }
-    if json {
+    if output.json {
         println!("{}", serde_json::to_string_pretty(&run.report).expect("reports serialize"));
     } else {
         let text = run.report.to_text();
@@ -424,6 +436,9 @@ fn run(scenario: PathBuf, seed: u64, json: bool, trace_path: Option<PathBuf>, ch
         if !text.ends_with('\n') {
             println!();
         }
+    }
+    if output.figures {
+        figures::print_run(&run, &scenario, seed);
     }
     eprintln!("wall time: {:.3}s", wall.as_secs_f64());
     if run.report.as_expected { ExitCode::SUCCESS } else { ExitCode::from(1) }
