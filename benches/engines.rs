@@ -9,7 +9,8 @@
 //!
 //! 10,000 nodes are cases too, run only with `ROLLCALL_BENCH_10K=1`: an iteration takes
 //! tens of minutes and criterion wants ten, so a session's `cargo bench` leaves them out
-//! (`rollcall-sim run scenarios/large/gossip-10k.toml` gives the same figures for one seed).
+//! (`rollcall-sim run scenarios/large/gossip-10k.toml --figures` gives the same figures for
+//! one seed).
 
 use std::cell::Cell;
 use std::path::PathBuf;

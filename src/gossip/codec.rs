@@ -115,7 +115,8 @@ pub struct NodeStateRef<'a> {
     pub incarnation: u32,
     pub status: Status,
     /// The tag map's pairs in the order they came (our encoder sorts them by key; a peer's
-    /// may repeat a key, and the last one wins, as in a decoded map).
+    /// may repeat a key, and the last one wins, as in a decoded map). A datagram holds at
+    /// most a few hundred, so finding repeats by comparing pairs stays cheap.
     pub tags: Vec<(&'a str, &'a str)>,
 }
 
@@ -132,8 +133,12 @@ impl NodeStateRef<'_> {
         }
     }
 
+    /// The size [`tags_bytes`] gives the map these pairs decode to: a repeated key counts
+    /// once, with its last value (as a push-pull's decoded map counts it).
     fn tags_bytes(&self) -> usize {
-        self.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+        let pairs = self.tags.iter().enumerate();
+        let kept = pairs.filter(|(i, (key, _))| !self.tags[i + 1..].iter().any(|(later, _)| later == key));
+        kept.map(|(_, (k, v))| k.len() + v.len() + 2).sum()
     }
 }
 
@@ -403,7 +408,6 @@ fn validate(message: &MessageRef<'_>) -> Result<(), CodecError> {
         ))),
         MessageRef::Alive(state) => {
             check_name(state.name)?;
-            // Counted over the pairs as sent: a repeated key counts twice.
             let tag_bytes = state.tags_bytes();
             if tag_bytes > TAGS_BYTES_MAX {
                 return Err(CodecError::OverLimit(format!(
@@ -440,6 +444,28 @@ mod tests {
 
     fn push_pull(states: Vec<NodeState>) -> Message {
         Message::PushPull { join: false, reply: false, ltime: 0, states, intents: vec![] }
+    }
+
+    /// A peer's encoder may repeat a tag key: the datagram counts the tags as the decoded
+    /// map holds them (the last value per key), as a push-pull does.
+    #[test]
+    fn repeated_tag_keys_count_once_with_their_last_value() {
+        #[derive(Serialize)]
+        enum Wire {
+            #[allow(dead_code)]
+            Ping(u32, String),
+            #[allow(dead_code)]
+            Ack(u32),
+            Alive(String, SocketAddr, u32, Status, Vec<(String, String)>),
+        }
+        let value = |c: char| c.to_string().repeat(100);
+        let tags: Vec<(String, String)> = "abcdefghij".chars().map(|c| ("k".into(), value(c))).collect();
+        let alive = Wire::Alive("s1".into(), "10.0.0.1:7946".parse().unwrap(), 1, Status::Alive, tags);
+        let bytes = with_version(vec![alive]).unwrap();
+        assert!(bytes.len() <= DATAGRAM_BYTES_MAX);
+        let messages = decode(&bytes).expect("103 bytes of tags once repeats are merged");
+        let Message::Alive(state) = &messages[0] else { panic!("{messages:?}") };
+        assert_eq!(*state.tags, BTreeMap::from([("k".to_string(), value('j'))]));
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub struct Rendering {
     settings: RenderSettings,
     renderer: Renderer,
     quiescence: Quiescence,
-    /// The gossip view as last published on the host (empty at boot, as the node's watch).
+    /// The gossip view as of the last render, or as the last agent run left it (empty at
+    /// boot, as the node's watch).
     view: View,
     /// Whether a file is there to keep (see [`holds_back`]).
     written: bool,
