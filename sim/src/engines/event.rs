@@ -456,7 +456,7 @@ impl<'a> Engine<'a> {
                 return self.observe(host, Event::ServiceExited { service: "renderer".into(), status });
             }
         };
-        let view = state.agent.as_ref().map(|run| view_of(&run.agent)).unwrap_or_default();
+        let view = state.agent.as_ref().map(published_view).unwrap_or_default();
         rendering.set_view(view);
         state.rendering = Some(rendering);
         let (events, written) = state.rendering.as_mut().map(Rendering::render).unwrap_or_default();
@@ -540,11 +540,11 @@ impl<'a> Engine<'a> {
     /// it again unless it is wanted down.
     fn agent_ended(&mut self, host: usize, status: &str) {
         let state = &mut self.hosts[host];
+        let ended = state.agent.take();
         // The renderer keeps the last view the run published.
-        if let (Some(rendering), Some(run)) = (state.rendering.as_mut(), state.agent.take()) {
+        if let (Some(rendering), Some(run)) = (state.rendering.as_mut(), ended) {
             rendering.set_view(published_view(&run));
         }
-        state.agent = None;
         state.generation += 1;
         let generation = state.generation;
         // s6 restarts a service 1 s after its finish ends (serf has no readiness
@@ -802,11 +802,6 @@ impl<'a> Engine<'a> {
             None => {}
         }
     }
-}
-
-/// The view an agent publishes to its host's renderer, as the gossip driver does.
-fn view_of(agent: &Agent) -> View {
-    View { members: agent.members().cloned().collect(), synced: agent.is_synced() }
 }
 
 /// The view the run last published: its members now (every change to them publishes) with
