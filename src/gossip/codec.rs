@@ -134,17 +134,39 @@ impl NodeStateRef<'_> {
     }
 
     /// The size [`tags_bytes`] gives the map these pairs decode to: a repeated key counts
-    /// once, with its last value (as a push-pull's decoded map counts it).
+    /// once, with its last value (as an owned decode's map counts it).
     fn tags_bytes(&self) -> usize {
+        // A stream frame may carry thousands of pairs for one member: comparing each with
+        // every later one would be quadratic in what a peer sends.
+        if self.tags.len() > TAG_PAIRS_COMPARED_MAX {
+            let kept: BTreeMap<&str, &str> = self.tags.iter().copied().collect();
+            return kept.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        }
         let pairs = self.tags.iter().enumerate();
         let kept = pairs.filter(|(i, (key, _))| !self.tags[i + 1..].iter().any(|(later, _)| later == key));
         kept.map(|(_, (k, v))| k.len() + v.len() + 2).sum()
     }
+
+    /// Checks the state against the wire limits, as [`check_state`] does an owned one.
+    fn check(&self) -> Result<(), CodecError> {
+        check_name(self.name)?;
+        let tag_bytes = self.tags_bytes();
+        if tag_bytes > TAGS_BYTES_MAX {
+            return Err(CodecError::OverLimit(format!(
+                "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
+                self.name
+            )));
+        }
+        Ok(())
+    }
 }
 
-/// A push-pull's intent time, borrowed (only to keep [`MessageRef`]'s variants in step with
-/// [`Message`]'s: a datagram carrying a push-pull is refused).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// Up to this many tag pairs, repeated keys are found by comparing pairs; beyond, by a map.
+const TAG_PAIRS_COMPARED_MAX: usize = 16;
+
+/// A push-pull's intent time, borrowed: decoded from a stream frame, or encoded from the table
+/// without copying names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusTimeRef<'a> {
     pub name: &'a str,
     pub ltime: u64,
@@ -335,30 +357,67 @@ pub fn encode_stream(message: &Message) -> Result<Vec<u8>, CodecError> {
     with_version(message)
 }
 
+/// A push-pull made of references into a member table: encodes to the same bytes as the
+/// owned [`Message::PushPull`], without copying 10,000 members to say so.
+pub struct PushPullRef<'a> {
+    pub join: bool,
+    pub reply: bool,
+    pub ltime: u64,
+    pub states: Vec<&'a NodeState>,
+    pub intents: Vec<StatusTimeRef<'a>>,
+}
+
+/// [`Message::PushPull`]'s place among [`Message`]'s variants (a test keeps it in step).
+const PUSH_PULL_VARIANT: u32 = 5;
+
+impl Serialize for PushPullRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut variant = serializer.serialize_struct_variant("Message", PUSH_PULL_VARIANT, "PushPull", 5)?;
+        variant.serialize_field("join", &self.join)?;
+        variant.serialize_field("reply", &self.reply)?;
+        variant.serialize_field("ltime", &self.ltime)?;
+        variant.serialize_field("states", &self.states)?;
+        variant.serialize_field("intents", &self.intents)?;
+        variant.end()
+    }
+}
+
+/// Encodes a push-pull of references for a stream (without the length prefix).
+pub fn encode_push_pull(push_pull: &PushPullRef<'_>) -> Result<Vec<u8>, CodecError> {
+    with_version(push_pull)
+}
+
 /// Decodes and validates a stream frame: one push-pull of at most `members_max` members, or
 /// a TCP ping or its ack.
 pub fn decode_stream(bytes: &[u8], members_max: usize) -> Result<Message, CodecError> {
+    decode_stream_borrowed(bytes, members_max).map(|message| message.to_message())
+}
+
+/// [`decode_stream`] borrowing the frame's strings: a push-pull mostly lists members the
+/// receiver knows, and those are compared, not copied.
+pub fn decode_stream_borrowed(bytes: &[u8], members_max: usize) -> Result<MessageRef<'_>, CodecError> {
     let max = stream_bytes_max(members_max);
     if bytes.len() > max {
         return Err(CodecError::StreamTooLarge { bytes: bytes.len(), max });
     }
-    let message: Message =
+    let message: MessageRef<'_> =
         postcard::from_bytes(versioned(bytes)?).map_err(|e| CodecError::Malformed(e.to_string()))?;
     match &message {
-        Message::PushPull { states, intents, .. } if states.len().max(intents.len()) > members_max => {
+        MessageRef::PushPull { states, intents, .. } if states.len().max(intents.len()) > members_max => {
             return Err(CodecError::OverLimit(format!(
                 "push-pull of {} members and {} intents (at most {members_max} each)",
                 states.len(),
                 intents.len()
             )));
         }
-        Message::PushPull { states, intents, .. } => {
-            states.iter().try_for_each(check_state)?;
-            intents.iter().try_for_each(|intent| check_name(&intent.name))?;
+        MessageRef::PushPull { states, intents, .. } => {
+            states.iter().try_for_each(NodeStateRef::check)?;
+            intents.iter().try_for_each(|intent| check_name(intent.name))?;
         }
         // The TCP ping fallback and its answer.
-        Message::Ping { target, .. } => check_name(target)?,
-        Message::Ack { .. } => {}
+        MessageRef::Ping { target, .. } => check_name(target)?,
+        MessageRef::Ack { .. } => {}
         _ => {
             return Err(CodecError::Malformed(
                 "only a push-pull, a ping or an ack goes over a stream".into(),
@@ -406,17 +465,7 @@ fn validate(message: &MessageRef<'_>) -> Result<(), CodecError> {
             "alive message about {} carries status {:?}",
             state.name, state.status
         ))),
-        MessageRef::Alive(state) => {
-            check_name(state.name)?;
-            let tag_bytes = state.tags_bytes();
-            if tag_bytes > TAGS_BYTES_MAX {
-                return Err(CodecError::OverLimit(format!(
-                    "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
-                    state.name
-                )));
-            }
-            Ok(())
-        }
+        MessageRef::Alive(state) => state.check(),
         MessageRef::Suspect { name, from, .. } | MessageRef::Dead { name, from, .. } => {
             check_name(name)?;
             check_name(from)
@@ -446,26 +495,75 @@ mod tests {
         Message::PushPull { join: false, reply: false, ltime: 0, states, intents: vec![] }
     }
 
+    /// A member's state as another encoder may write it: tags as a list of pairs.
+    type WireState = (String, SocketAddr, u32, Status, Vec<(String, String)>);
+
+    /// [`Message`]'s first variants as another encoder may write them (the same places).
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum Wire {
+        Ping(u32, String),
+        Ack(u32),
+        Alive(WireState),
+        Suspect(u32),
+        Dead(u32),
+        PushPull(bool, bool, u64, Vec<WireState>, Vec<(String, u64)>),
+    }
+
     /// A peer's encoder may repeat a tag key: the datagram counts the tags as the decoded
     /// map holds them (the last value per key), as a push-pull does.
     #[test]
     fn repeated_tag_keys_count_once_with_their_last_value() {
-        #[derive(Serialize)]
-        enum Wire {
-            #[allow(dead_code)]
-            Ping(u32, String),
-            #[allow(dead_code)]
-            Ack(u32),
-            Alive(String, SocketAddr, u32, Status, Vec<(String, String)>),
-        }
         let value = |c: char| c.to_string().repeat(100);
         let tags: Vec<(String, String)> = "abcdefghij".chars().map(|c| ("k".into(), value(c))).collect();
-        let alive = Wire::Alive("s1".into(), "10.0.0.1:7946".parse().unwrap(), 1, Status::Alive, tags);
+        let alive = Wire::Alive(("s1".into(), "10.0.0.1:7946".parse().unwrap(), 1, Status::Alive, tags));
         let bytes = with_version(vec![alive]).unwrap();
         assert!(bytes.len() <= DATAGRAM_BYTES_MAX);
         let messages = decode(&bytes).expect("103 bytes of tags once repeats are merged");
         let Message::Alive(state) = &messages[0] else { panic!("{messages:?}") };
         assert_eq!(*state.tags, BTreeMap::from([("k".to_string(), value('j'))]));
+    }
+
+    /// In a stream frame one member may carry thousands of tag pairs: repeats still count
+    /// once (found through a map, not pair by pair), and distinct keys still count in full.
+    #[test]
+    fn a_push_pull_counts_many_repeated_tag_keys_once() {
+        let frame = |tags: Vec<(String, String)>| {
+            let state = ("s1".to_string(), "10.0.0.1:7946".parse().unwrap(), 1, Status::Alive, tags);
+            with_version(Wire::PushPull(false, false, 0, vec![state], vec![])).unwrap()
+        };
+        let repeated: Vec<(String, String)> = (0..5_000).map(|i| ("k".into(), i.to_string())).collect();
+        // A frame may take about STATE_BYTES_MAX per member the receiver allows.
+        let message = decode_stream(&frame(repeated), 100).expect("one key, counted once");
+        let Message::PushPull { states, .. } = &message else { panic!("{message:?}") };
+        assert_eq!(*states[0].tags, BTreeMap::from([("k".to_string(), "4999".to_string())]));
+        let distinct: Vec<(String, String)> = (0..100).map(|i| (format!("k{i}"), "v".into())).collect();
+        let refused = decode_stream(&frame(distinct), 100).unwrap_err();
+        assert!(matches!(refused, CodecError::OverLimit(_)), "{refused:?}");
+    }
+
+    /// The answer to a push-pull is encoded from references into the table: the same bytes
+    /// as the owned message (and so [`PUSH_PULL_VARIANT`] is `Message::PushPull`'s place).
+    #[test]
+    fn a_push_pull_of_references_encodes_as_the_owned_one() {
+        let states = vec![state("s1"), state("s2")];
+        let owned = Message::PushPull {
+            join: true,
+            reply: true,
+            ltime: 9,
+            states: states.clone(),
+            intents: vec![StatusTime { name: "s2".into(), ltime: 4 }],
+        };
+        let borrowed = PushPullRef {
+            join: true,
+            reply: true,
+            ltime: 9,
+            states: states.iter().collect(),
+            intents: vec![StatusTimeRef { name: "s2", ltime: 4 }],
+        };
+        let bytes = encode_push_pull(&borrowed).unwrap();
+        assert_eq!(bytes, encode_stream(&owned).unwrap());
+        assert_eq!(decode_stream(&bytes, 2).unwrap(), owned);
     }
 
     #[test]

@@ -31,8 +31,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::broadcasts::BroadcastQueue;
 use super::codec::{
-    self, CodecError, DATAGRAM_BYTES_MAX, Message, MessageRef, Name, NodeState, NodeStateRef, Status,
-    StatusTime, Tags,
+    self, CodecError, DATAGRAM_BYTES_MAX, Message, MessageRef, Name, NodeState, NodeStateRef, PushPullRef,
+    Status, StatusTimeRef, Tags,
 };
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::intern::Interner;
@@ -453,9 +453,9 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        match codec::decode_stream(bytes, self.config.members_max)? {
-            Message::PushPull { join, ltime, states, intents, .. } => {
-                self.merge_push_pull(ltime, states, intents, now, out);
+        match codec::decode_stream_borrowed(bytes, self.config.members_max)? {
+            MessageRef::PushPull { join, ltime, states, intents, .. } => {
+                self.merge_push_pull(ltime, &states, &intents, now, out);
                 self.mark_synced();
                 if is_answer {
                     // Only a seed's answer ends the join, as Serf's retry-join counts only its
@@ -467,13 +467,13 @@ impl Agent {
                     }
                     return Ok(None);
                 }
-                codec::encode_stream(&self.push_pull(join, true)).map(Some)
+                codec::encode_push_pull(&self.push_pull(join, true)).map(Some)
             }
             // memberlist's TCP ping fallback: answered like a ping, if it is for us.
-            Message::Ping { seq, target } if !is_answer && target == self.config.name => {
+            MessageRef::Ping { seq, target } if !is_answer && target == &*self.config.name => {
                 codec::encode_stream(&Message::Ack { seq }).map(Some)
             }
-            Message::Ack { seq } if is_answer => {
+            MessageRef::Ack { seq } if is_answer => {
                 if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
                     probe.stream_acked = true;
                 }
@@ -488,21 +488,21 @@ impl Agent {
     fn merge_push_pull(
         &mut self,
         ltime: u64,
-        states: Vec<NodeState>,
-        intents: Vec<StatusTime>,
+        states: &[NodeStateRef<'_>],
+        intents: &[StatusTimeRef<'_>],
         now: Duration,
         out: &mut Vec<Action>,
     ) {
         self.clock.witness(ltime);
-        let left: std::collections::BTreeSet<String> =
-            states.iter().filter(|s| s.status == Status::Left).map(|s| s.name.to_string()).collect();
+        let left: BTreeSet<&str> =
+            states.iter().filter(|s| s.status == Status::Left).map(|s| s.name).collect();
         self.merge(states, now, out);
         for intent in intents {
-            let kind = if left.contains(&intent.name) { IntentKind::Leave } else { IntentKind::Join };
+            let kind = if left.contains(intent.name) { IntentKind::Leave } else { IntentKind::Join };
             // Serf's MergeRemoteState applies the intents without broadcasting them again: the
             // push-pull is the news, and a join storm would otherwise queue every member twice.
             self.apply_intent(
-                &intent.name,
+                intent.name,
                 Intent { kind, ltime: intent.ltime, prune: false },
                 Spread::No,
                 now,
@@ -858,22 +858,24 @@ impl Agent {
 
     /// Merges a peer's full state. A remote "dead" only counts as a suspicion: a full sync
     /// never kills a node outright (memberlist does the same).
-    fn merge(&mut self, states: Vec<NodeState>, now: Duration, out: &mut Vec<Action>) {
+    fn merge(&mut self, states: &[NodeStateRef<'_>], now: Duration, out: &mut Vec<Action>) {
         let before = self.members.len();
         self.members.reserve(states.len().saturating_sub(before));
         for state in states {
             match state.status {
-                Status::Alive => self.apply_alive(state, now, out),
+                // What the table holds already is dropped before anything is copied.
+                Status::Alive if self.knows(state) => {}
+                Status::Alive => self.apply_alive(state.to_state(), now, out),
                 // memberlist applies a remote "left" as the node's own announcement.
-                Status::Left => self.apply_left(&state.name, state.incarnation, now, out),
+                Status::Left => self.apply_left(state.name, state.incarnation, now, out),
                 Status::Suspect | Status::Dead => {
                     // A node we never knew, reported suspect or dead, is not added (memberlist
                     // drops it): a rebooted node must not route to dead webapps.
-                    if !self.members.contains(&state.name) && *state.name != *self.config.name {
+                    if !self.members.contains(state.name) && state.name != &*self.config.name {
                         continue;
                     }
                     let from = self.config.name.clone();
-                    self.apply_suspect(&state.name, state.incarnation, &from, now, out);
+                    self.apply_suspect(state.name, state.incarnation, &from, now, out);
                 }
             }
         }
@@ -1411,19 +1413,19 @@ impl Agent {
     }
 
     /// Our full state: the member table and each member's intent time.
-    fn push_pull(&self, join: bool, reply: bool) -> Message {
+    fn push_pull(&self, join: bool, reply: bool) -> PushPullRef<'_> {
         let members = self.members.by_name();
-        let states = members.iter().map(|m| NodeState::clone(&m.state)).collect();
+        let states = members.iter().map(|m| &*m.state).collect();
         let intents = members
             .iter()
             .filter(|m| m.status_ltime > 0)
-            .map(|m| StatusTime { name: m.state.name.to_string(), ltime: m.status_ltime })
+            .map(|m| StatusTimeRef { name: &m.state.name, ltime: m.status_ltime })
             .collect();
-        Message::PushPull { join, reply, ltime: self.clock.time(), states, intents }
+        PushPullRef { join, reply, ltime: self.clock.time(), states, intents }
     }
 
     fn send_push_pull(&mut self, to: SocketAddr, join: bool, out: &mut Vec<Action>) {
-        match codec::encode_stream(&self.push_pull(join, false)) {
+        match codec::encode_push_pull(&self.push_pull(join, false)) {
             Ok(bytes) => out.push(Action::Stream { to, bytes }),
             Err(error) => tracing::error!(%to, %error, "push-pull not sent"),
         }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rand::SeedableRng;
 
 use super::*;
+use crate::gossip::codec::StatusTime;
 
 fn addr(host: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, host], 7946))
