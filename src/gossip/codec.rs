@@ -107,7 +107,8 @@ pub enum Message {
     Nack { seq: u32 },
 }
 
-/// A member's state as a datagram carries it, borrowing its strings from the bytes.
+/// A member's state as a datagram or a push-pull carries it, borrowing its strings from the
+/// bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct NodeStateRef<'a> {
     pub name: &'a str,
@@ -115,8 +116,7 @@ pub struct NodeStateRef<'a> {
     pub incarnation: u32,
     pub status: Status,
     /// The tag map's pairs in the order they came (our encoder sorts them by key; a peer's
-    /// may repeat a key, and the last one wins, as in a decoded map). A datagram holds at
-    /// most a few hundred, so finding repeats by comparing pairs stays cheap.
+    /// may repeat a key, and the last one wins, as in a decoded map).
     pub tags: Vec<(&'a str, &'a str)>,
 }
 
@@ -139,8 +139,13 @@ impl NodeStateRef<'_> {
         // A stream frame may carry thousands of pairs for one member: comparing each with
         // every later one would be quadratic in what a peer sends.
         if self.tags.len() > TAG_PAIRS_COMPARED_MAX {
-            let kept: BTreeMap<&str, &str> = self.tags.iter().copied().collect();
-            return kept.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+            // Inserted one by one (a later value replaces an earlier one), so the map holds
+            // the distinct keys only, however many times a peer repeats one.
+            let mut kept = BTreeMap::new();
+            for &(key, value) in &self.tags {
+                kept.insert(key, value);
+            }
+            return kept.iter().map(|(k, v): (&&str, &&str)| k.len() + v.len() + 2).sum();
         }
         let pairs = self.tags.iter().enumerate();
         let kept = pairs.filter(|(i, (key, _))| !self.tags[i + 1..].iter().any(|(later, _)| later == key));
@@ -172,7 +177,8 @@ pub struct StatusTimeRef<'a> {
     pub ltime: u64,
 }
 
-/// One gossip message as decoded from a datagram, borrowing its strings from the bytes: most
+/// One gossip message as decoded from a datagram or a stream frame, borrowing its strings
+/// from the bytes: most
 /// of what gossip delivers repeats what a node knows, and is dropped without allocating. Its
 /// variants are [`Message`]'s, in the same order, so that the same bytes decode as either.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -515,13 +521,16 @@ mod tests {
     #[test]
     fn repeated_tag_keys_count_once_with_their_last_value() {
         let value = |c: char| c.to_string().repeat(100);
-        let tags: Vec<(String, String)> = "abcdefghij".chars().map(|c| ("k".into(), value(c))).collect();
+        // The first value alone is over the limit: only the last one may count.
+        let first = ("k".to_string(), "x".repeat(TAGS_BYTES_MAX));
+        let later = "abcde".chars().map(|c| ("k".to_string(), value(c)));
+        let tags: Vec<(String, String)> = std::iter::once(first).chain(later).collect();
         let alive = Wire::Alive(("s1".into(), "10.0.0.1:7946".parse().unwrap(), 1, Status::Alive, tags));
         let bytes = with_version(vec![alive]).unwrap();
         assert!(bytes.len() <= DATAGRAM_BYTES_MAX);
         let messages = decode(&bytes).expect("103 bytes of tags once repeats are merged");
         let Message::Alive(state) = &messages[0] else { panic!("{messages:?}") };
-        assert_eq!(*state.tags, BTreeMap::from([("k".to_string(), value('j'))]));
+        assert_eq!(*state.tags, BTreeMap::from([("k".to_string(), value('e'))]));
     }
 
     /// In a stream frame one member may carry thousands of tag pairs: repeats still count
@@ -532,7 +541,10 @@ mod tests {
             let state = ("s1".to_string(), "10.0.0.1:7946".parse().unwrap(), 1, Status::Alive, tags);
             with_version(Wire::PushPull(false, false, 0, vec![state], vec![])).unwrap()
         };
-        let repeated: Vec<(String, String)> = (0..5_000).map(|i| ("k".into(), i.to_string())).collect();
+        // The first value alone is over the limit: only the last one may count.
+        let first = ("k".to_string(), "x".repeat(TAGS_BYTES_MAX));
+        let repeated: Vec<(String, String)> =
+            std::iter::once(first).chain((0..5_000).map(|i| ("k".into(), i.to_string()))).collect();
         // A frame may take about STATE_BYTES_MAX per member the receiver allows.
         let message = decode_stream(&frame(repeated), 100).expect("one key, counted once");
         let Message::PushPull { states, .. } = &message else { panic!("{message:?}") };
@@ -549,14 +561,14 @@ mod tests {
         let states = vec![state("s1"), state("s2")];
         let owned = Message::PushPull {
             join: true,
-            reply: true,
+            reply: false,
             ltime: 9,
             states: states.clone(),
             intents: vec![StatusTime { name: "s2".into(), ltime: 4 }],
         };
         let borrowed = PushPullRef {
             join: true,
-            reply: true,
+            reply: false,
             ltime: 9,
             states: states.iter().collect(),
             intents: vec![StatusTimeRef { name: "s2", ltime: 4 }],
