@@ -20,6 +20,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 
+use rollcall::gossip::codec::{NAME_BYTES_MAX, TAGS_BYTES_MAX, tags_bytes};
 use rollcall::gossip::driver::AgentControl;
 use rollcall::gossip::handlers::HandlerSpec;
 use rollcall::gossip::serf::{BROADCAST_TIMEOUT, LEAVE_PROPAGATE_DELAY};
@@ -71,6 +72,29 @@ enum BalancerArg {
 }
 
 /// `KEY=VALUE`, with a non-empty key.
+/// A node name peers accept: 1 to [`NAME_BYTES_MAX`] bytes (a longer one would have every
+/// message about this node refused).
+fn parse_node_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > NAME_BYTES_MAX {
+        return Err(format!("{} bytes; a node name takes 1 to {NAME_BYTES_MAX}", text.len()));
+    }
+    Ok(text.to_string())
+}
+
+/// Refuses serf tags that peers would refuse: the map with the role tag over
+/// [`TAGS_BYTES_MAX`] (every message about this node would be dropped as over the limit).
+fn check_serf_tags(tags: &[(String, String)], role: &Role) -> Result<(), BadInput> {
+    let mut carried: std::collections::BTreeMap<String, String> = tags.iter().cloned().collect();
+    carried.insert("role".into(), role.tag().into());
+    let bytes = tags_bytes(&carried);
+    if bytes > TAGS_BYTES_MAX {
+        return Err(BadInput(format!(
+            "--serf-tag: the node's tags would be {bytes} bytes (a member carries at most {TAGS_BYTES_MAX})"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_serf_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() && key != "role" => Ok((key.to_string(), value.to_string())),
@@ -96,8 +120,8 @@ fn haproxy_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 enum Command {
     /// Run one node until interrupted.
     Node {
-        /// Node name (unique in the cluster).
-        #[arg(long)]
+        /// Node name (unique in the cluster), 1 to 128 bytes as the gossip wire allows.
+        #[arg(long, value_parser = parse_node_name)]
         name: String,
         /// What the node runs.
         #[arg(long, value_enum)]
@@ -612,6 +636,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
             }
         }
     };
+    check_serf_tags(&serf_tags, &role)?;
     let join_mode = if retry_join {
         JoinMode::Retry { interval: Duration::from_millis(retry_interval_ms), max: 0 }
     } else {

@@ -135,6 +135,42 @@ fn answers(frontend: SocketAddr, count: usize) -> Vec<Option<String>> {
     (0..count).map(|_| get(frontend)).collect()
 }
 
+/// A node name or serf tags that peers would refuse (every message about the node dropped as
+/// over the wire limits) are bad input at start: exit code 2 naming the option.
+#[test]
+fn a_node_name_or_tags_over_the_wire_limits_are_refused_at_start() {
+    let node = |extra: &[&str]| {
+        let base = ["node", "--role", "backend", "--advertise", "127.0.63.1"];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(base)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A node that accepted the input runs until stopped: give it 10 s, not for ever.
+        for _ in 0..100 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let long_name = "n".repeat(129);
+    let (code, stderr) = node(&["--name", &long_name]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--name") && stderr.contains("1 to 128"), "{stderr}");
+    let big_tag = format!("note={}", "x".repeat(600));
+    let (code, stderr) = node(&["--name", "s1", "--serf-tag", &big_tag]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--serf-tag") && stderr.contains("at most 512"), "{stderr}");
+}
+
 /// `rollcall balancer --config F` on loopback: serves both servers, reloads on SIGHUP and on a
 /// file change, keeps its config when the new one has errors, and loses no request while it
 /// reloads under load. A config with errors at start is exit code 2 naming file and line.
