@@ -3,7 +3,6 @@
 //! like the lab's blocking sleep.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,14 +22,16 @@ use crate::net::http;
 pub const PORT: u16 = 3000;
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "NODESESSID";
-/// Sessions kept at most; the oldest is forgotten past this.
-pub const SESSIONS_MAX: usize = 10_000;
+pub mod sessions;
+
+pub use sessions::SESSIONS_MAX;
+use sessions::Sessions;
 
 struct App {
     host: String,
     ip: String,
     tag: String,
-    sessions: RefCell<BTreeMap<String, u64>>,
+    sessions: RefCell<Sessions>,
     rng: RefCell<ChaCha8Rng>,
     delay: RefCell<Duration>,
     /// Held during a delay, so that every request waits: the lab's sleep blocks the process.
@@ -45,7 +46,7 @@ pub async fn run<N: Net>(env: HostEnv<N>, tag: String) -> Result<(), String> {
         host: env.name.clone(),
         ip: env.net.local_ip().to_string(),
         tag,
-        sessions: RefCell::new(BTreeMap::new()),
+        sessions: RefCell::new(Sessions::default()),
         rng: RefCell::new(env.rng("webapp-sessions")),
         delay: RefCell::new(Duration::ZERO),
         stall: tokio::sync::Mutex::new(()),
@@ -73,20 +74,12 @@ impl App {
             let _stalled = self.stall.lock().await;
             tokio::time::sleep(delay).await;
         }
-        let known = session_id(request).filter(|id| self.sessions.borrow().contains_key(id));
+        let known = session_id(request).filter(|id| self.sessions.borrow().contains(id));
         let (id, fresh) = match known {
             Some(id) => (id, false),
             None => (format!("{:016x}", self.rng.borrow_mut().random::<u64>()), true),
         };
-        let views = {
-            let mut sessions = self.sessions.borrow_mut();
-            if fresh && sessions.len() >= SESSIONS_MAX {
-                sessions.pop_first();
-            }
-            let views = sessions.entry(id.clone()).or_insert(0);
-            *views += 1;
-            *views
-        };
+        let views = self.sessions.borrow_mut().view(&id);
         let body = serde_json::json!({
             "hello": "world!",
             "ip": self.ip,
