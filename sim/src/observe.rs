@@ -188,6 +188,9 @@ pub struct Observations {
     pub webapps: Vec<String>,
     /// The gossip members: the balancer and the webapps.
     pub nodes: Vec<String>,
+    /// Each node's place in `nodes`: found by a search, a 10,000-node run's checks during a
+    /// cut would cost nodes squared.
+    node_index: BTreeMap<String, usize>,
     /// The request host(s).
     pub clients: Vec<String>,
     /// End of the run.
@@ -290,6 +293,7 @@ impl Observations {
                 self.webapps = with_role("backend");
                 self.clients = with_role("client");
                 self.nodes = std::iter::once(self.balancer.clone()).chain(self.webapps.clone()).collect();
+                self.node_index = self.nodes.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
                 self.planned = faults.clone();
                 for name in roles.keys() {
                     self.host_up.insert(name.clone(), Intervals::default());
@@ -522,6 +526,11 @@ impl Observations {
         self.is_cut_oneway(a, b, at) || self.is_cut_oneway(b, a, at)
     }
 
+    /// Whether `name` is one of the gossip members (the balancer or a webapp).
+    pub fn is_node(&self, name: &str) -> bool {
+        self.node_index.contains_key(name)
+    }
+
     /// Whether gossip can get from `from` to `to` at `at`, directly or relayed by nodes whose
     /// agents run, over links that work both ways. A node cut off from one peer but not from
     /// a relay refutes its suspicion through the relay, so gossip keeps it.
@@ -531,7 +540,7 @@ impl Observations {
         if !self.any_cut.contains(at) {
             return from == to || self.agent_runs(to, at);
         }
-        let index = |name: &str| self.nodes.iter().position(|n| n == name);
+        let index = |name: &str| self.node_index.get(name).copied();
         if let (true, Some(f), Some(t)) = (self.agent_runs(from, at), index(from), index(to)) {
             let components = self.components_at(at);
             return f == t || (components[f].is_some() && components[f] == components[t]);

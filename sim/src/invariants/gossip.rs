@@ -101,7 +101,7 @@ fn view_error(
             (false, _) => {}
         }
     }
-    let strangers = view.keys().filter(|name| !obs.nodes.contains(name));
+    let strangers = view.keys().filter(|name| !obs.is_node(name));
     wrong.extend(strangers.map(|name| format!("{name} is no node of this world")));
     (!wrong.is_empty()).then(|| wrong.join(", "))
 }
