@@ -23,8 +23,8 @@ fn member(n: u8, status: Status) -> NodeState {
     }
 }
 
-/// Agent `s1`, started, that has merged a push-pull listing alive, suspect and dead members:
-/// the paths a fuzzed message reaches then include refutation, confirmation and revival.
+/// Agent `s1`, started, that has merged a push-pull listing alive and suspect members:
+/// the paths a fuzzed message reaches then include refutation and confirmation.
 pub fn agent() -> (Agent, Vec<Action>) {
     let ours: SocketAddr = OURS.parse().unwrap();
     let mut config = GossipConfig::lan("s1", ours);
