@@ -71,7 +71,6 @@ enum BalancerArg {
     Haproxy,
 }
 
-/// `KEY=VALUE`, with a non-empty key.
 /// A node name peers accept: 1 to [`NAME_BYTES_MAX`] bytes (a longer one would have every
 /// message about this node refused).
 fn parse_node_name(text: &str) -> Result<String, String> {
@@ -95,6 +94,7 @@ fn check_serf_tags(tags: &[(String, String)], role: &Role) -> Result<(), BadInpu
     Ok(())
 }
 
+/// `KEY=VALUE`, with a non-empty key.
 fn parse_serf_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() && key != "role" => Ok((key.to_string(), value.to_string())),

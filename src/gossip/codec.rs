@@ -155,14 +155,7 @@ impl NodeStateRef<'_> {
     /// Checks the state against the wire limits, as [`check_state`] does an owned one.
     fn check(&self) -> Result<(), CodecError> {
         check_name(self.name)?;
-        let tag_bytes = self.tags_bytes();
-        if tag_bytes > TAGS_BYTES_MAX {
-            return Err(CodecError::OverLimit(format!(
-                "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
-                self.name
-            )));
-        }
-        Ok(())
+        check_tags_bytes(self.name, self.tags_bytes())
     }
 }
 
@@ -451,11 +444,14 @@ pub fn tags_bytes(tags: &BTreeMap<String, String>) -> usize {
 /// Checks a member's state against the wire limits (name and tag sizes).
 pub fn check_state(state: &NodeState) -> Result<(), CodecError> {
     check_name(&state.name)?;
-    let tag_bytes = tags_bytes(&state.tags);
-    if tag_bytes > TAGS_BYTES_MAX {
+    check_tags_bytes(&state.name, tags_bytes(&state.tags))
+}
+
+/// Refuses `name`'s tags when they take more than [`TAGS_BYTES_MAX`].
+fn check_tags_bytes(name: &str, bytes: usize) -> Result<(), CodecError> {
+    if bytes > TAGS_BYTES_MAX {
         return Err(CodecError::OverLimit(format!(
-            "tags of {} are {tag_bytes} bytes (at most {TAGS_BYTES_MAX})",
-            state.name
+            "tags of {name} are {bytes} bytes (at most {TAGS_BYTES_MAX})"
         )));
     }
     Ok(())

@@ -14,6 +14,11 @@ use hyper::{Method, Request, Response};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+pub mod sessions;
+
+pub use sessions::SESSIONS_MAX;
+use sessions::Sessions;
+
 use crate::host::HostEnv;
 use crate::net::Net;
 use crate::net::http;
@@ -22,10 +27,6 @@ use crate::net::http;
 pub const PORT: u16 = 3000;
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "NODESESSID";
-pub mod sessions;
-
-pub use sessions::SESSIONS_MAX;
-use sessions::Sessions;
 
 struct App {
     host: String,

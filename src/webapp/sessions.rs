@@ -29,13 +29,9 @@ impl Sessions {
     }
 
     /// How many sessions are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_id.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
     }
 
     /// Counts a view of `id` (a new session if it is not kept) and returns its views; a new
