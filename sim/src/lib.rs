@@ -10,6 +10,7 @@
 //! - [`report`]: the timeline, verdicts, figures and replay command a run prints.
 #![forbid(unsafe_code)]
 
+pub mod calibrate;
 pub mod coverage;
 pub mod diff;
 pub mod engines;
@@ -155,14 +156,18 @@ impl Simulation {
 
     /// Runs the engine and returns the trace.
     pub fn trace(&self) -> Result<Trace, EngineError> {
-        Self::trace_of(&self.seeded_world(), self.seed)
+        self.trace_of(&self.seeded_world())
     }
 
-    fn trace_of(world: &World, seed: u64) -> Result<Trace, EngineError> {
-        let plan = Plan::build(world, seed);
+    fn trace_of(&self, world: &World) -> Result<Trace, EngineError> {
+        let (plan, seed) = (Plan::build(world, self.seed), self.seed);
         match world.engine {
             EngineKind::Turmoil => engines::turmoil::run(world, &plan, seed),
             EngineKind::Event => engines::event::run(world, &plan, seed),
+            EngineKind::Real => {
+                let binary = engines::real::host_binary()?;
+                engines::real::run(world, &plan, seed, Path::new(&self.file), &binary)
+            }
         }
     }
 
@@ -175,13 +180,15 @@ impl Simulation {
     /// Runs and checks every invariant the world enables.
     pub fn run(&self) -> Result<Run, EngineError> {
         let world = self.seeded_world();
-        if world.engine == EngineKind::Event {
-            let refused = engines::event::unsupported(&world);
-            if !refused.is_empty() {
-                return Err(EngineError::Unsupported { engine: "event", what: refused.join("; ") });
-            }
+        let refused = match world.engine {
+            EngineKind::Event => engines::event::unsupported(&world),
+            EngineKind::Real => engines::real::unsupported(&world),
+            EngineKind::Turmoil => Vec::new(),
+        };
+        if !refused.is_empty() {
+            return Err(EngineError::Unsupported { engine: world.engine.name(), what: refused.join("; ") });
         }
-        let trace = Self::trace_of(&world, self.seed)?;
+        let trace = self.trace_of(&world)?;
         let observations = Observations::new(&trace);
         let (verdicts, figures) = invariants::check(&world, &observations);
         let report = Report::new(&world, &self.file, self.seed, &trace, verdicts, figures);

@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand};
 use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
 use rollcall_sim::engines::EngineKind;
+use rollcall_sim::engines::real::host::HostArgs;
 
 mod chaos_cli;
 mod figures;
+mod real_cli;
 
 // The event engine allocates and frees small entries (names, messages, queue nodes) by the
 // hundred million at thousands of nodes; mimalloc does that faster and with less
@@ -155,6 +157,50 @@ enum Command {
         #[command(flatten)]
         choice: Choice,
     },
+    /// Run a scenario N times in the simulator (seeds 1..N) and N times on the real engine,
+    /// and print side by side what a user sees of each: join to converged, crash to
+    /// removed, heal to back, failed requests (min, median, p90, max), with a verdict per
+    /// metric. Linux and root; real gossip timers run as configured, so keep scenarios short.
+    Calibrate {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Runs on each engine.
+        #[arg(long, default_value_t = 10)]
+        runs: u64,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Run the balancer's pipeline this way instead of the file's `[node] pipeline`.
+        #[arg(long, value_enum)]
+        pipeline: Option<PipelineArg>,
+    },
+    /// Remove every network namespace (with its links, rules and processes) that real runs
+    /// left behind, e.g. after the engine itself was killed.
+    Clean,
+    /// One host of a real run, inside its namespace (started by the real engine).
+    #[command(hide = true)]
+    Host {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        boot: u32,
+        #[arg(long, value_enum)]
+        pipeline: PipelineArg,
+        #[arg(long)]
+        run_start_ns: u64,
+        #[arg(long)]
+        trace: PathBuf,
+        #[arg(long)]
+        disk: PathBuf,
+        #[arg(long = "address", value_parser = parse_address)]
+        addresses: Vec<(String, std::net::IpAddr)>,
+        #[arg(long)]
+        spec_hash: u64,
+    },
     /// Sum the `explore --json` outputs of several shards into one summary.
     Merge {
         /// Files written by `explore --json`.
@@ -184,6 +230,8 @@ enum EngineArg {
     Turmoil,
     /// The gossip core on a discrete-event queue (hundreds to thousands of nodes).
     Event,
+    /// Real processes in network namespaces on the wall clock (Linux, root; not replayable).
+    Real,
 }
 
 impl From<EngineArg> for EngineKind {
@@ -191,6 +239,7 @@ impl From<EngineArg> for EngineKind {
         match arg {
             EngineArg::Turmoil => EngineKind::Turmoil,
             EngineArg::Event => EngineKind::Event,
+            EngineArg::Real => EngineKind::Real,
         }
     }
 }
@@ -252,7 +301,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Explore { scenario, seeds, jobs, shard, json, stop_after, choice } => {
-            let simulation = match load(&scenario, choice, Use::Verdicts) {
+            let simulation = match load(&scenario, choice, Use::Seeds) {
                 Ok(simulation) => simulation,
                 Err(code) => return code,
             };
@@ -261,8 +310,32 @@ fn main() -> ExitCode {
             chaos_cli::run(&simulation, &scenario, args)
         }
         Command::Merge { files, json } => chaos_cli::merge(&files, json),
+        Command::Calibrate { scenario, runs, json, pipeline } => {
+            let choice = Choice { pipeline, engine: Some(EngineArg::Real) };
+            match load(&scenario, choice, Use::Verdicts) {
+                Ok(simulation) => real_cli::calibrate(&simulation, runs, json),
+                Err(code) => code,
+            }
+        }
+        Command::Clean => real_cli::clean(),
+        Command::Host {
+            scenario,
+            name,
+            seed,
+            boot,
+            pipeline,
+            run_start_ns,
+            trace,
+            disk,
+            addresses,
+            spec_hash,
+        } => {
+            let addresses = addresses.into_iter().collect();
+            let args = HostArgs { name, seed, boot, run_start_ns, trace, disk, addresses, spec_hash };
+            real_cli::host(&scenario, pipeline.into(), args)
+        }
         Command::Shrink { scenario, seed, invariant, out, json, choice } => {
-            let simulation = match load(&scenario, choice, Use::Verdicts) {
+            let simulation = match load(&scenario, choice, Use::Seeds) {
                 Ok(simulation) => simulation.seed(seed),
                 Err(code) => return code,
             };
@@ -280,12 +353,15 @@ fn main() -> ExitCode {
 }
 
 /// What a command reads of its runs.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Use {
     /// Verdicts (`run`) or the rendered backends (`converge`).
     Verdicts,
     /// Timings only (`figures`).
     Figures,
+    /// Many seeds (`explore`, `shrink`, `converge`): not on the real engine, whose runs take
+    /// their full length in wall time and are not replayable.
+    Seeds,
 }
 
 fn load(scenario: &Path, choice: Choice, use_: Use) -> Result<Simulation, ExitCode> {
@@ -312,9 +388,12 @@ fn load(scenario: &Path, choice: Choice, use_: Use) -> Result<Simulation, ExitCo
             return Err(ExitCode::from(2));
         }
     }
+    if simulation.world().engine == EngineKind::Real {
+        real_cli::check(&simulation, scenario, use_)?;
+    }
     if simulation.world().engine == EngineKind::Event {
         let refused = match use_ {
-            Use::Verdicts => rollcall_sim::engines::event::unsupported(simulation.world()),
+            Use::Verdicts | Use::Seeds => rollcall_sim::engines::event::unsupported(simulation.world()),
             Use::Figures => rollcall_sim::engines::event::unsupported_faults(simulation.world()),
         };
         if !refused.is_empty() {
@@ -345,7 +424,7 @@ fn seed_range(from: u64, seeds: u64) -> Result<std::ops::Range<u64>, ExitCode> {
 }
 
 fn converge(scenario: PathBuf, from: u64, seeds: u64, choice: Choice) -> ExitCode {
-    let simulation = match load(&scenario, choice, Use::Verdicts) {
+    let simulation = match load(&scenario, choice, Use::Seeds) {
         Ok(simulation) => simulation,
         Err(code) => return code,
     };
@@ -442,4 +521,11 @@ fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitC
     }
     eprintln!("wall time: {:.3}s", wall.as_secs_f64());
     if run.report.as_expected { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// `NAME=ADDRESS`.
+fn parse_address(text: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, address) = text.split_once('=').ok_or_else(|| format!("'{text}' is not NAME=ADDRESS"))?;
+    let address = address.parse().map_err(|error| format!("'{address}': {error}"))?;
+    Ok((name.to_string(), address))
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use rollcall::host::{Event, MemberChange};
 
+use crate::engines::EngineKind;
 use crate::invariants::{Figures, Verdict};
 use crate::trace::{Entry, Record, Trace, WorldEvent};
 use crate::world::World;
@@ -35,6 +36,8 @@ pub struct Report {
     pub file: String,
     /// The seed.
     pub seed: u64,
+    /// The engine that ran it.
+    pub engine: EngineKind,
     /// The commit it replays on.
     pub commit: String,
     /// Simulated duration in milliseconds.
@@ -80,6 +83,7 @@ impl Report {
             scenario: world.name.clone(),
             file: file.into(),
             seed,
+            engine: world.engine,
             commit: COMMIT.into(),
             duration_ms: world.duration.as_millis() as u64,
             records: trace.records.len(),
@@ -134,6 +138,13 @@ impl Report {
             }
         }
         let _ = writeln!(out, "trace: {} records, hash {}", self.records, self.trace_hash);
+        if self.engine == EngineKind::Real {
+            let _ = writeln!(
+                out,
+                "real run: not replayable byte for byte (real processes on the wall clock); seed {} drew the plan",
+                self.seed
+            );
+        }
         if self.verdicts.iter().any(|v| !v.holds()) {
             let _ = writeln!(out, "ROLLCALL_SEED={} (commit {})", self.seed, self.commit);
             let _ = writeln!(out, "replay: {}", self.replay);
@@ -166,13 +177,21 @@ impl Report {
     }
 }
 
-/// The exact command that replays a run.
+/// The exact command that replays a run. A real run cannot be replayed byte for byte: the
+/// seed fixes its plan and the hosts' random streams, not the kernel's scheduling; the
+/// command then runs the same plan again, and the line says how to replay it simulated.
 pub fn replay_command(file: &str, seed: u64, world: &World) -> String {
     let pipeline = world.pipeline().name();
     let engine = world.engine.name();
-    format!(
+    let command = format!(
         "cargo run --release -p rollcall-sim -- run {file} --seed {seed} --pipeline {pipeline} --engine {engine}"
-    )
+    );
+    match world.engine {
+        EngineKind::Real => format!(
+            "{command} (a real run is not replayable byte for byte: this runs the plan seed {seed} drew again; --engine turmoil replays it simulated)"
+        ),
+        EngineKind::Turmoil | EngineKind::Event => command,
+    }
 }
 
 /// Protocol-level events, plus the requests between two of them folded into one line.

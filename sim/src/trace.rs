@@ -147,6 +147,14 @@ impl ViewScope {
         observer == member || self.records_all_of(observer) || self.followed.contains(member)
     }
 
+    /// Whether `host`'s event is recorded: every event but view entries out of scope.
+    pub fn keeps(&self, host: &str, event: &Event) -> bool {
+        match event {
+            Event::MemberState { member, .. } | Event::Member { member, .. } => self.records(host, member),
+            _ => true,
+        }
+    }
+
     /// Whether every entry of every view is recorded.
     pub fn is_full(&self) -> bool {
         self.observers.is_none()
@@ -238,14 +246,9 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn record(&self, at: Duration, host: &str, event: Event) {
-        let view_entry = match &event {
-            Event::MemberState { member, .. } | Event::Member { member, .. } => Some(member),
-            _ => None,
-        };
-        if view_entry.is_some_and(|member| !self.scope.records(host, member)) {
-            return;
+        if self.scope.keeps(host, &event) {
+            self.push(at, host, Entry::Host(event));
         }
-        self.push(at, host, Entry::Host(event));
     }
 }
 

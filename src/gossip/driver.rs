@@ -59,7 +59,7 @@ pub struct Links {
 }
 
 /// A command to a running agent (what Serf takes over RPC or as a signal).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Leave gracefully and stop (`serf leave`, SIGINT).
     Leave,

@@ -175,7 +175,7 @@ impl ServiceState {
 }
 
 /// s6-svc commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// `-u`: want up; start if down.
     Up,

@@ -90,7 +90,7 @@ impl Service {
 }
 
 /// Commands from outside the node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Control {
     /// `s6-svc` on one service.
     Svc { service: String, command: Command },

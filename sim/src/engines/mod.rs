@@ -5,18 +5,26 @@
 //! - [`turmoil`]: the full stack, HTTP included, on turmoil's simulated network (3-20 hosts).
 //! - [`event`]: the gossip core alone, driven by a queue of timed events (hundreds to
 //!   thousands of nodes); it refuses the invariants and faults it does not model.
+//! - [`real`]: the full stack as real processes in network namespaces, on the wall clock
+//!   (Linux, root); not replayable, but judged the same way.
 
 pub mod event;
+pub mod real;
 mod rendering;
 pub mod turmoil;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::faults::{FaultKind, Plan};
+use crate::faults::{FaultKind, Phase, Plan};
 use crate::trace::WorldEvent;
 use crate::world::World;
+use rollcall::gossip::driver::Command;
 use rollcall::net::lossy::LinkFaults;
+use rollcall::node::BALANCER_SERVICE;
+use rollcall::supervisor::core::Command as Svc;
+use rollcall::supervisor::driver::Control;
+use rollcall::supervisor::signal::Signal;
 
 /// Which engine runs a world.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +35,8 @@ pub enum EngineKind {
     Turmoil,
     /// The gossip core on a discrete-event queue.
     Event,
+    /// Real processes in network namespaces, on the wall clock.
+    Real,
 }
 
 impl EngineKind {
@@ -35,8 +45,50 @@ impl EngineKind {
         match self {
             EngineKind::Turmoil => "turmoil",
             EngineKind::Event => "event",
+            EngineKind::Real => "real",
         }
     }
+}
+
+/// What a fault asks of a host's own software: `s6-svc` to its supervisor, or a command to
+/// its gossip agent. The engines that run the real stack deliver it, each its own way.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Order {
+    /// To the supervisor.
+    Supervisor(Control),
+    /// To the gossip agent (Serf's RPC).
+    Agent(Command),
+}
+
+/// The host `fault` gives an order to at `phase`, and the order; `None` for what the world
+/// itself does (links, loss, crashes).
+pub(crate) fn order(fault: &FaultKind, phase: Phase) -> Option<(&str, Order)> {
+    let start = phase == Phase::Start;
+    match fault {
+        FaultKind::ServiceCrash { host, service } => supervisor(host, Control::signal(service, Signal::Kill)),
+        FaultKind::Reload { host, .. } if phase != Phase::End => {
+            supervisor(host, Control::signal(BALANCER_SERVICE, Signal::Hup))
+        }
+        FaultKind::Stall { host, service } => {
+            supervisor(host, Control::signal(service, if start { Signal::Stop } else { Signal::Cont }))
+        }
+        FaultKind::Leave { host } => {
+            let command = if start { Svc::Down } else { Svc::Up };
+            supervisor(host, Control::Svc { service: "serf".to_string(), command })
+        }
+        FaultKind::Stop { host } => supervisor(host, Control::Shutdown { code: 0 }),
+        FaultKind::Tags { host, set, delete } => {
+            Some((host, Order::Agent(Command::Tags { set: set.clone(), delete: delete.clone() })))
+        }
+        FaultKind::ForceLeave { host, target, prune } => {
+            Some((host, Order::Agent(Command::ForceLeave { name: target.clone(), prune: *prune })))
+        }
+        _ => None,
+    }
+}
+
+fn supervisor(host: &str, control: Control) -> Option<(&str, Order)> {
+    Some((host, Order::Supervisor(control)))
 }
 
 /// The plan as the first record of every trace.
@@ -140,6 +192,12 @@ pub enum EngineError {
     /// The engine does not model what the world asks for.
     #[error("the {engine} engine cannot run this scenario: {what}")]
     Unsupported { engine: &'static str, what: String },
+    /// The real engine could not set up or run its hosts (namespaces, processes, files).
+    #[error("the real engine failed: {0}")]
+    Real(String),
+    /// The run was stopped by Ctrl-C; what it had set up is removed.
+    #[error("interrupted; every namespace and process of the run is removed")]
+    Interrupted,
     /// The trace reached [`crate::trace::TRACE_RECORDS_MAX`]: a verdict on the rest would be
     /// a verdict on a cut trace.
     #[error(

@@ -12,19 +12,17 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use super::{ActiveFaults, EngineError, plan_record};
+use super::{ActiveFaults, EngineError, Order, order, plan_record};
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
 use crate::workload;
 use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
-use rollcall::gossip::driver::{AgentControl, Command};
+use rollcall::gossip::driver::AgentControl;
 use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
-use rollcall::node::{self, BALANCER_SERVICE, NodeHandles};
-use rollcall::supervisor::core::Command as Svc;
+use rollcall::node::{self, NodeHandles};
 use rollcall::supervisor::driver::Control;
-use rollcall::supervisor::signal::Signal;
 
 /// turmoil's UDP socket as a [`Datagram`].
 pub struct SimUdp(turmoil::net::UdpSocket);
@@ -279,42 +277,18 @@ impl WorldFaults {
                 }
             }
             FaultKind::HostCrash { host, .. } => self.crash(sim, host, start),
-            FaultKind::ServiceCrash { host, service } => {
-                if let Some(control) = states[host].control.borrow().as_ref() {
-                    // A host that is down has no services to kill; the fault is then a no-op.
-                    let _ = control.send(Control::signal(service, Signal::Kill));
+            _ => match order(fault, step.phase) {
+                Some((host, Order::Supervisor(control))) => {
+                    // A host that is down has no supervisor to tell; the fault is then a no-op.
+                    if let Some(supervisor) = states[host].control.borrow().as_ref() {
+                        let _ = supervisor.send(control);
+                    }
                 }
-            }
-            FaultKind::Reload { host, .. } if step.phase != Phase::End => {
-                if let Some(control) = states[host].control.borrow().as_ref() {
-                    let _ = control.send(Control::signal(BALANCER_SERVICE, Signal::Hup));
+                Some((host, Order::Agent(command))) => {
+                    states[host].agent.send(command);
                 }
-            }
-            FaultKind::Reload { .. } => {}
-            FaultKind::Stall { host, service } => {
-                if let Some(control) = states[host].control.borrow().as_ref() {
-                    let signal = if start { Signal::Stop } else { Signal::Cont };
-                    let _ = control.send(Control::signal(service, signal));
-                }
-            }
-            FaultKind::Leave { host } => {
-                if let Some(control) = states[host].control.borrow().as_ref() {
-                    let command = if start { Svc::Down } else { Svc::Up };
-                    let _ = control.send(Control::Svc { service: "serf".to_string(), command });
-                }
-            }
-            FaultKind::Stop { host } => {
-                if let Some(control) = states[host].control.borrow().as_ref() {
-                    let _ = control.send(Control::Shutdown { code: 0 });
-                }
-            }
-            FaultKind::Tags { host, set, delete } => {
-                states[host].agent.send(Command::Tags { set: set.clone(), delete: delete.clone() });
-            }
-            FaultKind::ForceLeave { host, target, prune } => {
-                let command = Command::ForceLeave { name: target.clone(), prune: *prune };
-                states[host].agent.send(command);
-            }
+                None => {}
+            },
         }
     }
 
