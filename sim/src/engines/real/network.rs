@@ -166,7 +166,9 @@ fn ruleset(rules: &Rules) -> String {
         let _ = writeln!(script, "    ip daddr {{ {} }} drop", list.join(", "));
     }
     let threshold = (rules.loss_rate.clamp(0.0, 1.0) * f64::from(LOSS_SCALE)).round() as u32;
-    if threshold > 0 {
+    if threshold >= LOSS_SCALE {
+        script.push_str("    meta l4proto udp drop\n");
+    } else if threshold > 0 {
         let _ = writeln!(script, "    meta l4proto udp numgen random mod {LOSS_SCALE} < {threshold} drop");
     }
     script.push_str("  }\n}\n");
@@ -217,7 +219,10 @@ pub fn preflight() -> Option<String> {
     if run("nft", &["--version"]).is_err() {
         return Some("`nft` was not found (apt-get install nftables)".into());
     }
-    let probe = format!("{NAMESPACE_PREFIX}probe-{}", std::process::id());
+    // Unique per call: two checks at once (parallel tests) must not meet on one name.
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let count = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("{NAMESPACE_PREFIX}probe-{}-{count}", std::process::id());
     if let Err(error) = ip(&["netns", "add", &probe]) {
         return Some(format!("network namespaces cannot be created here: {error}"));
     }
@@ -285,5 +290,8 @@ mod tests {
         let script = ruleset(&rules);
         assert!(script.contains("ip daddr { 192.168.0.2 } drop"), "{script}");
         assert!(script.contains("numgen random mod 1000000 < 100000 drop"), "{script}");
+        // numgen's values stop one short of the modulus: all of it is a plain drop.
+        let all = ruleset(&Rules { loss_rate: 1.0, ..Rules::default() });
+        assert!(all.contains("meta l4proto udp drop") && !all.contains("numgen"), "{all}");
     }
 }
