@@ -194,3 +194,69 @@ fn read_all(pipe: &mut impl std::io::Read) -> Vec<u8> {
     let _ = pipe.read_to_end(&mut bytes);
     bytes
 }
+
+/// Ctrl-C mid-run: the engine stops its hosts, removes everything it made and exits 130.
+#[test]
+fn an_interrupted_real_run_removes_what_it_made() {
+    if !available("an_interrupted_real_run_removes_what_it_made") {
+        return;
+    }
+    let cli = env!("CARGO_BIN_EXE_rollcall-sim");
+    let mut child = Command::new(cli)
+        .arg("run")
+        .arg(scenario("lab.toml"))
+        .args(["--engine", "real"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rollcall-sim starts");
+    let pid = child.id();
+    let ours = || -> Vec<String> {
+        let listed = network::leftovers().expect("ip netns list");
+        listed.into_iter().filter(|ns| ns.starts_with(&format!("rollcall-{pid}-"))).collect()
+    };
+    // Past the network's set-up and the first boots.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!ours().is_empty(), "the run made its namespaces");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the engine did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = read_all(child.stderr.as_mut().expect("piped"));
+    assert_eq!(status.code(), Some(130), "{}", String::from_utf8_lossy(&stderr));
+    assert!(String::from_utf8_lossy(&stderr).contains("interrupted"));
+    assert!(ours().is_empty(), "namespaces left: {:?}", ours());
+}
+
+/// What the real engine cannot make real is refused before anything starts, naming it,
+/// with exit code 2, root or not.
+#[test]
+fn latency_faults_are_refused_on_the_real_engine() {
+    let cli = env!("CARGO_BIN_EXE_rollcall-sim");
+    let output = Command::new(cli)
+        .arg("run")
+        .arg(scenario("lab-faults.toml"))
+        .args(["--engine", "real"])
+        .output()
+        .expect("rollcall-sim runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("latency") && stderr.contains("netem"), "{stderr}");
+    for command in ["explore", "shrink"] {
+        let mut run = Command::new(cli);
+        run.arg(command).arg(scenario("lab.toml")).args(["--engine", "real"]);
+        if command == "shrink" {
+            run.args(["--seed", "1"]);
+        }
+        let output = run.output().expect("rollcall-sim runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("one seed at a time"), "{command}: {stderr}");
+    }
+}

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
-use rollcall_sim::engines::EngineKind;
 use rollcall_sim::engines::real::host::HostArgs;
+use rollcall_sim::engines::{EngineError, EngineKind};
 
 mod chaos_cli;
 mod figures;
@@ -495,9 +495,13 @@ fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitC
             eprintln!("ROLLCALL_SEED={seed} (commit {})", rollcall_sim::report::COMMIT);
             let replay = rollcall_sim::report::replay_command(&file, seed, simulation.world());
             eprintln!("replay: {replay}");
-            // A run past a limit asked for more than rollcall runs: the file's fault.
-            let limit = matches!(error, rollcall_sim::engines::EngineError::TraceFull { .. });
-            return ExitCode::from(if limit { 2 } else { 1 });
+            return ExitCode::from(match error {
+                // A run past a limit asked for more than rollcall runs: the file's fault.
+                EngineError::TraceFull { .. } => 2,
+                // Ctrl-C, as a shell reports it.
+                EngineError::Interrupted => 130,
+                _ => 1,
+            });
         }
     };
     let wall = wall.elapsed();
