@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
-use rollcall_sim::engines::real::host::HostArgs;
 use rollcall_sim::engines::{EngineError, EngineKind};
 
 mod chaos_cli;
@@ -165,7 +164,7 @@ enum Command {
         /// Scenario file (TOML).
         scenario: PathBuf,
         /// Runs on each engine.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = real_cli::CALIBRATE_RUNS_DEFAULT)]
         runs: u64,
         /// Print the comparison as JSON.
         #[arg(long)]
@@ -179,28 +178,7 @@ enum Command {
     Clean,
     /// One host of a real run, inside its namespace (started by the real engine).
     #[command(hide = true)]
-    Host {
-        /// Scenario file (TOML).
-        scenario: PathBuf,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        seed: u64,
-        #[arg(long)]
-        boot: u32,
-        #[arg(long, value_enum)]
-        pipeline: PipelineArg,
-        #[arg(long)]
-        run_start_ns: u64,
-        #[arg(long)]
-        trace: PathBuf,
-        #[arg(long)]
-        disk: PathBuf,
-        #[arg(long = "address", value_parser = parse_address)]
-        addresses: Vec<(String, std::net::IpAddr)>,
-        #[arg(long)]
-        spec_hash: u64,
-    },
+    Host(real_cli::HostCommand),
     /// Sum the `explore --json` outputs of several shards into one summary.
     Merge {
         /// Files written by `explore --json`.
@@ -246,7 +224,7 @@ impl From<EngineArg> for EngineKind {
 
 /// `--pipeline`.
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum PipelineArg {
+pub(crate) enum PipelineArg {
     /// The lab's: render in place, no validation, legacy reloads.
     Lab,
     /// consul-template's and master-worker HAProxy's.
@@ -318,22 +296,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Clean => real_cli::clean(),
-        Command::Host {
-            scenario,
-            name,
-            seed,
-            boot,
-            pipeline,
-            run_start_ns,
-            trace,
-            disk,
-            addresses,
-            spec_hash,
-        } => {
-            let addresses = addresses.into_iter().collect();
-            let args = HostArgs { name, seed, boot, run_start_ns, trace, disk, addresses, spec_hash };
-            real_cli::host(&scenario, pipeline.into(), args)
-        }
+        Command::Host(command) => real_cli::host(command),
         Command::Shrink { scenario, seed, invariant, out, json, choice } => {
             let simulation = match load(&scenario, choice, Use::Seeds) {
                 Ok(simulation) => simulation.seed(seed),
@@ -525,11 +488,4 @@ fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitC
     }
     eprintln!("wall time: {:.3}s", wall.as_secs_f64());
     if run.report.as_expected { ExitCode::SUCCESS } else { ExitCode::from(1) }
-}
-
-/// `NAME=ADDRESS`.
-fn parse_address(text: &str) -> Result<(String, std::net::IpAddr), String> {
-    let (name, address) = text.split_once('=').ok_or_else(|| format!("'{text}' is not NAME=ADDRESS"))?;
-    let address = address.parse().map_err(|error| format!("'{address}': {error}"))?;
-    Ok((name.to_string(), address))
 }

@@ -1,7 +1,7 @@
 //! The command line of the real engine: its checks before a run, `calibrate`, `clean`, and
 //! the hidden `host` command each real host runs as.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rollcall::node::Pipeline;
@@ -14,6 +14,40 @@ use crate::Use;
 
 /// Most runs `calibrate` makes on each engine: each real run takes the scenario's length.
 const CALIBRATE_RUNS_MAX: u64 = 1000;
+/// Runs `calibrate` makes on each engine unless told: enough for a median and a p90.
+pub const CALIBRATE_RUNS_DEFAULT: u64 = 10;
+
+/// `rollcall-sim host`: what the engine tells one host process.
+#[derive(clap::Args)]
+pub struct HostCommand {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    boot: u32,
+    #[arg(long, value_enum)]
+    pipeline: crate::PipelineArg,
+    #[arg(long)]
+    run_start_ns: u64,
+    #[arg(long)]
+    trace: PathBuf,
+    #[arg(long)]
+    disk: PathBuf,
+    #[arg(long = "address", value_parser = parse_address)]
+    addresses: Vec<(String, std::net::IpAddr)>,
+    #[arg(long)]
+    spec_hash: u64,
+}
+
+/// `NAME=ADDRESS`.
+fn parse_address(text: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, address) = text.split_once('=').ok_or_else(|| format!("'{text}' is not NAME=ADDRESS"))?;
+    let address = address.parse().map_err(|error| format!("'{address}': {error}"))?;
+    Ok((name.to_string(), address))
+}
 
 /// Refuses, with exit code 2, what the real engine cannot do here or with this scenario.
 pub fn check(simulation: &Simulation, scenario: &Path, use_: Use) -> Result<(), ExitCode> {
@@ -76,13 +110,15 @@ pub fn clean() -> ExitCode {
         return ExitCode::from(2);
     }
     match network::clean() {
-        Ok(removed) if removed.is_empty() => {
-            println!("nothing to clean");
-            ExitCode::SUCCESS
-        }
-        Ok(removed) => {
-            for namespace in removed {
+        Ok(cleaned) => {
+            for namespace in &cleaned.removed {
                 println!("removed namespace {namespace} (its processes, links and rules)");
+            }
+            for (namespace, pid) in &cleaned.alive {
+                println!("kept namespace {namespace}: process {pid}, which made it, still runs");
+            }
+            if cleaned.removed.is_empty() && cleaned.alive.is_empty() {
+                println!("nothing to clean");
             }
             ExitCode::SUCCESS
         }
@@ -94,9 +130,13 @@ pub fn clean() -> ExitCode {
 }
 
 /// `host`: one host of a real run.
-pub fn host(scenario: &Path, pipeline: Pipeline, args: HostArgs) -> ExitCode {
-    let simulation = match Simulation::from_file(scenario) {
-        Ok(simulation) => simulation.pipeline(pipeline).seed(args.seed),
+pub fn host(command: HostCommand) -> ExitCode {
+    let HostCommand { scenario, name, seed, boot, pipeline, run_start_ns, trace, disk, addresses, spec_hash } =
+        command;
+    let addresses = addresses.into_iter().collect();
+    let args = HostArgs { name, seed, boot, run_start_ns, trace, disk, addresses, spec_hash };
+    let simulation = match Simulation::from_file(&scenario) {
+        Ok(simulation) => simulation.pipeline(Pipeline::from(pipeline)).seed(args.seed),
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);

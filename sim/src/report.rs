@@ -141,7 +141,7 @@ impl Report {
         if self.engine == EngineKind::Real {
             let _ = writeln!(
                 out,
-                "real run: not replayable byte for byte (real processes on the wall clock); seed {} drew the plan",
+                "real run: not replayable byte for byte (real processes on the wall clock); seed {} drew the plan, which --engine turmoil replays simulated",
                 self.seed
             );
         }
@@ -177,21 +177,15 @@ impl Report {
     }
 }
 
-/// The exact command that replays a run. A real run cannot be replayed byte for byte: the
-/// seed fixes its plan and the hosts' random streams, not the kernel's scheduling; the
-/// command then runs the same plan again, and the line says how to replay it simulated.
+/// The exact command that replays a run. For a real run (not replayable byte for byte: the
+/// seed fixes its plan and the hosts' random streams, not the kernel's scheduling) it runs
+/// the same plan again; the report says so beside it.
 pub fn replay_command(file: &str, seed: u64, world: &World) -> String {
     let pipeline = world.pipeline().name();
     let engine = world.engine.name();
-    let command = format!(
+    format!(
         "cargo run --release -p rollcall-sim -- run {file} --seed {seed} --pipeline {pipeline} --engine {engine}"
-    );
-    match world.engine {
-        EngineKind::Real => format!(
-            "{command} (a real run is not replayable byte for byte: this runs the plan seed {seed} drew again; --engine turmoil replays it simulated)"
-        ),
-        EngineKind::Turmoil | EngineKind::Event => command,
-    }
+    )
 }
 
 /// Protocol-level events, plus the requests between two of them folded into one line.

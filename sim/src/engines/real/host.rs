@@ -6,8 +6,9 @@
 //!   it), so every host's records share one time line.
 //! - Disk: a folder per host, kept across its crashes; the scenario's absolute paths are
 //!   taken inside it.
-//! - Trace: each record as one JSON line appended to the host's file with one write, so a
-//!   SIGKILL loses no finished record.
+//! - Trace: each record as one JSON line appended to the host's file at once, unbuffered,
+//!   so a SIGKILL loses no record written before it (at most the line being written, which
+//!   the engine then skips).
 //! - Orders: the fault plan's `s6-svc` and Serf commands arrive as JSON lines on stdin; when
 //!   stdin closes, the engine is gone and the host stops.
 
@@ -59,28 +60,35 @@ struct RootedDisk {
 }
 
 impl RootedDisk {
-    fn place(&self, path: &Path) -> PathBuf {
-        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    /// The path inside the folder; a path with `..` is refused, as it could leave the folder
+    /// (the engine runs as root).
+    fn place(&self, path: &Path) -> io::Result<PathBuf> {
+        if path.components().any(|part| part == std::path::Component::ParentDir) {
+            let message = format!("{}: a host's path may not contain ..", path.display());
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        }
+        Ok(self.root.join(path.strip_prefix("/").unwrap_or(path)))
+    }
+
+    /// The path inside the folder, its directory made.
+    fn place_for_writing(&self, path: &Path) -> io::Result<PathBuf> {
+        let placed = self.place(path)?;
+        if let Some(dir) = placed.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(placed)
     }
 }
 
 impl Disk for RootedDisk {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        RealDisk.read(&self.place(path))
+        RealDisk.read(&self.place(path)?)
     }
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let placed = self.place(path);
-        if let Some(dir) = placed.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        RealDisk.write_atomic(&placed, bytes)
+        RealDisk.write_atomic(&self.place_for_writing(path)?, bytes)
     }
     fn write_in_place(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let placed = self.place(path);
-        if let Some(dir) = placed.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        RealDisk.write_in_place(&placed, bytes)
+        RealDisk.write_in_place(&self.place_for_writing(path)?, bytes)
     }
 }
 

@@ -33,6 +33,11 @@ use rollcall::net::lossy::LinkFaults;
 pub const HOSTS_MAX: usize = 32;
 /// How long a killed host process may take to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(5);
+/// Lines of a failed host's log shown in the error.
+const LOG_LINES_SHOWN: usize = 5;
+/// A step that runs later than this after its planned time is reported (the wall clock is
+/// shared with everything else on the machine).
+const STEP_LATE_WARN: Duration = Duration::from_millis(100);
 
 /// What the real engine cannot do with `world` (empty: it can run it).
 pub fn unsupported(world: &World) -> Vec<String> {
@@ -46,7 +51,7 @@ pub fn unsupported(world: &World) -> Vec<String> {
     let faults = world.faults.iter().map(|fault| &fault.kind);
     if faults.clone().any(|kind| matches!(kind, FaultKind::Latency { .. })) {
         refused.push(
-            "latency faults: this kernel has no netem qdisc (`tc qdisc add ... netem` fails), so added latency cannot be made real"
+            "latency faults: real latency needs the kernel's netem qdisc, which the kernels rollcall runs on lack (`tc qdisc add ... netem` fails), so the real engine does not make latency"
                 .into(),
         );
     }
@@ -78,13 +83,24 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|error| EngineError::Real(format!("runtime: {error}")))?;
-    let names: Vec<String> = world.hosts.iter().map(|host| host.name.clone()).collect();
+    // Listening from here on: a Ctrl-C while the network is being made, or between two
+    // waits, is kept until the run looks, and never kills the engine before its clean-up.
+    let interrupt = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|error| EngineError::Real(format!("cannot handle Ctrl-C: {error}")))?
+    };
     let run_id =
         format!("{}-{}", std::process::id(), RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let dir = std::env::temp_dir().join(format!("rollcall-real-{run_id}"));
-    std::fs::create_dir_all(&dir)
-        .map_err(|error| EngineError::Real(format!("{}: {error}", dir.display())))?;
-    let network = Network::create(&run_id, &names).map_err(EngineError::Real)?;
+    let dir = fresh_dir(&std::env::temp_dir().join(format!("rollcall-real-{run_id}")))?;
+    let names: Vec<String> = world.hosts.iter().map(|host| host.name.clone()).collect();
+    let network = match Network::create(&run_id, &names) {
+        Ok(network) => network,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(EngineError::Real(error));
+        }
+    };
     let mut real = RealRun {
         world,
         plan,
@@ -94,14 +110,19 @@ pub fn run(
         network,
         dir: dir.clone(),
         start_ns: host::monotonic_ns(),
+        interrupt,
         hosts: BTreeMap::new(),
         active: ActiveFaults::default(),
         impaired: BTreeMap::new(),
         records: Vec::new(),
+        latest: Duration::ZERO,
     };
     let ran = runtime.block_on(real.go());
     runtime.block_on(real.stop_all());
     let trace = ran.and_then(|()| real.merge());
+    if real.latest > STEP_LATE_WARN {
+        eprintln!("note: a planned step ran {} ms after its time", real.latest.as_millis());
+    }
     drop(real);
     if trace.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -111,6 +132,17 @@ pub fn run(
     trace
 }
 
+/// A new, empty run folder. One with the same name can only be left by a dead process that
+/// had this pid: it is removed, so no stale record or disk joins the run.
+fn fresh_dir(dir: &Path) -> Result<PathBuf, EngineError> {
+    let failed = |error: std::io::Error| EngineError::Real(format!("{}: {error}", dir.display()));
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(failed)?;
+    }
+    std::fs::create_dir(dir).map_err(failed)?;
+    Ok(dir.to_path_buf())
+}
+
 /// Runs started by this process (each gets its own names).
 static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
@@ -118,11 +150,17 @@ static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0)
 #[derive(Default)]
 struct HostProcess {
     index: usize,
+    /// Boots so far, counted as turmoil counts them: a host crashed before its first boot
+    /// had one (turmoil starts every host at time zero, waiting for its planned start), so
+    /// its seed stream and `host-booted` numbers match the simulator's.
     boots: u32,
     /// Its planned start has passed (a restart before it waits for it, as in turmoil).
     started: bool,
     child: Option<tokio::process::Child>,
     orders: Option<tokio::process::ChildStdin>,
+    /// Supervisor orders given before the first boot: turmoil's supervisor queue exists
+    /// from time zero and takes them at boot, so they wait here.
+    early: Vec<Order>,
 }
 
 /// What happens at a planned time.
@@ -140,11 +178,14 @@ struct RealRun<'a> {
     network: Network,
     dir: PathBuf,
     start_ns: u64,
+    interrupt: tokio::signal::unix::Signal,
     hosts: BTreeMap<String, HostProcess>,
     active: ActiveFaults,
     impaired: BTreeMap<String, LinkFaults>,
     /// The world's records; the hosts write theirs to files.
     records: Vec<Record>,
+    /// The latest any planned step ran after its time.
+    latest: Duration,
 }
 
 impl RealRun<'_> {
@@ -166,38 +207,70 @@ impl RealRun<'_> {
             host: WORLD.to_string(),
             event: Entry::World(plan_record(self.world, self.plan)),
         });
+        // At equal times steps come first, then boots, as turmoil applies steps before it
+        // polls the hosts (the sort is stable).
         let mut due: Vec<(Duration, Due)> =
-            self.plan.start_at.iter().map(|(name, at)| (*at, Due::Boot(name.clone()))).collect();
-        due.extend(self.plan.steps.iter().enumerate().map(|(index, step)| (step.at, Due::Step(index))));
-        // Stable: at equal times boots come first, then steps in plan order.
+            self.plan.steps.iter().enumerate().map(|(index, step)| (step.at, Due::Step(index))).collect();
+        due.extend(self.plan.start_at.iter().map(|(name, at)| (*at, Due::Boot(name.clone()))));
         due.sort_by_key(|(at, _)| *at);
         let plan = self.plan;
         for (at, what) in due.into_iter().filter(|(at, _)| *at < self.world.duration) {
             self.wait_until(at).await?;
+            self.latest = self.latest.max(self.elapsed().saturating_sub(at));
             match what {
-                Due::Boot(name) => self.boot(&name)?,
+                Due::Boot(name) => self.boot(&name).await?,
                 Due::Step(index) => self.step(&plan.steps[index]).await?,
             }
+            self.check_exits()?;
         }
-        self.wait_until(self.world.duration).await
+        self.wait_until(self.world.duration).await?;
+        self.check_exits()
     }
 
-    /// Sleeps until `at` since the start; Ctrl-C ends the run.
-    async fn wait_until(&self, at: Duration) -> Result<(), EngineError> {
+    /// Fails the run when a host process ended by itself with an error: it could not start
+    /// (bad arguments, a port taken) or it panicked; as a panic in the simulator fails a
+    /// simulated run. A node that halts (a `stop` fault) ends with 0 and is down, as in
+    /// turmoil.
+    fn check_exits(&mut self) -> Result<(), EngineError> {
+        let at_ms = self.elapsed().as_millis() as u64;
+        for (name, process) in &mut self.hosts {
+            let Some(child) = process.child.as_mut() else { continue };
+            let Ok(Some(status)) = child.try_wait() else { continue };
+            process.child = None;
+            process.orders = None;
+            if !status.success() {
+                let log = self.dir.join(format!("h{}.log", process.index));
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(LOG_LINES_SHOWN).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let message = format!("host {name} exited with {status}: {}", tail.join(" | "));
+                return Err(EngineError::Crashed { at_ms, message });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sleeps until `at` since the start; Ctrl-C, now or since the last wait, ends the run.
+    async fn wait_until(&mut self, at: Duration) -> Result<(), EngineError> {
         let wait = at.saturating_sub(self.elapsed());
         tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => Err(EngineError::Interrupted),
+            _ = self.interrupt.recv() => Err(EngineError::Interrupted),
             () = tokio::time::sleep(wait) => Ok(()),
         }
     }
 
-    fn boot(&mut self, name: &str) -> Result<(), EngineError> {
+    async fn boot(&mut self, name: &str) -> Result<(), EngineError> {
         self.hosts.get_mut(name).expect("every planned host is listed").started = true;
         if self.active.is_crashed(name) {
             return Ok(());
         }
-        self.spawn(name)
+        self.spawn(name)?;
+        let early = std::mem::take(&mut self.hosts.get_mut(name).expect("listed").early);
+        for order in early {
+            self.send(name, &order).await;
+        }
+        Ok(())
     }
 
     async fn step(&mut self, step: &Planned) -> Result<(), EngineError> {
@@ -232,9 +305,7 @@ impl RealRun<'_> {
 
     fn partition(&mut self, a: &[String], b: &[String], oneway: bool, cut: bool) -> Result<(), EngineError> {
         for group in self.active.partition(a, b, oneway, cut) {
-            for (from, to) in group.links() {
-                self.network.set_link(from, to, cut).map_err(EngineError::Real)?;
-            }
+            self.network.set_links(group.links(), cut).map_err(EngineError::Real)?;
             let (from, to) = (group.from, group.to);
             let event =
                 if cut { WorldEvent::LinkCut { from, to } } else { WorldEvent::LinkRepaired { from, to } };
@@ -259,8 +330,12 @@ impl RealRun<'_> {
     async fn crash(&mut self, host: &str, start: bool) -> Result<(), EngineError> {
         match self.active.crash(host, start) {
             Some(true) => {
-                self.record(host, WorldEvent::HostCrashed);
+                // Dead first, then recorded: no record of the host's can come after its crash.
                 self.kill(host).await;
+                let process = self.hosts.get_mut(host).expect("listed");
+                process.boots = process.boots.max(1);
+                process.early.clear();
+                self.record(host, WorldEvent::HostCrashed);
             }
             Some(false) => {
                 self.record(host, WorldEvent::HostRestarted);
@@ -347,14 +422,23 @@ impl RealRun<'_> {
             let path = self.dir.join(format!("h{}.jsonl", process.index));
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
-                // Never booted (a crash before its start that outlasted the run).
+                // A host that never booted (crashed before its start until the end).
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(error) => return Err(EngineError::Real(format!("{}: {error}", path.display()))),
             };
-            for (number, line) in text.lines().enumerate() {
-                let record: Record = serde_json::from_str(line).map_err(|error| {
-                    EngineError::Real(format!("{}:{}: {error}", path.display(), number + 1))
-                })?;
+            let lines: Vec<&str> = text.lines().collect();
+            for (number, line) in lines.iter().enumerate() {
+                let record: Record = match serde_json::from_str(line) {
+                    Ok(record) => record,
+                    // The last line of a host killed in the middle of writing it.
+                    Err(_) if number + 1 == lines.len() && !text.ends_with('\n') => break,
+                    Err(error) => {
+                        return Err(EngineError::Real(format!("{}:{}: {error}", path.display(), number + 1)));
+                    }
+                };
+                if records.len() >= TRACE_RECORDS_MAX {
+                    return Err(EngineError::TraceFull { at_ms: record.t_us / 1000 });
+                }
                 if record.t_us <= end_us {
                     records.push(record);
                 }
@@ -362,9 +446,6 @@ impl RealRun<'_> {
         }
         // Stable: the plan stays first, and each host's records keep their order.
         records.sort_by_key(|record| record.t_us);
-        if records.len() > TRACE_RECORDS_MAX {
-            return Err(EngineError::TraceFull { at_ms: records[TRACE_RECORDS_MAX].t_us / 1000 });
-        }
         Ok(Trace { records })
     }
 }

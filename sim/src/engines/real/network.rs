@@ -1,7 +1,9 @@
 //! The real engine's network: one namespace per host, each wired through a veth pair to a
 //! bridge that lives in a namespace of its own, so nothing is added to the machine's own
 //! namespace (its interfaces, routes and firewall stay as they were). Partitions and loss
-//! are nftables rules inside the hosts' namespaces.
+//! are nftables rules on that bridge: packets vanish in transit, as on a real network, so a
+//! sender's `send` succeeds and its TCP waits for its own timeouts (a rule on the sender's
+//! own output would fail the send at once with EPERM, which no real partition does).
 //!
 //! Everything a run creates carries its run id in its name; dropping the [`Network`] kills
 //! every process left in its namespaces and deletes them, which also deletes their links and
@@ -11,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Prefix of every namespace the real engine creates.
@@ -19,17 +23,17 @@ pub const NAMESPACE_PREFIX: &str = "rollcall-";
 /// addresses turmoil gives, in file order).
 const SUBNET_BASE: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 0);
 const SUBNET_PREFIX_LEN: u8 = 16;
-/// The nftables table the engine owns in each host's namespace.
+/// The nftables table (bridge family) the engine owns in the switch's namespace.
 const TABLE: &str = "rollcall";
 /// Loss is drawn by nftables' `numgen random` out of this many.
 const LOSS_SCALE: u32 = 1_000_000;
 
-/// What one host's rules say: destinations its packets never reach, and the share of its
-/// datagrams that are dropped.
+/// What the switch drops: packets on cut links (from, to), and a share of each lossy
+/// host's datagrams.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Rules {
-    blocked: BTreeSet<IpAddr>,
-    loss_rate: f64,
+    cut: BTreeSet<(IpAddr, IpAddr)>,
+    loss: BTreeMap<IpAddr, f64>,
 }
 
 /// A run's namespaces, bridge and rules.
@@ -38,7 +42,7 @@ pub struct Network {
     /// Host name to (namespace, address), in file order.
     hosts: BTreeMap<String, (String, IpAddr)>,
     switch: String,
-    rules: BTreeMap<String, Rules>,
+    rules: Rules,
     /// Namespaces created so far, all removed on drop.
     created: Vec<String>,
 }
@@ -51,7 +55,7 @@ impl Network {
             run_id: run_id.to_string(),
             hosts: BTreeMap::new(),
             switch: switch.clone(),
-            rules: BTreeMap::new(),
+            rules: Rules::default(),
             created: Vec::new(),
         };
         network.add_namespace(&switch)?;
@@ -111,34 +115,45 @@ impl Network {
         &self.hosts[host].0
     }
 
-    /// Cuts (`cut`) or repairs the link from `from` to `to`: `from`'s packets to `to`'s
-    /// address are dropped as they leave (TCP and UDP alike, as a simulated partition).
-    pub fn set_link(&mut self, from: &str, to: &str, cut: bool) -> Result<(), String> {
-        let address = self.hosts[to].1;
-        let rules = self.rules.entry(from.to_string()).or_default();
-        if cut {
-            rules.blocked.insert(address);
-        } else {
-            rules.blocked.remove(&address);
+    /// Cuts (`cut`) or repairs the links from `from` to `to`, pair by pair: the switch drops
+    /// those packets (TCP and UDP alike, as a simulated partition). One nftables
+    /// transaction for them all.
+    pub fn set_links<'a>(
+        &mut self,
+        links: impl IntoIterator<Item = (&'a str, &'a str)>,
+        cut: bool,
+    ) -> Result<(), String> {
+        for (from, to) in links {
+            let link = (self.hosts[from].1, self.hosts[to].1);
+            if cut {
+                self.rules.cut.insert(link);
+            } else {
+                self.rules.cut.remove(&link);
+            }
         }
-        self.apply(from)
+        self.apply()
     }
 
-    /// Drops `loss_rate` of `host`'s outgoing datagrams (gossip is the only UDP it sends).
+    /// Drops `loss_rate` of `host`'s datagrams on their way (gossip is the only UDP a host
+    /// sends).
     pub fn set_loss(&mut self, host: &str, loss_rate: f64) -> Result<(), String> {
-        self.rules.entry(host.to_string()).or_default().loss_rate = loss_rate;
-        self.apply(host)
+        let address = self.hosts[host].1;
+        if loss_rate > 0.0 {
+            self.rules.loss.insert(address, loss_rate);
+        } else {
+            self.rules.loss.remove(&address);
+        }
+        self.apply()
     }
 
-    /// Replaces `host`'s table in one nftables transaction.
-    fn apply(&self, host: &str) -> Result<(), String> {
-        let rules = self.rules.get(host).cloned().unwrap_or_default();
-        nft(self.namespace(host), &ruleset(&rules))
+    /// Replaces the switch's table in one nftables transaction.
+    fn apply(&self) -> Result<(), String> {
+        nft(&self.switch, &ruleset(&self.rules))
     }
 
-    /// The engine's table in `host`'s namespace, as nftables lists it.
-    pub fn listed_rules(&self, host: &str) -> Result<String, String> {
-        run("ip", &["netns", "exec", self.namespace(host), "nft", "list", "table", "inet", TABLE])
+    /// The engine's table on the switch, as nftables lists it.
+    pub fn listed_rules(&self) -> Result<String, String> {
+        run("ip", &["netns", "exec", &self.switch, "nft", "list", "table", "bridge", TABLE])
     }
 }
 
@@ -157,19 +172,26 @@ fn host_address(index: usize) -> Result<IpAddr, String> {
     Ok(IpAddr::V4(Ipv4Addr::from(u32::from(SUBNET_BASE) + offset)))
 }
 
-/// The nftables script for one host: its table, deleted and made again atomically.
+/// The nftables script for the switch. Declaring the table before deleting it makes the
+/// delete succeed on the first load too; the script is one transaction, so no packet ever
+/// sees the table missing.
 fn ruleset(rules: &Rules) -> String {
-    let mut script = format!("table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
-    script.push_str("  chain output {\n    type filter hook output priority 0; policy accept;\n");
-    if !rules.blocked.is_empty() {
-        let list: Vec<String> = rules.blocked.iter().map(IpAddr::to_string).collect();
-        let _ = writeln!(script, "    ip daddr {{ {} }} drop", list.join(", "));
+    let mut script = format!("table bridge {TABLE}\ndelete table bridge {TABLE}\ntable bridge {TABLE} {{\n");
+    script.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+    for (from, to) in &rules.cut {
+        let _ = writeln!(script, "    ip saddr {from} ip daddr {to} drop");
     }
-    let threshold = (rules.loss_rate.clamp(0.0, 1.0) * f64::from(LOSS_SCALE)).round() as u32;
-    if threshold >= LOSS_SCALE {
-        script.push_str("    meta l4proto udp drop\n");
-    } else if threshold > 0 {
-        let _ = writeln!(script, "    meta l4proto udp numgen random mod {LOSS_SCALE} < {threshold} drop");
+    for (from, rate) in &rules.loss {
+        let threshold = (rate.clamp(0.0, 1.0) * f64::from(LOSS_SCALE)).round() as u32;
+        if threshold >= LOSS_SCALE {
+            // numgen's values stop one short of the modulus.
+            let _ = writeln!(script, "    ip saddr {from} meta l4proto udp drop");
+        } else if threshold > 0 {
+            let _ = writeln!(
+                script,
+                "    ip saddr {from} meta l4proto udp numgen random mod {LOSS_SCALE} < {threshold} drop"
+            );
+        }
     }
     script.push_str("  }\n}\n");
     script
@@ -198,13 +220,38 @@ pub fn leftovers() -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Removes every namespace (and so every link and rule) real runs left; returns their names.
-pub fn clean() -> Result<Vec<String>, String> {
-    let found = leftovers()?;
-    for namespace in &found {
-        remove_namespace(namespace);
+/// What [`clean`] did.
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    /// Namespaces removed, with their processes, links and rules.
+    pub removed: Vec<String>,
+    /// Namespaces kept because the process that made them still runs (another run).
+    pub alive: Vec<(String, u32)>,
+}
+
+/// Removes every namespace (and so every link and rule) real runs left, except those of
+/// processes that still run.
+pub fn clean() -> Result<Cleaned, String> {
+    let mut cleaned = Cleaned::default();
+    for namespace in leftovers()? {
+        match owner(&namespace).filter(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+            Some(pid) => cleaned.alive.push((namespace, pid)),
+            None => {
+                remove_namespace(&namespace);
+                cleaned.removed.push(namespace);
+            }
+        }
     }
-    Ok(found)
+    Ok(cleaned)
+}
+
+/// The pid of the process that named `namespace`: `rollcall-<pid>-...`, and the tests'
+/// `rollcall-test<pid>-...` and `rollcall-probe-<pid>-...`.
+fn owner(namespace: &str) -> Option<u32> {
+    let rest = namespace.strip_prefix(NAMESPACE_PREFIX)?;
+    let rest = rest.strip_prefix("test").or_else(|| rest.strip_prefix("probe-")).unwrap_or(rest);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Why this machine cannot run the real engine, if it cannot: it needs root, iproute2 and
@@ -226,8 +273,9 @@ pub fn preflight() -> Option<String> {
     if let Err(error) = ip(&["netns", "add", &probe]) {
         return Some(format!("network namespaces cannot be created here: {error}"));
     }
+    let nft_works = run("ip", &["netns", "exec", &probe, "nft", "list", "ruleset"]);
     remove_namespace(&probe);
-    None
+    nft_works.err().map(|error| format!("nftables does not work inside a namespace here: {error}"))
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -238,6 +286,8 @@ fn ip(args: &[&str]) -> Result<(), String> {
 fn nft(namespace: &str, script: &str) -> Result<(), String> {
     let mut child = Command::new("ip")
         .args(["netns", "exec", namespace, "nft", "-f", "-"])
+        // Its own process group: Ctrl-C at the terminal is the engine's to handle.
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -258,6 +308,7 @@ fn nft(namespace: &str, script: &str) -> Result<(), String> {
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new(program)
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .output()
         .map_err(|error| format!("{program}: {error}"))?;
@@ -273,6 +324,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_namespace_names_the_process_that_made_it() {
+        assert_eq!(owner("rollcall-4242-0-h3"), Some(4242));
+        assert_eq!(owner("rollcall-test77-switch"), Some(77));
+        assert_eq!(owner("rollcall-probe-9-1"), Some(9));
+        assert_eq!(owner("rollcall-switch"), None);
+        assert_eq!(owner("other-1"), None);
+    }
+
+    #[test]
     fn addresses_follow_file_order_from_one() {
         assert_eq!(host_address(0).unwrap(), IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)));
         assert_eq!(host_address(255).unwrap(), IpAddr::V4(Ipv4Addr::new(192, 168, 1, 0)));
@@ -283,15 +343,19 @@ mod tests {
     fn a_ruleset_drops_what_is_cut_and_samples_loss() {
         let empty = ruleset(&Rules::default());
         assert!(!empty.contains("drop"), "{empty}");
-        let rules = Rules {
-            blocked: [IpAddr::V4(Ipv4Addr::new(192, 168, 0, 2))].into_iter().collect(),
-            loss_rate: 0.1,
-        };
+        let (a, b) = (IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)), IpAddr::V4(Ipv4Addr::new(192, 168, 0, 2)));
+        let rules = Rules { cut: [(a, b)].into_iter().collect(), loss: [(b, 0.1)].into_iter().collect() };
         let script = ruleset(&rules);
-        assert!(script.contains("ip daddr { 192.168.0.2 } drop"), "{script}");
-        assert!(script.contains("numgen random mod 1000000 < 100000 drop"), "{script}");
-        // numgen's values stop one short of the modulus: all of it is a plain drop.
-        let all = ruleset(&Rules { loss_rate: 1.0, ..Rules::default() });
-        assert!(all.contains("meta l4proto udp drop") && !all.contains("numgen"), "{all}");
+        assert!(script.contains("ip saddr 192.168.0.1 ip daddr 192.168.0.2 drop"), "{script}");
+        assert!(!script.contains("ip saddr 192.168.0.2 ip daddr"), "a cut is one way: {script}");
+        assert!(
+            script.contains("ip saddr 192.168.0.2 meta l4proto udp numgen random mod 1000000 < 100000 drop"),
+            "{script}"
+        );
+        let all = ruleset(&Rules { loss: [(a, 1.0)].into_iter().collect(), ..Rules::default() });
+        assert!(
+            all.contains("ip saddr 192.168.0.1 meta l4proto udp drop") && !all.contains("numgen"),
+            "{all}"
+        );
     }
 }
