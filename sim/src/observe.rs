@@ -232,6 +232,9 @@ pub struct Observations {
     /// Each node's gossip health score changes (Lifeguard), in order; a restarted agent
     /// starts healthy.
     pub health: BTreeMap<String, Vec<(Duration, u32)>>,
+    /// Per limit, per host: the limit's bound and the largest count recorded (the records
+    /// are log-spaced, so the count is at least half the true one at the run's end).
+    pub limits: BTreeMap<String, BTreeMap<String, (u64, u64)>>,
     /// Every `member-failed` event.
     pub failed_events: Vec<FailedEvent>,
     /// Graceful leaves: when each agent finished its leave and stopped.
@@ -366,6 +369,11 @@ impl Observations {
             }
             Event::HealthScore { score } => {
                 self.health.entry(host.to_string()).or_default().push((at, *score))
+            }
+            Event::LimitReached { limit, max, count } => {
+                let hosts = self.limits.entry(limit.clone()).or_default();
+                let entry = hosts.entry(host.to_string()).or_insert((*max, 0));
+                *entry = (*max, entry.1.max(*count));
             }
             Event::MemberState { member, status, incarnation } => {
                 let change =

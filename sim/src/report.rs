@@ -174,6 +174,13 @@ impl Report {
             "false failures: {} (members declared failed while running and reachable)",
             figures.false_failures
         );
+        for limit in &figures.limits {
+            let _ = writeln!(
+                out,
+                "limit reached: {} (at most {}) on {} host(s), up to {} times on one",
+                limit.limit, limit.max, limit.hosts, limit.largest
+            );
+        }
     }
 }
 
@@ -304,6 +311,9 @@ fn describe(record: &Record) -> Option<String> {
         Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
         Event::StreamRejected { from, error } => format!("rejected push-pull from {from}: {error}"),
         Event::HealthScore { score } => format!("gossip health score {score} (probes {}x slower)", score + 1),
+        Event::LimitReached { limit, max, count } => {
+            format!("limit {limit} (at most {max}) reached, {count} times so far")
+        }
         Event::DatagramSent { .. }
         | Event::DatagramReceived { .. }
         | Event::DatagramDropped { .. }

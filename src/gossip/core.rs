@@ -37,6 +37,7 @@ use super::codec::{
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::intern::Interner;
 use super::lifeguard::{self, Awareness, Suspicion};
+use super::limits::{Limit, LimitCounts};
 use super::serf::{
     BROADCAST_TIMEOUT, IntentKind, LEAVE_PROPAGATE_DELAY, LamportClock, LeavePhase, RecentIntents,
 };
@@ -145,6 +146,9 @@ pub enum Action {
     GaveUp { attempts: u32 },
     /// A graceful leave is complete: the agent stops.
     Left,
+    /// `limit` (at most `max`) has now refused something `count` times: reported at counts
+    /// 1, 2, 4, 8, ... ([`super::limits`]).
+    LimitReached { limit: Limit, max: usize, count: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -261,8 +265,8 @@ pub struct Agent {
     /// In the order members were added: random peers are drawn from it by index.
     members: Table<Member>,
     broadcasts: BroadcastQueue<Subject>,
-    /// Broadcasts dropped from a full queue, as Serf counts its pruned messages.
-    broadcasts_dropped: u64,
+    /// What each limit refused (dropped broadcasts as Serf counts its pruned messages).
+    limits: LimitCounts,
     /// Shares names and tags with other tables.
     interner: Interner,
     rng: ChaCha8Rng,
@@ -309,7 +313,7 @@ impl Agent {
             incarnation: 0,
             members: Table::default(),
             broadcasts: BroadcastQueue::default(),
-            broadcasts_dropped: 0,
+            limits: LimitCounts::default(),
             interner: Interner::default(),
             rng,
             next_seq: 0,
@@ -438,7 +442,22 @@ impl Agent {
         for message in codec::decode_borrowed(bytes)? {
             self.handle_message(from, message, now, out);
         }
+        self.report_limits(out);
         Ok(())
+    }
+
+    /// Reports the limits whose counts reached a new power of two. Called after each
+    /// datagram, stream and timer, so a limit reached elsewhere (a leave, new tags) is
+    /// reported by the next of those, within a probe interval.
+    fn report_limits(&mut self, out: &mut Vec<Action>) {
+        for (limit, count) in self.limits.due() {
+            let max = match limit {
+                Limit::Broadcasts => super::broadcasts::BROADCASTS_MAX,
+                Limit::Members => self.config.members_max,
+                Limit::Relays => RELAYS_MAX,
+            };
+            out.push(Action::LimitReached { limit, max, count });
+        }
     }
 
     /// Handles a push-pull that came over a stream from `from`: merges it, and returns the
@@ -453,7 +472,22 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        match codec::decode_stream_borrowed(bytes, self.config.members_max)? {
+        let frame = codec::decode_stream_borrowed(bytes, self.config.members_max)?;
+        let answer = self.answer_stream(from, frame, is_answer, now, out);
+        self.report_limits(out);
+        answer
+    }
+
+    /// What a decoded frame from `from` asks for, and its answer.
+    fn answer_stream(
+        &mut self,
+        from: SocketAddr,
+        frame: MessageRef<'_>,
+        is_answer: bool,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        match frame {
             MessageRef::PushPull { join, ltime, states, intents, .. } => {
                 self.merge_push_pull(ltime, &states, &intents, now, out);
                 self.mark_synced();
@@ -513,6 +547,11 @@ impl Agent {
 
     /// Handles a timer that fired.
     pub fn handle_timer(&mut self, timer: Timer, now: Duration, out: &mut Vec<Action>) {
+        self.fire(timer, now, out);
+        self.report_limits(out);
+    }
+
+    fn fire(&mut self, timer: Timer, now: Duration, out: &mut Vec<Action>) {
         match timer {
             Timer::Probe => self.start_probe(now, out),
             Timer::ProbeTimeout { seq } => self.ask_helpers(seq, now, out),
@@ -911,6 +950,7 @@ impl Agent {
         }
         if known.is_none() && self.members.len() >= self.config.members_max {
             tracing::warn!(name = %state.name, max = self.config.members_max, "member table full: new member refused");
+            self.limits.hit(Limit::Members, 1);
             return;
         }
         let change = match known {
@@ -1266,6 +1306,7 @@ impl Agent {
     ) {
         if self.relays.len() >= RELAYS_MAX {
             tracing::debug!(%requester, "indirect ping dropped: {RELAYS_MAX} already in flight");
+            self.limits.hit(Limit::Relays, 1);
             return;
         }
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -1399,12 +1440,12 @@ impl Agent {
         };
         let subject = subject(self.interner.name(name));
         let dropped = self.broadcasts.push(subject, bytes);
-        self.broadcasts_dropped += dropped as u64;
+        self.limits.hit(Limit::Broadcasts, dropped as u64);
     }
 
-    /// Broadcasts dropped because the queue was full ([`super::broadcasts::BROADCASTS_MAX`]).
-    pub fn broadcasts_dropped(&self) -> u64 {
-        self.broadcasts_dropped
+    /// How often `limit` refused something.
+    pub fn limit_count(&self, limit: Limit) -> u64 {
+        self.limits.count(limit)
     }
 
     /// Adds a member the table does not hold.

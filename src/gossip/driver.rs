@@ -338,6 +338,9 @@ async fn perform<N: Net>(
             })
         }
         Action::JoinAttempt { attempt } => env.observe(Event::JoinAttempt { attempt, seeds: seeds.to_vec() }),
+        Action::LimitReached { limit, max, count } => {
+            env.observe(Event::LimitReached { limit: limit.name().to_string(), max: max as u64, count })
+        }
         Action::Joined { via } => env.observe(Event::Joined { via: via.to_string() }),
         Action::GaveUp { attempts } => {
             env.observe(Event::JoinGaveUp { attempts });

@@ -19,6 +19,7 @@ pub mod driver;
 pub mod handlers;
 pub mod intern;
 pub mod lifeguard;
+pub mod limits;
 pub mod serf;
 pub mod snapshot;
 pub mod stream;

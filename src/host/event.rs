@@ -62,6 +62,10 @@ pub enum Event {
     /// This host's gossip view of `member` changed: a new entry, a new status or a new
     /// incarnation. A restarted agent starts from an empty view.
     MemberState { member: String, status: MemberStatus, incarnation: u32 },
+    /// A limit has now refused something `count` times (a full queue dropped a message, a
+    /// full table refused a member...): recorded at counts 1, 2, 4, 8, ..., so the count is
+    /// exact at each record and a storm stays a few records.
+    LimitReached { limit: String, max: u64, count: u64 },
     /// The gossip agent's local health score changed (Lifeguard: 0 is healthy; its probe
     /// interval and timeout are `score + 1` times the configured ones).
     HealthScore { score: u32 },
@@ -139,6 +143,7 @@ impl Event {
             Event::Member { .. } => "member",
             Event::MemberState { .. } => "member-state",
             Event::HealthScore { .. } => "health-score",
+            Event::LimitReached { .. } => "limit-reached",
             Event::ServiceStarted { .. } => "service-started",
             Event::ServiceExited { .. } => "service-exited",
             Event::ServiceStopped { .. } => "service-stopped",

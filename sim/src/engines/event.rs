@@ -664,6 +664,10 @@ impl<'a> Engine<'a> {
                 self.observe(host, Event::JoinAttempt { attempt, seeds });
             }
             Action::Joined { via } => self.observe(host, Event::Joined { via: via.to_string() }),
+            Action::LimitReached { limit, max, count } => {
+                let event = Event::LimitReached { limit: limit.name().to_string(), max: max as u64, count };
+                self.observe(host, event)
+            }
             Action::GaveUp { attempts } => {
                 self.observe(host, Event::JoinGaveUp { attempts });
                 self.agent_ended(host, "exit 1");

@@ -25,7 +25,7 @@ pub mod pipeline;
 pub mod render;
 pub mod supervision;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -151,6 +151,31 @@ pub struct Figures {
     pub requests: available::RequestCounts,
     /// Members declared failed while they ran and a gossip path to them existed.
     pub false_failures: u32,
+    /// Each limit some host reached: on how many hosts, and the largest count recorded.
+    pub limits: Vec<LimitFigure>,
+}
+
+/// One limit that refused something during the run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LimitFigure {
+    /// Its name (`gossip-broadcasts`...).
+    pub limit: String,
+    /// Its bound.
+    pub max: u64,
+    /// Hosts on which it refused something.
+    pub hosts: usize,
+    /// The largest count recorded on one host.
+    pub largest: u64,
+}
+
+fn limit_figures(obs: &Observations) -> Vec<LimitFigure> {
+    let figure = |(limit, hosts): (&String, &BTreeMap<String, (u64, u64)>)| LimitFigure {
+        limit: limit.clone(),
+        max: hosts.values().map(|(max, _)| *max).max().unwrap_or_default(),
+        hosts: hosts.len(),
+        largest: hosts.values().map(|(_, count)| *count).max().unwrap_or_default(),
+    };
+    obs.limits.iter().map(figure).collect()
 }
 
 /// Checks every invariant the world enables.
@@ -191,7 +216,12 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     }
     let supervision = supervision::check(obs);
     verdicts.extend(supervision.into_iter().filter(|v| enabled.enables(&v.name)));
-    let figures = Figures { windows, requests, false_failures: gossip::false_failures(obs) };
+    let figures = Figures {
+        windows,
+        requests,
+        false_failures: gossip::false_failures(obs),
+        limits: limit_figures(obs),
+    };
     (verdicts.into_iter().map(Verdict::settled).collect(), figures)
 }
 

@@ -1041,3 +1041,50 @@ fn reconnect_tries_a_failed_member_with_probability_failed_over_alive() {
     }
     assert_eq!(attempts(&mut ha), 400, "alone, every tick");
 }
+
+fn limits_reached(out: &[Action]) -> Vec<(Limit, usize, u64)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::LimitReached { limit, max, count } => Some((*limit, *max, *count)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A full member table refuses newcomers, counts each, and says so at counts 1, 2, 4...
+#[test]
+fn a_full_member_table_refuses_newcomers_counted_and_reported() {
+    let mut config = config("ha", 1, &[]);
+    config.members_max = 3;
+    let mut ha = agent(config);
+    ha.start(Duration::ZERO, &mut Vec::new());
+    let mut reported = Vec::new();
+    for host in 2..10u8 {
+        let mut out = Vec::new();
+        ha.handle_datagram(addr(host), &alive(&format!("s{host}"), host, 1), Duration::ZERO, &mut out)
+            .unwrap();
+        reported.extend(limits_reached(&out));
+    }
+    // ha, s2 and s3 fit; s4 to s9 are six refusals.
+    assert_eq!(ha.members().count(), 3);
+    assert_eq!(ha.limit_count(Limit::Members), 6);
+    let counts: Vec<u64> = reported.iter().map(|(_, _, count)| *count).collect();
+    assert_eq!(counts, [1, 2, 4]);
+    assert!(reported.iter().all(|(limit, max, _)| *limit == Limit::Members && *max == 3));
+}
+
+/// Ping requests beyond the relays in flight are dropped, counted and reported.
+#[test]
+fn ping_requests_beyond_the_relays_in_flight_are_counted() {
+    let mut helper = agent(config("s2", 3, &[]));
+    helper.start(Duration::ZERO, &mut Vec::new());
+    let mut reported = Vec::new();
+    for seq in 0..RELAYS_MAX as u32 + 2 {
+        let request = datagram(&[Message::PingReq { seq, target: "s1".into(), addr: addr(2), nack: true }]);
+        let mut out = Vec::new();
+        helper.handle_datagram(addr(1), &request, Duration::ZERO, &mut out).unwrap();
+        reported.extend(limits_reached(&out));
+    }
+    assert_eq!(helper.limit_count(Limit::Relays), 2);
+    assert_eq!(reported, [(Limit::Relays, RELAYS_MAX, 1), (Limit::Relays, RELAYS_MAX, 2)]);
+}

@@ -1,0 +1,95 @@
+//! The agent's limits that peers can reach: each time one refuses something it is counted,
+//! and reported as an action when its count reaches 1, 2, 4, 8, ... A join storm drops
+//! millions of broadcasts across a large cluster; log-spaced reports keep that to a few
+//! dozen records per agent while the count stays exact.
+
+/// A limit of the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Limit {
+    /// The broadcast queue was full: its oldest, most sent message was dropped
+    /// ([`super::broadcasts::BROADCASTS_MAX`]).
+    Broadcasts,
+    /// The member table was full: a new member was refused
+    /// ([`super::config::GossipConfig::members_max`]).
+    Members,
+    /// Too many indirect probes were in flight for others: a ping request was dropped
+    /// ([`super::core::RELAYS_MAX`]).
+    Relays,
+}
+
+impl Limit {
+    /// Every limit, in report order.
+    pub const ALL: [Limit; 3] = [Limit::Broadcasts, Limit::Members, Limit::Relays];
+
+    /// Its name in traces and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Broadcasts => "gossip-broadcasts",
+            Limit::Members => "gossip-members",
+            Limit::Relays => "gossip-relays",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How often each limit refused something, and how far that was reported.
+#[derive(Clone, Debug, Default)]
+pub struct LimitCounts {
+    counts: [u64; Limit::ALL.len()],
+    reported: [u64; Limit::ALL.len()],
+}
+
+impl LimitCounts {
+    /// `limit` refused `times` more things.
+    pub fn hit(&mut self, limit: Limit, times: u64) {
+        let count = &mut self.counts[limit.index()];
+        *count = count.saturating_add(times);
+    }
+
+    /// How often `limit` refused something so far.
+    pub fn count(&self, limit: Limit) -> u64 {
+        self.counts[limit.index()]
+    }
+
+    /// The limits whose count reached a new power of two since the last call, with their
+    /// counts.
+    pub fn due(&mut self) -> Vec<(Limit, u64)> {
+        let bits = |count: u64| u64::BITS - count.leading_zeros();
+        let mut due = Vec::new();
+        for limit in Limit::ALL {
+            let (count, reported) = (self.counts[limit.index()], &mut self.reported[limit.index()]);
+            if bits(count) > bits(*reported) {
+                *reported = count;
+                due.push((limit, count));
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_exact_and_reports_log_spaced() {
+        let mut counts = LimitCounts::default();
+        assert!(counts.due().is_empty());
+        let mut reported = Vec::new();
+        for _ in 0..1000 {
+            counts.hit(Limit::Broadcasts, 1);
+            reported.extend(counts.due().into_iter().map(|(_, count)| count));
+        }
+        assert_eq!(reported, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+        assert_eq!(counts.count(Limit::Broadcasts), 1000);
+        // Many at once: one report, with the count reached.
+        counts.hit(Limit::Members, 5);
+        assert_eq!(counts.due(), [(Limit::Members, 5)]);
+        counts.hit(Limit::Members, 2);
+        assert!(counts.due().is_empty(), "7 is not past 8");
+        assert_eq!(counts.count(Limit::Relays), 0);
+    }
+}
