@@ -193,6 +193,9 @@ fn reason(metric: &str, real_is_slower: bool) -> &'static str {
         ("failed requests", true) => {
             "a real connect to a host that is cut waits for SYN retries up to the client's timeout, and the kernel's queues and timers add to what the simulator models"
         }
+        ("heal to back", false) => {
+            "a push-pull started during the cut completes just after the heal on a real network, as TCP retransmits its SYN (after 1, 3, 7 s) within the connect timeout; turmoil loses a SYN sent into a partition for good, so a simulated node waits for its next reconnect round"
+        }
         (_, false) => {
             "the simulator's links take 1 to 5 ms each way while a veth hop takes tens of microseconds, and the simulator steps time in ticks"
         }

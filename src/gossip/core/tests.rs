@@ -1088,3 +1088,32 @@ fn ping_requests_beyond_the_relays_in_flight_are_counted() {
     assert_eq!(helper.limit_count(Limit::Relays), 2);
     assert_eq!(reported, [(Limit::Relays, RELAYS_MAX, 1), (Limit::Relays, RELAYS_MAX, 2)]);
 }
+
+/// News of more members than the broadcast queue holds: the queue drops the excess, and
+/// the agent counts and reports it.
+#[test]
+fn a_full_broadcast_queue_is_counted_and_reported() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    let mut reported = Vec::new();
+    let joiners = crate::gossip::broadcasts::BROADCASTS_MAX + 100;
+    for index in 0..joiners {
+        let name = format!("n{index}");
+        let state = NodeState {
+            name: name.as_str().into(),
+            addr: SocketAddr::from(([10, 1, (index / 250) as u8, (index % 250) as u8 + 1], 7946)),
+            incarnation: 1,
+            status: Status::Alive,
+            tags: Default::default(),
+        };
+        let mut out = Vec::new();
+        let bytes = codec::encode(&[Message::Alive(state)]).unwrap();
+        ha.handle_datagram(addr(2), &bytes, Duration::ZERO, &mut out).unwrap();
+        reported.extend(limits_reached(&out));
+    }
+    let dropped = ha.limit_count(Limit::Broadcasts);
+    assert!(dropped >= 100, "{dropped} dropped");
+    let last = reported.last().copied().expect("reported");
+    assert_eq!(last.0, Limit::Broadcasts);
+    assert!(last.2 > dropped / 2 && last.2 <= dropped, "log-spaced: {reported:?}");
+}
