@@ -13,11 +13,11 @@ use hashbrown::HashTable;
 
 use super::table::hash;
 
-/// Most broadcasts queued at once: Serf's `MaxQueueDepth` (4,096). Serf prunes its own queue
-/// to it, dropping the most sent (then the oldest); memberlist's queue has no bound, but a
-/// node that learns of thousands of members at once (a join storm of 10,000 nodes) cannot
-/// send them all within their retransmit limit anyway, and push-pull carries what a dropped
-/// broadcast would have.
+/// Most of Serf's own broadcasts (join and leave intents) queued at once: its
+/// `MaxQueueDepth` (4,096), to which Serf prunes its queue, dropping the most sent (then the
+/// oldest). memberlist's own queue (alive, suspect, dead) has no such bound: a newer message
+/// about a member replaces the older, so it holds one per member, and the agent bounds it by
+/// its member table.
 pub const BROADCASTS_MAX: usize = 4096;
 
 /// Ids are this many bits: one id per push, so 2^48 pushes (years at any real rate).
@@ -51,6 +51,8 @@ struct Queued<S> {
 /// place, found by subject through a hash index that is only looked up, never walked.
 #[derive(Clone, Debug)]
 pub struct BroadcastQueue<S> {
+    /// Most broadcasts it holds; past it the most sent (then oldest) is dropped.
+    cap: usize,
     slots: Vec<Option<Queued<S>>>,
     /// Slots emptied, to fill before growing.
     free: Vec<u32>,
@@ -63,7 +65,15 @@ pub struct BroadcastQueue<S> {
 
 impl<S> Default for BroadcastQueue<S> {
     fn default() -> Self {
+        Self::with_cap(BROADCASTS_MAX)
+    }
+}
+
+impl<S> BroadcastQueue<S> {
+    /// An empty queue of at most `cap` broadcasts (at least one).
+    pub fn with_cap(cap: usize) -> Self {
         Self {
+            cap: cap.max(1),
             slots: Vec::new(),
             free: Vec::new(),
             order: BTreeMap::new(),
@@ -92,8 +102,8 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         self.free.push(slot);
     }
 
-    /// Queues `message` about `subject`, replacing what was queued about it; past
-    /// [`BROADCASTS_MAX`] the most sent (then oldest) broadcast is dropped. Returns how many were dropped.
+    /// Queues `message` about `subject`, replacing what was queued about it; past the queue's
+    /// cap the most sent (then oldest) broadcast is dropped. Returns how many were dropped.
     pub fn push(&mut self, subject: S, message: Arc<[u8]>) -> usize {
         self.next_id += 1;
         // Past 2^48 pushes ids would wrap and collide: years of pushes at any real rate.
@@ -105,7 +115,7 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         // most sent first and, among equals, the oldest. The new broadcast goes first in the
         // order, so making room before it drops what dropping after it would.
         let mut dropped = 0;
-        while self.order.len() >= BROADCASTS_MAX {
+        while self.order.len() >= self.cap {
             let Some((_, &slot)) = self.order.last_key_value() else { break };
             self.remove_slot(slot);
             dropped += 1;

@@ -29,7 +29,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::broadcasts::BroadcastQueue;
+use super::broadcasts::{BROADCASTS_MAX, BroadcastQueue};
 use super::codec::{
     self, CodecError, DATAGRAM_BYTES_MAX, Message, MessageRef, Name, NodeState, NodeStateRef, PushPullRef,
     Status, StatusTimeRef, Tags,
@@ -206,8 +206,8 @@ impl Member {
     }
 }
 
-/// What a broadcast is about: a newer one about the same subject replaces it. memberlist's
-/// and Serf's messages about one node queue apart, as in Serf.
+/// What a broadcast is about, and so which queue it joins: memberlist's messages about a
+/// member, or Serf's intents about it. A newer one about the same subject replaces it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Subject {
     Member(Name),
@@ -264,7 +264,10 @@ pub struct Agent {
     incarnation: u32,
     /// In the order members were added: random peers are drawn from it by index.
     members: Table<Member>,
-    broadcasts: BroadcastQueue<Subject>,
+    /// memberlist's queue: alive, suspect and dead messages, one per member.
+    broadcasts: BroadcastQueue<Name>,
+    /// Serf's queue: join and leave intents, pruned to [`BROADCASTS_MAX`] as Serf prunes.
+    intents: BroadcastQueue<Name>,
     /// What each limit refused (dropped broadcasts as Serf counts its pruned messages).
     limits: LimitCounts,
     /// Shares names and tags with other tables.
@@ -308,11 +311,13 @@ impl Agent {
         assert!(config.gossip_nodes > 0);
         assert!(!config.name.is_empty() && config.name.len() <= codec::NAME_BYTES_MAX);
         let awareness_max = config.awareness_max_multiplier;
+        let members_max = config.members_max;
         Self {
             config,
             incarnation: 0,
             members: Table::default(),
-            broadcasts: BroadcastQueue::default(),
+            broadcasts: BroadcastQueue::with_cap(members_max),
+            intents: BroadcastQueue::with_cap(BROADCASTS_MAX),
             limits: LimitCounts::default(),
             interner: Interner::default(),
             rng,
@@ -452,8 +457,8 @@ impl Agent {
     fn report_limits(&mut self, out: &mut Vec<Action>) {
         for (limit, count) in self.limits.due() {
             let max = match limit {
-                Limit::Broadcasts => super::broadcasts::BROADCASTS_MAX,
-                Limit::Members => self.config.members_max,
+                Limit::Broadcasts => BROADCASTS_MAX,
+                Limit::Members | Limit::MemberBroadcasts => self.config.members_max,
                 Limit::Relays => RELAYS_MAX,
             };
             out.push(Action::LimitReached { limit, max, count });
@@ -683,7 +688,7 @@ impl Agent {
         let name = self.config.name.clone();
         let pending = |agent: &Self, subject: &Subject| {
             let has_peers = agent.members.iter().any(|m| *m.state.name != *name && !m.state.status.is_gone());
-            has_peers && agent.broadcasts.contains(subject)
+            has_peers && agent.is_queued(subject)
         };
         let again = Action::SetTimer { timer: Timer::Leave, after: self.config.gossip_interval };
         match phase {
@@ -1410,7 +1415,7 @@ impl Agent {
 
     fn gossip(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::SetTimer { timer: Timer::Gossip, after: self.config.gossip_interval });
-        if self.broadcasts.is_empty() {
+        if self.broadcasts.is_empty() && self.intents.is_empty() {
             return;
         }
         for peer in self.random_peers(self.config.gossip_nodes, now, |_| true) {
@@ -1419,28 +1424,48 @@ impl Agent {
         }
     }
 
-    /// Pending broadcasts to send after `packet`, least-sent first so new news goes out
-    /// before old news, as far as the datagram size allows; each one counts as transmitted
-    /// once.
+    /// Pending broadcasts to send after `packet`, as far as the datagram size allows; each one
+    /// counts as transmitted once. As memberlist fills a packet: its own queue first, then
+    /// Serf's (the delegate's broadcasts) in the room left; each queue least-sent first, so
+    /// new news goes out before old news.
     fn piggyback(&mut self, packet: &[Message]) -> Vec<Arc<[u8]>> {
         let limit = self.retransmit_limit();
         let mut size = 8 + packet.iter().map(codec::encoded_len).sum::<usize>();
-        self.broadcasts.take(limit, |message| {
+        let mut fits = |message: &[u8]| {
             let fits = size + message.len() <= DATAGRAM_BYTES_MAX;
             size += if fits { message.len() } else { 0 };
             fits
-        })
+        };
+        let mut taken = self.broadcasts.take(limit, &mut fits);
+        taken.extend(self.intents.take(limit, &mut fits));
+        taken
     }
 
-    /// Queues `message` about `name`; `subject` says which of its broadcasts it replaces.
+    /// Whether a broadcast about `subject` is still queued.
+    fn is_queued(&self, subject: &Subject) -> bool {
+        match subject {
+            Subject::Member(name) => self.broadcasts.contains(name),
+            Subject::Intent(name) => self.intents.contains(name),
+        }
+    }
+
+    /// Queues `message` about `name`; `subject` says which queue, and which of its
+    /// broadcasts it replaces.
     fn enqueue(&mut self, subject: fn(Name) -> Subject, name: &str, message: Message) {
         let bytes = match codec::encode_message(&message) {
             Ok(bytes) => self.interner.broadcast(bytes),
             Err(error) => return tracing::error!(%error, "broadcast not queued"),
         };
-        let subject = subject(self.interner.name(name));
-        let dropped = self.broadcasts.push(subject, bytes);
-        self.limits.hit(Limit::Broadcasts, dropped as u64);
+        match subject(self.interner.name(name)) {
+            Subject::Member(name) => {
+                let dropped = self.broadcasts.push(name, bytes);
+                self.limits.hit(Limit::MemberBroadcasts, dropped as u64);
+            }
+            Subject::Intent(name) => {
+                let dropped = self.intents.push(name, bytes);
+                self.limits.hit(Limit::Broadcasts, dropped as u64);
+            }
+        }
     }
 
     /// How often `limit` refused something.

@@ -6,9 +6,13 @@
 /// A limit of the agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Limit {
-    /// The broadcast queue was full: its oldest, most sent message was dropped
-    /// ([`super::broadcasts::BROADCASTS_MAX`]).
+    /// Serf's broadcast queue (join and leave intents) was full: its most sent, then oldest,
+    /// intent was dropped ([`super::broadcasts::BROADCASTS_MAX`]).
     Broadcasts,
+    /// memberlist's broadcast queue (one message per member) held as many as the member
+    /// table may: its most sent, then oldest, message was dropped
+    /// ([`super::config::GossipConfig::members_max`]).
+    MemberBroadcasts,
     /// The member table was full: a new member was refused
     /// ([`super::config::GossipConfig::members_max`]).
     Members,
@@ -19,12 +23,13 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in report order.
-    pub const ALL: [Limit; 3] = [Limit::Broadcasts, Limit::Members, Limit::Relays];
+    pub const ALL: [Limit; 4] = [Limit::Broadcasts, Limit::MemberBroadcasts, Limit::Members, Limit::Relays];
 
     /// Its name in traces and reports.
     pub fn name(self) -> &'static str {
         match self {
             Limit::Broadcasts => "gossip-broadcasts",
+            Limit::MemberBroadcasts => "gossip-member-broadcasts",
             Limit::Members => "gossip-members",
             Limit::Relays => "gossip-relays",
         }

@@ -1089,10 +1089,10 @@ fn ping_requests_beyond_the_relays_in_flight_are_counted() {
     assert_eq!(reported, [(Limit::Relays, RELAYS_MAX, 1), (Limit::Relays, RELAYS_MAX, 2)]);
 }
 
-/// News of more members than the broadcast queue holds: the queue drops the excess, and
-/// the agent counts and reports it.
+/// More join intents than Serf's queue holds: it drops the excess (most sent, then oldest),
+/// counted and reported; memberlist's own queue, one message per member, drops nothing.
 #[test]
-fn a_full_broadcast_queue_is_counted_and_reported() {
+fn a_full_intent_queue_is_counted_and_reported() {
     let mut ha = agent(config("ha", 1, &[]));
     ha.start(Duration::ZERO, &mut Vec::new());
     let mut reported = Vec::new();
@@ -1106,14 +1106,16 @@ fn a_full_broadcast_queue_is_counted_and_reported() {
             status: Status::Alive,
             tags: Default::default(),
         };
+        let intent = Message::JoinIntent { name, ltime: 1 };
         let mut out = Vec::new();
-        let bytes = codec::encode(&[Message::Alive(state)]).unwrap();
+        let bytes = codec::encode(&[Message::Alive(state), intent]).unwrap();
         ha.handle_datagram(addr(2), &bytes, Duration::ZERO, &mut out).unwrap();
         reported.extend(limits_reached(&out));
     }
+    assert_eq!(ha.limit_count(Limit::MemberBroadcasts), 0, "one alive per member always fits");
     let dropped = ha.limit_count(Limit::Broadcasts);
-    assert!(dropped >= 100, "{dropped} dropped");
+    assert!(dropped >= 100, "{dropped} intents dropped");
     let last = reported.last().copied().expect("reported");
-    assert_eq!(last.0, Limit::Broadcasts);
+    assert_eq!((last.0, last.1), (Limit::Broadcasts, crate::gossip::broadcasts::BROADCASTS_MAX));
     assert!(last.2 > dropped / 2 && last.2 <= dropped, "log-spaced: {reported:?}");
 }
