@@ -12,7 +12,8 @@
 //! state at join, periodically, and with failed members (Serf's reconnect), which heals
 //! partitions.
 //!
-//! Serf's layer ([`super::serf`]) rides on the same broadcasts: join and leave intents
+//! Serf's layer ([`super::serf`]) rides in the same packets, from a queue of its own: join
+//! and leave intents
 //! stamped with a Lamport time, so that a graceful leave ends as "left" everywhere (not
 //! "failed"), a stale leave cannot undo a later rejoin, and a failed member can be
 //! force-left. Left members are forgotten after the tombstone timeout, failed ones after the
@@ -455,14 +456,23 @@ impl Agent {
     /// datagram, stream and timer, so a limit reached elsewhere (a leave, new tags) is
     /// reported by the next of those, within a probe interval.
     fn report_limits(&mut self, out: &mut Vec<Action>) {
-        for (limit, count) in self.limits.due() {
-            let max = match limit {
-                Limit::Broadcasts => BROADCASTS_MAX,
-                Limit::Members | Limit::MemberBroadcasts => self.config.members_max,
-                Limit::Relays => RELAYS_MAX,
-            };
-            out.push(Action::LimitReached { limit, max, count });
-        }
+        let reports: Vec<Action> = self
+            .limits
+            .due()
+            .into_iter()
+            .map(|(limit, count)| {
+                let max = match limit {
+                    Limit::Intents => BROADCASTS_MAX,
+                    Limit::Members | Limit::MemberBroadcasts => self.config.members_max,
+                    Limit::Relays => RELAYS_MAX,
+                };
+                Action::LimitReached { limit, max, count }
+            })
+            .collect();
+        // Before the agent's last word: a driver stops at `Left` or `GaveUp`.
+        let last = out.iter().position(|action| matches!(action, Action::Left | Action::GaveUp { .. }));
+        let at = last.unwrap_or(out.len());
+        out.splice(at..at, reports);
     }
 
     /// Handles a push-pull that came over a stream from `from`: merges it, and returns the
@@ -939,9 +949,9 @@ impl Agent {
             }
             // Someone gossips an old or foreign view of us: make sure ours wins (unless we are
             // on our way out).
-            if self.leave.is_none() && state.incarnation > self.incarnation
-                || (state.incarnation == self.incarnation && state.tags != self.config.tags)
-            {
+            let stale = state.incarnation > self.incarnation
+                || (state.incarnation == self.incarnation && state.tags != self.config.tags);
+            if self.leave.is_none() && stale {
                 self.refute(state.incarnation, now);
             }
             return;
@@ -1463,7 +1473,7 @@ impl Agent {
             }
             Subject::Intent(name) => {
                 let dropped = self.intents.push(name, bytes);
-                self.limits.hit(Limit::Broadcasts, dropped as u64);
+                self.limits.hit(Limit::Intents, dropped as u64);
             }
         }
     }

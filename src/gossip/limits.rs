@@ -1,14 +1,14 @@
 //! The agent's limits that peers can reach: each time one refuses something it is counted,
-//! and reported as an action when its count reaches 1, 2, 4, 8, ... A join storm drops
-//! millions of broadcasts across a large cluster; log-spaced reports keep that to a few
-//! dozen records per agent while the count stays exact.
+//! and reported as an action when its count reaches 1, 2, 4, 8, ... A storm can hit a limit
+//! millions of times across a large cluster; log-spaced reports keep that to a few dozen
+//! records per agent while the count stays exact.
 
 /// A limit of the agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Limit {
     /// Serf's broadcast queue (join and leave intents) was full: its most sent, then oldest,
     /// intent was dropped ([`super::broadcasts::BROADCASTS_MAX`]).
-    Broadcasts,
+    Intents,
     /// memberlist's broadcast queue (one message per member) held as many as the member
     /// table may: its most sent, then oldest, message was dropped
     /// ([`super::config::GossipConfig::members_max`]).
@@ -23,12 +23,12 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in report order.
-    pub const ALL: [Limit; 4] = [Limit::Broadcasts, Limit::MemberBroadcasts, Limit::Members, Limit::Relays];
+    pub const ALL: [Limit; 4] = [Limit::Intents, Limit::MemberBroadcasts, Limit::Members, Limit::Relays];
 
     /// Its name in traces and reports.
     pub fn name(self) -> &'static str {
         match self {
-            Limit::Broadcasts => "gossip-broadcasts",
+            Limit::Intents => "gossip-intents",
             Limit::MemberBroadcasts => "gossip-member-broadcasts",
             Limit::Members => "gossip-members",
             Limit::Relays => "gossip-relays",
@@ -85,11 +85,11 @@ mod tests {
         assert!(counts.due().is_empty());
         let mut reported = Vec::new();
         for _ in 0..1000 {
-            counts.hit(Limit::Broadcasts, 1);
+            counts.hit(Limit::Intents, 1);
             reported.extend(counts.due().into_iter().map(|(_, count)| count));
         }
         assert_eq!(reported, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
-        assert_eq!(counts.count(Limit::Broadcasts), 1000);
+        assert_eq!(counts.count(Limit::Intents), 1000);
         // Many at once: one report, with the count reached.
         counts.hit(Limit::Members, 5);
         assert_eq!(counts.due(), [(Limit::Members, 5)]);

@@ -158,7 +158,7 @@ pub struct Figures {
 /// One limit that refused something during the run.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LimitFigure {
-    /// Its name (`gossip-broadcasts`...).
+    /// Its name (`gossip-intents`...).
     pub limit: String,
     /// Its bound.
     pub max: u64,

@@ -1113,9 +1113,31 @@ fn a_full_intent_queue_is_counted_and_reported() {
         reported.extend(limits_reached(&out));
     }
     assert_eq!(ha.limit_count(Limit::MemberBroadcasts), 0, "one alive per member always fits");
-    let dropped = ha.limit_count(Limit::Broadcasts);
+    let dropped = ha.limit_count(Limit::Intents);
     assert!(dropped >= 100, "{dropped} intents dropped");
     let last = reported.last().copied().expect("reported");
-    assert_eq!((last.0, last.1), (Limit::Broadcasts, crate::gossip::broadcasts::BROADCASTS_MAX));
+    assert_eq!((last.0, last.1), (Limit::Intents, crate::gossip::broadcasts::BROADCASTS_MAX));
     assert!(last.2 > dropped / 2 && last.2 <= dropped, "log-spaced: {reported:?}");
+}
+
+/// On its way out an agent does not refute even a same-incarnation view of itself with other
+/// tags: a refutation's alive message would replace its own goodbye in the queue.
+#[test]
+fn a_leaving_agent_does_not_refute_a_view_with_other_tags() {
+    let mut ha = agent(config("ha", 1, &[]));
+    ha.start(Duration::ZERO, &mut Vec::new());
+    ha.leave(Duration::ZERO, &mut Vec::new());
+    let before = ha.incarnation;
+    let mut tags = BTreeMap::new();
+    tags.insert("role".to_string(), "other".to_string());
+    let state = NodeState {
+        name: "ha".into(),
+        addr: addr(1),
+        incarnation: before,
+        status: Status::Alive,
+        tags: tags.into(),
+    };
+    let bytes = codec::encode(&[Message::Alive(state)]).unwrap();
+    ha.handle_datagram(addr(2), &bytes, Duration::from_millis(10), &mut Vec::new()).unwrap();
+    assert_eq!(ha.incarnation, before, "no refutation while leaving");
 }
