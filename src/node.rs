@@ -174,7 +174,8 @@ impl Default for GossipSettings {
 
 /// Bugs planted on purpose, so that the simulator's own tests can show that each invariant
 /// catches the failure it exists for (mutation testing of the oracle, as FoundationDB's
-/// BUGGIFY plants faults in production code). All off by default; `rollcall node` never sets them (the real engine runs them when a scenario plants them).
+/// BUGGIFY plants faults in production code). All off by default; `rollcall node` never sets
+/// them (the real engine runs them when a scenario plants them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlantedBugs {
     /// The balancer keeps every server it ever loaded: removals are ignored.

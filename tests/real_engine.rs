@@ -52,7 +52,7 @@ fn socket_in(namespace: &str, addr: SocketAddr) -> UdpSocket {
 fn delivers(from: &UdpSocket, to: &UdpSocket, tag: &str) -> bool {
     let target = to.local_addr().expect("bound");
     for _ in 0..3 {
-        // A packet nftables drops on its way out fails its send (EPERM): not delivered.
+        // A send may fail (a rule on the sender's own output would say EPERM): not delivered.
         let _ = from.send_to(tag.as_bytes(), target);
     }
     let mut buf = [0u8; 64];

@@ -1,4 +1,5 @@
-//! rollcall-sim: runs the rollcall stack in a seeded simulated world.
+//! rollcall-sim: runs the rollcall stack in a seeded simulated world, or on real processes
+//! ([`engines::real`]) to compare the two ([`calibrate`]).
 //!
 //! - [`Simulation`]: the one pipeline: a world (from a scenario file or built in code) and a
 //!   seed -> plan -> engine -> trace -> observations -> invariants -> report.

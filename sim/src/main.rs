@@ -461,8 +461,7 @@ fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitC
             return ExitCode::from(match error {
                 // A run past a limit asked for more than rollcall runs: the file's fault.
                 EngineError::TraceFull { .. } => 2,
-                // Ctrl-C, as a shell reports it.
-                EngineError::Interrupted => 130,
+                EngineError::Interrupted => real_cli::EXIT_INTERRUPTED,
                 _ => 1,
             });
         }

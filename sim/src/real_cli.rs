@@ -12,6 +12,9 @@ use rollcall_sim::engines::{EngineError, EngineKind};
 
 use crate::Use;
 
+/// The exit code after Ctrl-C, as a shell reports a process killed by SIGINT (128 + 2).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Most runs `calibrate` makes on each engine: each real run takes the scenario's length.
 const CALIBRATE_RUNS_MAX: u64 = 1000;
 /// Runs `calibrate` makes on each engine unless told: enough for a median and a p90.
@@ -85,7 +88,11 @@ pub fn calibrate(simulation: &Simulation, runs: u64, json: bool) -> ExitCode {
                 Ok(run) => run,
                 Err(error) => {
                     eprintln!("error: seed {seed} on {}: {error}", engine.name());
-                    return ExitCode::from(if matches!(error, EngineError::Interrupted) { 130 } else { 1 });
+                    return ExitCode::from(if matches!(error, EngineError::Interrupted) {
+                        EXIT_INTERRUPTED
+                    } else {
+                        1
+                    });
                 }
             };
             let outcome = if run.report.as_expected { "as expected" } else { "NOT as expected" };

@@ -177,7 +177,7 @@ impl Report {
         for limit in &figures.limits {
             let _ = writeln!(
                 out,
-                "limit reached: {} (at most {}) on {} host(s), up to {} times on one",
+                "limit reached: {} (at most {}) on {} host(s), at least {} times on one",
                 limit.limit, limit.max, limit.hosts, limit.largest
             );
         }

@@ -113,6 +113,12 @@ impl<N: Net> HostEnv<N> {
     }
 }
 
+/// The random seed of `host`'s boot number `boot` in a run of `seed`: every engine derives
+/// it this way, so one host's random streams are the same whichever engine runs it.
+pub fn host_seed(seed: u64, host: &str, boot: u32) -> u64 {
+    mix(mix(seed, stable_hash(host.as_bytes())), u64::from(boot))
+}
+
 /// FNV-1a: a fixed algorithm, so derived seeds never change between toolchains.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes

@@ -42,7 +42,7 @@ use rollcall::gossip::core::{Action, Agent, Timer};
 use rollcall::gossip::driver::{View, state_changes};
 use rollcall::gossip::intern::Interner;
 use rollcall::gossip::snapshot;
-use rollcall::host::{Event, Observer, mix, stable_hash};
+use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
 use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config, render_settings};
@@ -518,10 +518,7 @@ impl<'a> Engine<'a> {
         }
         let seeds = config.seeds.iter().map(ToString::to_string).collect();
         let state = &mut self.hosts[host];
-        let run_seed = mix(
-            mix(mix(self.seed, stable_hash(name.as_bytes())), u64::from(state.boots)),
-            u64::from(state.generation),
-        );
+        let run_seed = mix(host_seed(self.seed, &name, state.boots), u64::from(state.generation));
         let mut agent =
             Agent::new(config, ChaCha8Rng::seed_from_u64(mix(run_seed, stable_hash(b"gossip-agent"))));
         agent.share_interner(self.interner.clone());

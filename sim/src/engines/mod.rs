@@ -91,6 +91,20 @@ fn supervisor(host: &str, control: Control) -> Option<(&str, Order)> {
     Some((host, Order::Supervisor(control)))
 }
 
+/// A scenario host name (or an address) to its address in `addresses`, as a host's DNS would
+/// answer inside the world.
+pub(crate) fn resolve_in(
+    addresses: &BTreeMap<String, std::net::IpAddr>,
+    host: &str,
+) -> std::io::Result<std::net::IpAddr> {
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    addresses.get(host).copied().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("lookup {host}: no such host"))
+    })
+}
+
 /// The plan as the first record of every trace.
 pub(crate) fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
     let start_at_ms = plan.start_at.iter().map(|(name, at)| (name.clone(), at.as_millis() as u64)).collect();

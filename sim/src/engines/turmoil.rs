@@ -18,7 +18,7 @@ use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
 use crate::workload;
 use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::driver::AgentControl;
-use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, mix, stable_hash};
+use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, host_seed};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
 use rollcall::node::{self, NodeHandles};
@@ -83,14 +83,7 @@ impl Net for SimNet {
         turmoil::net::TcpStream::connect(addr).await
     }
     fn resolve(&self, host: &str) -> io::Result<IpAddr> {
-        if let Ok(ip) = host.parse() {
-            return Ok(ip);
-        }
-        self.addresses
-            .borrow()
-            .get(host)
-            .copied()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("lookup {host}: no such host")))
+        super::resolve_in(&self.addresses.borrow(), host)
     }
     fn local_ip(&self) -> IpAddr {
         self.addresses.borrow()[&self.name]
@@ -202,7 +195,7 @@ fn host_factory(
         let (control, control_rx) = mpsc::unbounded_channel();
         *state.control.borrow_mut() = Some(control);
         // A fresh random stream per boot: a restarted host does not replay its first life.
-        let host_seed = mix(mix(seed, stable_hash(host.name.as_bytes())), u64::from(boot));
+        let host_seed = host_seed(seed, &host.name, boot);
         let net = SimNet { name: host.name.clone(), addresses: addresses.clone() };
         let env = HostEnv::new(
             host.name.clone(),

@@ -28,7 +28,7 @@ use crate::trace::{Entry, Record, ViewScope};
 use crate::workload;
 use crate::world::{HostKind, HostSpec, World};
 use rollcall::gossip::driver::AgentControl;
-use rollcall::host::{Clock, Disk, Event, HostEnv, Observer, RealDisk, mix, stable_hash};
+use rollcall::host::{Clock, Disk, Event, HostEnv, Observer, RealDisk, host_seed, stable_hash};
 use rollcall::net::Net;
 use rollcall::net::tokio_net::TokioNet;
 use rollcall::node::{self, NodeHandles};
@@ -136,13 +136,7 @@ impl Net for NamedNet {
         self.sockets.connect(addr).await
     }
     fn resolve(&self, host: &str) -> io::Result<IpAddr> {
-        if let Ok(ip) = host.parse() {
-            return Ok(ip);
-        }
-        self.addresses
-            .get(host)
-            .copied()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("lookup {host}: no such host")))
+        crate::engines::resolve_in(&self.addresses, host)
     }
     fn local_ip(&self) -> IpAddr {
         self.sockets.advertise
@@ -194,8 +188,7 @@ pub fn run(world: &World, args: HostArgs) -> Result<(), String> {
         .open(&args.trace)
         .map_err(|error| format!("{}: {error}", args.trace.display()))?;
     let observer = FileObserver { file: RefCell::new(file), scope: world.trace_scope.clone() };
-    // The same seed for the same host and boot as in turmoil.
-    let host_seed = mix(mix(args.seed, stable_hash(spec.name.as_bytes())), u64::from(args.boot));
+    let host_seed = host_seed(args.seed, &spec.name, args.boot);
     let net = NamedNet { sockets: TokioNet::new(own), addresses: Rc::new(args.addresses.clone()) };
     let env = HostEnv::new(
         spec.name.clone(),

@@ -392,6 +392,12 @@ impl RealRun<'_> {
         let Some(mut child) = process.child.take() else { return };
         kill_group(&child);
         let _ = tokio::time::timeout(REAP_WAIT, child.wait()).await;
+        // Its next boot appends to the same file: a line the kill cut short must not end up
+        // in the middle of it.
+        let trace = self.dir.join(format!("h{}.jsonl", process.index));
+        if let Err(error) = trim_torn_line(&trace) {
+            tracing::warn!(%error, file = %trace.display(), "cannot trim a host's trace");
+        }
     }
 
     /// Writes an order to the host's stdin; a host that is down has nobody to take it.
@@ -461,6 +467,20 @@ impl Drop for RealRun<'_> {
         }
         let _ = std::io::stderr().flush();
     }
+}
+
+/// Cuts `path` back to its last complete line.
+fn trim_torn_line(path: &Path) -> std::io::Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let whole = bytes.iter().rposition(|byte| *byte == b'\n').map_or(0, |at| at + 1);
+    if whole < bytes.len() {
+        std::fs::OpenOptions::new().write(true).open(path)?.set_len(whole as u64)?;
+    }
+    Ok(())
 }
 
 fn kill_group(child: &tokio::process::Child) {

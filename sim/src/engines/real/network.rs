@@ -39,7 +39,7 @@ struct Rules {
 /// A run's namespaces, bridge and rules.
 pub struct Network {
     run_id: String,
-    /// Host name to (namespace, address), in file order.
+    /// Host name to its namespace and address.
     hosts: BTreeMap<String, (String, IpAddr)>,
     switch: String,
     rules: Rules,
