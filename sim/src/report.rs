@@ -268,17 +268,7 @@ fn describe(record: &Record) -> Option<String> {
         Event::JoinGaveUp { attempts } => format!("join gave up after {attempts} attempt(s)"),
         Event::Leaving => "gossip agent leaving the cluster".into(),
         Event::Left => "gossip agent left the cluster and stops".into(),
-        Event::Member { change, member, addr, tags } => {
-            let change = match change {
-                MemberChange::Join => "member-join",
-                MemberChange::Update => "member-update",
-                MemberChange::Failed => "member-failed",
-                MemberChange::Leave => "member-leave",
-                MemberChange::Reap => "member-reap",
-            };
-            let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("{change} {member} {addr} {}", tags.join(","))
-        }
+        Event::Member { change, member, addr, tags } => describe_member(*change, member, addr, tags),
         Event::ServiceStarted { service } => format!("service {service} started"),
         Event::ServiceExited { service, status } => format!("service {service} exited ({status})"),
         Event::ServiceStopped { service, stopped: true } => format!("service {service} stopped (SIGSTOP)"),
@@ -326,6 +316,24 @@ fn describe(record: &Record) -> Option<String> {
         | Event::Request { .. } => return None,
     };
     Some(text)
+}
+
+/// A member event as Serf's handlers see it: `member-join s1 10.0.0.2:7946 role=backend`.
+fn describe_member(
+    change: MemberChange,
+    member: &str,
+    addr: &str,
+    tags: &BTreeMap<String, String>,
+) -> String {
+    let change = match change {
+        MemberChange::Join => "member-join",
+        MemberChange::Update => "member-update",
+        MemberChange::Failed => "member-failed",
+        MemberChange::Leave => "member-leave",
+        MemberChange::Reap => "member-reap",
+    };
+    let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{change} {member} {addr} {}", tags.join(","))
 }
 
 fn describe_world(event: &WorldEvent) -> Option<String> {
