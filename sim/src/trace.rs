@@ -56,6 +56,22 @@ pub enum WorldEvent {
 }
 
 impl WorldEvent {
+    /// What a plan step records at `phase`: the start or end of fault `id` (a repeat records
+    /// nothing; the host records what it does).
+    pub fn phase(id: usize, fault: &FaultKind, phase: crate::faults::Phase) -> Option<Self> {
+        match phase {
+            crate::faults::Phase::Start => Some(WorldEvent::FaultStarted { id, fault: fault.clone() }),
+            crate::faults::Phase::End => Some(WorldEvent::FaultEnded { id, fault: fault.clone() }),
+            crate::faults::Phase::Repeat => None,
+        }
+    }
+
+    /// The record of a group of links cut (`cut`) or repaired.
+    pub fn links(group: crate::links::LinkGroup, cut: bool) -> Self {
+        let (from, to) = (group.from, group.to);
+        if cut { WorldEvent::LinkCut { from, to } } else { WorldEvent::LinkRepaired { from, to } }
+    }
+
     /// A plan with `roles` and nothing else: no faults, every host starting at 0 (for tests
     /// that build traces by hand).
     #[cfg(test)]

@@ -209,7 +209,7 @@ impl Member {
 
 /// What a broadcast is about, and so which queue it joins: memberlist's messages about a
 /// member, or Serf's intents about it. A newer one about the same subject replaces it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 enum Subject {
     Member(Name),
     Intent(Name),

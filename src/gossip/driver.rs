@@ -250,6 +250,11 @@ pub fn state_changes<'a>(
 
 /// Rewrites the snapshot when the alive members changed; a failed write is logged (the next
 /// change tries again) and never stops the agent.
+/// The trace event of a limit the agent reached (every engine records it so).
+pub fn limit_event(limit: super::limits::Limit, max: usize, count: u64) -> Event {
+    Event::LimitReached { limit: limit.name().to_string(), max: max as u64, count }
+}
+
 fn save_snapshot<N: Net>(env: &HostEnv<N>, path: &Path, members: &[NodeState], me: &str, last: &mut String) {
     let text = snapshot::render(members, me);
     // A table with no one else (a start, before any rejoin answer) must not wipe the members
@@ -338,9 +343,7 @@ async fn perform<N: Net>(
             })
         }
         Action::JoinAttempt { attempt } => env.observe(Event::JoinAttempt { attempt, seeds: seeds.to_vec() }),
-        Action::LimitReached { limit, max, count } => {
-            env.observe(Event::LimitReached { limit: limit.name().to_string(), max: max as u64, count })
-        }
+        Action::LimitReached { limit, max, count } => env.observe(limit_event(limit, max, count)),
         Action::Joined { via } => env.observe(Event::Joined { via: via.to_string() }),
         Action::GaveUp { attempts } => {
             env.observe(Event::JoinGaveUp { attempts });

@@ -662,8 +662,7 @@ impl<'a> Engine<'a> {
             }
             Action::Joined { via } => self.observe(host, Event::Joined { via: via.to_string() }),
             Action::LimitReached { limit, max, count } => {
-                let event = Event::LimitReached { limit: limit.name().to_string(), max: max as u64, count };
-                self.observe(host, event)
+                self.observe(host, rollcall::gossip::driver::limit_event(limit, max, count))
             }
             Action::GaveUp { attempts } => {
                 self.observe(host, Event::JoinGaveUp { attempts });
@@ -699,22 +698,12 @@ impl<'a> Engine<'a> {
         let (id, phase) = (step.fault, step.phase);
         let fault = self.plan.faults[id].kind.clone();
         let start = phase == Phase::Start;
-        let record = match phase {
-            Phase::Start => WorldEvent::FaultStarted { id, fault: fault.clone() },
-            Phase::End => WorldEvent::FaultEnded { id, fault: fault.clone() },
-            Phase::Repeat => return,
-        };
+        let Some(record) = WorldEvent::phase(id, &fault, phase) else { return };
         self.recorder.world(self.now, WORLD, record);
         match &fault {
             FaultKind::Partition { a, b, oneway } => {
                 for group in self.active.partition(a, b, *oneway, start) {
-                    let (from, to) = (group.from, group.to);
-                    let event = if start {
-                        WorldEvent::LinkCut { from, to }
-                    } else {
-                        WorldEvent::LinkRepaired { from, to }
-                    };
-                    self.recorder.world(self.now, WORLD, event);
+                    self.recorder.world(self.now, WORLD, WorldEvent::links(group, start));
                 }
                 self.cut_links = self.cut_masks();
             }

@@ -105,6 +105,22 @@ pub(crate) fn resolve_in(
     })
 }
 
+/// Boots one host of the world on `env`: records the boot, then runs its node (with
+/// `handles`) or its client workload until it ends. Every engine that runs the real stack
+/// boots hosts this way.
+pub(crate) async fn boot_host<N: rollcall::net::Net>(
+    env: rollcall::host::HostEnv<N>,
+    kind: crate::world::HostKind,
+    handles: rollcall::node::NodeHandles,
+    boot: u32,
+) {
+    env.observe(rollcall::host::Event::HostBooted { boot });
+    match kind {
+        crate::world::HostKind::Node(spec) => rollcall::node::boot(env, *spec, handles).await,
+        crate::world::HostKind::Client(spec) => crate::workload::run(env, spec).await,
+    }
+}
+
 /// The plan as the first record of every trace.
 pub(crate) fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
     let start_at_ms = plan.start_at.iter().map(|(name, at)| (name.clone(), at.as_millis() as u64)).collect();

@@ -15,13 +15,12 @@ use tokio::sync::mpsc;
 use super::{ActiveFaults, EngineError, Order, order, plan_record};
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
-use crate::workload;
-use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
+use crate::world::{HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::driver::AgentControl;
 use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, host_seed};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
-use rollcall::node::{self, NodeHandles};
+use rollcall::node::NodeHandles;
 use rollcall::supervisor::driver::Control;
 
 /// turmoil's UDP socket as a [`Datagram`].
@@ -210,14 +209,8 @@ fn host_factory(
         Box::pin(async move {
             // A host crashed and restarted before its planned start still waits for it.
             tokio::time::sleep(start_at.saturating_sub(env.now())).await;
-            env.observe(Event::HostBooted { boot });
-            match kind {
-                HostKind::Node(spec) => {
-                    let handles = NodeHandles { faults, control: control_rx, agent };
-                    node::boot(env, *spec, handles).await
-                }
-                HostKind::Client(spec) => workload::run(env, spec).await,
-            }
+            let handles = NodeHandles { faults, control: control_rx, agent };
+            super::boot_host(env, kind, handles, boot).await;
             Ok(())
         })
     }
@@ -252,13 +245,7 @@ impl WorldFaults {
             }
             return;
         }
-        let record = match step.phase {
-            Phase::Start => Some(WorldEvent::FaultStarted { id: step.fault, fault: fault.clone() }),
-            Phase::End => Some(WorldEvent::FaultEnded { id: step.fault, fault: fault.clone() }),
-            // The host records each reload it makes.
-            Phase::Repeat => None,
-        };
-        if let Some(record) = record {
+        if let Some(record) = WorldEvent::phase(step.fault, fault, step.phase) {
             self.recorder.world(now, WORLD, record);
         }
         match fault {
@@ -294,10 +281,7 @@ impl WorldFaults {
                     sim.repair_oneway(from, to);
                 }
             }
-            let (from, to) = (group.from, group.to);
-            let event =
-                if cut { WorldEvent::LinkCut { from, to } } else { WorldEvent::LinkRepaired { from, to } };
-            self.recorder.world(sim.elapsed(), WORLD, event);
+            self.recorder.world(sim.elapsed(), WORLD, WorldEvent::links(group, cut));
         }
     }
 

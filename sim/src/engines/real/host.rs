@@ -25,13 +25,12 @@ use tokio::sync::mpsc;
 
 use crate::engines::Order;
 use crate::trace::{Entry, Record, ViewScope};
-use crate::workload;
 use crate::world::{HostKind, HostSpec, World};
 use rollcall::gossip::driver::AgentControl;
 use rollcall::host::{Clock, Disk, Event, HostEnv, Observer, RealDisk, host_seed, stable_hash};
 use rollcall::net::Net;
 use rollcall::net::tokio_net::TokioNet;
-use rollcall::node::{self, NodeHandles};
+use rollcall::node::NodeHandles;
 use rollcall::supervisor::driver::Control;
 
 /// The machine's monotonic clock (shared by every namespace), in nanoseconds.
@@ -207,19 +206,12 @@ pub fn run(world: &World, args: HostArgs) -> Result<(), String> {
 }
 
 async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
-    env.observe(Event::HostBooted { boot });
     let (control, control_rx) = mpsc::unbounded_channel();
     let agent = Rc::new(AgentControl::default());
     let orders = follow_orders(control, agent.clone());
-    let host = async move {
-        match kind {
-            HostKind::Node(spec) => {
-                let handles = NodeHandles { faults: Rc::default(), control: control_rx, agent };
-                node::boot(env, *spec, handles).await
-            }
-            HostKind::Client(spec) => workload::run(env, spec).await,
-        }
-    };
+    // Loss is the network's (nftables), not the host's own model.
+    let handles = NodeHandles { faults: Rc::default(), control: control_rx, agent };
+    let host = crate::engines::boot_host(env, kind, handles, boot);
     tokio::select! {
         biased;
         () = orders => {}

@@ -277,12 +277,8 @@ impl RealRun<'_> {
         let plan = self.plan;
         let fault = &plan.faults[step.fault].kind;
         let start = step.phase == Phase::Start;
-        match step.phase {
-            Phase::Start => {
-                self.record(WORLD, WorldEvent::FaultStarted { id: step.fault, fault: fault.clone() })
-            }
-            Phase::End => self.record(WORLD, WorldEvent::FaultEnded { id: step.fault, fault: fault.clone() }),
-            Phase::Repeat => {}
+        if let Some(record) = WorldEvent::phase(step.fault, fault, step.phase) {
+            self.record(WORLD, record);
         }
         match fault {
             FaultKind::Partition { a, b, oneway } => self.partition(a, b, *oneway, start),
@@ -306,10 +302,7 @@ impl RealRun<'_> {
     fn partition(&mut self, a: &[String], b: &[String], oneway: bool, cut: bool) -> Result<(), EngineError> {
         for group in self.active.partition(a, b, oneway, cut) {
             self.network.set_links(group.links(), cut).map_err(EngineError::Real)?;
-            let (from, to) = (group.from, group.to);
-            let event =
-                if cut { WorldEvent::LinkCut { from, to } } else { WorldEvent::LinkRepaired { from, to } };
-            self.record(WORLD, event);
+            self.record(WORLD, WorldEvent::links(group, cut));
         }
         Ok(())
     }
