@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use rollcall::gossip::codec::{NAME_BYTES_MAX, TAGS_BYTES_MAX, tags_bytes};
 use rollcall::gossip::driver::AgentControl;
 use rollcall::gossip::handlers::HandlerSpec;
+use rollcall::gossip::keyring::{Key, Keyring, Wire};
 use rollcall::gossip::serf::{BROADCAST_TIMEOUT, LEAVE_PROPAGATE_DELAY};
 use rollcall::gossip::{JoinMode, Profile};
 use rollcall::host::{Clock, Event, HostEnv, Observer, RealDisk};
@@ -145,6 +146,16 @@ enum Command {
         /// -snapshot with -rejoin).
         #[arg(long)]
         snapshot: Option<PathBuf>,
+        /// Encrypt gossip with this base64 AES key (Serf's -encrypt; `serf keygen` makes one).
+        #[arg(long, value_name = "KEY", value_parser = parse_key)]
+        encrypt: Option<String>,
+        /// Keep the keyring in this file, a JSON list of base64 keys, primary first (Serf's
+        /// -keyring-file): read at start over --encrypt, rewritten on every key change.
+        #[arg(long, value_name = "PATH")]
+        keyring_file: Option<PathBuf>,
+        /// Label every gossip frame and refuse frames without it (memberlist's Label).
+        #[arg(long, value_name = "LABEL", value_parser = parse_label)]
+        label: Option<String>,
         /// Gossip timings profile.
         #[arg(long, value_enum, default_value = "lan")]
         profile: ProfileArg,
@@ -580,19 +591,30 @@ async fn watch_config(path: PathBuf, reload: tokio::sync::watch::Sender<u64>) {
     }
 }
 
-/// The profile's timings, with the join and snapshot the command line asks for.
+/// The profile's timings, with the join, snapshot and wire the command line asks for.
 fn gossip_settings(
     profile: ProfileArg,
     seeds: Vec<String>,
     join: JoinMode,
     snapshot: Option<PathBuf>,
+    wire: Wire,
+    keyring_file: Option<PathBuf>,
 ) -> GossipSettings {
     let profile = match profile {
         ProfileArg::Lan => Profile::Lan,
         ProfileArg::Local => Profile::Local,
         ProfileArg::Wan => Profile::Wan,
     };
-    GossipSettings { seeds, join, snapshot, ..GossipSettings::of(profile) }
+    GossipSettings { seeds, join, snapshot, wire, keyring_file, ..GossipSettings::of(profile) }
+}
+
+/// A key checked where it is given; kept as text, which the keyring parses again.
+fn parse_key(text: &str) -> Result<String, String> {
+    Key::parse(text).map(|_| text.to_string()).map_err(|error| error.to_string())
+}
+
+fn parse_label(text: &str) -> Result<String, String> {
+    Wire::new(Some(text.to_string()), None).map(|_| text.to_string()).map_err(|error| error.to_string())
 }
 
 fn run_node(command: Command) -> anyhow::Result<()> {
@@ -605,6 +627,9 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         retry_join,
         retry_interval_ms,
         snapshot,
+        encrypt,
+        keyring_file,
+        label,
         profile,
         template,
         output,
@@ -642,9 +667,11 @@ fn run_node(command: Command) -> anyhow::Result<()> {
     } else {
         JoinMode::Once { timeout: Duration::from_secs(1) }
     };
+    let keyring = encrypt.map(|key| Keyring::parse(&[key])).transpose()?;
+    let wire = Wire::new(label, keyring)?;
     let spec = NodeSpec {
         role,
-        gossip: gossip_settings(profile, join, join_mode, snapshot),
+        gossip: gossip_settings(profile, join, join_mode, snapshot, wire, keyring_file),
         gossip_port,
         tag,
         permanent_failure: Vec::new(),

@@ -129,6 +129,10 @@ pub struct GossipSettings {
     pub reconnect_timeout: Duration,
     /// Serf's `-snapshot` (with `-rejoin`): where the agent keeps the members it knows.
     pub snapshot: Option<PathBuf>,
+    /// The label and keyring gossip is sealed with (Serf's `-encrypt`); plain by default.
+    pub wire: crate::gossip::keyring::Wire,
+    /// Serf's `-keyring-file`: where keyring changes are kept across restarts.
+    pub keyring_file: Option<PathBuf>,
 }
 
 impl GossipSettings {
@@ -143,6 +147,7 @@ impl GossipSettings {
         config.reconnect_interval = self.reconnect_interval;
         config.push_pull_interval = self.push_pull_interval;
         config.reconnect_timeout = self.reconnect_timeout;
+        config.wire = self.wire.clone();
         config
     }
 }
@@ -162,6 +167,8 @@ impl GossipSettings {
             push_pull_interval: base.push_pull_interval,
             reconnect_timeout: base.reconnect_timeout,
             snapshot: None,
+            wire: base.wire,
+            keyring_file: None,
         }
     }
 }
@@ -501,7 +508,11 @@ fn serf_service<N: Net>(
             };
             let clock = env.clone();
             let handlers = handlers::run(node.handlers.clone(), context, received, move || clock.now());
-            let agent = gossip::run(env, config, links, node.gossip.snapshot.clone());
+            let files = gossip::AgentFiles {
+                snapshot: node.gossip.snapshot.clone(),
+                keyring: node.gossip.keyring_file.clone(),
+            };
+            let agent = gossip::run(env, config, links, files);
             // The handlers live as long as the agent: they end when its event sender drops.
             let (ran, ()) = tokio::join!(agent, handlers);
             ran.map_err(|e| e.to_string())

@@ -298,3 +298,28 @@ fn a_seed_pattern_that_names_a_client_is_an_error() {
     let e = error(&text);
     assert!(e.message.contains("'s2' is a client"), "{e}");
 }
+
+/// A keyring's keys, its label and a `keys` fault are checked where they are written.
+#[test]
+fn bad_keys_labels_and_keys_faults_are_errors() {
+    const KEY: &str = "cU7OUr1XgjM9p/kPMqnOSzsHlvaQEgcOfJ8UtQIFBTk=";
+    let keyring = |line: &str| GOOD.replace("seeds = [\"ha\"]", &format!("seeds = [\"ha\"]\n{line}"));
+    let e = error(&keyring("keyring = [\"not base64!\"]"));
+    assert_eq!((e.line, e.message.contains("not valid base64")), (6, true), "{e}");
+    let e = error(&keyring("keyring = [\"AAAA\"]"));
+    assert!(e.message.contains("key of 3 bytes"), "{e}");
+    let e = error(&keyring(&format!("label = \"{}\"", "x".repeat(256))));
+    assert!(e.message.contains("label of 256 bytes"), "{e}");
+    let fault = |op: &str, key: &str| {
+        format!("\n[[fault]]\nkind = \"keys\"\nat_s = 1\nop = \"{op}\"\nkey = \"{key}\"\n")
+    };
+    let e = error(&(GOOD.to_string() + &fault("install", KEY)));
+    assert!(e.message.contains("needs encrypted gossip"), "{e}");
+    let encrypted = keyring(&format!("keyring = [\"{KEY}\"]"));
+    let e = error(&(encrypted.clone() + &fault("install", "short")));
+    assert!(e.message.contains("key:"), "{e}");
+    let e = error(&(encrypted.clone() + &fault("rotate", KEY)));
+    assert!(e.message.contains("rotate"), "{e}");
+    let world = parse(&(encrypted + &fault("use", KEY))).unwrap();
+    assert_eq!(world.faults.len(), 1);
+}

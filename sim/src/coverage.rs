@@ -25,6 +25,7 @@ pub const ITEMS: &[(&str, &[&str])] = &[
             "stop",
             "force-leave",
             "tags",
+            "keys",
             "reload",
         ],
     ),
@@ -120,6 +121,7 @@ fn fault_item(fault: &FaultKind) -> &'static str {
         FaultKind::Stop { .. } => "stop",
         FaultKind::ForceLeave { .. } => "force-leave",
         FaultKind::Tags { .. } => "tags",
+        FaultKind::Keys { .. } => "keys",
         FaultKind::Reload { .. } => "reload",
     }
 }

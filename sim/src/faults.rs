@@ -13,7 +13,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::world::World;
+use rollcall::gossip::keyring::KeyOp;
 use rollcall::host::{mix, stable_hash};
+
+/// Characters of a key a fault's description shows.
+const KEY_SHOWN_CHARS: usize = 6;
 
 /// A fault as the scenario states it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,6 +71,8 @@ pub enum FaultKind {
     /// `serf tags -set K=V... -delete K...` run on `host`: its agent's tags change (until
     /// the agent restarts, which starts from the configured tags again).
     Tags { host: String, set: BTreeMap<String, String>, delete: Vec<String> },
+    /// `serf keys -install|-use|-remove KEY` reaching every listed host's agent at once.
+    Keys { hosts: Vec<String>, op: KeyOp, key: String },
     /// The balancer service gets SIGHUP (a reload of its file) at the start and every
     /// `every` until the end.
     Reload {
@@ -84,6 +90,7 @@ impl FaultKind {
             FaultKind::ServiceCrash { .. }
                 | FaultKind::ForceLeave { .. }
                 | FaultKind::Tags { .. }
+                | FaultKind::Keys { .. }
                 | FaultKind::Stop { .. }
         )
     }
@@ -115,6 +122,11 @@ impl std::fmt::Display for FaultKind {
                 write!(f, "force-leave{} {target} from {host}", if *prune { " -prune" } else { "" })
             }
             FaultKind::Reload { host, every } => write!(f, "reload on {host} every {}ms", every.as_millis()),
+            FaultKind::Keys { hosts, op, key } => {
+                // A key's first characters tell keys apart without printing the secret.
+                let shown: String = key.chars().take(KEY_SHOWN_CHARS).collect();
+                write!(f, "keys -{} {shown}... on {}", op.name(), hosts.join(","))
+            }
         }
     }
 }

@@ -710,6 +710,7 @@ impl Observations {
                     | FaultKind::Leave { .. }
                     | FaultKind::ForceLeave { .. }
                     | FaultKind::Tags { .. }
+                    | FaultKind::Keys { .. }
                     | FaultKind::Stop { .. },
                     None,
                 ) => fault.start,

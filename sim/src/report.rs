@@ -300,6 +300,8 @@ fn describe(record: &Record) -> Option<String> {
         }
         Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
         Event::StreamRejected { from, error } => format!("rejected push-pull from {from}: {error}"),
+        Event::KeyringChanged { op, keys } => format!("keyring {op}: {keys} key(s) installed"),
+        Event::KeyringRefused { op, error } => format!("keyring {op} refused: {error}"),
         Event::HealthScore { score } => format!("gossip health score {score} (probes {}x slower)", score + 1),
         Event::LimitReached { limit, max, count } => {
             format!("limit {limit} (at most {max}) reached, {count} times so far")

@@ -17,6 +17,7 @@ use crate::swarm::{SWARM_FAULTS_MAX, Swarm, SwarmKind};
 use crate::world::{
     ClientSpec, Expectation, HostKind, HostSpec, InvariantSettings, SupervisionChecks, World,
 };
+use rollcall::gossip::keyring::{Key, KeyOp, Keyring, KeyringError, Wire};
 use rollcall::gossip::{GossipConfig, JoinMode, Profile};
 use rollcall::node::{GossipSettings, NodeSpec, Pipeline, PlantedBugs, Role};
 use rollcall::render::driver::RenderOptions;
@@ -37,7 +38,7 @@ pub struct ScenarioError {
 }
 
 /// The names of the invariants a scenario can check.
-pub const INVARIANT_NAMES: [&str; 14] = crate::invariants::NAMES;
+pub const INVARIANT_NAMES: [&str; 15] = crate::invariants::NAMES;
 
 /// Longest simulated run: one day.
 pub const RUN_SECONDS_MAX: f64 = 86_400.0;
@@ -194,10 +195,17 @@ struct GossipSection {
     /// [`SNAPSHOT_PATH`] on its disk and push-pulls with them when it restarts.
     #[serde(default)]
     snapshot: bool,
+    /// Serf's `-encrypt` and keyring file: base64 AES keys, the first one primary.
+    #[serde(default)]
+    keyring: Vec<Spanned<String>>,
+    /// memberlist's `Label`: frames without it are refused.
+    label: Option<Spanned<String>>,
 }
 
 /// Where a node keeps its gossip snapshot when `[gossip] snapshot = true`.
 pub const SNAPSHOT_PATH: &str = "/serf/snapshot";
+/// Where a node keeps its keyring when `[gossip] keyring` is set (Serf's `-keyring-file`).
+pub const KEYRING_PATH: &str = "/serf/keyring";
 
 fn join_kind() -> JoinKind {
     JoinKind::Retry
@@ -304,6 +312,8 @@ enum FaultSection {
     Stop { at_s: f64, host: String },
     /// `host` runs `serf tags -set K=V -delete K`.
     Tags { at_s: f64, host: String, set: Option<BTreeMap<String, String>>, delete: Option<Vec<String>> },
+    /// `serf keys -install|-use|-remove KEY` on the listed hosts (default: every gossip node).
+    Keys { at_s: f64, op: KeyOp, key: String, hosts: Option<Vec<String>> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,6 +335,9 @@ struct InvariantsSection {
     /// A running agent never records itself dead.
     #[serde(default)]
     no_self_death: bool,
+    /// No member is declared failed while its agent runs and a gossip path to it exists.
+    #[serde(default)]
+    no_false_failure: bool,
     /// A member that left gracefully is recorded as left by every running agent.
     #[serde(default)]
     left: bool,
@@ -513,6 +526,27 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         self.known_all(list)
     }
 
+    /// The label and keyring of `[gossip]`; each key is checked where it is written.
+    fn wire(&self, gossip: &GossipSection) -> Result<Wire, ScenarioError> {
+        let mut keys = Vec::new();
+        for key in &gossip.keyring {
+            match Key::parse(key.get_ref()) {
+                Ok(parsed) => keys.push(parsed),
+                Err(error) => return self.fail(key.span(), format!("keyring: {error}")),
+            }
+        }
+        let keyring = match Keyring::new(keys) {
+            Ok(ring) => Some(ring),
+            Err(KeyringError::Empty) => None,
+            Err(error) => return self.fail(gossip.keyring[0].span(), format!("keyring: {error}")),
+        };
+        let label = gossip.label.as_ref().map(|label| label.get_ref().clone());
+        Wire::new(label, keyring).or_else(|error| {
+            let span = gossip.label.as_ref().map(|label| label.span()).unwrap_or_default();
+            self.fail(span, format!("label: {error}"))
+        })
+    }
+
     /// A duration in milliseconds: at most [`INTERVAL_MS_MAX`], and positive unless
     /// `zero_ok`.
     fn millis(
@@ -659,9 +693,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         let (duration, tick) = self.run_length(&file)?;
         let times = self.gossip_times(&file.gossip)?;
         let default_seeds = self.seeds(&file.gossip.seeds)?;
+        let wire = self.wire(&file.gossip)?;
         let mut hosts = Vec::new();
         for host in &file.hosts {
-            hosts.push(self.resolve_host(host, &file.gossip, &times, &default_seeds)?);
+            hosts.push(self.resolve_host(host, &file.gossip, &times, &wire, &default_seeds)?);
         }
         let mut start_order = self.known_all(&file.start.order)?;
         for name in names {
@@ -819,6 +854,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             views: section.views,
             incarnation: section.incarnation,
             no_self_death: section.no_self_death,
+            no_false_failure: section.no_false_failure,
             left: section.left,
             supervision: SupervisionChecks {
                 restart_spacing: section.restart_spacing,
@@ -882,6 +918,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         host: &HostSection,
         gossip: &GossipSection,
         times: &GossipTimes,
+        wire: &Wire,
         default_seeds: &[String],
     ) -> Result<HostSpec, ScenarioError> {
         let name = host.name.get_ref().clone();
@@ -947,6 +984,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 reconnect_timeout: times.reconnect_timeout,
                 profile: gossip.profile.profile(),
                 snapshot: gossip.snapshot.then(|| PathBuf::from(SNAPSHOT_PATH)),
+                wire: wire.clone(),
+                keyring_file: wire.keyring.is_some().then(|| PathBuf::from(KEYRING_PATH)),
             },
             gossip_port: rollcall::node::GOSSIP_PORT,
             tag: host.tag.clone().unwrap_or_default(),
@@ -1145,6 +1184,31 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 }
                 let kind = FaultKind::Tags { host, set, delete };
                 Ok(FaultSpec { at, lasting: None, kind })
+            }
+            FaultSection::Keys { at_s, op, key, hosts: listed } => {
+                let (at, _) = place.window(*at_s, 1.0)?;
+                if let Err(error) = Key::parse(key) {
+                    return place.fail(format!("key: {error}"));
+                }
+                let nodes = hosts.iter().filter(|h| matches!(h.kind, HostKind::Node(_)));
+                let targets = match listed {
+                    Some(listed) => {
+                        let names = place.known_all(listed)?;
+                        names.iter().map(|name| place.node(name, hosts)).collect::<Result<_, _>>()?
+                    }
+                    None => nodes.map(|h| h.name.clone()).collect(),
+                };
+                let encrypted = hosts
+                    .iter()
+                    .any(|h| matches!(&h.kind, HostKind::Node(n) if n.gossip.wire.keyring.is_some()));
+                if !encrypted {
+                    return place.fail("a keys fault needs encrypted gossip: set [gossip] keyring");
+                }
+                Ok(FaultSpec {
+                    at,
+                    lasting: None,
+                    kind: FaultKind::Keys { hosts: targets, op: *op, key: key.clone() },
+                })
             }
             FaultSection::Reload { at_s, for_s, host, every_ms } => {
                 let name = place.known(host)?;

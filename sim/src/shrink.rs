@@ -426,6 +426,12 @@ fn instant_keys(fault: &FaultSpec, t: &mut toml::Table) -> &'static str {
             put("delete", names(delete));
             "tags"
         }
+        FaultKind::Keys { hosts, op, key } => {
+            put("hosts", names(hosts));
+            put("op", op.name().into());
+            put("key", key.clone().into());
+            "keys"
+        }
         FaultKind::Partition { .. }
         | FaultKind::Loss { .. }
         | FaultKind::Latency { .. }

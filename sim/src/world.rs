@@ -121,6 +121,8 @@ pub struct InvariantSettings {
     pub incarnation: bool,
     /// `no-self-death`.
     pub no_self_death: bool,
+    /// `no-false-failure`.
+    pub no_false_failure: bool,
     /// `left`.
     pub left: bool,
     /// `restart-spacing`, `one-instance`, `quiet-shutdown`, `finish-once`.
@@ -156,6 +158,7 @@ impl InvariantSettings {
             views: true,
             incarnation: true,
             no_self_death: true,
+            no_false_failure: true,
             left: true,
             supervision: SupervisionChecks {
                 restart_spacing: true,
@@ -178,6 +181,7 @@ impl InvariantSettings {
             "views" => self.views,
             "incarnation" => self.incarnation,
             "no-self-death" => self.no_self_death,
+            "no-false-failure" => self.no_false_failure,
             "left" => self.left,
             "restart-spacing" => self.supervision.restart_spacing,
             "one-instance" => self.supervision.one_instance,

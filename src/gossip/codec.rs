@@ -24,7 +24,7 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 
 /// Largest push-pull frame for a table of at most `members_max` members.
 pub fn stream_bytes_max(members_max: usize) -> usize {
-    64 + members_max.saturating_mul(STATE_BYTES_MAX)
+    64 + super::keyring::WIRE_OVERHEAD_BYTES + members_max.saturating_mul(STATE_BYTES_MAX)
 }
 
 /// Liveness of a member as one node sees it.
@@ -273,6 +273,9 @@ pub enum CodecError {
     /// Another version of the wire format (or no version byte at all).
     #[error("wire format version {got:?}, this agent speaks {PROTOCOL_VERSION}")]
     Version { got: Option<u8> },
+    /// The label or the keyring refused the frame (an outsider, or another cluster).
+    #[error("refused: {0}")]
+    Refused(#[from] super::keyring::KeyringError),
 }
 
 /// Version of the wire format: the first byte of every datagram and stream frame. A peer

@@ -97,6 +97,9 @@ pub struct GossipConfig {
     pub believes_accusations: bool,
     /// A bug planted for the same tests: a graceful leave broadcasts nothing.
     pub leaves_silently: bool,
+    /// The label and keyring every frame is sealed and opened with (Serf's `-encrypt`,
+    /// `-keyring-file`; memberlist's `Label`): plain by default.
+    pub wire: super::keyring::Wire,
 }
 
 /// Cluster size up to which push-pull runs at the configured interval (memberlist's
@@ -189,6 +192,7 @@ impl GossipConfig {
             joins_once: false,
             believes_accusations: false,
             leaves_silently: false,
+            wire: super::keyring::Wire::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ use super::codec::{
 };
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::intern::Interner;
+use super::keyring::{Key, KeyOp, Keyring, KeyringError};
 use super::lifeguard::{self, Awareness, Suspicion};
 use super::limits::{Limit, LimitCounts};
 use super::serf::{
@@ -445,7 +446,8 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<(), CodecError> {
-        for message in codec::decode_borrowed(bytes)? {
+        let frame = self.config.wire.open(bytes)?;
+        for message in codec::decode_borrowed(&frame)? {
             self.handle_message(from, message, now, out);
         }
         self.report_limits(out);
@@ -487,10 +489,11 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let frame = codec::decode_stream_borrowed(bytes, self.config.members_max)?;
+        let opened = self.config.wire.open(bytes)?;
+        let frame = codec::decode_stream_borrowed(&opened, self.config.members_max)?;
         let answer = self.answer_stream(from, frame, is_answer, now, out);
         self.report_limits(out);
-        answer
+        Ok(answer?.map(|answer| self.seal(answer)))
     }
 
     /// What a decoded frame from `from` asks for, and its answer.
@@ -1299,7 +1302,7 @@ impl Agent {
         // suspected even though UDP failed (a firewall that drops only datagrams).
         if self.config.tcp_pings {
             match codec::encode_stream(&Message::Ping { seq, target }) {
-                Ok(bytes) => out.push(Action::Stream { to: addr, bytes }),
+                Ok(bytes) => out.push(Action::Stream { to: addr, bytes: self.seal(bytes) }),
                 Err(error) => tracing::error!(%addr, %error, "TCP ping not sent"),
             }
         }
@@ -1440,7 +1443,7 @@ impl Agent {
     /// new news goes out before old news.
     fn piggyback(&mut self, packet: &[Message]) -> Vec<Arc<[u8]>> {
         let limit = self.retransmit_limit();
-        let mut size = 8 + packet.iter().map(codec::encoded_len).sum::<usize>();
+        let mut size = 8 + self.config.wire.overhead() + packet.iter().map(codec::encoded_len).sum::<usize>();
         let mut fits = |message: &[u8]| {
             let fits = size + message.len() <= DATAGRAM_BYTES_MAX;
             size += if fits { message.len() } else { 0 };
@@ -1502,7 +1505,7 @@ impl Agent {
 
     fn send_push_pull(&mut self, to: SocketAddr, join: bool, out: &mut Vec<Action>) {
         match codec::encode_push_pull(&self.push_pull(join, false)) {
-            Ok(bytes) => out.push(Action::Stream { to, bytes }),
+            Ok(bytes) => out.push(Action::Stream { to, bytes: self.seal(bytes) }),
             Err(error) => tracing::error!(%to, %error, "push-pull not sent"),
         }
     }
@@ -1519,11 +1522,29 @@ impl Agent {
         broadcasts: &[Arc<[u8]>],
         out: &mut Vec<Action>,
     ) {
-        match codec::encode_compound(messages, broadcasts) {
-            Ok(bytes) => out.push(Action::Send { to, bytes }),
+        let sealed = codec::encode_compound(messages, broadcasts).map(|bytes| self.seal(bytes));
+        match sealed {
+            Ok(bytes) if bytes.len() <= DATAGRAM_BYTES_MAX => out.push(Action::Send { to, bytes }),
             // Only our own state can be this big; that is a configuration limit, not a peer's fault.
+            Ok(bytes) => tracing::error!(%to, bytes = bytes.len(), "sealed gossip datagram too large"),
             Err(error) => tracing::error!(%to, %error, "gossip datagram not sent"),
         }
+    }
+
+    /// `frame` as it goes on the wire: labelled and sealed as configured.
+    fn seal(&mut self, frame: Vec<u8>) -> Vec<u8> {
+        self.config.wire.seal(frame, &mut self.rng)
+    }
+
+    /// `serf keys -install|-use|-remove KEY` on this agent.
+    pub fn change_keyring(&mut self, op: KeyOp, key: Key) -> Result<(), KeyringError> {
+        let ring = self.config.wire.keyring.as_mut().ok_or(KeyringError::Disabled)?;
+        ring.apply(op, key)
+    }
+
+    /// The keyring, if gossip is encrypted.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.config.wire.keyring.as_ref()
     }
 }
 

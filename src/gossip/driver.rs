@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::codec::{DATAGRAM_BYTES_MAX, NodeState, Status};
 use super::config::GossipConfig;
 use super::core::{Action, Agent, MemberEvent, Timer};
+use super::keyring::{Key, KeyOp, Keyring};
 use super::snapshot;
 use super::stream::{Incoming, Streams};
 use crate::host::{Event, HostEnv, MemberStatus};
@@ -44,6 +45,9 @@ pub enum GossipError {
     /// The socket failed.
     #[error("gossip socket: {0}")]
     Io(#[from] std::io::Error),
+    /// The keyring file is not a JSON list of base64 keys (Serf refuses to start too).
+    #[error("keyring file {path}: {error}")]
+    KeyringFile { path: PathBuf, error: String },
 }
 
 /// What the agent shares with the rest of its host.
@@ -67,6 +71,8 @@ pub enum Command {
     ForceLeave { name: String, prune: bool },
     /// Change this node's tags (`serf tags -set K=V -delete K`).
     Tags { set: BTreeMap<String, String>, delete: Vec<String> },
+    /// Change this node's keyring (`serf keys -install|-use|-remove KEY`, base64).
+    Keys { op: KeyOp, key: String },
 }
 
 /// Most commands waiting for the agent; more are refused.
@@ -115,10 +121,14 @@ pub async fn run<N: Net>(
     env: HostEnv<N>,
     mut config: GossipConfig,
     links: Links,
-    snapshot: Option<PathBuf>,
+    files: AgentFiles,
 ) -> Result<(), GossipError> {
     let Links { faults, view, control, events } = links;
+    let AgentFiles { snapshot, keyring } = files;
     control.queue.borrow_mut().clear();
+    if let Some(path) = &keyring {
+        load_keyring(&env, path, &mut config)?;
+    }
     let mut snapshotted = String::new();
     if let Some(path) = &snapshot {
         // No snapshot yet (a first boot) is normal; the seeds still apply.
@@ -184,7 +194,7 @@ pub async fn run<N: Net>(
             }
             () = control.wake.notified() => {
                 while let Some(command) = control.take() {
-                    obey(&env, &mut agent, command, &mut out);
+                    obey(&env, &mut agent, command, keyring.as_deref(), &mut out);
                 }
             }
             Some(stream) = incoming.recv() => receive_stream(&env, &mut agent, stream, &mut out),
@@ -270,7 +280,13 @@ fn save_snapshot<N: Net>(env: &HostEnv<N>, path: &Path, members: &[NodeState], m
     }
 }
 
-fn obey<N: Net>(env: &HostEnv<N>, agent: &mut Agent, command: Command, out: &mut Vec<Action>) {
+fn obey<N: Net>(
+    env: &HostEnv<N>,
+    agent: &mut Agent,
+    command: Command,
+    keyring_file: Option<&Path>,
+    out: &mut Vec<Action>,
+) {
     match command {
         Command::Leave if !agent.is_leaving() => {
             env.observe(Event::Leaving);
@@ -285,6 +301,44 @@ fn obey<N: Net>(env: &HostEnv<N>, agent: &mut Agent, command: Command, out: &mut
             if let Err(error) = agent.set_tags(tags, env.now(), out) {
                 tracing::warn!(host = %env.name, %error, "tags not changed");
             }
+        }
+        Command::Keys { op, key } => change_keyring(env, agent, op, &key, keyring_file),
+    }
+}
+
+/// The files an agent keeps on its host's disk.
+#[derive(Clone, Debug, Default)]
+pub struct AgentFiles {
+    /// Serf's `-snapshot`: the members it knows, to rejoin them after a restart.
+    pub snapshot: Option<PathBuf>,
+    /// Serf's `-keyring-file`: the keys, primary first, as a JSON list of base64 strings.
+    /// Read at start (over the configured keys) and rewritten on every change, so a
+    /// restarted agent keeps a rotation.
+    pub keyring: Option<PathBuf>,
+}
+
+fn load_keyring<N: Net>(env: &HostEnv<N>, path: &Path, config: &mut GossipConfig) -> Result<(), GossipError> {
+    let failed = |error: String| GossipError::KeyringFile { path: path.to_path_buf(), error };
+    // No file yet (a first boot) keeps the configured keys; the first change writes it.
+    let Ok(bytes) = env.disk().read(path) else { return Ok(()) };
+    let keys: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| failed(e.to_string()))?;
+    config.wire.keyring = Some(Keyring::parse(&keys).map_err(|e| failed(e.to_string()))?);
+    Ok(())
+}
+
+/// Applies a `serf keys` change, records it, and keeps the keyring file in step.
+fn change_keyring<N: Net>(env: &HostEnv<N>, agent: &mut Agent, op: KeyOp, key: &str, file: Option<&Path>) {
+    let changed = Key::parse(key).and_then(|key| agent.change_keyring(op, key));
+    if let Err(error) = changed {
+        tracing::warn!(host = %env.name, op = op.name(), %error, "keyring not changed");
+        return env.observe(Event::KeyringRefused { op: op.name().to_string(), error: error.to_string() });
+    }
+    let Some(ring) = agent.keyring() else { return };
+    env.observe(Event::KeyringChanged { op: op.name().to_string(), keys: ring.encoded().len() as u32 });
+    if let Some(path) = file {
+        let text = serde_json::to_vec(&ring.encoded()).expect("a list of strings serializes");
+        if let Err(error) = env.disk().write_atomic(path, &text) {
+            tracing::warn!(host = %env.name, path = %path.display(), %error, "keyring file not written");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! - [`core`]: the sans-io agent (probe, suspect, refute, disseminate, push-pull, join).
 //! - [`lifeguard`]: local health awareness and suspicion timeouts that shrink with confirmations.
 //! - [`serf`]: Serf's layer: Lamport-ordered join and leave intents, graceful leave.
-//! - [`codec`]: the datagram format.
+//! - [`codec`]: the datagram format; [`keyring`]: its label and AES-GCM encryption.
 //! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
 //! - [`broadcasts`]: the queue of pending broadcasts.
 //! - [`intern`]: names and tags shared between member tables.
@@ -18,6 +18,7 @@ pub mod core;
 pub mod driver;
 pub mod handlers;
 pub mod intern;
+pub mod keyring;
 pub mod lifeguard;
 pub mod limits;
 pub mod serf;

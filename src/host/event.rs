@@ -41,6 +41,10 @@ pub enum Event {
     StreamReceived { from: String, bytes: u32 },
     /// A stream frame could not be decoded; the peer is named.
     StreamRejected { from: String, error: String },
+    /// A `serf keys` change was applied: the keyring now holds `keys` keys.
+    KeyringChanged { op: String, keys: u32 },
+    /// A `serf keys` change was refused (removing the primary key, an unknown key, ...).
+    KeyringRefused { op: String, error: String },
     /// A protocol timer fired.
     Timer { name: String },
     /// The agent tried to join through its seeds.
@@ -133,6 +137,8 @@ impl Event {
             Event::StreamSent { .. } => "stream-sent",
             Event::StreamReceived { .. } => "stream-received",
             Event::StreamRejected { .. } => "stream-rejected",
+            Event::KeyringChanged { .. } => "keyring-changed",
+            Event::KeyringRefused { .. } => "keyring-refused",
             Event::Timer { .. } => "timer",
             Event::JoinAttempt { .. } => "join-attempt",
             Event::Joined { .. } => "joined",

@@ -37,10 +37,11 @@ use crate::faults::{FaultKind, Phase, Plan};
 use crate::swarm::SwarmKind;
 use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
-use rollcall::gossip::codec::{NodeState, Status};
+use rollcall::gossip::codec::{CodecError, NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Timer};
 use rollcall::gossip::driver::{View, state_changes};
 use rollcall::gossip::intern::Interner;
+use rollcall::gossip::keyring::{Key, KeyOp, Keyring};
 use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
@@ -95,6 +96,7 @@ pub fn unsupported_faults(world: &World) -> Vec<String> {
             | FaultKind::Leave { .. }
             | FaultKind::Tags { .. }
             | FaultKind::ForceLeave { .. }
+            | FaultKind::Keys { .. }
             | FaultKind::HostCrash { mid_render: false, .. } => true,
             FaultKind::ServiceCrash { service, .. } => service == "serf",
             _ => false,
@@ -235,6 +237,8 @@ struct Host {
     generation: u32,
     /// The snapshot file on the host's disk, which survives crashes.
     snapshot: Option<String>,
+    /// The keyring file on the host's disk, once a `keys` fault changed it.
+    keyring: Option<Keyring>,
     /// The balancer node's renderer while its host runs.
     rendering: Option<Rendering>,
     /// The rendered file on the host's disk, which survives crashes.
@@ -311,6 +315,7 @@ impl<'a> Engine<'a> {
                 agent: None,
                 generation: 0,
                 snapshot: None,
+                keyring: None,
                 rendering: None,
                 rendered: None,
                 faults: LinkFaults::default(),
@@ -359,10 +364,16 @@ impl<'a> Engine<'a> {
                     return;
                 }
                 let sender = self.hosts[from].addr;
+                let mut rejected = None;
                 self.with_agent(to, None, |agent, now, out| {
-                    // A datagram the agent rejects is dropped, as its driver drops it.
-                    let _ = agent.handle_datagram(sender, &bytes, now, out);
+                    rejected = agent.handle_datagram(sender, &bytes, now, out).err();
                 });
+                // Dropped and recorded with its sender, as the driver does.
+                if let Some(error) = rejected {
+                    let event =
+                        Event::DatagramRejected { from: sender.to_string(), error: error.to_string() };
+                    self.observe(to, event);
+                }
             }
             Happening::PushPull { from, from_generation, to, bytes } => {
                 self.push_pull(index(from), from_generation, index(to), bytes)
@@ -373,9 +384,11 @@ impl<'a> Engine<'a> {
                     return;
                 }
                 let sender = self.hosts[from].addr;
+                let mut rejected = None;
                 self.with_agent(to, Some(generation), |agent, now, out| {
-                    let _ = agent.handle_stream(sender, &bytes, true, now, out);
+                    rejected = agent.handle_stream(sender, &bytes, true, now, out).err();
                 });
+                self.stream_rejected(to, sender, rejected);
             }
             Happening::Fault { index } => self.fault(index),
             Happening::Render { host, boot } => self.render_check(index(host), boot),
@@ -389,14 +402,25 @@ impl<'a> Engine<'a> {
             return;
         }
         let sender = self.hosts[from].addr;
-        let mut answer = None;
+        let mut answer = Ok(None);
         self.with_agent(to, None, |agent, now, out| {
-            answer = agent.handle_stream(sender, &bytes, false, now, out).ok().flatten();
+            answer = agent.handle_stream(sender, &bytes, false, now, out);
+        });
+        let answer = answer.unwrap_or_else(|error| {
+            self.stream_rejected(to, sender, Some(error));
+            None
         });
         if let Some(bytes) = answer {
             let at = self.now + self.latency();
             let (from, to) = (to as u32, from as u32);
             self.schedule(at, Happening::Answer { from, to, generation: from_generation, bytes });
+        }
+    }
+
+    /// Records a stream frame `host`'s agent rejected, with its sender, as the driver does.
+    fn stream_rejected(&self, host: usize, sender: SocketAddr, error: Option<CodecError>) {
+        if let Some(error) = error {
+            self.observe(host, Event::StreamRejected { from: sender.to_string(), error: error.to_string() });
         }
     }
 
@@ -515,6 +539,9 @@ impl<'a> Engine<'a> {
         };
         if let (Some(path), Some(text)) = (&snapshot_path, &self.hosts[host].snapshot) {
             config.rejoin = snapshot::parse(path, text);
+        }
+        if let Some(ring) = &self.hosts[host].keyring {
+            config.wire.keyring = Some(ring.clone());
         }
         let seeds = config.seeds.iter().map(ToString::to_string).collect();
         let state = &mut self.hosts[host];
@@ -766,9 +793,30 @@ impl<'a> Engine<'a> {
                 let host = self.by_name[host];
                 self.with_agent(host, None, |agent, now, out| agent.force_leave(target, *prune, now, out));
             }
+            FaultKind::Keys { hosts, op, key } => {
+                for name in hosts {
+                    self.change_keyring(self.by_name[name], *op, key);
+                }
+            }
             // `unsupported` refused every other kind before the run.
             _ => {}
         }
+    }
+
+    /// `serf keys` on `host`'s agent, recorded and kept on its disk as the driver does.
+    fn change_keyring(&mut self, host: usize, op: KeyOp, key: &str) {
+        let Some(run) = self.hosts[host].agent.as_mut() else { return };
+        let changed = Key::parse(key).and_then(|key| run.agent.change_keyring(op, key));
+        let event = match changed {
+            Ok(()) => {
+                let ring = run.agent.keyring().cloned();
+                let keys = ring.as_ref().map_or(0, |ring| ring.encoded().len() as u32);
+                self.hosts[host].keyring = ring;
+                Event::KeyringChanged { op: op.name().to_string(), keys }
+            }
+            Err(error) => Event::KeyringRefused { op: op.name().to_string(), error: error.to_string() },
+        };
+        self.observe(host, event);
     }
 
     fn crash(&mut self, name: &str, start: bool) {

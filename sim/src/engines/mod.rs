@@ -60,9 +60,18 @@ pub enum Order {
     Agent(Command),
 }
 
-/// The host `fault` gives an order to at `phase`, and the order; `None` for what the world
+/// The hosts `fault` gives an order to at `phase`, and the orders; none for what the world
 /// itself does (links, loss, crashes).
-pub(crate) fn order(fault: &FaultKind, phase: Phase) -> Option<(&str, Order)> {
+pub(crate) fn orders(fault: &FaultKind, phase: Phase) -> Vec<(&str, Order)> {
+    if let FaultKind::Keys { hosts, op, key } = fault {
+        let command = || Order::Agent(Command::Keys { op: *op, key: key.clone() });
+        return hosts.iter().map(|host| (host.as_str(), command())).collect();
+    }
+    order(fault, phase).into_iter().collect()
+}
+
+/// The one host `fault` gives an order to at `phase`, and the order.
+fn order(fault: &FaultKind, phase: Phase) -> Option<(&str, Order)> {
     let start = phase == Phase::Start;
     match fault {
         FaultKind::ServiceCrash { host, service } => supervisor(host, Control::signal(service, Signal::Kill)),

@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use super::{ActiveFaults, EngineError, Order, order, plan_record};
+use super::{ActiveFaults, EngineError, Order, orders, plan_record};
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
@@ -257,18 +257,21 @@ impl WorldFaults {
                 }
             }
             FaultKind::HostCrash { host, .. } => self.crash(sim, host, start),
-            _ => match order(fault, step.phase) {
-                Some((host, Order::Supervisor(control))) => {
-                    // A host that is down has no supervisor to tell; the fault is then a no-op.
-                    if let Some(supervisor) = states[host].control.borrow().as_ref() {
-                        let _ = supervisor.send(control);
+            _ => {
+                for (host, order) in orders(fault, step.phase) {
+                    match order {
+                        Order::Supervisor(control) => {
+                            // A host that is down has no supervisor to tell; the order is then a no-op.
+                            if let Some(supervisor) = states[host].control.borrow().as_ref() {
+                                let _ = supervisor.send(control);
+                            }
+                        }
+                        Order::Agent(command) => {
+                            states[host].agent.send(command);
+                        }
                     }
                 }
-                Some((host, Order::Agent(command))) => {
-                    states[host].agent.send(command);
-                }
-                None => {}
-            },
+            }
         }
     }
 

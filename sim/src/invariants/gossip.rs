@@ -11,7 +11,9 @@
 //!   down) lists it as left (not failed, not alive), until that member starts again.
 //!
 //! False failures (a member declared failed while its agent ran and a gossip path to it
-//! existed) are counted as a figure, not a verdict: loss makes some of them unavoidable.
+//! existed) are counted as a figure: loss makes some of them unavoidable. A scenario where
+//! nothing excuses one (a key rotation, forged messages) makes it a verdict:
+//! `no-false-failure`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -232,6 +234,24 @@ pub fn false_failure_events(obs: &Observations) -> Vec<&FailedEvent> {
     let is_false =
         |e: &&FailedEvent| obs.agent_runs(&e.member, e.at) && obs.gossip_path(&e.observer, &e.member, e.at);
     obs.failed_events.iter().filter(is_false).collect()
+}
+
+/// Checks `no-false-failure`: the false-failure figure as a verdict, for worlds where loss
+/// cannot excuse one (a key rotation, outsiders with forged messages).
+pub fn no_false_failure(obs: &Observations) -> Verdict {
+    let rule = "no member is declared failed while its agent runs and a gossip path to it exists";
+    let mut verdict = Verdict::new("no-false-failure", rule.into());
+    verdict.checked = obs.failed_events.len() as u32;
+    for event in false_failure_events(obs) {
+        let what = format!(
+            "{} declared {} failed at {} while its agent ran",
+            event.observer,
+            event.member,
+            secs(event.at)
+        );
+        verdict.fail(event.at, &[&event.member, &event.observer], what);
+    }
+    verdict
 }
 
 /// How many members were declared failed while their agent ran and a path to them existed.

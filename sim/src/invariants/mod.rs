@@ -37,13 +37,14 @@ use crate::world::{HostKind, World};
 const VIOLATIONS_LISTED_MAX: usize = 10;
 
 /// The names of the invariants a scenario can check.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "converge",
     "detect",
     "available",
     "views",
     "incarnation",
     "no-self-death",
+    "no-false-failure",
     "left",
     "restart-spacing",
     "one-instance",
@@ -201,6 +202,9 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     }
     if enabled.no_self_death {
         verdicts.push(gossip::no_self_death(obs));
+    }
+    if enabled.no_false_failure {
+        verdicts.push(gossip::no_false_failure(obs));
     }
     if enabled.left {
         verdicts.push(gossip::left(obs, &bounds::views_settle(world)));

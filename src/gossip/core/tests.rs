@@ -1141,3 +1141,47 @@ fn a_leaving_agent_does_not_refute_a_view_with_other_tags() {
     ha.handle_datagram(addr(2), &bytes, Duration::from_millis(10), &mut Vec::new()).unwrap();
     assert_eq!(ha.incarnation, before, "no refutation while leaving");
 }
+
+/// Agents sharing a key form a cluster over sealed frames; an outsider's plain or wrongly
+/// sealed forgery of a member's death is refused, and changes nothing.
+#[test]
+fn an_encrypted_cluster_forms_and_refuses_forgeries() {
+    use crate::gossip::keyring::{Key, Keyring, KeyringError, Wire};
+    let wire = |byte: u8| {
+        Wire::new(None, Some(Keyring::new(vec![Key::from_bytes(vec![byte; 32]).unwrap()]).unwrap())).unwrap()
+    };
+    let sealed = |host: u8, seeds: &[u8]| {
+        let mut config = config(&format!("n{host}"), host, seeds);
+        config.wire = wire(1);
+        agent(config)
+    };
+    let mut cluster = Cluster::new(vec![sealed(1, &[]), sealed(2, &[1]), sealed(3, &[1])]);
+    cluster.run_until(Duration::from_secs(5));
+    for observer in 1..=3 {
+        for subject in ["n1", "n2", "n3"] {
+            assert_eq!(cluster.status(observer, subject), Some(Status::Alive), "{observer} sees {subject}");
+        }
+    }
+    let forged =
+        codec::encode(&[Message::Dead { name: "n2".into(), incarnation: 9, from: "n9".into() }]).unwrap();
+    let now = cluster.now;
+    let target = cluster.agents.get_mut(&addr(1)).unwrap();
+    let mut out = Vec::new();
+    let plain = target.handle_datagram(addr(9), &forged, now, &mut out);
+    assert!(matches!(plain, Err(CodecError::Refused(_))), "{plain:?}");
+    let guessed = wire(2).seal(forged.clone(), &mut ChaCha8Rng::seed_from_u64(1));
+    let wrong_key = target.handle_datagram(addr(9), &guessed, now, &mut out);
+    assert_eq!(wrong_key, Err(CodecError::Refused(KeyringError::NoKeyOpens)));
+    let stream = target.handle_stream(addr(9), &guessed, false, now, &mut out);
+    assert_eq!(stream, Err(CodecError::Refused(KeyringError::NoKeyOpens)));
+    assert!(out.is_empty(), "a refused frame does nothing: {out:?}");
+    assert_eq!(cluster.status(1, "n2"), Some(Status::Alive));
+    // Every frame the agents sent was sealed: none decodes as plain.
+    let mut out = Vec::new();
+    cluster.agents.get_mut(&addr(1)).unwrap().handle_timer(Timer::Probe, now, &mut out);
+    for action in &out {
+        if let Action::Send { bytes, .. } | Action::Stream { bytes, .. } = action {
+            assert!(codec::decode(bytes).is_err() && bytes.len() <= DATAGRAM_BYTES_MAX);
+        }
+    }
+}
