@@ -296,7 +296,7 @@ fn a_seed_pattern_that_names_a_client_is_an_error() {
     let text = GOOD.replace("seeds = [\"ha\"]", "seeds = [\"s{1..2}\"]")
         + "\n[[host]]\nname = \"s2\"\nrole = \"client\"\ntarget = \"ha\"\n";
     let e = error(&text);
-    assert!(e.message.contains("'s2' is a client"), "{e}");
+    assert!(e.message.contains("'s2' is a client or an attacker"), "{e}");
 }
 
 /// A keyring's keys, its label and a `keys` fault are checked where they are written.
@@ -322,4 +322,25 @@ fn bad_keys_labels_and_keys_faults_are_errors() {
     assert!(e.message.contains("rotate"), "{e}");
     let world = parse(&(encrypted + &fault("use", KEY))).unwrap();
     assert_eq!(world.faults.len(), 1);
+}
+
+/// An attacker needs a victim among the nodes; its keys belong to its role alone.
+#[test]
+fn an_attacker_needs_a_node_victim_and_its_keys_apply_to_it_alone() {
+    let attacker =
+        |keys: &str| format!("{GOOD}\n[[host]]\nname = \"mallory\"\nrole = \"attacker\"\n{keys}\n");
+    let e = error(&attacker(""));
+    assert!(e.message.contains("needs a 'victim'"), "{e}");
+    let e = error(&attacker("victim = \"nobody\""));
+    assert!(e.message.contains("unknown host 'nobody'"), "{e}");
+    let e = error(&attacker("victim = \"mallory\""));
+    assert!(e.message.contains("runs no gossip agent"), "{e}");
+    let e = error(&attacker("victim = \"s1\"\nkey = \"short\""));
+    assert!(e.message.contains("key:"), "{e}");
+    let e = error(&attacker("victim = \"s1\"\ntargets = [\"mallory\"]"));
+    assert!(e.message.contains("runs no gossip agent"), "{e}");
+    let e = error(&GOOD.replace("role = \"backend\"", "role = \"backend\"\nvictim = \"ha\""));
+    assert!(e.message.contains("'victim' does not apply"), "{e}");
+    let world = parse(&attacker("victim = \"s1\"\nevery_ms = 200")).unwrap();
+    assert_eq!(world.hosts[2].role(), "attacker");
 }

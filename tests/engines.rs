@@ -87,6 +87,10 @@ fn the_event_engine_refuses_invariants_and_faults_it_does_not_model() {
         stderr.contains("lab-stall.toml") && stderr.contains("stall") && stderr.contains("available"),
         "{stderr}"
     );
+    // An attacker needs sockets and a wire to tap: turmoil's.
+    let attack = simulation("attack-keyring.toml");
+    let refused = event::unsupported(attack.world());
+    assert!(refused.iter().any(|r| r.contains("attacker host mallory")), "{refused:?}");
 }
 
 /// After the heal, s1 never refutes its death: the other half lists it dead while it runs.

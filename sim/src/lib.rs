@@ -11,6 +11,7 @@
 //! - [`report`]: the timeline, verdicts, figures and replay command a run prints.
 #![forbid(unsafe_code)]
 
+pub mod attacker;
 pub mod calibrate;
 pub mod coverage;
 pub mod diff;
@@ -23,6 +24,7 @@ pub mod links;
 pub mod metrics;
 pub mod names;
 pub mod observe;
+pub mod outsiders;
 pub mod report;
 pub mod scenario;
 pub mod shrink;

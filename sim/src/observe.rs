@@ -245,6 +245,8 @@ pub struct Observations {
     pub supervision: BTreeMap<String, Vec<(Duration, Supervision)>>,
     /// Client requests in completion order.
     pub requests: Vec<RequestObservation>,
+    /// What attacker hosts sent, and which of their frames agents refused.
+    pub attacks: crate::outsiders::Attacks,
 }
 
 /// `(host, service)` event lists while the trace is read.
@@ -278,6 +280,7 @@ impl Observations {
             }
         }
         obs.finish(reading);
+        obs.attacks = crate::outsiders::Attacks::new(trace);
         obs
     }
 

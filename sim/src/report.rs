@@ -181,6 +181,18 @@ impl Report {
                 limit.limit, limit.max, limit.hosts, limit.largest
             );
         }
+        for attack in &figures.attacks {
+            let sent: Vec<String> = attack.sent.iter().map(|(what, n)| format!("{n} {what}")).collect();
+            let _ = writeln!(
+                out,
+                "attacker {}: sent {}; {} frames reached agents, {} refused, {} accepted",
+                attack.attacker,
+                sent.join(", "),
+                attack.reached,
+                attack.refused,
+                attack.reached - attack.refused
+            );
+        }
     }
 }
 
@@ -300,6 +312,9 @@ fn describe(record: &Record) -> Option<String> {
         }
         Event::DatagramRejected { from, error } => format!("rejected datagram from {from}: {error}"),
         Event::StreamRejected { from, error } => format!("rejected push-pull from {from}: {error}"),
+        Event::AttackSent { what, to, bytes, stream, .. } => {
+            format!("attack: {what} to {to} ({bytes} bytes{})", if *stream { ", stream" } else { "" })
+        }
         Event::KeyringChanged { op, keys } => format!("keyring {op}: {keys} key(s) installed"),
         Event::KeyringRefused { op, error } => format!("keyring {op} refused: {error}"),
         Event::HealthScore { score } => format!("gossip health score {score} (probes {}x slower)", score + 1),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::attacker::AttackerSpec;
 use crate::faults::{FaultKind, FaultSpec};
 use crate::swarm::{SWARM_FAULTS_MAX, Swarm, SwarmKind};
 use crate::world::{
@@ -38,7 +39,7 @@ pub struct ScenarioError {
 }
 
 /// The names of the invariants a scenario can check.
-pub const INVARIANT_NAMES: [&str; 15] = crate::invariants::NAMES;
+pub const INVARIANT_NAMES: [&str; 16] = crate::invariants::NAMES;
 
 /// Longest simulated run: one day.
 pub const RUN_SECONDS_MAX: f64 = 86_400.0;
@@ -229,6 +230,7 @@ enum RoleKind {
     Balancer,
     Backend,
     Client,
+    Attacker,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -263,6 +265,14 @@ struct HostSection {
     interval_ms: Option<Spanned<u64>>,
     /// Client: give up on a request after this long.
     timeout_ms: Option<Spanned<u64>>,
+    /// Attacker: the node its forgeries are about.
+    victim: Option<Spanned<String>>,
+    /// Attacker: the nodes it sends to (default: every node).
+    targets: Option<Vec<Spanned<String>>>,
+    /// Attacker: time between two moves.
+    every_ms: Option<Spanned<u64>>,
+    /// Attacker: a key it seals with (a guess, or one that was removed); default plain.
+    key: Option<Spanned<String>>,
     /// Bugs planted on purpose, to test the oracle and the chaos engine (never in real mode).
     #[serde(default)]
     planted_bugs: Vec<Spanned<String>>,
@@ -338,6 +348,9 @@ struct InvariantsSection {
     /// No member is declared failed while its agent runs and a gossip path to it exists.
     #[serde(default)]
     no_false_failure: bool,
+    /// Every frame an attacker host gets to an agent is refused.
+    #[serde(default)]
+    outsiders_refused: bool,
     /// A member that left gracefully is recorded as left by every running agent.
     #[serde(default)]
     left: bool,
@@ -423,7 +436,8 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<World, ScenarioError
     let known = names.iter().cloned().collect();
     let with_role =
         |role| parsed.hosts.iter().filter(|h| h.role == role).map(|h| h.name.get_ref().clone()).collect();
-    let (balancers, clients) = (with_role(RoleKind::Balancer), with_role(RoleKind::Client));
+    let balancers = with_role(RoleKind::Balancer);
+    let clients = [with_role(RoleKind::Client), with_role(RoleKind::Attacker)].concat();
     Resolver { error: &error, base, names, known, balancers, clients }.resolve(parsed)
 }
 
@@ -520,10 +534,52 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         for item in list {
             let names = self.known_all(std::slice::from_ref(item))?;
             if let Some(client) = names.iter().find(|name| self.clients.contains(*name)) {
-                return self.fail(item.span(), format!("seed '{client}' is a client, not a gossip node"));
+                return self.fail(
+                    item.span(),
+                    format!("seed '{client}' is a client or an attacker, not a gossip node"),
+                );
             }
         }
         self.known_all(list)
+    }
+
+    /// An attacker's settings: its victim and targets are nodes, its key (if any) a key. It
+    /// knows the cluster's label, which is no secret.
+    fn attacker(&self, host: &HostSection, wire: &Wire) -> Result<AttackerSpec, ScenarioError> {
+        let name = host.name.get_ref();
+        let victim = host.victim.as_ref().ok_or_else(|| {
+            (self.error)(Some(host.name.span()), format!("attacker '{name}' needs a 'victim'"))
+        })?;
+        let victim = self.gossip_node(victim)?;
+        let targets = match &host.targets {
+            Some(targets) => self.known_all(targets)?,
+            None => self.names.iter().filter(|n| !self.clients.contains(*n)).cloned().collect(),
+        };
+        if let Some(client) = targets.iter().find(|t| self.clients.contains(*t)) {
+            return self.fail(
+                host.name.span(),
+                format!("attacker '{name}': target '{client}' runs no gossip agent"),
+            );
+        }
+        let every = self.millis(&host.every_ms, crate::attacker::EVERY_MS_DEFAULT, "every_ms", false)?;
+        let keyring = match &host.key {
+            Some(key) => match Key::parse(key.get_ref()).and_then(|key| Keyring::new(vec![key])) {
+                Ok(ring) => Some(ring),
+                Err(error) => return self.fail(key.span(), format!("key: {error}")),
+            },
+            None => None,
+        };
+        let wire = Wire { label: wire.label.clone(), keyring };
+        Ok(AttackerSpec { victim, targets, every, wire })
+    }
+
+    /// A host that runs a gossip agent.
+    fn gossip_node(&self, name: &Spanned<String>) -> Result<String, ScenarioError> {
+        let known = self.known(name)?;
+        if self.clients.contains(&known) {
+            return self.fail(name.span(), format!("'{known}' runs no gossip agent"));
+        }
+        Ok(known)
     }
 
     /// The label and keyring of `[gossip]`; each key is checked where it is written.
@@ -855,6 +911,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             incarnation: section.incarnation,
             no_self_death: section.no_self_death,
             no_false_failure: section.no_false_failure,
+            outsiders_refused: section.outsiders_refused,
             left: section.left,
             supervision: SupervisionChecks {
                 restart_spacing: section.restart_spacing,
@@ -931,15 +988,24 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             Ok(())
         };
         let is_client = host.role == RoleKind::Client;
+        let is_attacker = host.role == RoleKind::Attacker;
+        misplaced("victim", host.victim.is_some(), is_attacker)?;
+        misplaced("targets", host.targets.is_some(), is_attacker)?;
+        misplaced("every_ms", host.every_ms.is_some(), is_attacker)?;
+        misplaced("key", host.key.is_some(), is_attacker)?;
         misplaced("template", host.template.is_some(), host.role == RoleKind::Balancer)?;
         misplaced("output", host.output.is_some(), host.role == RoleKind::Balancer)?;
         misplaced("tag", host.tag.is_some(), host.role == RoleKind::Backend)?;
         misplaced("target", host.target.is_some(), is_client)?;
         misplaced("interval_ms", host.interval_ms.is_some(), is_client)?;
         misplaced("timeout_ms", host.timeout_ms.is_some(), is_client)?;
-        misplaced("join", host.join.is_some(), !is_client)?;
-        misplaced("seeds", host.seeds.is_some(), !is_client)?;
-        misplaced("planted_bugs", !host.planted_bugs.is_empty(), !is_client)?;
+        misplaced("join", host.join.is_some(), !is_client && !is_attacker)?;
+        misplaced("seeds", host.seeds.is_some(), !is_client && !is_attacker)?;
+        misplaced("planted_bugs", !host.planted_bugs.is_empty(), !is_client && !is_attacker)?;
+        if is_attacker {
+            let kind = HostKind::Attacker(self.attacker(host, wire)?);
+            return Ok(HostSpec { name, kind });
+        }
         if is_client {
             let target = host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
                 (self.error)(Some(span.clone()), format!("client '{name}' needs a 'target'"))
@@ -957,7 +1023,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         let role = match host.role {
             RoleKind::Balancer => self.balancer_role(host)?,
             RoleKind::Backend => Role::Backend,
-            RoleKind::Client => unreachable!("clients returned above"),
+            RoleKind::Client | RoleKind::Attacker => unreachable!("clients and attackers returned above"),
         };
         let permanent_failure = self.permanent_failures(host, &role)?;
         let seeds = match &host.seeds {

@@ -38,7 +38,7 @@ pub fn fault(world: &World) -> BoxedStrategy<FaultSpec> {
             HostKind::Node(node) => {
                 Some((h.name.clone(), node.role.services().iter().map(|s| s.to_string()).collect()))
             }
-            HostKind::Client(_) => None,
+            HostKind::Client(_) | HostKind::Attacker(_) => None,
         })
         .collect();
     let latest = (world.duration.as_millis() as u64 * 2 / 3).max(100);

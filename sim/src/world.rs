@@ -33,6 +33,8 @@ pub enum HostKind {
     Node(Box<NodeSpec>),
     /// A request workload.
     Client(ClientSpec),
+    /// An outsider sending forged gossip.
+    Attacker(crate::attacker::AttackerSpec),
 }
 
 /// One simulated host.
@@ -55,6 +57,7 @@ impl HostSpec {
         match &self.kind {
             HostKind::Node(node) => node.role.tag(),
             HostKind::Client(_) => "client",
+            HostKind::Attacker(_) => "attacker",
         }
     }
 
@@ -123,6 +126,8 @@ pub struct InvariantSettings {
     pub no_self_death: bool,
     /// `no-false-failure`.
     pub no_false_failure: bool,
+    /// `outsiders-refused`.
+    pub outsiders_refused: bool,
     /// `left`.
     pub left: bool,
     /// `restart-spacing`, `one-instance`, `quiet-shutdown`, `finish-once`.
@@ -159,6 +164,7 @@ impl InvariantSettings {
             incarnation: true,
             no_self_death: true,
             no_false_failure: true,
+            outsiders_refused: true,
             left: true,
             supervision: SupervisionChecks {
                 restart_spacing: true,
@@ -182,6 +188,7 @@ impl InvariantSettings {
             "incarnation" => self.incarnation,
             "no-self-death" => self.no_self_death,
             "no-false-failure" => self.no_false_failure,
+            "outsiders-refused" => self.outsiders_refused,
             "left" => self.left,
             "restart-spacing" => self.supervision.restart_spacing,
             "one-instance" => self.supervision.one_instance,
@@ -260,7 +267,7 @@ impl World {
                     Role::Balancer { pipeline, .. } => Some(*pipeline),
                     Role::Backend => None,
                 },
-                HostKind::Client(_) => None,
+                HostKind::Client(_) | HostKind::Attacker(_) => None,
             })
             .unwrap_or_default()
     }

@@ -37,7 +37,7 @@ use super::codec::{
 };
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
 use super::intern::Interner;
-use super::keyring::{Key, KeyOp, Keyring, KeyringError};
+use super::keyring::{Key, KeyOp, Keyring, KeyringError, Nonce12, ReplayWindow};
 use super::lifeguard::{self, Awareness, Suspicion};
 use super::limits::{Limit, LimitCounts};
 use super::serf::{
@@ -234,6 +234,13 @@ enum Spread {
 
 /// Indirect pings we make for other nodes at once; more ping-reqs are dropped.
 pub const RELAYS_MAX: usize = 64;
+/// Without a keyring a datagram's source is unverified: the ack to a ping carries
+/// broadcasts only up to this many times the ping's size (a bare ack always goes), so a
+/// forged source gains little.
+pub const AMPLIFICATION_MAX: usize = 4;
+/// An ack may take this many bytes whatever the ping's size: room for the ack and an alive
+/// message about this node, which answers a stale accusation at once (memberlist's way).
+pub const REPLY_BYTES_MIN: usize = 64;
 
 /// The probe round under way.
 #[derive(Clone, Debug)]
@@ -296,6 +303,10 @@ pub struct Agent {
     /// Members whose entry changed since the driver last took them (at most the table and
     /// the members erased since).
     changed: BTreeSet<Name>,
+    /// The largest reply to the datagram being handled ([`AMPLIFICATION_MAX`]).
+    reply_bytes_max: usize,
+    /// Nonces of the sealed frames opened last (empty without a keyring).
+    replays: ReplayWindow,
 }
 
 /// Marks `name`'s entry as changed.
@@ -336,6 +347,8 @@ impl Agent {
             leave: None,
             version: 0,
             changed: BTreeSet::new(),
+            reply_bytes_max: DATAGRAM_BYTES_MAX,
+            replays: ReplayWindow::default(),
         }
     }
 
@@ -446,7 +459,14 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<(), CodecError> {
-        let frame = self.config.wire.open(bytes)?;
+        let (frame, nonce) = self.config.wire.open(bytes, Some(self.config.addr))?;
+        self.refuse_replay(nonce)?;
+        // A keyring proves the sender holds a key; without one, anyone can claim any source
+        // address, so a reply to the datagram is bounded by its size (no amplification).
+        self.reply_bytes_max = match self.config.wire.keyring {
+            Some(_) => DATAGRAM_BYTES_MAX,
+            None => bytes.len().saturating_mul(AMPLIFICATION_MAX).clamp(REPLY_BYTES_MIN, DATAGRAM_BYTES_MAX),
+        };
         for message in codec::decode_borrowed(&frame)? {
             self.handle_message(from, message, now, out);
         }
@@ -489,11 +509,14 @@ impl Agent {
         now: Duration,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let opened = self.config.wire.open(bytes)?;
+        // Our own push-pull's answer rides the connection we opened: it is bound to nothing.
+        let me = (!is_answer).then_some(self.config.addr);
+        let (opened, nonce) = self.config.wire.open(bytes, me)?;
+        self.refuse_replay(nonce)?;
         let frame = codec::decode_stream_borrowed(&opened, self.config.members_max)?;
         let answer = self.answer_stream(from, frame, is_answer, now, out);
         self.report_limits(out);
-        Ok(answer?.map(|answer| self.seal(answer)))
+        Ok(answer?.map(|answer| self.seal(answer, None)))
     }
 
     /// What a decoded frame from `from` asks for, and its answer.
@@ -849,7 +872,7 @@ impl Agent {
                 // A ping meant for a previous owner of this address is not ours to answer.
                 if target == &*self.config.name {
                     let packet = [Message::Ack { seq }];
-                    let broadcasts = self.piggyback(&packet);
+                    let broadcasts = self.piggyback_within(&packet, self.reply_bytes_max);
                     self.send_with(from, &packet, &broadcasts, out);
                 }
             }
@@ -1302,7 +1325,7 @@ impl Agent {
         // suspected even though UDP failed (a firewall that drops only datagrams).
         if self.config.tcp_pings {
             match codec::encode_stream(&Message::Ping { seq, target }) {
-                Ok(bytes) => out.push(Action::Stream { to: addr, bytes: self.seal(bytes) }),
+                Ok(bytes) => out.push(Action::Stream { to: addr, bytes: self.seal(bytes, Some(addr)) }),
                 Err(error) => tracing::error!(%addr, %error, "TCP ping not sent"),
             }
         }
@@ -1442,10 +1465,15 @@ impl Agent {
     /// Serf's (the delegate's broadcasts) in the room left; each queue least-sent first, so
     /// new news goes out before old news.
     fn piggyback(&mut self, packet: &[Message]) -> Vec<Arc<[u8]>> {
+        self.piggyback_within(packet, DATAGRAM_BYTES_MAX)
+    }
+
+    /// [`Agent::piggyback`] into a datagram of at most `bytes_max` bytes on the wire.
+    fn piggyback_within(&mut self, packet: &[Message], bytes_max: usize) -> Vec<Arc<[u8]>> {
         let limit = self.retransmit_limit();
         let mut size = 8 + self.config.wire.overhead() + packet.iter().map(codec::encoded_len).sum::<usize>();
         let mut fits = |message: &[u8]| {
-            let fits = size + message.len() <= DATAGRAM_BYTES_MAX;
+            let fits = size + message.len() <= bytes_max;
             size += if fits { message.len() } else { 0 };
             fits
         };
@@ -1505,7 +1533,7 @@ impl Agent {
 
     fn send_push_pull(&mut self, to: SocketAddr, join: bool, out: &mut Vec<Action>) {
         match codec::encode_push_pull(&self.push_pull(join, false)) {
-            Ok(bytes) => out.push(Action::Stream { to, bytes: self.seal(bytes) }),
+            Ok(bytes) => out.push(Action::Stream { to, bytes: self.seal(bytes, Some(to)) }),
             Err(error) => tracing::error!(%to, %error, "push-pull not sent"),
         }
     }
@@ -1522,7 +1550,7 @@ impl Agent {
         broadcasts: &[Arc<[u8]>],
         out: &mut Vec<Action>,
     ) {
-        let sealed = codec::encode_compound(messages, broadcasts).map(|bytes| self.seal(bytes));
+        let sealed = codec::encode_compound(messages, broadcasts).map(|bytes| self.seal(bytes, Some(to)));
         match sealed {
             Ok(bytes) if bytes.len() <= DATAGRAM_BYTES_MAX => out.push(Action::Send { to, bytes }),
             // Only our own state can be this big; that is a configuration limit, not a peer's fault.
@@ -1531,9 +1559,17 @@ impl Agent {
         }
     }
 
-    /// `frame` as it goes on the wire: labelled and sealed as configured.
-    fn seal(&mut self, frame: Vec<u8>) -> Vec<u8> {
-        self.config.wire.seal(frame, &mut self.rng)
+    /// `frame` as it goes on the wire to `to`: labelled and sealed as configured.
+    fn seal(&mut self, frame: Vec<u8>, to: Option<SocketAddr>) -> Vec<u8> {
+        self.config.wire.seal(frame, to, &mut self.rng)
+    }
+
+    /// Refuses a sealed frame whose nonce this agent opened before.
+    fn refuse_replay(&mut self, nonce: Option<Nonce12>) -> Result<(), KeyringError> {
+        match nonce {
+            Some(nonce) if !self.replays.first_sight(nonce) => Err(KeyringError::Replayed),
+            _ => Ok(()),
+        }
     }
 
     /// `serf keys -install|-use|-remove KEY` on this agent.

@@ -7,7 +7,15 @@
 //! data. The primary key seals; every installed key is tried to open, so a key can be
 //! installed everywhere, then used, then the old one removed, without dropping a packet.
 //!
+//! Beyond memberlist, which accepts a sealed frame replayed by anyone who sniffed it: a frame
+//! sent to an agent is bound to that agent's address (the address goes into the associated
+//! data), so it opens nowhere else, and each agent refuses a nonce it has opened before
+//! ([`ReplayWindow`], the last [`NONCES_REMEMBERED`]).
+//!
 //! Sans-io: the nonce comes from the caller's seeded RNG.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -33,6 +41,11 @@ const LABEL_HEADER: u8 = 244;
 pub const LABEL_BYTES_MAX: usize = 255;
 /// Most bytes sealing and a label add to a frame.
 pub const WIRE_OVERHEAD_BYTES: usize = SEAL_OVERHEAD_BYTES + 2 + LABEL_BYTES_MAX;
+/// Nonces an agent remembers to refuse replays: at tens of frames a second, minutes of them.
+pub const NONCES_REMEMBERED: usize = 4096;
+
+/// A frame's nonce.
+pub type Nonce12 = [u8; NONCE_BYTES];
 
 type Aes192Gcm = AesGcm<aes_gcm::aes::Aes192, U12>;
 
@@ -61,8 +74,10 @@ pub enum KeyringError {
     TooShort(usize),
     #[error("sealed with unknown version {0}")]
     Version(u8),
-    #[error("no installed key opens the frame")]
+    #[error("no installed key opens the frame (another key, or a frame meant for another address)")]
     NoKeyOpens,
+    #[error("a replay: this frame's nonce was opened before")]
+    Replayed,
 }
 
 /// One AES-GCM key, by its size.
@@ -267,12 +282,15 @@ impl Wire {
         label + seal
     }
 
-    /// `frame` as it goes on the wire: sealed with the primary key, a fresh nonce from `rng`.
-    pub fn seal(&self, frame: Vec<u8>, rng: &mut impl RngCore) -> Vec<u8> {
+    /// `frame` as it goes on the wire: sealed with the primary key, a fresh nonce from `rng`,
+    /// and bound to the receiver's address `to` if given (a stream's answer rides the
+    /// connection its request opened, and is not).
+    pub fn seal(&self, frame: Vec<u8>, to: Option<SocketAddr>, rng: &mut impl RngCore) -> Vec<u8> {
         if self.is_plain() {
             return frame;
         }
-        let aad = self.label.as_deref().unwrap_or("").as_bytes();
+        let aad = self.associated_data(to);
+        let aad = aad.as_slice();
         let mut wire = Vec::with_capacity(frame.len() + self.overhead());
         if let Some(label) = &self.label {
             wire.extend_from_slice(&[LABEL_HEADER, label.len() as u8]);
@@ -291,11 +309,15 @@ impl Wire {
         wire
     }
 
-    /// The frame inside `wire`, or why it is refused: no label or another one, or no
-    /// installed key opens it.
-    pub fn open<'a>(&self, wire: &'a [u8]) -> Result<Cow<'a, [u8]>, KeyringError> {
+    /// The frame inside `wire`, sent to `me` (or unbound), and its nonce if it was sealed;
+    /// or why it is refused: no label or another one, or no installed key opens it.
+    pub fn open<'a>(
+        &self,
+        wire: &'a [u8],
+        me: Option<SocketAddr>,
+    ) -> Result<(Cow<'a, [u8]>, Option<Nonce12>), KeyringError> {
         let body = self.strip_label(wire)?;
-        let Some(ring) = &self.keyring else { return Ok(Cow::Borrowed(body)) };
+        let Some(ring) = &self.keyring else { return Ok((Cow::Borrowed(body), None)) };
         if body.len() < SEAL_OVERHEAD_BYTES {
             return Err(KeyringError::TooShort(body.len()));
         }
@@ -303,12 +325,23 @@ impl Wire {
             return Err(KeyringError::Version(body[0]));
         }
         let (nonce, sealed) = body[1..].split_at(NONCE_BYTES);
-        let aad = self.label.as_deref().unwrap_or("").as_bytes();
-        ring.keys
-            .iter()
-            .find_map(|key| key.open(nonce, Payload { msg: sealed, aad }))
-            .map(Cow::Owned)
-            .ok_or(KeyringError::NoKeyOpens)
+        let aad = self.associated_data(me);
+        let frame = ring.keys.iter().find_map(|key| key.open(nonce, Payload { msg: sealed, aad: &aad }));
+        let nonce: Nonce12 = nonce.try_into().expect("split at the nonce's length");
+        frame.map(|frame| (Cow::Owned(frame), Some(nonce))).ok_or(KeyringError::NoKeyOpens)
+    }
+
+    /// The label, then the receiver's address if the frame is bound to one.
+    fn associated_data(&self, to: Option<SocketAddr>) -> Vec<u8> {
+        let mut aad = self.label.as_deref().unwrap_or("").as_bytes().to_vec();
+        if let Some(to) = to {
+            match to.ip() {
+                std::net::IpAddr::V4(ip) => aad.extend_from_slice(&ip.octets()),
+                std::net::IpAddr::V6(ip) => aad.extend_from_slice(&ip.octets()),
+            }
+            aad.extend_from_slice(&to.port().to_be_bytes());
+        }
+        aad
     }
 
     fn strip_label<'a>(&self, wire: &'a [u8]) -> Result<&'a [u8], KeyringError> {
@@ -321,6 +354,29 @@ impl Wire {
             }
             _ => Err(mismatch()),
         }
+    }
+}
+
+/// The nonces an agent opened last: a frame whose nonce is among them is a replay.
+#[derive(Debug, Default)]
+pub struct ReplayWindow {
+    order: VecDeque<Nonce12>,
+    seen: BTreeSet<Nonce12>,
+}
+
+impl ReplayWindow {
+    /// Remembers `nonce`; false if it was remembered already (the frame is a replay).
+    pub fn first_sight(&mut self, nonce: Nonce12) -> bool {
+        if !self.seen.insert(nonce) {
+            return false;
+        }
+        if self.order.len() == NONCES_REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        self.order.push_back(nonce);
+        true
     }
 }
 

@@ -41,6 +41,9 @@ pub enum Event {
     StreamReceived { from: String, bytes: u32 },
     /// A stream frame could not be decoded; the peer is named.
     StreamRejected { from: String, error: String },
+    /// An attacker at `from` sent a forgery, a replay or a push-pull of a flood (`stream`)
+    /// to `to`.
+    AttackSent { what: String, from: String, to: String, bytes: u32, stream: bool },
     /// A `serf keys` change was applied: the keyring now holds `keys` keys.
     KeyringChanged { op: String, keys: u32 },
     /// A `serf keys` change was refused (removing the primary key, an unknown key, ...).
@@ -137,6 +140,7 @@ impl Event {
             Event::StreamSent { .. } => "stream-sent",
             Event::StreamReceived { .. } => "stream-received",
             Event::StreamRejected { .. } => "stream-rejected",
+            Event::AttackSent { .. } => "attack-sent",
             Event::KeyringChanged { .. } => "keyring-changed",
             Event::KeyringRefused { .. } => "keyring-refused",
             Event::Timer { .. } => "timer",

@@ -125,6 +125,9 @@ pub fn unsupported(world: &World) -> Vec<String> {
         _ => None,
     });
     refused.extend(permanent.map(|name| format!("`permanent_failure` of serf on {name} (finish scripts)")));
+    let attackers = world.hosts.iter().filter(|h| matches!(h.kind, HostKind::Attacker(_)));
+    refused
+        .extend(attackers.map(|h| format!("attacker host {} (it needs sockets: run it on turmoil)", h.name)));
     if world.pipeline() == Pipeline::Lab {
         refused.push("the lab pipeline (in-place writes and legacy reloads)".into());
     }
@@ -300,7 +303,7 @@ impl<'a> Engine<'a> {
             let ip = IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_ADDRESS) + index as u32));
             let node = match &spec.kind {
                 HostKind::Node(node) => Some((**node).clone()),
-                HostKind::Client(_) => None,
+                HostKind::Client(_) | HostKind::Attacker(_) => None,
             };
             let port = node.as_ref().map_or(GOSSIP_PORT, |n| n.gossip_port);
             engine.by_ip.insert(ip, index);

@@ -115,18 +115,20 @@ pub(crate) fn resolve_in(
 }
 
 /// Boots one host of the world on `env`: records the boot, then runs its node (with
-/// `handles`) or its client workload until it ends. Every engine that runs the real stack
-/// boots hosts this way.
+/// `handles`), its client workload or its attack (with what `tap` captures) until it ends.
+/// Every engine that runs the real stack boots hosts this way.
 pub(crate) async fn boot_host<N: rollcall::net::Net>(
     env: rollcall::host::HostEnv<N>,
     kind: crate::world::HostKind,
     handles: rollcall::node::NodeHandles,
+    tap: crate::attacker::Tap,
     boot: u32,
 ) {
     env.observe(rollcall::host::Event::HostBooted { boot });
     match kind {
         crate::world::HostKind::Node(spec) => rollcall::node::boot(env, *spec, handles).await,
         crate::world::HostKind::Client(spec) => crate::workload::run(env, spec).await,
+        crate::world::HostKind::Attacker(spec) => crate::attacker::run(env, spec, tap).await,
     }
 }
 

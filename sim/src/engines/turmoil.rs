@@ -13,14 +13,15 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use super::{ActiveFaults, EngineError, Order, orders, plan_record};
+use crate::attacker::Tap;
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
-use crate::world::{HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
+use crate::world::{HostKind, HostSpec, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::driver::AgentControl;
 use rollcall::host::{Clock, Event, HostEnv, MemoryDisk, host_seed};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::{Datagram, Listener, Net};
-use rollcall::node::NodeHandles;
+use rollcall::node::{GOSSIP_PORT, NodeHandles};
 use rollcall::supervisor::driver::Control;
 
 /// turmoil's UDP socket as a [`Datagram`].
@@ -107,6 +108,8 @@ struct HostState {
     agent: Rc<AgentControl>,
     boots: Cell<u32>,
     start_at: Duration,
+    /// What an attacker host captures on the wire (empty for other hosts).
+    tap: Tap,
 }
 
 /// Most hosts turmoil runs: it polls every host at every tick, so 50 hosts already take
@@ -147,6 +150,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
             agent: Rc::default(),
             boots: Cell::new(0),
             start_at: plan.start_at[&host.name],
+            tap: Tap::default(),
         });
         states.insert(host.name.clone(), state.clone());
         let factory = host_factory(host.clone(), state, recorder.clone(), addresses.clone(), seed);
@@ -156,6 +160,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         addresses.borrow_mut().insert(host.name.clone(), sim.lookup(host.name.as_str()));
     }
     recorder.world(Duration::ZERO, WORLD, plan_record(world, plan));
+    let taps = attacker_taps(world, &states, &addresses.borrow());
     let mut steps = plan.steps.iter().peekable();
     let mut world_faults = WorldFaults {
         active: ActiveFaults::default(),
@@ -168,6 +173,9 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
             world_faults.apply(&mut sim, &states, plan, step);
         }
         world_faults.trigger(&mut sim, plan);
+        if !taps.is_empty() {
+            tap_the_wire(&sim, &taps);
+        }
         if let Err(error) = sim.step() {
             return Err(EngineError::Crashed {
                 at_ms: sim.elapsed().as_millis() as u64,
@@ -205,15 +213,44 @@ fn host_factory(
             host_seed,
         );
         let (kind, faults, start_at) = (host.kind.clone(), state.faults.clone(), state.start_at);
-        let agent = state.agent.clone();
+        let (agent, tap) = (state.agent.clone(), state.tap.clone());
         Box::pin(async move {
             // A host crashed and restarted before its planned start still waits for it.
             tokio::time::sleep(start_at.saturating_sub(env.now())).await;
             let handles = NodeHandles { faults, control: control_rx, agent };
-            super::boot_host(env, kind, handles, boot).await;
+            super::boot_host(env, kind, handles, tap, boot).await;
             Ok(())
         })
     }
+}
+
+/// Each attacker's address and tap.
+fn attacker_taps(
+    world: &World,
+    states: &BTreeMap<String, Rc<HostState>>,
+    addresses: &BTreeMap<String, IpAddr>,
+) -> Vec<(IpAddr, Tap)> {
+    let attackers = world.hosts.iter().filter(|h| matches!(h.kind, HostKind::Attacker(_)));
+    attackers.map(|h| (addresses[&h.name], states[&h.name].tap.clone())).collect()
+}
+
+/// Copies the gossip datagrams in flight between other hosts into each attacker's tap, as a
+/// host on the same segment could sniff them, at every step (a datagram is in flight for a
+/// few ticks; the tap keeps one copy). Reading leaves them in flight, untouched.
+fn tap_the_wire(sim: &turmoil::Sim<'_>, taps: &[(IpAddr, Tap)]) {
+    sim.links(|links| {
+        for link in links {
+            for sent in link {
+                let (from, to) = sent.pair();
+                let turmoil::Protocol::Udp(datagram) = sent.protocol() else { continue };
+                if to.port() != GOSSIP_PORT {
+                    continue;
+                }
+                let others = taps.iter().filter(|(ip, _)| *ip != from.ip() && *ip != to.ip());
+                others.for_each(|(_, tap)| tap.capture(&datagram.0));
+            }
+        }
+    });
 }
 
 /// Applies plan steps and records what each one changed.

@@ -100,7 +100,7 @@ fn join_wait(world: &World) -> Duration {
             JoinMode::Retry { interval, .. } => interval,
             JoinMode::Once { timeout } => timeout,
         }),
-        HostKind::Client(_) => None,
+        HostKind::Client(_) | HostKind::Attacker(_) => None,
     });
     joins.max().unwrap_or_default()
 }

@@ -241,7 +241,8 @@ pub fn false_failure_events(obs: &Observations) -> Vec<&FailedEvent> {
 pub fn no_false_failure(obs: &Observations) -> Verdict {
     let rule = "no member is declared failed while its agent runs and a gossip path to it exists";
     let mut verdict = Verdict::new("no-false-failure", rule.into());
-    verdict.checked = obs.failed_events.len() as u32;
+    // Every member is watched over the whole run, and every member-failed event checked.
+    verdict.checked = (obs.nodes.len() + obs.failed_events.len()) as u32;
     for event in false_failure_events(obs) {
         let what = format!(
             "{} declared {} failed at {} while its agent ran",
@@ -250,6 +251,22 @@ pub fn no_false_failure(obs: &Observations) -> Verdict {
             secs(event.at)
         );
         verdict.fail(event.at, &[&event.member, &event.observer], what);
+    }
+    verdict
+}
+
+/// Checks `outsiders-refused`: every frame an attacker host got to an agent was refused.
+pub fn outsiders_refused(obs: &Observations) -> Verdict {
+    let rule = "every gossip frame an attacker host gets to an agent is refused";
+    let mut verdict = Verdict::new("outsiders-refused", rule.into());
+    for frame in &obs.attacks.frames {
+        verdict.checked += 1;
+        if !frame.refused {
+            let kind = if frame.stream { "push-pull" } else { "datagram" };
+            let what =
+                format!("{} accepted a {kind} from {} at {}", frame.receiver, frame.attacker, secs(frame.at));
+            verdict.fail(frame.at, &[&frame.receiver, &frame.attacker], what);
+        }
     }
     verdict
 }

@@ -37,7 +37,7 @@ use crate::world::{HostKind, World};
 const VIOLATIONS_LISTED_MAX: usize = 10;
 
 /// The names of the invariants a scenario can check.
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "converge",
     "detect",
     "available",
@@ -45,6 +45,7 @@ pub const NAMES: [&str; 15] = [
     "incarnation",
     "no-self-death",
     "no-false-failure",
+    "outsiders-refused",
     "left",
     "restart-spacing",
     "one-instance",
@@ -154,6 +155,31 @@ pub struct Figures {
     pub false_failures: u32,
     /// Each limit some host reached: on how many hosts, and the largest count recorded.
     pub limits: Vec<LimitFigure>,
+    /// Each attacker host: what it sent, and what agents made of it.
+    pub attacks: Vec<AttackFigure>,
+}
+
+/// What one attacker host sent and achieved.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AttackFigure {
+    pub attacker: String,
+    /// Moves by kind (`forged-dead`, `replay`, `push-pull-flood`...), in name order.
+    pub sent: Vec<(String, u64)>,
+    /// Its frames that reached an agent.
+    pub reached: u64,
+    /// Of those, how many agents refused.
+    pub refused: u64,
+}
+
+fn attack_figures(obs: &Observations) -> Vec<AttackFigure> {
+    let attacks = &obs.attacks;
+    let figure = |(attacker, sent): (&String, &BTreeMap<String, u64>)| {
+        let frames = attacks.frames.iter().filter(|f| &f.attacker == attacker);
+        let (reached, refused) = frames.fold((0, 0), |(n, r), f| (n + 1, r + u64::from(f.refused)));
+        let sent = sent.iter().map(|(what, n)| (what.clone(), *n)).collect();
+        AttackFigure { attacker: attacker.clone(), sent, reached, refused }
+    };
+    attacks.sent.iter().map(figure).collect()
 }
 
 /// One limit that refused something during the run.
@@ -206,6 +232,9 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     if enabled.no_false_failure {
         verdicts.push(gossip::no_false_failure(obs));
     }
+    if enabled.outsiders_refused {
+        verdicts.push(gossip::outsiders_refused(obs));
+    }
     if enabled.left {
         verdicts.push(gossip::left(obs, &bounds::views_settle(world)));
     }
@@ -225,6 +254,7 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
         requests,
         false_failures: gossip::false_failures(obs),
         limits: limit_figures(obs),
+        attacks: attack_figures(obs),
     };
     (verdicts.into_iter().map(Verdict::settled).collect(), figures)
 }
@@ -240,7 +270,7 @@ fn waits_for_sync(world: &World) -> bool {
         HostKind::Node(node) => {
             rollcall::node::render_settings(node).is_some_and(|s| s.options.wait_for_sync)
         }
-        HostKind::Client(_) => false,
+        HostKind::Client(_) | HostKind::Attacker(_) => false,
     })
 }
 

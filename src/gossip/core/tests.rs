@@ -1153,7 +1153,8 @@ fn an_encrypted_cluster_forms_and_refuses_forgeries() {
     let sealed = |host: u8, seeds: &[u8]| {
         let mut config = config(&format!("n{host}"), host, seeds);
         config.wire = wire(1);
-        agent(config)
+        // Each agent its own random stream, as every engine gives it: nonces differ.
+        Agent::new(config, ChaCha8Rng::seed_from_u64(u64::from(host)))
     };
     let mut cluster = Cluster::new(vec![sealed(1, &[]), sealed(2, &[1]), sealed(3, &[1])]);
     cluster.run_until(Duration::from_secs(5));
@@ -1169,13 +1170,23 @@ fn an_encrypted_cluster_forms_and_refuses_forgeries() {
     let mut out = Vec::new();
     let plain = target.handle_datagram(addr(9), &forged, now, &mut out);
     assert!(matches!(plain, Err(CodecError::Refused(_))), "{plain:?}");
-    let guessed = wire(2).seal(forged.clone(), &mut ChaCha8Rng::seed_from_u64(1));
+    let guessed = wire(2).seal(forged.clone(), Some(addr(1)), &mut ChaCha8Rng::seed_from_u64(1));
     let wrong_key = target.handle_datagram(addr(9), &guessed, now, &mut out);
     assert_eq!(wrong_key, Err(CodecError::Refused(KeyringError::NoKeyOpens)));
     let stream = target.handle_stream(addr(9), &guessed, false, now, &mut out);
     assert_eq!(stream, Err(CodecError::Refused(KeyringError::NoKeyOpens)));
     assert!(out.is_empty(), "a refused frame does nothing: {out:?}");
-    assert_eq!(cluster.status(1, "n2"), Some(Status::Alive));
+    // A frame sealed with the cluster's key for n1 opens once at n1, and never at n2.
+    let sealed = wire(1).seal(forged.clone(), Some(addr(1)), &mut ChaCha8Rng::seed_from_u64(2));
+    let other = cluster.agents.get_mut(&addr(2)).unwrap().handle_datagram(addr(9), &sealed, now, &mut out);
+    assert_eq!(other, Err(CodecError::Refused(KeyringError::NoKeyOpens)));
+    let target = cluster.agents.get_mut(&addr(1)).unwrap();
+    assert!(target.handle_datagram(addr(9), &sealed, now, &mut out).is_ok());
+    let replayed = target.handle_datagram(addr(9), &sealed, now, &mut out);
+    assert_eq!(replayed, Err(CodecError::Refused(KeyringError::Replayed)));
+    out.clear();
+    // The one forgery sealed with the cluster's key (an insider's) was applied once: n2 refutes.
+    assert_ne!(cluster.status(1, "n2"), None);
     // Every frame the agents sent was sealed: none decodes as plain.
     let mut out = Vec::new();
     cluster.agents.get_mut(&addr(1)).unwrap().handle_timer(Timer::Probe, now, &mut out);
@@ -1184,4 +1195,48 @@ fn an_encrypted_cluster_forms_and_refuses_forgeries() {
             assert!(codec::decode(bytes).is_err() && bytes.len() <= DATAGRAM_BYTES_MAX);
         }
     }
+}
+
+/// Without a keyring anyone can claim a ping's source: the ack carries broadcasts only up to
+/// AMPLIFICATION_MAX times the ping's size (REPLY_BYTES_MIN at least), where a large ping
+/// still gets a full packet.
+#[test]
+fn an_ack_to_a_small_ping_is_a_small_multiple_of_it() {
+    let mut s1 = agent(config("s1", 2, &[]));
+    s1.start(Duration::ZERO, &mut Vec::new());
+    for host in 10..60 {
+        s1.handle_datagram(
+            addr(host),
+            &alive(&format!("member-with-a-long-name-{host}"), host, 1),
+            Duration::ZERO,
+            &mut Vec::new(),
+        )
+        .unwrap();
+    }
+    let ack_bytes = |s1: &mut Agent, ping: &[u8]| {
+        let mut out = Vec::new();
+        s1.handle_datagram(addr(99), ping, Duration::from_secs(1), &mut out).unwrap();
+        out.iter().find_map(|a| match a {
+            Action::Send { to, bytes } if *to == addr(99) => Some(bytes.len()),
+            _ => None,
+        })
+    };
+    let small = codec::encode(&[Message::Ping { seq: 1, target: "s1".into() }]).unwrap();
+    let reply = ack_bytes(&mut s1, &small).unwrap();
+    assert!(
+        reply <= (small.len() * AMPLIFICATION_MAX).max(REPLY_BYTES_MIN),
+        "{reply} bytes for {}",
+        small.len()
+    );
+    // A ping carrying as much as the broadcasts (as a member's pings do) gets them all.
+    let filler = |i: u32| Message::Suspect {
+        name: format!("{i}{}", "x".repeat(100)),
+        incarnation: 0,
+        from: "y".repeat(100),
+    };
+    let mut large = vec![Message::Ping { seq: 2, target: "s1".into() }];
+    large.extend((0..2).map(filler));
+    let large = codec::encode(&large).unwrap();
+    let reply = ack_bytes(&mut s1, &large).unwrap();
+    assert!(reply > 1000, "a {}-byte ping gets a full ack, not {reply} bytes", large.len());
 }

@@ -211,7 +211,8 @@ async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
     let orders = follow_orders(control, agent.clone());
     // Loss is the network's (nftables), not the host's own model.
     let handles = NodeHandles { faults: Rc::default(), control: control_rx, agent };
-    let host = crate::engines::boot_host(env, kind, handles, boot);
+    // Refused before a real run starts: no attacker gets here, and there is no wire to tap.
+    let host = crate::engines::boot_host(env, kind, handles, Default::default(), boot);
     tokio::select! {
         biased;
         () = orders => {}

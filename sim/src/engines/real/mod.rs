@@ -24,7 +24,7 @@ use tokio::io::AsyncWriteExt as _;
 use super::{ActiveFaults, EngineError, Order, orders, plan_record};
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Record, TRACE_RECORDS_MAX, Trace, WORLD, WorldEvent};
-use crate::world::World;
+use crate::world::{HostKind, World};
 use network::Network;
 use rollcall::net::lossy::LinkFaults;
 
@@ -47,6 +47,9 @@ pub fn unsupported(world: &World) -> Vec<String> {
             "{} hosts (at most {HOSTS_MAX}: one process and namespace each)",
             world.hosts.len()
         ));
+    }
+    if world.hosts.iter().any(|h| matches!(h.kind, HostKind::Attacker(_))) {
+        refused.push("attacker hosts: their capture taps the simulated wire".into());
     }
     let faults = world.faults.iter().map(|fault| &fault.kind);
     if faults.clone().any(|kind| matches!(kind, FaultKind::Latency { .. })) {
