@@ -118,6 +118,8 @@ fn haproxy_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 #[derive(Subcommand)]
+// One command per process, parsed once: the node's many flags cost nothing to keep inline.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run one node until interrupted.
     Node {
@@ -168,9 +170,10 @@ enum Command {
         /// Backend: the webapp's TAG.
         #[arg(long, default_value = "")]
         tag: String,
-        /// Seed of the node's random choices.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// Seed of the node's random choices, to replay them; default: drawn from the OS.
+        /// Refused with --encrypt: a restart with the same seed would repeat AES-GCM nonces.
+        #[arg(long, conflicts_with = "encrypt")]
+        seed: Option<u64>,
         /// Serf's event handler (repeatable): `[member-join,member-leave,...=]SCRIPT`, run
         /// with `sh -c` for each coalesced batch of member events (3 s coalesce, 1 s quiescent
         /// period), never two at once.
@@ -613,6 +616,14 @@ fn parse_key(text: &str) -> Result<String, String> {
     Key::parse(text).map(|_| text.to_string()).map_err(|error| error.to_string())
 }
 
+/// A seed from the OS's entropy: a node's nonces must differ from every other node's and from
+/// its own earlier runs'.
+fn os_seed() -> anyhow::Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no OS entropy for the seed: {error}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 fn parse_label(text: &str) -> Result<String, String> {
     Wire::new(Some(text.to_string()), None).map(|_| text.to_string()).map_err(|error| error.to_string())
 }
@@ -683,6 +694,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
             BalancerArg::Haproxy => Some(haproxy_binary(haproxy)?),
         },
     };
+    let seed = seed.map_or_else(os_seed, Ok)?;
     // One thread, like a simulated host: the same futures run here and under turmoil.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();

@@ -1,16 +1,11 @@
-//! A datagram from a peer: decoded, then handled by an agent that knows a few members.
+//! A datagram from a peer: opened, decoded, then handled by an agent that knows a few members.
+//! The body is in harness.rs, shared with the stable smoke run (tests/fuzz_smoke.rs).
 #![no_main]
-
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "common.rs"]
-mod common;
+#[path = "harness.rs"]
+#[allow(dead_code)] // each target calls one of its functions
+mod harness;
 
-fuzz_target!(|bytes: &[u8]| {
-    let (mut agent, _) = common::agent();
-    let mut out = Vec::new();
-    let _ = agent.handle_datagram(common::peer(), bytes, Duration::from_millis(20), &mut out);
-    common::run_timers(&mut agent, out);
-});
+fuzz_target!(|bytes: &[u8]| harness::gossip_datagram(bytes));

@@ -1,19 +1,11 @@
-//! A stream frame from a peer (a push-pull, a TCP ping, an ack), as a request and as the
-//! answer to our own push-pull.
+//! A push-pull frame from a peer, as a request and as an answer.
+//! The body is in harness.rs, shared with the stable smoke run (tests/fuzz_smoke.rs).
 #![no_main]
-
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "common.rs"]
-mod common;
+#[path = "harness.rs"]
+#[allow(dead_code)] // each target calls one of its functions
+mod harness;
 
-fuzz_target!(|bytes: &[u8]| {
-    for is_answer in [false, true] {
-        let (mut agent, _) = common::agent();
-        let mut out = Vec::new();
-        let _ = agent.handle_stream(common::peer(), bytes, is_answer, Duration::from_millis(20), &mut out);
-        common::run_timers(&mut agent, out);
-    }
-});
+fuzz_target!(|bytes: &[u8]| harness::gossip_stream(bytes));

@@ -1,10 +1,11 @@
-//! A haproxy.cfg as the balancer loads it.
+//! An haproxy.cfg as the balancer loads it.
+//! The body is in harness.rs, shared with the stable smoke run (tests/fuzz_smoke.rs).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|bytes: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = rollcall::balancer::config::parse("fuzz.cfg", text);
-    }
-});
+#[path = "harness.rs"]
+#[allow(dead_code)] // each target calls one of its functions
+mod harness;
+
+fuzz_target!(|bytes: &[u8]| harness::haproxy_cfg(bytes));

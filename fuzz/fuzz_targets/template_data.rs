@@ -1,18 +1,11 @@
-//! A members file (the renderer's data when no agent feeds it) rendered through the lab's
-//! template, and the config that makes loaded by the balancer's parser.
+//! A members file rendered through the lab's template, then loaded by the balancer's parser.
+//! The body is in harness.rs, shared with the stable smoke run (tests/fuzz_smoke.rs).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rollcall::render::core::{Member, Renderer};
 
-const TEMPLATE: &str = include_str!("../../scenarios/templates/haproxy.cfg.hb");
+#[path = "harness.rs"]
+#[allow(dead_code)] // each target calls one of its functions
+mod harness;
 
-fuzz_target!(|bytes: &[u8]| {
-    let Ok(view) = serde_json::from_slice::<Vec<Member>>(bytes) else { return };
-    let renderer = Renderer::new("haproxy.cfg.hb", TEMPLATE).expect("the lab's template compiles");
-    if let Ok(Some(output)) = renderer.update(&view) {
-        if let Ok(text) = std::str::from_utf8(&output.bytes) {
-            let _ = rollcall::balancer::config::parse("haproxy.cfg", text);
-        }
-    }
-});
+fuzz_target!(|bytes: &[u8]| harness::template_data(bytes));

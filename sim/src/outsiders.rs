@@ -44,8 +44,9 @@ impl Attacks {
                 }
             }
         }
-        // A frame is refused when its rejection follows its arrival on the same host.
-        let mut pending: BTreeMap<String, usize> = BTreeMap::new();
+        // A frame is refused when its rejection, from the same sender and of the same kind,
+        // is the next such record on the same host (the driver records both at once).
+        let mut pending: BTreeMap<(String, bool), (usize, IpAddr)> = BTreeMap::new();
         for record in &trace.records {
             let Entry::Host(event) = &record.event else { continue };
             let (from, stream, arrived) = match event {
@@ -55,9 +56,17 @@ impl Attacks {
                 Event::StreamRejected { from, .. } => (from, true, false),
                 _ => continue,
             };
-            let Some(attacker) = ip_of(from).and_then(|ip| attacker_ips.get(&ip)) else { continue };
+            let Some(ip) = ip_of(from) else { continue };
+            let key = (record.host.clone(), stream);
+            let Some(attacker) = attacker_ips.get(&ip) else {
+                // Another sender's frame came in between: the attacker's before it was kept.
+                if arrived {
+                    pending.remove(&key);
+                }
+                continue;
+            };
             if arrived {
-                pending.insert(record.host.clone(), attacks.frames.len());
+                pending.insert(key, (attacks.frames.len(), ip));
                 let (receiver, attacker) = (record.host.clone(), attacker.clone());
                 attacks.frames.push(OutsiderFrame {
                     at: record.at(),
@@ -66,7 +75,7 @@ impl Attacks {
                     stream,
                     refused: false,
                 });
-            } else if let Some(index) = pending.remove(&record.host) {
+            } else if let Some((index, _)) = pending.remove(&key).filter(|(_, sender)| *sender == ip) {
                 attacks.frames[index].refused = true;
             }
         }

@@ -989,10 +989,15 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         };
         let is_client = host.role == RoleKind::Client;
         let is_attacker = host.role == RoleKind::Attacker;
-        misplaced("victim", host.victim.is_some(), is_attacker)?;
-        misplaced("targets", host.targets.is_some(), is_attacker)?;
-        misplaced("every_ms", host.every_ms.is_some(), is_attacker)?;
-        misplaced("key", host.key.is_some(), is_attacker)?;
+        let attacker_keys = [
+            ("victim", host.victim.is_some()),
+            ("targets", host.targets.is_some()),
+            ("every_ms", host.every_ms.is_some()),
+            ("key", host.key.is_some()),
+        ];
+        for (key, present) in attacker_keys {
+            misplaced(key, present, is_attacker)?;
+        }
         misplaced("template", host.template.is_some(), host.role == RoleKind::Balancer)?;
         misplaced("output", host.output.is_some(), host.role == RoleKind::Balancer)?;
         misplaced("tag", host.tag.is_some(), host.role == RoleKind::Backend)?;
@@ -1253,28 +1258,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             }
             FaultSection::Keys { at_s, op, key, hosts: listed } => {
                 let (at, _) = place.window(*at_s, 1.0)?;
-                if let Err(error) = Key::parse(key) {
-                    return place.fail(format!("key: {error}"));
-                }
-                let nodes = hosts.iter().filter(|h| matches!(h.kind, HostKind::Node(_)));
-                let targets = match listed {
-                    Some(listed) => {
-                        let names = place.known_all(listed)?;
-                        names.iter().map(|name| place.node(name, hosts)).collect::<Result<_, _>>()?
-                    }
-                    None => nodes.map(|h| h.name.clone()).collect(),
-                };
-                let encrypted = hosts
-                    .iter()
-                    .any(|h| matches!(&h.kind, HostKind::Node(n) if n.gossip.wire.keyring.is_some()));
-                if !encrypted {
-                    return place.fail("a keys fault needs encrypted gossip: set [gossip] keyring");
-                }
-                Ok(FaultSpec {
-                    at,
-                    lasting: None,
-                    kind: FaultKind::Keys { hosts: targets, op: *op, key: key.clone() },
-                })
+                let kind = place.keys(*op, key, listed, hosts)?;
+                Ok(FaultSpec { at, lasting: None, kind })
             }
             FaultSection::Reload { at_s, for_s, host, every_ms } => {
                 let name = place.known(host)?;
@@ -1343,6 +1328,35 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
     }
 
     /// A known host that runs a node (a gossip agent), not a client.
+    /// A `keys` fault: a valid key, sent to the listed nodes (default every node) of a
+    /// cluster whose gossip is encrypted.
+    fn keys(
+        &self,
+        op: KeyOp,
+        key: &str,
+        listed: &Option<Vec<String>>,
+        hosts: &[HostSpec],
+    ) -> Result<FaultKind, ScenarioError> {
+        if let Err(error) = Key::parse(key) {
+            return self.fail(format!("key: {error}"));
+        }
+        let targets = match listed {
+            Some(listed) => {
+                let names = self.known_all(listed)?;
+                names.iter().map(|name| self.node(name, hosts)).collect::<Result<_, _>>()?
+            }
+            None => {
+                hosts.iter().filter(|h| matches!(h.kind, HostKind::Node(_))).map(|h| h.name.clone()).collect()
+            }
+        };
+        let encrypted =
+            hosts.iter().any(|h| matches!(&h.kind, HostKind::Node(n) if n.gossip.wire.keyring.is_some()));
+        if !encrypted {
+            return self.fail("a keys fault needs encrypted gossip: set [gossip] keyring");
+        }
+        Ok(FaultKind::Keys { hosts: targets, op, key: key.to_string() })
+    }
+
     fn node(&self, name: &String, hosts: &[HostSpec]) -> Result<String, ScenarioError> {
         let name = self.known(name)?;
         if hosts.iter().any(|h| h.name == name && matches!(h.kind, HostKind::Node(_))) {

@@ -234,12 +234,13 @@ enum Spread {
 
 /// Indirect pings we make for other nodes at once; more ping-reqs are dropped.
 pub const RELAYS_MAX: usize = 64;
-/// Without a keyring a datagram's source is unverified: the ack to a ping carries
-/// broadcasts only up to this many times the ping's size (a bare ack always goes), so a
-/// forged source gains little.
+/// Without a keyring a datagram's source is unverified: the acks to its pings carry
+/// broadcasts of at most this many times its size in all (bare acks always go), so a forged
+/// source gains little.
 pub const AMPLIFICATION_MAX: usize = 4;
-/// An ack may take this many bytes whatever the ping's size: room for the ack and an alive
-/// message about this node, which answers a stale accusation at once (memberlist's way).
+/// Broadcasts the acks to one datagram may carry whatever its size: room for an alive
+/// message about this node with short tags, which answers a stale accusation at once
+/// (memberlist's way).
 pub const REPLY_BYTES_MIN: usize = 64;
 
 /// The probe round under way.
@@ -303,8 +304,9 @@ pub struct Agent {
     /// Members whose entry changed since the driver last took them (at most the table and
     /// the members erased since).
     changed: BTreeSet<Name>,
-    /// The largest reply to the datagram being handled ([`AMPLIFICATION_MAX`]).
-    reply_bytes_max: usize,
+    /// Bytes of broadcasts the replies to the datagram being handled may still carry
+    /// ([`AMPLIFICATION_MAX`]).
+    reply_budget: usize,
     /// Nonces of the sealed frames opened last (empty without a keyring).
     replays: ReplayWindow,
 }
@@ -347,7 +349,7 @@ impl Agent {
             leave: None,
             version: 0,
             changed: BTreeSet::new(),
-            reply_bytes_max: DATAGRAM_BYTES_MAX,
+            reply_budget: usize::MAX,
             replays: ReplayWindow::default(),
         }
     }
@@ -462,10 +464,10 @@ impl Agent {
         let (frame, nonce) = self.config.wire.open(bytes, Some(self.config.addr))?;
         self.refuse_replay(nonce)?;
         // A keyring proves the sender holds a key; without one, anyone can claim any source
-        // address, so a reply to the datagram is bounded by its size (no amplification).
-        self.reply_bytes_max = match self.config.wire.keyring {
-            Some(_) => DATAGRAM_BYTES_MAX,
-            None => bytes.len().saturating_mul(AMPLIFICATION_MAX).clamp(REPLY_BYTES_MIN, DATAGRAM_BYTES_MAX),
+        // address, so what the replies to one datagram piggyback is bounded by its size.
+        self.reply_budget = match self.config.wire.keyring {
+            Some(_) => usize::MAX,
+            None => bytes.len().saturating_mul(AMPLIFICATION_MAX).max(REPLY_BYTES_MIN),
         };
         for message in codec::decode_borrowed(&frame)? {
             self.handle_message(from, message, now, out);
@@ -482,13 +484,10 @@ impl Agent {
             .limits
             .due()
             .into_iter()
-            .map(|(limit, count)| {
-                let max = match limit {
-                    Limit::Intents => BROADCASTS_MAX,
-                    Limit::Members | Limit::MemberBroadcasts => self.config.members_max,
-                    Limit::Relays => RELAYS_MAX,
-                };
-                Action::LimitReached { limit, max, count }
+            .map(|(limit, count)| Action::LimitReached {
+                limit,
+                max: limit.max(self.config.members_max),
+                count,
             })
             .collect();
         // Before the agent's last word: a driver stops at `Left` or `GaveUp`.
@@ -872,7 +871,11 @@ impl Agent {
                 // A ping meant for a previous owner of this address is not ours to answer.
                 if target == &*self.config.name {
                     let packet = [Message::Ack { seq }];
-                    let broadcasts = self.piggyback_within(&packet, self.reply_bytes_max);
+                    let bytes_max = self.reply_budget.min(DATAGRAM_BYTES_MAX);
+                    let broadcasts = self.piggyback_within(&packet, bytes_max);
+                    // A bare ack always goes; the broadcasts spend the datagram's budget.
+                    let spent: usize = broadcasts.iter().map(|b| b.len()).sum();
+                    self.reply_budget = self.reply_budget.saturating_sub(spent);
                     self.send_with(from, &packet, &broadcasts, out);
                 }
             }

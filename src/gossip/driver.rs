@@ -85,6 +85,8 @@ pub struct AgentControl {
     queue: RefCell<VecDeque<Command>>,
     wake: Notify,
     left: Notify,
+    /// Agent runs started so far: each run draws its own random stream (its nonces above all).
+    runs: Cell<u32>,
 }
 
 impl AgentControl {
@@ -145,7 +147,8 @@ pub async fn run<N: Net>(
     let listener = env.net.bind_tcp(addr).await.map_err(|source| GossipError::Bind { addr, source })?;
     let (streams, mut incoming) = Streams::new(env.net.clone(), config.tcp_timeout, config.members_max);
     let _serving = streams.serve(listener);
-    let mut agent = Agent::new(config, env.rng("gossip-agent"));
+    let members_max = config.members_max;
+    let mut agent = Agent::new(config, agent_rng(&env, &control));
     let mut timers = TimerQueue::default();
     let mut published = None;
     let mut synced = false;
@@ -177,6 +180,9 @@ pub async fn run<N: Net>(
                 env.observe(Event::GossipSynced);
             }
             view.send_replace(View { members, synced });
+        }
+        for (limit, count) in streams.limits_due() {
+            env.observe(limit_event(limit, limit.max(members_max), count));
         }
         if agent.health_score() != health {
             health = agent.health_score();
@@ -306,6 +312,17 @@ fn obey<N: Net>(
     }
 }
 
+/// The random stream of the agent's next run on this host: a restarted agent (s6 restarts
+/// serf within one boot) must not draw its first run's nonces again under the same key.
+fn agent_rng<N: Net>(env: &HostEnv<N>, control: &AgentControl) -> rand_chacha::ChaCha8Rng {
+    let run = control.runs.get();
+    control.runs.set(run.saturating_add(1));
+    match run {
+        0 => env.rng("gossip-agent"),
+        run => env.rng(&format!("gossip-agent-run-{run}")),
+    }
+}
+
 /// The files an agent keeps on its host's disk.
 #[derive(Clone, Debug, Default)]
 pub struct AgentFiles {
@@ -319,8 +336,13 @@ pub struct AgentFiles {
 
 fn load_keyring<N: Net>(env: &HostEnv<N>, path: &Path, config: &mut GossipConfig) -> Result<(), GossipError> {
     let failed = |error: String| GossipError::KeyringFile { path: path.to_path_buf(), error };
-    // No file yet (a first boot) keeps the configured keys; the first change writes it.
-    let Ok(bytes) = env.disk().read(path) else { return Ok(()) };
+    // No file yet (a first boot) keeps the configured keys; the first change writes it. A file
+    // that cannot be read is an error: starting with fewer keys, or none, would downgrade.
+    let bytes = match env.disk().read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(failed(error.to_string())),
+    };
     let keys: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| failed(e.to_string()))?;
     config.wire.keyring = Some(Keyring::parse(&keys).map_err(|e| failed(e.to_string()))?);
     Ok(())

@@ -39,8 +39,10 @@ pub const SEAL_OVERHEAD_BYTES: usize = 1 + NONCE_BYTES + TAG_BYTES;
 const LABEL_HEADER: u8 = 244;
 /// Longest label (memberlist's `LabelMaxSize`).
 pub const LABEL_BYTES_MAX: usize = 255;
+/// The label header's type and length bytes.
+const LABEL_HEADER_BYTES: usize = 2;
 /// Most bytes sealing and a label add to a frame.
-pub const WIRE_OVERHEAD_BYTES: usize = SEAL_OVERHEAD_BYTES + 2 + LABEL_BYTES_MAX;
+pub const WIRE_OVERHEAD_BYTES: usize = SEAL_OVERHEAD_BYTES + LABEL_HEADER_BYTES + LABEL_BYTES_MAX;
 /// Nonces an agent remembers to refuse replays: at tens of frames a second, minutes of them.
 pub const NONCES_REMEMBERED: usize = 4096;
 
@@ -277,7 +279,7 @@ impl Wire {
 
     /// Bytes [`Wire::seal`] adds to a frame.
     pub fn overhead(&self) -> usize {
-        let label = self.label.as_ref().map_or(0, |label| 2 + label.len());
+        let label = self.label.as_ref().map_or(0, |label| LABEL_HEADER_BYTES + label.len());
         let seal = if self.keyring.is_some() { SEAL_OVERHEAD_BYTES } else { 0 };
         label + seal
     }

@@ -19,11 +19,24 @@ pub enum Limit {
     /// Too many indirect probes were in flight for others: a ping request was dropped
     /// ([`super::core::RELAYS_MAX`]).
     Relays,
+    /// A push-pull frame announced more bytes than `members_max` members take: its
+    /// connection was closed ([`super::codec::stream_bytes_max`]).
+    StreamBytes,
+    /// Push-pulls already waited for the agent: the connection was closed
+    /// ([`super::stream::PENDING_MAX`]).
+    PendingStreams,
 }
 
 impl Limit {
     /// Every limit, in report order.
-    pub const ALL: [Limit; 4] = [Limit::Intents, Limit::MemberBroadcasts, Limit::Members, Limit::Relays];
+    pub const ALL: [Limit; 6] = [
+        Limit::Intents,
+        Limit::MemberBroadcasts,
+        Limit::Members,
+        Limit::Relays,
+        Limit::StreamBytes,
+        Limit::PendingStreams,
+    ];
 
     /// Its name in traces and reports.
     pub fn name(self) -> &'static str {
@@ -32,6 +45,19 @@ impl Limit {
             Limit::MemberBroadcasts => "gossip-member-broadcasts",
             Limit::Members => "gossip-members",
             Limit::Relays => "gossip-relays",
+            Limit::StreamBytes => "gossip-push-pull-bytes",
+            Limit::PendingStreams => "gossip-pending-push-pulls",
+        }
+    }
+
+    /// Its bound for an agent whose table holds at most `members_max` members.
+    pub fn max(self, members_max: usize) -> usize {
+        match self {
+            Limit::Intents => super::broadcasts::BROADCASTS_MAX,
+            Limit::MemberBroadcasts | Limit::Members => members_max,
+            Limit::Relays => super::core::RELAYS_MAX,
+            Limit::StreamBytes => super::codec::stream_bytes_max(members_max),
+            Limit::PendingStreams => super::stream::PENDING_MAX,
         }
     }
 

@@ -105,16 +105,18 @@ impl Forger {
         self.moves += 1;
         let (incarnation, ltime) = (self.learned.as_ref().map_or(0, |s| s.incarnation), self.ltime);
         let message = match what {
-            Forgery::Alive => Message::Alive(self.hijacked(incarnation + 1)),
+            Forgery::Alive => Message::Alive(self.hijacked(incarnation.saturating_add(1))),
             Forgery::Suspect => {
                 Message::Suspect { name: self.aim.victim.clone(), incarnation, from: self.aim.name.clone() }
             }
             Forgery::Dead => {
                 Message::Dead { name: self.aim.victim.clone(), incarnation, from: self.aim.name.clone() }
             }
-            Forgery::Leave => {
-                Message::LeaveIntent { name: self.aim.victim.clone(), ltime: ltime + 1, prune: false }
-            }
+            Forgery::Leave => Message::LeaveIntent {
+                name: self.aim.victim.clone(),
+                ltime: ltime.saturating_add(1),
+                prune: false,
+            },
             Forgery::Replay => {
                 let Some(bytes) = self.pick_captured() else { return Vec::new() };
                 return vec![Send::Datagram { to, bytes, what }];

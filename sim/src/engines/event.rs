@@ -65,6 +65,8 @@ pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
         ("available", settings.available),
         ("valid-config", settings.valid_config),
         ("one-balancer", settings.one_balancer),
+        // Attackers need sockets: the engine refuses them, so nothing would be checked.
+        ("outsiders-refused", settings.outsiders_refused),
         ("restart-spacing", settings.supervision.restart_spacing),
         ("one-instance", settings.supervision.one_instance),
         ("quiet-shutdown", settings.supervision.quiet_shutdown),
@@ -80,6 +82,7 @@ pub fn checkable(settings: &InvariantSettings) -> InvariantSettings {
         available: false,
         valid_config: false,
         one_balancer: false,
+        outsiders_refused: false,
         supervision: Default::default(),
         ..settings.clone()
     }
