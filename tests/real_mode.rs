@@ -89,6 +89,53 @@ fn webapps_started_first_join_the_balancer_and_get_traffic() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Gossip sealed with `--encrypt` on real sockets: a webapp with the cluster's key joins and
+/// gets traffic; one with another key never enters the rendered file, and the balancer logs
+/// its frames as refused.
+#[test]
+fn an_encrypted_cluster_admits_its_key_holders_only() {
+    const KEY: &str = "cU7OUr1XgjM9p/kPMqnOSzsHlvaQEgcOfJ8UtQIFBTk=";
+    const OTHER: &str = "FFVnUW8HdsYigDWuvtk+wJihUsoGuXx4y98ZCVxWPn8=";
+    let dir = std::env::temp_dir().join(format!("rollcall-real-keyring-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("haproxy.cfg");
+    // The fixture's balancer address, moved to this test's loopback range.
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-mode.cfg.hb");
+    let template = dir.join("real-mode.cfg.hb");
+    std::fs::write(&template, std::fs::read_to_string(fixture).unwrap().replace("127.0.61.1", "127.0.62.1"))
+        .unwrap();
+    // Each node: its name and address, a key, the label, and a keyring file of its own.
+    let node = |name: &str, ip: &str, key: &str, role: &[&str]| -> Running {
+        let keyring = dir.join(format!("{name}.keyring"));
+        let sealed = ["--name", name, "--advertise", ip, "--encrypt", key, "--label", "lab"];
+        start(&[&sealed[..], &["--keyring-file", keyring.to_str().unwrap()], role].concat())
+    };
+    let join = ["--role", "backend", "--join", "127.0.62.1", "--retry-join", "--retry-interval-ms", "300"];
+    let _s1 = node("s1", "127.0.62.2", KEY, &join);
+    let _s2 = node("s2", "127.0.62.3", OTHER, &join);
+    let balancer = [
+        "--role",
+        "balancer",
+        "--template",
+        template.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    let _ha = node("ha", "127.0.62.1", KEY, &balancer);
+    let frontend: SocketAddr = "127.0.62.1:18080".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(frontend).as_deref() != Some("s1") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(frontend).as_deref(), Some("s1"), "s1 served within 30 s");
+    // s2 has retried its join for as long as s1 took, and a while more.
+    std::thread::sleep(Duration::from_secs(2));
+    let rendered = std::fs::read_to_string(&output).unwrap();
+    assert!(rendered.contains("server s1 127.0.62.2:3000 check"), "{rendered}");
+    assert!(!rendered.contains("s2"), "a node with another key got in: {rendered}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A stand-in backend: answers every request with 200 and its name, until the test ends.
 fn backend(addr: &str, name: &'static str) {
     let listener = std::net::TcpListener::bind(addr).expect("bind backend");
