@@ -14,7 +14,7 @@ runs=${1:-10000000}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(gossip_datagram gossip_stream haproxy_cfg scenario template_data)
+    targets=(gossip_datagram gossip_stream haproxy_cfg http_request scenario template_data)
 fi
 command -v cargo-fuzz >/dev/null || { echo "missing cargo-fuzz: cargo install cargo-fuzz --locked" >&2; exit 2; }
 # Hours for the default count of the slowest target (about 5,000 executions a second).

@@ -85,6 +85,11 @@ fn haproxy_cfg() {
 }
 
 #[test]
+fn http_request() {
+    smoke("http_request", harness::http_request);
+}
+
+#[test]
 fn scenario() {
     smoke("scenario", harness::scenario);
 }

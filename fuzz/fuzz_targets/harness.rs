@@ -44,6 +44,45 @@ pub fn haproxy_cfg(bytes: &[u8]) {
     }
 }
 
+/// Bytes a client sends to the balancer's HTTP server (hyper with its head limits and the
+/// framing check, as the balancer serves): the handler reads each body and answers 200.
+pub fn http_request(bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::timeout;
+    // A paused clock: waits end as soon as nothing else can run, so an exchange that stalls
+    // (a body announced and never sent) costs no wall time.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
+    let runtime = runtime.expect("a runtime");
+    runtime.block_on(async {
+        let (mut client, server) = tokio::io::duplex(HTTP_PIPE_BYTES);
+        let handler = |_, request: hyper::Request<hyper::body::Incoming>| async move {
+            let _ = rollcall::net::http::read_body(request.into_body()).await;
+            rollcall::net::http::text_response(200, "ok")
+        };
+        let serving = rollcall::net::http::serve_connection(server, peer(), None, handler);
+        // The client keeps its end open (hyper drops a half-closed connection's answers) and
+        // reads until the server has nothing more to say.
+        let talking = async {
+            let _ = timeout(HTTP_IDLE, client.write_all(bytes)).await;
+            let mut answer = [0u8; 4096];
+            while let Ok(Ok(read)) = timeout(HTTP_IDLE, client.read(&mut answer)).await {
+                if read == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = serving => {}
+            () = talking => {}
+        }
+    });
+}
+
+/// The in-memory connection's buffer each way.
+const HTTP_PIPE_BYTES: usize = 64 * 1024;
+/// How long (on the paused clock) the client waits for the server's next bytes.
+const HTTP_IDLE: Duration = Duration::from_secs(1);
+
 /// A scenario file as `rollcall-sim run` reads it (templates resolve against scenarios/).
 pub fn scenario(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {

@@ -170,37 +170,54 @@ pub async fn serve_limited<L, F, Fut>(
         };
         let handler = handler.clone();
         tokio::task::spawn_local(async move {
-            let served = std::cell::Cell::new(0u64);
-            let scanner = Rc::new(RefCell::new(FramingScanner::default()));
-            let stream = Scanned::new(stream, scanner.clone());
-            let service = hyper::service::service_fn(move |request| {
-                let earlier = served.replace(served.get() + 1);
-                let ambiguous = scanner.borrow_mut().next_verdict() == Framing::Ambiguous;
-                let response = (!ambiguous).then(|| handler(Origin { peer, earlier }, request));
-                async move {
-                    Ok::<_, Infallible>(match response {
-                        Some(response) => response.await,
-                        None => text_response(400, AMBIGUOUS_FRAMING),
-                    })
-                }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .auto_date_header(false)
-                .keep_alive(true)
-                .writev(false)
-                .max_headers(REQUEST_HEADERS_MAX)
-                .max_buf_size(REQUEST_HEAD_BYTES_MAX);
-            if let Some(timeout) = head_timeout {
-                builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
-            }
-            let result = builder.serve_connection(TokioIo::new(stream), service).await;
+            let result = serve_connection(stream, peer, head_timeout, handler).await;
             drop(permit);
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
     }
+}
+
+/// Serves one connection from `peer` until it closes: hyper's HTTP/1.1 server with the head
+/// limits, no `Date` header, and requests of ambiguous framing answered 400 (the fuzz
+/// target `http_request` feeds it bytes directly).
+pub async fn serve_connection<S, F, Fut>(
+    stream: S,
+    peer: SocketAddr,
+    head_timeout: Option<Duration>,
+    handler: F,
+) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    F: Fn(Origin, Request<Incoming>) -> Fut + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + 'static,
+{
+    let served = std::cell::Cell::new(0u64);
+    let scanner = Rc::new(RefCell::new(FramingScanner::default()));
+    let stream = Scanned::new(stream, scanner.clone());
+    let service = hyper::service::service_fn(move |request| {
+        let earlier = served.replace(served.get() + 1);
+        let ambiguous = scanner.borrow_mut().next_verdict() == Framing::Ambiguous;
+        let response = (!ambiguous).then(|| handler(Origin { peer, earlier }, request));
+        async move {
+            Ok::<_, Infallible>(match response {
+                Some(response) => response.await,
+                None => text_response(400, AMBIGUOUS_FRAMING),
+            })
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .auto_date_header(false)
+        .keep_alive(true)
+        .writev(false)
+        .max_headers(REQUEST_HEADERS_MAX)
+        .max_buf_size(REQUEST_HEAD_BYTES_MAX);
+    if let Some(timeout) = head_timeout {
+        builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
+    }
+    builder.serve_connection(TokioIo::new(stream), service).await
 }
 
 /// Most idle keep-alive connections kept per server.
