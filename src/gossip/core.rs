@@ -234,9 +234,9 @@ enum Spread {
 
 /// Indirect pings we make for other nodes at once; more ping-reqs are dropped.
 pub const RELAYS_MAX: usize = 64;
-/// Without a keyring a datagram's source is unverified: the acks to its pings carry
-/// broadcasts of at most this many times its size in all (bare acks always go), so a forged
-/// source gains little.
+/// Without a keyring a datagram from an address no member has is unverified: the acks to its
+/// pings carry broadcasts of at most this many times its size in all (bare acks always go),
+/// so a forged source gains little.
 pub const AMPLIFICATION_MAX: usize = 4;
 /// Broadcasts the acks to one datagram may carry whatever its size: room for an alive
 /// message about this node with short tags, which answers a stale accusation at once
@@ -464,7 +464,8 @@ impl Agent {
         let (frame, nonce) = self.config.wire.open(bytes, Some(self.config.addr))?;
         self.refuse_replay(nonce)?;
         // A keyring proves the sender holds a key; without one, anyone can claim any source
-        // address, so what the replies to one datagram piggyback is bounded by its size.
+        // address, so what the replies to one datagram from an unknown address piggyback is
+        // bounded by its size.
         self.reply_budget = match self.config.wire.keyring {
             Some(_) => usize::MAX,
             None => bytes.len().saturating_mul(AMPLIFICATION_MAX).max(REPLY_BYTES_MIN),
@@ -871,7 +872,7 @@ impl Agent {
                 // A ping meant for a previous owner of this address is not ours to answer.
                 if target == &*self.config.name {
                     let packet = [Message::Ack { seq }];
-                    let bytes_max = self.reply_budget.min(DATAGRAM_BYTES_MAX);
+                    let bytes_max = self.reply_bytes_max(from);
                     let broadcasts = self.piggyback_within(&packet, bytes_max);
                     // A bare ack always goes; the broadcasts spend the datagram's budget.
                     let spent: usize = broadcasts.iter().map(|b| b.len()).sum();
@@ -1461,6 +1462,22 @@ impl Agent {
             let broadcasts = self.piggyback(&[]);
             self.send_with(peer, &[], &broadcasts, out);
         }
+    }
+
+    /// How large an ack to `from` may be: a full datagram to a member's address (or with a
+    /// keyring, which verifies every sender); to an address no member has, what is left of
+    /// the datagram's budget ([`AMPLIFICATION_MAX`]), so a forged source gains little.
+    fn reply_bytes_max(&self, from: SocketAddr) -> usize {
+        if self.reply_budget >= DATAGRAM_BYTES_MAX {
+            return DATAGRAM_BYTES_MAX;
+        }
+        // The table is searched only when there is news to piggyback: a quiet cluster pays
+        // nothing, a storm one pass per ping.
+        let news = !self.broadcasts.is_empty() || !self.intents.is_empty();
+        if news && self.members.iter().any(|m| m.state.addr == from && !m.state.status.is_gone()) {
+            return DATAGRAM_BYTES_MAX;
+        }
+        self.reply_budget
     }
 
     /// Pending broadcasts to send after `packet`, as far as the datagram size allows; each one

@@ -1197,9 +1197,9 @@ fn an_encrypted_cluster_forms_and_refuses_forgeries() {
     }
 }
 
-/// Without a keyring anyone can claim a ping's source: the ack carries broadcasts only up to
-/// AMPLIFICATION_MAX times the ping's size (REPLY_BYTES_MIN at least), where a large ping
-/// still gets a full packet.
+/// Without a keyring anyone can claim a ping's source: to an address no member has, the ack
+/// carries broadcasts only up to AMPLIFICATION_MAX times the ping's size (REPLY_BYTES_MIN at
+/// least), where a large ping, or any ping from a member, still gets a full packet.
 #[test]
 fn an_ack_to_a_small_ping_is_a_small_multiple_of_it() {
     let mut s1 = agent(config("s1", 2, &[]));
@@ -1213,15 +1213,18 @@ fn an_ack_to_a_small_ping_is_a_small_multiple_of_it() {
         )
         .unwrap();
     }
-    let ack_bytes = |s1: &mut Agent, ping: &[u8]| {
+    let ack_bytes_from = |s1: &mut Agent, from: SocketAddr, ping: &[u8]| {
         let mut out = Vec::new();
-        s1.handle_datagram(addr(99), ping, Duration::from_secs(1), &mut out).unwrap();
+        s1.handle_datagram(from, ping, Duration::from_secs(1), &mut out).unwrap();
         out.iter().find_map(|a| match a {
-            Action::Send { to, bytes } if *to == addr(99) => Some(bytes.len()),
+            Action::Send { to, bytes } if *to == from => Some(bytes.len()),
             _ => None,
         })
     };
+    let ack_bytes = |s1: &mut Agent, ping: &[u8]| ack_bytes_from(s1, addr(99), ping);
     let small = codec::encode(&[Message::Ping { seq: 1, target: "s1".into() }]).unwrap();
+    let member = ack_bytes_from(&mut s1, addr(10), &small).unwrap();
+    assert!(member > 1000, "a member's ping gets a full ack, not {member} bytes");
     let reply = ack_bytes(&mut s1, &small).unwrap();
     assert!(
         reply <= (small.len() * AMPLIFICATION_MAX).max(REPLY_BYTES_MIN),
