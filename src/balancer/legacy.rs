@@ -152,6 +152,6 @@ impl Processes {
             let (env, pool) = (env.clone(), pool.clone());
             async move { proxy::forward(&env, loaded, &pool, origin, request).await }
         };
-        http::serve_limited(listener, http::CONNECTIONS_MAX, None, serve).await;
+        http::serve_limited(listener, http::CONNECTIONS_MAX, None, None, serve).await;
     }
 }

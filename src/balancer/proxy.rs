@@ -201,8 +201,9 @@ pub async fn run<N: Net>(
                         let loaded = handler_current.borrow().clone();
                         async move { forward(&env, loaded, &pool, origin, request).await }
                     };
-                    let task =
-                        tokio::task::spawn_local(http::serve_limited(listener, maxconn, head_timeout, serve));
+                    let refusals = head_refusals(&env);
+                    let serving = http::serve_limited(listener, maxconn, head_timeout, Some(refusals), serve);
+                    let task = tokio::task::spawn_local(serving);
                     listener_task = Some((bind, AbortOnDrop(task)));
                     env.observe(Event::Accepting { bind: bind.to_string(), pids: vec![pid] });
                 }
@@ -230,6 +231,20 @@ pub async fn run<N: Net>(
     drop((listener_task, stats_task, checks));
     result
 }
+
+/// Request heads the frontend refused with 431, recorded as a limit at counts 1, 2, 4, ...
+fn head_refusals<N: Net>(env: &HostEnv<N>) -> Rc<http::HeadRefusals> {
+    let env = env.clone();
+    http::HeadRefusals::new(move |count| {
+        if count.is_power_of_two() {
+            let max = http::REQUEST_HEAD_BYTES_MAX as u64;
+            env.observe(Event::LimitReached { limit: HEAD_LIMIT.to_string(), max, count });
+        }
+    })
+}
+
+/// The limit's name in traces: a request head over 16 KiB or 100 header lines.
+const HEAD_LIMIT: &str = "http-request-head";
 
 /// How long the planted `balancer_reopens_listener` bug leaves the port closed on a reload.
 const REOPEN_GAP: std::time::Duration = std::time::Duration::from_millis(100);

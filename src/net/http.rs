@@ -114,6 +114,26 @@ pub struct Origin {
 pub const REQUEST_HEADERS_MAX: usize = 100;
 /// Largest request head in bytes; larger is answered 431 (HAProxy's `tune.bufsize`).
 pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+/// Counts request heads refused with 431 (over [`REQUEST_HEAD_BYTES_MAX`] bytes or
+/// [`REQUEST_HEADERS_MAX`] lines) and tells its owner the running count each time.
+pub struct HeadRefusals {
+    count: std::cell::Cell<u64>,
+    report: Box<dyn Fn(u64)>,
+}
+
+impl HeadRefusals {
+    /// Refusals reported to `report` with their running count.
+    pub fn new(report: impl Fn(u64) + 'static) -> Rc<Self> {
+        Rc::new(Self { count: std::cell::Cell::new(0), report: Box::new(report) })
+    }
+
+    fn hit(&self) {
+        let count = self.count.get().saturating_add(1);
+        self.count.set(count);
+        (self.report)(count);
+    }
+}
+
 /// The answer to a request with both `Transfer-Encoding` and `Content-Length` (a smuggling
 /// attempt, or a client that cannot be trusted to frame its requests).
 const AMBIGUOUS_FRAMING: &str = "bad request: both Transfer-Encoding and Content-Length\n";
@@ -129,7 +149,7 @@ where
     F: Fn(Origin, Request<Incoming>) -> Fut + Clone + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + 'static,
 {
-    serve_limited(listener, CONNECTIONS_MAX, None, handler).await
+    serve_limited(listener, CONNECTIONS_MAX, None, None, handler).await
 }
 
 /// Serves HTTP/1.1 on `listener` forever, at most `connections` at once: when the limit is
@@ -138,10 +158,12 @@ where
 /// http-request`, else `timeout client`), including an idle keep-alive one, is disconnected.
 ///
 /// The `Date` header is off: it reads the real clock, which would break replay.
+/// Heads refused with 431 are counted in `refusals`, if given.
 pub async fn serve_limited<L, F, Fut>(
     listener: L,
     connections: usize,
     head_timeout: Option<Duration>,
+    refusals: Option<Rc<HeadRefusals>>,
     handler: F,
 ) where
     L: Listener,
@@ -168,10 +190,15 @@ pub async fn serve_limited<L, F, Fut>(
                 continue;
             }
         };
-        let handler = handler.clone();
+        let (handler, refusals) = (handler.clone(), refusals.clone());
         tokio::task::spawn_local(async move {
             let result = serve_connection(stream, peer, head_timeout, handler).await;
             drop(permit);
+            if let (Err(error), Some(refusals)) = (&result, &refusals)
+                && error.is_parse_too_large()
+            {
+                refusals.hit();
+            }
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
@@ -333,4 +360,38 @@ pub fn text_response(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/plain".parse().expect("static header"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// What `serve_limited` counts as a refused head: hyper answers 431 and ends the
+    /// connection with a too-large parse error.
+    #[tokio::test]
+    async fn a_head_over_the_limit_is_answered_431_and_reported_as_too_large() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let peer: SocketAddr = "10.0.0.9:40000".parse().unwrap();
+        let handler = |_, _request| async { text_response(200, "ok") };
+        let filler = "x".repeat(REQUEST_HEAD_BYTES_MAX);
+        let request = format!("GET / HTTP/1.1\r\nHost: ha\r\nX-Filler: {filler}\r\n\r\n");
+        let talking = async {
+            client.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            answer
+        };
+        let (served, answer) = tokio::join!(serve_connection(server, peer, None, handler), talking);
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 431"), "{answer:?}");
+        let error = served.unwrap_err();
+        assert!(error.is_parse_too_large(), "{error}");
+        let counted = std::rc::Rc::new(std::cell::Cell::new(0));
+        let seen = counted.clone();
+        let refusals = HeadRefusals::new(move |count| seen.set(count));
+        refusals.hit();
+        refusals.hit();
+        assert_eq!(counted.get(), 2);
+    }
 }
