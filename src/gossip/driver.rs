@@ -126,19 +126,9 @@ pub async fn run<N: Net>(
     files: AgentFiles,
 ) -> Result<(), GossipError> {
     let Links { faults, view, control, events } = links;
-    let AgentFiles { snapshot, keyring } = files;
     control.queue.borrow_mut().clear();
-    if let Some(path) = &keyring {
-        load_keyring(&env, path, &mut config)?;
-    }
-    let mut snapshotted = String::new();
-    if let Some(path) = &snapshot {
-        // No snapshot yet (a first boot) is normal; the seeds still apply.
-        if let Ok(bytes) = env.disk().read(path) {
-            snapshotted = String::from_utf8_lossy(&bytes).into_owned();
-            config.rejoin = snapshot::parse(path, &snapshotted);
-        }
-    }
+    let mut snapshotted = read_files(&env, &files, &mut config)?;
+    let AgentFiles { snapshot, keyring } = files;
     let me = config.name.clone();
     let addr = config.addr;
     let seeds: Vec<String> = config.seeds.iter().map(ToString::to_string).collect();
@@ -332,6 +322,24 @@ pub struct AgentFiles {
     /// Read at start (over the configured keys) and rewritten on every change, so a
     /// restarted agent keeps a rotation.
     pub keyring: Option<PathBuf>,
+}
+
+/// Reads the agent's files before it starts: the keyring over the configured keys, then the
+/// snapshot's members to rejoin. Returns the snapshot's text, which later writes compare with.
+fn read_files<N: Net>(
+    env: &HostEnv<N>,
+    files: &AgentFiles,
+    config: &mut GossipConfig,
+) -> Result<String, GossipError> {
+    if let Some(path) = &files.keyring {
+        load_keyring(env, path, config)?;
+    }
+    let Some(path) = &files.snapshot else { return Ok(String::new()) };
+    // No snapshot yet (a first boot) is normal; the seeds still apply.
+    let Ok(bytes) = env.disk().read(path) else { return Ok(String::new()) };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    config.rejoin = snapshot::parse(path, &text);
+    Ok(text)
 }
 
 fn load_keyring<N: Net>(env: &HostEnv<N>, path: &Path, config: &mut GossipConfig) -> Result<(), GossipError> {
