@@ -44,6 +44,10 @@ impl Attacks {
                 }
             }
         }
+        // Without attackers there is nothing to pair: skip parsing every frame's sender.
+        if attacker_ips.is_empty() {
+            return attacks;
+        }
         // A frame is refused when its rejection, from the same sender and of the same kind,
         // is the next such record on the same host (the driver records both at once).
         let mut pending: BTreeMap<(String, bool), (usize, IpAddr)> = BTreeMap::new();

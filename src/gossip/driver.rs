@@ -358,18 +358,30 @@ fn load_keyring<N: Net>(env: &HostEnv<N>, path: &Path, config: &mut GossipConfig
 
 /// Applies a `serf keys` change, records it, and keeps the keyring file in step.
 fn change_keyring<N: Net>(env: &HostEnv<N>, agent: &mut Agent, op: KeyOp, key: &str, file: Option<&Path>) {
-    let changed = Key::parse(key).and_then(|key| agent.change_keyring(op, key));
-    if let Err(error) = changed {
+    let event = keyring_change(agent, op, key);
+    let refused = matches!(event, Event::KeyringRefused { .. });
+    if let Event::KeyringRefused { error, .. } = &event {
         tracing::warn!(host = %env.name, op = op.name(), %error, "keyring not changed");
-        return env.observe(Event::KeyringRefused { op: op.name().to_string(), error: error.to_string() });
     }
-    let Some(ring) = agent.keyring() else { return };
-    env.observe(Event::KeyringChanged { op: op.name().to_string(), keys: ring.encoded().len() as u32 });
+    env.observe(event);
+    let Some(ring) = agent.keyring().filter(|_| !refused) else { return };
     if let Some(path) = file {
         let text = serde_json::to_vec(&ring.encoded()).expect("a list of strings serializes");
         if let Err(error) = env.disk().write_atomic(path, &text) {
             tracing::warn!(host = %env.name, path = %path.display(), %error, "keyring file not written");
         }
+    }
+}
+
+/// Applies `serf keys -OP KEY` to `agent`: the trace event of the change, or of its refusal
+/// (every engine records it so).
+pub fn keyring_change(agent: &mut Agent, op: KeyOp, key: &str) -> Event {
+    match Key::parse(key).and_then(|key| agent.change_keyring(op, key)) {
+        Ok(()) => {
+            let keys = agent.keyring().map_or(0, |ring| ring.encoded().len() as u32);
+            Event::KeyringChanged { op: op.name().to_string(), keys }
+        }
+        Err(error) => Event::KeyringRefused { op: op.name().to_string(), error: error.to_string() },
     }
 }
 

@@ -89,7 +89,7 @@ pub async fn run<N: Net>(env: HostEnv<N>, spec: AttackerSpec, tap: Tap) {
                 next += spec.every;
                 tap.drain().into_iter().for_each(|bytes| forger.capture(bytes));
                 for send in forger.tick() {
-                    attack(&env, &socket, &streams, send).await;
+                    attack(&env, me, &socket, &streams, send).await;
                 }
             }
             Some(answer) = answers.recv() => forger.answered(&answer.bytes),
@@ -99,16 +99,13 @@ pub async fn run<N: Net>(env: HostEnv<N>, spec: AttackerSpec, tap: Tap) {
     }
 }
 
-fn forger_addr<N: Net>(env: &HostEnv<N>) -> String {
-    SocketAddr::new(env.net.local_ip(), GOSSIP_PORT).to_string()
-}
-
-async fn attack<N: Net>(env: &HostEnv<N>, socket: &N::Udp, streams: &Streams<N>, send: Send) {
+/// Sends one move from `me`, and records it.
+async fn attack<N: Net>(env: &HostEnv<N>, me: SocketAddr, socket: &N::Udp, streams: &Streams<N>, send: Send) {
     let (to, bytes, what, stream) = match send {
         Send::Datagram { to, bytes, what } => (to, bytes, what, false),
         Send::Stream { to, bytes, what } => (to, bytes, what, true),
     };
-    let (what, from, bytes_sent) = (what.name().to_string(), forger_addr(env), bytes.len() as u32);
+    let (what, from, bytes_sent) = (what.name().to_string(), me.to_string(), bytes.len() as u32);
     env.observe(Event::AttackSent { what, from, to: to.to_string(), bytes: bytes_sent, stream });
     if stream {
         streams.push_pull(to, bytes);

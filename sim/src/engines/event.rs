@@ -39,9 +39,9 @@ use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Timer};
-use rollcall::gossip::driver::{View, state_changes};
+use rollcall::gossip::driver::{View, keyring_change, state_changes};
 use rollcall::gossip::intern::Interner;
-use rollcall::gossip::keyring::{Key, KeyOp, Keyring};
+use rollcall::gossip::keyring::{KeyOp, Keyring};
 use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
@@ -812,16 +812,10 @@ impl<'a> Engine<'a> {
     /// `serf keys` on `host`'s agent, recorded and kept on its disk as the driver does.
     fn change_keyring(&mut self, host: usize, op: KeyOp, key: &str) {
         let Some(run) = self.hosts[host].agent.as_mut() else { return };
-        let changed = Key::parse(key).and_then(|key| run.agent.change_keyring(op, key));
-        let event = match changed {
-            Ok(()) => {
-                let ring = run.agent.keyring().cloned();
-                let keys = ring.as_ref().map_or(0, |ring| ring.encoded().len() as u32);
-                self.hosts[host].keyring = ring;
-                Event::KeyringChanged { op: op.name().to_string(), keys }
-            }
-            Err(error) => Event::KeyringRefused { op: op.name().to_string(), error: error.to_string() },
-        };
+        let event = keyring_change(&mut run.agent, op, key);
+        if matches!(event, Event::KeyringChanged { .. }) {
+            self.hosts[host].keyring = run.agent.keyring().cloned();
+        }
         self.observe(host, event);
     }
 
