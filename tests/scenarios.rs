@@ -11,7 +11,7 @@ use rollcall::host::{Event, MemberChange};
 use rollcall::node::{Pipeline, PlantedBugs};
 use rollcall_sim::faults::{FaultKind, FaultSpec};
 use rollcall_sim::trace::{Entry, WorldEvent};
-use rollcall_sim::world::{Expectation, HostKind};
+use rollcall_sim::world::{Expectation, HostKind, InvariantSettings};
 use rollcall_sim::{Run, Simulation};
 
 fn scenario_path(name: &str) -> PathBuf {
@@ -707,4 +707,23 @@ fn available_catches_requests_sent_to_a_stalled_webapp_without_health_checks() {
     let broken = verdict_with(without_health_checks(simulation("lab-stall.toml")), "available");
     assert!(broken.is_contradicted(), "{broken:?}");
     assert_eq!(broken.hosts, hosts(&["s1"]));
+}
+
+/// A converge bound shorter than the admission window the report derives (gossip-crash: a
+/// 5 s reconnect, a push-pull round trip, a render) is named as a caution, and the verdict
+/// is judged with the bound as given, never a longer one.
+#[test]
+fn a_converge_bound_shorter_than_admission_is_a_caution_not_a_changed_bound() {
+    let as_written = run(&simulation("gossip-crash.toml"));
+    assert!(as_written.report.figures.cautions.is_empty(), "{:?}", as_written.report.figures.cautions);
+    let admission = as_written.report.figures.windows.admission.ms;
+    assert!(admission > 5_000 && admission < 10_000, "{admission}");
+    let short = InvariantSettings { converge_rounds: Some(5), ..InvariantSettings::default() };
+    let cautioned = run(&simulation("gossip-crash.toml").invariants(short));
+    let cautions = &cautioned.report.figures.cautions;
+    assert_eq!(cautions.len(), 1, "{cautions:?}");
+    assert!(cautions[0].contains("converge_rounds = 5 (5000 ms)"), "{cautions:?}");
+    assert!(cautioned.report.to_text().contains("caution: converge_rounds = 5"));
+    let converge = cautioned.report.verdict("converge").unwrap();
+    assert!(converge.rule.contains("more than 5 rounds"), "{}", converge.rule);
 }

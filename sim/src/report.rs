@@ -165,6 +165,9 @@ impl Report {
         if let Some(gossip) = &figures.windows.gossip_detection {
             let _ = writeln!(out, "  gossip's D for hosts down or isolated {}", gossip.explain());
         }
+        for caution in &figures.cautions {
+            let _ = writeln!(out, "caution: {caution}");
+        }
         let requests = &figures.requests;
         let failed: Vec<String> = requests.failed.iter().map(|(cause, n)| format!("{n} {cause}")).collect();
         let failed = if failed.is_empty() { "none".to_string() } else { failed.join(", ") };

@@ -157,6 +157,9 @@ pub struct Figures {
     pub limits: Vec<LimitFigure>,
     /// Each attacker host: what it sent, and what agents made of it.
     pub attacks: Vec<AttackFigure>,
+    /// Bounds the scenario sets below what its own configuration allows (see
+    /// [`bound_cautions`]).
+    pub cautions: Vec<String>,
 }
 
 /// What one attacker host sent and achieved.
@@ -249,14 +252,35 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     }
     let supervision = supervision::check(obs);
     verdicts.extend(supervision.into_iter().filter(|v| enabled.enables(&v.name)));
+    let cautions = bound_cautions(world, &windows);
     let figures = Figures {
         windows,
         requests,
         false_failures: gossip::false_failures(obs),
         limits: limit_figures(obs),
         attacks: attack_figures(obs),
+        cautions,
     };
     (verdicts.into_iter().map(Verdict::settled).collect(), figures)
+}
+
+/// Bounds shorter than a window the configuration allows. A `converge` bound below A reports
+/// a webapp the stack admits as late as its own settings let it (a reconnect interval as
+/// long as the bound leaves no time for the news to spread): the scenario's bound is
+/// unmeetable by construction, which the report says rather than the bound being raised.
+fn bound_cautions(world: &World, windows: &bounds::Windows) -> Vec<String> {
+    let mut cautions = Vec::new();
+    if let Some(rounds) = world.invariants.converge_rounds {
+        let bound = world.round * rounds;
+        if bound < windows.admission.duration() {
+            cautions.push(format!(
+                "converge_rounds = {rounds} ({} ms) is shorter than A ({} ms): a webapp admitted as late as the configuration allows is reported missing",
+                bound.as_millis(),
+                windows.admission.ms
+            ));
+        }
+    }
+    cautions
 }
 
 /// Seconds with milliseconds, for messages.
