@@ -300,7 +300,7 @@ fn with_version(payload: impl serde::Serialize) -> Result<Vec<u8>, CodecError> {
 
 /// Encodes a compound packet.
 pub fn encode(messages: &[Message]) -> Result<Vec<u8>, CodecError> {
-    encode_compound(messages, &[])
+    encode_compound(messages, std::iter::empty())
 }
 
 /// One message encoded on its own, as a broadcast queue keeps it: [`encode_compound`] puts it
@@ -312,9 +312,9 @@ pub fn encode_message(message: &Message) -> Result<Vec<u8>, CodecError> {
 /// Encodes a compound packet of `messages` followed by messages already encoded with
 /// [`encode_message`]: the same bytes as [`encode`] of them all (a compound is a count and the
 /// messages one after another).
-pub fn encode_compound(
+pub fn encode_compound<'a>(
     messages: &[Message],
-    encoded: &[std::sync::Arc<[u8]>],
+    encoded: impl ExactSizeIterator<Item = &'a [u8]>,
 ) -> Result<Vec<u8>, CodecError> {
     let mut bytes = vec![PROTOCOL_VERSION];
     let count = messages.len() + encoded.len();
@@ -616,15 +616,14 @@ mod tests {
             Message::Alive(state("s1")),
             Message::JoinIntent { name: "s1".into(), ltime: 12 },
         ];
-        let apart: Vec<std::sync::Arc<[u8]>> =
-            messages[1..].iter().map(|m| encode_message(m).unwrap().into()).collect();
-        assert_eq!(encode_compound(&messages[..1], &apart).unwrap(), encode(&messages).unwrap());
+        let apart: Vec<Vec<u8>> = messages[1..].iter().map(|m| encode_message(m).unwrap()).collect();
+        let compound = encode_compound(&messages[..1], apart.iter().map(Vec::as_slice)).unwrap();
+        assert_eq!(compound, encode(&messages).unwrap());
         assert!(messages.iter().all(|m| encode_message(m).unwrap().len() == encoded_len(m)));
         // More than 127 messages take a two-byte count.
         let many = vec![Message::Ack { seq: 1 }; 130];
-        let encoded: Vec<std::sync::Arc<[u8]>> =
-            many.iter().map(|m| encode_message(m).unwrap().into()).collect();
-        assert_eq!(encode_compound(&[], &encoded).unwrap(), encode(&many).unwrap());
+        let encoded: Vec<Vec<u8>> = many.iter().map(|m| encode_message(m).unwrap()).collect();
+        assert_eq!(encode_compound(&[], encoded.iter().map(Vec::as_slice)).unwrap(), encode(&many).unwrap());
     }
 
     #[test]

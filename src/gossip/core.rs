@@ -30,7 +30,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::broadcasts::{BROADCASTS_MAX, BroadcastQueue};
+use super::broadcasts::{BROADCASTS_MAX, BroadcastQueue, News};
 use super::codec::{
     self, CodecError, DATAGRAM_BYTES_MAX, Message, MessageRef, Name, NodeState, NodeStateRef, PushPullRef,
     Status, StatusTimeRef, Tags,
@@ -875,7 +875,7 @@ impl Agent {
                     let bytes_max = self.reply_bytes_max(from);
                     let broadcasts = self.piggyback_within(&packet, bytes_max);
                     // A bare ack always goes; the broadcasts spend the datagram's budget.
-                    let spent: usize = broadcasts.iter().map(|b| b.len()).sum();
+                    let spent: usize = broadcasts.iter().map(|news| news.message.len()).sum();
                     self.reply_budget = self.reply_budget.saturating_sub(spent);
                     self.send_with(from, &packet, &broadcasts, out);
                 }
@@ -1484,12 +1484,12 @@ impl Agent {
     /// counts as transmitted once. As memberlist fills a packet: its own queue first, then
     /// Serf's (the delegate's broadcasts) in the room left; each queue least-sent first, so
     /// new news goes out before old news.
-    fn piggyback(&mut self, packet: &[Message]) -> Vec<Arc<[u8]>> {
+    fn piggyback(&mut self, packet: &[Message]) -> Vec<Arc<News<Name>>> {
         self.piggyback_within(packet, DATAGRAM_BYTES_MAX)
     }
 
     /// [`Agent::piggyback`] into a datagram of at most `bytes_max` bytes on the wire.
-    fn piggyback_within(&mut self, packet: &[Message], bytes_max: usize) -> Vec<Arc<[u8]>> {
+    fn piggyback_within(&mut self, packet: &[Message], bytes_max: usize) -> Vec<Arc<News<Name>>> {
         let limit = self.retransmit_limit();
         let mut size = 8 + self.config.wire.overhead() + packet.iter().map(codec::encoded_len).sum::<usize>();
         let mut fits = |message: &[u8]| {
@@ -1514,16 +1514,16 @@ impl Agent {
     /// broadcasts it replaces.
     fn enqueue(&mut self, subject: fn(Name) -> Subject, name: &str, message: Message) {
         let bytes = match codec::encode_message(&message) {
-            Ok(bytes) => self.interner.broadcast(bytes),
+            Ok(bytes) => bytes,
             Err(error) => return tracing::error!(%error, "broadcast not queued"),
         };
         match subject(self.interner.name(name)) {
             Subject::Member(name) => {
-                let dropped = self.broadcasts.push(name, bytes);
+                let dropped = self.broadcasts.push(self.interner.news(name, bytes));
                 self.limits.hit(Limit::MemberBroadcasts, dropped as u64);
             }
             Subject::Intent(name) => {
-                let dropped = self.intents.push(name, bytes);
+                let dropped = self.intents.push(self.interner.news(name, bytes));
                 self.limits.hit(Limit::Intents, dropped as u64);
             }
         }
@@ -1567,10 +1567,11 @@ impl Agent {
         &mut self,
         to: SocketAddr,
         messages: &[Message],
-        broadcasts: &[Arc<[u8]>],
+        broadcasts: &[Arc<News<Name>>],
         out: &mut Vec<Action>,
     ) {
-        let sealed = codec::encode_compound(messages, broadcasts).map(|bytes| self.seal(bytes, Some(to)));
+        let encoded = broadcasts.iter().map(|news| &*news.message);
+        let sealed = codec::encode_compound(messages, encoded).map(|bytes| self.seal(bytes, Some(to)));
         match sealed {
             Ok(bytes) if bytes.len() <= DATAGRAM_BYTES_MAX => out.push(Action::Send { to, bytes }),
             // Only our own state can be this big; that is a configuration limit, not a peer's fault.

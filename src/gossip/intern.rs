@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::broadcasts::News;
 use super::codec::{Name, NodeState};
 
 /// Most values of each kind one interner keeps: past it, values no table uses any more are
@@ -25,7 +26,7 @@ struct Tables {
     names: Table<str>,
     tags: Table<std::collections::BTreeMap<String, String>>,
     states: Table<NodeState>,
-    broadcasts: Table<[u8]>,
+    broadcasts: Table<News<Name>>,
 }
 
 impl Interner {
@@ -43,9 +44,10 @@ impl Interner {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).states.shared(state)
     }
 
-    /// The shared copy of an encoded broadcast.
-    pub fn broadcast(&self, bytes: Vec<u8>) -> Arc<[u8]> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).broadcasts.shared(Arc::from(bytes))
+    /// The shared copy of a piece of news: an encoded broadcast about `subject`.
+    pub fn news(&self, subject: Name, bytes: Vec<u8>) -> Arc<News<Name>> {
+        let news = Arc::new(News { subject, message: bytes.into_boxed_slice() });
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).broadcasts.shared(news)
     }
 
     /// The shared copy of `name`.
@@ -124,7 +126,10 @@ mod tests {
         assert!(Arc::ptr_eq(&interner.name("s1"), &a.name));
         let (x, y) = (interner.shared_state(state("s1")), interner.clone().shared_state(state("s1")));
         assert!(Arc::ptr_eq(&x, &y) && Arc::ptr_eq(&x.name, &a.name));
-        assert!(Arc::ptr_eq(&interner.broadcast(vec![1, 2]), &interner.broadcast(vec![1, 2])));
+        assert!(Arc::ptr_eq(
+            &interner.news("s1".into(), vec![1, 2]),
+            &interner.news("s1".into(), vec![1, 2])
+        ));
     }
 
     #[test]

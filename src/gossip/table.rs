@@ -12,9 +12,9 @@ use std::hash::{BuildHasher, Hash};
 use hashbrown::HashTable;
 
 /// A full table grows by its length over this...
-const GROWTH_DIVISOR: usize = 8;
+pub(super) const GROWTH_DIVISOR: usize = 8;
 /// ...and by at least this many entries.
-const GROWTH_MIN: usize = 8;
+pub(super) const GROWTH_MIN: usize = 8;
 
 /// An entry that knows its own name.
 pub trait Named {
