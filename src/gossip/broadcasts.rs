@@ -29,7 +29,7 @@ const SENT_MAX: u32 = (1 << (64 - ID_BITS)) - 1;
 
 /// A broadcast's place in the queue order: times sent in the high bits, then newest first
 /// (ids only grow, so the low bits hold the id's complement). One word: 10,000 simulated
-/// nodes queue 40 million broadcasts.
+/// nodes queue 100 million broadcasts.
 fn place(sent: u32, id: u64) -> u64 {
     (u64::from(sent) << ID_BITS) | (ID_MASK - (id & ID_MASK))
 }
@@ -39,7 +39,8 @@ fn times_sent(place: u64) -> u32 {
 }
 
 /// One piece of news: an encoded message and the subject it is about. Shared: the same news
-/// queued by many agents of one process is one allocation, and a queue holds a pointer to it.
+/// queued by many agents of one process is allocated once, and a queue entry is one pointer
+/// to it.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct News<S> {
     /// What it is about: a newer piece about the same subject replaces it.

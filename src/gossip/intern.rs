@@ -130,6 +130,9 @@ mod tests {
             &interner.news("s1".into(), vec![1, 2]),
             &interner.news("s1".into(), vec![1, 2])
         ));
+        // The same bytes about another subject are other news: a queue replaces by subject.
+        let other = interner.news("s2".into(), vec![1, 2]);
+        assert!(!Arc::ptr_eq(&interner.news("s1".into(), vec![1, 2]), &other) && &*other.subject == "s2");
     }
 
     #[test]

@@ -143,6 +143,13 @@ pub fn windows(world: &World) -> Windows {
     }
 }
 
+/// How long gossip may take to bring a webapp into the balancer's rendered backends: A as
+/// gossip alone gives it (health checks gate serving, not rendering), the floor of a
+/// `converge` bound.
+pub fn rendered_admission(world: &World) -> Window {
+    gossip_windows(world).admission
+}
+
 /// The slowest check settings among the servers the balancer would load for this world,
 /// with the check timeout (`None`: no server is checked).
 fn loaded_checks(world: &World) -> Option<(CheckSettings, Duration)> {

@@ -252,7 +252,7 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     }
     let supervision = supervision::check(obs);
     verdicts.extend(supervision.into_iter().filter(|v| enabled.enables(&v.name)));
-    let cautions = bound_cautions(world, &windows);
+    let cautions = bound_cautions(world);
     let figures = Figures {
         windows,
         requests,
@@ -264,19 +264,20 @@ pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     (verdicts.into_iter().map(Verdict::settled).collect(), figures)
 }
 
-/// Bounds shorter than a window the configuration allows. A `converge` bound below A reports
-/// a webapp the stack admits as late as its own settings let it (a reconnect interval as
-/// long as the bound leaves no time for the news to spread): the scenario's bound is
-/// unmeetable by construction, which the report says rather than the bound being raised.
-fn bound_cautions(world: &World, windows: &bounds::Windows) -> Vec<String> {
+/// Bounds shorter than a window the configuration allows. A `converge` bound below gossip's
+/// admission window reports a webapp the stack renders as late as its own settings let it (a
+/// reconnect interval as long as the bound leaves no time for the news to spread): such a
+/// bound is unmeetable by construction, which the report says rather than raising it.
+fn bound_cautions(world: &World) -> Vec<String> {
     let mut cautions = Vec::new();
     if let Some(rounds) = world.invariants.converge_rounds {
         let bound = world.round * rounds;
-        if bound < windows.admission.duration() {
+        let admission = bounds::rendered_admission(world);
+        if bound < admission.duration() {
             cautions.push(format!(
-                "converge_rounds = {rounds} ({} ms) is shorter than A ({} ms): a webapp admitted as late as the configuration allows is reported missing",
+                "converge_rounds = {rounds} ({} ms) is shorter than gossip's admission window, {}: a webapp rendered as late as the configuration allows is reported missing",
                 bound.as_millis(),
-                windows.admission.ms
+                admission.explain()
             ));
         }
     }
