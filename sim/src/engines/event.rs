@@ -158,7 +158,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         // Runs of thousands of nodes take minutes: say how far they are (RUST_LOG=info).
         if at >= reported + PROGRESS_EVERY {
             reported = at;
-            tracing::info!(sim_s = at.as_secs(), of_s = world.duration.as_secs(), "event engine progress");
+            engine.delivered.log(at, world.duration, "event engine progress");
         }
         engine.now = at;
         engine.handle(event);
@@ -166,6 +166,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
             return Err(EngineError::TraceFull { at_ms: at.as_millis() as u64 });
         }
     }
+    engine.delivered.log(engine.now, world.duration, "event engine done");
     Ok(engine.recorder.finish())
 }
 
@@ -283,6 +284,45 @@ struct Engine<'a> {
     /// The partitions in force, by host index: `(from, to)` masks; a link is cut if any
     /// partition covers it.
     cut_links: Vec<(Vec<bool>, Vec<bool>)>,
+    /// What reached an agent, for the progress log: the work a run's size costs.
+    delivered: Delivered,
+}
+
+/// Frames handed to agents, counted for the progress log (RUST_LOG=info): how the work grows
+/// with the cluster (a datagram filled to its 1,400 bytes is gossip's ceiling).
+#[derive(Clone, Copy, Debug, Default)]
+struct Delivered {
+    datagrams: u64,
+    datagram_bytes: u64,
+    streams: u64,
+    stream_bytes: u64,
+}
+
+impl Delivered {
+    fn datagram(&mut self, bytes: usize) {
+        self.datagrams += 1;
+        self.datagram_bytes += bytes as u64;
+    }
+
+    fn stream(&mut self, bytes: usize) {
+        self.streams += 1;
+        self.stream_bytes += bytes as u64;
+    }
+
+    /// The progress line: simulated time reached, and what was delivered to get there.
+    fn log(&self, at: Duration, of: Duration, what: &str) {
+        let Delivered { datagrams, datagram_bytes, streams, stream_bytes } = *self;
+        let (sim_s, of_s) = (at.as_secs(), of.as_secs());
+        tracing::info!(
+            sim_s,
+            of_s,
+            datagrams,
+            datagram_bytes,
+            streams,
+            stream_bytes,
+            "{what} (delivered so far)"
+        );
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -298,6 +338,7 @@ impl<'a> Engine<'a> {
             by_ip: BTreeMap::new(),
             by_name: BTreeMap::new(),
             recorder: Recorder::scoped(world.trace_scope.clone()),
+            delivered: Delivered::default(),
             interner: Interner::default(),
             active: super::ActiveFaults::default(),
             cut_links: Vec::new(),
@@ -370,6 +411,7 @@ impl<'a> Engine<'a> {
                     return;
                 }
                 let sender = self.hosts[from].addr;
+                self.delivered.datagram(bytes.len());
                 let mut rejected = None;
                 self.with_agent(to, None, |agent, now, out| {
                     rejected = agent.handle_datagram(sender, &bytes, now, out).err();
@@ -390,6 +432,7 @@ impl<'a> Engine<'a> {
                     return;
                 }
                 let sender = self.hosts[from].addr;
+                self.delivered.stream(bytes.len());
                 let mut rejected = None;
                 self.with_agent(to, Some(generation), |agent, now, out| {
                     rejected = agent.handle_stream(sender, &bytes, true, now, out).err();
@@ -408,6 +451,7 @@ impl<'a> Engine<'a> {
             return;
         }
         let sender = self.hosts[from].addr;
+        self.delivered.stream(bytes.len());
         let mut answer = Ok(None);
         self.with_agent(to, None, |agent, now, out| {
             answer = agent.handle_stream(sender, &bytes, false, now, out);
