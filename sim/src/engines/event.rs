@@ -288,8 +288,9 @@ struct Engine<'a> {
     delivered: Delivered,
 }
 
-/// Frames handed to agents, counted for the progress log (RUST_LOG=info): how the work grows
-/// with the cluster (a datagram filled to its 1,400 bytes is gossip's ceiling).
+/// Frames handed to agents (those they refuse included), counted for the progress log
+/// (RUST_LOG=info): how the work grows with the cluster (a datagram filled to its 1,400 bytes
+/// is gossip's ceiling). Streams are push-pull frames, requests and answers apart.
 #[derive(Clone, Copy, Debug, Default)]
 struct Delivered {
     datagrams: u64,
@@ -313,15 +314,7 @@ impl Delivered {
     fn log(&self, at: Duration, of: Duration, what: &str) {
         let Delivered { datagrams, datagram_bytes, streams, stream_bytes } = *self;
         let (sim_s, of_s) = (at.as_secs(), of.as_secs());
-        tracing::info!(
-            sim_s,
-            of_s,
-            datagrams,
-            datagram_bytes,
-            streams,
-            stream_bytes,
-            "{what} (delivered so far)"
-        );
+        tracing::info!(sim_s, of_s, datagrams, datagram_bytes, streams, stream_bytes, "{what}: delivered");
     }
 }
 
@@ -432,11 +425,15 @@ impl<'a> Engine<'a> {
                     return;
                 }
                 let sender = self.hosts[from].addr;
-                self.delivered.stream(bytes.len());
-                let mut rejected = None;
+                let (mut reached, mut rejected) = (false, None);
                 self.with_agent(to, Some(generation), |agent, now, out| {
+                    reached = true;
                     rejected = agent.handle_stream(sender, &bytes, true, now, out).err();
                 });
+                // An answer to an agent run that ended reached no one.
+                if reached {
+                    self.delivered.stream(bytes.len());
+                }
                 self.stream_rejected(to, sender, rejected);
             }
             Happening::Fault { index } => self.fault(index),
