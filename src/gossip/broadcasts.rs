@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use super::table::{GROWTH_DIVISOR, GROWTH_MIN, hash};
+use super::table::{hash, reserve_slowly};
 
 /// Most of Serf's own broadcasts (join and leave intents) queued at once: its
 /// `MaxQueueDepth` (4,096), to which Serf prunes its queue, dropping the most sent (then the
@@ -138,11 +138,7 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
                 slot
             }
             None => {
-                // Grow by an eighth, as the member table does: 10,000 queues of 10,000 would
-                // otherwise leave room for thousands more each.
-                if self.slots.len() == self.slots.capacity() {
-                    self.slots.reserve_exact((self.slots.len() / GROWTH_DIVISOR).max(GROWTH_MIN));
-                }
+                reserve_slowly(&mut self.slots, 1);
                 self.slots.push(Some(queued));
                 (self.slots.len() - 1) as u32
             }
