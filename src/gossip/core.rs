@@ -157,35 +157,54 @@ pub enum Action {
 struct Member {
     /// Shared with every other table that holds the same state (see [`Interner`]).
     state: Arc<NodeState>,
-    /// When the member last changed status, for gossip-to-the-dead.
-    status_since: Moment,
+    /// When the member last changed status, and whether it is leaving.
+    since: Since,
     /// While it is suspect: who accused it and how long the suspicion lasts.
     suspicion: Option<Box<Suspicion>>,
     /// Lamport time of the last join or leave intent applied for it (Serf's statusLTime).
     status_ltime: u64,
-    /// A leave intent came while it was alive (Serf's "leaving"): its own announcement, or
-    /// its failure, will follow, or a join intent cancels it.
-    leaving: bool,
 }
 
-// 10,000 simulated nodes hold 100 million members: keep the entry at five words.
-const _: () = assert!(std::mem::size_of::<Member>() <= 40);
+// 10,000 simulated nodes hold 100 million members: keep the entry at four words.
+const _: () = assert!(std::mem::size_of::<Member>() <= 32);
 
-/// A point in agent time in one word (a `Duration` takes two): a simulation holds one per
-/// member per table, 100 million at 10,000 nodes. Nanoseconds reach 584 years.
+/// The top bit of a [`Since`]: the member is leaving.
+const LEAVING_BIT: u64 = 1 << 63;
+
+/// When a member last changed status (for gossip-to-the-dead), and whether a leave intent
+/// came while it was alive (Serf's "leaving": its own announcement, or its failure, will
+/// follow, or a join intent cancels it). One word, where a `Duration` and a flag take three:
+/// a simulation holds one per member per table, 100 million at 10,000 nodes. Nanoseconds of
+/// agent time in the low 63 bits (292 years), the flag in the top bit.
 #[derive(Clone, Copy, Debug)]
-struct Moment(u64);
+struct Since(u64);
 
-impl From<Duration> for Moment {
-    fn from(at: Duration) -> Self {
-        Self(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX))
+impl Since {
+    /// Changed status at `now`, not leaving.
+    fn new(now: Duration) -> Self {
+        Self(Self::nanos(now))
     }
-}
 
-impl Moment {
-    /// The time from this moment to `now` (zero if `now` is earlier).
+    fn nanos(at: Duration) -> u64 {
+        u64::try_from(at.as_nanos()).unwrap_or(u64::MAX).min(!LEAVING_BIT)
+    }
+
+    /// The status changed at `now`; leaving or not stays as it was.
+    fn restart(&mut self, now: Duration) {
+        self.0 = (self.0 & LEAVING_BIT) | Self::nanos(now);
+    }
+
+    /// The time from the last change to `now` (zero if `now` is earlier).
     fn until(self, now: Duration) -> Duration {
-        now.saturating_sub(Duration::from_nanos(self.0))
+        now.saturating_sub(Duration::from_nanos(self.0 & !LEAVING_BIT))
+    }
+
+    fn leaving(self) -> bool {
+        self.0 & LEAVING_BIT != 0
+    }
+
+    fn set_leaving(&mut self, leaving: bool) {
+        self.0 = (self.0 & !LEAVING_BIT) | if leaving { LEAVING_BIT } else { 0 };
     }
 }
 
@@ -197,7 +216,7 @@ impl Named for Member {
 
 impl Member {
     fn new(state: Arc<NodeState>, now: Duration) -> Self {
-        Self { state, status_since: Moment::from(now), suspicion: None, status_ltime: 0, leaving: false }
+        Self { state, since: Since::new(now), suspicion: None, status_ltime: 0 }
     }
 
     /// Changes the state: states are shared, so this makes a new one and shares it.
@@ -284,7 +303,9 @@ pub struct Agent {
     interner: Interner,
     rng: ChaCha8Rng,
     next_seq: u32,
-    probe_queue: Vec<Name>,
+    /// Members still to probe this round, by their position in `members` (4 bytes each:
+    /// 10,000 simulated agents list 10,000 members each), last first.
+    probe_queue: Vec<u32>,
     probe: Option<Probe>,
     /// Indirect pings in flight for other nodes, by our sequence number.
     relays: BTreeMap<u32, Relay>,
@@ -664,7 +685,7 @@ impl Agent {
         let ltime = self.clock.increment();
         if let Some(me) = self.members.get_mut(name.as_str()) {
             me.status_ltime = ltime;
-            me.leaving = true;
+            me.since.set_leaving(true);
         }
         self.enqueue(Subject::Intent, &name.clone(), Message::LeaveIntent { name, ltime, prune: false });
         self.leave = Some(LeavePhase::Intent { until: now + BROADCAST_TIMEOUT });
@@ -690,7 +711,7 @@ impl Agent {
         let me = self.own_state();
         let member = self.members.get_mut(&me.name).expect("self is always a member");
         member.state = self.interner.shared_state(me.clone());
-        member.status_since = Moment::from(now);
+        member.since.restart(now);
         touch(&mut self.version, &mut self.changed, &me.name);
         self.enqueue(Subject::Member, &me.name, Message::Alive(me.clone()));
         out.push(Action::Event(MemberEvent { change: MemberChange::Update, member: me }));
@@ -736,7 +757,7 @@ impl Agent {
             LeavePhase::Intent { .. } => {
                 let me = self.members.get_mut(name.as_str()).expect("self is always a member");
                 me.update(&self.interner, |s| s.status = Status::Left);
-                me.status_since = Moment::from(now);
+                me.since.restart(now);
                 let incarnation = me.state.incarnation;
                 touch(&mut self.version, &mut self.changed, &name);
                 let message = Message::Dead { name: name.clone(), incarnation, from: name.clone() };
@@ -796,8 +817,8 @@ impl Agent {
         let expired: Vec<Name> = self
             .members
             .by_name_where(|m| match m.state.status {
-                Status::Dead => m.status_since.until(now) >= failed,
-                Status::Left => m.status_since.until(now) >= left,
+                Status::Dead => m.since.until(now) >= failed,
+                Status::Left => m.since.until(now) >= left,
                 Status::Alive | Status::Suspect => false,
             })
             .into_iter()
@@ -812,6 +833,17 @@ impl Agent {
     fn erase(&mut self, name: &str, out: &mut Vec<Action>) {
         if name == self.config.name {
             return;
+        }
+        let Some(position) = self.members.position(name) else { return };
+        // Later members move up one place: so do their places in the probe round. A member
+        // met again after this waits for the next round (memberlist's reap takes it out of
+        // the list its probes walk, too).
+        let position = position as u32;
+        self.probe_queue.retain(|&p| p != position);
+        for p in &mut self.probe_queue {
+            if *p > position {
+                *p -= 1;
+            }
         }
         if let Some(member) = self.members.remove(name) {
             touch(&mut self.version, &mut self.changed, name);
@@ -1009,7 +1041,7 @@ impl Agent {
         match self.members.get_mut(&state.name) {
             Some(known) => {
                 if known.state.status != Status::Alive {
-                    known.status_since = Moment::from(now);
+                    known.since.restart(now);
                 }
                 known.state = self.interner.shared_state(state.clone());
                 known.suspicion = None;
@@ -1031,7 +1063,7 @@ impl Agent {
         let mut member = Member::new(self.interner.shared_state(state), now);
         if let Some((kind, ltime)) = self.recent_intents.take(&member.state.name, now) {
             member.status_ltime = ltime;
-            member.leaving = kind == IntentKind::Leave;
+            member.since.set_leaving(kind == IntentKind::Leave);
         }
         member
     }
@@ -1067,11 +1099,11 @@ impl Agent {
             return;
         }
         member.status_ltime = ltime;
-        member.leaving = kind == IntentKind::Leave && !member.state.status.is_gone();
+        member.since.set_leaving(kind == IntentKind::Leave && !member.state.status.is_gone());
         // A force-leave: a failed member is now one that left.
         if kind == IntentKind::Leave && member.state.status == Status::Dead {
             member.update(&self.interner, |s| s.status = Status::Left);
-            member.status_since = Moment::from(now);
+            member.since.restart(now);
             let state = NodeState::clone(&member.state);
             touch(&mut self.version, &mut self.changed, name);
             out.push(Action::Event(MemberEvent { change: MemberChange::Leave, member: state }));
@@ -1118,9 +1150,9 @@ impl Agent {
             s.incarnation = incarnation;
             s.status = Status::Left;
         });
-        member.status_since = Moment::from(now);
+        member.since.restart(now);
         member.suspicion = None;
-        member.leaving = false;
+        member.since.set_leaving(false);
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: name.to_string() };
@@ -1172,7 +1204,7 @@ impl Agent {
             s.incarnation = incarnation;
             s.status = Status::Suspect;
         });
-        member.status_since = Moment::from(now);
+        member.since.restart(now);
         member.suspicion = Some(Box::new(suspicion));
         let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
         touch(&mut self.version, &mut self.changed, name);
@@ -1201,7 +1233,7 @@ impl Agent {
         }
         // A member whose leave intent came first did not fail, it left (Serf's
         // handleNodeLeave: leaving becomes left, alive becomes failed).
-        let (status, change) = if member.leaving {
+        let (status, change) = if member.since.leaving() {
             (Status::Left, MemberChange::Leave)
         } else {
             (Status::Dead, MemberChange::Failed)
@@ -1210,9 +1242,9 @@ impl Agent {
             s.incarnation = incarnation;
             s.status = status;
         });
-        member.status_since = Moment::from(now);
+        member.since.restart(now);
         member.suspicion = None;
-        member.leaving = false;
+        member.since.set_leaving(false);
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Dead { name: name.to_string(), incarnation, from: from.to_string() };
@@ -1238,7 +1270,7 @@ impl Agent {
                 s.status = status;
                 s.incarnation = incarnation;
             });
-            member.status_since = Moment::from(now);
+            member.since.restart(now);
             touch(&mut self.version, &mut self.changed, &name);
         }
     }
@@ -1264,7 +1296,7 @@ impl Agent {
         let me = self.own_state();
         let member = self.members.get_mut(&me.name).expect("self is always a member");
         member.state = self.interner.shared_state(me.clone());
-        member.status_since = Moment::from(now);
+        member.since.restart(now);
         touch(&mut self.version, &mut self.changed, &me.name);
         self.enqueue(Subject::Member, &me.name.clone(), Message::Alive(me));
     }
@@ -1388,18 +1420,15 @@ impl Agent {
     /// at least once per N intervals.
     fn next_probe_target(&mut self) -> Option<String> {
         for _ in 0..2 {
-            while let Some(name) = self.probe_queue.pop() {
-                let probeable = self.members.get(&name).is_some_and(|m| !m.state.status.is_gone());
-                if probeable {
-                    return Some(name.to_string());
+            while let Some(position) = self.probe_queue.pop() {
+                let member = self.members.at(position as usize);
+                if !member.state.status.is_gone() {
+                    return Some(member.state.name.to_string());
                 }
             }
             self.probe_queue = self
                 .members
-                .by_name_where(|m| *m.state.name != *self.config.name && !m.state.status.is_gone())
-                .into_iter()
-                .map(|m| m.state.name.clone())
-                .collect();
+                .positions_by_name_where(|m| *m.state.name != *self.config.name && !m.state.status.is_gone());
             self.probe_queue.shuffle(&mut self.rng);
         }
         None
@@ -1444,7 +1473,7 @@ impl Agent {
                 break;
             }
             let member = self.members.at(self.rng.random_range(0..self.members.len()));
-            let fresh = !member.state.status.is_gone() || member.status_since.until(now) < to_the_dead;
+            let fresh = !member.state.status.is_gone() || member.since.until(now) < to_the_dead;
             let ours = *member.state.name == *self.config.name;
             if !ours && fresh && wanted(&member.state) && !peers.contains(&member.state.addr) {
                 peers.push(member.state.addr);

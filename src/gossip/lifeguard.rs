@@ -57,8 +57,9 @@ pub fn suspicion_bounds(nodes: usize, mult: u32, max_mult: u32, interval: Durati
 }
 
 /// Accusers a suspicion holds inline: the first plus memberlist's default two confirmations
-/// (`SuspicionMult` 4 wants 4 - 2); a larger multiplier spills to the heap.
-const ACCUSERS_INLINE: usize = 3;
+/// (`SuspicionMult` 4 wants 4 - 2), and one more, which the same 24 bytes hold; a larger
+/// multiplier spills to the heap.
+const ACCUSERS_INLINE: usize = 4;
 
 /// One running suspicion of a member. Kept small: a partition of 10,000 simulated nodes into
 /// halves makes 50 million of them at once.
@@ -72,8 +73,9 @@ pub struct Suspicion {
     /// Independent confirmations wanted for the shortest timeout (0: the timeout is min).
     wanted: u32,
     /// Every node that has accused, the first one included (at most `wanted + 1`), by a
-    /// 64-bit hash of its name: a collision only costs one confirmation, a longer timeout.
-    accusers: SmallVec<[u64; ACCUSERS_INLINE]>,
+    /// 32-bit hash of its name: a collision (one in 4 billion pairs) only costs one
+    /// confirmation, a longer timeout.
+    accusers: SmallVec<[u32; ACCUSERS_INLINE]>,
 }
 
 impl Suspicion {
@@ -138,7 +140,7 @@ impl Suspicion {
 }
 
 /// Most bytes a suspicion takes (50 million of them at 10,000 nodes).
-const SUSPICION_BYTES_MAX: usize = 72;
+const SUSPICION_BYTES_MAX: usize = 56;
 const _: () = assert!(std::mem::size_of::<Suspicion>() <= SUSPICION_BYTES_MAX);
 
 /// `at` in nanoseconds; 584 years fit.
@@ -146,8 +148,9 @@ fn nanos(at: Duration) -> u64 {
     u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn accuser_id(name: &str) -> u64 {
-    crate::host::stable_hash(name.as_bytes())
+fn accuser_id(name: &str) -> u32 {
+    // The low half of a 64-bit hash.
+    crate::host::stable_hash(name.as_bytes()) as u32
 }
 
 #[cfg(test)]

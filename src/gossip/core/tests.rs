@@ -1243,3 +1243,29 @@ fn an_ack_to_a_small_ping_is_a_small_multiple_of_it() {
     let reply = ack_bytes(&mut s1, &large).unwrap();
     assert!(reply > 1000, "a {}-byte ping gets a full ack, not {reply} bytes", large.len());
 }
+
+/// The probe round lists members by their place in the table: a member reaped mid-round
+/// leaves the round, and every later member, moved up one place, is still probed once.
+#[test]
+fn a_member_reaped_mid_round_leaves_the_probe_round_and_the_rest_stay_in_it() {
+    let mut cluster = cluster_of(7);
+    cluster.run_until(Duration::from_secs(5));
+    let ha = cluster.agents.get_mut(&addr(1)).unwrap();
+    assert_eq!(ha.members().count(), 7);
+    ha.probe_queue.clear();
+    let first = ha.next_probe_target().unwrap();
+    // Reap the member that comes first in the table among those still to probe.
+    let next_place = *ha.probe_queue.iter().min().unwrap();
+    let reaped = ha.members.at(next_place as usize).state.name.to_string();
+    ha.erase(&reaped, &mut Vec::new());
+    let mut round: Vec<String> = std::iter::once(first).collect();
+    round.extend((0..4).map(|_| ha.next_probe_target().unwrap()));
+    round.sort();
+    let expected: Vec<String> = ["s1", "s2", "s3", "s4", "s5", "s6"]
+        .into_iter()
+        .filter(|&name| name != reaped)
+        .map(String::from)
+        .collect();
+    assert_eq!(round, expected, "reaped {reaped}");
+    assert!(ha.probe_queue.is_empty(), "the next probe starts a new round");
+}
