@@ -654,24 +654,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
     else {
         unreachable!("called for the node command")
     };
-    let role = match role {
-        RoleArg::Backend => Role::Backend,
-        RoleArg::Balancer => {
-            let template = template.context("--template is required for a balancer")?;
-            let template_text = std::fs::read_to_string(&template)
-                .with_context(|| format!("cannot read template {}", template.display()))?;
-            let template_file = template.display().to_string();
-            rollcall::render::Renderer::new(&template_file, &template_text)?;
-            let output = output.context("--output is required")?;
-            Role::Balancer {
-                template_file,
-                template_text,
-                output,
-                options: RenderOptions::default(),
-                pipeline: rollcall::node::Pipeline::Fixed,
-            }
-        }
-    };
+    let role = node_role(role, template, output)?;
     check_serf_tags(&serf_tags, &role)?;
     let join_mode = if retry_join {
         JoinMode::Retry { interval: Duration::from_millis(retry_interval_ms), max: 0 }
@@ -695,6 +678,33 @@ fn run_node(command: Command) -> anyhow::Result<()> {
         },
     };
     let seed = seed.map_or_else(os_seed, Ok)?;
+    run_until_stopped(name, advertise, seed, spec)
+}
+
+/// The node's role: a balancer's template is read and checked before anything starts.
+fn node_role(role: RoleArg, template: Option<PathBuf>, output: Option<PathBuf>) -> anyhow::Result<Role> {
+    Ok(match role {
+        RoleArg::Backend => Role::Backend,
+        RoleArg::Balancer => {
+            let template = template.context("--template is required for a balancer")?;
+            let template_text = std::fs::read_to_string(&template)
+                .with_context(|| format!("cannot read template {}", template.display()))?;
+            let template_file = template.display().to_string();
+            rollcall::render::Renderer::new(&template_file, &template_text)?;
+            let output = output.context("--output is required")?;
+            Role::Balancer {
+                template_file,
+                template_text,
+                output,
+                options: RenderOptions::default(),
+                pipeline: rollcall::node::Pipeline::Fixed,
+            }
+        }
+    })
+}
+
+/// Runs the node until it ends or is interrupted; the first SIGINT is a graceful leave.
+fn run_until_stopped(name: String, advertise: IpAddr, seed: u64, spec: NodeSpec) -> anyhow::Result<()> {
     // One thread, like a simulated host: the same futures run here and under turmoil.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();

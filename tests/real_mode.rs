@@ -320,6 +320,18 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     .unwrap();
     let _balancer = rollcall(&["balancer", "--config", file.to_str().unwrap(), "--threads", "1"]);
     let frontend: SocketAddr = "127.0.62.1:18184".parse().unwrap();
+    assert_sticky_cookies(frontend);
+    assert_hostile_requests_refused(frontend);
+    assert_slow_client_cut_off(frontend);
+    // The stats page counts them: b2 had 4 sticky requests plus its share of the others.
+    assert_stats_page_counts("127.0.62.1:18185".parse().unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A new client gets the cookie of the server that answered (waiting for the balancer to
+/// start); one that sends a cookie stays on its server and gets no new cookie; a cookie
+/// naming no server is ignored.
+fn assert_sticky_cookies(frontend: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut first = raw_get(frontend, "");
     while first.is_empty() && Instant::now() < deadline {
@@ -337,8 +349,12 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     // A cookie naming no server is ignored: the request is balanced and gets a cookie.
     let stray = raw_get(frontend, "Cookie: SERVERID=nobody\r\n");
     assert!(stray.to_ascii_lowercase().contains("set-cookie: serverid="), "{stray}");
-    // Hostile requests: too many headers or too large a head is 431; conflicting
-    // Content-Length values are 400 (request smuggling).
+}
+
+/// Hostile requests: too many headers or too large a head is 431; conflicting
+/// Content-Length values, or both framings, are 400 (request smuggling). A well-framed
+/// chunked request is still served.
+fn assert_hostile_requests_refused(frontend: SocketAddr) {
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     assert!(raw_get(frontend, &many).starts_with("HTTP/1.1 431"), "too many headers");
     let large = format!("X-Big: {}\r\n", "a".repeat(20_000));
@@ -360,7 +376,10 @@ fn sticky_cookies_keep_a_client_on_its_server() {
                      GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
     let both = raw_request(frontend, pipelined);
     assert_eq!(both.matches("HTTP/1.1 200").count(), 2, "{both}");
-    // A client that never finishes its request head is cut off after `timeout http-request`.
+}
+
+/// A client that never finishes its request head is cut off after `timeout http-request`.
+fn assert_slow_client_cut_off(frontend: SocketAddr) {
     let mut slow = TcpStream::connect_timeout(&frontend, Duration::from_secs(1)).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n").unwrap();
@@ -368,9 +387,10 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);
     assert!(started.elapsed() < Duration::from_secs(2), "slow client kept for {:?}", started.elapsed());
-    // The stats page counts them: b2 had 4 sticky requests plus its share of the others.
-    // It asks for its account (`stats auth`) first.
-    let stats: SocketAddr = "127.0.62.1:18185".parse().unwrap();
+}
+
+/// The stats page asks for its account (`stats auth`) first; its CSV counts b2's requests.
+fn assert_stats_page_counts(stats: SocketAddr) {
     let stats_page = |headers: &str| {
         let mut stream = TcpStream::connect_timeout(&stats, Duration::from_secs(1)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -389,7 +409,6 @@ fn sticky_cookies_keep_a_client_on_its_server() {
     let b2 = csv.lines().find(|l| l.starts_with("nodes,b2,")).expect("b2 row");
     let total: u64 = b2.split(',').nth(3).unwrap().parse().unwrap();
     assert!(total >= 4, "{csv}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The files in `dir`, sorted.

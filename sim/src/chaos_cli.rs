@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rollcall::host::Disk;
 use rollcall_sim::Simulation;
 use rollcall_sim::explore::{self, Exploration, Summary};
+use rollcall_sim::shrink::Shrunk;
 use serde::{Deserialize, Serialize};
 
 /// Most seeds one exploration may run (a range is checked before anything runs).
@@ -158,6 +159,13 @@ pub fn shrink(
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
+    print_shrunk_plan(&shrunk);
+    // The file is the product: check that it replays what it claims.
+    confirm_replay(&out, &shrunk, &replay, json)
+}
+
+/// The plan before and after shrinking, on stderr.
+fn print_shrunk_plan(shrunk: &Shrunk) {
     eprintln!(
         "{} faults -> {} in {} runs; {} stays contradicted",
         shrunk.original.len(),
@@ -169,8 +177,12 @@ pub fn shrink(
         let until = fault.lasting.map(|l| format!(" for {:.1} s", l.as_secs_f64())).unwrap_or_default();
         eprintln!("  at {:.1} s{until}: {}", fault.at.as_secs_f64(), fault.kind);
     }
-    // The file is the product: check that it replays what it claims.
-    let replayed = Simulation::from_file(&out)
+}
+
+/// Runs the written scenario `out` again: exit 0 (and the file's path, or the `--json`
+/// summary, printed) if it contradicts the shrunk invariant as it claims, else 1.
+fn confirm_replay(out: &Path, shrunk: &Shrunk, replay: &str, json: bool) -> ExitCode {
+    let replayed = Simulation::from_file(out)
         .map_err(|e| e.to_string())
         .and_then(|s| s.seed(shrunk.seed).run().map_err(|e| e.to_string()));
     match replayed {

@@ -164,16 +164,8 @@ fn everywhere(
 /// alive. Kept incrementally: a count of wrong (observer, member) entries, recounted in full
 /// only when the set of running agents changes.
 fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
-    let mut boundaries: Vec<Duration> =
-        obs.nodes.iter().flat_map(|n| obs.service(n, "serf").boundaries().collect::<Vec<_>>()).collect();
-    boundaries.sort();
-    boundaries.dedup();
-    let mut changes: Vec<(Duration, &str, &ViewChange)> = obs
-        .views
-        .iter()
-        .flat_map(|(observer, list)| list.iter().map(move |(at, change)| (*at, observer.as_str(), change)))
-        .collect();
-    changes.sort_by_key(|(at, _, _)| *at);
+    let boundaries = agent_boundaries(obs);
+    let changes = view_changes_in_time_order(obs);
     let mut views: BTreeMap<&str, BTreeMap<String, MemberStatus>> = BTreeMap::new();
     let mut running: BTreeMap<&str, bool> = obs.nodes.iter().map(|n| (n.as_str(), false)).collect();
     let mut wrong = 0usize;
@@ -233,6 +225,27 @@ fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
     }
     spans.extend(open.map(|start| (start, obs.end)));
     spans
+}
+
+/// The instants some agent starts or stops, in order, each once.
+fn agent_boundaries(obs: &Observations) -> Vec<Duration> {
+    let mut boundaries: Vec<Duration> =
+        obs.nodes.iter().flat_map(|n| obs.service(n, "serf").boundaries().collect::<Vec<_>>()).collect();
+    boundaries.sort();
+    boundaries.dedup();
+    boundaries
+}
+
+/// Every view change of every observer, in time order (a stable sort: an observer's changes
+/// at one instant keep their recorded order).
+fn view_changes_in_time_order(obs: &Observations) -> Vec<(Duration, &str, &ViewChange)> {
+    let mut changes: Vec<(Duration, &str, &ViewChange)> = obs
+        .views
+        .iter()
+        .flat_map(|(observer, list)| list.iter().map(move |(at, change)| (*at, observer.as_str(), change)))
+        .collect();
+    changes.sort_by_key(|(at, _, _)| *at);
+    changes
 }
 
 /// Wrong entries of one view that a change touches: the member it sets, or every node for a

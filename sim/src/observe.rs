@@ -342,6 +342,39 @@ impl Observations {
     }
 
     fn read_host(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &Event) {
+        match event {
+            Event::HostBooted { .. }
+            | Event::ServiceFinished { .. }
+            | Event::NodeShutdown { .. }
+            | Event::HostHalted { .. }
+            | Event::ServiceStarted { .. }
+            | Event::ServiceStopped { .. }
+            | Event::ServiceExited { .. } => self.read_supervision(reading, at, host, event),
+            Event::HealthScore { .. }
+            | Event::LimitReached { .. }
+            | Event::MemberState { .. }
+            | Event::Left
+            | Event::Leaving
+            | Event::GossipSynced
+            | Event::Member { .. } => self.read_gossip(reading, at, host, event),
+            // Only the balancer's pipeline is checked; other hosts' records of it are ignored.
+            Event::Rendered { .. }
+            | Event::Reloaded { .. }
+            | Event::ReloadFailed { .. }
+            | Event::Accepting { .. }
+            | Event::Forwarding { .. }
+            | Event::Proxied { .. }
+                if host == self.balancer =>
+            {
+                self.read_balancer(reading, at, event)
+            }
+            Event::Request { .. } => self.read_request(at, host, event),
+            _ => {}
+        }
+    }
+
+    /// Boots, halts and the services' lives on `host`.
+    fn read_supervision(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &Event) {
         let service_event = |service: &str| (host.to_string(), service.to_string());
         match event {
             Event::HostBooted { .. } => {
@@ -370,6 +403,13 @@ impl Observations {
                 self.supervised(at, host, Supervision::Exited(service.clone()));
                 reading.services.entry(service_event(service)).or_default().push((at, false))
             }
+            _ => {}
+        }
+    }
+
+    /// What `host`'s gossip agent records: its view, health, limits, leaves and failures.
+    fn read_gossip(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &Event) {
+        match event {
             Event::HealthScore { score } => {
                 self.health.entry(host.to_string()).or_default().push((at, *score))
             }
@@ -389,41 +429,46 @@ impl Observations {
             Event::Member { change: MemberChange::Failed, member, .. } => self
                 .failed_events
                 .push(FailedEvent { at, observer: host.to_string(), member: member.clone() }),
-            Event::Rendered { backends, .. } if host == self.balancer => {
-                self.rendered.push(at, backends.iter().cloned().collect())
-            }
-            Event::Reloaded { servers, .. } if host == self.balancer => {
-                self.loaded.push(at, servers.iter().cloned().collect())
-            }
-            Event::ReloadFailed { error } if host == self.balancer => {
-                self.load_failures.push((at, error.clone()))
-            }
-            Event::Accepting { pids, .. } if host == self.balancer => self.accepting.push((at, pids.clone())),
-            Event::Forwarding { request: Some(id), server, addr } if host == self.balancer => {
-                reading.proxied.push((at, id.clone(), Some(server.clone())));
-                reading.server_addrs.insert(server.clone(), addr.clone());
-            }
             Event::Member { member, addr, .. } => {
                 reading.member_addrs.insert(member.clone(), addr.clone());
             }
-            Event::Proxied { request: Some(id), server: None, .. } if host == self.balancer => {
+            _ => {}
+        }
+    }
+
+    /// The balancer's renders, loads, listeners and the requests it proxied.
+    fn read_balancer(&mut self, reading: &mut Reading, at: Duration, event: &Event) {
+        match event {
+            Event::Rendered { backends, .. } => self.rendered.push(at, backends.iter().cloned().collect()),
+            Event::Reloaded { servers, .. } => self.loaded.push(at, servers.iter().cloned().collect()),
+            Event::ReloadFailed { error } => self.load_failures.push((at, error.clone())),
+            Event::Accepting { pids, .. } => self.accepting.push((at, pids.clone())),
+            Event::Forwarding { request: Some(id), server, addr } => {
+                reading.proxied.push((at, id.clone(), Some(server.clone())));
+                reading.server_addrs.insert(server.clone(), addr.clone());
+            }
+            Event::Proxied { request: Some(id), server: None, .. } => {
                 reading.proxied.push((at, id.clone(), None))
             }
-            Event::Request { id, request_id, sent_at_us, status, served_by, error } => {
-                self.requests.push(RequestObservation {
-                    client: host.to_string(),
-                    id: *id,
-                    request_id: request_id.clone(),
-                    sent: Duration::from_micros(*sent_at_us),
-                    done: at,
-                    status: *status,
-                    served_by: served_by.clone(),
-                    error: error.clone(),
-                    routed_to: None,
-                    reached_balancer: false,
-                })
-            }
             _ => {}
+        }
+    }
+
+    /// A client's request, as the client saw it end.
+    fn read_request(&mut self, at: Duration, host: &str, event: &Event) {
+        if let Event::Request { id, request_id, sent_at_us, status, served_by, error } = event {
+            self.requests.push(RequestObservation {
+                client: host.to_string(),
+                id: *id,
+                request_id: request_id.clone(),
+                sent: Duration::from_micros(*sent_at_us),
+                done: at,
+                status: *status,
+                served_by: served_by.clone(),
+                error: error.clone(),
+                routed_to: None,
+                reached_balancer: false,
+            })
         }
     }
 

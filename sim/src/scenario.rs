@@ -135,6 +135,126 @@ struct SwarmSection {
     hosts: Option<Vec<String>>,
 }
 
+/// `[swarm]`'s checks, in the order they are reported; each error is the message that
+/// follows `[swarm]: `.
+impl SwarmSection {
+    /// The ranges a seed of `world` draws its faults from.
+    fn resolve(&self, world: &World) -> Result<Swarm, String> {
+        let (from, to) = self.chaos_phase(world.duration.as_secs_f64())?;
+        let (shortest, longest) = self.fault_lengths(to - from)?;
+        let faults = self.fault_count()?;
+        let loss = self.loss_range()?;
+        let latency = self.latency_range()?;
+        let targets = self.checked_targets(world)?;
+        let kinds = self.checked_kinds(&targets, world)?;
+        Ok(Swarm {
+            kinds,
+            faults,
+            chaos: (seconds(from), seconds(to)),
+            lasting: (seconds(shortest), seconds(longest)),
+            loss,
+            latency,
+            targets,
+        })
+    }
+
+    /// The chaos phase in seconds, within a run of `run` seconds.
+    fn chaos_phase(&self, run: f64) -> Result<(f64, f64), String> {
+        let [from, to] = self.chaos_s;
+        if !(from.is_finite() && to.is_finite() && 0.0 <= from && from < to && to <= run) {
+            return Err(format!(
+                "chaos_s = [{from}, {to}] must satisfy 0 <= from < to <= duration_s ({run})"
+            ));
+        }
+        Ok((from, to))
+    }
+
+    /// How long a fault with a window lasts, in seconds: the shortest must fit in a chaos
+    /// phase of `phase` seconds.
+    fn fault_lengths(&self, phase: f64) -> Result<(f64, f64), String> {
+        let [shortest, longest] = self.for_s.unwrap_or(SWARM_FOR_S_DEFAULT);
+        if !(shortest.is_finite()
+            && longest.is_finite()
+            && SWARM_FOR_S_MIN <= shortest
+            && shortest <= longest)
+        {
+            return Err(format!(
+                "for_s = [{shortest}, {longest}] must satisfy {SWARM_FOR_S_MIN} <= min <= max"
+            ));
+        }
+        if shortest > phase {
+            return Err(format!("for_s starts at {shortest} s, longer than the chaos phase ({phase} s)"));
+        }
+        Ok((shortest, longest))
+    }
+
+    /// How many faults a seed draws.
+    fn fault_count(&self) -> Result<(u32, u32), String> {
+        let [fewest, most] = self.faults.unwrap_or(SWARM_FAULTS_DEFAULT);
+        if fewest > most || most > SWARM_FAULTS_MAX {
+            return Err(format!("faults = [{fewest}, {most}] must satisfy min <= max <= {SWARM_FAULTS_MAX}"));
+        }
+        Ok((fewest, most))
+    }
+
+    /// The loss rates a seed draws from.
+    fn loss_range(&self) -> Result<(f64, f64), String> {
+        let [low, high] = self.loss.unwrap_or(SWARM_LOSS_DEFAULT);
+        if !(low.is_finite() && high.is_finite() && 0.0 <= low && low <= high && high <= 1.0) {
+            return Err(format!("loss = [{low}, {high}] must satisfy 0 <= min <= max <= 1"));
+        }
+        Ok((low, high))
+    }
+
+    /// The extra gossip latencies a seed draws from.
+    fn latency_range(&self) -> Result<(Duration, Duration), String> {
+        let [quick, slow] = self.latency_ms.unwrap_or(SWARM_LATENCY_MS_DEFAULT);
+        if !(1 <= quick && quick <= slow && slow <= INTERVAL_MS_MAX) {
+            return Err(format!(
+                "latency_ms = [{quick}, {slow}] must satisfy 1 <= min <= max <= {INTERVAL_MS_MAX}"
+            ));
+        }
+        Ok((Duration::from_millis(quick), Duration::from_millis(slow)))
+    }
+
+    /// The nodes faults single out, patterns expanded: nodes only (default every node).
+    fn checked_targets(&self, world: &World) -> Result<Vec<String>, String> {
+        let nodes: Vec<String> = world
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.kind, HostKind::Node(_)))
+            .map(|h| h.name.clone())
+            .collect();
+        let mut targets = Vec::new();
+        for item in self.hosts.clone().unwrap_or_else(|| nodes.clone()) {
+            targets.extend(crate::names::expand(&item)?.into_iter().map(|(_, name)| name));
+        }
+        let node_set: BTreeSet<&String> = nodes.iter().collect();
+        if let Some(stranger) = targets.iter().find(|name| !node_set.contains(name)) {
+            return Err(format!(
+                "hosts: '{stranger}' is not a node (nodes: {})",
+                crate::names::listed(&nodes)
+            ));
+        }
+        Ok(targets)
+    }
+
+    /// The fault kinds a seed may turn on, each once, and only those `world` can stage.
+    fn checked_kinds(&self, targets: &[String], world: &World) -> Result<Vec<SwarmKind>, String> {
+        let kinds = self.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.to_vec());
+        if let Some(twice) = kinds.iter().enumerate().find(|(i, k)| kinds[..*i].contains(k)) {
+            return Err(format!("kinds: '{}' is listed twice", twice.1.name()));
+        }
+        if kinds.is_empty() || targets.is_empty() {
+            return Err("kinds and hosts must not be empty".into());
+        }
+        if world.hosts.len() < 2 && kinds.iter().any(|k| k.cuts_links()) {
+            return Err("partitions and power losses need at least two hosts".into());
+        }
+        Ok(kinds)
+    }
+}
+
 /// `[node]`: how the balancer node's pipeline runs.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +330,15 @@ pub const KEYRING_PATH: &str = "/serf/keyring";
 
 fn join_kind() -> JoinKind {
     JoinKind::Retry
+}
+
+/// The `[gossip]` section as every node's agent starts from it, resolved once.
+struct ClusterGossip<'a> {
+    section: &'a GossipSection,
+    times: GossipTimes,
+    /// The seeds of a host that names none.
+    seeds: Vec<String>,
+    wire: Wire,
 }
 
 /// Gossip timings after validation.
@@ -747,13 +876,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             return Err((self.error)(span, format!("expected exactly one balancer host, found {balancers}")));
         }
         let (duration, tick) = self.run_length(&file)?;
-        let times = self.gossip_times(&file.gossip)?;
-        let default_seeds = self.seeds(&file.gossip.seeds)?;
-        let wire = self.wire(&file.gossip)?;
+        let cluster = ClusterGossip {
+            section: &file.gossip,
+            times: self.gossip_times(&file.gossip)?,
+            seeds: self.seeds(&file.gossip.seeds)?,
+            wire: self.wire(&file.gossip)?,
+        };
         let mut hosts = Vec::new();
         for host in &file.hosts {
-            hosts.push(self.resolve_host(host, &file.gossip, &times, &wire, &default_seeds)?);
+            hosts.push(self.resolve_host(host, &cluster)?);
         }
+        let times = cluster.times;
         let mut start_order = self.known_all(&file.start.order)?;
         for name in names {
             if !start_order.contains(name) {
@@ -820,86 +953,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     }
 
     fn swarm(&self, section: &Spanned<SwarmSection>, world: &World) -> Result<Swarm, ScenarioError> {
-        let (span, swarm) = (section.span(), section.get_ref());
-        let fail = |message: String| self.fail::<Swarm>(span.clone(), format!("[swarm]: {message}"));
-        let [from, to] = swarm.chaos_s;
-        let run = world.duration.as_secs_f64();
-        if !(from.is_finite() && to.is_finite() && 0.0 <= from && from < to && to <= run) {
-            return fail(format!(
-                "chaos_s = [{from}, {to}] must satisfy 0 <= from < to <= duration_s ({run})"
-            ));
-        }
-        let [shortest, longest] = swarm.for_s.unwrap_or(SWARM_FOR_S_DEFAULT);
-        if !(shortest.is_finite()
-            && longest.is_finite()
-            && SWARM_FOR_S_MIN <= shortest
-            && shortest <= longest)
-        {
-            return fail(format!(
-                "for_s = [{shortest}, {longest}] must satisfy {SWARM_FOR_S_MIN} <= min <= max"
-            ));
-        }
-        if shortest > to - from {
-            return fail(format!(
-                "for_s starts at {shortest} s, longer than the chaos phase ({} s)",
-                to - from
-            ));
-        }
-        let [fewest, most] = swarm.faults.unwrap_or(SWARM_FAULTS_DEFAULT);
-        if fewest > most || most > SWARM_FAULTS_MAX {
-            return fail(format!(
-                "faults = [{fewest}, {most}] must satisfy min <= max <= {SWARM_FAULTS_MAX}"
-            ));
-        }
-        let [low, high] = swarm.loss.unwrap_or(SWARM_LOSS_DEFAULT);
-        if !(low.is_finite() && high.is_finite() && 0.0 <= low && low <= high && high <= 1.0) {
-            return fail(format!("loss = [{low}, {high}] must satisfy 0 <= min <= max <= 1"));
-        }
-        let [quick, slow] = swarm.latency_ms.unwrap_or(SWARM_LATENCY_MS_DEFAULT);
-        if !(1 <= quick && quick <= slow && slow <= INTERVAL_MS_MAX) {
-            return fail(format!(
-                "latency_ms = [{quick}, {slow}] must satisfy 1 <= min <= max <= {INTERVAL_MS_MAX}"
-            ));
-        }
-        let nodes: Vec<String> = world
-            .hosts
-            .iter()
-            .filter(|h| matches!(h.kind, HostKind::Node(_)))
-            .map(|h| h.name.clone())
-            .collect();
-        let mut targets = Vec::new();
-        for item in swarm.hosts.clone().unwrap_or_else(|| nodes.clone()) {
-            match crate::names::expand(&item) {
-                Ok(names) => targets.extend(names.into_iter().map(|(_, name)| name)),
-                Err(error) => return fail(error),
-            }
-        }
-        let node_set: BTreeSet<&String> = nodes.iter().collect();
-        if let Some(stranger) = targets.iter().find(|name| !node_set.contains(name)) {
-            return fail(format!(
-                "hosts: '{stranger}' is not a node (nodes: {})",
-                crate::names::listed(&nodes)
-            ));
-        }
-        let kinds = swarm.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.to_vec());
-        if let Some(twice) = kinds.iter().enumerate().find(|(i, k)| kinds[..*i].contains(k)) {
-            return fail(format!("kinds: '{}' is listed twice", twice.1.name()));
-        }
-        if kinds.is_empty() || targets.is_empty() {
-            return fail("kinds and hosts must not be empty".into());
-        }
-        if world.hosts.len() < 2 && kinds.iter().any(|k| k.cuts_links()) {
-            return fail("partitions and power losses need at least two hosts".into());
-        }
-        Ok(Swarm {
-            kinds,
-            faults: (fewest, most),
-            chaos: (seconds(from), seconds(to)),
-            lasting: (seconds(shortest), seconds(longest)),
-            loss: (low, high),
-            latency: (Duration::from_millis(quick), Duration::from_millis(slow)),
-            targets,
-        })
+        let resolved = section.get_ref().resolve(world);
+        resolved.or_else(|message| self.fail(section.span(), format!("[swarm]: {message}")))
     }
 
     fn invariants(&self, section: &InvariantsSection) -> Result<InvariantSettings, ScenarioError> {
@@ -970,20 +1025,39 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         Ok(expect)
     }
 
-    fn resolve_host(
-        &self,
-        host: &HostSection,
-        gossip: &GossipSection,
-        times: &GossipTimes,
-        wire: &Wire,
-        default_seeds: &[String],
-    ) -> Result<HostSpec, ScenarioError> {
+    fn resolve_host(&self, host: &HostSection, cluster: &ClusterGossip) -> Result<HostSpec, ScenarioError> {
         let name = host.name.get_ref().clone();
-        let span = host.name.span();
+        self.reject_misplaced_fields(host)?;
+        let role = match host.role {
+            RoleKind::Attacker => {
+                return Ok(HostSpec { name, kind: HostKind::Attacker(self.attacker(host, &cluster.wire)?) });
+            }
+            RoleKind::Client => return Ok(HostSpec { name, kind: HostKind::Client(self.client(host)?) }),
+            RoleKind::Balancer => self.balancer_role(host)?,
+            RoleKind::Backend => Role::Backend,
+        };
+        let permanent_failure = self.permanent_failures(host, &role)?;
+        let node = NodeSpec {
+            handlers: Vec::new(),
+            tags: BTreeMap::new(),
+            haproxy: None,
+            role,
+            gossip: self.gossip_settings(host, cluster)?,
+            gossip_port: rollcall::node::GOSSIP_PORT,
+            tag: host.tag.clone().unwrap_or_default(),
+            permanent_failure,
+            bugs: self.planted_bugs(&host.planted_bugs)?,
+        };
+        Ok(HostSpec { name, kind: HostKind::Node(Box::new(node)) })
+    }
+
+    /// A field set for a role it means nothing to is a slip: an error naming the field.
+    fn reject_misplaced_fields(&self, host: &HostSection) -> Result<(), ScenarioError> {
+        let name = host.name.get_ref();
         let misplaced = |field: &str, present: bool, allowed: bool| -> Result<(), ScenarioError> {
             if present && !allowed {
                 return self
-                    .fail(span.clone(), format!("host '{name}': '{field}' does not apply to this role"));
+                    .fail(host.name.span(), format!("host '{name}': '{field}' does not apply to this role"));
             }
             Ok(())
         };
@@ -1007,63 +1081,54 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         misplaced("join", host.join.is_some(), !is_client && !is_attacker)?;
         misplaced("seeds", host.seeds.is_some(), !is_client && !is_attacker)?;
         misplaced("planted_bugs", !host.planted_bugs.is_empty(), !is_client && !is_attacker)?;
-        if is_attacker {
-            let kind = HostKind::Attacker(self.attacker(host, wire)?);
-            return Ok(HostSpec { name, kind });
-        }
-        if is_client {
-            let target = host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
+        Ok(())
+    }
+
+    /// A client's settings: it sends its requests to the balancer.
+    fn client(&self, host: &HostSection) -> Result<ClientSpec, ScenarioError> {
+        let (name, span) = (host.name.get_ref(), host.name.span());
+        let target =
+            host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
                 (self.error)(Some(span.clone()), format!("client '{name}' needs a 'target'"))
             })?;
-            if !self.balancers.contains(&target) {
-                let target_span = host.target.as_ref().map(Spanned::span).unwrap_or(span.clone());
-                return self
-                    .fail(target_span, format!("client '{name}': target '{target}' is not the balancer"));
-            }
-            let interval =
-                self.millis(&host.interval_ms, DEFAULT_CLIENT_INTERVAL_MS, "interval_ms", false)?;
-            let timeout = self.millis(&host.timeout_ms, DEFAULT_CLIENT_TIMEOUT_MS, "timeout_ms", false)?;
-            return Ok(HostSpec { name, kind: HostKind::Client(ClientSpec { target, interval, timeout }) });
+        if !self.balancers.contains(&target) {
+            let target_span = host.target.as_ref().map(Spanned::span).unwrap_or(span.clone());
+            return self.fail(target_span, format!("client '{name}': target '{target}' is not the balancer"));
         }
-        let role = match host.role {
-            RoleKind::Balancer => self.balancer_role(host)?,
-            RoleKind::Backend => Role::Backend,
-            RoleKind::Client | RoleKind::Attacker => unreachable!("clients and attackers returned above"),
-        };
-        let permanent_failure = self.permanent_failures(host, &role)?;
+        let interval = self.millis(&host.interval_ms, DEFAULT_CLIENT_INTERVAL_MS, "interval_ms", false)?;
+        let timeout = self.millis(&host.timeout_ms, DEFAULT_CLIENT_TIMEOUT_MS, "timeout_ms", false)?;
+        Ok(ClientSpec { target, interval, timeout })
+    }
+
+    /// A node's gossip agent: the scenario's timings and wire, the host's own seeds and join.
+    fn gossip_settings(
+        &self,
+        host: &HostSection,
+        cluster: &ClusterGossip,
+    ) -> Result<GossipSettings, ScenarioError> {
+        let ClusterGossip { section: gossip, times, wire, seeds: default_seeds } = cluster;
         let seeds = match &host.seeds {
             Some(seeds) => self.seeds(seeds)?,
-            None => default_seeds.to_vec(),
+            None => default_seeds.clone(),
         };
         let join = match host.join.unwrap_or(gossip.join) {
             JoinKind::Once => JoinMode::Once { timeout: times.join_timeout },
             JoinKind::Retry => JoinMode::Retry { interval: times.retry_interval, max: gossip.retry_max },
         };
-        let node = NodeSpec {
-            handlers: Vec::new(),
-            tags: BTreeMap::new(),
-            haproxy: None,
-            role,
-            gossip: GossipSettings {
-                seeds,
-                join,
-                probe_interval: times.probe_interval,
-                probe_timeout: times.probe_timeout,
-                gossip_interval: times.gossip_interval,
-                reconnect_interval: times.reconnect_interval,
-                push_pull_interval: times.push_pull_interval,
-                reconnect_timeout: times.reconnect_timeout,
-                profile: gossip.profile.profile(),
-                snapshot: gossip.snapshot.then(|| PathBuf::from(SNAPSHOT_PATH)),
-                wire: wire.clone(),
-                keyring_file: wire.keyring.is_some().then(|| PathBuf::from(KEYRING_PATH)),
-            },
-            gossip_port: rollcall::node::GOSSIP_PORT,
-            tag: host.tag.clone().unwrap_or_default(),
-            permanent_failure,
-            bugs: self.planted_bugs(&host.planted_bugs)?,
-        };
-        Ok(HostSpec { name, kind: HostKind::Node(Box::new(node)) })
+        Ok(GossipSettings {
+            seeds,
+            join,
+            probe_interval: times.probe_interval,
+            probe_timeout: times.probe_timeout,
+            gossip_interval: times.gossip_interval,
+            reconnect_interval: times.reconnect_interval,
+            push_pull_interval: times.push_pull_interval,
+            reconnect_timeout: times.reconnect_timeout,
+            profile: gossip.profile.profile(),
+            snapshot: gossip.snapshot.then(|| PathBuf::from(SNAPSHOT_PATH)),
+            wire: wire.clone(),
+            keyring_file: wire.keyring.is_some().then(|| PathBuf::from(KEYRING_PATH)),
+        })
     }
 
     fn planted_bugs(&self, names: &[Spanned<String>]) -> Result<PlantedBugs, ScenarioError> {
@@ -1148,62 +1213,28 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         hosts: &[HostSpec],
     ) -> Result<FaultSpec, ScenarioError> {
         let place = FaultPlace { resolver: self, span: fault.span(), duration };
-        let windowed = |at_s: &f64, for_s: &f64, kind: FaultKind| -> Result<FaultSpec, ScenarioError> {
-            let (at, lasting) = place.window(*at_s, *for_s)?;
-            Ok(FaultSpec { at, lasting: Some(lasting), kind })
-        };
         match fault.get_ref() {
-            FaultSection::Partition { at_s, for_s, a, b } => {
-                let a = place.known_all(a)?;
-                let b = match b {
-                    Some(b) => place.known_all(b)?,
-                    None => {
-                        let in_a: BTreeSet<&String> = a.iter().collect();
-                        self.names.iter().filter(|n| !in_a.contains(n)).cloned().collect()
-                    }
-                };
-                place.disjoint(&a, &b)?;
-                windowed(at_s, for_s, FaultKind::Partition { a, b, oneway: false })
-            }
+            FaultSection::Partition { at_s, for_s, a, b } => place.partition(*at_s, *for_s, a, b.as_deref()),
             FaultSection::PartitionOneway { at_s, for_s, from, to } => {
                 let (a, b) = (place.known_all(from)?, place.known_all(to)?);
                 place.disjoint(&a, &b)?;
-                windowed(at_s, for_s, FaultKind::Partition { a, b, oneway: true })
+                place.windowed(*at_s, *for_s, FaultKind::Partition { a, b, oneway: true })
             }
             FaultSection::Loss { at_s, for_s, rate, hosts } => {
                 if !(rate.is_finite() && (0.0..=1.0).contains(rate)) {
-                    return self.fail(place.span, format!("loss rate {rate} is not within 0 and 1"));
+                    return place.fail(format!("loss rate {rate} is not within 0 and 1"));
                 }
-                windowed(at_s, for_s, FaultKind::Loss { hosts: place.all_or(hosts)?, rate: *rate })
+                place.windowed(*at_s, *for_s, FaultKind::Loss { hosts: place.all_or(hosts)?, rate: *rate })
             }
             FaultSection::Latency { at_s, for_s, extra_ms, hosts } => {
                 if *extra_ms == 0 || *extra_ms > INTERVAL_MS_MAX {
-                    return self.fail(place.span, format!("extra_ms must be within 1 and {INTERVAL_MS_MAX}"));
+                    return place.fail(format!("extra_ms must be within 1 and {INTERVAL_MS_MAX}"));
                 }
                 let extra = Duration::from_millis(*extra_ms);
-                windowed(at_s, for_s, FaultKind::Latency { hosts: place.all_or(hosts)?, extra })
+                place.windowed(*at_s, *for_s, FaultKind::Latency { hosts: place.all_or(hosts)?, extra })
             }
             FaultSection::HostCrash { at_s, host, restart_after_s, during } => {
-                // Without restart_after_s the host stays down until the end of the run.
-                let (at, lasting) = place.window(*at_s, restart_after_s.unwrap_or(1.0))?;
-                let lasting = restart_after_s.map(|_| lasting);
-                let mid_render = match during.as_deref() {
-                    None => false,
-                    Some("render") if hosts.iter().any(|h| h.name == *host && h.is_balancer()) => true,
-                    Some("render") => {
-                        return place.fail(format!(
-                            "during = \"render\": '{host}' renders nothing (only the balancer does)"
-                        ));
-                    }
-                    Some(other) => {
-                        return place.fail(format!("during = \"{other}\": the only moment is \"render\""));
-                    }
-                };
-                Ok(FaultSpec {
-                    at,
-                    lasting,
-                    kind: FaultKind::HostCrash { host: place.known(host)?, mid_render },
-                })
+                place.host_crash(*at_s, host, *restart_after_s, during.as_deref(), hosts)
             }
             FaultSection::ServiceCrash { at_s, host, service } => {
                 let (at, _) = place.window(*at_s, 1.0)?;
@@ -1222,65 +1253,20 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 Ok(FaultSpec { at, lasting, kind: FaultKind::Leave { host: place.node(host, hosts)? } })
             }
             FaultSection::ForceLeave { at_s, host, target, prune } => {
-                let (at, _) = place.window(*at_s, 1.0)?;
-                let (host, target) = (place.node(host, hosts)?, place.node(target, hosts)?);
-                if host == target {
-                    return self.fail(place.span, format!("'{host}' cannot force-leave itself"));
-                }
-                let kind = FaultKind::ForceLeave { host, target, prune: prune.unwrap_or(false) };
-                Ok(FaultSpec { at, lasting: None, kind })
+                place.force_leave(*at_s, host, target, *prune, hosts)
             }
             FaultSection::Stop { at_s, host } => {
                 let (at, _) = place.window(*at_s, 1.0)?;
                 Ok(FaultSpec { at, lasting: None, kind: FaultKind::Stop { host: place.node(host, hosts)? } })
             }
-            FaultSection::Tags { at_s, host, set, delete } => {
-                let (at, _) = place.window(*at_s, 1.0)?;
-                let (set, delete) = (set.clone().unwrap_or_default(), delete.clone().unwrap_or_default());
-                if set.contains_key("role") || delete.iter().any(|key| key == "role") {
-                    return self.fail(
-                        place.span,
-                        "the 'role' tag is the host's role: set it with the host's 'role'",
-                    );
-                }
-                let host = place.node(host, hosts)?;
-                // What the agent will carry: its configured tags and role, then the change.
-                let mut carried = BTreeMap::new();
-                if let Some(HostKind::Node(node)) = hosts.iter().find(|h| h.name == host).map(|h| &h.kind) {
-                    carried.extend(node.tags.clone());
-                    carried.insert("role".to_string(), node.role.tag().to_string());
-                }
-                if let Some(problem) = tags_problem(&set, &delete, carried) {
-                    return self.fail(place.span, problem);
-                }
-                let kind = FaultKind::Tags { host, set, delete };
-                Ok(FaultSpec { at, lasting: None, kind })
-            }
+            FaultSection::Tags { at_s, host, set, delete } => place.tags(*at_s, host, set, delete, hosts),
             FaultSection::Keys { at_s, op, key, hosts: listed } => {
                 let (at, _) = place.window(*at_s, 1.0)?;
                 let kind = place.keys(*op, key, listed, hosts)?;
                 Ok(FaultSpec { at, lasting: None, kind })
             }
             FaultSection::Reload { at_s, for_s, host, every_ms } => {
-                let name = place.known(host)?;
-                let is_balancer = hosts.iter().any(|h| {
-                    h.name == name
-                        && matches!(&h.kind, HostKind::Node(n) if matches!(n.role, Role::Balancer { .. }))
-                });
-                if !is_balancer {
-                    return self
-                        .fail(place.span, format!("host '{name}' is not a balancer: nothing to reload"));
-                }
-                let every_ms = every_ms.unwrap_or(RELOAD_EVERY_MS_DEFAULT);
-                if !(RELOAD_EVERY_MS_MIN..=INTERVAL_MS_MAX).contains(&every_ms) {
-                    let range = format!("{RELOAD_EVERY_MS_MIN} and {INTERVAL_MS_MAX}");
-                    return self.fail(place.span, format!("every_ms must be within {range}"));
-                }
-                windowed(
-                    at_s,
-                    for_s,
-                    FaultKind::Reload { host: name, every: Duration::from_millis(every_ms) },
-                )
+                place.reload(*at_s, *for_s, host, *every_ms, hosts)
             }
         }
     }
@@ -1297,6 +1283,128 @@ struct FaultPlace<'a, E: Fn(Option<Range<usize>>, String) -> ScenarioError> {
 impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
     fn fail<T>(&self, message: impl Into<String>) -> Result<T, ScenarioError> {
         self.resolver.fail(self.span.clone(), message)
+    }
+
+    /// A fault that starts at `at_s` and is undone `for_s` later.
+    fn windowed(&self, at_s: f64, for_s: f64, kind: FaultKind) -> Result<FaultSpec, ScenarioError> {
+        let (at, lasting) = self.window(at_s, for_s)?;
+        Ok(FaultSpec { at, lasting: Some(lasting), kind })
+    }
+
+    /// A two-way cut between `a` and `b`, or between `a` and every other host.
+    fn partition(
+        &self,
+        at_s: f64,
+        for_s: f64,
+        a: &[String],
+        b: Option<&[String]>,
+    ) -> Result<FaultSpec, ScenarioError> {
+        let a = self.known_all(a)?;
+        let b = match b {
+            Some(b) => self.known_all(b)?,
+            None => {
+                let in_a: BTreeSet<&String> = a.iter().collect();
+                self.resolver.names.iter().filter(|n| !in_a.contains(n)).cloned().collect()
+            }
+        };
+        self.disjoint(&a, &b)?;
+        self.windowed(at_s, for_s, FaultKind::Partition { a, b, oneway: false })
+    }
+
+    /// A host crash, optionally in the middle of a render (which only the balancer does).
+    fn host_crash(
+        &self,
+        at_s: f64,
+        host: &String,
+        restart_after_s: Option<f64>,
+        during: Option<&str>,
+        hosts: &[HostSpec],
+    ) -> Result<FaultSpec, ScenarioError> {
+        // Without restart_after_s the host stays down until the end of the run.
+        let (at, lasting) = self.window(at_s, restart_after_s.unwrap_or(1.0))?;
+        let lasting = restart_after_s.map(|_| lasting);
+        let mid_render = match during {
+            None => false,
+            Some("render") if hosts.iter().any(|h| h.name == *host && h.is_balancer()) => true,
+            Some("render") => {
+                return self
+                    .fail(format!("during = \"render\": '{host}' renders nothing (only the balancer does)"));
+            }
+            Some(other) => {
+                return self.fail(format!("during = \"{other}\": the only moment is \"render\""));
+            }
+        };
+        Ok(FaultSpec { at, lasting, kind: FaultKind::HostCrash { host: self.known(host)?, mid_render } })
+    }
+
+    /// `host` forces `target` out; a node cannot force itself out.
+    fn force_leave(
+        &self,
+        at_s: f64,
+        host: &String,
+        target: &String,
+        prune: Option<bool>,
+        hosts: &[HostSpec],
+    ) -> Result<FaultSpec, ScenarioError> {
+        let (at, _) = self.window(at_s, 1.0)?;
+        let (host, target) = (self.node(host, hosts)?, self.node(target, hosts)?);
+        if host == target {
+            return self.fail(format!("'{host}' cannot force-leave itself"));
+        }
+        let kind = FaultKind::ForceLeave { host, target, prune: prune.unwrap_or(false) };
+        Ok(FaultSpec { at, lasting: None, kind })
+    }
+
+    /// A `tags` change, checked against what the agent will carry once it applies.
+    fn tags(
+        &self,
+        at_s: f64,
+        host: &String,
+        set: &Option<BTreeMap<String, String>>,
+        delete: &Option<Vec<String>>,
+        hosts: &[HostSpec],
+    ) -> Result<FaultSpec, ScenarioError> {
+        let (at, _) = self.window(at_s, 1.0)?;
+        let (set, delete) = (set.clone().unwrap_or_default(), delete.clone().unwrap_or_default());
+        if set.contains_key("role") || delete.iter().any(|key| key == "role") {
+            return self.fail("the 'role' tag is the host's role: set it with the host's 'role'");
+        }
+        let host = self.node(host, hosts)?;
+        // What the agent will carry: its configured tags and role, then the change.
+        let mut carried = BTreeMap::new();
+        if let Some(HostKind::Node(node)) = hosts.iter().find(|h| h.name == host).map(|h| &h.kind) {
+            carried.extend(node.tags.clone());
+            carried.insert("role".to_string(), node.role.tag().to_string());
+        }
+        if let Some(problem) = tags_problem(&set, &delete, carried) {
+            return self.fail(problem);
+        }
+        let kind = FaultKind::Tags { host, set, delete };
+        Ok(FaultSpec { at, lasting: None, kind })
+    }
+
+    /// The balancer reloading its file every `every_ms` for a while.
+    fn reload(
+        &self,
+        at_s: f64,
+        for_s: f64,
+        host: &String,
+        every_ms: Option<u64>,
+        hosts: &[HostSpec],
+    ) -> Result<FaultSpec, ScenarioError> {
+        let name = self.known(host)?;
+        let is_balancer = hosts.iter().any(|h| {
+            h.name == name && matches!(&h.kind, HostKind::Node(n) if matches!(n.role, Role::Balancer { .. }))
+        });
+        if !is_balancer {
+            return self.fail(format!("host '{name}' is not a balancer: nothing to reload"));
+        }
+        let every_ms = every_ms.unwrap_or(RELOAD_EVERY_MS_DEFAULT);
+        if !(RELOAD_EVERY_MS_MIN..=INTERVAL_MS_MAX).contains(&every_ms) {
+            let range = format!("{RELOAD_EVERY_MS_MIN} and {INTERVAL_MS_MAX}");
+            return self.fail(format!("every_ms must be within {range}"));
+        }
+        self.windowed(at_s, for_s, FaultKind::Reload { host: name, every: Duration::from_millis(every_ms) })
     }
 
     fn known(&self, name: &String) -> Result<String, ScenarioError> {
@@ -1327,7 +1435,6 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         Ok((name, service.to_string()))
     }
 
-    /// A known host that runs a node (a gossip agent), not a client.
     /// A `keys` fault: a valid key, sent to the listed nodes (default every node) of a
     /// cluster whose gossip is encrypted.
     fn keys(

@@ -142,83 +142,13 @@ pub async fn run<N: Net>(
     bugs: PlantedBugs,
     pid: u32,
 ) -> Result<(), String> {
-    let current: Rc<RefCell<Option<Rc<Loaded>>>> = Rc::new(RefCell::new(None));
-    // Dropped with this run, however it ends: an aborted run (SIGKILL) leaves no listener.
-    let mut listener_task: Option<(SocketAddr, AbortOnDrop)> = None;
-    let mut stats_task: Option<(SocketAddr, AbortOnDrop)> = None;
-    let health = HealthTable::default();
-    let in_flight = InFlight::default();
-    let pool = Rc::new(Pool::default());
-    let mut checks: Option<Checks> = None;
-    let mut generation = 0u64;
+    let mut proxy = Proxy::new(&env, bugs, pid);
     let result = loop {
         reload.borrow_and_update();
         match load(&env, &config_path) {
-            Ok(mut config) => {
-                if bugs.balancer_ignores_removals {
-                    keep_removed_servers(&mut config, current.borrow().as_deref());
-                }
-                for warning in &config.warnings {
-                    tracing::debug!(host = %env.name, "{warning}");
-                }
-                env.observe(Event::Reloaded {
-                    bind: config.bind.to_string(),
-                    servers: config.backend().servers.iter().map(|s| s.name.clone()).collect(),
-                });
-                let bind = config.bind;
-                health.reconcile(&config);
-                generation += 1;
-                checks = Some(checks::start(&env, &config, &health, generation));
-                let health =
-                    if bugs.balancer_ignores_health { HealthTable::default() } else { health.clone() };
-                let loaded =
-                    Loaded { config, selector: Selector::default(), health, in_flight: in_flight.clone() };
-                *current.borrow_mut() = Some(Rc::new(loaded));
-                let reopen = bugs.balancer_reopens_listener && listener_task.is_some();
-                if reopen || listener_task.as_ref().map(|(addr, _)| *addr) != Some(bind) {
-                    // The old listener closes as its guard drops.
-                    if listener_task.take().is_some() && reopen {
-                        tokio::time::sleep(REOPEN_GAP).await;
-                    }
-                    let listener = match env.net.bind_tcp(bind).await {
-                        Ok(listener) => listener,
-                        Err(error) => {
-                            let error = format!("cannot bind frontend {bind}: {error}");
-                            env.observe(Event::ReloadFailed { error: error.clone() });
-                            break Err(error);
-                        }
-                    };
-                    // Behind an Rc: a request clones the pointer, not the host's name.
-                    let handler_env = Rc::new(env.clone());
-                    let handler_current = current.clone();
-                    let handler_pool = pool.clone();
-                    let (maxconn, head_timeout) =
-                        current.borrow().as_ref().map_or((http::CONNECTIONS_MAX, None), |l| {
-                            (l.config.maxconn, l.config.timeout_client_head)
-                        });
-                    let serve = move |origin, request| {
-                        let (env, pool) = (handler_env.clone(), handler_pool.clone());
-                        let loaded = handler_current.borrow().clone();
-                        async move { forward(&env, loaded, &pool, origin, request).await }
-                    };
-                    let refusals = head_refusals(&env);
-                    let serving = http::serve_limited(listener, maxconn, head_timeout, Some(refusals), serve);
-                    let task = tokio::task::spawn_local(serving);
-                    listener_task = Some((bind, AbortOnDrop(task)));
-                    env.observe(Event::Accepting { bind: bind.to_string(), pids: vec![pid] });
-                }
-                let stats_bind =
-                    current.borrow().as_ref().and_then(|l| l.config.stats.as_ref().map(|(bind, _)| *bind));
-                if stats_task.as_ref().map(|(addr, _)| *addr) != stats_bind {
-                    stats_task = None;
-                    if let Some(bind) = stats_bind {
-                        match env.net.bind_tcp(bind).await {
-                            Ok(listener) => {
-                                stats_task = Some((bind, AbortOnDrop(serve_stats(listener, current.clone()))))
-                            }
-                            Err(error) => tracing::warn!(%bind, %error, "cannot bind the stats page"),
-                        }
-                    }
+            Ok(config) => {
+                if let Err(error) = proxy.apply(config).await {
+                    break Err(error);
                 }
             }
             // Keep serving the configuration we have: a bad render must not take the site down.
@@ -228,8 +158,150 @@ pub async fn run<N: Net>(
             break Err("reload channel closed".into());
         }
     };
-    drop((listener_task, stats_task, checks));
+    proxy.stop();
     result
+}
+
+/// A running balancer: what it serves and what it keeps across reloads.
+///
+/// Dropped with the run, however it ends: an aborted run (SIGKILL) leaves no listener. Its
+/// fields drop in declaration order, so an aborted run stops the checks first, then the
+/// stats page, then the frontend; [`Proxy::stop`] keeps the order of a run that returns.
+struct Proxy<'a, N: Net> {
+    generation: u64,
+    checks: Option<Checks>,
+    pool: Rc<Pool>,
+    in_flight: InFlight,
+    health: HealthTable,
+    stats_task: Option<(SocketAddr, AbortOnDrop)>,
+    listener_task: Option<(SocketAddr, AbortOnDrop)>,
+    current: Rc<RefCell<Option<Rc<Loaded>>>>,
+    env: &'a HostEnv<N>,
+    bugs: PlantedBugs,
+    pid: u32,
+}
+
+impl<'a, N: Net> Proxy<'a, N> {
+    fn new(env: &'a HostEnv<N>, bugs: PlantedBugs, pid: u32) -> Self {
+        Proxy {
+            generation: 0,
+            checks: None,
+            pool: Rc::new(Pool::default()),
+            in_flight: InFlight::default(),
+            health: HealthTable::default(),
+            stats_task: None,
+            listener_task: None,
+            current: Rc::new(RefCell::new(None)),
+            env,
+            bugs,
+            pid,
+        }
+    }
+
+    /// Serves `config` from now on: new requests see it, and the frontend and the stats page
+    /// move if their addresses changed. An error is a frontend that could not be bound.
+    async fn apply(&mut self, config: BalancerConfig) -> Result<(), String> {
+        let bind = self.install(config);
+        self.open_frontend(bind).await?;
+        self.open_stats().await;
+        Ok(())
+    }
+
+    /// Makes `config` the one new requests see, with the health checks of its servers;
+    /// returns its frontend's address.
+    fn install(&mut self, mut config: BalancerConfig) -> SocketAddr {
+        if self.bugs.balancer_ignores_removals {
+            keep_removed_servers(&mut config, self.current.borrow().as_deref());
+        }
+        for warning in &config.warnings {
+            tracing::debug!(host = %self.env.name, "{warning}");
+        }
+        self.env.observe(Event::Reloaded {
+            bind: config.bind.to_string(),
+            servers: config.backend().servers.iter().map(|s| s.name.clone()).collect(),
+        });
+        let bind = config.bind;
+        self.health.reconcile(&config);
+        self.generation += 1;
+        self.checks = Some(checks::start(self.env, &config, &self.health, self.generation));
+        let health =
+            if self.bugs.balancer_ignores_health { HealthTable::default() } else { self.health.clone() };
+        let loaded =
+            Loaded { config, selector: Selector::default(), health, in_flight: self.in_flight.clone() };
+        *self.current.borrow_mut() = Some(Rc::new(loaded));
+        bind
+    }
+
+    /// Binds the frontend at `bind` if it is not listening there yet (or the planted bug
+    /// reopens it on every reload); connections already open are kept.
+    async fn open_frontend(&mut self, bind: SocketAddr) -> Result<(), String> {
+        let reopen = self.bugs.balancer_reopens_listener && self.listener_task.is_some();
+        if !reopen && self.listener_task.as_ref().map(|(addr, _)| *addr) == Some(bind) {
+            return Ok(());
+        }
+        // The old listener closes as its guard drops.
+        if self.listener_task.take().is_some() && reopen {
+            tokio::time::sleep(REOPEN_GAP).await;
+        }
+        let listener = match self.env.net.bind_tcp(bind).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                let error = format!("cannot bind frontend {bind}: {error}");
+                self.env.observe(Event::ReloadFailed { error: error.clone() });
+                return Err(error);
+            }
+        };
+        let task = self.serve_frontend(listener);
+        self.listener_task = Some((bind, AbortOnDrop(task)));
+        self.env.observe(Event::Accepting { bind: bind.to_string(), pids: vec![self.pid] });
+        Ok(())
+    }
+
+    /// Serves requests on `listener`, each forwarded with the configuration loaded when it
+    /// arrives; the connection limits are those of the configuration loaded now.
+    fn serve_frontend(&self, listener: N::Listener) -> JoinHandle<()> {
+        // Behind an Rc: a request clones the pointer, not the host's name.
+        let handler_env = Rc::new(self.env.clone());
+        let handler_current = self.current.clone();
+        let handler_pool = self.pool.clone();
+        let (maxconn, head_timeout) = self
+            .current
+            .borrow()
+            .as_ref()
+            .map_or((http::CONNECTIONS_MAX, None), |l| (l.config.maxconn, l.config.timeout_client_head));
+        let serve = move |origin, request| {
+            let (env, pool) = (handler_env.clone(), handler_pool.clone());
+            let loaded = handler_current.borrow().clone();
+            async move { forward(&env, loaded, &pool, origin, request).await }
+        };
+        let refusals = head_refusals(self.env);
+        let serving = http::serve_limited(listener, maxconn, head_timeout, Some(refusals), serve);
+        tokio::task::spawn_local(serving)
+    }
+
+    /// Opens, moves or closes the stats page as the loaded configuration asks. A stats page
+    /// that cannot be bound is logged: the frontend serves on without it.
+    async fn open_stats(&mut self) {
+        let stats_bind =
+            self.current.borrow().as_ref().and_then(|l| l.config.stats.as_ref().map(|(bind, _)| *bind));
+        if self.stats_task.as_ref().map(|(addr, _)| *addr) == stats_bind {
+            return;
+        }
+        self.stats_task = None;
+        let Some(bind) = stats_bind else { return };
+        match self.env.net.bind_tcp(bind).await {
+            Ok(listener) => {
+                self.stats_task = Some((bind, AbortOnDrop(serve_stats(listener, self.current.clone()))))
+            }
+            Err(error) => tracing::warn!(%bind, %error, "cannot bind the stats page"),
+        }
+    }
+
+    /// Stops serving: the frontend first, then the stats page, then the health checks.
+    fn stop(self) {
+        let Proxy { listener_task, stats_task, checks, .. } = self;
+        drop((listener_task, stats_task, checks));
+    }
 }
 
 /// Request heads the frontend refused with 431, recorded as a limit at counts 1, 2, 4, ...

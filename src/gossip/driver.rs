@@ -17,7 +17,7 @@ use super::core::{Action, Agent, MemberEvent, Timer};
 use super::keyring::{Key, KeyOp, Keyring};
 use super::snapshot;
 use super::stream::{Incoming, Streams};
-use crate::host::{Event, HostEnv, MemberStatus};
+use crate::host::{AbortOnDrop, Event, HostEnv, MemberStatus};
 use crate::net::Net;
 use crate::net::lossy::{Delivery, LinkFaults, LossyUdp};
 
@@ -121,95 +121,201 @@ enum Next {
 /// (then it returns `Ok`).
 pub async fn run<N: Net>(
     env: HostEnv<N>,
-    mut config: GossipConfig,
+    config: GossipConfig,
     links: Links,
     files: AgentFiles,
 ) -> Result<(), GossipError> {
-    let Links { faults, view, control, events } = links;
-    control.queue.borrow_mut().clear();
-    let mut snapshotted = read_files(&env, &files, &mut config)?;
-    let AgentFiles { snapshot, keyring } = files;
-    let me = config.name.clone();
-    let addr = config.addr;
-    let seeds: Vec<String> = config.seeds.iter().map(ToString::to_string).collect();
-    let socket = env.net.bind_udp(addr).await.map_err(|source| GossipError::Bind { addr, source })?;
-    let socket = LossyUdp::new(socket, faults, env.rng("gossip-loss"));
-    let listener = env.net.bind_tcp(addr).await.map_err(|source| GossipError::Bind { addr, source })?;
-    let (streams, mut incoming) = Streams::new(env.net.clone(), config.tcp_timeout, config.members_max);
-    let _serving = streams.serve(listener);
-    let members_max = config.members_max;
-    let mut agent = Agent::new(config, agent_rng(&env, &control));
-    let mut timers = TimerQueue::default();
-    let mut published = None;
-    let mut synced = false;
-    let mut health = 0;
-    let mut published_states = BTreeMap::new();
-    let mut out = Vec::new();
-    agent.start(env.now(), &mut out);
+    let mut running = Running::start(env, config, links, files).await?;
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX + 1];
     loop {
-        for action in out.drain(..) {
-            if let Next::Stop =
-                perform(&env, &socket, &streams, &mut timers, &seeds, events.as_ref(), action).await?
-            {
-                control.left.notify_one();
-                return Ok(());
-            }
+        if let Next::Stop = running.perform_actions().await? {
+            return Ok(());
         }
-        if published != Some(agent.version()) {
-            published = Some(agent.version());
-            let changed = agent.take_changed();
-            let changed = changed.iter().filter_map(|name| agent.member(name));
-            record_state_changes(&env, &mut published_states, changed);
-            let members: Vec<NodeState> = agent.members().cloned().collect();
-            if let Some(path) = &snapshot {
-                save_snapshot(&env, path, &members, &me, &mut snapshotted);
-            }
-            if agent.is_synced() && !synced {
-                synced = true;
-                env.observe(Event::GossipSynced);
-            }
-            view.send_replace(View { members, synced });
-        }
-        for (limit, count) in streams.limits_due() {
-            env.observe(limit_event(limit, limit.max(members_max), count));
-        }
-        if agent.health_score() != health {
-            health = agent.health_score();
-            env.observe(Event::HealthScore { score: health });
-        }
-        let due = timers.next_due().unwrap_or(env.now() + Duration::from_secs(3600));
-        let wait = due.saturating_sub(env.now());
+        running.publish_view();
+        running.record_limits_and_health();
+        let wait = running.until_next_timer();
         tokio::select! {
             biased;
-            () = tokio::time::sleep(wait) => {
-                for timer in timers.pop_due(env.now()) {
-                    env.observe(Event::Timer { name: timer.name() });
-                    agent.handle_timer(timer, env.now(), &mut out);
-                }
+            () = tokio::time::sleep(wait) => running.on_timers_due(),
+            () = running.control.wake.notified() => running.on_commands(),
+            Some(stream) = running.incoming.recv() => running.on_stream(stream),
+            received = running.socket.recv_from(&mut buf) => running.on_datagram(received, &buf).await,
+        }
+    }
+}
+
+/// A started agent, its sockets and what it last published.
+///
+/// The fields drop in declaration order, which is the order the run's parts go when it
+/// ends or is aborted: the agent's state, the stream server, the sockets, the channels to
+/// the rest of the host, and the host last.
+struct Running<N: Net> {
+    out: Vec<Action>,
+    published_states: BTreeMap<super::codec::Name, (Status, u32)>,
+    health: u32,
+    synced: bool,
+    /// The agent version last published.
+    published: Option<u64>,
+    timers: TimerQueue,
+    agent: Agent,
+    members_max: usize,
+    _serving: AbortOnDrop,
+    incoming: mpsc::Receiver<Incoming>,
+    streams: Streams<N>,
+    socket: LossyUdp<N::Udp>,
+    seeds: Vec<String>,
+    me: String,
+    keyring: Option<PathBuf>,
+    snapshot: Option<PathBuf>,
+    /// The snapshot's text as last written (or read at start).
+    snapshotted: String,
+    events: Option<mpsc::Sender<MemberEvent>>,
+    control: Rc<AgentControl>,
+    view: Rc<watch::Sender<View>>,
+    env: HostEnv<N>,
+}
+
+impl<N: Net> Running<N> {
+    /// Reads the agent's files, binds its sockets and starts it.
+    async fn start(
+        env: HostEnv<N>,
+        mut config: GossipConfig,
+        links: Links,
+        files: AgentFiles,
+    ) -> Result<Self, GossipError> {
+        let Links { faults, view, control, events } = links;
+        control.queue.borrow_mut().clear();
+        let snapshotted = read_files(&env, &files, &mut config)?;
+        let AgentFiles { snapshot, keyring } = files;
+        let me = config.name.clone();
+        let addr = config.addr;
+        let seeds: Vec<String> = config.seeds.iter().map(ToString::to_string).collect();
+        let socket = env.net.bind_udp(addr).await.map_err(|source| GossipError::Bind { addr, source })?;
+        let socket = LossyUdp::new(socket, faults, env.rng("gossip-loss"));
+        let listener = env.net.bind_tcp(addr).await.map_err(|source| GossipError::Bind { addr, source })?;
+        let (streams, incoming) = Streams::new(env.net.clone(), config.tcp_timeout, config.members_max);
+        let _serving = streams.serve(listener);
+        let members_max = config.members_max;
+        let mut agent = Agent::new(config, agent_rng(&env, &control));
+        let mut out = Vec::new();
+        agent.start(env.now(), &mut out);
+        Ok(Running {
+            out,
+            published_states: BTreeMap::new(),
+            health: 0,
+            synced: false,
+            published: None,
+            timers: TimerQueue::default(),
+            agent,
+            members_max,
+            _serving,
+            incoming,
+            streams,
+            socket,
+            seeds,
+            me,
+            keyring,
+            snapshot,
+            snapshotted,
+            events,
+            control,
+            view,
+            env,
+        })
+    }
+
+    /// Carries out the agent's pending actions; `Stop` once it has left gracefully, when
+    /// whoever waits for the leave is told.
+    async fn perform_actions(&mut self) -> Result<Next, GossipError> {
+        for action in self.out.drain(..) {
+            let events = self.events.as_ref();
+            let performed = perform(
+                &self.env,
+                &self.socket,
+                &self.streams,
+                &mut self.timers,
+                &self.seeds,
+                events,
+                action,
+            );
+            if let Next::Stop = performed.await? {
+                self.control.left.notify_one();
+                return Ok(Next::Stop);
             }
-            () = control.wake.notified() => {
-                while let Some(command) = control.take() {
-                    obey(&env, &mut agent, command, keyring.as_deref(), &mut out);
-                }
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Publishes the member table if it changed since last time: the changed members' state
+    /// records, the snapshot, the first sync, and the view the host's other services read.
+    fn publish_view(&mut self) {
+        if self.published == Some(self.agent.version()) {
+            return;
+        }
+        self.published = Some(self.agent.version());
+        let changed = self.agent.take_changed();
+        let changed = changed.iter().filter_map(|name| self.agent.member(name));
+        record_state_changes(&self.env, &mut self.published_states, changed);
+        let members: Vec<NodeState> = self.agent.members().cloned().collect();
+        if let Some(path) = &self.snapshot {
+            save_snapshot(&self.env, path, &members, &self.me, &mut self.snapshotted);
+        }
+        if self.agent.is_synced() && !self.synced {
+            self.synced = true;
+            self.env.observe(Event::GossipSynced);
+        }
+        self.view.send_replace(View { members, synced: self.synced });
+    }
+
+    /// Records the stream limits reached since last time, and the health score if it changed.
+    fn record_limits_and_health(&mut self) {
+        for (limit, count) in self.streams.limits_due() {
+            self.env.observe(limit_event(limit, limit.max(self.members_max), count));
+        }
+        if self.agent.health_score() != self.health {
+            self.health = self.agent.health_score();
+            self.env.observe(Event::HealthScore { score: self.health });
+        }
+    }
+
+    /// How long until the next timer is due (an hour when none is set).
+    fn until_next_timer(&self) -> Duration {
+        let due = self.timers.next_due().unwrap_or(self.env.now() + Duration::from_secs(3600));
+        due.saturating_sub(self.env.now())
+    }
+
+    fn on_timers_due(&mut self) {
+        for timer in self.timers.pop_due(self.env.now()) {
+            self.env.observe(Event::Timer { name: timer.name() });
+            self.agent.handle_timer(timer, self.env.now(), &mut self.out);
+        }
+    }
+
+    fn on_commands(&mut self) {
+        while let Some(command) = self.control.take() {
+            obey(&self.env, &mut self.agent, command, self.keyring.as_deref(), &mut self.out);
+        }
+    }
+
+    fn on_stream(&mut self, stream: Incoming) {
+        receive_stream(&self.env, &mut self.agent, stream, &mut self.out);
+    }
+
+    /// Hands a received datagram to the agent. A receive error (an ICMP unreachable
+    /// reported on the socket, say) is not the agent's end: restarting would lose its table
+    /// and incarnation. It pauses the loop briefly instead.
+    async fn on_datagram(&mut self, received: std::io::Result<(usize, std::net::SocketAddr)>, buf: &[u8]) {
+        let (len, from) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::warn!(host = %self.env.name, %error, "gossip receive failed");
+                tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
+                return;
             }
-            Some(stream) = incoming.recv() => receive_stream(&env, &mut agent, stream, &mut out),
-            received = socket.recv_from(&mut buf) => {
-                let (len, from) = match received {
-                    Ok(received) => received,
-                    // A receive error (an ICMP unreachable reported on the socket, say) is not
-                    // the agent's end: restarting would lose its table and incarnation.
-                    Err(error) => {
-                        tracing::warn!(host = %env.name, %error, "gossip receive failed");
-                        tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
-                        continue;
-                    }
-                };
-                env.observe(Event::DatagramReceived { from: from.to_string(), bytes: len as u32 });
-                if let Err(error) = agent.handle_datagram(from, &buf[..len], env.now(), &mut out) {
-                    env.observe(Event::DatagramRejected { from: from.to_string(), error: error.to_string() });
-                }
-            }
+        };
+        self.env.observe(Event::DatagramReceived { from: from.to_string(), bytes: len as u32 });
+        if let Err(error) = self.agent.handle_datagram(from, &buf[..len], self.env.now(), &mut self.out) {
+            self.env.observe(Event::DatagramRejected { from: from.to_string(), error: error.to_string() });
         }
     }
 }
@@ -254,13 +360,13 @@ pub fn state_changes<'a>(
     events
 }
 
-/// Rewrites the snapshot when the alive members changed; a failed write is logged (the next
-/// change tries again) and never stops the agent.
 /// The trace event of a limit the agent reached (every engine records it so).
 pub fn limit_event(limit: super::limits::Limit, max: usize, count: u64) -> Event {
     Event::LimitReached { limit: limit.name().to_string(), max: max as u64, count }
 }
 
+/// Rewrites the snapshot when the alive members changed; a failed write is logged (the next
+/// change tries again) and never stops the agent.
 fn save_snapshot<N: Net>(env: &HostEnv<N>, path: &Path, members: &[NodeState], me: &str, last: &mut String) {
     let text = snapshot::render(members, me);
     // A table with no one else (a start, before any rejoin answer) must not wipe the members

@@ -4,12 +4,13 @@
 //! or keeps members, and a rendering that was rejected and left a stale file behind.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use rollcall::host::MemberStatus;
 
 use super::bounds::Window;
 use super::{Verdict, secs};
-use crate::observe::Observations;
+use crate::observe::{Intervals, Observations};
 
 /// Checks `rendered-view`.
 pub fn rendered_view(obs: &Observations, bound: &Window, waits_for_sync: bool) -> Verdict {
@@ -53,35 +54,52 @@ pub fn rendered_view(obs: &Observations, bound: &Window, waits_for_sync: bool) -
             continue;
         }
         let due = at + bound;
-        if due >= next
-            || !renderer.contains(at)
-            || !renderer.contains(due)
-            || renderer.since(due) != renderer.since(at)
-        {
+        if due >= next || !runs_throughout(&renderer, at, due) {
             continue;
         }
         verdict.checked += 1;
-        let expected: BTreeSet<String> = view
-            .iter()
-            .filter(|(name, (status, _))| {
-                webapps.contains(name.as_str())
-                    && matches!(status, MemberStatus::Alive | MemberStatus::Suspect)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
+        let expected = live_webapps(&view, &webapps);
         let rendered = obs.rendered.at(due);
         if *rendered != expected {
-            let missing: Vec<&String> = expected.difference(rendered).collect();
-            let extra: Vec<&String> = rendered.difference(&expected).collect();
-            let hosts: Vec<&str> = missing.iter().chain(&extra).map(|s| s.as_str()).collect();
-            let what = format!(
-                "at {} (view still since {}) {balancer} rendered {:?}: missing {missing:?}, extra {extra:?}",
-                secs(due),
-                secs(at),
-                rendered
-            );
-            verdict.fail(due, &hosts, what);
+            report_mismatch(&mut verdict, balancer, (at, due), rendered, &expected);
         }
     }
     verdict
+}
+
+/// Whether the renderer runs at `from` and at `to` without a restart between: a restarted
+/// renderer starts its wait again.
+fn runs_throughout(renderer: &Intervals, from: Duration, to: Duration) -> bool {
+    renderer.contains(from) && renderer.contains(to) && renderer.since(to) == renderer.since(from)
+}
+
+/// The webapps `view` lists as alive or suspect: what the renderer should have rendered.
+fn live_webapps(view: &BTreeMap<String, (MemberStatus, u32)>, webapps: &BTreeSet<&str>) -> BTreeSet<String> {
+    view.iter()
+        .filter(|(name, (status, _))| {
+            webapps.contains(name.as_str()) && matches!(status, MemberStatus::Alive | MemberStatus::Suspect)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Fails `verdict` at `due` for rendered backends that differ from the view still since `at`,
+/// naming the webapps missing or extra.
+fn report_mismatch(
+    verdict: &mut Verdict,
+    balancer: &str,
+    (at, due): (Duration, Duration),
+    rendered: &BTreeSet<String>,
+    expected: &BTreeSet<String>,
+) {
+    let missing: Vec<&String> = expected.difference(rendered).collect();
+    let extra: Vec<&String> = rendered.difference(expected).collect();
+    let hosts: Vec<&str> = missing.iter().chain(&extra).map(|s| s.as_str()).collect();
+    let what = format!(
+        "at {} (view still since {}) {balancer} rendered {:?}: missing {missing:?}, extra {extra:?}",
+        secs(due),
+        secs(at),
+        rendered
+    );
+    verdict.fail(due, &hosts, what);
 }
