@@ -1464,6 +1464,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         Ok(FaultKind::Keys { hosts: targets, op, key: key.to_string() })
     }
 
+    /// A known host that runs a node (a gossip agent), not a client.
     fn node(&self, name: &String, hosts: &[HostSpec]) -> Result<String, ScenarioError> {
         let name = self.known(name)?;
         if hosts.iter().any(|h| h.name == name && matches!(h.kind, HostKind::Node(_))) {

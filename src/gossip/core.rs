@@ -836,8 +836,8 @@ impl Agent {
         }
         let Some(position) = self.members.position(name) else { return };
         // Later members move up one place: so do their places in the probe round. A member
-        // met again after this waits for the next round (memberlist's reap takes it out of
-        // the list its probes walk, too).
+        // met again after this (a pruned one may rejoin within seconds) waits for the next
+        // round; memberlist's reap takes it out of the list its probes walk, too.
         let position = position as u32;
         self.probe_queue.retain(|&p| p != position);
         for p in &mut self.probe_queue {

@@ -1245,7 +1245,8 @@ fn an_ack_to_a_small_ping_is_a_small_multiple_of_it() {
 }
 
 /// The probe round lists members by their place in the table: a member reaped mid-round
-/// leaves the round, and every later member, moved up one place, is still probed once.
+/// (by the reap timer or a pruning leave intent) leaves the round, every later member moves
+/// up one place, and every earlier one keeps its place.
 #[test]
 fn a_member_reaped_mid_round_leaves_the_probe_round_and_the_rest_stay_in_it() {
     let mut cluster = cluster_of(7);
@@ -1254,10 +1255,23 @@ fn a_member_reaped_mid_round_leaves_the_probe_round_and_the_rest_stay_in_it() {
     assert_eq!(ha.members().count(), 7);
     ha.probe_queue.clear();
     let first = ha.next_probe_target().unwrap();
-    // Reap the member that comes first in the table among those still to probe.
-    let next_place = *ha.probe_queue.iter().min().unwrap();
-    let reaped = ha.members.at(next_place as usize).state.name.to_string();
+    // Reap the member in the middle of the table among those still to probe, so that
+    // places below and above it are queued.
+    let mut queued = ha.probe_queue.clone();
+    queued.sort_unstable();
+    let reaped_place = queued[queued.len() / 2];
+    assert!(queued.first() < Some(&reaped_place) && queued.last() > Some(&reaped_place));
+    let reaped = ha.members.at(reaped_place as usize).state.name.to_string();
+    let names_left: Vec<String> = ha
+        .probe_queue
+        .iter()
+        .filter(|&&p| p != reaped_place)
+        .map(|&p| ha.members.at(p as usize).state.name.to_string())
+        .collect();
     ha.erase(&reaped, &mut Vec::new());
+    let names_after: Vec<String> =
+        ha.probe_queue.iter().map(|&p| ha.members.at(p as usize).state.name.to_string()).collect();
+    assert_eq!(names_after, names_left, "the same members, in the same order, without {reaped}");
     let mut round: Vec<String> = std::iter::once(first).collect();
     round.extend((0..4).map(|_| ha.next_probe_target().unwrap()));
     round.sort();
