@@ -57,8 +57,8 @@ fn every_shipped_scenario_ends_as_expected_for_seeds_1_to_5() {
 }
 
 /// The scenarios in scenarios/large/ (50 nodes and up) cost minutes of wall time per seed
-/// under turmoil, and gossip-10k hours per seed on the event engine (and more than 24 GiB of
-/// memory: not judged at this commit), so CI leaves
+/// under turmoil, and gossip-10k an hour and a half per seed on the event engine (and 24.3 GB of
+/// memory plus swap), so CI leaves
 /// them out: `cargo test --release -p rollcall-sim --test scenarios -- --ignored` runs them.
 #[test]
 #[ignore = "minutes per seed: run with --ignored"]
