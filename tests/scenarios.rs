@@ -58,11 +58,11 @@ fn every_shipped_scenario_ends_as_expected_for_seeds_1_to_5() {
 
 /// The scenarios in scenarios/large/ (50 nodes and up) cost minutes of wall time per seed
 /// under turmoil, and gossip-10k an hour and a half per seed on the event engine (and 24.3 GB of
-/// memory plus swap), so CI leaves
-/// them out: `cargo test --release -p rollcall-sim --test scenarios -- --ignored` runs them.
+/// memory plus swap), so CI leaves them out:
+/// `cargo test --release -p rollcall-sim --test scenarios -- --ignored` runs them.
 #[test]
-#[ignore = "minutes per seed: run with --ignored"]
-fn every_large_scenario_ends_as_expected_for_seeds_1_to_5() {
+#[ignore = "minutes to hours per seed: run with --ignored"]
+fn every_large_scenario_ends_as_expected() {
     let dir = scenario_path("large");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -72,8 +72,14 @@ fn every_large_scenario_ends_as_expected_for_seeds_1_to_5() {
     names.sort();
     assert!(!names.is_empty());
     for name in names {
-        assert_as_expected(&format!("large/{name}"), 1..=5);
+        assert_as_expected(&format!("large/{name}"), large_seeds(&name));
     }
+}
+
+/// Seeds 1-5, but only seed 1 of gossip-10k: its expectation (a `converge` violation) was
+/// judged on that seed alone, and five seeds would take eight hours.
+fn large_seeds(name: &str) -> std::ops::RangeInclusive<u64> {
+    if name == "gossip-10k.toml" { 1..=1 } else { 1..=5 }
 }
 
 #[test]
