@@ -341,36 +341,15 @@ impl Observations {
         }
     }
 
+    /// Each reader takes its own kinds of event and ignores the rest.
     fn read_host(&mut self, reading: &mut Reading, at: Duration, host: &str, event: &Event) {
-        match event {
-            Event::HostBooted { .. }
-            | Event::ServiceFinished { .. }
-            | Event::NodeShutdown { .. }
-            | Event::HostHalted { .. }
-            | Event::ServiceStarted { .. }
-            | Event::ServiceStopped { .. }
-            | Event::ServiceExited { .. } => self.read_supervision(reading, at, host, event),
-            Event::HealthScore { .. }
-            | Event::LimitReached { .. }
-            | Event::MemberState { .. }
-            | Event::Left
-            | Event::Leaving
-            | Event::GossipSynced
-            | Event::Member { .. } => self.read_gossip(reading, at, host, event),
-            // Only the balancer's pipeline is checked; other hosts' records of it are ignored.
-            Event::Rendered { .. }
-            | Event::Reloaded { .. }
-            | Event::ReloadFailed { .. }
-            | Event::Accepting { .. }
-            | Event::Forwarding { .. }
-            | Event::Proxied { .. }
-                if host == self.balancer =>
-            {
-                self.read_balancer(reading, at, event)
-            }
-            Event::Request { .. } => self.read_request(at, host, event),
-            _ => {}
+        self.read_supervision(reading, at, host, event);
+        self.read_gossip(reading, at, host, event);
+        // Only the balancer's pipeline is checked; other hosts' records of it are ignored.
+        if host == self.balancer {
+            self.read_balancer(reading, at, event);
         }
+        self.read_request(at, host, event);
     }
 
     /// Boots, halts and the services' lives on `host`.
