@@ -9,7 +9,7 @@
 //!
 //! 10,000 nodes are cases too, run only with `ROLLCALL_BENCH_10K=1`: an iteration takes
 //! tens of minutes and criterion wants ten, so a session's `cargo bench` leaves them out
-//! (`rollcall-sim run scenarios/large/gossip-10k.toml --figures` gives the same figures for
+//! (`rollcall-sim run scenarios/gossip-10k.toml --figures` gives the same figures for
 //! one seed).
 
 use std::cell::Cell;
@@ -74,12 +74,12 @@ fn hundred_nodes() -> Simulation {
 
 /// gossip-1k up to its crashes' detection: 1,000 nodes' suspicion lasts up to 72 s.
 fn thousand_nodes() -> Simulation {
-    simulation("large/gossip-1k.toml").duration(SCALING_SPAN)
+    simulation("gossip-1k.toml").duration(SCALING_SPAN)
 }
 
 /// gossip-10k over the same span as the others, for the scaling ratio.
 fn ten_thousand_nodes() -> Simulation {
-    simulation("large/gossip-10k.toml").duration(SCALING_SPAN)
+    simulation("gossip-10k.toml").duration(SCALING_SPAN)
 }
 
 /// Whether the 10,000-node cases run (`ROLLCALL_BENCH_10K=1`).
@@ -93,7 +93,7 @@ type Pick = fn(&Timings) -> Option<Duration>;
 fn simulated(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim-time");
     group.sample_size(10);
-    let thousand_detection = simulation("large/gossip-1k.toml").duration(Duration::from_secs(120));
+    let thousand_detection = simulation("gossip-1k.toml").duration(Duration::from_secs(120));
     let mut cases: Vec<(&str, Simulation, Pick)> = vec![
         ("join to converged, 20 nodes", on_event(simulation("gossip-crash-20.toml")), |t| {
             t.join_to_converged[0]
@@ -111,7 +111,7 @@ fn simulated(c: &mut Criterion) {
     ];
     if ten_thousand_wanted() {
         // 10,000 nodes' longest suspicion is 96 s after the crashes at 30 s.
-        let detection = simulation("large/gossip-10k.toml").duration(Duration::from_secs(150));
+        let detection = simulation("gossip-10k.toml").duration(Duration::from_secs(150));
         cases.push(("join to converged, 10,000 nodes", ten_thousand_nodes(), |t| t.join_to_converged[0]));
         cases.push(("crash to failed everywhere, 10,000 nodes", detection, |t| t.crash_to_failed[0]));
     }

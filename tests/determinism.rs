@@ -1,10 +1,14 @@
 //! One seed replays one run, byte for byte; another seed gives another run. Every shipped
-//! scenario, seeds 1 and 2, each run twice (the long gossip scenarios make more seeds cost
-//! minutes; `every_shipped_scenario_ends_as_expected_for_seeds_1_to_5` covers more seeds).
+//! scenario but the long-running ones, seeds 1 and 2, each run twice (the long gossip
+//! scenarios make more seeds cost minutes; `every_shipped_scenario_ends_as_expected_for_seeds_1_to_5`
+//! covers more seeds).
 
 use std::path::PathBuf;
 
 use rollcall_sim::Simulation;
+
+#[path = "common/shipped.rs"]
+mod shipped;
 
 fn hash(scenario: &str, seed: u64) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(scenario);
@@ -15,13 +19,7 @@ fn hash(scenario: &str, seed: u64) -> String {
 
 #[test]
 fn every_shipped_scenario_replays_per_seed() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let mut scenarios: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".toml"))
-        .collect();
-    scenarios.sort();
+    let scenarios = shipped::shipped();
     assert!(scenarios.len() >= 7, "{scenarios:?}");
     for scenario in &scenarios {
         let first: Vec<String> = (1..=2).map(|seed| hash(scenario, seed)).collect();

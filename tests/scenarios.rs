@@ -14,6 +14,10 @@ use rollcall_sim::trace::{Entry, WorldEvent};
 use rollcall_sim::world::{Expectation, HostKind, InvariantSettings};
 use rollcall_sim::{Run, Simulation};
 
+#[path = "common/shipped.rs"]
+mod shipped;
+use shipped::{LONG_RUNNING, scenario_files, shipped};
+
 fn scenario_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(name)
 }
@@ -39,14 +43,13 @@ fn hosts(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|h| h.to_string()).collect()
 }
 
-fn shipped() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(scenario_path(""))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".toml"))
-        .collect();
-    names.sort();
-    names
+/// A long-running scenario renamed or removed would drop out of both lists without a word.
+#[test]
+fn every_long_running_scenario_is_shipped() {
+    let files = scenario_files();
+    for name in LONG_RUNNING {
+        assert!(files.iter().any(|file| file == name), "{name} is not in scenarios/");
+    }
 }
 
 #[test]
@@ -56,29 +59,19 @@ fn every_shipped_scenario_ends_as_expected_for_seeds_1_to_5() {
     }
 }
 
-/// The scenarios in scenarios/large/ (50 nodes and up) cost minutes of wall time per seed
-/// under turmoil, and gossip-10k an hour and a half per seed on the event engine (and 24.3 GB of
-/// memory plus swap), so CI leaves them out:
+/// The long-running scenarios (see [`LONG_RUNNING`]):
 /// `cargo test --release -p rollcall-sim --test scenarios -- --ignored` runs them.
 #[test]
 #[ignore = "minutes to hours per seed: run with --ignored"]
-fn every_large_scenario_ends_as_expected() {
-    let dir = scenario_path("large");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".toml"))
-        .collect();
-    names.sort();
-    assert!(!names.is_empty());
-    for name in names {
-        assert_as_expected(&format!("large/{name}"), large_seeds(&name));
+fn every_long_running_scenario_ends_as_expected() {
+    for name in LONG_RUNNING {
+        assert_as_expected(name, long_running_seeds(name));
     }
 }
 
 /// Seeds 1-5, but only seed 1 of gossip-10k: its expectation (a `converge` violation) was
 /// judged on that seed alone, and five seeds would take eight hours.
-fn large_seeds(name: &str) -> std::ops::RangeInclusive<u64> {
+fn long_running_seeds(name: &str) -> std::ops::RangeInclusive<u64> {
     if name == "gossip-10k.toml" { 1..=1 } else { 1..=5 }
 }
 
