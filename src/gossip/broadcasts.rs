@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use super::table::{hash, reserve_slowly};
+use super::table::hash;
 
 /// Most of Serf's own broadcasts (join and leave intents) queued at once: its
 /// `MaxQueueDepth` (4,096), to which Serf prunes its queue, dropping the most sent (then the
@@ -49,26 +49,19 @@ pub struct News<S> {
     pub message: Box<[u8]>,
 }
 
-/// One queued broadcast: 16 bytes (a join storm of 10,000 nodes queues 100 million).
-#[derive(Clone, Debug)]
-struct Queued<S> {
-    news: Arc<News<S>>,
-    place: u64,
-}
-
-/// Pending broadcasts, each a piece of news about one subject. Stored in slots, ordered by
-/// place, found by subject through a hash index that is only looked up, never walked.
+/// Pending broadcasts, each a piece of news about one subject. Ordered by place, found by
+/// subject through a hash index of places that is only looked up, never walked. An entry is
+/// the news's pointer beside its place in the order's nodes, and a place in the index: at
+/// 10,000 simulated nodes the queues hold a hundred million, and a table of slots beside the
+/// order took half as much again.
 #[derive(Clone, Debug)]
 pub struct BroadcastQueue<S> {
     /// Most broadcasts it holds; past it the most sent (then oldest) is dropped.
     cap: usize,
-    slots: Vec<Option<Queued<S>>>,
-    /// Slots emptied, to fill before growing.
-    free: Vec<u32>,
-    /// Slots in queue order.
-    order: BTreeMap<u64, u32>,
-    /// Slots by their subject's hash.
-    by_subject: HashTable<u32>,
+    /// The news queued, by place.
+    order: BTreeMap<u64, Arc<News<S>>>,
+    /// Places by their news's subject hash.
+    by_subject: HashTable<u64>,
     next_id: u64,
 }
 
@@ -81,34 +74,23 @@ impl<S> Default for BroadcastQueue<S> {
 impl<S> BroadcastQueue<S> {
     /// An empty queue of at most `cap` broadcasts (at least one).
     pub fn with_cap(cap: usize) -> Self {
-        Self {
-            cap: cap.max(1),
-            slots: Vec::new(),
-            free: Vec::new(),
-            order: BTreeMap::new(),
-            by_subject: HashTable::new(),
-            next_id: 0,
-        }
+        Self { cap: cap.max(1), order: BTreeMap::new(), by_subject: HashTable::new(), next_id: 0 }
     }
 }
 
 impl<S: Hash + Eq> BroadcastQueue<S> {
-    fn queued(&self, slot: u32) -> &Queued<S> {
-        self.slots[slot as usize].as_ref().expect("indexed slots are filled")
+    fn place_of(&self, subject: &S) -> Option<u64> {
+        let order = &self.order;
+        let about = |place: &u64| order.get(place).is_some_and(|news| news.subject == *subject);
+        self.by_subject.find(hash(subject), about).copied()
     }
 
-    fn slot_of(&self, subject: &S) -> Option<u32> {
-        self.by_subject.find(hash(subject), |&slot| self.queued(slot).news.subject == *subject).copied()
-    }
-
-    /// Empties `slot`, dropping its broadcast from the order and the index.
-    fn remove_slot(&mut self, slot: u32) {
-        let Some(queued) = self.slots[slot as usize].take() else { return };
-        self.order.remove(&queued.place);
-        if let Ok(entry) = self.by_subject.find_entry(hash(&queued.news.subject), |&s| s == slot) {
+    /// Drops the broadcast at `place` from the order and the index.
+    fn remove_place(&mut self, place: u64) {
+        let Some(news) = self.order.remove(&place) else { return };
+        if let Ok(entry) = self.by_subject.find_entry(hash(&news.subject), |&p| p == place) {
             entry.remove();
         }
-        self.free.push(slot);
     }
 
     /// Queues `news`, replacing what was queued about its subject; past the queue's cap the
@@ -117,43 +99,30 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         self.next_id += 1;
         // Past 2^48 pushes ids would wrap and collide: years of pushes at any real rate.
         assert!(self.next_id <= ID_MASK, "broadcast ids fit in {ID_BITS} bits");
-        if let Some(slot) = self.slot_of(&news.subject) {
-            self.remove_slot(slot);
+        if let Some(place) = self.place_of(&news.subject) {
+            self.remove_place(place);
         }
         // memberlist's Prune, as Serf calls it: drop from the end of the queue order, the
         // most sent first and, among equals, the oldest. The new broadcast goes first in the
         // order, so making room before it drops what dropping after it would.
         let mut dropped = 0;
         while self.order.len() >= self.cap {
-            let Some((_, &slot)) = self.order.last_key_value() else { break };
-            self.remove_slot(slot);
+            let Some((&last, _)) = self.order.last_key_value() else { break };
+            self.remove_place(last);
             dropped += 1;
         }
         let place = place(0, self.next_id);
         let hashed = hash(&news.subject);
-        let queued = Queued { news, place };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(queued);
-                slot
-            }
-            None => {
-                reserve_slowly(&mut self.slots, 1);
-                self.slots.push(Some(queued));
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.order.insert(place, slot);
-        let slots = &self.slots;
-        let rehash =
-            |&s: &u32| hash(&slots[s as usize].as_ref().expect("indexed slots are filled").news.subject);
-        self.by_subject.insert_unique(hashed, slot, rehash);
+        self.order.insert(place, news);
+        let order = &self.order;
+        let rehash = |p: &u64| hash(&order.get(p).expect("indexed places are queued").subject);
+        self.by_subject.insert_unique(hashed, place, rehash);
         dropped
     }
 
     /// Whether something about `subject` is still queued.
     pub fn contains(&self, subject: &S) -> bool {
-        self.slot_of(subject).is_some()
+        self.place_of(subject).is_some()
     }
 
     /// Whether nothing is queued.
@@ -169,26 +138,23 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
     /// Takes broadcasts in queue order while `fits` accepts them (it stops at the first it
     /// refuses); each taken one counts as sent once more and is dropped at `limit` sends.
     pub fn take(&mut self, limit: u32, mut fits: impl FnMut(&[u8]) -> bool) -> Vec<Arc<News<S>>> {
-        let taken: Vec<(u64, u32)> = self
-            .order
-            .iter()
-            .take_while(|&(_, &slot)| fits(&self.queued(slot).news.message))
-            .map(|(&place, &slot)| (place, slot))
-            .collect();
+        let taken: Vec<u64> =
+            self.order.iter().take_while(|(_, news)| fits(&news.message)).map(|(&place, _)| place).collect();
         let mut messages = Vec::with_capacity(taken.len());
-        for (at, slot) in taken {
-            messages.push(self.queued(slot).news.clone());
+        for at in taken {
+            let Some(news) = self.order.remove(&at) else { continue };
+            let indexed = self.by_subject.find_entry(hash(&news.subject), |&p| p == at);
             let sent = times_sent(at) + 1;
             if sent < limit.min(SENT_MAX) {
-                self.order.remove(&at);
                 let next = place(sent, ID_MASK - (at & ID_MASK));
-                self.order.insert(next, slot);
-                if let Some(queued) = self.slots[slot as usize].as_mut() {
-                    queued.place = next;
+                if let Ok(mut entry) = indexed {
+                    *entry.get_mut() = next;
                 }
-            } else {
-                self.remove_slot(slot);
+                self.order.insert(next, news.clone());
+            } else if let Ok(entry) = indexed {
+                entry.remove();
             }
+            messages.push(news);
         }
         messages
     }

@@ -36,6 +36,7 @@ use super::codec::{
     Status, StatusTimeRef, Tags,
 };
 use super::config::{GossipConfig, JoinMode, REAP_INTERVAL};
+use super::deadlines::SuspicionDeadlines;
 use super::intern::Interner;
 use super::keyring::{Key, KeyOp, Keyring, KeyringError, Nonce12, ReplayWindow};
 use super::lifeguard::{self, Awareness, Suspicion};
@@ -57,8 +58,8 @@ pub enum Timer {
     ProbeRoundEnd { seq: u32 },
     /// An indirect ping made for another node (our sequence number) got no ack in time.
     RelayTimeout { seq: u32 },
-    /// A suspicion of `name` at `incarnation` ran out.
-    Suspicion { name: Name, incarnation: u32 },
+    /// The earliest suspicion held may have run out ([`SuspicionDeadlines`]).
+    Suspicions,
     /// Send pending broadcasts.
     Gossip,
     /// The random wait before the periodic full-state exchanges is over: they start.
@@ -88,7 +89,7 @@ impl Timer {
             Timer::ProbeTimeout { seq } => format!("probe-timeout#{seq}"),
             Timer::ProbeRoundEnd { seq } => format!("probe-round-end#{seq}"),
             Timer::RelayTimeout { seq } => format!("relay-timeout#{seq}"),
-            Timer::Suspicion { name, incarnation } => format!("suspicion:{name}@{incarnation}"),
+            Timer::Suspicions => "suspicions".into(),
             Timer::Gossip => "gossip".into(),
             Timer::PushPullStart => "push-pull-start".into(),
             Timer::PushPull => "push-pull".into(),
@@ -153,6 +154,17 @@ pub enum Action {
     LimitReached { limit: Limit, max: usize, count: u64 },
 }
 
+/// What an agent holds, counted ([`Agent::footprint`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Entries in its member table, the dead and left included.
+    pub members: usize,
+    /// Members under suspicion.
+    pub suspicions: usize,
+    /// Broadcasts queued: memberlist's and Serf's intents.
+    pub broadcasts: usize,
+}
+
 #[derive(Clone, Debug)]
 struct Member {
     /// Shared with every other table that holds the same state (see [`Interner`]).
@@ -167,6 +179,13 @@ struct Member {
 
 // 10,000 simulated nodes hold 100 million members: keep the entry at four words.
 const _: () = assert!(std::mem::size_of::<Member>() <= 32);
+
+/// Ends `member`'s suspicion, if it has one, and drops its deadline.
+fn end_suspicion(deadlines: &mut SuspicionDeadlines, member: &mut Member) {
+    if let Some(suspicion) = member.suspicion.take() {
+        deadlines.remove(suspicion.deadline(), &member.state.name);
+    }
+}
 
 /// The top bit of a [`Since`]: the member is leaving.
 const LEAVING_BIT: u64 = 1 << 63;
@@ -306,6 +325,8 @@ pub struct Agent {
     /// Members still to probe this round, by their position in `members` (4 bytes each:
     /// 10,000 simulated agents list 10,000 members each), last first.
     probe_queue: Vec<u32>,
+    /// When the suspicions held run out.
+    deadlines: SuspicionDeadlines,
     probe: Option<Probe>,
     /// Indirect pings in flight for other nodes, by our sequence number.
     relays: BTreeMap<u32, Relay>,
@@ -359,6 +380,7 @@ impl Agent {
             rng,
             next_seq: 0,
             probe_queue: Vec::new(),
+            deadlines: SuspicionDeadlines::default(),
             probe: None,
             relays: BTreeMap::new(),
             awareness: Awareness::new(awareness_max),
@@ -427,6 +449,16 @@ impl Agent {
     /// The member table as this node sees it, ordered by name.
     pub fn members(&self) -> impl Iterator<Item = &NodeState> {
         self.members.by_name().into_iter().map(|member| &*member.state)
+    }
+
+    /// How much this agent holds: what a simulation of thousands of agents reports to show
+    /// where its memory goes.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            members: self.members.len(),
+            suspicions: self.deadlines.len(),
+            broadcasts: self.broadcasts.len() + self.intents.len(),
+        }
     }
 
     /// Changes whenever the member table changes.
@@ -627,7 +659,7 @@ impl Agent {
                     self.send(relay.requester, &[Message::Nack { seq: relay.seq }], out);
                 }
             }
-            Timer::Suspicion { name, incarnation } => self.suspicion_ran_out(&name, incarnation, now, out),
+            Timer::Suspicions => self.suspicions_ran_out(now, out),
             Timer::Gossip => self.gossip(now, out),
             Timer::SyncDeadline => self.mark_synced(),
             Timer::PushPullStart => {
@@ -845,7 +877,8 @@ impl Agent {
                 *p -= 1;
             }
         }
-        if let Some(member) = self.members.remove(name) {
+        if let Some(mut member) = self.members.remove(name) {
+            end_suspicion(&mut self.deadlines, &mut member);
             touch(&mut self.version, &mut self.changed, name);
             out.push(Action::Event(MemberEvent {
                 change: MemberChange::Reap,
@@ -1044,7 +1077,7 @@ impl Agent {
                     known.since.restart(now);
                 }
                 known.state = self.interner.shared_state(state.clone());
-                known.suspicion = None;
+                end_suspicion(&mut self.deadlines, known);
             }
             None => {
                 let member = self.first_sight(state.clone(), now);
@@ -1151,7 +1184,7 @@ impl Agent {
             s.status = Status::Left;
         });
         member.since.restart(now);
-        member.suspicion = None;
+        end_suspicion(&mut self.deadlines, member);
         member.since.set_leaving(false);
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
@@ -1183,13 +1216,11 @@ impl Agent {
             (Status::Alive, _) => {}
             // Already suspect: a new accuser confirms it, shortens it and spreads it again.
             (Status::Suspect, Some(suspicion)) => {
+                let before = suspicion.deadline();
                 if suspicion.confirm(from) {
-                    let (incarnation, deadline) = (member.state.incarnation, suspicion.deadline());
-                    // Before the earliest moment its first timer covers the shorter deadline.
-                    if now >= suspicion.earliest() {
-                        let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
-                        out.push(Action::SetTimer { timer, after: deadline.saturating_sub(now) });
-                    }
+                    let incarnation = member.state.incarnation;
+                    self.deadlines.reschedule(before, suspicion.deadline(), &member.state.name);
+                    self.arm_suspicions(now, out);
                     let message =
                         Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
                     self.enqueue(Subject::Member, name, message);
@@ -1199,18 +1230,18 @@ impl Agent {
             _ => return,
         }
         let suspicion = Suspicion::new(now, from, nodes, mult, bounds);
-        let first_timer = suspicion.earliest().saturating_sub(now);
         member.update(&self.interner, |s| {
             s.incarnation = incarnation;
             s.status = Status::Suspect;
         });
         member.since.restart(now);
+        end_suspicion(&mut self.deadlines, member);
+        self.deadlines.insert(suspicion.deadline(), member.state.name.clone());
         member.suspicion = Some(Box::new(suspicion));
-        let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
         touch(&mut self.version, &mut self.changed, name);
         let message = Message::Suspect { name: name.to_string(), incarnation, from: from.to_string() };
         self.enqueue(Subject::Member, name, message);
-        out.push(Action::SetTimer { timer, after: first_timer });
+        self.arm_suspicions(now, out);
     }
 
     fn apply_dead(&mut self, name: &str, incarnation: u32, from: &str, now: Duration, out: &mut Vec<Action>) {
@@ -1243,7 +1274,7 @@ impl Agent {
             s.status = status;
         });
         member.since.restart(now);
-        member.suspicion = None;
+        end_suspicion(&mut self.deadlines, member);
         member.since.set_leaving(false);
         let state = NodeState::clone(&member.state);
         touch(&mut self.version, &mut self.changed, name);
@@ -1434,24 +1465,30 @@ impl Agent {
         None
     }
 
-    fn suspicion_ran_out(&mut self, name: &str, incarnation: u32, now: Duration, out: &mut Vec<Action>) {
-        let Some(member) = self.members.get(name) else { return };
-        if member.state.status != Status::Suspect || member.state.incarnation != incarnation {
-            return;
+    /// Declares dead every member whose suspicion ran out by `now`, then asks to be woken for
+    /// the next one.
+    fn suspicions_ran_out(&mut self, now: Duration, out: &mut Vec<Action>) {
+        for name in self.deadlines.take_due(now) {
+            let Some(member) = self.members.get(&name) else { continue };
+            let deadline = member.suspicion.as_ref().map(|s| s.deadline());
+            match deadline {
+                // A deadline is moved whenever its suspicion is shortened, so a due one is the
+                // current one; were it not, it would wait for the one it has.
+                Some(deadline) if deadline > now => self.deadlines.insert(deadline, name),
+                Some(_) if member.state.status == Status::Suspect => {
+                    let (incarnation, me) = (member.state.incarnation, self.config.name.clone());
+                    self.apply_dead(&name, incarnation, &me, now, out);
+                }
+                _ => {}
+            }
         }
-        match member.suspicion.as_ref().map(|s| s.deadline()) {
-            // The first timer fires at the earliest possible deadline; too few confirmations
-            // came by then: wait for the one they give (a later confirmation that shortens it
-            // sets its own timer). A timer left by an earlier suspicion at this incarnation
-            // (the member was erased and came back) only sets another.
-            Some(deadline) if deadline > now => {
-                let timer = Timer::Suspicion { name: member.state.name.clone(), incarnation };
-                out.push(Action::SetTimer { timer, after: deadline - now });
-            }
-            _ => {
-                let me = self.config.name.clone();
-                self.apply_dead(name, incarnation, &me, now, out);
-            }
+        self.arm_suspicions(now, out);
+    }
+
+    /// Asks the driver to wake the agent at the earliest deadline, unless it already will.
+    fn arm_suspicions(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if let Some(after) = self.deadlines.wake_up(now) {
+            out.push(Action::SetTimer { timer: Timer::Suspicions, after });
         }
     }
 

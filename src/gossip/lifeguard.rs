@@ -129,14 +129,6 @@ impl Suspicion {
     pub fn deadline(&self) -> Duration {
         Duration::from_nanos(self.since) + self.timeout()
     }
-
-    /// The earliest the member can be declared dead, whatever confirmations come: one timer
-    /// at this moment serves every confirmation that arrives before it (gossip brings most
-    /// within a second), so a suspicion costs its driver one timer, a second one if too few
-    /// confirmations came by then, and one more per confirmation that comes later still.
-    pub fn earliest(&self) -> Duration {
-        Duration::from_nanos(self.since.saturating_add(self.min))
-    }
 }
 
 /// Most bytes a suspicion takes (50 million of them at 10,000 nodes).

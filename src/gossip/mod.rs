@@ -2,6 +2,7 @@
 //!
 //! - [`core`]: the sans-io agent (probe, suspect, refute, disseminate, push-pull, join).
 //! - [`lifeguard`]: local health awareness and suspicion timeouts that shrink with confirmations.
+//! - [`deadlines`]: when the suspicions held run out, and the one timer that wakes the agent.
 //! - [`serf`]: Serf's layer: Lamport-ordered join and leave intents, graceful leave.
 //! - [`codec`]: the datagram format; [`keyring`]: its label and AES-GCM encryption.
 //! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
@@ -15,6 +16,7 @@ pub mod coalesce;
 pub mod codec;
 pub mod config;
 pub mod core;
+pub mod deadlines;
 pub mod driver;
 pub mod handlers;
 pub mod intern;

@@ -38,7 +38,7 @@ use crate::swarm::SwarmKind;
 use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
-use rollcall::gossip::core::{Action, Agent, Timer};
+use rollcall::gossip::core::{Action, Agent, Footprint, Timer};
 use rollcall::gossip::driver::{View, keyring_change, state_changes};
 use rollcall::gossip::intern::Interner;
 use rollcall::gossip::keyring::{KeyOp, Keyring};
@@ -159,6 +159,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         if at >= reported + PROGRESS_EVERY {
             reported = at;
             engine.delivered.log(at, world.duration, "event engine progress");
+            engine.log_holdings();
         }
         engine.now = at;
         engine.handle(event);
@@ -319,6 +320,24 @@ impl Delivered {
 }
 
 impl<'a> Engine<'a> {
+    /// What the run holds, for the progress log (RUST_LOG=debug): where a large run's memory
+    /// goes (queued happenings, and what the agents hold summed over all of them).
+    fn log_holdings(&self) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let mut held = Footprint::default();
+        for agent in self.hosts.iter().filter_map(|host| host.agent.as_ref()) {
+            let one = agent.agent.footprint();
+            held.members += one.members;
+            held.suspicions += one.suspicions;
+            held.broadcasts += one.broadcasts;
+        }
+        let (queued, queue_capacity) = (self.queue.len(), self.queue.capacity());
+        let Footprint { members, suspicions, broadcasts } = held;
+        tracing::debug!(queued, queue_capacity, members, suspicions, broadcasts, "event engine holds");
+    }
+
     fn new(world: &'a World, plan: &'a Plan, seed: u64) -> Self {
         let mut engine = Engine {
             plan,

@@ -554,21 +554,28 @@ fn a_helper_forwards_the_ack_or_sends_a_nack() {
     assert_eq!(sends(&out), vec![(addr(1), vec![Message::Nack { seq: 41 }])]);
 }
 
-/// In a cluster of 10, a suspicion from one accuser lasts 6 x the minimum (24 s); a second
-/// accuser shortens it to 11.381 s from its start, a third to the minimum (4 s).
-#[test]
-fn confirmations_from_other_accusers_shorten_a_suspicion() {
+/// `ha` (host 1), started, knowing n2 to n`last` (hosts 2 to `last`) as alive.
+fn ha_knowing(last: u8) -> Agent {
     let mut ha = agent(config("ha", 1, &[]));
     ha.start(Duration::ZERO, &mut Vec::new());
-    for host in 2..=10u8 {
+    for host in 2..=last {
         ha.handle_datagram(addr(host), &alive(&format!("n{host}"), host, 0), Duration::ZERO, &mut Vec::new())
             .unwrap();
     }
+    ha
+}
+
+/// In a cluster of 10, a suspicion from one accuser lasts 6 x the minimum (24 s); a second
+/// accuser shortens it to 11.381 s from its start, a third to the minimum (4 s). The agent asks
+/// to be woken at the earliest deadline it holds, and again only when a deadline comes earlier.
+#[test]
+fn confirmations_from_other_accusers_shorten_a_suspicion() {
+    let mut ha = ha_knowing(10);
     let suspect =
         |from: &str| datagram(&[Message::Suspect { name: "n2".into(), incarnation: 0, from: from.into() }]);
     let timer_after = |out: &[Action]| {
         out.iter().find_map(|a| match a {
-            Action::SetTimer { timer: Timer::Suspicion { .. }, after } => Some(*after),
+            Action::SetTimer { timer: Timer::Suspicions, after } => Some(*after),
             _ => None,
         })
     };
@@ -576,32 +583,47 @@ fn confirmations_from_other_accusers_shorten_a_suspicion() {
     let at = |ms: u64| t0 + Duration::from_millis(ms);
     let mut out = Vec::new();
     ha.handle_datagram(addr(3), &suspect("n3"), t0, &mut out).unwrap();
-    assert_eq!(timer_after(&out), Some(Duration::from_secs(4)), "the first timer: the earliest deadline");
+    assert_eq!(timer_after(&out), Some(Duration::from_secs(24)), "one accuser: the longest timeout");
     let mut out = Vec::new();
     ha.handle_datagram(addr(3), &suspect("n3"), at(1000), &mut out).unwrap();
     assert!(out.is_empty(), "the same accuser again confirms nothing");
     let mut out = Vec::new();
     ha.handle_datagram(addr(4), &suspect("n4"), at(1000), &mut out).unwrap();
-    assert_eq!(timer_after(&out), None, "a confirmation before the earliest deadline needs no timer");
+    // One confirmation of the two wanted: 24 - 20 x ln 2 / ln 3 = 11.381 s after the start.
+    assert_eq!(timer_after(&out).map(|d| d.as_millis()), Some(10_381), "an earlier deadline: woken earlier");
     let status = |ha: &Agent| ha.members().find(|m| &*m.name == "n2").unwrap().status;
     let fire = |ha: &mut Agent, now: Duration| {
         let mut out = Vec::new();
-        ha.handle_timer(Timer::Suspicion { name: "n2".into(), incarnation: 0 }, now, &mut out);
+        ha.handle_timer(Timer::Suspicions, now, &mut out);
         timer_after(&out)
     };
-    // One confirmation of the two wanted: 24 - 20 x ln 2 / ln 3 = 11.381 s after the start.
-    assert_eq!(fire(&mut ha, at(4000)).map(|d| d.as_millis()), Some(7_381), "waits for the deadline");
+    assert_eq!(fire(&mut ha, at(4000)), None, "nothing due: the wake-up at the deadline stands");
+    assert_eq!(fire(&mut ha, at(11_380)), None, "a millisecond early");
     assert_eq!(status(&ha), Status::Suspect);
-    let early = fire(&mut ha, at(11_380)).expect("a timer before the deadline waits for it again");
-    assert!(early < Duration::from_millis(2));
-    assert_eq!(status(&ha), Status::Suspect);
-    // The second confirmation comes after the earliest deadline: it brings the deadline to
-    // the minimum, which has passed, so its own timer fires at once.
+    // The second confirmation brings the deadline to the minimum, which has passed, so the
+    // agent asks to be woken at once.
     let mut out = Vec::new();
     ha.handle_datagram(addr(5), &suspect("n5"), at(11_380), &mut out).unwrap();
     assert_eq!(timer_after(&out), Some(Duration::ZERO));
-    assert_eq!(fire(&mut ha, at(11_380)), None);
+    assert_eq!(fire(&mut ha, at(11_380)), None, "nothing left to wake for");
     assert_eq!(status(&ha), Status::Dead);
+    assert_eq!(ha.footprint().suspicions, 0);
+}
+
+/// A refuted suspicion leaves nothing behind: no deadline held, and the wake-up asked for it
+/// declares nobody dead.
+#[test]
+fn a_refuted_suspicion_drops_its_deadline() {
+    let mut ha = ha_knowing(3);
+    let suspect = datagram(&[Message::Suspect { name: "n2".into(), incarnation: 0, from: "n3".into() }]);
+    ha.handle_datagram(addr(3), &suspect, Duration::from_secs(1), &mut Vec::new()).unwrap();
+    assert_eq!(ha.footprint().suspicions, 1);
+    ha.handle_datagram(addr(2), &alive("n2", 2, 1), Duration::from_secs(2), &mut Vec::new()).unwrap();
+    assert_eq!(ha.footprint().suspicions, 0);
+    let mut out = Vec::new();
+    ha.handle_timer(Timer::Suspicions, Duration::from_secs(600), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(ha.members().find(|m| &*m.name == "n2").unwrap().status, Status::Alive);
 }
 
 /// s1 is cut off from everyone: its probes fail with no nack, so its health score climbs and
