@@ -117,6 +117,7 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         let order = &self.order;
         let rehash = |p: &u64| hash(&order.get(p).expect("indexed places are queued").subject);
         self.by_subject.insert_unique(hashed, place, rehash);
+        debug_assert_eq!(self.by_subject.len(), self.order.len(), "every queued place is indexed");
         dropped
     }
 
@@ -156,6 +157,7 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
             }
             messages.push(news);
         }
+        debug_assert_eq!(self.by_subject.len(), self.order.len(), "every queued place is indexed");
         messages
     }
 }

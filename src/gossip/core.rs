@@ -1469,9 +1469,15 @@ impl Agent {
     /// the next one.
     fn suspicions_ran_out(&mut self, now: Duration, out: &mut Vec<Action>) {
         for name in self.deadlines.take_due(now) {
-            let Some(member) = self.members.get(&name) else { continue };
-            let deadline = member.suspicion.as_ref().map(|s| s.deadline());
-            match deadline {
+            let member = self.members.get(&name);
+            // Every way a suspicion ends drops its deadline (`end_suspicion`), so a due one
+            // always has a suspect member behind it.
+            debug_assert!(
+                member.is_some_and(|m| m.suspicion.is_some() && m.state.status == Status::Suspect),
+                "{name}: a deadline held without a suspicion"
+            );
+            let Some(member) = member else { continue };
+            match member.suspicion.as_ref().map(|s| s.deadline()) {
                 // A deadline is moved whenever its suspicion is shortened, so a due one is the
                 // current one; were it not, it would wait for the one it has.
                 Some(deadline) if deadline > now => self.deadlines.insert(deadline, name),

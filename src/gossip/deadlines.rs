@@ -3,7 +3,9 @@
 //! pointless; at 10,000 simulated nodes a partition raises tens of millions of suspicions, and a
 //! timer each (most refuted long before they fire) took gigabytes of the simulator's queue.
 //! Here a suspicion holds one entry, moved when a confirmation shortens it and dropped when it
-//! ends, and the driver holds at most a few [`Timer::Suspicions`](super::Timer) at a time.
+//! ends, and the agent asks its driver for a [`Timer::Suspicions`](super::Timer) only when the
+//! earliest deadline moves earlier than every wake-up already asked (those it replaces fire
+//! later and find nothing due).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -173,6 +173,16 @@ impl Cluster {
             }
         }
         self.now = end;
+        self.check_deadlines();
+    }
+
+    /// Every agent holds one deadline per member under suspicion: none left behind by a
+    /// suspicion that ended (refuted, dead, left, reaped), none missing.
+    fn check_deadlines(&self) {
+        for (at, agent) in &self.agents {
+            let suspected = agent.members.iter().filter(|member| member.suspicion.is_some()).count();
+            assert_eq!(agent.deadlines.len(), suspected, "{at}: deadlines held for {suspected} suspicions");
+        }
     }
 
     /// Starts `agent` now (a new node, or a restart of a stopped one).
