@@ -205,8 +205,9 @@ impl Queued {
     }
 }
 
-/// Most bytes a queue entry takes: the queue holds one per pending timer and datagram, tens
-/// of millions at 10,000 nodes.
+/// Most bytes a queue entry takes: the queue holds one per pending timer and datagram (about
+/// 100,000 in a 10,000-node join storm; tens of millions before suspicions kept their
+/// deadlines in their agent).
 const QUEUED_BYTES_MAX: usize = 56;
 const _: () = assert!(std::mem::size_of::<Queued>() <= QUEUED_BYTES_MAX);
 
@@ -270,8 +271,8 @@ struct Engine<'a> {
     plan: &'a Plan,
     seed: u64,
     rng: ChaCha8Rng,
-    /// Earliest first, then in the order scheduled (a heap: at 10,000 nodes it holds tens of
-    /// millions of timers, which a tree would hold at twice the memory).
+    /// Earliest first, then in the order scheduled (a heap: a tree would hold its entries at
+    /// twice the memory).
     queue: BinaryHeap<Reverse<Queued>>,
     sequence: u64,
     now: Duration,
