@@ -3,15 +3,13 @@
 //! scenarios make more seeds cost minutes; `every_shipped_scenario_ends_as_expected_for_seeds_1_to_5`
 //! covers more seeds).
 
-use std::path::PathBuf;
-
 use rollcall_sim::Simulation;
 
 #[path = "common/shipped.rs"]
 mod shipped;
 
 fn hash(scenario: &str, seed: u64) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(scenario);
+    let path = shipped::scenarios_dir().join(scenario);
     let run = Simulation::from_file(&path).unwrap().seed(seed).run().unwrap();
     assert_eq!(run.report.trace_hash, run.trace.hash());
     run.report.trace_hash

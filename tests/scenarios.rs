@@ -19,7 +19,7 @@ mod shipped;
 use shipped::{LONG_RUNNING, scenario_files, shipped};
 
 fn scenario_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(name)
+    shipped::scenarios_dir().join(name)
 }
 
 fn simulation(name: &str) -> Simulation {

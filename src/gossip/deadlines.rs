@@ -64,12 +64,10 @@ impl SuspicionDeadlines {
             self.armed = None;
         }
         let mut due = Vec::new();
-        while let Some(first) = self.by_time.first() {
-            if first.0 > now {
-                break;
+        while self.by_time.first().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, name)) = self.by_time.pop_first() {
+                due.push(name);
             }
-            let (_, name) = self.by_time.pop_first().expect("first exists");
-            due.push(name);
         }
         due
     }
