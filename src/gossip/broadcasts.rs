@@ -93,15 +93,33 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         }
     }
 
+    /// Drops what is queued about `subject`, hashed as `hashed`. Each place the index offers
+    /// is taken out of the order to be compared, and put back if its news is about another
+    /// subject (rare: the index's candidates are nearly always the subject's own entry): one
+    /// descent of the order where a lookup and then a removal took two.
+    fn remove_subject(&mut self, hashed: u64, subject: &S) {
+        let order = &mut self.order;
+        let found = self.by_subject.find_entry(hashed, |&place| match order.remove(&place) {
+            Some(news) if news.subject == *subject => true,
+            Some(news) => {
+                order.insert(place, news);
+                false
+            }
+            None => false,
+        });
+        if let Ok(entry) = found {
+            entry.remove();
+        }
+    }
+
     /// Queues `news`, replacing what was queued about its subject; past the queue's cap the
     /// most sent (then oldest) broadcast is dropped. Returns how many were dropped.
     pub fn push(&mut self, news: Arc<News<S>>) -> usize {
         self.next_id += 1;
         // Past 2^48 pushes ids would wrap and collide: years of pushes at any real rate.
         assert!(self.next_id <= ID_MASK, "broadcast ids fit in {ID_BITS} bits");
-        if let Some(place) = self.place_of(&news.subject) {
-            self.remove_place(place);
-        }
+        let hashed = hash(&news.subject);
+        self.remove_subject(hashed, &news.subject);
         // memberlist's Prune, as Serf calls it: drop from the end of the queue order, the
         // most sent first and, among equals, the oldest. The new broadcast goes first in the
         // order, so making room before it drops what dropping after it would.
@@ -112,7 +130,6 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
             dropped += 1;
         }
         let place = place(0, self.next_id);
-        let hashed = hash(&news.subject);
         self.order.insert(place, news);
         let order = &self.order;
         let rehash = |p: &u64| hash(&order.get(p).expect("indexed places are queued").subject);
@@ -139,11 +156,13 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
     /// Takes broadcasts in queue order while `fits` accepts them (it stops at the first it
     /// refuses); each taken one counts as sent once more and is dropped at `limit` sends.
     pub fn take(&mut self, limit: u32, mut fits: impl FnMut(&[u8]) -> bool) -> Vec<Arc<News<S>>> {
-        let taken: Vec<u64> =
-            self.order.iter().take_while(|(_, news)| fits(&news.message)).map(|(&place, _)| place).collect();
+        let count = self.order.values().take_while(|news| fits(&news.message)).count();
+        // The first `count` in the order: popped before any goes back, they come out in
+        // order (one sent again may go back before the next taken), and a pop follows the
+        // tree's first edges where a removal by place compares keys down the tree.
+        let taken: Vec<(u64, Arc<News<S>>)> = (0..count).filter_map(|_| self.order.pop_first()).collect();
         let mut messages = Vec::with_capacity(taken.len());
-        for at in taken {
-            let Some(news) = self.order.remove(&at) else { continue };
+        for (at, news) in taken {
             let indexed = self.by_subject.find_entry(hash(&news.subject), |&p| p == at);
             let sent = times_sent(at) + 1;
             if sent < limit.min(SENT_MAX) {

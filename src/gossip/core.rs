@@ -1206,8 +1206,8 @@ impl Agent {
             return;
         }
         let nodes = self.members.len();
-        let bounds = self.suspicion_bounds();
-        let mult = self.config.suspicion_mult;
+        let min = self.suspicion_min();
+        let (mult, max_mult) = (self.config.suspicion_mult, self.config.suspicion_max_timeout_mult);
         let Some(member) = self.members.get_mut(name) else { return };
         if incarnation < member.state.incarnation {
             return;
@@ -1229,7 +1229,7 @@ impl Agent {
             }
             _ => return,
         }
-        let suspicion = Suspicion::new(now, from, nodes, mult, bounds);
+        let suspicion = Suspicion::new(now, from, nodes, mult, min, max_mult);
         member.update(&self.interner, |s| {
             s.incarnation = incarnation;
             s.status = Status::Suspect;
@@ -1332,10 +1332,11 @@ impl Agent {
         self.enqueue(Subject::Member, &me.name.clone(), Message::Alive(me));
     }
 
-    fn suspicion_bounds(&self) -> (Duration, Duration) {
+    /// The shortest suspicion timeout at the cluster's size now.
+    fn suspicion_min(&self) -> Duration {
         let config = &self.config;
         let (mult, max_mult) = (config.suspicion_mult, config.suspicion_max_timeout_mult);
-        lifeguard::suspicion_bounds(self.members.len(), mult, max_mult, config.probe_interval)
+        lifeguard::suspicion_bounds(self.members.len(), mult, max_mult, config.probe_interval).0
     }
 
     fn retransmit_limit(&self) -> u32 {

@@ -40,7 +40,7 @@ use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_M
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Footprint, Timer};
 use rollcall::gossip::driver::{View, keyring_change, state_changes};
-use rollcall::gossip::intern::Interner;
+use rollcall::gossip::intern::{InternedCounts, Interner};
 use rollcall::gossip::keyring::{KeyOp, Keyring};
 use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
@@ -337,6 +337,8 @@ impl<'a> Engine<'a> {
         let (queued, queue_capacity) = (self.queue.len(), self.queue.capacity());
         let Footprint { members, suspicions, broadcasts } = held;
         tracing::debug!(queued, queue_capacity, members, suspicions, broadcasts, "event engine holds");
+        let InternedCounts { names, states, news } = self.interner.counts();
+        tracing::debug!(names, states, news, "event engine shares");
     }
 
     fn new(world: &'a World, plan: &'a Plan, seed: u64) -> Self {

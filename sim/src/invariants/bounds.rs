@@ -330,8 +330,8 @@ impl Detection {
 /// A suspicion with one accuser in a cluster of `nodes`, as the agent would start it.
 fn lone_suspicion(gossip: &GossipConfig, nodes: usize) -> Suspicion {
     let (mult, max_mult) = (gossip.suspicion_mult, gossip.suspicion_max_timeout_mult);
-    let bounds = lifeguard::suspicion_bounds(nodes, mult, max_mult, gossip.probe_interval);
-    Suspicion::new(Duration::ZERO, "accuser", nodes, mult, bounds)
+    let (min, _) = lifeguard::suspicion_bounds(nodes, mult, max_mult, gossip.probe_interval);
+    Suspicion::new(Duration::ZERO, "accuser", nodes, mult, min, max_mult)
 }
 
 fn suspicion_term(gossip: &GossipConfig, nodes: usize) -> String {
