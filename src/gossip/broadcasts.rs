@@ -249,4 +249,27 @@ mod tests {
         assert_eq!(sent(queue.take(2, |_| true)), vec![intent("a", 0)]);
         assert!(queue.is_empty());
     }
+
+    /// A subject whose hash is the same as every other's: the index offers each queued place.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Colliding(&'static str);
+
+    impl Hash for Colliding {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            0u8.hash(state);
+        }
+    }
+
+    #[test]
+    fn a_replacement_among_colliding_subjects_keeps_the_others() {
+        let mut queue = BroadcastQueue::default();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            queue.push(news(Colliding(name), intent(name, i as u64)));
+        }
+        queue.push(news(Colliding("a"), intent("a", 9)));
+        assert_eq!(queue.len(), 3);
+        assert!(["a", "b", "c"].iter().all(|name| queue.contains(&Colliding(name))));
+        assert_eq!(sent(queue.take(1, |_| true)), vec![intent("a", 9), intent("c", 2), intent("b", 1)]);
+        assert!(queue.is_empty());
+    }
 }

@@ -163,6 +163,10 @@ pub struct Footprint {
     pub suspicions: usize,
     /// Broadcasts queued: memberlist's and Serf's intents.
     pub broadcasts: usize,
+    /// Intents about members not met yet, buffered (Serf's recent intents).
+    pub recent_intents: usize,
+    /// Members whose entry changed since the driver last took them.
+    pub changed: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -458,6 +462,8 @@ impl Agent {
             members: self.members.len(),
             suspicions: self.deadlines.len(),
             broadcasts: self.broadcasts.len() + self.intents.len(),
+            recent_intents: self.recent_intents.len(),
+            changed: self.changed.len(),
         }
     }
 
@@ -1335,8 +1341,7 @@ impl Agent {
     /// The shortest suspicion timeout at the cluster's size now.
     fn suspicion_min(&self) -> Duration {
         let config = &self.config;
-        let (mult, max_mult) = (config.suspicion_mult, config.suspicion_max_timeout_mult);
-        lifeguard::suspicion_bounds(self.members.len(), mult, max_mult, config.probe_interval).0
+        lifeguard::suspicion_min(self.members.len(), config.suspicion_mult, config.probe_interval)
     }
 
     fn retransmit_limit(&self) -> u32 {

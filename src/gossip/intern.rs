@@ -15,9 +15,10 @@ use super::codec::{Name, NodeState};
 /// A table first forgets the values nothing else holds any more when it reaches this many...
 const SWEEP_FIRST: usize = 1 << 12;
 /// ...and afterwards when it holds this many times what its last sweep kept. So it holds at
-/// most that many times the values its agents use, which their own tables and queues bound
-/// (a peer sending made-up names grows it only as far as it grows those), and sweeping costs
-/// a constant share of the insertions. A fixed cap would not do: a halves partition of 3,000
+/// most that many times the most values its agents used at once since that sweep, which
+/// their own tables and queues bound (a peer sending made-up names grows it only as far as
+/// it grows those), and each sweep, over a table shrunk to what it kept, costs a constant
+/// share of the insertions since the last. A fixed cap would not do: a halves partition of 3,000
 /// simulated nodes puts 260,000 distinct suspicions and deaths (one per accuser) in use at
 /// once, and every value past a cap would be a copy per agent.
 const SWEEP_GROWTH: usize = 2;
@@ -61,6 +62,7 @@ impl Interner {
         let tables = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         InternedCounts {
             names: tables.names.values.len(),
+            tags: tables.tags.values.len(),
             states: tables.states.values.len(),
             news: tables.broadcasts.values.len(),
         }
@@ -81,6 +83,8 @@ impl Interner {
 pub struct InternedCounts {
     /// Names shared.
     pub names: usize,
+    /// Tag sets shared.
+    pub tags: usize,
     /// Member states shared.
     pub states: usize,
     /// Pieces of news shared.
@@ -112,6 +116,8 @@ impl<T: Hash + Eq + ?Sized> Table<T> {
             // Only the table holds these: nothing shares them any more.
             self.values.retain(|known| Arc::strong_count(known) > 1);
             self.sweep_at = (self.values.len() * SWEEP_GROWTH).max(SWEEP_FIRST);
+            // A storm's peak would otherwise stay allocated, and be scanned at every sweep.
+            self.values.shrink_to(self.sweep_at);
         }
         self.values.insert(value.clone());
         value
@@ -167,5 +173,20 @@ mod tests {
         assert_eq!(table.values.len(), SWEEP_FIRST + 1);
         assert!(more.iter().all(|name| Arc::ptr_eq(name, &table.shared(name.clone()))));
         assert!(table.values.contains("late") && !table.values.contains("n0"));
+    }
+
+    #[test]
+    fn a_sweep_gives_back_the_room_a_storm_took() {
+        let mut table = Table::<str>::default();
+        let storm: Vec<Name> =
+            (0..4 * SWEEP_FIRST).map(|i| table.shared(Name::from(format!("s{i}")))).collect();
+        let peak = table.values.capacity();
+        drop(storm);
+        // The next insertion past the last sweep's doubling forgets the storm.
+        let room = table.sweep_at + 1 - table.values.len();
+        let calm: Vec<Name> = (0..room).map(|i| table.shared(Name::from(format!("c{i}")))).collect();
+        assert_eq!(table.values.len(), calm.len());
+        assert_eq!(table.sweep_at, SWEEP_FIRST);
+        assert!(table.values.capacity() < peak / 2, "{} of {peak}", table.values.capacity());
     }
 }

@@ -48,12 +48,24 @@ pub fn probe_delta(acked: bool, expected_nacks: u32, nacks: u32) -> i32 {
     }
 }
 
-/// The suspicion timeout's bounds for a cluster of `nodes` (dead ones not yet reaped
-/// included): min = `mult` x max(1, log10 nodes) x `interval`, max = `max_mult` x min.
-pub fn suspicion_bounds(nodes: usize, mult: u32, max_mult: u32, interval: Duration) -> (Duration, Duration) {
+/// The shortest suspicion timeout for a cluster of `nodes` (dead ones not yet reaped
+/// included): `mult` x max(1, log10 nodes) x `interval`.
+pub fn suspicion_min(nodes: usize, mult: u32, interval: Duration) -> Duration {
     let scale = (nodes.max(1) as f64).log10().max(1.0);
-    let min = interval.mul_f64(f64::from(mult) * scale);
-    (min, min * max_mult.max(1))
+    interval.mul_f64(f64::from(mult) * scale)
+}
+
+/// The suspicion timeout's bounds for a cluster of `nodes`: [`suspicion_min`] and `max_mult`
+/// times it.
+pub fn suspicion_bounds(nodes: usize, mult: u32, max_mult: u32, interval: Duration) -> (Duration, Duration) {
+    let min = suspicion_min(nodes, mult, interval);
+    (min, Duration::from_nanos(longest(nanos(min), max_mult)))
+}
+
+/// The longest timeout, in nanoseconds, for the shortest `min`: `max_mult` (at least 1)
+/// times it, saturating.
+fn longest(min: u64, max_mult: u32) -> u64 {
+    min.saturating_mul(u64::from(max_mult.max(1)))
 }
 
 /// Accusers a suspicion holds inline: the first plus memberlist's default two confirmations
@@ -70,7 +82,7 @@ pub struct Suspicion {
     since: u64,
     min: u64,
     /// The longest timeout over the shortest: 4 bytes where the longest itself took 8, which
-    /// puts a suspicion in the allocator's 48-byte class instead of its 64-byte one.
+    /// makes a suspicion 48 bytes instead of 56.
     max_mult: u32,
     /// Independent confirmations wanted for the shortest timeout (0: the timeout is min).
     wanted: u32,
@@ -119,8 +131,8 @@ impl Suspicion {
     /// How long the suspicion lasts with the confirmations so far:
     /// max - (max - min) x ln(c + 1) / ln(wanted + 1), never below min.
     pub fn timeout(&self) -> Duration {
-        let max = self.min.saturating_mul(u64::from(self.max_mult));
-        let (min, max) = (Duration::from_nanos(self.min), Duration::from_nanos(max));
+        let max = Duration::from_nanos(longest(self.min, self.max_mult));
+        let min = Duration::from_nanos(self.min);
         if self.wanted == 0 {
             return min;
         }

@@ -333,12 +333,15 @@ impl<'a> Engine<'a> {
             held.members += one.members;
             held.suspicions += one.suspicions;
             held.broadcasts += one.broadcasts;
+            held.recent_intents += one.recent_intents;
+            held.changed += one.changed;
         }
         let (queued, queue_capacity) = (self.queue.len(), self.queue.capacity());
-        let Footprint { members, suspicions, broadcasts } = held;
+        let Footprint { members, suspicions, broadcasts, recent_intents, changed } = held;
         tracing::debug!(queued, queue_capacity, members, suspicions, broadcasts, "event engine holds");
-        let InternedCounts { names, states, news } = self.interner.counts();
-        tracing::debug!(names, states, news, "event engine shares");
+        tracing::debug!(recent_intents, changed, "event engine buffers");
+        let InternedCounts { names, tags, states, news } = self.interner.counts();
+        tracing::debug!(names, tags, states, news, "event engine shares");
     }
 
     fn new(world: &'a World, plan: &'a Plan, seed: u64) -> Self {

@@ -330,14 +330,14 @@ impl Detection {
 /// A suspicion with one accuser in a cluster of `nodes`, as the agent would start it.
 fn lone_suspicion(gossip: &GossipConfig, nodes: usize) -> Suspicion {
     let (mult, max_mult) = (gossip.suspicion_mult, gossip.suspicion_max_timeout_mult);
-    let (min, _) = lifeguard::suspicion_bounds(nodes, mult, max_mult, gossip.probe_interval);
+    let min = lifeguard::suspicion_min(nodes, mult, gossip.probe_interval);
     Suspicion::new(Duration::ZERO, "accuser", nodes, mult, min, max_mult)
 }
 
 fn suspicion_term(gossip: &GossipConfig, nodes: usize) -> String {
     let min = format!("{} x max(1, log10 {nodes}) probe intervals", gossip.suspicion_mult);
     if lone_suspicion(gossip, nodes).timeout()
-        > lifeguard::suspicion_bounds(nodes, gossip.suspicion_mult, 1, gossip.probe_interval).0
+        > lifeguard::suspicion_min(nodes, gossip.suspicion_mult, gossip.probe_interval)
     {
         format!("suspicion, unconfirmed ({} x {min})", gossip.suspicion_max_timeout_mult)
     } else {
