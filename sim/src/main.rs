@@ -16,8 +16,9 @@ mod figures;
 mod real_cli;
 
 // The event engine allocates and frees small entries (names, messages, queue nodes) by the
-// hundred million at thousands of nodes; mimalloc does that faster and with less
-// fragmentation than glibc (measured on gossip-1k: see the closing note of issue 11).
+// hundred million at thousands of nodes; mimalloc does that faster than glibc (the first
+// 1,000-node minute: 14.8 s against 19.5 s) and, in its version 2, in less memory than its
+// version 3 (sim/Cargo.toml says how much).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
