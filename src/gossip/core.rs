@@ -322,7 +322,7 @@ pub struct Agent {
     intents: BroadcastQueue<Name>,
     /// What each limit refused (dropped broadcasts as Serf counts its pruned messages).
     limits: LimitCounts,
-    /// Shares names and tags with other tables.
+    /// Shares names, tags, member states and news with other tables.
     interner: Interner,
     rng: ChaCha8Rng,
     next_seq: u32,
@@ -401,7 +401,8 @@ impl Agent {
         }
     }
 
-    /// Shares names and tags with the other tables of `interner` (agents of one process).
+    /// Shares names, tags, member states and news with the other tables of `interner`
+    /// (agents of one process).
     pub fn share_interner(&mut self, interner: Interner) {
         self.interner = interner;
     }

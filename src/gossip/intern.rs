@@ -15,10 +15,10 @@ use super::codec::{Name, NodeState};
 /// A table first forgets the values nothing else holds any more when it reaches this many...
 const SWEEP_FIRST: usize = 1 << 12;
 /// ...and afterwards when it holds this many times what its last sweep kept. So it holds at
-/// most that many times the most values its agents used at once since that sweep, which
-/// their own tables and queues bound (a peer sending made-up names grows it only as far as
-/// it grows those), and each sweep, over a table shrunk to what it kept, costs a constant
-/// share of the insertions since the last. A fixed cap would not do: a halves partition of 3,000
+/// most that many times what was in use at its last sweep, which the agents' own tables and
+/// queues bound (a peer sending made-up names grows it only as far as it grows those), and
+/// each sweep, over a table shrunk to its next sweep point, costs a constant share of the
+/// insertions since the last. A fixed cap would not do: a halves partition of 3,000
 /// simulated nodes puts 260,000 distinct suspicions and deaths (one per accuser) in use at
 /// once, and every value past a cap would be a copy per agent.
 const SWEEP_GROWTH: usize = 2;

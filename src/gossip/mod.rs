@@ -7,7 +7,7 @@
 //! - [`codec`]: the datagram format; [`keyring`]: its label and AES-GCM encryption.
 //! - [`driver`]: runs the agent on a [`crate::net::Net`] with timers and the loss model.
 //! - [`broadcasts`]: the queue of pending broadcasts.
-//! - [`intern`]: names and tags shared between member tables.
+//! - [`intern`]: names, tags, member states and news shared between tables and queues.
 //! - [`table`]: the member table's layout (insertion order and a hash index).
 //! - [`coalesce`] and [`handlers`]: Serf's event handlers, coalesced, on real processes.
 

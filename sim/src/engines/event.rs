@@ -322,7 +322,8 @@ impl Delivered {
 
 impl<'a> Engine<'a> {
     /// What the run holds, for the progress log (RUST_LOG=debug): where a large run's memory
-    /// goes (queued happenings, and what the agents hold summed over all of them).
+    /// goes (queued happenings, what the agents hold and buffer summed over all of them, and
+    /// how many values the shared interner holds).
     fn log_holdings(&self) {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;
