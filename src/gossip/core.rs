@@ -169,6 +169,16 @@ pub struct Footprint {
     pub changed: usize,
 }
 
+impl std::ops::AddAssign for Footprint {
+    fn add_assign(&mut self, other: Self) {
+        self.members += other.members;
+        self.suspicions += other.suspicions;
+        self.broadcasts += other.broadcasts;
+        self.recent_intents += other.recent_intents;
+        self.changed += other.changed;
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Member {
     /// Shared with every other table that holds the same state (see [`Interner`]).

@@ -95,8 +95,8 @@ pub struct Suspicion {
 impl Suspicion {
     /// A suspicion started at `since` by `accuser`, in a cluster of `nodes`, lasting from
     /// `min` to `max_mult` times `min` ([`suspicion_bounds`]; just `min` when no
-    /// confirmations are wanted). memberlist wants `mult - 2`
-    /// confirmations, and none when the cluster has too few other nodes to give them.
+    /// confirmations are wanted). memberlist wants `mult - 2` confirmations, and none when
+    /// the cluster has too few other nodes to give them.
     pub fn new(
         since: Duration,
         accuser: &str,

@@ -330,12 +330,7 @@ impl<'a> Engine<'a> {
         }
         let mut held = Footprint::default();
         for agent in self.hosts.iter().filter_map(|host| host.agent.as_ref()) {
-            let one = agent.agent.footprint();
-            held.members += one.members;
-            held.suspicions += one.suspicions;
-            held.broadcasts += one.broadcasts;
-            held.recent_intents += one.recent_intents;
-            held.changed += one.changed;
+            held += agent.agent.footprint();
         }
         let (queued, queue_capacity) = (self.queue.len(), self.queue.capacity());
         let Footprint { members, suspicions, broadcasts, recent_intents, changed } = held;
