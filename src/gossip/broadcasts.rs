@@ -38,6 +38,12 @@ fn times_sent(place: u64) -> u32 {
     (place >> ID_BITS) as u32
 }
 
+/// Where the broadcast at `at` goes once sent again, or none if that makes `limit` sends.
+fn next_place(at: u64, limit: u32) -> Option<u64> {
+    let sent = times_sent(at) + 1;
+    (sent < limit).then(|| place(sent, ID_MASK - (at & ID_MASK)))
+}
+
 /// One piece of news: an encoded message and the subject it is about. Shared: the same news
 /// queued by many agents of one process is allocated once, and a queue entry is one pointer
 /// to it.
@@ -161,18 +167,23 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         // order (one sent again may go back before the next taken), and a pop follows the
         // tree's first edges where a removal by place compares keys down the tree.
         let taken: Vec<(u64, Arc<News<S>>)> = (0..count).filter_map(|_| self.order.pop_first()).collect();
+        let limit = limit.min(SENT_MAX);
+        // The index first, for every taken broadcast, then the order: the index's probes
+        // are independent of one another, so their cache misses overlap, where each one
+        // between two B-tree inserts waited alone.
+        for (at, news) in &taken {
+            let Ok(mut indexed) = self.by_subject.find_entry(hash(&news.subject), |&p| p == *at) else {
+                continue;
+            };
+            match next_place(*at, limit) {
+                Some(next) => *indexed.get_mut() = next,
+                None => drop(indexed.remove()),
+            }
+        }
         let mut messages = Vec::with_capacity(taken.len());
         for (at, news) in taken {
-            let indexed = self.by_subject.find_entry(hash(&news.subject), |&p| p == at);
-            let sent = times_sent(at) + 1;
-            if sent < limit.min(SENT_MAX) {
-                let next = place(sent, ID_MASK - (at & ID_MASK));
-                if let Ok(mut entry) = indexed {
-                    *entry.get_mut() = next;
-                }
+            if let Some(next) = next_place(at, limit) {
                 self.order.insert(next, news.clone());
-            } else if let Ok(entry) = indexed {
-                entry.remove();
             }
             messages.push(news);
         }
