@@ -38,7 +38,8 @@ fn times_sent(place: u64) -> u32 {
     (place >> ID_BITS) as u32
 }
 
-/// Where the broadcast at `at` goes once sent again, or none if that makes `limit` sends.
+/// Where the broadcast at `at` goes once sent again, or none once that makes `limit` sends
+/// or more (the limit follows the member count, so it can shrink below what was sent).
 fn next_place(at: u64, limit: u32) -> Option<u64> {
     let sent = times_sent(at) + 1;
     (sent < limit).then(|| place(sent, ID_MASK - (at & ID_MASK)))
@@ -170,7 +171,9 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         let limit = limit.min(SENT_MAX);
         // The index first, for every taken broadcast, then the order: the index's probes
         // are independent of one another, so their cache misses overlap, where each one
-        // between two B-tree inserts waited alone.
+        // between two B-tree inserts waited alone. Nothing here reads the order (the index
+        // compares places and never rehashes), so the places missing from it meanwhile do not
+        // matter.
         for (at, news) in &taken {
             let Ok(mut indexed) = self.by_subject.find_entry(hash(&news.subject), |&p| p == *at) else {
                 continue;
@@ -209,6 +212,18 @@ mod tests {
     /// The messages of what `take` took.
     fn sent<S>(taken: Vec<Arc<News<S>>>) -> Vec<Box<[u8]>> {
         taken.iter().map(|news| news.message.clone()).collect()
+    }
+
+    #[test]
+    fn a_place_sent_again_moves_one_tier_down_and_keeps_its_id_until_the_limit() {
+        assert_eq!(next_place(place(0, 7), 2), Some(place(1, 7)));
+        assert_eq!(times_sent(place(1, 7)), 1);
+        assert_eq!(next_place(place(1, 7), 2), None, "the second send is the last of two");
+        assert_eq!(next_place(place(0, 7), 0), None, "a limit of 0 still sends once");
+        assert_eq!(next_place(place(5, 7), 3), None, "a limit that shrank below what was sent");
+        assert_eq!(next_place(place(SENT_MAX - 1, 7), SENT_MAX), None, "the clamp");
+        assert!(place(1, 8) < place(1, 7), "newest first within a tier");
+        assert!(place(0, 7) < place(1, 8), "least sent first");
     }
 
     #[test]
