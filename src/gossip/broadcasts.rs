@@ -1,9 +1,11 @@
-//! The queue of pending broadcasts (memberlist's TransmitLimitedQueue): least-sent first and,
-//! among equals, newest first; a newer broadcast about the same subject replaces the older;
-//! each one is dropped after the retransmit limit. Ordered by a one-word key and found by a
-//! hash of its subject, so taking the next few costs a logarithm of the queue and replacing
-//! one a lookup, not a pass over it: during a join storm of thousands of nodes the queue holds
-//! thousands of broadcasts.
+//! The queue of pending broadcasts (memberlist's TransmitLimitedQueue): least-sent first,
+//! then longest first, then newest first; a newer broadcast about the same subject replaces
+//! the older; each one is dropped after the retransmit limit. A take fills the room it is
+//! given as memberlist's GetBroadcasts does: tier by tier (times sent), the longest broadcast
+//! that still fits, so a datagram's last bytes go to shorter news rather than stay empty.
+//! Ordered by a one-word key and found by a hash of its subject, so taking the next few costs
+//! a logarithm of the queue and replacing one a lookup, not a pass over it: during a join
+//! storm of thousands of nodes the queue holds thousands of broadcasts.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -15,34 +17,42 @@ use super::table::hash;
 
 /// Most of Serf's own broadcasts (join and leave intents) queued at once: its
 /// `MaxQueueDepth` (4,096), to which Serf prunes its queue, dropping the most sent (then the
-/// oldest). memberlist's own queue (alive, suspect, dead) has no such bound: a newer message
-/// about a member replaces the older, so it holds one per member, and the agent bounds it by
-/// its member table.
+/// shortest, then the oldest: the end of the order). memberlist's own queue (alive, suspect,
+/// dead) has no such bound: a newer message about a member replaces the older, so it holds
+/// one per member, and the agent bounds it by its member table.
 pub const BROADCASTS_MAX: usize = 4096;
 
-/// Ids are this many bits: one id per push, so 2^48 pushes (years at any real rate).
-const ID_BITS: u32 = 48;
+/// Ids are this many bits: one id per push, so 2^44 pushes (17 trillion: years at any real
+/// rate).
+const ID_BITS: u32 = 44;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
-/// Sends a broadcast can count in the bits above the id; a larger retransmit limit (only a
-/// configuration could ask for one) stops at this.
-const SENT_MAX: u32 = (1 << (64 - ID_BITS)) - 1;
+/// Message lengths the order tells apart, in the bits above the id. A datagram is smaller,
+/// so a longer message (it can never be sent) only sorts as if it were this long.
+const LEN_BITS: u32 = 12;
+const LEN_MAX: usize = (1 << LEN_BITS) - 1;
+/// Times sent are counted in the bits above the length.
+const SENT_SHIFT: u32 = ID_BITS + LEN_BITS;
+/// Sends a broadcast can count; a larger retransmit limit (only a configuration could ask
+/// for one) stops at this.
+const SENT_MAX: u32 = (1 << (64 - SENT_SHIFT)) - 1;
 
-/// A broadcast's place in the queue order: times sent in the high bits, then newest first
-/// (ids only grow, so the low bits hold the id's complement). One word: 10,000 simulated
-/// nodes queue 100 million broadcasts.
-fn place(sent: u32, id: u64) -> u64 {
-    (u64::from(sent) << ID_BITS) | (ID_MASK - (id & ID_MASK))
+/// A broadcast's place in the queue order: times sent in the high bits, then its length's
+/// complement (longest first), then newest first (ids only grow, so the low bits hold the
+/// id's complement). One word: 10,000 simulated nodes queue 100 million broadcasts.
+fn place(sent: u32, len: usize, id: u64) -> u64 {
+    let shortness = (LEN_MAX - len.min(LEN_MAX)) as u64;
+    (u64::from(sent) << SENT_SHIFT) | (shortness << ID_BITS) | (ID_MASK - (id & ID_MASK))
 }
 
 fn times_sent(place: u64) -> u32 {
-    (place >> ID_BITS) as u32
+    (place >> SENT_SHIFT) as u32
 }
 
 /// Where the broadcast at `at` goes once sent again, or none once that makes `limit` sends
 /// or more (the limit follows the member count, so it can shrink below what was sent).
 fn next_place(at: u64, limit: u32) -> Option<u64> {
-    let sent = times_sent(at) + 1;
-    (sent < limit).then(|| place(sent, ID_MASK - (at & ID_MASK)))
+    // Below the limit, which is at most SENT_MAX, one more send stays within its bits.
+    (times_sent(at) + 1 < limit).then(|| at + (1 << SENT_SHIFT))
 }
 
 /// One piece of news: an encoded message and the subject it is about. Shared: the same news
@@ -123,20 +133,21 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
     /// most sent (then oldest) broadcast is dropped. Returns how many were dropped.
     pub fn push(&mut self, news: Arc<News<S>>) -> usize {
         self.next_id += 1;
-        // Past 2^48 pushes ids would wrap and collide: years of pushes at any real rate.
+        // Past 2^44 pushes ids would wrap and collide: years of pushes at any real rate.
         assert!(self.next_id <= ID_MASK, "broadcast ids fit in {ID_BITS} bits");
         let hashed = hash(&news.subject);
         self.remove_subject(hashed, &news.subject);
         // memberlist's Prune, as Serf calls it: drop from the end of the queue order, the
-        // most sent first and, among equals, the oldest. The new broadcast goes first in the
-        // order, so making room before it drops what dropping after it would.
+        // most sent first and, among equals, the shortest, then the oldest. The new broadcast
+        // goes first in the order, so making room before it drops what dropping after it
+        // would.
         let mut dropped = 0;
         while self.order.len() >= self.cap {
             let Some((&last, _)) = self.order.last_key_value() else { break };
             self.remove_place(last);
             dropped += 1;
         }
-        let place = place(0, self.next_id);
+        let place = place(0, news.message.len(), self.next_id);
         self.order.insert(place, news);
         let order = &self.order;
         let rehash = |p: &u64| hash(&order.get(p).expect("indexed places are queued").subject);
@@ -160,14 +171,11 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         self.order.len()
     }
 
-    /// Takes broadcasts in queue order while `fits` accepts them (it stops at the first it
-    /// refuses); each taken one counts as sent once more and is dropped at `limit` sends.
-    pub fn take(&mut self, limit: u32, mut fits: impl FnMut(&[u8]) -> bool) -> Vec<Arc<News<S>>> {
-        let count = self.order.values().take_while(|news| fits(&news.message)).count();
-        // The first `count` in the order: popped before any goes back, they come out in
-        // order (one sent again may go back before the next taken), and a pop follows the
-        // tree's first edges where a removal by place compares keys down the tree.
-        let taken: Vec<(u64, Arc<News<S>>)> = (0..count).filter_map(|_| self.order.pop_first()).collect();
+    /// Takes broadcasts that fit in `room` bytes, as memberlist's GetBroadcasts does, and
+    /// takes what they use from it; each taken one counts as sent once more and is dropped at
+    /// `limit` sends.
+    pub fn take(&mut self, limit: u32, room: &mut usize) -> Vec<Arc<News<S>>> {
+        let taken = self.take_fitting(room);
         let limit = limit.min(SENT_MAX);
         // The index first, for every taken broadcast, then the order: the index's probes
         // are independent of one another, so their cache misses overlap, where each one
@@ -193,6 +201,52 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         debug_assert_eq!(self.by_subject.len(), self.order.len(), "every queued place is indexed");
         messages
     }
+
+    /// Takes out of the order, tier by tier from the least sent, the longest broadcast that
+    /// still fits in `room` (the newest among equals), until nothing more fits; none goes
+    /// back to a later tier before the caller puts it there, so none is taken twice.
+    fn take_fitting(&mut self, room: &mut usize) -> Vec<(u64, Arc<News<S>>)> {
+        let mut taken = Vec::new();
+        let (Some((&first, _)), Some((&last, _))) =
+            (self.order.first_key_value(), self.order.last_key_value())
+        else {
+            return taken;
+        };
+        let (mut tier, last_tier) = (times_sent(first), times_sent(last));
+        while *room > 0 && tier <= last_tier {
+            let Some(at) = self.first_fitting(tier, *room) else {
+                tier += 1;
+                continue;
+            };
+            // The first of the whole order is popped along the tree's first edges; another
+            // is found by its key.
+            let popped = match self.order.first_key_value() {
+                Some((&first, _)) if first == at => self.order.pop_first(),
+                _ => self.order.remove_entry(&at),
+            };
+            let Some((at, news)) = popped else { break };
+            *room -= news.message.len();
+            taken.push((at, news));
+        }
+        taken
+    }
+
+    /// The place of the first broadcast of `tier` that fits in `room` bytes. The tier's
+    /// broadcasts longer than `room` come first in it, so the search starts past them.
+    fn first_fitting(&self, tier: u32, room: usize) -> Option<u64> {
+        let (from, to) = (place(tier, room, ID_MASK), place(tier + 1, LEN_MAX, ID_MASK));
+        let fits = |news: &Arc<News<S>>| news.message.len() <= room;
+        // Most often it is the first of the whole order (a join storm fills datagrams from
+        // the front of tier 0): no descent.
+        if let Some((&first, news)) = self.order.first_key_value()
+            && (from..to).contains(&first)
+            && fits(news)
+        {
+            return Some(first);
+        }
+        // Only a message longer than the order tells apart can be in range and not fit.
+        self.order.range(from..to).find(|(_, news)| fits(news)).map(|(&at, _)| at)
+    }
 }
 
 #[cfg(test)]
@@ -214,16 +268,24 @@ mod tests {
         taken.iter().map(|news| news.message.clone()).collect()
     }
 
+    /// Room for everything.
+    fn all() -> usize {
+        usize::MAX
+    }
+
     #[test]
-    fn a_place_sent_again_moves_one_tier_down_and_keeps_its_id_until_the_limit() {
-        assert_eq!(next_place(place(0, 7), 2), Some(place(1, 7)));
-        assert_eq!(times_sent(place(1, 7)), 1);
-        assert_eq!(next_place(place(1, 7), 2), None, "the second send is the last of two");
-        assert_eq!(next_place(place(0, 7), 0), None, "a limit of 0 still sends once");
-        assert_eq!(next_place(place(5, 7), 3), None, "a limit that shrank below what was sent");
-        assert_eq!(next_place(place(SENT_MAX - 1, 7), SENT_MAX), None, "the clamp");
-        assert!(place(1, 8) < place(1, 7), "newest first within a tier");
-        assert!(place(0, 7) < place(1, 8), "least sent first");
+    fn a_place_sent_again_moves_one_tier_down_and_keeps_its_length_and_id_until_the_limit() {
+        assert_eq!(next_place(place(0, 40, 7), 2), Some(place(1, 40, 7)));
+        assert_eq!(times_sent(place(1, 40, 7)), 1);
+        assert_eq!(next_place(place(1, 40, 7), 2), None, "the second send is the last of two");
+        assert_eq!(next_place(place(0, 40, 7), 0), None, "a limit of 0 still sends once");
+        assert_eq!(next_place(place(5, 40, 7), 3), None, "a limit that shrank below what was sent");
+        assert_eq!(next_place(place(SENT_MAX - 1, 40, 7), SENT_MAX), None, "the clamp");
+        assert_eq!(next_place(place(SENT_MAX - 2, 40, 7), SENT_MAX), Some(place(SENT_MAX - 1, 40, 7)));
+        assert!(place(1, 40, 8) < place(1, 40, 7), "newest first among equals");
+        assert!(place(1, 41, 7) < place(1, 40, 8), "longest first within a tier");
+        assert!(place(0, 1, 7) < place(1, LEN_MAX + 10, 8), "least sent first");
+        assert_eq!(place(0, LEN_MAX + 10, 7), place(0, LEN_MAX, 7), "longer sorts as the longest told apart");
     }
 
     #[test]
@@ -231,49 +293,62 @@ mod tests {
         let mut queue = BroadcastQueue::default();
         queue.push(news("a", intent("a", 1)));
         queue.push(news("b", intent("b", 1)));
-        assert_eq!(sent(queue.take(3, |_| true)), vec![intent("b", 1), intent("a", 1)]);
+        assert_eq!(sent(queue.take(3, &mut all())), vec![intent("b", 1), intent("a", 1)]);
         queue.push(news("a", intent("a", 2)));
         assert_eq!(queue.len(), 2);
         // The replaced one starts again at zero sends: it goes first.
-        assert_eq!(sent(queue.take(3, |_| true)), vec![intent("a", 2), intent("b", 1)]);
+        assert_eq!(sent(queue.take(3, &mut all())), vec![intent("a", 2), intent("b", 1)]);
     }
 
     #[test]
-    fn past_the_limit_the_most_sent_then_the_oldest_broadcast_is_dropped() {
+    fn past_the_limit_the_most_sent_then_the_shortest_then_the_oldest_is_dropped() {
         let mut queue = BroadcastQueue::default();
         for i in 0..BROADCASTS_MAX as u64 - 1 {
             assert_eq!(queue.push(news(i, intent("n", i))), 0);
         }
-        // The newest is sent once: it is the most sent, so it goes first.
-        assert_eq!(queue.push(news(u64::MAX - 1, intent("sent", 0))), 0);
-        let mut first = true;
-        assert_eq!(sent(queue.take(10, |_| std::mem::take(&mut first))), vec![intent("sent", 0)]);
+        // The newest is the longest of tier 0, so the first taken; sent once, it is the
+        // most sent.
+        let once = intent("sent", 0);
+        assert_eq!(queue.push(news(u64::MAX - 1, once.clone())), 0);
+        assert_eq!(sent(queue.take(10, &mut once.len())), vec![once]);
         assert_eq!(queue.push(news(u64::MAX, intent("last", 0))), 1);
         assert!(!queue.contains(&(u64::MAX - 1)) && queue.contains(&0) && queue.contains(&u64::MAX));
-        // All sent as often: the oldest goes.
+        // All sent as often: of the shortest (Lamport times under 128 take one byte), the
+        // oldest goes.
         assert_eq!(queue.push(news(u64::MAX - 2, intent("later", 0))), 1);
         assert_eq!(queue.len(), BROADCASTS_MAX);
-        assert!(!queue.contains(&0) && queue.contains(&1) && queue.contains(&(u64::MAX - 2)));
+        assert!(!queue.contains(&0) && queue.contains(&1) && queue.contains(&200));
+        assert!(queue.contains(&(u64::MAX - 2)));
     }
 
     #[test]
-    fn taking_stops_at_the_first_that_does_not_fit_and_drops_at_the_limit() {
+    fn a_take_fills_its_room_tier_by_tier_with_the_longest_that_fit_and_drops_at_the_limit() {
         let mut queue = BroadcastQueue::default();
-        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            queue.push(news(name, intent(name, i as u64)));
-        }
-        let mut room = 2;
-        let taken = queue.take(2, |_| {
-            room -= 1;
-            room >= 0
-        });
-        assert_eq!(sent(taken), vec![intent("c", 2), intent("b", 1)]);
-        assert!(queue.contains(&"c"));
-        assert_eq!(queue.take(2, |_| true).len(), 3);
-        // c and b reached their second send and are gone; a has one more.
-        assert!(!queue.contains(&"c") && !queue.contains(&"b") && queue.contains(&"a"));
-        assert_eq!(sent(queue.take(2, |_| true)), vec![intent("a", 0)]);
+        let (long, middle, short) = (intent("aaaaaaaa", 0), intent("bbbb", 0), intent("c", 0));
+        queue.push(news("c", short.clone()));
+        queue.push(news("b", middle.clone()));
+        queue.push(news("a", long.clone()));
+        // The middle one does not fit after the long one; the short one does.
+        let mut room = long.len() + short.len() + 1;
+        assert_eq!(sent(queue.take(2, &mut room)), vec![long.clone(), short.clone()]);
+        assert_eq!(room, 1, "what the taken ones used is taken from the room");
+        // Tier 0 first (the middle one), then tier 1 longest first; all but the middle one
+        // reach their second send and are gone.
+        assert_eq!(sent(queue.take(2, &mut all())), vec![middle.clone(), long, short]);
+        assert!(queue.contains(&"b") && !queue.contains(&"a") && !queue.contains(&"c"));
+        assert!(queue.take(2, &mut 0).is_empty(), "no room, nothing taken");
+        assert_eq!(sent(queue.take(2, &mut all())), vec![middle]);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_message_longer_than_the_order_tells_apart_is_taken_only_where_it_fits() {
+        let mut queue = BroadcastQueue::default();
+        let huge: Box<[u8]> = vec![7; LEN_MAX + 100].into();
+        queue.push(news("small", intent("s", 0)));
+        queue.push(news("huge", huge.clone()));
+        assert_eq!(sent(queue.take(5, &mut { LEN_MAX })), vec![intent("s", 0)]);
+        assert_eq!(sent(queue.take(5, &mut all())), vec![huge, intent("s", 0)]);
     }
 
     /// A subject whose hash is the same as every other's: the index offers each queued place.
@@ -295,7 +370,7 @@ mod tests {
         queue.push(news(Colliding("a"), intent("a", 9)));
         assert_eq!(queue.len(), 3);
         assert!(["a", "b", "c"].iter().all(|name| queue.contains(&Colliding(name))));
-        assert_eq!(sent(queue.take(1, |_| true)), vec![intent("a", 9), intent("c", 2), intent("b", 1)]);
+        assert_eq!(sent(queue.take(1, &mut all())), vec![intent("a", 9), intent("c", 2), intent("b", 1)]);
         assert!(queue.is_empty());
     }
 }

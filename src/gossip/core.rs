@@ -1601,14 +1601,11 @@ impl Agent {
     /// [`Agent::piggyback`] into a datagram of at most `bytes_max` bytes on the wire.
     fn piggyback_within(&mut self, packet: &[Message], bytes_max: usize) -> Vec<Arc<News<Name>>> {
         let limit = self.retransmit_limit();
-        let mut size = 8 + self.config.wire.overhead() + packet.iter().map(codec::encoded_len).sum::<usize>();
-        let mut fits = |message: &[u8]| {
-            let fits = size + message.len() <= bytes_max;
-            size += if fits { message.len() } else { 0 };
-            fits
-        };
-        let mut taken = self.broadcasts.take(limit, &mut fits);
-        taken.extend(self.intents.take(limit, &mut fits));
+        let size = 8 + self.config.wire.overhead() + packet.iter().map(codec::encoded_len).sum::<usize>();
+        let mut room = bytes_max.saturating_sub(size);
+        // memberlist's own broadcasts first, then Serf's in what they leave.
+        let mut taken = self.broadcasts.take(limit, &mut room);
+        taken.extend(self.intents.take(limit, &mut room));
         taken
     }
 
