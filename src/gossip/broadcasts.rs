@@ -30,6 +30,8 @@ const ID_MASK: u64 = (1 << ID_BITS) - 1;
 /// so a longer message (it can never be sent) only sorts as if it were this long.
 const LEN_BITS: u32 = 12;
 const LEN_MAX: usize = (1 << LEN_BITS) - 1;
+// Every room a take is given is a datagram's, so the order tells apart every length that fits.
+const _: () = assert!(super::codec::DATAGRAM_BYTES_MAX <= LEN_MAX);
 /// Times sent are counted in the bits above the length.
 const SENT_SHIFT: u32 = ID_BITS + LEN_BITS;
 /// Sends a broadcast can count; a larger retransmit limit (only a configuration could ask
@@ -40,6 +42,7 @@ const SENT_MAX: u32 = (1 << (64 - SENT_SHIFT)) - 1;
 /// complement (longest first), then newest first (ids only grow, so the low bits hold the
 /// id's complement). One word: 10,000 simulated nodes queue 100 million broadcasts.
 fn place(sent: u32, len: usize, id: u64) -> u64 {
+    debug_assert!(sent <= SENT_MAX, "times sent fit in their bits");
     let shortness = (LEN_MAX - len.min(LEN_MAX)) as u64;
     (u64::from(sent) << SENT_SHIFT) | (shortness << ID_BITS) | (ID_MASK - (id & ID_MASK))
 }
@@ -73,7 +76,8 @@ pub struct News<S> {
 /// order took half as much again.
 #[derive(Clone, Debug)]
 pub struct BroadcastQueue<S> {
-    /// Most broadcasts it holds; past it the most sent (then oldest) is dropped.
+    /// Most broadcasts it holds; past it the end of the order (the most sent, then the
+    /// shortest, then the oldest) is dropped.
     cap: usize,
     /// The news queued, by place.
     order: BTreeMap<u64, Arc<News<S>>>,
@@ -130,28 +134,28 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
     }
 
     /// Queues `news`, replacing what was queued about its subject; past the queue's cap the
-    /// most sent (then oldest) broadcast is dropped. Returns how many were dropped.
+    /// end of the order is dropped (the most sent, then the shortest, then the oldest: the new
+    /// one itself if it is the shortest of all unsent). Returns how many were dropped.
     pub fn push(&mut self, news: Arc<News<S>>) -> usize {
         self.next_id += 1;
         // Past 2^44 pushes ids would wrap and collide: years of pushes at any real rate.
         assert!(self.next_id <= ID_MASK, "broadcast ids fit in {ID_BITS} bits");
         let hashed = hash(&news.subject);
         self.remove_subject(hashed, &news.subject);
-        // memberlist's Prune, as Serf calls it: drop from the end of the queue order, the
-        // most sent first and, among equals, the shortest, then the oldest. The new broadcast
-        // goes first in the order, so making room before it drops what dropping after it
-        // would.
-        let mut dropped = 0;
-        while self.order.len() >= self.cap {
-            let Some((&last, _)) = self.order.last_key_value() else { break };
-            self.remove_place(last);
-            dropped += 1;
-        }
         let place = place(0, news.message.len(), self.next_id);
         self.order.insert(place, news);
         let order = &self.order;
         let rehash = |p: &u64| hash(&order.get(p).expect("indexed places are queued").subject);
         self.by_subject.insert_unique(hashed, place, rehash);
+        // memberlist's Prune, as Serf calls it: drop from the end of the queue order. After
+        // the insert, as Prune runs on the queue as it stands: a short new broadcast can be
+        // the end.
+        let mut dropped = 0;
+        while self.order.len() > self.cap {
+            let Some((&last, _)) = self.order.last_key_value() else { break };
+            self.remove_place(last);
+            dropped += 1;
+        }
         debug_assert_eq!(self.by_subject.len(), self.order.len(), "every queued place is indexed");
         dropped
     }
@@ -215,7 +219,11 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         let (mut tier, last_tier) = (times_sent(first), times_sent(last));
         while *room > 0 && tier <= last_tier {
             let Some(at) = self.first_fitting(tier, *room) else {
-                tier += 1;
+                // On to the next tier that holds anything.
+                match self.order.range(place(tier + 1, LEN_MAX, ID_MASK)..).next() {
+                    Some((&next, _)) => tier = times_sent(next),
+                    None => break,
+                }
                 continue;
             };
             // The first of the whole order is popped along the tree's first edges; another
@@ -339,6 +347,48 @@ mod tests {
         assert!(queue.take(2, &mut 0).is_empty(), "no room, nothing taken");
         assert_eq!(sent(queue.take(2, &mut all())), vec![middle]);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn the_longest_goes_first_whatever_its_age_and_alone_when_only_it_fits() {
+        let mut queue = BroadcastQueue::default();
+        let (long, short) = (intent("aaaaaaaa", 0), intent("c", 0));
+        queue.push(news("a", long.clone()));
+        queue.push(news("c", short.clone()));
+        assert_eq!(sent(queue.take(5, &mut long.len())), vec![long.clone()]);
+        queue.push(news("a", long.clone()));
+        assert_eq!(sent(queue.take(5, &mut all())), vec![long, short]);
+    }
+
+    #[test]
+    fn a_take_skips_empty_tiers_and_stops_at_the_retransmit_ceiling() {
+        let mut queue = BroadcastQueue::default();
+        queue.push(news("a", intent("a", 0)));
+        queue.take(10, &mut all());
+        queue.take(10, &mut all());
+        queue.push(news("b", intent("b", 0)));
+        // b in tier 0, a in tier 2, nothing in tier 1.
+        assert_eq!(sent(queue.take(10, &mut all())), vec![intent("b", 0), intent("a", 0)]);
+        let mut queue = BroadcastQueue::default();
+        queue.push(news("a", intent("a", 0)));
+        let mut takes = 0;
+        while !queue.is_empty() {
+            assert_eq!(queue.take(u32::MAX, &mut all()).len(), 1);
+            takes += 1;
+        }
+        assert_eq!(takes, SENT_MAX, "a limit past the ceiling sends as often as the ceiling");
+    }
+
+    #[test]
+    fn pruning_drops_the_shortest_of_the_least_sent_before_the_oldest_even_the_newcomer() {
+        let mut queue = BroadcastQueue::with_cap(3);
+        queue.push(news("x", intent("xxxxxxxx", 0)));
+        queue.push(news("y", intent("y", 0)));
+        queue.push(news("z", intent("zzzzzzzz", 0)));
+        assert_eq!(queue.push(news("w", intent("wwwwwwww", 0))), 1);
+        assert!(!queue.contains(&"y") && queue.contains(&"x"), "the short one goes, not the oldest");
+        assert_eq!(queue.push(news("v", intent("v", 0))), 1);
+        assert!(!queue.contains(&"v") && queue.len() == 3, "the newcomer was the end of the order");
     }
 
     #[test]
