@@ -426,6 +426,11 @@ impl Agent {
         member.status_ltime = self.clock.increment();
         let intent = Message::JoinIntent { name: me.name.to_string(), ltime: member.status_ltime };
         self.insert_member(member);
+        // memberlist's setAlive broadcasts our own alive (aliveNode while bootstrapping), so
+        // a joiner announces itself in its first gossip, not only through its seed's copy:
+        // without it a peer that no holder of the seed's copy picked heard of the joiner
+        // only at its next push-pull.
+        self.enqueue(Subject::Member, &me.name, Message::Alive(me.clone()));
         self.enqueue(Subject::Intent, &me.name, intent);
         touch(&mut self.version, &mut self.changed, &me.name);
         out.push(Action::Event(MemberEvent { change: MemberChange::Join, member: me }));
@@ -1570,6 +1575,11 @@ impl Agent {
         }
         for peer in self.random_peers(self.config.gossip_nodes, now, |_| true) {
             let broadcasts = self.piggyback(&[]);
+            // As memberlist's gossip: once the queues run dry, the other peers get nothing
+            // rather than an empty datagram.
+            if broadcasts.is_empty() {
+                return;
+            }
             self.send_with(peer, &[], &broadcasts, out);
         }
     }

@@ -222,6 +222,20 @@ fn a_lone_agent_announces_itself_and_arms_its_timers() {
 }
 
 #[test]
+fn a_started_agent_announces_its_own_alive_in_its_first_gossip() {
+    let mut agent = agent(config("s1", 2, &[]));
+    let mut out = Vec::new();
+    agent.start(Duration::ZERO, &mut out);
+    agent.handle_datagram(addr(1), &alive("ha", 1, 0), Duration::from_millis(10), &mut out).unwrap();
+    out.clear();
+    agent.handle_timer(Timer::Gossip, Duration::from_millis(200), &mut out);
+    let sent = sends(&out);
+    assert_eq!(sent.len(), 1, "one peer known: {sent:?}");
+    let own = |m: &Message| matches!(m, Message::Alive(state) if &*state.name == "s1");
+    assert!(sent[0].1.iter().any(own), "memberlist's setAlive: {sent:?}");
+}
+
+#[test]
 fn join_sends_push_pull_to_each_seed_and_a_reply_completes_it() {
     let mut joiner = agent(config("s1", 2, &[1]));
     let mut out = Vec::new();
