@@ -236,6 +236,23 @@ fn a_started_agent_announces_its_own_alive_in_its_first_gossip() {
 }
 
 #[test]
+fn a_gossip_tick_sends_nothing_more_once_the_queues_run_dry() {
+    let mut agent = agent(GossipConfig { retransmit_mult: 1, ..config("s1", 2, &[]) });
+    let mut out = Vec::new();
+    agent.start(Duration::ZERO, &mut out);
+    for (name, host) in [("ha", 1), ("s3", 3), ("s4", 4)] {
+        agent
+            .handle_datagram(addr(host), &alive(name, host, 0), Duration::from_millis(10), &mut out)
+            .unwrap();
+    }
+    out.clear();
+    // Each broadcast goes once (a limit of 1 x ceil(log10(5))), so the first of the three
+    // peers takes them all and the others get no datagram, empty or not.
+    agent.handle_timer(Timer::Gossip, Duration::from_millis(200), &mut out);
+    assert_eq!(sends(&out).len(), 1, "{:?}", sends(&out));
+}
+
+#[test]
 fn join_sends_push_pull_to_each_seed_and_a_reply_completes_it() {
     let mut joiner = agent(config("s1", 2, &[1]));
     let mut out = Vec::new();
