@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Scenarios that cost minutes to hours of wall time per seed, so CI leaves them out:
-/// gossip-50 about 45 s per seed under turmoil, gossip-1k about 45 s per seed on the event
+/// gossip-50 about 45 s per seed under turmoil, gossip-1k about 27 s per seed on the event
 /// engine in a release build (more in the test profile, which optimises less), gossip-10k
 /// 1 h 42 min and 18.7 GB at most (seed 1 at ecf46b6).
 /// `every_long_running_scenario_ends_as_expected` runs them.
