@@ -47,6 +47,11 @@ fn place(sent: u32, len: usize, id: u64) -> u64 {
     (u64::from(sent) << SENT_SHIFT) | (shortness << ID_BITS) | (ID_MASK - (id & ID_MASK))
 }
 
+/// The first place of the tier of broadcasts sent `sent` times.
+fn tier_start(sent: u32) -> u64 {
+    place(sent, LEN_MAX, ID_MASK)
+}
+
 fn times_sent(place: u64) -> u32 {
     (place >> SENT_SHIFT) as u32
 }
@@ -220,7 +225,7 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
         while *room > 0 && tier <= last_tier {
             let Some(at) = self.first_fitting(tier, *room) else {
                 // On to the next tier that holds anything.
-                match self.order.range(place(tier + 1, LEN_MAX, ID_MASK)..).next() {
+                match self.order.range(tier_start(tier + 1)..).next() {
                     Some((&next, _)) => tier = times_sent(next),
                     None => break,
                 }
@@ -242,7 +247,7 @@ impl<S: Hash + Eq> BroadcastQueue<S> {
     /// The place of the first broadcast of `tier` that fits in `room` bytes. The tier's
     /// broadcasts longer than `room` come first in it, so the search starts past them.
     fn first_fitting(&self, tier: u32, room: usize) -> Option<u64> {
-        let (from, to) = (place(tier, room, ID_MASK), place(tier + 1, LEN_MAX, ID_MASK));
+        let (from, to) = (place(tier, room, ID_MASK), tier_start(tier + 1));
         let fits = |news: &Arc<News<S>>| news.message.len() <= room;
         // Most often it is the first of the whole order (a join storm fills datagrams from
         // the front of tier 0): no descent.

@@ -223,7 +223,18 @@ pub enum MessageRef<'a> {
     },
 }
 
-impl MessageRef<'_> {
+impl<'a> MessageRef<'a> {
+    /// The member the message is about, if it is news about one (alive, suspect, dead, a join
+    /// or leave intent): not an accuser, nor a ping's target.
+    pub fn about(&self) -> Option<&'a str> {
+        match *self {
+            MessageRef::Alive(ref state) => Some(state.name),
+            MessageRef::Suspect { name, .. } | MessageRef::Dead { name, .. } => Some(name),
+            MessageRef::JoinIntent { name, .. } | MessageRef::LeaveIntent { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// The message, owned.
     pub fn to_message(&self) -> Message {
         match *self {
