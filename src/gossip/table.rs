@@ -5,8 +5,10 @@
 //! ordered map keyed by name cost about twice the entry itself in keys and node slack, plus a
 //! second list for the random draws, and every lookup compared names down the tree. Here an
 //! entry costs itself and a 4-byte slot of the index. Name order, which traces and push-pulls
-//! use, is made on demand by sorting.
+//! use, is made by sorting when first asked for and kept until an entry comes or goes: a
+//! settled table answers every push-pull from the same order.
 
+use std::cell::OnceCell;
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
@@ -38,11 +40,14 @@ pub struct Table<T> {
     /// Positions in `entries`, hashed by the entry's name. Nothing depends on its own order
     /// (a removal walks it only to renumber), so the hash function cannot change behaviour.
     index: HashTable<u32>,
+    /// Every position, in name order, once asked for; dropped when an entry comes or goes
+    /// (replacing one keeps its name, and so the order).
+    by_name: OnceCell<Vec<u32>>,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Self { entries: Vec::new(), index: HashTable::new() }
+        Self { entries: Vec::new(), index: HashTable::new(), by_name: OnceCell::new() }
     }
 }
 
@@ -111,6 +116,7 @@ impl<T: Named> Table<T> {
         let entries = &self.entries;
         self.index.insert_unique(hash(entry.name()), position, |&i| hash(entries[i as usize].name()));
         self.entries.push(entry);
+        self.by_name.take();
         true
     }
 
@@ -126,6 +132,7 @@ impl<T: Named> Table<T> {
                 *slot -= 1;
             }
         }
+        self.by_name.take();
         Some(self.entries.remove(position))
     }
 
@@ -136,7 +143,12 @@ impl<T: Named> Table<T> {
 
     /// Every entry, in name order.
     pub fn by_name(&self) -> Vec<&T> {
-        self.by_name_where(|_| true)
+        self.name_order().iter().map(|&i| &self.entries[i as usize]).collect()
+    }
+
+    /// Every position in name order, sorted once until the table's entries change.
+    fn name_order(&self) -> &[u32] {
+        self.by_name.get_or_init(|| self.positions_by_name_where(|_| true))
     }
 
     /// The entries `wanted` accepts, in name order (picked before sorting: a table of
@@ -224,5 +236,26 @@ mod tests {
         assert_eq!(table.at(40), &entry("n41", 41));
         assert!(table.insert(entry("n40", 400)));
         assert_eq!(table.at(99), &entry("n40", 400));
+    }
+
+    fn names_by_name(table: &Table<Entry>) -> Vec<String> {
+        table.by_name().into_iter().map(|e| e.0.clone()).collect()
+    }
+
+    #[test]
+    fn name_order_is_kept_until_an_entry_comes_or_goes() {
+        let mut table = Table::default();
+        for name in ["d", "b", "c"] {
+            table.insert(entry(name, 0));
+        }
+        assert_eq!(names_by_name(&table), ["b", "c", "d"]);
+        assert!(!table.insert(entry("c", 7)), "replacing an entry keeps its place in name order");
+        assert_eq!(table.by_name()[1], &entry("c", 7));
+        assert!(table.insert(entry("a", 0)));
+        assert_eq!(names_by_name(&table), ["a", "b", "c", "d"]);
+        assert_eq!(table.remove("c"), Some(entry("c", 7)));
+        assert_eq!(names_by_name(&table), ["a", "b", "d"]);
+        assert!(table.insert(entry("e", 0)));
+        assert_eq!(names_by_name(&table), ["a", "b", "d", "e"]);
     }
 }
