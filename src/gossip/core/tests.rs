@@ -1346,3 +1346,55 @@ fn a_member_reaped_mid_round_leaves_the_probe_round_and_the_rest_stay_in_it() {
     assert_eq!(round, expected, "reaped {reaped}");
     assert!(ha.probe_queue.is_empty(), "the next probe starts a new round");
 }
+
+/// The longest label and a key leave a datagram the least room. Every gossip datagram still
+/// fits on the wire, and each is full: member news first, longest first, then Serf's intents
+/// in what they leave, until the room left (the header's spare bytes aside) is shorter than
+/// any intent still queued.
+#[test]
+fn a_sealed_labelled_datagram_fits_and_is_filled_with_member_news_then_intents() {
+    use crate::gossip::keyring::{Key, Keyring, LABEL_BYTES_MAX, Wire};
+    let key = Key::from_bytes(vec![1; 32]).unwrap();
+    let wire = Wire::new(Some("l".repeat(LABEL_BYTES_MAX)), Some(Keyring::new(vec![key]).unwrap())).unwrap();
+    let mut ha = agent(GossipConfig { wire: wire.clone(), ..config("ha", 1, &[]) });
+    ha.start(Duration::ZERO, &mut Vec::new());
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for index in 0..300usize {
+        let name = format!("n{index}");
+        let tags: BTreeMap<String, String> = [("role".to_string(), "x".repeat(index % 50))].into();
+        let state = NodeState {
+            name: name.as_str().into(),
+            addr: SocketAddr::from(([10, 1, (index / 250) as u8, (index % 250) as u8 + 1], 7946)),
+            incarnation: 1,
+            status: Status::Alive,
+            tags: tags.into(),
+        };
+        let frame = codec::encode(&[Message::Alive(state), Message::JoinIntent { name, ltime: 1 }]).unwrap();
+        let sealed = wire.seal(frame, Some(addr(1)), &mut rng);
+        ha.handle_datagram(addr(2), &sealed, Duration::ZERO, &mut Vec::new()).unwrap();
+    }
+    let mut out = Vec::new();
+    ha.handle_timer(Timer::Gossip, Duration::from_millis(200), &mut out);
+    let mut intents_sent = 0;
+    for action in &out {
+        let Action::Send { to, bytes } = action else { continue };
+        assert!(bytes.len() <= DATAGRAM_BYTES_MAX, "{} bytes on the wire", bytes.len());
+        let (frame, _) = wire.open(bytes, Some(*to)).unwrap();
+        let messages = codec::decode(&frame).unwrap();
+        let is_intent = |m: &Message| matches!(m, Message::JoinIntent { .. });
+        let intents = messages.iter().filter(|m| is_intent(m)).count();
+        assert!(messages.iter().take(messages.len() - intents).all(|m| matches!(m, Message::Alive(_))));
+        assert!(messages.iter().skip(messages.len() - intents).all(is_intent), "member news first");
+        intents_sent += intents;
+        // piggyback reserves 8 bytes for the compound's header; a count under 128 takes 2.
+        let shortest_intent = codec::encoded_len(&Message::JoinIntent { name: "n0".into(), ltime: 1 });
+        let left = DATAGRAM_BYTES_MAX - bytes.len();
+        assert!(left < 6 + shortest_intent, "{left} bytes left unused: {} messages", messages.len());
+    }
+    assert_eq!(sends_count(&out), 3, "one datagram to each of gossip_nodes peers");
+    assert!(intents_sent > 0, "intents fill what member news leaves");
+}
+
+fn sends_count(out: &[Action]) -> usize {
+    out.iter().filter(|a| matches!(a, Action::Send { .. })).count()
+}
