@@ -148,7 +148,13 @@ impl<T: Named> Table<T> {
 
     /// Every position in name order, sorted once until the table's entries change.
     fn name_order(&self) -> &[u32] {
-        self.by_name.get_or_init(|| self.positions_by_name_where(|_| true))
+        self.by_name.get_or_init(|| {
+            // Exactly as long as the table: kept for the table's life, it gets no slack.
+            let entries = &self.entries;
+            let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+            order.sort_unstable_by(|&a, &b| entries[a as usize].name().cmp(entries[b as usize].name()));
+            order
+        })
     }
 
     /// The entries `wanted` accepts, in name order (picked before sorting: a table of

@@ -1348,9 +1348,9 @@ fn a_member_reaped_mid_round_leaves_the_probe_round_and_the_rest_stay_in_it() {
 }
 
 /// The longest label and a key leave a datagram the least room. Every gossip datagram still
-/// fits on the wire, and each is full: member news first, longest first, then Serf's intents
-/// in what they leave, until the room left (the header's spare bytes aside) is shorter than
-/// any intent still queued.
+/// fits on the wire (one that did not would not be sent at all), and each is full: member
+/// news first, then Serf's intents in what they leave, until the room left (the header's
+/// spare bytes aside) is shorter than any intent still queued.
 #[test]
 fn a_sealed_labelled_datagram_fits_and_is_filled_with_member_news_then_intents() {
     use crate::gossip::keyring::{Key, Keyring, LABEL_BYTES_MAX, Wire};
@@ -1386,10 +1386,16 @@ fn a_sealed_labelled_datagram_fits_and_is_filled_with_member_news_then_intents()
         assert!(messages.iter().take(messages.len() - intents).all(|m| matches!(m, Message::Alive(_))));
         assert!(messages.iter().skip(messages.len() - intents).all(is_intent), "member news first");
         intents_sent += intents;
-        // piggyback reserves 8 bytes for the compound's header; a count under 128 takes 2.
+        // piggyback reserves 8 bytes for the compound's header, of which a version byte and
+        // a count under 128 take 2: at least 6 are left, and less than another intent more.
+        assert!(messages.len() < 128, "a one-byte count");
         let shortest_intent = codec::encoded_len(&Message::JoinIntent { name: "n0".into(), ltime: 1 });
         let left = DATAGRAM_BYTES_MAX - bytes.len();
-        assert!(left < 6 + shortest_intent, "{left} bytes left unused: {} messages", messages.len());
+        assert!(
+            (6..6 + shortest_intent).contains(&left),
+            "{left} bytes left unused: {} messages",
+            messages.len()
+        );
     }
     assert_eq!(sends_count(&out), 3, "one datagram to each of gossip_nodes peers");
     assert!(intents_sent > 0, "intents fill what member news leaves");
