@@ -70,7 +70,7 @@ fn every_long_running_scenario_ends_as_expected() {
 }
 
 /// Seeds 1-5, but only seed 1 of gossip-10k: its expectation (a `converge` violation) was
-/// judged on that seed alone, and five seeds would take eight hours.
+/// judged on that seed alone, and five seeds would take seven hours.
 fn long_running_seeds(name: &str) -> std::ops::RangeInclusive<u64> {
     if name == "gossip-10k.toml" { 1..=1 } else { 1..=5 }
 }
