@@ -150,11 +150,16 @@ impl<T: Named> Table<T> {
     fn name_order(&self) -> &[u32] {
         self.by_name.get_or_init(|| {
             // Exactly as long as the table: kept for the table's life, it gets no slack.
-            let entries = &self.entries;
-            let mut order: Vec<u32> = (0..entries.len() as u32).collect();
-            order.sort_unstable_by(|&a, &b| entries[a as usize].name().cmp(entries[b as usize].name()));
+            let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
+            self.sort_by_name(&mut order);
             order
         })
+    }
+
+    /// Puts `positions` in the name order of their entries.
+    fn sort_by_name(&self, positions: &mut [u32]) {
+        let entries = &self.entries;
+        positions.sort_unstable_by(|&a, &b| entries[a as usize].name().cmp(entries[b as usize].name()));
     }
 
     /// The entries `wanted` accepts, in name order (picked before sorting: a table of
@@ -169,7 +174,7 @@ impl<T: Named> Table<T> {
         let entries = &self.entries;
         let mut sorted: Vec<u32> =
             (0..entries.len() as u32).filter(|&i| wanted(&entries[i as usize])).collect();
-        sorted.sort_unstable_by(|&a, &b| entries[a as usize].name().cmp(entries[b as usize].name()));
+        self.sort_by_name(&mut sorted);
         sorted
     }
 }

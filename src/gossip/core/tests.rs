@@ -1375,6 +1375,7 @@ fn a_sealed_labelled_datagram_fits_and_is_filled_with_member_news_then_intents()
     }
     let mut out = Vec::new();
     ha.handle_timer(Timer::Gossip, Duration::from_millis(200), &mut out);
+    let shortest_intent = codec::encoded_len(&Message::JoinIntent { name: "n0".into(), ltime: 1 });
     let mut intents_sent = 0;
     for action in &out {
         let Action::Send { to, bytes } = action else { continue };
@@ -1389,7 +1390,6 @@ fn a_sealed_labelled_datagram_fits_and_is_filled_with_member_news_then_intents()
         // piggyback reserves 8 bytes for the compound's header, of which a version byte and
         // a count under 128 take 2: at least 6 are left, and less than another intent more.
         assert!(messages.len() < 128, "a one-byte count");
-        let shortest_intent = codec::encoded_len(&Message::JoinIntent { name: "n0".into(), ltime: 1 });
         let left = DATAGRAM_BYTES_MAX - bytes.len();
         assert!(
             (6..6 + shortest_intent).contains(&left),
@@ -1397,10 +1397,7 @@ fn a_sealed_labelled_datagram_fits_and_is_filled_with_member_news_then_intents()
             messages.len()
         );
     }
-    assert_eq!(sends_count(&out), 3, "one datagram to each of gossip_nodes peers");
+    let datagrams = out.iter().filter(|a| matches!(a, Action::Send { .. })).count();
+    assert_eq!(datagrams, 3, "one datagram to each of gossip_nodes peers");
     assert!(intents_sent > 0, "intents fill what member news leaves");
-}
-
-fn sends_count(out: &[Action]) -> usize {
-    out.iter().filter(|a| matches!(a, Action::Send { .. })).count()
 }
