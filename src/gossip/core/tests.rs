@@ -458,6 +458,12 @@ fn state(name: &str, host: u8, incarnation: u32, status: Status) -> NodeState {
     NodeState { name: name.into(), addr: addr(host), incarnation, status, tags: Default::default() }
 }
 
+/// The `index`-th of many members: `n{index}`, alive at incarnation 1, at an address of its own.
+fn numbered_member(index: usize) -> NodeState {
+    let addr = SocketAddr::from(([10, 1, (index / 250) as u8, (index % 250) as u8 + 1], 7946));
+    NodeState { addr, ..state(&format!("n{index}"), 0, 1, Status::Alive) }
+}
+
 /// An `Alive` message carrying another status is a peer's error: rejected, never a panic.
 #[test]
 fn an_alive_message_with_another_status_is_rejected_not_a_panic() {
@@ -1161,15 +1167,8 @@ fn a_full_intent_queue_is_counted_and_reported() {
     let mut reported = Vec::new();
     let joiners = crate::gossip::broadcasts::BROADCASTS_MAX + 100;
     for index in 0..joiners {
-        let name = format!("n{index}");
-        let state = NodeState {
-            name: name.as_str().into(),
-            addr: SocketAddr::from(([10, 1, (index / 250) as u8, (index % 250) as u8 + 1], 7946)),
-            incarnation: 1,
-            status: Status::Alive,
-            tags: Default::default(),
-        };
-        let intent = Message::JoinIntent { name, ltime: 1 };
+        let state = numbered_member(index);
+        let intent = Message::JoinIntent { name: state.name.to_string(), ltime: 1 };
         let mut out = Vec::new();
         let bytes = codec::encode(&[Message::Alive(state), intent]).unwrap();
         ha.handle_datagram(addr(2), &bytes, Duration::ZERO, &mut out).unwrap();
@@ -1360,17 +1359,10 @@ fn a_sealed_labelled_datagram_fits_and_is_filled_with_member_news_then_intents()
     ha.start(Duration::ZERO, &mut Vec::new());
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for index in 0..300usize {
-        let name = format!("n{index}");
         let tags: BTreeMap<String, String> = [("role".to_string(), "x".repeat(index % 50))].into();
-        let state = NodeState {
-            name: name.as_str().into(),
-            addr: SocketAddr::from(([10, 1, (index / 250) as u8, (index % 250) as u8 + 1], 7946)),
-            incarnation: 1,
-            status: Status::Alive,
-            tags: tags.into(),
-        };
-        let frame = codec::encode(&[Message::Alive(state), Message::JoinIntent { name, ltime: 1 }]).unwrap();
-        let sealed = wire.seal(frame, Some(addr(1)), &mut rng);
+        let state = NodeState { tags: tags.into(), ..numbered_member(index) };
+        let intent = Message::JoinIntent { name: state.name.to_string(), ltime: 1 };
+        let sealed = wire.seal(datagram(&[Message::Alive(state), intent]), Some(addr(1)), &mut rng);
         ha.handle_datagram(addr(2), &sealed, Duration::ZERO, &mut Vec::new()).unwrap();
     }
     let mut out = Vec::new();
