@@ -82,7 +82,9 @@ impl Timings {
 }
 
 /// Fills the join-spread timings: for each node, the agents running when its own agent first
-/// started, and when each of them first listed it alive.
+/// started, and when each of them first listed it alive. An agent that stopped before it
+/// learned (a host crash) could not learn any more: it is left out of the shares, as Serf's
+/// model counts the nodes still there, rather than holding "all" back for ever.
 fn join_spread(obs: &Observations, timings: &mut Timings) {
     let mut first_alive: BTreeMap<(&str, &str), Duration> = BTreeMap::new();
     for (observer, changes) in &obs.views {
@@ -100,10 +102,14 @@ fn join_spread(obs: &Observations, timings: &mut Timings) {
         let mut learned: Vec<Option<Duration>> = obs
             .nodes
             .iter()
-            .filter(|observer| *observer != node && obs.agent_runs(observer, start))
-            .filter(|observer| obs.scope.records(observer, node))
-            .map(|observer| {
-                first_alive.get(&(observer.as_str(), node.as_str())).map(|at| at.saturating_sub(start))
+            .filter(|observer| *observer != node && obs.scope.records(observer, node))
+            .filter_map(|observer| {
+                let run_end = obs.agent_run_end(observer, start)?;
+                match first_alive.get(&(observer.as_str(), node.as_str())) {
+                    Some(at) if *at < run_end => Some(Some(at.saturating_sub(start))),
+                    _ if run_end < obs.end => None,
+                    _ => Some(None),
+                }
             })
             .collect();
         if learned.is_empty() {
@@ -407,6 +413,26 @@ mod tests {
         assert_eq!(timings.join_spread_half, secs(&[4, 2]));
         assert_eq!(timings.join_spread_99, secs(&[4, 3]));
         assert_eq!(timings.join_spread_all, secs(&[4, 3]));
+    }
+
+    #[test]
+    fn join_spread_leaves_out_an_agent_that_stopped_before_it_learned() {
+        // ha crashes at 3 s, before it would have learned s1 and s2 (at 5 s).
+        let mut events: Vec<_> =
+            all_alive(5).into_iter().filter(|(_, observer, _)| *observer != "ha").collect();
+        events.extend(crash(3, "ha"));
+        events.sort_by_key(|(t, _, _)| *t);
+        let timings = Timings::of(&observe(&events));
+        // s1: only ha ran at its start, and ha is gone: no share to measure. s2: s1 at 4 s.
+        assert_eq!(timings.join_spread_all, vec![Some(Duration::from_secs(2))]);
+        // An agent that runs to the end and never learns still holds "all" back.
+        let mut events: Vec<_> = all_alive(5)
+            .into_iter()
+            .filter(|(_, observer, entry)| !(*observer == "ha" && *entry == state("s2", MemberStatus::Alive)))
+            .collect();
+        events.extend(crash(30, "s1"));
+        let timings = Timings::of(&observe(&events));
+        assert_eq!(timings.join_spread_all, vec![Some(Duration::from_secs(4)), None]);
     }
 
     #[test]
