@@ -44,24 +44,40 @@ fn median_ms(timings: &[Timings], pick: Pick) -> f64 {
     distribution.median_ms
 }
 
-/// gossip-leave has a join storm, a crash and two leaves: the medians over the same seeds
-/// agree within 30 % (or 300 ms for sub-second figures). The engines draw their randomness
-/// differently, so single runs differ; the distributions must not.
+/// The medians of `figures` over the same seeds of `scenario` agree within 30 % (or 300 ms
+/// for sub-second figures) on both engines. The engines draw their randomness differently,
+/// so single runs differ; the distributions must not.
+fn assert_engines_agree(scenario: &str, figures: &[(&str, Pick)]) {
+    let seeds = 1..=6;
+    let turmoil = timings(&simulation(scenario), seeds.clone());
+    let event = timings(&on_event_engine(simulation(scenario)), seeds);
+    for (label, pick) in figures {
+        let (a, b) = (median_ms(&turmoil, *pick), median_ms(&event, *pick));
+        let tolerance = (0.3 * a).max(300.0);
+        assert!(
+            (a - b).abs() <= tolerance,
+            "{scenario}, {label}: turmoil median {a} ms, event median {b} ms"
+        );
+    }
+}
+
+const JOIN: (&str, Pick) = ("join to converged", |t| &t.join_to_converged);
+const CRASH: (&str, Pick) = ("crash to failed everywhere", |t| &t.crash_to_failed);
+
+/// gossip-leave (10 nodes) has a join storm, a crash and two leaves.
 #[test]
 fn the_event_engine_and_turmoil_agree_on_gossip_timings() {
-    let seeds = 1..=6;
-    let turmoil = timings(&simulation("gossip-leave.toml"), seeds.clone());
-    let event = timings(&on_event_engine(simulation("gossip-leave.toml")), seeds);
-    let figures: [(&str, Pick); 3] = [
-        ("join to converged", |t| &t.join_to_converged),
-        ("crash to failed everywhere", |t| &t.crash_to_failed),
-        ("leave to left everywhere", |t| &t.leave_to_left),
-    ];
-    for (label, pick) in figures {
-        let (a, b) = (median_ms(&turmoil, pick), median_ms(&event, pick));
-        let tolerance = (0.3 * a).max(300.0);
-        assert!((a - b).abs() <= tolerance, "{label}: turmoil median {a} ms, event median {b} ms");
-    }
+    assert_engines_agree(
+        "gossip-leave.toml",
+        &[JOIN, CRASH, ("leave to left everywhere", |t| &t.leave_to_left)],
+    );
+}
+
+/// gossip-crash-20: a 20-node join storm and a crash (the issue's cross-check at 20 nodes;
+/// README's table compares 100 seeds of each).
+#[test]
+fn the_event_engine_and_turmoil_agree_at_twenty_nodes() {
+    assert_engines_agree("gossip-crash-20.toml", &[JOIN, CRASH]);
 }
 
 #[test]
@@ -91,6 +107,21 @@ fn the_event_engine_refuses_invariants_and_faults_it_does_not_model() {
     let attack = simulation("attack-keyring.toml");
     let refused = event::unsupported(attack.world());
     assert!(refused.iter().any(|r| r.contains("attacker host mallory")), "{refused:?}");
+    // The balancer is not modelled: a bug planted in it would change nothing.
+    let bugs = PlantedBugs { balancer_ignores_removals: true, ..PlantedBugs::default() };
+    let planted = simulation("gossip-10.toml").planted_bugs("ha", bugs);
+    let refused = event::unsupported_model(planted.world());
+    assert!(refused.iter().any(|r| r.contains("`balancer-ignores-removals` on ha")), "{refused:?}");
+    assert!(event::unsupported_model(simulation("gossip-10.toml").world()).is_empty());
+    // `figures` refuses what the engine does not model, as `run` does, before any seed.
+    let output = Command::new(env!("CARGO_BIN_EXE_rollcall-sim"))
+        .args(["figures", "--engine", "event", "--pipeline", "lab", "--seeds", "1"])
+        .arg(scenario_path("gossip-10.toml"))
+        .output()
+        .expect("rollcall-sim runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gossip-10.toml") && stderr.contains("lab pipeline"), "{stderr}");
 }
 
 /// After the heal, s1 never refutes its death: the other half lists it dead while it runs.
@@ -147,4 +178,80 @@ fn run_with_figures_prints_what_figures_prints_for_its_seed() {
     let spread = ran.iter().find(|row| row.starts_with("join known by all")).expect("a spread row");
     assert!(spread.split_whitespace().nth(4) == Some("99"), "99 joiners measured: {run}");
     assert_eq!(ran, measured);
+}
+
+/// s1 gives up joining a seed that is down (`join = "once"`, as Serf's `-join` exits 1): s6
+/// starts it again 1 s after each exit, and at once with the planted bug
+/// `supervisor-restarts-at-once`, on the event engine as under the supervisor core.
+#[test]
+fn the_event_engine_restarts_serf_after_s6s_delay_and_at_once_with_the_planted_bug() {
+    const TEXT: &str = r#"
+name = "restart-spacing"
+duration_s = 40
+engine = "event"
+[gossip]
+seeds = ["ha"]
+join = "once"
+[[host]]
+name = "ha"
+role = "balancer"
+template = "templates/haproxy.cfg.hb"
+output = "/usr/local/etc/haproxy/haproxy.cfg"
+[[host]]
+name = "s1"
+role = "backend"
+tag = "s1"
+[[fault]]
+kind = "host-crash"
+at_s = 0
+host = "ha"
+[invariants]
+no_self_death = true
+"#;
+    let world = rollcall_sim::scenario::parse("restart-spacing.toml", TEXT, &scenario_path(""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let healthy = Simulation::new(world, "restart-spacing.toml");
+    let bugs = PlantedBugs { supervisor_restarts_at_once: true, ..PlantedBugs::default() };
+    let broken = healthy.clone().planted_bugs("s1", bugs);
+    for (simulation, spacing) in [(healthy, Duration::from_secs(1)), (broken, Duration::ZERO)] {
+        let gaps = restart_gaps(&simulation.trace().expect("runs"), "s1");
+        assert!(gaps.len() >= 2, "{gaps:?}");
+        assert!(gaps.iter().all(|gap| *gap == spacing), "{gaps:?} against {spacing:?}");
+    }
+}
+
+/// From each exit of `host`'s serf to its next start.
+fn restart_gaps(trace: &rollcall_sim::trace::Trace, host: &str) -> Vec<Duration> {
+    use rollcall::host::Event;
+    use rollcall_sim::trace::Entry;
+    let mut exited = None;
+    let mut gaps = Vec::new();
+    for record in trace.records.iter().filter(|r| r.host == host) {
+        match &record.event {
+            Entry::Host(Event::ServiceExited { service, .. }) if service == "serf" => {
+                exited = Some(record.t_us)
+            }
+            Entry::Host(Event::ServiceStarted { service }) if service == "serf" => {
+                if let Some(at) = exited.take() {
+                    gaps.push(Duration::from_micros(record.t_us - at));
+                }
+            }
+            _ => {}
+        }
+    }
+    gaps
+}
+
+/// `converge` reads ha's rendered backends, which the event engine renders as turmoil does.
+#[test]
+fn converge_runs_on_the_event_engine() {
+    let output = Command::new(env!("CARGO_BIN_EXE_rollcall-sim"))
+        .args(["converge", "--engine", "event", "--seeds", "2"])
+        .arg(scenario_path("gossip-10.toml"))
+        .output()
+        .expect("rollcall-sim runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let row = stdout.lines().find(|line| line.starts_with("since the run started")).expect("a row");
+    assert!(row.split_whitespace().nth(4).is_some_and(|min| min.parse::<f64>().is_ok()), "{stdout}");
 }

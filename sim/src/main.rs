@@ -207,7 +207,7 @@ struct Choice {
 enum EngineArg {
     /// The whole stack, HTTP included, on turmoil (small clusters).
     Turmoil,
-    /// The gossip core on a discrete-event queue (hundreds to thousands of nodes).
+    /// The gossip core and ha's renderer on a discrete-event queue (hundreds to thousands of nodes).
     Event,
     /// Real processes in network namespaces on the wall clock (Linux, root; not replayable).
     Real,
@@ -319,12 +319,13 @@ fn main() -> ExitCode {
 /// What a command reads of its runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Use {
-    /// Verdicts (`run`) or the rendered backends (`converge`).
+    /// Verdicts of one seed (`run`, `report`).
     Verdicts,
-    /// Timings only (`figures`).
+    /// Timings or the rendered backends over many seeds, no verdict (`figures`,
+    /// `converge`): not on the real engine either.
     Figures,
-    /// Many seeds (`explore`, `shrink`, `converge`): not on the real engine, whose runs take
-    /// their full length in wall time and are not replayable.
+    /// Verdicts over many seeds (`explore`, `shrink`): not on the real engine, whose runs
+    /// take their full length in wall time and are not replayable.
     Seeds,
 }
 
@@ -358,7 +359,7 @@ fn load(scenario: &Path, choice: Choice, use_: Use) -> Result<Simulation, ExitCo
     if simulation.world().engine == EngineKind::Event {
         let refused = match use_ {
             Use::Verdicts | Use::Seeds => rollcall_sim::engines::event::unsupported(simulation.world()),
-            Use::Figures => rollcall_sim::engines::event::unsupported_faults(simulation.world()),
+            Use::Figures => rollcall_sim::engines::event::unsupported_model(simulation.world()),
         };
         if !refused.is_empty() {
             eprintln!(
@@ -388,16 +389,10 @@ fn seed_range(from: u64, seeds: u64) -> Result<std::ops::Range<u64>, ExitCode> {
 }
 
 fn converge(scenario: PathBuf, from: u64, seeds: u64, choice: Choice) -> ExitCode {
-    let simulation = match load(&scenario, choice, Use::Seeds) {
+    let simulation = match load(&scenario, choice, Use::Figures) {
         Ok(simulation) => simulation,
         Err(code) => return code,
     };
-    if simulation.world().engine == EngineKind::Event {
-        eprintln!(
-            "error: converge reads ha's rendered backends, which the event engine does not model; use figures"
-        );
-        return ExitCode::from(2);
-    }
     let range = match seed_range(from, seeds) {
         Ok(range) => range,
         Err(code) => return code,

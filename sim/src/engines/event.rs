@@ -6,7 +6,8 @@
 //! polls every host at every tick.
 //!
 //! What it models: hosts (boot, crash, restart with the disk kept), the `serf` service as s6
-//! runs it (a restart 1 s after an exit; `s6-svc -d` sends the down signal SIGINT, a
+//! runs it (a restart 1 s after an exit, as s6 spaces them; at once with the planted bug
+//! `supervisor-restarts-at-once`; `s6-svc -d` sends the down signal SIGINT, a
 //! graceful leave, and cancels a pending restart; `-u` starts a stopped service at once),
 //! the gossip agent with its snapshot, and the network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range, in whole
 //! milliseconds), each host's loss and extra latency on its gossip datagrams, one-way and
@@ -18,9 +19,10 @@
 //! backends' webapps are services that start at boot and die with their host.
 //!
 //! Not modelled: the balancer, HTTP, the lab pipeline's in-place writes and legacy reloads,
-//! the supervisor's own rules beyond restart spacing. The faults that act on them are refused
-//! before the run, and the invariants that read them before the check ([`unsupported`]),
-//! never passed silently. Datagrams and timers are not
+//! the supervisor's own rules beyond restart spacing, client hosts beyond their boot. The
+//! faults that act on them and the bugs planted in the balancer are refused before the run,
+//! and the invariants that read them before the check ([`unsupported`]), never passed
+//! silently. Datagrams and timers are not
 //! recorded (at thousands of nodes they would dwarf the rest); every record the invariants
 //! read is.
 
@@ -47,12 +49,10 @@ use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
 use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config, render_settings};
+use rollcall::supervisor::core::RESTART_DELAY;
 
 use super::rendering::Rendering;
 
-/// s6 starts a service again this long after its finish ends (serf has no readiness
-/// notification, so no earlier).
-const RESTART_SPACING: Duration = Duration::from_secs(1);
 /// Turmoil's latency distribution: Exp(5) of the range between the link latency bounds.
 const LATENCY_RATE: f64 = 5.0;
 /// The first host address; hosts follow in file order, as turmoil numbers them.
@@ -123,6 +123,14 @@ pub fn unsupported(world: &World) -> Vec<String> {
     let invariants =
         unchecked_invariants(&world.invariants).into_iter().map(|name| format!("invariant `{name}`"));
     let mut refused: Vec<String> = invariants.collect();
+    refused.extend(unsupported_model(world));
+    refused
+}
+
+/// What in `world` the engine cannot model, its invariants aside (figures read no verdict,
+/// but a run of a world it does not model measures nothing true).
+pub fn unsupported_model(world: &World) -> Vec<String> {
+    let mut refused = Vec::new();
     let permanent = world.hosts.iter().filter_map(|h| match &h.kind {
         HostKind::Node(node) if node.permanent_failure.iter().any(|s| s == "serf") => Some(&h.name),
         _ => None,
@@ -134,6 +142,17 @@ pub fn unsupported(world: &World) -> Vec<String> {
     if world.pipeline() == Pipeline::Lab {
         refused.push("the lab pipeline (in-place writes and legacy reloads)".into());
     }
+    // The balancer itself (its servers, health checks and listener) is not modelled: a bug
+    // planted there would change nothing here, and a run would hold where it should not.
+    let balancer_bugs = world.hosts.iter().flat_map(|h| match &h.kind {
+        HostKind::Node(node) => node.bugs.planted().into_iter().map(move |bug| (&h.name, bug)).collect(),
+        _ => Vec::new(),
+    });
+    refused.extend(
+        balancer_bugs
+            .filter(|(_, bug)| bug.starts_with("balancer-"))
+            .map(|(host, bug)| format!("planted bug `{bug}` on {host} (the balancer is not modelled)")),
+    );
     refused.extend(unsupported_faults(world));
     refused
 }
@@ -639,9 +658,10 @@ impl<'a> Engine<'a> {
         }
         state.generation += 1;
         let generation = state.generation;
-        // s6 restarts a service 1 s after its finish ends (serf has no readiness
-        // notification, so the delay counts from the exit).
-        let restart = self.now + RESTART_SPACING;
+        // s6 restarts a service its restart delay after its finish ends (serf has no
+        // readiness notification, so the delay counts from the exit).
+        let at_once = state.node.as_ref().is_some_and(|node| node.bugs.supervisor_restarts_at_once);
+        let restart = self.now + if at_once { Duration::ZERO } else { RESTART_DELAY };
         let wanted_down = state.wanted_down;
         self.observe(host, Event::ServiceExited { service: "serf".into(), status: status.into() });
         if !wanted_down {

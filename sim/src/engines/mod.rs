@@ -3,8 +3,9 @@
 //! format and the invariants.
 //!
 //! - [`turmoil`]: the full stack, HTTP included, on turmoil's simulated network (3-20 hosts).
-//! - [`event`]: the gossip core alone, driven by a queue of timed events (hundreds to
-//!   thousands of nodes); it refuses the invariants and faults it does not model.
+//! - [`event`]: the gossip core, s6's restarts of `serf` and the balancer node's renderer,
+//!   driven by a queue of timed events (hundreds to ten thousand nodes); it refuses the
+//!   invariants, faults and planted bugs it does not model.
 //! - [`real`]: the full stack as real processes in network namespaces, on the wall clock
 //!   (Linux, root); not replayable, but judged the same way.
 
@@ -33,7 +34,7 @@ pub enum EngineKind {
     /// The whole stack on turmoil.
     #[default]
     Turmoil,
-    /// The gossip core on a discrete-event queue.
+    /// The gossip core and the balancer node's renderer on a discrete-event queue.
     Event,
     /// Real processes in network namespaces, on the wall clock.
     Real,
