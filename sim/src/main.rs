@@ -344,8 +344,9 @@ fn load(scenario: &Path, choice: Choice, use_: Use) -> Result<Simulation, ExitCo
         eprintln!("error: {error}");
         ExitCode::from(2)
     })?;
-    // What the engine cannot model is bad input, refused before any run. Figures read no
-    // verdict, so only faults matter to them.
+    // What the engine cannot model is bad input, refused before any run. Figures and
+    // `converge` read no verdict, so the invariants an engine cannot check do not matter to
+    // them; the rest of what it does not model does.
     if simulation.world().engine == EngineKind::Turmoil {
         if let Some(what) = rollcall_sim::engines::turmoil::unsupported(simulation.world()) {
             eprintln!("error: {}: the turmoil engine cannot run this scenario: {what}", scenario.display());

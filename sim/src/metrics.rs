@@ -34,8 +34,9 @@ pub struct Timings {
     /// Per two-way partition that ends: from its end until every view is complete.
     pub heal_to_merged: Vec<Option<Duration>>,
     /// Per node: from its agent's first start until half the agents already running then
-    /// list it alive (the dissemination of a join, as Serf's convergence model plots it).
-    /// Under a partial `[trace]`, only the followed members.
+    /// list it alive (the dissemination of a join, as Serf's convergence model plots it),
+    /// leaving out those that never did and are gone at the end. Under a partial `[trace]`,
+    /// only the followed members.
     pub join_spread_half: Vec<Option<Duration>>,
     /// The same until 99 % of them do.
     pub join_spread_99: Vec<Option<Duration>>,
@@ -82,9 +83,10 @@ impl Timings {
 }
 
 /// Fills the join-spread timings: for each node, the agents running when its own agent first
-/// started, and when each of them first listed it alive. An agent that stopped before it
-/// learned (a host crash) could not learn any more: it is left out of the shares, as Serf's
-/// model counts the nodes still there, rather than holding "all" back for ever.
+/// started, and when each of them first listed it alive (after a restart of its own, if it
+/// took one). An agent that never learned and is not running at the end (a host crashed for
+/// good) could not learn any more: it is left out of the shares, as Serf's model counts the
+/// nodes still there, rather than holding "all" back for ever.
 fn join_spread(obs: &Observations, timings: &mut Timings) {
     let mut first_alive: BTreeMap<(&str, &str), Duration> = BTreeMap::new();
     for (observer, changes) in &obs.views {
@@ -102,14 +104,12 @@ fn join_spread(obs: &Observations, timings: &mut Timings) {
         let mut learned: Vec<Option<Duration>> = obs
             .nodes
             .iter()
-            .filter(|observer| *observer != node && obs.scope.records(observer, node))
-            .filter_map(|observer| {
-                let run_end = obs.agent_run_end(observer, start)?;
-                match first_alive.get(&(observer.as_str(), node.as_str())) {
-                    Some(at) if *at < run_end => Some(Some(at.saturating_sub(start))),
-                    _ if run_end < obs.end => None,
-                    _ => Some(None),
-                }
+            .filter(|observer| *observer != node && obs.agent_runs(observer, start))
+            .filter(|observer| obs.scope.records(observer, node))
+            .filter_map(|observer| match first_alive.get(&(observer.as_str(), node.as_str())) {
+                Some(at) => Some(Some(at.saturating_sub(start))),
+                None if obs.agent_runs_at_end(observer) => Some(None),
+                None => None,
             })
             .collect();
         if learned.is_empty() {
@@ -409,14 +409,17 @@ mod tests {
     fn join_spread_counts_the_agents_running_at_the_joiners_start() {
         let timings = Timings::of(&observe(&all_alive(5)));
         // ha started alone: nobody to tell. s1: ha learns it at 5 s. s2: s1 at 4 s, ha at 5 s.
-        let secs = |v: &[u64]| v.iter().map(|s| Some(Duration::from_secs(*s))).collect::<Vec<_>>();
         assert_eq!(timings.join_spread_half, secs(&[4, 2]));
         assert_eq!(timings.join_spread_99, secs(&[4, 3]));
         assert_eq!(timings.join_spread_all, secs(&[4, 3]));
     }
 
+    fn secs(values: &[u64]) -> Vec<Option<Duration>> {
+        values.iter().map(|s| Some(Duration::from_secs(*s))).collect()
+    }
+
     #[test]
-    fn join_spread_leaves_out_an_agent_that_stopped_before_it_learned() {
+    fn join_spread_leaves_out_an_agent_gone_for_good_before_it_learned() {
         // ha crashes at 3 s, before it would have learned s1 and s2 (at 5 s).
         let mut events: Vec<_> =
             all_alive(5).into_iter().filter(|(_, observer, _)| *observer != "ha").collect();
@@ -433,6 +436,17 @@ mod tests {
         events.extend(crash(30, "s1"));
         let timings = Timings::of(&observe(&events));
         assert_eq!(timings.join_spread_all, vec![Some(Duration::from_secs(4)), None]);
+        // ha crashes at 3 s, boots again at 6 s and learns both at 8 s: counted, late.
+        let mut events: Vec<_> =
+            all_alive(5).into_iter().filter(|(_, observer, _)| *observer != "ha").collect();
+        events.extend(crash(3, "ha"));
+        for event in [Event::HostBooted { boot: 2 }, Event::ServiceStarted { service: "serf".into() }] {
+            events.push((6, "ha", Entry::Host(event)));
+        }
+        events.extend(["ha", "s1", "s2"].map(|member| (8, "ha", state(member, MemberStatus::Alive))));
+        events.sort_by_key(|(t, _, _)| *t);
+        let timings = Timings::of(&observe(&events));
+        assert_eq!(timings.join_spread_all, secs(&[7, 6]));
     }
 
     #[test]

@@ -550,11 +550,11 @@ impl Observations {
         self.service_runs(node, "serf").is_some_and(|runs| runs.contains(at))
     }
 
-    /// When the run of `node`'s agent that holds `at` ends (the end of the run if it is still
-    /// going), or `None` if it is not running at `at`.
-    pub fn agent_run_end(&self, node: &str, at: Duration) -> Option<Duration> {
-        let runs = self.service_runs(node, "serf")?;
-        runs.0.iter().find(|(start, end)| *start <= at && at < *end).map(|(_, end)| *end)
+    /// Whether `node`'s gossip agent is still running when the run ends.
+    pub fn agent_runs_at_end(&self, node: &str) -> bool {
+        self.service_runs(node, "serf")
+            .and_then(|runs| runs.0.last())
+            .is_some_and(|(_, end)| *end >= self.end)
     }
 
     /// Whether packets from `from` to `to` are lost at `at`.

@@ -6,8 +6,8 @@
 //! polls every host at every tick.
 //!
 //! What it models: hosts (boot, crash, restart with the disk kept), the `serf` service as s6
-//! runs it (a restart 1 s after an exit, as s6 spaces them; at once with the planted bug
-//! `supervisor-restarts-at-once`; `s6-svc -d` sends the down signal SIGINT, a
+//! runs it (a restart 1 s after an exit, as s6 spaces them; the next tick with the planted
+//! bug `supervisor-restarts-at-once`; `s6-svc -d` sends the down signal SIGINT, a
 //! graceful leave, and cancels a pending restart; `-u` starts a stopped service at once),
 //! the gossip agent with its snapshot, and the network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range, in whole
 //! milliseconds), each host's loss and extra latency on its gossip datagrams, one-way and
@@ -162,7 +162,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs `world` under `plan`; `seed` drives every random choice.
 pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> {
-    let refused = unsupported_faults(world);
+    let refused = unsupported_model(world);
     if !refused.is_empty() {
         return Err(EngineError::Unsupported { engine: "event", what: refused.join("; ") });
     }
@@ -289,6 +289,8 @@ struct AgentRun {
 struct Engine<'a> {
     plan: &'a Plan,
     seed: u64,
+    /// The world's tick: the soonest s6 restarts a service when told to restart it at once.
+    tick: Duration,
     rng: ChaCha8Rng,
     /// Earliest first, then in the order scheduled (a heap: a tree would hold its entries at
     /// twice the memory).
@@ -363,6 +365,7 @@ impl<'a> Engine<'a> {
         let mut engine = Engine {
             plan,
             seed,
+            tick: world.tick,
             rng: ChaCha8Rng::seed_from_u64(mix(seed, stable_hash(b"event-engine"))),
             queue: BinaryHeap::new(),
             sequence: 0,
@@ -660,8 +663,10 @@ impl<'a> Engine<'a> {
         let generation = state.generation;
         // s6 restarts a service its restart delay after its finish ends (serf has no
         // readiness notification, so the delay counts from the exit).
+        // "At once" is the next tick: an agent that fails as it starts would otherwise be
+        // started again and again at one instant, and the run would never end.
         let at_once = state.node.as_ref().is_some_and(|node| node.bugs.supervisor_restarts_at_once);
-        let restart = self.now + if at_once { Duration::ZERO } else { RESTART_DELAY };
+        let restart = self.now + if at_once { self.tick } else { RESTART_DELAY };
         let wanted_down = state.wanted_down;
         self.observe(host, Event::ServiceExited { service: "serf".into(), status: status.into() });
         if !wanted_down {
