@@ -88,25 +88,28 @@ pub fn checkable(settings: &InvariantSettings) -> InvariantSettings {
     }
 }
 
+/// Whether the engine can apply a fault of this kind: it acts on the network, a whole host or
+/// the gossip agent, not on the balancer, a webapp or the supervisor's own timing.
+pub fn applies(kind: &FaultKind) -> bool {
+    match kind {
+        FaultKind::Partition { .. }
+        | FaultKind::Loss { .. }
+        | FaultKind::Latency { .. }
+        | FaultKind::Leave { .. }
+        | FaultKind::Tags { .. }
+        | FaultKind::ForceLeave { .. }
+        | FaultKind::Keys { .. }
+        | FaultKind::HostCrash { mid_render: false, .. } => true,
+        FaultKind::ServiceCrash { service, .. } => service == "serf",
+        _ => false,
+    }
+}
+
 /// The faults of `world` the engine cannot apply, described for the user.
 pub fn unsupported_faults(world: &World) -> Vec<String> {
     let mut refused = Vec::new();
-    for fault in &world.faults {
-        let supported = match &fault.kind {
-            FaultKind::Partition { .. }
-            | FaultKind::Loss { .. }
-            | FaultKind::Latency { .. }
-            | FaultKind::Leave { .. }
-            | FaultKind::Tags { .. }
-            | FaultKind::ForceLeave { .. }
-            | FaultKind::Keys { .. }
-            | FaultKind::HostCrash { mid_render: false, .. } => true,
-            FaultKind::ServiceCrash { service, .. } => service == "serf",
-            _ => false,
-        };
-        if !supported {
-            refused.push(format!("fault `{}`", fault.kind));
-        }
+    for fault in world.faults.iter().filter(|fault| !applies(&fault.kind)) {
+        refused.push(format!("fault `{}`", fault.kind));
     }
     // A swarm's service faults may pick any service; only serf's exist here.
     let swarm_kinds = world.swarm.iter().flat_map(|swarm| &swarm.kinds);
