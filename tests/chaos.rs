@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use rollcall_sim::engines::EngineKind;
 use rollcall_sim::explore::{self, Exploration};
 use rollcall_sim::faults::FaultKind;
 use rollcall_sim::swarm::SwarmKind;
@@ -80,6 +81,26 @@ fn a_power_loss_silences_the_host_before_it_dies() {
 fn the_lab_swarm_holds_its_safety_and_liveness_invariants() {
     let simulation = lab_swarm();
     let seeds: Vec<u64> = (1..=4).collect();
+    let outcomes = explore::explore(&simulation, &seeds, 2, None, |_| {});
+    for outcome in &outcomes {
+        assert!(
+            outcome.as_expected,
+            "seed {}: {:?}\nreplay: {}",
+            outcome.seed, outcome.mismatches, outcome.replay
+        );
+    }
+}
+
+/// A bare `[swarm]` on the event engine draws only the kinds it applies, and `explore` runs
+/// it there as on turmoil: 30 nodes, 200 seeds, every outcome as the file expects.
+#[test]
+fn the_gossip_swarm_explores_on_the_event_engine() {
+    let simulation = Simulation::from_file(&scenario("gossip-swarm.toml")).unwrap();
+    assert_eq!(simulation.world().engine, EngineKind::Event);
+    let swarm = simulation.world().swarm.as_ref().expect("a swarm");
+    assert!(!swarm.kinds.iter().any(|kind| matches!(kind, SwarmKind::ServiceCrash | SwarmKind::Stall)));
+    assert!(swarm.kinds.contains(&SwarmKind::Partition) && swarm.kinds.contains(&SwarmKind::HostCrash));
+    let seeds: Vec<u64> = (1..=200).collect();
     let outcomes = explore::explore(&simulation, &seeds, 2, None, |_| {});
     for outcome in &outcomes {
         assert!(
