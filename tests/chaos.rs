@@ -81,8 +81,12 @@ fn a_power_loss_silences_the_host_before_it_dies() {
 fn the_lab_swarm_holds_its_safety_and_liveness_invariants() {
     let simulation = lab_swarm();
     let seeds: Vec<u64> = (1..=4).collect();
-    let outcomes = explore::explore(&simulation, &seeds, 2, None, |_| {});
-    for outcome in &outcomes {
+    assert_every_seed_as_expected(&simulation, &seeds);
+}
+
+/// Explores `seeds` of `simulation` and fails on the first seed not as its file expects.
+fn assert_every_seed_as_expected(simulation: &Simulation, seeds: &[u64]) {
+    for outcome in explore::explore(simulation, seeds, 2, None, |_| {}) {
         assert!(
             outcome.as_expected,
             "seed {}: {:?}\nreplay: {}",
@@ -101,14 +105,7 @@ fn the_gossip_swarm_explores_on_the_event_engine() {
     assert!(!swarm.kinds.iter().any(|kind| matches!(kind, SwarmKind::ServiceCrash | SwarmKind::Stall)));
     assert!(swarm.kinds.contains(&SwarmKind::Partition) && swarm.kinds.contains(&SwarmKind::HostCrash));
     let seeds: Vec<u64> = (1..=200).collect();
-    let outcomes = explore::explore(&simulation, &seeds, 2, None, |_| {});
-    for outcome in &outcomes {
-        assert!(
-            outcome.as_expected,
-            "seed {}: {:?}\nreplay: {}",
-            outcome.seed, outcome.mismatches, outcome.replay
-        );
-    }
+    assert_every_seed_as_expected(&simulation, &seeds);
 }
 
 #[test]
