@@ -64,7 +64,8 @@ enum Command {
         choice: Choice,
     },
     /// Gossip timings over a range of seeds (join to converged, crash to failed everywhere,
-    /// leave to left, heal to merged, false failures): min, median, p90 and max.
+    /// leave to left, heal to merged, a join known by 50 %, 99 % and all, false failures):
+    /// min, median, p90 and max.
     Figures {
         /// Scenario file (TOML).
         scenario: PathBuf,
@@ -207,7 +208,7 @@ struct Choice {
 enum EngineArg {
     /// The whole stack, HTTP included, on turmoil (small clusters).
     Turmoil,
-    /// The gossip core and ha's renderer on a discrete-event queue (hundreds to thousands of nodes).
+    /// The gossip core and ha's renderer on a discrete-event queue (hundreds to ten thousand nodes).
     Event,
     /// Real processes in network namespaces on the wall clock (Linux, root; not replayable).
     Real,
@@ -319,7 +320,7 @@ fn main() -> ExitCode {
 /// What a command reads of its runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Use {
-    /// Verdicts of one seed (`run`, `report`).
+    /// Verdicts of one seed at a time (`run`, `report`, `calibrate`).
     Verdicts,
     /// Timings or the rendered backends over many seeds, no verdict (`figures`,
     /// `converge`): not on the real engine either.

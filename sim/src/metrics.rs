@@ -9,7 +9,7 @@
 //!   lists the member as left;
 //! - heal to merged: from the end of a partition to the first moment views are complete again;
 //! - join spread: from a node's first start until 50 %, 99 % and 100 % of the agents already
-//!   running then list it alive.
+//!   running then list it alive (an agent that never does and is gone at the end, left out).
 //!
 //! A timing that never completes within the run is counted as missing, not dropped.
 

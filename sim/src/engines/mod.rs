@@ -2,7 +2,8 @@
 //! return its [`Trace`](crate::trace::Trace). All engines share the fault plan, the trace
 //! format and the invariants.
 //!
-//! - [`turmoil`]: the full stack, HTTP included, on turmoil's simulated network (3-20 hosts).
+//! - [`turmoil`]: the full stack, HTTP included, on turmoil's simulated network (3 to about
+//!   50 hosts).
 //! - [`event`]: the gossip core, s6's restarts of `serf` and the balancer node's renderer,
 //!   driven by a queue of timed events (hundreds to ten thousand nodes); it refuses the
 //!   invariants, faults and planted bugs it does not model.
