@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 /// Scenarios that cost minutes to hours of wall time per seed, so CI leaves them out:
-/// gossip-50 about 45 s per seed under turmoil, gossip-1k about 27 s per seed on the event
+/// gossip-50 about 45 s per seed under turmoil, gossip-1k about 32.5 s per seed on the event
 /// engine in a release build (more in the test profile, which optimises less), gossip-10k
-/// 1 h 42 min and 18.7 GB at most (seed 1 at ecf46b6).
+/// 1 h 28-1 h 33 min and 18.0-18.5 GB at most (seed 1 at 205388a and 46752b6).
 /// `every_long_running_scenario_ends_as_expected` runs them.
 pub const LONG_RUNNING: [&str; 3] = ["gossip-10k.toml", "gossip-1k.toml", "gossip-50.toml"];
 
