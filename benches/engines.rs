@@ -132,14 +132,13 @@ fn simulated(c: &mut Criterion) {
         cases.push(("crash to failed everywhere, 10,000 nodes", ten_thousand(), |t| t.crash_to_failed[0]));
     }
     for (label, simulation, pick) in cases {
-        let seed = Cell::new(0u64);
+        let (seed, span) = (Cell::new(0u64), simulation.world().duration);
         group.bench_function(label, |b| {
             b.iter_custom(|iterations| {
                 (0..iterations)
                     .map(|_| {
                         seed.set(seed.get() + 1);
                         let run = simulation.clone().seed(seed.get()).run().expect("run completes");
-                        let span = simulation.world().duration;
                         timing_or_span(label, seed.get(), span, pick(&Timings::of(&run.observations)))
                     })
                     .sum()

@@ -418,16 +418,21 @@ mod tests {
         values.iter().map(|s| Some(Duration::from_secs(*s))).collect()
     }
 
-    #[test]
-    fn join_spread_leaves_out_an_agent_gone_for_good_before_it_learned() {
-        // ha crashes at 3 s, before it would have learned s1 and s2 (at 5 s).
+    /// `all_alive(5)` but ha, which crashes at 3 s, before it would have learned s1 and s2.
+    fn ha_crashed_at_3_before_learning() -> Vec<(u64, &'static str, Entry)> {
         let mut events: Vec<_> =
             all_alive(5).into_iter().filter(|(_, observer, _)| *observer != "ha").collect();
         events.extend(crash(3, "ha"));
+        events
+    }
+
+    #[test]
+    fn join_spread_leaves_out_an_agent_gone_for_good_before_it_learned() {
+        let mut events = ha_crashed_at_3_before_learning();
         events.sort_by_key(|(t, _, _)| *t);
         let timings = Timings::of(&observe(&events));
         // s1: only ha ran at its start, and ha is gone: no share to measure. s2: s1 at 4 s.
-        assert_eq!(timings.join_spread_all, vec![Some(Duration::from_secs(2))]);
+        assert_eq!(timings.join_spread_all, secs(&[2]));
         // An agent that runs to the end and never learns still holds "all" back.
         let mut events: Vec<_> = all_alive(5)
             .into_iter()
@@ -436,10 +441,8 @@ mod tests {
         events.extend(crash(30, "s1"));
         let timings = Timings::of(&observe(&events));
         assert_eq!(timings.join_spread_all, vec![Some(Duration::from_secs(4)), None]);
-        // ha crashes at 3 s, boots again at 6 s and learns both at 8 s: counted, late.
-        let mut events: Vec<_> =
-            all_alive(5).into_iter().filter(|(_, observer, _)| *observer != "ha").collect();
-        events.extend(crash(3, "ha"));
+        // ha boots again at 6 s and learns both at 8 s: counted, late.
+        let mut events = ha_crashed_at_3_before_learning();
         for event in [Event::HostBooted { boot: 2 }, Event::ServiceStarted { service: "serf".into() }] {
             events.push((6, "ha", Entry::Host(event)));
         }
