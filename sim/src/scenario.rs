@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::attacker::AttackerSpec;
-use crate::engines::EngineKind;
+use crate::engines::{EngineKind, event};
 use crate::faults::{FaultKind, FaultSpec};
 use crate::swarm::{SWARM_FAULTS_MAX, Swarm, SwarmKind};
 use crate::world::{
@@ -244,9 +244,7 @@ impl SwarmSection {
     /// default every kind, but in a file that names the event engine every kind it applies:
     /// it models no service but serf, so a bare `[swarm]` there would otherwise be refused.
     fn checked_kinds(&self, targets: &[String], world: &World) -> Result<Vec<SwarmKind>, String> {
-        let applies = |kind: &SwarmKind| {
-            world.engine != EngineKind::Event || !matches!(kind, SwarmKind::ServiceCrash | SwarmKind::Stall)
-        };
+        let applies = |kind: &SwarmKind| world.engine != EngineKind::Event || event::applies_swarm(*kind);
         let kinds =
             self.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.into_iter().filter(applies).collect());
         if let Some(twice) = kinds.iter().enumerate().find(|(i, k)| kinds[..*i].contains(k)) {

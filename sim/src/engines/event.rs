@@ -105,16 +105,21 @@ pub fn applies(kind: &FaultKind) -> bool {
     }
 }
 
+/// Whether the engine can apply a swarm's faults of this kind: a swarm's service faults may
+/// pick any service, and only serf's exist here.
+pub fn applies_swarm(kind: SwarmKind) -> bool {
+    !matches!(kind, SwarmKind::ServiceCrash | SwarmKind::Stall)
+}
+
 /// The faults of `world` the engine cannot apply, described for the user.
 pub fn unsupported_faults(world: &World) -> Vec<String> {
     let mut refused = Vec::new();
     for fault in world.faults.iter().filter(|fault| !applies(&fault.kind)) {
         refused.push(format!("fault `{}`", fault.kind));
     }
-    // A swarm's service faults may pick any service; only serf's exist here.
     let swarm_kinds = world.swarm.iter().flat_map(|swarm| &swarm.kinds);
     for kind in swarm_kinds {
-        if matches!(kind, SwarmKind::ServiceCrash | SwarmKind::Stall) {
+        if !applies_swarm(*kind) {
             refused.push(format!("swarm kind `{}`", kind.name()));
         }
     }
