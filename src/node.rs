@@ -465,18 +465,32 @@ fn lab_balancer<N: Net>(env: &HostEnv<N>, spec: &NodeSpec, output: &std::path::P
 /// One run of an in-process service: its error is exit 1.
 type InProcess = std::pin::Pin<Box<dyn Future<Output = Result<(), String>>>>;
 
-/// A longrun; a service listed in `permanent_failure` has a finish script that exits 125.
+/// How s6 supervises the service `name` of a node: a longrun with s6's defaults; a finish
+/// script (which exits 125) for a service listed in `permanent_failure`; SIGINT as serf's
+/// down signal (see [`serf_service`]); no restart delay with the planted bug. Every engine
+/// supervises a node's services with these specs.
+pub fn service_spec(spec: &NodeSpec, name: &str) -> ServiceSpec {
+    let mut service_spec = ServiceSpec::longrun(name);
+    if spec.bugs.supervisor_restarts_at_once {
+        service_spec.restart_delay = std::time::Duration::ZERO;
+    }
+    service_spec.has_finish = spec.permanent_failure.iter().any(|s| s == name);
+    if name == "serf" {
+        service_spec.down_signal = Signal::Int;
+    }
+    service_spec
+}
+
+/// A longrun as [`service_spec`] describes it.
 fn service(spec: &NodeSpec, name: &str, start: impl Fn(Readiness) -> InProcess + 'static) -> Service {
     let start = move |ready| -> ServiceFuture {
         let run = start(ready);
         Box::pin(async move { run.await.map_err(Stopped::from) })
     };
-    let mut service_spec = ServiceSpec::longrun(name);
-    if spec.bugs.supervisor_restarts_at_once {
-        service_spec.restart_delay = std::time::Duration::ZERO;
-    }
+    let service_spec = service_spec(spec, name);
+    let has_finish = service_spec.has_finish;
     let service = Service::new(service_spec, start);
-    if spec.permanent_failure.iter().any(|s| s == name) {
+    if has_finish {
         return service.finish(|_, _| Box::pin(async { FINISH_PERMANENT_FAILURE }));
     }
     service
@@ -492,7 +506,7 @@ fn serf_service<N: Net>(
     let env = env.clone();
     let node = spec.clone();
     let on_interrupt = agent.clone();
-    let mut serf = service(spec, "serf", move |_| {
+    let serf = service(spec, "serf", move |_| {
         let (env, node) = (env.clone(), node.clone());
         let (events, received) = mpsc::channel(PENDING_EVENTS_MAX);
         let events = (!node.handlers.is_empty()).then_some(events);
@@ -519,9 +533,9 @@ fn serf_service<N: Net>(
         })
     });
     // SIGINT is a graceful leave, as for Serf, and the service's down signal (a
-    // `down-signal` file): `s6-svc -d` makes the agent leave instead of dying on SIGTERM as
-    // failed. SIGTERM still stops it without a leave (Serf's `leave_on_terminate` false).
-    serf.spec.down_signal = Signal::Int;
+    // `down-signal` file, set by `service_spec`): `s6-svc -d` makes the agent leave instead
+    // of dying on SIGTERM as failed. SIGTERM still stops it without a leave (Serf's
+    // `leave_on_terminate` false).
     serf.on(Signal::Int, move || {
         on_interrupt.send(Command::Leave);
     })

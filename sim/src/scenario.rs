@@ -13,7 +13,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::attacker::AttackerSpec;
-use crate::engines::{EngineKind, event};
 use crate::faults::{FaultKind, FaultSpec};
 use crate::swarm::{SWARM_FAULTS_MAX, Swarm, SwarmKind};
 use crate::world::{
@@ -240,13 +239,10 @@ impl SwarmSection {
         Ok(targets)
     }
 
-    /// The fault kinds a seed may turn on, each once, and only those `world` can stage. By
-    /// default every kind, but in a file that names the event engine every kind it applies:
-    /// it models no service but serf, so a bare `[swarm]` there would otherwise be refused.
+    /// The fault kinds a seed may turn on, each once, and only those `world` can stage; by
+    /// default every kind.
     fn checked_kinds(&self, targets: &[String], world: &World) -> Result<Vec<SwarmKind>, String> {
-        let applies = |kind: &SwarmKind| world.engine != EngineKind::Event || event::applies_swarm(*kind);
-        let kinds =
-            self.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.into_iter().filter(applies).collect());
+        let kinds = self.kinds.clone().unwrap_or_else(|| SwarmKind::ALL.to_vec());
         if let Some(twice) = kinds.iter().enumerate().find(|(i, k)| kinds[..*i].contains(k)) {
             return Err(format!("kinds: '{}' is listed twice", twice.1.name()));
         }

@@ -797,6 +797,11 @@ impl Agent {
         self.leave.is_some()
     }
 
+    /// How long its driver waits for each step of a push-pull (its TCP timeout).
+    pub fn tcp_timeout(&self) -> Duration {
+        self.config.tcp_timeout
+    }
+
     /// Serf's force-leave: a failed member becomes one that left, everywhere (with `prune`,
     /// it is erased at once). About a running member it is only a leave intent, which that
     /// member refutes. An unknown name changes nothing.

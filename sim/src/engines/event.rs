@@ -1,30 +1,29 @@
-//! The event engine: the sans-io gossip core driven directly, without tokio or turmoil.
+//! The event engine: the sans-io gossip, supervisor and render cores driven directly, without
+//! tokio or turmoil.
 //!
-//! One queue of `(time, sequence)` events (host boots, s6 restarts, agent timers, datagram and
-//! push-pull deliveries, fault steps) and one seeded RNG. Time jumps from one event to the
+//! One queue of `(time, sequence)` events (host boots, supervisor and agent timers, datagram
+//! and push-pull deliveries, fault steps) and one seeded RNG. Time jumps from one event to the
 //! next, so a run costs what its messages cost, not hosts x steps as under turmoil, which
 //! polls every host at every tick.
 //!
-//! What it models: hosts (boot, crash, restart with the disk kept), the `serf` service as s6
-//! runs it (a restart 1 s after an exit, as s6 spaces them; the next tick with the planted
-//! bug `supervisor-restarts-at-once`; `s6-svc -d` sends the down signal SIGINT, a
-//! graceful leave, and cancels a pending restart; `-u` starts a stopped service at once),
-//! the gossip agent with its snapshot, and the network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range, in whole
-//! milliseconds), each host's loss and extra latency on its gossip datagrams, one-way and
-//! two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each way;
-//! a cut or a stopped agent loses it, and the initiator's own timers deal with the silence.
+//! What it models: hosts (boot, crash, restart with the disk kept, halt), each node's s6
+//! ([`supervision`]: the supervisor core's restarts, finish scripts, s6-svc commands,
+//! SIGSTOP and SIGCONT, s6-overlay's shutdown), the gossip agent with its snapshot, and the
+//! network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range,
+//! in whole milliseconds), each host's loss and extra latency on its gossip datagrams, one-way
+//! and two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each
+//! way; a cut or a stopped agent loses it, and the initiator's own timers deal with the
+//! silence.
 //!
 //! The balancer node's renderer runs too ([`super::rendering`]: quiescence, the render core,
 //! validation, an atomic write), so `converge`, `detect` and `rendered-view` are checked;
-//! backends' webapps are services that start at boot and die with their host.
+//! backends' webapps and the balancer are supervised runs that serve nothing.
 //!
-//! Not modelled: the balancer, HTTP, the lab pipeline's in-place writes and legacy reloads,
-//! the supervisor's own rules beyond restart spacing, client hosts beyond their boot. The
-//! faults that act on them and the bugs planted in the balancer are refused before the run,
-//! and the invariants that read them before the check ([`unsupported`]), never passed
-//! silently. Datagrams and timers are not
-//! recorded (at thousands of nodes they would dwarf the rest); every record the invariants
-//! read is.
+//! Not modelled: the balancer's serving, HTTP, the lab pipeline's in-place writes and legacy
+//! reloads, client hosts beyond their boot. The faults that act on them and the bugs planted
+//! in the balancer are refused before the run, and the invariants that read them before the
+//! check ([`unsupported`]), never passed silently. Datagrams and timers are not recorded (at
+//! thousands of nodes they would dwarf the rest); every record the invariants read is.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -36,7 +35,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::EngineError;
 use crate::faults::{FaultKind, Phase, Plan};
-use crate::swarm::SwarmKind;
 use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
@@ -48,18 +46,21 @@ use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
-use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config, render_settings};
-use rollcall::supervisor::core::RESTART_DELAY;
+use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, agent_config, render_settings};
+use rollcall::supervisor::core::{Command as Svc, Exit, Signal};
 
 use super::rendering::Rendering;
+use supervision::Supervision;
+
+mod supervision;
 
 /// Turmoil's latency distribution: Exp(5) of the range between the link latency bounds.
 const LATENCY_RATE: f64 = 5.0;
 /// The first host address; hosts follow in file order, as turmoil numbers them.
 const FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 
-/// The invariants the engine cannot check: they read the balancer, HTTP or the
-/// supervisor's own rules, which it does not model.
+/// The invariants the engine cannot check: they read the balancer or HTTP, which it does not
+/// model, or attackers' sockets.
 pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
     let checks = [
         ("available", settings.available),
@@ -67,10 +68,6 @@ pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
         ("one-balancer", settings.one_balancer),
         // Attackers need sockets: the engine refuses them, so nothing would be checked.
         ("outsiders-refused", settings.outsiders_refused),
-        ("restart-spacing", settings.supervision.restart_spacing),
-        ("one-instance", settings.supervision.one_instance),
-        ("quiet-shutdown", settings.supervision.quiet_shutdown),
-        ("finish-once", settings.supervision.finish_once),
     ];
     checks.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect()
 }
@@ -83,47 +80,22 @@ pub fn checkable(settings: &InvariantSettings) -> InvariantSettings {
         valid_config: false,
         one_balancer: false,
         outsiders_refused: false,
-        supervision: Default::default(),
         ..settings.clone()
     }
 }
 
-/// Whether the engine can apply a fault of this kind: it acts on the network, a whole host or
-/// the gossip agent, not on the balancer, a webapp or the supervisor's own timing.
+/// Whether the engine can apply a fault of this kind: it acts on the network, a whole host,
+/// the supervisor or the gossip agent. A reload acts on the balancer, which is not modelled,
+/// and a crash in the middle of a render needs the renderer's writes, which are atomic here.
 pub fn applies(kind: &FaultKind) -> bool {
-    match kind {
-        FaultKind::Partition { .. }
-        | FaultKind::Loss { .. }
-        | FaultKind::Latency { .. }
-        | FaultKind::Leave { .. }
-        | FaultKind::Tags { .. }
-        | FaultKind::ForceLeave { .. }
-        | FaultKind::Keys { .. }
-        | FaultKind::HostCrash { mid_render: false, .. } => true,
-        FaultKind::ServiceCrash { service, .. } => service == "serf",
-        _ => false,
-    }
-}
-
-/// Whether the engine can apply a swarm's faults of this kind: a swarm's service faults may
-/// pick any service, and only serf's exist here.
-pub fn applies_swarm(kind: SwarmKind) -> bool {
-    !matches!(kind, SwarmKind::ServiceCrash | SwarmKind::Stall)
+    !matches!(kind, FaultKind::Reload { .. } | FaultKind::HostCrash { mid_render: true, .. })
 }
 
 /// The faults of `world` the engine cannot apply, described for the user.
 pub fn unsupported_faults(world: &World) -> Vec<String> {
-    let mut refused = Vec::new();
-    for fault in world.faults.iter().filter(|fault| !applies(&fault.kind)) {
-        refused.push(format!("fault `{}`", fault.kind));
-    }
-    let swarm_kinds = world.swarm.iter().flat_map(|swarm| &swarm.kinds);
-    for kind in swarm_kinds {
-        if !applies_swarm(*kind) {
-            refused.push(format!("swarm kind `{}`", kind.name()));
-        }
-    }
-    refused
+    // Every kind a swarm draws applies: none is a reload or a crash in the middle of a render.
+    let refused = world.faults.iter().filter(|fault| !applies(&fault.kind));
+    refused.map(|fault| format!("fault `{}`", fault.kind)).collect()
 }
 
 /// Everything in `world` the engine refuses, described for the user; empty if it runs.
@@ -139,11 +111,6 @@ pub fn unsupported(world: &World) -> Vec<String> {
 /// but a run of a world it does not model measures nothing true).
 pub fn unsupported_model(world: &World) -> Vec<String> {
     let mut refused = Vec::new();
-    let permanent = world.hosts.iter().filter_map(|h| match &h.kind {
-        HostKind::Node(node) if node.permanent_failure.iter().any(|s| s == "serf") => Some(&h.name),
-        _ => None,
-    });
-    refused.extend(permanent.map(|name| format!("`permanent_failure` of serf on {name} (finish scripts)")));
     let attackers = world.hosts.iter().filter(|h| matches!(h.kind, HostKind::Attacker(_)));
     refused
         .extend(attackers.map(|h| format!("attacker host {} (it needs sockets: run it on turmoil)", h.name)));
@@ -202,14 +169,19 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
 enum Happening {
     /// The host powers on.
     Boot { host: u32 },
-    /// s6 starts the `serf` service, unless the host's life `generation` is over.
-    StartAgent { host: u32, generation: u32 },
+    /// A timer of the supervisor of boot `boot` (boxed: rare, and the queue holds millions).
+    Supervise { host: u32, boot: u32, timer: Box<rollcall::supervisor::core::Timer> },
+    /// The finish script of service number `service` of boot `boot` exited.
+    Finished { host: u32, boot: u32, service: u8, code: i32 },
+    /// SIGINT reached serf while it was stopped: it leaves when it continues.
+    Leave { host: u32, generation: u32 },
     /// An agent timer of one agent run.
     Timer { host: u32, generation: u32, timer: Timer },
     /// A datagram arrives at whatever agent runs on `to`.
     Datagram { from: u32, to: u32, bytes: Vec<u8> },
-    /// A push-pull arrives at `to`; its answer goes back to the initiator's run.
-    PushPull { from: u32, from_generation: u32, to: u32, bytes: Vec<u8> },
+    /// A push-pull arrives at `to`; its answer goes back to the initiator's run if `reply`
+    /// (the initiator still waits for it).
+    PushPull { from: u32, from_generation: u32, to: u32, bytes: Vec<u8>, reply: bool },
     /// The answer to a push-pull of the run `generation` of `to`.
     Answer { from: u32, to: u32, generation: u32, bytes: Vec<u8> },
     /// Step `index` of the plan.
@@ -266,8 +238,8 @@ struct Host {
     addr: SocketAddr,
     boots: u32,
     up: bool,
-    /// `s6-svc -d serf`: the service is wanted down.
-    wanted_down: bool,
+    /// s6 while the host runs.
+    supervision: Option<Supervision>,
     agent: Option<AgentRun>,
     /// Bumped when a run or a life ends: timers and answers for it are then stale.
     generation: u32,
@@ -402,7 +374,7 @@ impl<'a> Engine<'a> {
                 addr: SocketAddr::new(ip, port),
                 boots: 0,
                 up: false,
-                wanted_down: false,
+                supervision: None,
                 agent: None,
                 generation: 0,
                 snapshot: None,
@@ -435,13 +407,16 @@ impl<'a> Engine<'a> {
     fn handle(&mut self, happening: Happening) {
         // Hosts are numbered in 32 bits in the queue, which holds tens of millions of entries.
         let index = |host: u32| host as usize;
+        let Some(happening) = self.hold_if_stopped(happening) else { return };
         match happening {
             Happening::Boot { host } => self.boot(index(host)),
-            Happening::StartAgent { host, generation } => {
-                let host = index(host);
-                // `s6-svc -d` cancels a pending restart.
-                if self.hosts[host].generation == generation && !self.hosts[host].wanted_down {
-                    self.start_agent(host);
+            Happening::Supervise { host, boot, timer } => self.supervisor_timer(index(host), boot, *timer),
+            Happening::Finished { host, boot, service, code } => {
+                self.finish_ended(index(host), boot, usize::from(service), code)
+            }
+            Happening::Leave { host, generation } => {
+                if self.hosts[index(host)].generation == generation {
+                    self.agent_leave(index(host));
                 }
             }
             Happening::Timer { host, generation, timer } => {
@@ -467,8 +442,8 @@ impl<'a> Engine<'a> {
                     self.observe(to, event);
                 }
             }
-            Happening::PushPull { from, from_generation, to, bytes } => {
-                self.push_pull(index(from), from_generation, index(to), bytes)
+            Happening::PushPull { from, from_generation, to, bytes, reply } => {
+                self.push_pull(index(from), from_generation, index(to), bytes, reply)
             }
             Happening::Answer { from, to, generation, bytes } => {
                 let (from, to) = (index(from), index(to));
@@ -493,8 +468,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Hands a push-pull to the agent on `to` and sends its answer back, if both ends still
-    /// reach each other.
-    fn push_pull(&mut self, from: usize, from_generation: u32, to: usize, bytes: Vec<u8>) {
+    /// reach each other and the initiator waits for it (`reply`).
+    fn push_pull(&mut self, from: usize, from_generation: u32, to: usize, bytes: Vec<u8>, reply: bool) {
         if self.hosts[to].agent.is_none() || self.cut(from, to) {
             return;
         }
@@ -508,7 +483,7 @@ impl<'a> Engine<'a> {
             self.stream_rejected(to, sender, Some(error));
             None
         });
-        if let Some(bytes) = answer {
+        if let Some(bytes) = answer.filter(|_| reply) {
             let at = self.now + self.latency();
             let (from, to) = (to as u32, from as u32);
             self.schedule(at, Happening::Answer { from, to, generation: from_generation, bytes });
@@ -554,29 +529,17 @@ impl<'a> Engine<'a> {
         state.boots += 1;
         state.up = true;
         let boot = state.boots;
-        let role = state.node.as_ref().map(|node| node.role.clone());
         self.observe(host, Event::HostBooted { boot });
-        if role.is_some() && !self.hosts[host].wanted_down {
-            self.start_agent(host);
-        }
-        match role {
-            Some(Role::Backend) => self.observe(host, Event::ServiceStarted { service: "webapp".into() }),
-            Some(Role::Balancer { .. }) => self.start_renderer(host),
-            None => {}
-        }
+        self.start_supervision(host);
     }
 
-    /// s6 starts the renderer: it renders the view as it stands at once.
+    /// A run of the renderer: it renders the view as it stands at once.
     fn start_renderer(&mut self, host: usize) {
         let Some(settings) = self.hosts[host].node.as_ref().and_then(render_settings) else { return };
-        self.observe(host, Event::ServiceStarted { service: "renderer".into() });
         let state = &mut self.hosts[host];
         let mut rendering = match Rendering::start(settings, state.rendered.as_deref()) {
             Ok(rendering) => rendering,
-            Err(error) => {
-                let status = format!("exit 1 ({error})");
-                return self.observe(host, Event::ServiceExited { service: "renderer".into(), status });
-            }
+            Err(error) => return self.run_ended(host, "renderer", Exit::Code(1), Some(&error)),
         };
         let view = state.agent.as_ref().map(published_view).unwrap_or_default();
         rendering.set_view(view);
@@ -611,7 +574,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// s6 starts `serf`: a new agent run with the snapshot the disk holds.
+    /// A run of `serf`: a new agent with the snapshot the disk holds.
     fn start_agent(&mut self, host: usize) {
         let (name, ip) = (self.hosts[host].name.clone(), self.hosts[host].addr.ip());
         let Some(node) = self.hosts[host].node.as_ref() else { return };
@@ -630,10 +593,9 @@ impl<'a> Engine<'a> {
         };
         let config = agent_config(&name, ip, node, resolve);
         let snapshot_path = node.gossip.snapshot.clone();
-        self.observe(host, Event::ServiceStarted { service: "serf".into() });
         let mut config = match config {
             Ok(config) => config,
-            Err(error) => return self.agent_ended(host, &format!("exit 1 ({error})")),
+            Err(error) => return self.run_ended(host, "serf", Exit::Code(1), Some(&error.to_string())),
         };
         if let (Some(path), Some(text)) = (&snapshot_path, &self.hosts[host].snapshot) {
             config.rejoin = snapshot::parse(path, text);
@@ -658,27 +620,23 @@ impl<'a> Engine<'a> {
         self.with_agent(host, None, |agent, now, out| agent.start(now, out));
     }
 
-    /// The agent run on `host` ended with `status` (not a crash of the whole host): s6 starts
-    /// it again unless it is wanted down.
-    fn agent_ended(&mut self, host: usize, status: &str) {
+    /// The agent run on `host`, if any, is over (its service ended, or the node halted):
+    /// its timers and answers are stale from now on.
+    fn stop_agent(&mut self, host: usize) {
         let state = &mut self.hosts[host];
-        let ended = state.agent.take();
+        let Some(ended) = state.agent.take() else { return };
         // The renderer keeps the last view the run published.
-        if let (Some(rendering), Some(run)) = (state.rendering.as_mut(), ended) {
-            rendering.set_view(published_view(&run));
+        if let Some(rendering) = state.rendering.as_mut() {
+            rendering.set_view(published_view(&ended));
         }
         state.generation += 1;
-        let generation = state.generation;
-        // s6 restarts a service its restart delay after its finish ends (serf has no
-        // readiness notification, so the delay counts from the exit).
-        // "At once" is the next tick: an agent that fails as it starts would otherwise be
-        // started again and again at one instant, and the run would never end.
-        let at_once = state.node.as_ref().is_some_and(|node| node.bugs.supervisor_restarts_at_once);
-        let restart = self.now + if at_once { self.tick } else { RESTART_DELAY };
-        let wanted_down = state.wanted_down;
-        self.observe(host, Event::ServiceExited { service: "serf".into(), status: status.into() });
-        if !wanted_down {
-            self.schedule(restart, Happening::StartAgent { host: host as u32, generation });
+    }
+
+    /// serf got SIGINT: a graceful leave, unless one is under way.
+    fn agent_leave(&mut self, host: usize) {
+        if self.hosts[host].agent.as_ref().is_some_and(|run| !run.agent.is_leaving()) {
+            self.observe(host, Event::Leaving);
+            self.with_agent(host, None, |agent, now, out| agent.leave(now, out));
         }
     }
 
@@ -741,7 +699,10 @@ impl<'a> Engine<'a> {
         }
         let mut due = None;
         if let (Some(rendering), true) = (state.rendering.as_mut(), version_changed) {
-            due = rendering.view_changed(self.now);
+            match state.supervision.as_mut().filter(|s| s.renderer_stopped()) {
+                Some(supervision) => supervision.miss_view(),
+                None => due = rendering.view_changed(self.now),
+            }
         }
         for event in events {
             self.observe(host, event);
@@ -765,6 +726,7 @@ impl<'a> Engine<'a> {
                         from_generation: generation,
                         to: target as u32,
                         bytes,
+                        reply: true,
                     };
                     self.schedule(at, happening);
                 }
@@ -794,12 +756,12 @@ impl<'a> Engine<'a> {
             }
             Action::GaveUp { attempts } => {
                 self.observe(host, Event::JoinGaveUp { attempts });
-                self.agent_ended(host, "exit 1");
+                self.agent_gave_up(host, attempts);
                 return false;
             }
             Action::Left => {
                 self.observe(host, Event::Left);
-                self.agent_ended(host, "exit 0");
+                self.run_ended(host, "serf", Exit::Code(0), None);
                 return false;
             }
         }
@@ -850,11 +812,15 @@ impl<'a> Engine<'a> {
                 }
             }
             FaultKind::HostCrash { host, .. } => self.crash(host, start),
-            FaultKind::ServiceCrash { host, .. } => {
-                let host = self.by_name[host];
-                if self.hosts[host].agent.is_some() {
-                    self.agent_ended(host, "signal SIGKILL");
-                }
+            FaultKind::ServiceCrash { host, service } => {
+                self.svc(self.by_name[host], service, Svc::Signal(Signal::Kill))
+            }
+            FaultKind::Stall { host, service } => {
+                let signal = if start { Signal::Stop } else { Signal::Cont };
+                self.svc(self.by_name[host], service, Svc::Signal(signal))
+            }
+            FaultKind::Stop { host } => {
+                self.supervise(self.by_name[host], |supervisor, _, out| supervisor.shutdown(0, out))
             }
             _ => self.command(&fault, start),
         }
@@ -863,22 +829,10 @@ impl<'a> Engine<'a> {
     /// Faults that reach the agent as s6-svc or Serf commands.
     fn command(&mut self, fault: &FaultKind, start: bool) {
         match fault {
+            // `s6-svc -d serf` (its down signal is SIGINT, a graceful leave), then `-u`; a
+            // rebooted supervisor starts serf as it always does.
             FaultKind::Leave { host } => {
-                let host = self.by_name[host];
-                // s6-svc reaches a running supervisor only; a rebooted one starts serf.
-                if !self.hosts[host].up {
-                    return;
-                }
-                self.hosts[host].wanted_down = start;
-                if start {
-                    if self.hosts[host].agent.as_ref().is_some_and(|run| !run.agent.is_leaving()) {
-                        self.observe(host, Event::Leaving);
-                        self.with_agent(host, None, |agent, now, out| agent.leave(now, out));
-                    }
-                } else if self.hosts[host].agent.is_none() {
-                    // `s6-svc -u` starts a service that is down at once.
-                    self.start_agent(host);
-                }
+                self.svc(self.by_name[host], "serf", if start { Svc::Down } else { Svc::Up })
             }
             FaultKind::Tags { host, set, delete } => {
                 let host = self.by_name[host];
@@ -923,7 +877,7 @@ impl<'a> Engine<'a> {
                 state.up = false;
                 state.agent = None;
                 state.rendering = None;
-                state.wanted_down = false;
+                state.supervision = None;
                 state.generation += 1;
             }
             Some(false) => {

@@ -28,6 +28,10 @@ use rollcall::supervisor::core::Command as Svc;
 use rollcall::supervisor::driver::Control;
 use rollcall::supervisor::signal::Signal;
 
+/// Datagrams a host's gossip socket buffers before it drops more: turmoil's `udp_capacity`
+/// in this world, and what a stopped agent holds in the event engine.
+pub(crate) const UDP_QUEUE_DATAGRAMS: usize = 4096;
+
 /// Which engine runs a world.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -136,7 +136,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         .simulation_duration(world.duration + Duration::from_secs(1))
         .min_message_latency(LINK_LATENCY_MIN)
         .max_message_latency(LINK_LATENCY_MAX)
-        .udp_capacity(4096)
+        .udp_capacity(super::UDP_QUEUE_DATAGRAMS)
         .enable_random_order()
         .build();
     let recorder = Recorder::scoped(world.trace_scope.clone());

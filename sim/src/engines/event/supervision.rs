@@ -1,0 +1,360 @@
+//! s6 on each node of the event engine. The supervisor core ([`Supervisor`]) decides, as it
+//! does under turmoil and on real sockets, with the specs every engine uses
+//! ([`service_spec`]); the engine carries out its actions on what it models of each service:
+//! serf is the gossip agent, the renderer is [`super::Rendering`], and the webapp and the
+//! balancer are runs that serve nothing here (no HTTP) but are started, signalled, stopped,
+//! finished and restarted like any other. The records are the supervisor driver's
+//! (`src/supervisor/driver.rs`), so the supervision invariants read them as they read
+//! turmoil's.
+//!
+//! A stopped service (SIGSTOP) runs nothing: what reaches it (agent timers, datagrams up to
+//! its socket's buffer, push-pulls up to its listen backlog, render checks, a leave) is held
+//! and handed to it in order when it continues, as if it arrived then. A push-pull held past
+//! the initiator's TCP timeout is merged, but its answer is lost: the initiator has closed
+//! the connection.
+
+use std::time::Duration;
+
+use rollcall::gossip::driver::GossipError;
+use rollcall::host::Event;
+use rollcall::node::{BALANCER_SERVICE, service_spec};
+use rollcall::supervisor::core::{
+    Action, Exit, FINISH_PERMANENT_FAILURE, NodeSettings, Signal, Supervisor, Timer,
+};
+
+use super::{Engine, Happening};
+use crate::engines::UDP_QUEUE_DATAGRAMS;
+
+/// Push-pulls a stopped agent's listener accepts before it refuses more (Linux's
+/// `SOMAXCONN`).
+const LISTEN_BACKLOG: usize = 4096;
+
+/// What a node's service is to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Program {
+    /// The gossip agent.
+    Serf,
+    /// The renderer.
+    Renderer,
+    /// A run that serves nothing here: the webapp and the balancer.
+    Inert,
+}
+
+fn program(service: &str) -> Program {
+    match service {
+        "serf" => Program::Serf,
+        "renderer" => Program::Renderer,
+        _ => Program::Inert,
+    }
+}
+
+/// One service's run, as far as the engine needs to know.
+#[derive(Clone, Copy, Debug, Default)]
+struct RunState {
+    running: bool,
+    /// SIGSTOP: it runs nothing until SIGCONT.
+    stopped: bool,
+}
+
+/// A happening for a stopped service, kept until it continues.
+struct Held {
+    service: usize,
+    /// When it arrived.
+    since: Duration,
+    happening: Happening,
+}
+
+/// s6 on one host while the host runs.
+pub(super) struct Supervision {
+    supervisor: Supervisor,
+    /// The role's services in start order; runs and held happenings name them by index.
+    services: &'static [&'static str],
+    runs: Vec<RunState>,
+    /// Where serf and the renderer are among `services` (every happening asks).
+    serf: Option<usize>,
+    renderer: Option<usize>,
+    held: Vec<Held>,
+    /// A view change the stopped renderer has yet to see.
+    renderer_missed_view: bool,
+}
+
+impl Supervision {
+    fn index(&self, service: &str) -> Option<usize> {
+        self.services.iter().position(|name| *name == service)
+    }
+
+    /// The run of `wanted`, if it is stopped.
+    fn stopped(&self, wanted: Program) -> Option<usize> {
+        let found = match wanted {
+            Program::Serf => self.serf?,
+            Program::Renderer => self.renderer?,
+            Program::Inert => return None,
+        };
+        self.runs[found].stopped.then_some(found)
+    }
+
+    /// Whether the renderer is stopped.
+    pub(super) fn renderer_stopped(&self) -> bool {
+        self.stopped(Program::Renderer).is_some()
+    }
+
+    /// The stopped renderer missed a view change: it sees one when it continues.
+    pub(super) fn miss_view(&mut self) {
+        self.renderer_missed_view = true;
+    }
+
+    /// Keeps `happening` for the stopped run `service`, unless its buffer is full (datagrams
+    /// and push-pulls beyond it are lost, as a full socket loses them).
+    fn hold(&mut self, service: usize, since: Duration, happening: Happening) {
+        let limit = match happening {
+            Happening::Datagram { .. } => Some(UDP_QUEUE_DATAGRAMS),
+            Happening::PushPull { .. } => Some(LISTEN_BACKLOG),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            let kind = std::mem::discriminant(&happening);
+            let alike = self
+                .held
+                .iter()
+                .filter(|h| h.service == service && std::mem::discriminant(&h.happening) == kind);
+            if alike.count() >= limit {
+                return;
+            }
+        }
+        self.held.push(Held { service, since, happening });
+    }
+
+    /// Takes out what `service` holds, in the order it arrived.
+    fn release(&mut self, service: usize) -> Vec<Held> {
+        let (released, kept) = std::mem::take(&mut self.held).into_iter().partition(|h| h.service == service);
+        self.held = kept;
+        released
+    }
+}
+
+impl Engine<'_> {
+    /// s6-overlay starts on a booted node: its services, in start order.
+    pub(super) fn start_supervision(&mut self, host: usize) {
+        let Some(node) = self.hosts[host].node.as_ref() else { return };
+        let services = node.role.services();
+        let specs = services.iter().map(|name| service_spec(node, name)).collect();
+        let supervision = Supervision {
+            supervisor: Supervisor::new(specs, NodeSettings::default()),
+            services,
+            runs: vec![RunState::default(); services.len()],
+            serf: services.iter().position(|name| program(name) == Program::Serf),
+            renderer: services.iter().position(|name| program(name) == Program::Renderer),
+            held: Vec::new(),
+            renderer_missed_view: false,
+        };
+        self.hosts[host].supervision = Some(supervision);
+        self.supervise(host, |supervisor, now, out| supervisor.start(now, out));
+    }
+
+    /// Runs `step` on `host`'s supervisor, if it runs, and carries out what it asks for.
+    pub(super) fn supervise(
+        &mut self,
+        host: usize,
+        step: impl FnOnce(&mut Supervisor, Duration, &mut Vec<Action>),
+    ) {
+        let now = self.now;
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        let mut out = Vec::new();
+        step(&mut supervision.supervisor, now, &mut out);
+        for action in out {
+            // After a halt nothing is left to act on.
+            if self.hosts[host].supervision.is_none() {
+                break;
+            }
+            self.perform_supervised(host, action);
+        }
+    }
+
+    fn perform_supervised(&mut self, host: usize, action: Action) {
+        let boot = self.hosts[host].boots;
+        match action {
+            Action::Spawn { service } => self.spawn(host, &service),
+            Action::Signal { service, signal } => self.signal(host, &service, signal),
+            Action::RunFinish { service, .. } => {
+                // The only finish scripts are `permanent_failure`'s, which exit 125 at once.
+                let Some(index) = self.supervision(host).and_then(|s| s.index(&service)) else { return };
+                let code = FINISH_PERMANENT_FAILURE;
+                let finished = Happening::Finished { host: host as u32, boot, service: index as u8, code };
+                self.schedule(self.now, finished);
+            }
+            Action::KillFinish { service } => {
+                self.observe(host, Event::ServiceFinished { service, code: None })
+            }
+            Action::SetTimer { timer, after } => {
+                // Zero (the planted `supervisor-restarts-at-once`) is the next tick: a service
+                // that fails as it starts would otherwise start again and again at one instant.
+                let after = if after.is_zero() { self.tick } else { after };
+                let happening = Happening::Supervise { host: host as u32, boot, timer: Box::new(timer) };
+                self.schedule(self.now + after, happening);
+            }
+            Action::Ready { service } => self.observe(host, Event::ServiceReady { service }),
+            Action::Down { service } | Action::Failed { service } => {
+                self.observe(host, Event::ServiceDown { service })
+            }
+            Action::Exited { .. } => {}
+            Action::ShutdownStarted { code } => self.observe(host, Event::NodeShutdown { code }),
+            Action::Halt { code } => self.halt(host, code),
+        }
+    }
+
+    fn supervision(&self, host: usize) -> Option<&Supervision> {
+        self.hosts[host].supervision.as_ref()
+    }
+
+    /// A supervisor timer of boot `boot` fired.
+    pub(super) fn supervisor_timer(&mut self, host: usize, boot: u32, timer: Timer) {
+        if self.hosts[host].boots == boot {
+            self.supervise(host, |supervisor, now, out| supervisor.handle_timer(timer, now, out));
+        }
+    }
+
+    /// The finish script of service number `service` (of boot `boot`) exited with `code`.
+    pub(super) fn finish_ended(&mut self, host: usize, boot: u32, service: usize, code: i32) {
+        let Some(name) = self.supervision(host).map(|s| s.services[service]) else { return };
+        if self.hosts[host].boots != boot {
+            return;
+        }
+        self.observe(host, Event::ServiceFinished { service: name.to_string(), code: Some(code) });
+        self.supervise(host, |supervisor, now, out| supervisor.handle_finish_exit(name, code, now, out));
+    }
+
+    /// s6-svc on `host`, if its supervisor runs (a down host hears nothing).
+    pub(super) fn svc(&mut self, host: usize, service: &str, command: rollcall::supervisor::core::Command) {
+        self.supervise(host, |supervisor, now, out| supervisor.command(service, command, now, out));
+    }
+
+    /// One run of `service` starts.
+    fn spawn(&mut self, host: usize, service: &str) {
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        let Some(index) = supervision.index(service) else { return };
+        supervision.runs[index] = RunState { running: true, stopped: false };
+        self.observe(host, Event::ServiceStarted { service: service.to_string() });
+        match program(service) {
+            Program::Serf => self.start_agent(host),
+            Program::Renderer => self.start_renderer(host),
+            Program::Inert => {}
+        }
+    }
+
+    /// A signal to the run of `service`, as the supervisor's driver delivers it: the ones
+    /// the service handles (serf's SIGINT leaves; the balancer's SIGHUP reloads, which
+    /// changes nothing here), SIGSTOP and SIGCONT, and any other ends the run.
+    fn signal(&mut self, host: usize, service: &str, signal: Signal) {
+        let Some(supervision) = self.hosts[host].supervision.as_ref() else { return };
+        let Some(index) = supervision.index(service).filter(|&i| supervision.runs[i].running) else { return };
+        let stopped = supervision.runs[index].stopped;
+        match (program(service), signal) {
+            (Program::Serf, Signal::Int) if stopped => {
+                let generation = self.hosts[host].generation;
+                let leave = Happening::Leave { host: host as u32, generation };
+                let now = self.now;
+                if let Some(supervision) = self.hosts[host].supervision.as_mut() {
+                    supervision.hold(index, now, leave);
+                }
+            }
+            (Program::Serf, Signal::Int) => self.agent_leave(host),
+            (Program::Inert, Signal::Hup) if service == BALANCER_SERVICE => {}
+            (_, Signal::Stop | Signal::Cont) => self.pause(host, index, signal == Signal::Stop),
+            (_, signal) => self.run_ended(host, service, Exit::Signal(signal), None),
+        }
+    }
+
+    /// Stops or continues run number `service`; one that continues gets what it held.
+    fn pause(&mut self, host: usize, service: usize, stop: bool) {
+        let now = self.now;
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        let name = supervision.services[service];
+        if supervision.runs[service].stopped == stop {
+            return;
+        }
+        supervision.runs[service].stopped = stop;
+        let released = if stop { Vec::new() } else { supervision.release(service) };
+        let missed = !stop && program(name) == Program::Renderer && supervision.renderer_missed_view;
+        if missed {
+            supervision.renderer_missed_view = false;
+        }
+        self.observe(host, Event::ServiceStopped { service: name.to_string(), stopped: stop });
+        for Held { since, happening, .. } in released {
+            let happening = match happening {
+                Happening::PushPull { from, from_generation, to, bytes, .. } => {
+                    let waits = self.hosts[from as usize]
+                        .agent
+                        .as_ref()
+                        .is_some_and(|run| now <= since + run.agent.tcp_timeout());
+                    Happening::PushPull { from, from_generation, to, bytes, reply: waits }
+                }
+                other => other,
+            };
+            self.schedule(now, happening);
+        }
+        if missed {
+            let due = self.hosts[host].rendering.as_mut().and_then(|rendering| rendering.view_changed(now));
+            if let Some(due) = due {
+                let boot = self.hosts[host].boots;
+                self.schedule(due, Happening::Render { host: host as u32, boot });
+            }
+        }
+    }
+
+    /// Holds `happening` if it is for a stopped service; otherwise gives it back.
+    pub(super) fn hold_if_stopped(&mut self, happening: Happening) -> Option<Happening> {
+        let (host, wanted) = match &happening {
+            Happening::Timer { host, .. } | Happening::Leave { host, .. } => (*host, Program::Serf),
+            Happening::Datagram { to, .. }
+            | Happening::PushPull { to, .. }
+            | Happening::Answer { to, .. } => (*to, Program::Serf),
+            Happening::Render { host, .. } => (*host, Program::Renderer),
+            _ => return Some(happening),
+        };
+        let now = self.now;
+        let Some(supervision) = self.hosts[host as usize].supervision.as_mut() else {
+            return Some(happening);
+        };
+        let Some(service) = supervision.stopped(wanted) else { return Some(happening) };
+        supervision.hold(service, now, happening);
+        None
+    }
+
+    /// A run of `service` ended with `exit` (`reason`: why, for the status): what it ran
+    /// stops, the record is made, and s6 decides what comes next.
+    pub(super) fn run_ended(&mut self, host: usize, service: &str, exit: Exit, reason: Option<&str>) {
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        let Some(index) = supervision.index(service).filter(|&i| supervision.runs[i].running) else { return };
+        supervision.runs[index] = RunState::default();
+        // What a stopped run held dies with it.
+        drop(supervision.release(index));
+        match program(service) {
+            Program::Serf => self.stop_agent(host),
+            Program::Renderer => self.hosts[host].rendering = None,
+            Program::Inert => {}
+        }
+        let status = match reason {
+            Some(reason) => format!("{exit}: {reason}"),
+            None => exit.to_string(),
+        };
+        self.observe(host, Event::ServiceExited { service: service.to_string(), status });
+        self.supervise(host, |supervisor, now, out| supervisor.handle_exit(service, exit, now, out));
+    }
+
+    /// The agent gave up joining: serf exits 1, as the driver does.
+    pub(super) fn agent_gave_up(&mut self, host: usize, attempts: u32) {
+        let reason = GossipError::JoinFailed { attempts }.to_string();
+        self.run_ended(host, "serf", Exit::Code(1), Some(&reason));
+    }
+
+    /// s6-overlay halted the node: every run ends where it stands, without records (the
+    /// driver aborts them), and the host is down.
+    fn halt(&mut self, host: usize, code: i32) {
+        self.stop_agent(host);
+        let state = &mut self.hosts[host];
+        state.rendering = None;
+        state.supervision = None;
+        state.up = false;
+        self.observe(host, Event::HostHalted { code });
+    }
+}
