@@ -179,6 +179,9 @@ fn run_with_figures_prints_what_figures_prints_for_its_seed() {
     let run = sim(&["run", "--seed", "3", "--figures"]);
     let figures = sim(&["figures", "--from", "3", "--seeds", "1"]);
     assert!(run.contains("outcome: as expected"), "{run}");
+    // No balancer runs here: its windows and requests are not reported as if measured.
+    assert!(run.contains("D and A (the balancer's health checks): not modelled"), "{run}");
+    assert!(!run.contains("D (detection)") && !run.contains("requests:"), "{run}");
     let table = |text: &str| -> Vec<String> {
         let rows = text.lines().skip_while(|line| !line.starts_with("simulated ms"));
         rows.take_while(|line| !line.starts_with("false failures")).map(str::to_string).collect()
@@ -191,7 +194,7 @@ fn run_with_figures_prints_what_figures_prints_for_its_seed() {
 
 /// s1 gives up joining a seed that is down (`join = "once"`, as Serf's `-join` exits 1): s6
 /// starts it again 1 s after each exit, and at the next tick with the planted bug
-/// `supervisor-restarts-at-once`, on the event engine as under the supervisor core.
+/// `supervisor-restarts-at-once`.
 #[test]
 fn the_event_engine_restarts_serf_after_s6s_delay_and_at_once_with_the_planted_bug() {
     const TEXT: &str = r#"

@@ -160,8 +160,15 @@ impl Report {
     fn write_figures(&self, out: &mut String) {
         let figures = &self.figures;
         let _ = writeln!(out, "windows:");
-        let _ = writeln!(out, "  D (detection) {}", figures.windows.detection.explain());
-        let _ = writeln!(out, "  A (admission) {}", figures.windows.admission.explain());
+        // The event engine runs no balancer: its health-check windows and requests are moot.
+        let serving = self.engine != EngineKind::Event;
+        if serving {
+            let _ = writeln!(out, "  D (detection) {}", figures.windows.detection.explain());
+            let _ = writeln!(out, "  A (admission) {}", figures.windows.admission.explain());
+        } else {
+            let _ =
+                writeln!(out, "  D and A (the balancer's health checks): not modelled on the event engine");
+        }
         if let Some(gossip) = &figures.windows.gossip_detection {
             let _ = writeln!(out, "  gossip's D for hosts down or isolated {}", gossip.explain());
         }
@@ -171,7 +178,9 @@ impl Report {
         let requests = &figures.requests;
         let failed: Vec<String> = requests.failed.iter().map(|(cause, n)| format!("{n} {cause}")).collect();
         let failed = if failed.is_empty() { "none".to_string() } else { failed.join(", ") };
-        let _ = writeln!(out, "requests: {} sent, {} ok, failed: {failed}", requests.sent, requests.ok);
+        if serving {
+            let _ = writeln!(out, "requests: {} sent, {} ok, failed: {failed}", requests.sent, requests.ok);
+        }
         let _ = writeln!(
             out,
             "false failures: {} (members declared failed while running and reachable)",
