@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rollcall::gossip::core::MemberChange;
+use rollcall::host::Event;
 use rollcall::node::PlantedBugs;
 use rollcall_sim::Simulation;
 use rollcall_sim::engines::{EngineError, EngineKind, event};
@@ -25,6 +26,13 @@ fn scenario_path(name: &str) -> PathBuf {
 
 fn simulation(name: &str) -> Simulation {
     Simulation::from_file(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The scenario `text`, named `name`, with the shipped templates.
+fn inline(name: &str, text: &str) -> Simulation {
+    let world =
+        rollcall_sim::scenario::parse(name, text, &scenario_path("")).unwrap_or_else(|e| panic!("{e}"));
+    Simulation::new(world, name)
 }
 
 /// `simulation` on the event engine, checking what that engine can check.
@@ -220,9 +228,7 @@ host = "ha"
 [invariants]
 no_self_death = true
 "#;
-    let world = rollcall_sim::scenario::parse("restart-spacing.toml", TEXT, &scenario_path(""))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let healthy = Simulation::new(world, "restart-spacing.toml");
+    let healthy = inline("restart-spacing.toml", TEXT);
     let bugs = PlantedBugs { supervisor_restarts_at_once: true, ..PlantedBugs::default() };
     let broken = healthy.clone().planted_bugs("s1", bugs);
     for (simulation, spacing) in [(healthy, Duration::from_secs(1)), (broken, Duration::from_millis(1))] {
@@ -325,8 +331,9 @@ fn every_shipped_scenario_the_event_engine_models_ends_as_expected_on_it() {
 
 /// Every kind of supervised service and every supervisor fault: webapp kills (one of them
 /// while s6 waits to restart it), a permanent failure, the renderer and the balancer killed,
-/// serf stopped long enough to be declared failed, the renderer stopped while a member
-/// leaves (and rejoins), and a node stopped for good.
+/// serf killed while stopped, serf stopped long enough to be declared failed (its tags
+/// changed meanwhile), serf stopped when s6-svc -d makes it leave, the renderer stopped while
+/// that member leaves (it rejoins later), and a node stopped for good.
 const SUPERVISED: &str = r#"
 name = "supervised"
 duration_s = 60
@@ -355,6 +362,17 @@ tag = "s3"
 [start]
 order = ["ha", "s1", "s2", "s3"]
 gap_ms = 500
+[[fault]]
+kind = "stall"
+at_s = 3
+for_s = 5
+host = "s1"
+service = "serf"
+[[fault]]
+kind = "service-crash"
+at_s = 6
+host = "s1"
+service = "serf"
 [[fault]]
 kind = "service-crash"
 at_s = 10
@@ -392,11 +410,22 @@ for_s = 12
 host = "s3"
 service = "serf"
 [[fault]]
+kind = "tags"
+at_s = 25
+host = "s3"
+set = { zone = "b" }
+[[fault]]
 kind = "stall"
 at_s = 36
 for_s = 5
 host = "ha"
 service = "renderer"
+[[fault]]
+kind = "stall"
+at_s = 36.5
+for_s = 1.5
+host = "s2"
+service = "serf"
 [[fault]]
 kind = "leave"
 at_s = 37
@@ -466,19 +495,66 @@ fn member_changes(
     changes.collect()
 }
 
+/// The records of `host` that `wanted` picks, in trace order, with their times.
+fn host_events(
+    trace: &rollcall_sim::trace::Trace,
+    host: &str,
+    wanted: impl Fn(&Event) -> bool,
+) -> Vec<(Duration, Event)> {
+    use rollcall_sim::trace::Entry;
+    let picked =
+        trace.records.iter().filter(|record| record.host == host).filter_map(|record| match &record.event {
+            Entry::Host(event) if wanted(event) => Some((Duration::from_micros(record.t_us), event.clone())),
+            _ => None,
+        });
+    picked.collect()
+}
+
+/// When `observer` first recorded `member` with the tag `key=value`.
+fn first_tagged(
+    trace: &rollcall_sim::trace::Trace,
+    observer: &str,
+    member: &str,
+    (key, value): (&str, &str),
+) -> Option<Duration> {
+    use rollcall::host::Event;
+    use rollcall_sim::trace::Entry;
+    trace.records.iter().filter(|record| record.host == observer).find_map(|record| match &record.event {
+        Entry::Host(Event::Member { member: m, tags, .. })
+            if m == member && tags.get(key).is_some_and(|v| v == value) =>
+        {
+            Some(Duration::from_micros(record.t_us))
+        }
+        _ => None,
+    })
+}
+
+/// The first rendering `ha` wrote from `from` on, with its backends.
+fn first_render_from(trace: &rollcall_sim::trace::Trace, from: Duration) -> Option<(Duration, Vec<String>)> {
+    use rollcall::host::Event;
+    use rollcall_sim::trace::Entry;
+    trace.records.iter().filter(|record| record.host == "ha").find_map(|record| {
+        let at = Duration::from_micros(record.t_us);
+        match &record.event {
+            Entry::Host(Event::Rendered { backends, .. }) if at >= from => Some((at, backends.clone())),
+            _ => None,
+        }
+    })
+}
+
 fn secs(seconds: f64) -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
 /// The event engine drives the same supervisor core as turmoil: in a world with every
 /// supervisor fault, both engines make the same supervision records at the same
-/// milliseconds, and the supervision invariants check them on both. Gossip follows: the
-/// stopped serf is declared failed, then refutes, on both.
+/// milliseconds (but serf's exit after a leave, which waits for gossip), and the supervision
+/// invariants check them on both. Gossip follows on both: the stopped serf is declared
+/// failed, then refutes with the tags it was given while stopped; the stopped renderer
+/// renders the leave it missed when it continues.
 #[test]
 fn the_event_engine_supervises_services_as_turmoil_does() {
-    let world = rollcall_sim::scenario::parse("supervised.toml", SUPERVISED, &scenario_path(""))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let turmoil = Simulation::new(world, "supervised.toml");
+    let turmoil = inline("supervised.toml", SUPERVISED);
     let event = on_event_engine(turmoil.clone());
     let runs = [turmoil, event].map(|simulation| simulation.run().unwrap_or_else(|e| panic!("{e}")));
     for run in &runs {
@@ -489,16 +565,47 @@ fn the_event_engine_supervises_services_as_turmoil_does() {
     }
     for run in &runs {
         let changes = member_changes(&run.trace, "ha", "s3");
-        let failed = changes.iter().find(|(_, change)| *change == MemberChange::Failed).map(|(t, _)| *t);
-        let back = changes.iter().rfind(|(_, change)| *change == MemberChange::Join).map(|(t, _)| *t);
+        let first = |wanted| changes.iter().find(|(_, change)| *change == wanted).map(|(t, _)| *t);
         let stalled = secs(20.0)..secs(32.0);
-        assert!(failed.is_some_and(|t| stalled.contains(&t)), "{changes:?}");
+        assert!(first(MemberChange::Failed).is_some_and(|t| stalled.contains(&t)), "{changes:?}");
+        let back = changes.iter().rfind(|(_, change)| *change == MemberChange::Join).map(|(t, _)| *t);
         assert!(back.is_some_and(|t| t >= secs(32.0) && t < secs(34.0)), "{changes:?}");
+        // The tags command waited for the stopped agent: its rejoin carries them.
+        let tagged = first_tagged(&run.trace, "ha", "s3", ("zone", "b"));
+        assert!(tagged.is_some_and(|t| t >= secs(32.0) && t < secs(34.0)), "{tagged:?}");
+        let own = first_tagged(&run.trace, "s3", "s3", ("zone", "b"));
+        assert_eq!(own, Some(secs(32.0)), "s3 obeys when it continues");
+        // When it continues, its loop obeys the command before it reads the death notices
+        // held for it: the new incarnation outdates them, so it has nothing to refute.
+        let scores = host_events(&run.trace, "s3", |e| matches!(e, Event::HealthScore { .. }));
+        assert!(!scores.iter().any(|(t, _)| *t == secs(32.0)), "{scores:?}");
+        // s6-svc -d sends SIGINT, then SIGCONT: the stopped serf leaves once it continues.
+        let s2 = host_events(&run.trace, "s2", |e| {
+            matches!(e, Event::Leaving | Event::ServiceStopped { stopped: false, .. })
+        });
+        assert!(matches!(s2[..], [(_, Event::ServiceStopped { .. }), (_, Event::Leaving), ..]), "{s2:?}");
+        // s2 left while the renderer was stopped: it renders that when it continues.
+        let render = first_render_from(&run.trace, secs(36.0));
+        assert!(render.as_ref().is_some_and(|(t, _)| *t >= secs(41.0) && *t < secs(41.1)), "{render:?}");
+        assert!(render.is_some_and(|(_, backends)| !backends.contains(&"s2".to_string())));
     }
     let [turmoil, event] = runs.map(|run| supervision_records(&run.trace));
     assert_eq!(turmoil.keys().collect::<Vec<_>>(), ["ha", "s1", "s2", "s3"]);
     for (host, on_turmoil) in &turmoil {
-        assert_eq!(on_turmoil, &event[host], "{host}: turmoil, then event");
+        let on_event = &event[host];
+        let texts =
+            |records: &[(u64, String)]| records.iter().map(|(_, text)| text.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(on_turmoil), texts(on_event), "{host}: turmoil, then event");
+        for ((turmoil_ms, text), (event_ms, _)) in on_turmoil.iter().zip(on_event) {
+            // A leave ends when gossip has spread it, which each engine draws its own way.
+            let after_leave =
+                text.contains("serf") && (text.contains("exit 0") || text.contains("ServiceDown"));
+            let tolerance_ms = if after_leave { 1000 } else { 0 };
+            assert!(
+                turmoil_ms.abs_diff(*event_ms) <= tolerance_ms,
+                "{host}: {text} at {turmoil_ms} and {event_ms} ms"
+            );
+        }
     }
 }
 
@@ -515,4 +622,48 @@ fn restart_spacing_catches_a_supervisor_without_a_restart_delay_on_the_event_eng
     let healthy = on_event_engine(simulation("lab-supervision.toml")).run().unwrap_or_else(|e| panic!("{e}"));
     let verdict = healthy.report.verdict("restart-spacing").expect("checked");
     assert!(verdict.holds() && !verdict.is_unchecked(), "{verdict:?}");
+}
+
+/// A stopped serf's push-pulls wait in its driver's queue, 16 at most: with each of 21 nodes
+/// exchanging every 50 ms, more reach it before it is suspected (then no one picks it), and
+/// both engines record the refusals when it continues.
+#[test]
+fn a_stopped_agents_push_pull_queue_is_bounded_on_both_engines() {
+    const TEXT: &str = r#"
+name = "pending"
+duration_s = 30
+[gossip]
+seeds = ["ha"]
+join = "retry"
+push_pull_interval_ms = 50
+[[host]]
+name = "ha"
+role = "balancer"
+template = "templates/haproxy.cfg.hb"
+output = "/usr/local/etc/haproxy/haproxy.cfg"
+[[host]]
+name = "s{1..20}"
+tag = "s{n}"
+role = "backend"
+[[fault]]
+kind = "stall"
+at_s = 10
+for_s = 12
+host = "s1"
+service = "serf"
+[invariants]
+no_self_death = true
+"#;
+    let turmoil = inline("pending.toml", TEXT);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let run = simulation.run().unwrap_or_else(|e| panic!("{e}"));
+        let refused = host_events(
+            &run.trace,
+            "s1",
+            |e| matches!(e, Event::LimitReached { limit, .. } if limit == "gossip-pending-push-pulls"),
+        );
+        assert!(!refused.is_empty(), "no refusal recorded");
+        assert!(refused.iter().all(|(t, _)| *t == secs(22.0)), "{refused:?}");
+        assert!(refused.iter().all(|(_, e)| matches!(e, Event::LimitReached { max: 16, .. })), "{refused:?}");
+    }
 }

@@ -208,7 +208,7 @@ struct Choice {
 enum EngineArg {
     /// The whole stack, HTTP included, on turmoil (small clusters).
     Turmoil,
-    /// The gossip core and ha's renderer on a discrete-event queue (hundreds to ten thousand nodes).
+    /// The gossip, supervisor and render cores on a discrete-event queue (hundreds to ten thousand nodes).
     Event,
     /// Real processes in network namespaces on the wall clock (Linux, root; not replayable).
     Real,

@@ -12,8 +12,8 @@
 //! network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range,
 //! in whole milliseconds), each host's loss and extra latency on its gossip datagrams, one-way
 //! and two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each
-//! way; a cut or a stopped agent loses it, and the initiator's own timers deal with the
-//! silence.
+//! way; a cut, or an agent that is not running, loses it, and the initiator's own timers deal
+//! with the silence; a stopped (SIGSTOP) agent holds it ([`supervision`]).
 //!
 //! The balancer node's renderer runs too ([`super::rendering`]: quiescence, the render core,
 //! validation, an atomic write), so `converge`, `detect` and `rendered-view` are checked;
@@ -42,6 +42,7 @@ use rollcall::gossip::core::{Action, Agent, Footprint, Timer};
 use rollcall::gossip::driver::{View, keyring_change, state_changes};
 use rollcall::gossip::intern::{InternedCounts, Interner};
 use rollcall::gossip::keyring::{KeyOp, Keyring};
+use rollcall::gossip::limits::LimitCounts;
 use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
@@ -175,6 +176,9 @@ enum Happening {
     Finished { host: u32, boot: u32, service: u8, code: i32 },
     /// SIGINT reached serf while it was stopped: it leaves when it continues.
     Leave { host: u32, generation: u32 },
+    /// The agent command of fault `fault` (tags, force-leave, keys) reached serf while it
+    /// was stopped: it obeys when it continues.
+    Command { host: u32, generation: u32, fault: u32 },
     /// An agent timer of one agent run.
     Timer { host: u32, generation: u32, timer: Timer },
     /// A datagram arrives at whatever agent runs on `to`.
@@ -188,6 +192,18 @@ enum Happening {
     Fault { index: usize },
     /// The renderer of boot `boot` checks whether a render is due.
     Render { host: u32, boot: u32 },
+}
+
+impl Happening {
+    /// The hosts a delivery travels between, `(from, to)`.
+    fn link(&self) -> Option<(u32, u32)> {
+        match *self {
+            Happening::Datagram { from, to, .. }
+            | Happening::PushPull { from, to, .. }
+            | Happening::Answer { from, to, .. } => Some((from, to)),
+            _ => None,
+        }
+    }
 }
 
 /// A happening at its time, with its place among those at the same time.
@@ -264,6 +280,9 @@ struct AgentRun {
     version: Option<u64>,
     /// Whether its `gossip-synced` record was made.
     synced: bool,
+    /// Push-pulls and answers refused while a stopped agent held as many as its driver's
+    /// queue takes ([`rollcall::gossip::stream::PENDING_MAX`]).
+    stream_limits: LimitCounts,
 }
 
 struct Engine<'a> {
@@ -405,9 +424,19 @@ impl<'a> Engine<'a> {
     }
 
     fn handle(&mut self, happening: Happening) {
+        // A cut loses what is on its way; what reached a stopped service waits for it.
+        if happening.link().is_some_and(|(from, to)| self.cut(from as usize, to as usize)) {
+            return;
+        }
+        if let Some(happening) = self.hold_if_stopped(happening) {
+            self.happen(happening);
+        }
+    }
+
+    /// Carries out `happening`, which has arrived.
+    fn happen(&mut self, happening: Happening) {
         // Hosts are numbered in 32 bits in the queue, which holds tens of millions of entries.
         let index = |host: u32| host as usize;
-        let Some(happening) = self.hold_if_stopped(happening) else { return };
         match happening {
             Happening::Boot { host } => self.boot(index(host)),
             Happening::Supervise { host, boot, timer } => self.supervisor_timer(index(host), boot, *timer),
@@ -419,6 +448,11 @@ impl<'a> Engine<'a> {
                     self.agent_leave(index(host));
                 }
             }
+            Happening::Command { host, generation, fault } => {
+                if self.hosts[index(host)].generation == generation {
+                    self.obey(index(host), fault as usize);
+                }
+            }
             Happening::Timer { host, generation, timer } => {
                 self.with_agent(index(host), Some(generation), |agent, now, out| {
                     agent.handle_timer(timer, now, out)
@@ -426,7 +460,7 @@ impl<'a> Engine<'a> {
             }
             Happening::Datagram { from, to, bytes } => {
                 let (from, to) = (index(from), index(to));
-                if self.hosts[to].agent.is_none() || self.cut(from, to) {
+                if self.hosts[to].agent.is_none() {
                     return;
                 }
                 let sender = self.hosts[from].addr;
@@ -447,9 +481,6 @@ impl<'a> Engine<'a> {
             }
             Happening::Answer { from, to, generation, bytes } => {
                 let (from, to) = (index(from), index(to));
-                if self.cut(from, to) {
-                    return;
-                }
                 let sender = self.hosts[from].addr;
                 let (mut reached, mut rejected) = (false, None);
                 self.with_agent(to, Some(generation), |agent, now, out| {
@@ -470,7 +501,7 @@ impl<'a> Engine<'a> {
     /// Hands a push-pull to the agent on `to` and sends its answer back, if both ends still
     /// reach each other and the initiator waits for it (`reply`).
     fn push_pull(&mut self, from: usize, from_generation: u32, to: usize, bytes: Vec<u8>, reply: bool) {
-        if self.hosts[to].agent.is_none() || self.cut(from, to) {
+        if self.hosts[to].agent.is_none() {
             return;
         }
         let sender = self.hosts[from].addr;
@@ -616,6 +647,7 @@ impl<'a> Engine<'a> {
             health: 0,
             version: None,
             synced: false,
+            stream_limits: LimitCounts::default(),
         });
         self.with_agent(host, None, |agent, now, out| agent.start(now, out));
     }
@@ -822,20 +854,46 @@ impl<'a> Engine<'a> {
             FaultKind::Stop { host } => {
                 self.supervise(self.by_name[host], |supervisor, _, out| supervisor.shutdown(0, out))
             }
-            _ => self.command(&fault, start),
+            _ => self.command(&fault, id, start),
         }
     }
 
     /// Faults that reach the agent as s6-svc or Serf commands.
-    fn command(&mut self, fault: &FaultKind, start: bool) {
+    fn command(&mut self, fault: &FaultKind, id: usize, start: bool) {
         match fault {
             // `s6-svc -d serf` (its down signal is SIGINT, a graceful leave), then `-u`; a
             // rebooted supervisor starts serf as it always does.
             FaultKind::Leave { host } => {
                 self.svc(self.by_name[host], "serf", if start { Svc::Down } else { Svc::Up })
             }
-            FaultKind::Tags { host, set, delete } => {
-                let host = self.by_name[host];
+            FaultKind::Tags { host, .. } | FaultKind::ForceLeave { host, .. } => {
+                self.order_agent(self.by_name[host], id)
+            }
+            FaultKind::Keys { hosts, .. } => {
+                for name in hosts {
+                    self.order_agent(self.by_name[name], id);
+                }
+            }
+            // `unsupported` refused every other kind before the run.
+            _ => {}
+        }
+    }
+
+    /// The agent command of fault `fault` reaches `host`'s serf: obeyed now, or when a
+    /// stopped serf continues (as the driver's command queue waits for its loop).
+    fn order_agent(&mut self, host: usize, fault: usize) {
+        let generation = self.hosts[host].generation;
+        let command = Happening::Command { host: host as u32, generation, fault: fault as u32 };
+        if let Some(Happening::Command { .. }) = self.hold_if_stopped(command) {
+            self.obey(host, fault);
+        }
+    }
+
+    /// `host`'s agent obeys the command of fault `fault`.
+    fn obey(&mut self, host: usize, fault: usize) {
+        let plan = self.plan;
+        match &plan.faults[fault].kind {
+            FaultKind::Tags { set, delete, .. } => {
                 self.with_agent(host, None, |agent, now, out| {
                     let mut tags = agent.tags().clone();
                     tags.retain(|key, _| !delete.contains(key));
@@ -844,16 +902,10 @@ impl<'a> Engine<'a> {
                     let _ = agent.set_tags(tags, now, out);
                 });
             }
-            FaultKind::ForceLeave { host, target, prune } => {
-                let host = self.by_name[host];
+            FaultKind::ForceLeave { target, prune, .. } => {
                 self.with_agent(host, None, |agent, now, out| agent.force_leave(target, *prune, now, out));
             }
-            FaultKind::Keys { hosts, op, key } => {
-                for name in hosts {
-                    self.change_keyring(self.by_name[name], *op, key);
-                }
-            }
-            // `unsupported` refused every other kind before the run.
+            FaultKind::Keys { op, key, .. } => self.change_keyring(host, *op, key),
             _ => {}
         }
     }

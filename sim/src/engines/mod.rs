@@ -4,9 +4,9 @@
 //!
 //! - [`turmoil`]: the full stack, HTTP included, on turmoil's simulated network (3 to about
 //!   50 hosts).
-//! - [`event`]: the gossip core, s6's restarts of `serf` and the balancer node's renderer,
-//!   driven by a queue of timed events (hundreds to ten thousand nodes); it refuses the
-//!   invariants, faults and planted bugs it does not model.
+//! - [`event`]: the gossip, supervisor and render cores, driven by a queue of timed events
+//!   (hundreds to ten thousand nodes); it refuses the invariants, faults and planted bugs it
+//!   does not model (the balancer's serving and HTTP).
 //! - [`real`]: the full stack as real processes in network namespaces, on the wall clock
 //!   (Linux, root); not replayable, but judged the same way.
 
@@ -39,7 +39,7 @@ pub enum EngineKind {
     /// The whole stack on turmoil.
     #[default]
     Turmoil,
-    /// The gossip core and the balancer node's renderer on a discrete-event queue.
+    /// The gossip, supervisor and render cores on a discrete-event queue.
     Event,
     /// Real processes in network namespaces, on the wall clock.
     Real,

@@ -7,15 +7,20 @@
 //! (`src/supervisor/driver.rs`), so the supervision invariants read them as they read
 //! turmoil's.
 //!
-//! A stopped service (SIGSTOP) runs nothing: what reaches it (agent timers, datagrams up to
-//! its socket's buffer, push-pulls up to its listen backlog, render checks, a leave) is held
-//! and handed to it in order when it continues, as if it arrived then. A push-pull held past
-//! the initiator's TCP timeout is merged, but its answer is lost: the initiator has closed
-//! the connection.
+//! A stopped service (SIGSTOP) runs nothing: what reaches it is held and handed to it when it
+//! continues, in the order its driver's loop takes it (agent timers, then commands, then
+//! push-pulls, then datagrams; render checks). A stopped serf's datagrams wait in its
+//! socket's buffer (4,096); its push-pulls and the answers to its own wait in its driver's
+//! queue (16 together, the rest refused as `gossip-pending-push-pulls`, as the stream tasks,
+//! which run on, refuse them). A push-pull held past the TCP timeout is merged, but its
+//! answer is lost: the connection has closed (the timeout counts from the frame's arrival,
+//! one link latency after the initiator's own started).
 
 use std::time::Duration;
 
-use rollcall::gossip::driver::GossipError;
+use rollcall::gossip::driver::{GossipError, limit_event};
+use rollcall::gossip::limits::Limit;
+use rollcall::gossip::stream::PENDING_MAX;
 use rollcall::host::Event;
 use rollcall::node::{BALANCER_SERVICE, service_spec};
 use rollcall::supervisor::core::{
@@ -24,10 +29,6 @@ use rollcall::supervisor::core::{
 
 use super::{Engine, Happening};
 use crate::engines::UDP_QUEUE_DATAGRAMS;
-
-/// Push-pulls a stopped agent's listener accepts before it refuses more (Linux's
-/// `SOMAXCONN`).
-const LISTEN_BACKLOG: usize = 4096;
 
 /// What a node's service is to the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,27 @@ struct Held {
     /// When it arrived.
     since: Duration,
     happening: Happening,
+}
+
+/// What a held happening is to the agent's driver loop, in the order its `biased` select
+/// takes them when it continues (timers due, commands, streams, datagrams).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Timer,
+    Command,
+    Stream,
+    Datagram,
+}
+
+impl Class {
+    fn of(happening: &Happening) -> Class {
+        match happening {
+            Happening::Datagram { .. } => Class::Datagram,
+            Happening::PushPull { .. } | Happening::Answer { .. } => Class::Stream,
+            Happening::Leave { .. } | Happening::Command { .. } => Class::Command,
+            _ => Class::Timer,
+        }
+    }
 }
 
 /// s6 on one host while the host runs.
@@ -103,31 +125,32 @@ impl Supervision {
         self.renderer_missed_view = true;
     }
 
-    /// Keeps `happening` for the stopped run `service`, unless its buffer is full (datagrams
-    /// and push-pulls beyond it are lost, as a full socket loses them).
-    fn hold(&mut self, service: usize, since: Duration, happening: Happening) {
-        let limit = match happening {
-            Happening::Datagram { .. } => Some(UDP_QUEUE_DATAGRAMS),
-            Happening::PushPull { .. } => Some(LISTEN_BACKLOG),
-            _ => None,
+    /// Keeps `happening` for the stopped run `service`; false if its buffer is full
+    /// (datagrams beyond the socket's, push-pulls and answers beyond the driver's queue).
+    fn hold(&mut self, service: usize, since: Duration, happening: Happening) -> bool {
+        let class = Class::of(&happening);
+        let limit = match class {
+            Class::Datagram => Some(UDP_QUEUE_DATAGRAMS),
+            Class::Stream => Some(PENDING_MAX),
+            Class::Timer | Class::Command => None,
         };
         if let Some(limit) = limit {
-            let kind = std::mem::discriminant(&happening);
-            let alike = self
-                .held
-                .iter()
-                .filter(|h| h.service == service && std::mem::discriminant(&h.happening) == kind);
+            let alike = self.held.iter().filter(|h| h.service == service && Class::of(&h.happening) == class);
             if alike.count() >= limit {
-                return;
+                return false;
             }
         }
         self.held.push(Held { service, since, happening });
+        true
     }
 
-    /// Takes out what `service` holds, in the order it arrived.
+    /// Takes out what `service` holds, in the order its loop takes it: each class in the
+    /// order it arrived.
     fn release(&mut self, service: usize) -> Vec<Held> {
-        let (released, kept) = std::mem::take(&mut self.held).into_iter().partition(|h| h.service == service);
+        let (mut released, kept): (Vec<Held>, _) =
+            std::mem::take(&mut self.held).into_iter().partition(|h| h.service == service);
         self.held = kept;
+        released.sort_by_key(|held| Class::of(&held.happening));
         released
     }
 }
@@ -254,7 +277,8 @@ impl Engine<'_> {
                 let leave = Happening::Leave { host: host as u32, generation };
                 let now = self.now;
                 if let Some(supervision) = self.hosts[host].supervision.as_mut() {
-                    supervision.hold(index, now, leave);
+                    // Commands are never refused.
+                    let _ = supervision.hold(index, now, leave);
                 }
             }
             (Program::Serf, Signal::Int) => self.agent_leave(host),
@@ -282,16 +306,16 @@ impl Engine<'_> {
         for Held { since, happening, .. } in released {
             let happening = match happening {
                 Happening::PushPull { from, from_generation, to, bytes, .. } => {
-                    let waits = self.hosts[from as usize]
-                        .agent
-                        .as_ref()
-                        .is_some_and(|run| now <= since + run.agent.tcp_timeout());
-                    Happening::PushPull { from, from_generation, to, bytes, reply: waits }
+                    let timeout = self.hosts[to as usize].agent.as_ref().map(|run| run.agent.tcp_timeout());
+                    let reply = timeout.is_some_and(|timeout| now <= since + timeout);
+                    Happening::PushPull { from, from_generation, to, bytes, reply }
                 }
                 other => other,
             };
-            self.schedule(now, happening);
+            // It arrived while the service was stopped: a cut since then does not undo that.
+            self.happen(happening);
         }
+        self.record_stream_limits(host);
         if missed {
             let due = self.hosts[host].rendering.as_mut().and_then(|rendering| rendering.view_changed(now));
             if let Some(due) = due {
@@ -301,10 +325,21 @@ impl Engine<'_> {
         }
     }
 
+    /// Records the stream limit's count when it reaches a new power of two, as the driver
+    /// does when its loop runs again.
+    fn record_stream_limits(&mut self, host: usize) {
+        let Some(run) = self.hosts[host].agent.as_mut() else { return };
+        for (limit, count) in run.stream_limits.due() {
+            self.observe(host, limit_event(limit, PENDING_MAX, count));
+        }
+    }
+
     /// Holds `happening` if it is for a stopped service; otherwise gives it back.
     pub(super) fn hold_if_stopped(&mut self, happening: Happening) -> Option<Happening> {
         let (host, wanted) = match &happening {
-            Happening::Timer { host, .. } | Happening::Leave { host, .. } => (*host, Program::Serf),
+            Happening::Timer { host, .. }
+            | Happening::Leave { host, .. }
+            | Happening::Command { host, .. } => (*host, Program::Serf),
             Happening::Datagram { to, .. }
             | Happening::PushPull { to, .. }
             | Happening::Answer { to, .. } => (*to, Program::Serf),
@@ -316,7 +351,12 @@ impl Engine<'_> {
             return Some(happening);
         };
         let Some(service) = supervision.stopped(wanted) else { return Some(happening) };
-        supervision.hold(service, now, happening);
+        let stream = Class::of(&happening) == Class::Stream;
+        if !supervision.hold(service, now, happening) && stream {
+            if let Some(run) = self.hosts[host as usize].agent.as_mut() {
+                run.stream_limits.hit(Limit::PendingStreams, 1);
+            }
+        }
         None
     }
 
@@ -328,6 +368,9 @@ impl Engine<'_> {
         supervision.runs[index] = RunState::default();
         // What a stopped run held dies with it.
         drop(supervision.release(index));
+        if program(service) == Program::Renderer {
+            supervision.renderer_missed_view = false;
+        }
         match program(service) {
             Program::Serf => self.stop_agent(host),
             Program::Renderer => self.hosts[host].rendering = None,
