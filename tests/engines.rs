@@ -105,19 +105,21 @@ fn the_event_engine_refuses_invariants_and_faults_it_does_not_model() {
         }
         other => panic!("lab ran on the event engine: {:?}", other.map(|run| run.report.as_expected)),
     }
-    // A reload acts on the balancer; a crash in the middle of a render needs its writes.
-    let reloads = simulation("lab-reload-storm.toml");
-    let refused = event::unsupported_faults(reloads.world());
-    assert!(refused.iter().any(|r| r.contains("reload")), "{refused:?}");
+    // A crash in the middle of a render needs the renderer's writes to take time.
+    let mid_render = simulation("lab-render-crash.toml");
+    let refused = event::unsupported_faults(mid_render.world());
+    assert!(refused.iter().any(|r| r.contains("in the middle of a render")), "{refused:?}");
     let output = Command::new(env!("CARGO_BIN_EXE_rollcall-sim"))
         .args(["run", "--engine", "event"])
-        .arg(scenario_path("lab-reload-storm.toml"))
+        .arg(scenario_path("lab-render-crash.toml"))
         .output()
         .expect("rollcall-sim runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("lab-reload-storm.toml") && stderr.contains("reload") && stderr.contains("available"),
+        stderr.contains("lab-render-crash.toml")
+            && stderr.contains("in the middle of a render")
+            && stderr.contains("available"),
         "{stderr}"
     );
     // An attacker needs sockets and a wire to tap: turmoil's.
@@ -333,7 +335,8 @@ fn every_shipped_scenario_the_event_engine_models_ends_as_expected_on_it() {
 /// while s6 waits to restart it), a permanent failure, the renderer and the balancer killed,
 /// serf killed while stopped, serf stopped long enough to be declared failed (its tags
 /// changed meanwhile), serf stopped when s6-svc -d makes it leave, the renderer stopped while
-/// that member leaves (it rejoins later), and a node stopped for good.
+/// that member leaves (it rejoins later), the balancer stopped while the renderer writes, a
+/// node stopped for good, and two reloads.
 const SUPERVISED: &str = r#"
 name = "supervised"
 duration_s = 60
@@ -432,11 +435,24 @@ at_s = 37
 rejoin_after_s = 10
 host = "s2"
 [[fault]]
+kind = "stall"
+at_s = 40
+for_s = 3
+host = "ha"
+service = "haproxy"
+[[fault]]
 kind = "stop"
 at_s = 45
 host = "s1"
+[[fault]]
+kind = "reload"
+at_s = 50
+for_s = 2
+every_ms = 1000
+host = "ha"
 [invariants]
 no_self_death = true
+valid_config = true
 restart_spacing = true
 one_instance = true
 quiet_shutdown = true
@@ -558,7 +574,15 @@ fn the_event_engine_supervises_services_as_turmoil_does() {
     let event = on_event_engine(turmoil.clone());
     let runs = [turmoil, event].map(|simulation| simulation.run().unwrap_or_else(|e| panic!("{e}")));
     for run in &runs {
-        for name in ["restart-spacing", "one-instance", "quiet-shutdown", "finish-once", "no-self-death"] {
+        let names = [
+            "restart-spacing",
+            "one-instance",
+            "quiet-shutdown",
+            "finish-once",
+            "no-self-death",
+            "valid-config",
+        ];
+        for name in names {
             let verdict = run.report.verdict(name).unwrap_or_else(|| panic!("{name} not checked"));
             assert!(verdict.holds() && !verdict.is_unchecked(), "{name}: {verdict:?}");
         }
@@ -587,7 +611,23 @@ fn the_event_engine_supervises_services_as_turmoil_does() {
         // s2 left while the renderer was stopped: it renders that when it continues.
         let render = first_render_from(&run.trace, secs(36.0));
         assert!(render.as_ref().is_some_and(|(t, _)| *t >= secs(41.0) && *t < secs(41.1)), "{render:?}");
-        assert!(render.is_some_and(|(_, backends)| !backends.contains(&"s2".to_string())));
+        let rendered = render.map(|(_, backends)| backends).unwrap_or_default();
+        assert!(!rendered.contains(&"s2".to_string()), "{rendered:?}");
+        // The balancer loads at its start (again after its kill), after each write (the one
+        // it was stopped for when it continues) and on each reload.
+        let loads = host_events(&run.trace, "ha", |e| {
+            matches!(e, Event::Reloaded { .. } | Event::ReloadFailed { .. })
+        });
+        let loaded_at = |at: Duration| {
+            loads.iter().find_map(|(t, e)| match e {
+                Event::Reloaded { servers, .. } if *t == at => Some(servers.clone()),
+                _ => None,
+            })
+        };
+        assert!(loads.iter().all(|(_, e)| matches!(e, Event::Reloaded { .. })), "{loads:?}");
+        assert!(loaded_at(secs(0.0)).is_some() && loaded_at(secs(16.0)).is_some(), "{loads:?}");
+        assert_eq!(loaded_at(secs(43.0)), Some(rendered), "{loads:?}");
+        assert!(loaded_at(secs(50.0)).is_some() && loaded_at(secs(51.0)).is_some(), "{loads:?}");
     }
     let [turmoil, event] = runs.map(|run| supervision_records(&run.trace));
     assert_eq!(turmoil.keys().collect::<Vec<_>>(), ["ha", "s1", "s2", "s3"]);
@@ -666,4 +706,27 @@ no_self_death = true
         assert!(refused.iter().all(|(t, _)| *t == secs(22.0)), "{refused:?}");
         assert!(refused.iter().all(|(_, e)| matches!(e, Event::LimitReached { max: 16, .. })), "{refused:?}");
     }
+}
+
+/// `[trace] balancer_loads = false` keeps a large run's trace free of the balancer's loads
+/// (each lists every server), and a scenario cannot drop them while `valid-config` reads them.
+#[test]
+fn the_balancers_loads_can_be_left_out_of_the_trace_but_not_under_valid_config() {
+    let base = "name = \"loads\"\nduration_s = 10\n[gossip]\nseeds = [\"ha\"]\n[[host]]\nname = \"ha\"\nrole = \"balancer\"\ntemplate = \"templates/haproxy.cfg.hb\"\noutput = \"/usr/local/etc/haproxy/haproxy.cfg\"\n[[host]]\nname = \"s1\"\nrole = \"backend\"\n";
+    let (drop, check) = ("[trace]\nbalancer_loads = false\n", "[invariants]\nvalid_config = true\n");
+    let quiet = "[invariants]\nno_self_death = true\n";
+    let loads = |trace: &rollcall_sim::trace::Trace| {
+        host_events(trace, "ha", |e| matches!(e, Event::Reloaded { .. }))
+    };
+    let kept = on_event_engine(inline("loads.toml", &format!("{base}{quiet}"))).trace().expect("runs");
+    assert!(!loads(&kept).is_empty());
+    let dropped = format!("{base}{drop}{quiet}");
+    for simulation in [inline("loads.toml", &dropped), on_event_engine(inline("loads.toml", &dropped))] {
+        let trace = simulation.trace().expect("runs");
+        assert!(loads(&trace).is_empty(), "{:?}", loads(&trace));
+    }
+    let refused =
+        rollcall_sim::scenario::parse("loads.toml", &format!("{base}{drop}{check}"), &scenario_path(""));
+    let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("loads.toml:14") && error.contains("valid_config"), "{error}");
 }

@@ -290,6 +290,8 @@ impl Observations {
                 self.scope = crate::trace::ViewScope {
                     observers: views.as_ref().map(|hosts| hosts.iter().cloned().collect()),
                     followed: follow.iter().cloned().collect(),
+                    // What is read of the balancer's loads is what was recorded.
+                    drops_balancer_loads: false,
                 };
                 self.end = Duration::from_millis(*duration_ms);
                 let with_role = |role: &str| -> Vec<String> {

@@ -108,6 +108,8 @@ struct TraceSection {
     /// Members recorded in every host's view.
     #[serde(default)]
     follow: Vec<Spanned<String>>,
+    /// Whether the balancer's successful loads are recorded (each lists every server).
+    balancer_loads: Option<Spanned<bool>>,
 }
 
 /// `[swarm]`: ranges each seed draws its own faults from (see [`crate::swarm`]).
@@ -920,13 +922,13 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             start_gap: self.millis(&file.start.gap_ms, 0, "gap_ms", true)?,
             start_jitter: self.millis(&file.start.jitter_ms, 0, "jitter_ms", true)?,
             faults,
-            invariants,
+            invariants: invariants.clone(),
             expect: Expectation::default(),
             expect_by_pipeline,
             expect_default,
             engine: file.engine,
             swarm: None,
-            trace_scope: self.trace_scope(&file.trace)?,
+            trace_scope: self.trace_scope(&file.trace, invariants.valid_config)?,
         };
         if let Some(section) = &file.swarm {
             world.swarm = Some(self.swarm(section, &world)?);
@@ -939,7 +941,11 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         Ok(world)
     }
 
-    fn trace_scope(&self, section: &TraceSection) -> Result<crate::trace::ViewScope, ScenarioError> {
+    fn trace_scope(
+        &self,
+        section: &TraceSection,
+        valid_config: bool,
+    ) -> Result<crate::trace::ViewScope, ScenarioError> {
         let observers = match &section.views {
             Some(views) => {
                 let mut hosts: BTreeSet<String> = self.known_all(views)?.into_iter().collect();
@@ -950,7 +956,12 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             None => None,
         };
         let followed = self.known_all(&section.follow)?.into_iter().collect();
-        Ok(crate::trace::ViewScope { observers, followed })
+        let drops_balancer_loads = section.balancer_loads.as_ref().is_some_and(|loads| !*loads.get_ref());
+        if let (Some(loads), true) = (&section.balancer_loads, drops_balancer_loads && valid_config) {
+            return self
+                .fail(loads.span(), "balancer_loads = false: valid_config reads the balancer's loads");
+        }
+        Ok(crate::trace::ViewScope { observers, followed, drops_balancer_loads })
     }
 
     fn swarm(&self, section: &Spanned<SwarmSection>, world: &World) -> Result<Swarm, ScenarioError> {

@@ -155,6 +155,10 @@ pub struct ViewScope {
     pub observers: Option<BTreeSet<String>>,
     /// Members recorded in every host's view.
     pub followed: BTreeSet<String>,
+    /// `[trace] balancer_loads = false`: the balancer's successful loads, each listing every
+    /// server, are not recorded (turmoil's failures still are; the event engine, whose
+    /// balancer only loads, makes no loads).
+    pub drops_balancer_loads: bool,
 }
 
 impl ViewScope {
@@ -163,10 +167,12 @@ impl ViewScope {
         observer == member || self.records_all_of(observer) || self.followed.contains(member)
     }
 
-    /// Whether `host`'s event is recorded: every event but view entries out of scope.
+    /// Whether `host`'s event is recorded: every event but view entries out of scope (and
+    /// the balancer's loads, if dropped).
     pub fn keeps(&self, host: &str, event: &Event) -> bool {
         match event {
             Event::MemberState { member, .. } | Event::Member { member, .. } => self.records(host, member),
+            Event::Reloaded { .. } => !self.drops_balancer_loads,
             _ => true,
         }
     }
@@ -216,6 +222,11 @@ impl Recorder {
     /// entry that is not).
     pub fn records_view(&self, observer: &str, member: &str) -> bool {
         self.scope.records(observer, member)
+    }
+
+    /// Whether the balancer's successful loads are recorded.
+    pub fn records_balancer_loads(&self) -> bool {
+        !self.scope.drops_balancer_loads
     }
 
     /// Records something the world did to `host` (or [`WORLD`]).

@@ -297,6 +297,14 @@ struct ListenSection {
     stats: Option<StatsPage>,
 }
 
+/// The file at `path`, as read (`read`), loaded as the balancer loads it: UTF-8, then parsed;
+/// the error names the file. Every engine that runs a balancer loads its file this way.
+pub fn load(path: &std::path::Path, read: std::io::Result<Vec<u8>>) -> Result<BalancerConfig, String> {
+    let bytes = read.map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
+    parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
+}
+
 /// Parses `text`; `file` names it in errors and warnings.
 pub fn parse(file: &str, text: &str) -> Result<BalancerConfig, ConfigError> {
     let mut parser = Parser {

@@ -370,9 +370,7 @@ fn keep_removed_servers(config: &mut BalancerConfig, previous: Option<&Loaded>) 
 }
 
 pub(super) fn load<N: Net>(env: &HostEnv<N>, path: &Path) -> Result<BalancerConfig, String> {
-    let bytes = env.disk().read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
-    config::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
+    config::load(path, env.disk().read(path))
 }
 
 pub(super) async fn forward<N: Net>(

@@ -16,8 +16,9 @@
 //! with the silence; a stopped (SIGSTOP) agent holds it ([`supervision`]).
 //!
 //! The balancer node's renderer runs too ([`super::rendering`]: quiescence, the render core,
-//! validation, an atomic write), so `converge`, `detect` and `rendered-view` are checked;
-//! backends' webapps and the balancer are supervised runs that serve nothing.
+//! validation, an atomic write), so `converge`, `detect` and `rendered-view` are checked, and
+//! its balancer loads what the renderer writes (`valid-config`); backends' webapps are
+//! supervised runs, and the balancer serves nothing.
 //!
 //! Not modelled: the balancer's serving, HTTP, the lab pipeline's in-place writes and legacy
 //! reloads, client hosts beyond their boot. The faults that act on them and the bugs planted
@@ -47,7 +48,7 @@ use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
-use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, agent_config, render_settings};
+use rollcall::node::{BALANCER_SERVICE, GOSSIP_PORT, NodeSpec, Pipeline, agent_config, render_settings};
 use rollcall::supervisor::core::{Command as Svc, Exit, Signal};
 
 use super::rendering::Rendering;
@@ -60,12 +61,12 @@ const LATENCY_RATE: f64 = 5.0;
 /// The first host address; hosts follow in file order, as turmoil numbers them.
 const FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 
-/// The invariants the engine cannot check: they read the balancer or HTTP, which it does not
-/// model, or attackers' sockets.
+/// The invariants the engine cannot check: they read the balancer's serving (its listeners
+/// and HTTP), which it does not model, or attackers' sockets.
 pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
     let checks = [
         ("available", settings.available),
-        ("valid-config", settings.valid_config),
+        // Which balancer processes accept connections is not modelled, only its loads.
         ("one-balancer", settings.one_balancer),
         // Attackers need sockets: the engine refuses them, so nothing would be checked.
         ("outsiders-refused", settings.outsiders_refused),
@@ -76,25 +77,19 @@ pub fn unchecked_invariants(settings: &InvariantSettings) -> Vec<&'static str> {
 /// `settings` without the invariants the engine cannot check (for figures, which read no
 /// verdict): the complement of [`unchecked_invariants`].
 pub fn checkable(settings: &InvariantSettings) -> InvariantSettings {
-    InvariantSettings {
-        available: false,
-        valid_config: false,
-        one_balancer: false,
-        outsiders_refused: false,
-        ..settings.clone()
-    }
+    InvariantSettings { available: false, one_balancer: false, outsiders_refused: false, ..settings.clone() }
 }
 
-/// Whether the engine can apply a fault of this kind: it acts on the network, a whole host,
-/// the supervisor or the gossip agent. A reload acts on the balancer, which is not modelled,
-/// and a crash in the middle of a render needs the renderer's writes, which are atomic here.
+/// Whether the engine can apply a fault of this kind: every kind acts on the network, a
+/// whole host, the supervisor or the gossip agent, but a crash in the middle of a render,
+/// which needs the renderer's writes to take time (they are atomic here).
 pub fn applies(kind: &FaultKind) -> bool {
-    !matches!(kind, FaultKind::Reload { .. } | FaultKind::HostCrash { mid_render: true, .. })
+    !matches!(kind, FaultKind::HostCrash { mid_render: true, .. })
 }
 
 /// The faults of `world` the engine cannot apply, described for the user.
 pub fn unsupported_faults(world: &World) -> Vec<String> {
-    // Every kind a swarm draws applies: none is a reload or a crash in the middle of a render.
+    // Every kind a swarm draws applies: none is a crash in the middle of a render.
     let refused = world.faults.iter().filter(|fault| !applies(&fault.kind));
     refused.map(|fault| format!("fault `{}`", fault.kind)).collect()
 }
@@ -598,6 +593,8 @@ impl<'a> Engine<'a> {
         }
         if written.is_some() {
             self.hosts[host].rendered = written;
+            // The fixed pipeline's renderer tells the balancer to reload what it wrote.
+            self.balancer_reload(host);
         }
         if let Some(due) = due {
             let boot = self.hosts[host].boots;
@@ -820,8 +817,10 @@ impl<'a> Engine<'a> {
         let (id, phase) = (step.fault, step.phase);
         let fault = self.plan.faults[id].kind.clone();
         let start = phase == Phase::Start;
-        let Some(record) = WorldEvent::phase(id, &fault, phase) else { return };
-        self.recorder.world(self.now, WORLD, record);
+        // A repeat (a reload's later ones) acts without a record of its own.
+        if let Some(record) = WorldEvent::phase(id, &fault, phase) {
+            self.recorder.world(self.now, WORLD, record);
+        }
         match &fault {
             FaultKind::Partition { a, b, oneway } => {
                 for group in self.active.partition(a, b, *oneway, start) {
@@ -853,6 +852,10 @@ impl<'a> Engine<'a> {
             }
             FaultKind::Stop { host } => {
                 self.supervise(self.by_name[host], |supervisor, _, out| supervisor.shutdown(0, out))
+            }
+            // `s6-svc -h`: the balancer reloads, at the start and every `every` until the end.
+            FaultKind::Reload { host, .. } if phase != Phase::End => {
+                self.svc(self.by_name[host], BALANCER_SERVICE, Svc::Signal(Signal::Hup))
             }
             _ => self.command(&fault, id, start),
         }

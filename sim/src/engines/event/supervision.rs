@@ -1,9 +1,11 @@
 //! s6 on each node of the event engine. The supervisor core ([`Supervisor`]) decides, as it
 //! does under turmoil and on real sockets, with the specs every engine uses
 //! ([`service_spec`]); the engine carries out its actions on what it models of each service:
-//! serf is the gossip agent, the renderer is [`super::Rendering`], and the webapp and the
-//! balancer are runs that serve nothing here (no HTTP) but are started, signalled, stopped,
-//! finished and restarted like any other. The records are the supervisor driver's
+//! serf is the gossip agent, the renderer is [`super::Rendering`], the balancer loads the
+//! rendered file when it starts, when the renderer has written one and on SIGHUP (its
+//! `reloaded` and `reload-failed` records, from the same loader), and the webapp is a run.
+//! Neither serves anything here (no HTTP), but every service is started, signalled,
+//! stopped, finished and restarted as s6 does. The records are the supervisor driver's
 //! (`src/supervisor/driver.rs`), so the supervision invariants read them as they read
 //! turmoil's.
 //!
@@ -22,7 +24,7 @@ use rollcall::gossip::driver::{GossipError, limit_event};
 use rollcall::gossip::limits::Limit;
 use rollcall::gossip::stream::PENDING_MAX;
 use rollcall::host::Event;
-use rollcall::node::{BALANCER_SERVICE, service_spec};
+use rollcall::node::{BALANCER_SERVICE, Role, service_spec};
 use rollcall::supervisor::core::{
     Action, Exit, FINISH_PERMANENT_FAILURE, NodeSettings, Signal, Supervisor, Timer,
 };
@@ -37,7 +39,9 @@ enum Program {
     Serf,
     /// The renderer.
     Renderer,
-    /// A run that serves nothing here: the webapp and the balancer.
+    /// The balancer: its loads of the rendered file.
+    Balancer,
+    /// A run that does nothing here: the webapp.
     Inert,
 }
 
@@ -45,6 +49,7 @@ fn program(service: &str) -> Program {
     match service {
         "serf" => Program::Serf,
         "renderer" => Program::Renderer,
+        BALANCER_SERVICE => Program::Balancer,
         _ => Program::Inert,
     }
 }
@@ -92,12 +97,15 @@ pub(super) struct Supervision {
     /// The role's services in start order; runs and held happenings name them by index.
     services: &'static [&'static str],
     runs: Vec<RunState>,
-    /// Where serf and the renderer are among `services` (every happening asks).
+    /// Where serf, the renderer and the balancer are among `services` (every happening asks).
     serf: Option<usize>,
     renderer: Option<usize>,
+    balancer: Option<usize>,
     held: Vec<Held>,
     /// A view change the stopped renderer has yet to see.
     renderer_missed_view: bool,
+    /// A reload the stopped balancer has yet to see.
+    balancer_missed_reload: bool,
 }
 
 impl Supervision {
@@ -110,6 +118,7 @@ impl Supervision {
         let found = match wanted {
             Program::Serf => self.serf?,
             Program::Renderer => self.renderer?,
+            Program::Balancer => self.balancer?,
             Program::Inert => return None,
         };
         self.runs[found].stopped.then_some(found)
@@ -167,8 +176,10 @@ impl Engine<'_> {
             runs: vec![RunState::default(); services.len()],
             serf: services.iter().position(|name| program(name) == Program::Serf),
             renderer: services.iter().position(|name| program(name) == Program::Renderer),
+            balancer: services.iter().position(|name| program(name) == Program::Balancer),
             held: Vec::new(),
             renderer_missed_view: false,
+            balancer_missed_reload: false,
         };
         self.hosts[host].supervision = Some(supervision);
         self.supervise(host, |supervisor, now, out| supervisor.start(now, out));
@@ -260,13 +271,14 @@ impl Engine<'_> {
         match program(service) {
             Program::Serf => self.start_agent(host),
             Program::Renderer => self.start_renderer(host),
+            Program::Balancer => self.balancer_load(host),
             Program::Inert => {}
         }
     }
 
     /// A signal to the run of `service`, as the supervisor's driver delivers it: the ones
-    /// the service handles (serf's SIGINT leaves; the balancer's SIGHUP reloads, which
-    /// changes nothing here), SIGSTOP and SIGCONT, and any other ends the run.
+    /// the service handles (serf's SIGINT leaves; the balancer's SIGHUP reloads), SIGSTOP and
+    /// SIGCONT, and any other ends the run.
     fn signal(&mut self, host: usize, service: &str, signal: Signal) {
         let Some(supervision) = self.hosts[host].supervision.as_ref() else { return };
         let Some(index) = supervision.index(service).filter(|&i| supervision.runs[i].running) else { return };
@@ -282,7 +294,7 @@ impl Engine<'_> {
                 }
             }
             (Program::Serf, Signal::Int) => self.agent_leave(host),
-            (Program::Inert, Signal::Hup) if service == BALANCER_SERVICE => {}
+            (Program::Balancer, Signal::Hup) => self.balancer_reload(host),
             (_, Signal::Stop | Signal::Cont) => self.pause(host, index, signal == Signal::Stop),
             (_, signal) => self.run_ended(host, service, Exit::Signal(signal), None),
         }
@@ -302,6 +314,10 @@ impl Engine<'_> {
         if missed {
             supervision.renderer_missed_view = false;
         }
+        let reload = !stop && program(name) == Program::Balancer && supervision.balancer_missed_reload;
+        if reload {
+            supervision.balancer_missed_reload = false;
+        }
         self.observe(host, Event::ServiceStopped { service: name.to_string(), stopped: stop });
         for Held { since, happening, .. } in released {
             let happening = match happening {
@@ -316,6 +332,9 @@ impl Engine<'_> {
             self.happen(happening);
         }
         self.record_stream_limits(host);
+        if reload {
+            self.balancer_load(host);
+        }
         if missed {
             let due = self.hosts[host].rendering.as_mut().and_then(|rendering| rendering.view_changed(now));
             if let Some(due) = due {
@@ -368,12 +387,13 @@ impl Engine<'_> {
         supervision.runs[index] = RunState::default();
         // What a stopped run held dies with it.
         drop(supervision.release(index));
-        if program(service) == Program::Renderer {
-            supervision.renderer_missed_view = false;
-        }
         match program(service) {
             Program::Serf => self.stop_agent(host),
-            Program::Renderer => self.hosts[host].rendering = None,
+            Program::Renderer => {
+                supervision.renderer_missed_view = false;
+                self.hosts[host].rendering = None;
+            }
+            Program::Balancer => supervision.balancer_missed_reload = false,
             Program::Inert => {}
         }
         let status = match reason {
@@ -382,6 +402,44 @@ impl Engine<'_> {
         };
         self.observe(host, Event::ServiceExited { service: service.to_string(), status });
         self.supervise(host, |supervisor, now, out| supervisor.handle_exit(service, exit, now, out));
+    }
+
+    /// The renderer wrote a file, or SIGHUP came: a running balancer reloads it, a stopped
+    /// one when it continues.
+    pub(super) fn balancer_reload(&mut self, host: usize) {
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        let Some(index) = supervision.balancer.filter(|&i| supervision.runs[i].running) else { return };
+        if supervision.runs[index].stopped {
+            supervision.balancer_missed_reload = true;
+        } else {
+            self.balancer_load(host);
+        }
+    }
+
+    /// The balancer loads the rendered file from the host's disk, as its driver does.
+    fn balancer_load(&mut self, host: usize) {
+        let Some(Role::Balancer { output, .. }) = self.hosts[host].node.as_ref().map(|node| &node.role)
+        else {
+            return;
+        };
+        // A load changes nothing else here, so one whose record is dropped is not made (at
+        // 10,000 nodes each lists 10,000 servers); `valid-config` needs the records, and a
+        // scenario cannot drop them and check it.
+        if !self.recorder.records_balancer_loads() {
+            return;
+        }
+        let read = self.hosts[host]
+            .rendered
+            .clone()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, output.display().to_string()));
+        let event = match rollcall::balancer::config::load(output, read) {
+            Ok(config) => Event::Reloaded {
+                bind: config.bind.to_string(),
+                servers: config.backend().servers.iter().map(|server| server.name.clone()).collect(),
+            },
+            Err(error) => Event::ReloadFailed { error },
+        };
+        self.observe(host, event);
     }
 
     /// The agent gave up joining: serf exits 1, as the driver does.
