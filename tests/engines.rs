@@ -15,7 +15,7 @@ use rollcall_sim::Simulation;
 use rollcall_sim::engines::{EngineError, EngineKind, event};
 use rollcall_sim::faults::FaultKind;
 use rollcall_sim::metrics::{Distribution, Timings};
-use rollcall_sim::world::Expectation;
+use rollcall_sim::world::{Expectation, InvariantSettings};
 
 #[path = "common/shipped.rs"]
 mod shipped;
@@ -126,7 +126,7 @@ fn the_event_engine_refuses_invariants_and_faults_it_does_not_model() {
     let attack = simulation("attack-keyring.toml");
     let refused = event::unsupported(attack.world());
     assert!(refused.iter().any(|r| r.contains("attacker host mallory")), "{refused:?}");
-    // The balancer is not modelled: a bug planted in it would change nothing.
+    // The balancer's serving is not modelled: a bug planted in it would change nothing.
     let bugs = PlantedBugs { balancer_ignores_removals: true, ..PlantedBugs::default() };
     let planted = simulation("gossip-10.toml").planted_bugs("ha", bugs);
     let refused = event::unsupported_model(planted.world());
@@ -323,6 +323,7 @@ fn every_shipped_scenario_the_event_engine_models_ends_as_expected_on_it() {
         "loss",
         "partition",
         "partition-oneway",
+        "reload",
         "service-crash",
         "stall",
         "stop",
@@ -625,9 +626,22 @@ fn the_event_engine_supervises_services_as_turmoil_does() {
             })
         };
         assert!(loads.iter().all(|(_, e)| matches!(e, Event::Reloaded { .. })), "{loads:?}");
-        assert!(loaded_at(secs(0.0)).is_some() && loaded_at(secs(16.0)).is_some(), "{loads:?}");
         assert_eq!(loaded_at(secs(43.0)), Some(rendered), "{loads:?}");
-        assert!(loaded_at(secs(50.0)).is_some() && loaded_at(secs(51.0)).is_some(), "{loads:?}");
+        // Exactly: each write it was running and not stopped for (killed at 15 s, restarted
+        // at 16 s; stopped 40-43 s), listing what was written, its restart, its continue and
+        // the two reloads (its first start is the first write's instant: one load).
+        let renders = host_events(&run.trace, "ha", |e| matches!(e, Event::Rendered { .. }));
+        let missed =
+            |t: &Duration| (secs(15.0)..secs(16.0)).contains(t) || (secs(40.0)..secs(43.0)).contains(t);
+        let heard = renders.iter().filter(|(t, _)| !missed(t));
+        let mut expected: Vec<Duration> = heard.clone().map(|(t, _)| *t).collect();
+        expected.extend([16.0, 43.0, 50.0, 51.0].map(secs));
+        expected.sort();
+        assert_eq!(loads.iter().map(|(t, _)| *t).collect::<Vec<_>>(), expected, "{renders:?}");
+        for (t, render) in heard {
+            let Event::Rendered { backends, .. } = render else { unreachable!("picked renders") };
+            assert_eq!(loaded_at(*t).as_ref(), Some(backends), "the load at {t:?}");
+        }
     }
     let [turmoil, event] = runs.map(|run| supervision_records(&run.trace));
     assert_eq!(turmoil.keys().collect::<Vec<_>>(), ["ha", "s1", "s2", "s3"]);
@@ -729,4 +743,40 @@ fn the_balancers_loads_can_be_left_out_of_the_trace_but_not_under_valid_config()
         rollcall_sim::scenario::parse("loads.toml", &format!("{base}{drop}{check}"), &scenario_path(""));
     let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("loads.toml:14") && error.contains("valid_config"), "{error}");
+    // A program that turns valid-config on past the file's check is refused as loudly.
+    let dropping = inline("loads.toml", &dropped);
+    let invariants = InvariantSettings { valid_config: true, ..dropping.world().invariants.clone() };
+    for simulation in [dropping.clone(), on_event_engine(dropping)] {
+        let refused = simulation.invariants(invariants.clone()).run().err();
+        assert!(matches!(refused, Some(EngineError::UnrecordedForInvariant { .. })), "{refused:?}");
+    }
+}
+
+/// A rendering whose frontend the balancer cannot bind (another host's address) loads but
+/// fails to listen: the run exits and s6 restarts it, again and again. `valid-config` sees it
+/// on both engines, on ha.
+#[test]
+fn valid_config_catches_a_frontend_the_balancer_cannot_bind_on_both_engines() {
+    let mut turmoil = simulation("lab-supervision.toml");
+    let invariants = InvariantSettings { valid_config: true, ..turmoil.world().invariants.clone() };
+    turmoil = turmoil.invariants(invariants);
+    for host in &mut turmoil.world_mut().hosts {
+        if let rollcall_sim::world::HostKind::Node(node) = &mut host.kind {
+            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
+                *template_text = template_text.replace("bind *:80", "bind 192.168.0.9:80");
+            }
+        }
+    }
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let run = simulation.run().unwrap_or_else(|e| panic!("{e}"));
+        let verdict = run.report.verdict("valid-config").expect("checked");
+        assert!(verdict.is_contradicted(), "{verdict:?}");
+        assert_eq!(verdict.hosts, BTreeSet::from(["ha".to_string()]));
+        let exits = host_events(
+            &run.trace,
+            "ha",
+            |e| matches!(e, Event::ServiceExited { service, status } if service == "haproxy" && status.contains("cannot bind")),
+        );
+        assert!(exits.len() >= 2, "{exits:?}");
+    }
 }

@@ -191,6 +191,10 @@ impl Simulation {
         if !refused.is_empty() {
             return Err(EngineError::Unsupported { engine: world.engine.name(), what: refused.join("; ") });
         }
+        if world.invariants.valid_config && world.trace_scope.drops_balancer_loads {
+            let scope = "[trace] balancer_loads = false";
+            return Err(EngineError::UnrecordedForInvariant { invariant: "valid-config", scope });
+        }
         let trace = self.trace_of(&world)?;
         let observations = Observations::new(&trace);
         let (verdicts, figures) = invariants::check(&world, &observations);

@@ -458,7 +458,7 @@ fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitC
             eprintln!("replay: {replay}");
             return ExitCode::from(match error {
                 // A run past a limit asked for more than rollcall runs: the file's fault.
-                EngineError::TraceFull { .. } => 2,
+                EngineError::TraceFull { .. } | EngineError::UnrecordedForInvariant { .. } => 2,
                 EngineError::Interrupted => real_cli::EXIT_INTERRUPTED,
                 _ => 1,
             });

@@ -160,7 +160,8 @@ impl Report {
     fn write_figures(&self, out: &mut String) {
         let figures = &self.figures;
         let _ = writeln!(out, "windows:");
-        // The event engine runs no balancer: its health-check windows and requests are moot.
+        // The event engine models the balancer's loads, not its serving: no health checks or
+        // requests to measure.
         let serving = self.engine != EngineKind::Event;
         if serving {
             let _ = writeln!(out, "  D (detection) {}", figures.windows.detection.explain());

@@ -113,17 +113,16 @@ pub fn unsupported_model(world: &World) -> Vec<String> {
     if world.pipeline() == Pipeline::Lab {
         refused.push("the lab pipeline (in-place writes and legacy reloads)".into());
     }
-    // The balancer itself (its servers, health checks and listener) is not modelled: a bug
-    // planted there would change nothing here, and a run would hold where it should not.
+    // The balancer's serving (its servers, health checks and listener) is not modelled, only
+    // its loads: a bug planted there would change nothing here, and a run would hold where it
+    // should not.
     let balancer_bugs = world.hosts.iter().flat_map(|h| match &h.kind {
         HostKind::Node(node) => node.bugs.planted().into_iter().map(move |bug| (&h.name, bug)).collect(),
         _ => Vec::new(),
     });
-    refused.extend(
-        balancer_bugs
-            .filter(|(_, bug)| bug.starts_with("balancer-"))
-            .map(|(host, bug)| format!("planted bug `{bug}` on {host} (the balancer is not modelled)")),
-    );
+    refused.extend(balancer_bugs.filter(|(_, bug)| bug.starts_with("balancer-")).map(|(host, bug)| {
+        format!("planted bug `{bug}` on {host} (the balancer's serving is not modelled)")
+    }));
     refused.extend(unsupported_faults(world));
     refused
 }

@@ -245,6 +245,10 @@ pub enum EngineError {
     /// The run was stopped by Ctrl-C; what it had set up is removed.
     #[error("interrupted; every namespace and process of the run is removed")]
     Interrupted,
+    /// An invariant reads records the world's trace leaves out: its verdict would read
+    /// nothing and hold (a scenario file cannot ask for it; a program building a world can).
+    #[error("{invariant} reads records this world's trace leaves out ({scope})")]
+    UnrecordedForInvariant { invariant: &'static str, scope: &'static str },
     /// The trace reached [`crate::trace::TRACE_RECORDS_MAX`]: a verdict on the rest would be
     /// a verdict on a cut trace.
     #[error(

@@ -106,6 +106,8 @@ pub(super) struct Supervision {
     renderer_missed_view: bool,
     /// A reload the stopped balancer has yet to see.
     balancer_missed_reload: bool,
+    /// Where the balancer's run listens, once it could bind its frontend.
+    balancer_bound: Option<std::net::SocketAddr>,
 }
 
 impl Supervision {
@@ -180,6 +182,7 @@ impl Engine<'_> {
             held: Vec::new(),
             renderer_missed_view: false,
             balancer_missed_reload: false,
+            balancer_bound: None,
         };
         self.hosts[host].supervision = Some(supervision);
         self.supervise(host, |supervisor, now, out| supervisor.start(now, out));
@@ -393,7 +396,10 @@ impl Engine<'_> {
                 supervision.renderer_missed_view = false;
                 self.hosts[host].rendering = None;
             }
-            Program::Balancer => supervision.balancer_missed_reload = false,
+            Program::Balancer => {
+                supervision.balancer_missed_reload = false;
+                supervision.balancer_bound = None;
+            }
             Program::Inert => {}
         }
         let status = match reason {
@@ -416,30 +422,45 @@ impl Engine<'_> {
         }
     }
 
-    /// The balancer loads the rendered file from the host's disk, as its driver does.
+    /// The balancer loads the rendered file from the host's disk, as its driver does: a file
+    /// that does not load is refused and the old one kept; a frontend it cannot bind (an
+    /// address not the host's, or serf's port) ends the run, which s6 restarts.
     fn balancer_load(&mut self, host: usize) {
         let Some(Role::Balancer { output, .. }) = self.hosts[host].node.as_ref().map(|node| &node.role)
         else {
             return;
         };
-        // A load changes nothing else here, so one whose record is dropped is not made (at
-        // 10,000 nodes each lists 10,000 servers); `valid-config` needs the records, and a
-        // scenario cannot drop them and check it.
-        if !self.recorder.records_balancer_loads() {
-            return;
-        }
         let read = self.hosts[host]
             .rendered
             .clone()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, output.display().to_string()));
-        let event = match rollcall::balancer::config::load(output, read) {
-            Ok(config) => Event::Reloaded {
-                bind: config.bind.to_string(),
-                servers: config.backend().servers.iter().map(|server| server.name.clone()).collect(),
-            },
-            Err(error) => Event::ReloadFailed { error },
+        let config = match rollcall::balancer::config::load(output, read) {
+            Ok(config) => config,
+            Err(error) => return self.observe(host, Event::ReloadFailed { error }),
         };
-        self.observe(host, event);
+        // The loads' records may be left out of a large run's trace (each lists every server).
+        if self.recorder.records_balancer_loads() {
+            let servers = config.backend().servers.iter().map(|server| server.name.clone()).collect();
+            self.observe(host, Event::Reloaded { bind: config.bind.to_string(), servers });
+        }
+        let own = self.hosts[host].addr;
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        if supervision.balancer_bound == Some(config.bind) {
+            return;
+        }
+        let ip = config.bind.ip();
+        // serf listens on its port (TCP too, for push-pulls).
+        let refused = if config.bind.port() == own.port() {
+            std::io::ErrorKind::AddrInUse
+        } else if ip.is_unspecified() || ip.is_loopback() || ip == own.ip() {
+            supervision.balancer_bound = Some(config.bind);
+            return;
+        } else {
+            std::io::ErrorKind::AddrNotAvailable
+        };
+        let error = format!("cannot bind frontend {}: {}", config.bind, std::io::Error::from(refused));
+        self.observe(host, Event::ReloadFailed { error: error.clone() });
+        self.run_ended(host, BALANCER_SERVICE, Exit::Code(1), Some(&error));
     }
 
     /// The agent gave up joining: serf exits 1, as the driver does.
