@@ -752,31 +752,76 @@ fn the_balancers_loads_can_be_left_out_of_the_trace_but_not_under_valid_config()
     }
 }
 
-/// A rendering whose frontend the balancer cannot bind (another host's address) loads but
-/// fails to listen: the run exits and s6 restarts it, again and again. `valid-config` sees it
-/// on both engines, on ha.
-#[test]
-fn valid_config_catches_a_frontend_the_balancer_cannot_bind_on_both_engines() {
+/// lab-supervision with valid-config, its template's frontend line replaced by `frontend`,
+/// run on both engines.
+fn with_frontend(frontend: &str) -> [rollcall_sim::Run; 2] {
     let mut turmoil = simulation("lab-supervision.toml");
     let invariants = InvariantSettings { valid_config: true, ..turmoil.world().invariants.clone() };
     turmoil = turmoil.invariants(invariants);
     for host in &mut turmoil.world_mut().hosts {
         if let rollcall_sim::world::HostKind::Node(node) = &mut host.kind {
             if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
-                *template_text = template_text.replace("bind *:80", "bind 192.168.0.9:80");
+                *template_text = template_text.replace("    bind *:80", frontend);
             }
         }
     }
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let run = simulation.run().unwrap_or_else(|e| panic!("{e}"));
-        let verdict = run.report.verdict("valid-config").expect("checked");
-        assert!(verdict.is_contradicted(), "{verdict:?}");
-        assert_eq!(verdict.hosts, BTreeSet::from(["ha".to_string()]));
-        let exits = host_events(
-            &run.trace,
-            "ha",
-            |e| matches!(e, Event::ServiceExited { service, status } if service == "haproxy" && status.contains("cannot bind")),
-        );
-        assert!(exits.len() >= 2, "{exits:?}");
+    [turmoil.clone(), on_event_engine(turmoil)]
+        .map(|simulation| simulation.run().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// ha's failed loads and its haproxy's exits, in order, without their times.
+fn frontend_failures(trace: &rollcall_sim::trace::Trace) -> Vec<String> {
+    let failures = host_events(trace, "ha", |e| {
+        matches!(e, Event::ReloadFailed { .. })
+            || matches!(e, Event::ServiceExited { service, .. } if service == "haproxy")
+    });
+    failures.into_iter().map(|(_, event)| format!("{event:?}")).collect()
+}
+
+/// A frontend the balancer cannot bind (another host's address, or serf's port while serf
+/// runs) loads but fails to listen: the run exits and s6 restarts it, again and again.
+/// `valid-config` sees it on ha, on both engines, in the same words.
+#[test]
+fn valid_config_catches_a_frontend_the_balancer_cannot_bind_on_both_engines() {
+    let cases = [
+        ("    bind 192.168.0.9:80", "192.168.0.9 is not an address of this host"),
+        ("    bind *:7946", "address in use"),
+    ];
+    for (frontend, why) in cases {
+        let runs = with_frontend(frontend);
+        for run in &runs {
+            let verdict = run.report.verdict("valid-config").expect("checked");
+            assert!(verdict.is_contradicted(), "{frontend}: {verdict:?}");
+            assert_eq!(verdict.hosts, BTreeSet::from(["ha".to_string()]));
+            let failures = frontend_failures(&run.trace);
+            let exits = failures.iter().filter(|f| f.contains("ServiceExited") && f.contains(why));
+            assert!(exits.count() >= 2, "{frontend}: {failures:?}");
+        }
+        let [turmoil, event] = runs.map(|run| frontend_failures(&run.trace));
+        let differ = turmoil.iter().zip(&event).position(|(a, b)| a != b);
+        let (lengths, first) = ((turmoil.len(), event.len()), differ.map(|at| (&turmoil[at], &event[at])));
+        assert!(lengths.0 == lengths.1 && first.is_none(), "{frontend}: {lengths:?} {first:?}");
+    }
+}
+
+/// The host's every address, loopback, IPv6's any (which takes IPv4 too) all bind; so does a
+/// frontend that moves on a reload to another address of the same port (the old listener
+/// closes first): `valid-config` holds on both engines.
+#[test]
+fn the_balancer_binds_any_local_frontend_and_moves_it_on_a_reload() {
+    let moving = "    bind {{#if addresses.[2]}}127.0.0.1{{else}}*{{/if}}:80";
+    for frontend in ["    bind 127.0.0.1:80", "    bind :::80", moving] {
+        for run in with_frontend(frontend) {
+            let verdict = run.report.verdict("valid-config").expect("checked");
+            assert!(verdict.holds() && !verdict.is_unchecked(), "{frontend}: {verdict:?}");
+            assert!(frontend_failures(&run.trace).is_empty(), "{frontend}");
+            let binds = host_events(&run.trace, "ha", |e| matches!(e, Event::Reloaded { .. }));
+            let binds: BTreeSet<_> = binds
+                .into_iter()
+                .filter_map(|(_, e)| if let Event::Reloaded { bind, .. } = e { Some(bind) } else { None })
+                .collect();
+            let expected = if frontend == moving { 2 } else { 1 };
+            assert_eq!(binds.len(), expected, "{frontend}: {binds:?}");
+        }
     }
 }

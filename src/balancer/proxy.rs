@@ -239,9 +239,13 @@ impl<'a, N: Net> Proxy<'a, N> {
         if !reopen && self.listener_task.as_ref().map(|(addr, _)| *addr) == Some(bind) {
             return Ok(());
         }
-        // The old listener closes as its guard drops.
-        if self.listener_task.take().is_some() && reopen {
-            tokio::time::sleep(REOPEN_GAP).await;
+        // The old listener is closed before the new one binds: HAProxy moves a frontend to
+        // another address of the same port on a reload, and the port must be free first.
+        if let Some((_, old)) = self.listener_task.take() {
+            old.close().await;
+            if reopen {
+                tokio::time::sleep(REOPEN_GAP).await;
+            }
         }
         let listener = match self.env.net.bind_tcp(bind).await {
             Ok(listener) => listener,

@@ -130,6 +130,15 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 /// no task behind (a restarted one must be able to bind its port again).
 pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
+impl AbortOnDrop {
+    /// Aborts the task and waits until it is gone, with what it held: an abort only schedules
+    /// the task's end, and a socket it owns stays bound until then.
+    pub async fn close(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();

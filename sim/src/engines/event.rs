@@ -40,7 +40,7 @@ use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Footprint, Timer};
-use rollcall::gossip::driver::{View, keyring_change, state_changes};
+use rollcall::gossip::driver::{GossipError, View, keyring_change, state_changes};
 use rollcall::gossip::intern::{InternedCounts, Interner};
 use rollcall::gossip::keyring::{KeyOp, Keyring};
 use rollcall::gossip::limits::LimitCounts;
@@ -114,8 +114,8 @@ pub fn unsupported_model(world: &World) -> Vec<String> {
         refused.push("the lab pipeline (in-place writes and legacy reloads)".into());
     }
     // The balancer's serving (its servers, health checks and listener) is not modelled, only
-    // its loads: a bug planted there would change nothing here, and a run would hold where it
-    // should not.
+    // its loads: a bug planted there would show in few records or none, and a run would hold
+    // where it should not.
     let balancer_bugs = world.hosts.iter().flat_map(|h| match &h.kind {
         HostKind::Node(node) => node.bugs.planted().into_iter().map(move |bug| (&h.name, bug)).collect(),
         _ => Vec::new(),
@@ -141,7 +141,8 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
     let mut reported = Duration::ZERO;
     while let Some(Reverse(Queued { at, happening: event, .. })) = engine.queue.pop() {
         let at = Duration::from_nanos(at);
-        if at > world.duration {
+        // turmoil's last step runs at the tick before the end: nothing happens at the end.
+        if at >= world.duration {
             break;
         }
         // Runs of thousands of nodes take minutes: say how far they are (RUST_LOG=info).
@@ -624,6 +625,10 @@ impl<'a> Engine<'a> {
             Ok(config) => config,
             Err(error) => return self.run_ended(host, "serf", Exit::Code(1), Some(&error.to_string())),
         };
+        if self.balancer_holds(host, config.addr.port()) {
+            let error = GossipError::Bind { addr: config.addr, source: super::address_in_use() };
+            return self.run_ended(host, "serf", Exit::Code(1), Some(&error.to_string()));
+        }
         if let (Some(path), Some(text)) = (&snapshot_path, &self.hosts[host].snapshot) {
             config.rejoin = snapshot::parse(path, text);
         }

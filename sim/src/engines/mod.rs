@@ -16,6 +16,7 @@ mod rendering;
 pub mod turmoil;
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::faults::{FaultKind, Phase, Plan};
@@ -31,6 +32,26 @@ use rollcall::supervisor::signal::Signal;
 /// Datagrams a host's gossip socket buffers before it drops more: turmoil's `udp_capacity`
 /// in this world, and what a stopped agent holds in the event engine.
 pub(crate) const UDP_QUEUE_DATAGRAMS: usize = 4096;
+
+/// Where a simulated host whose address is `own` can bind `addr`, the same on both engines:
+/// its own address or any (`0.0.0.0`, or `::`, which a dual-stack socket takes for IPv4 too)
+/// binds every interface, loopback binds loopback; any other address is not the host's.
+pub(crate) fn local_bind(own: IpAddr, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let ip = addr.ip();
+    if ip == own || ip.is_unspecified() {
+        Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()))
+    } else if ip.is_ipv4() && ip.is_loopback() {
+        Ok(addr)
+    } else {
+        let message = format!("{ip} is not an address of this host");
+        Err(std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, message))
+    }
+}
+
+/// A port already bound on the host, in the same words on both engines.
+pub(crate) fn address_in_use() -> std::io::Error {
+    std::io::Error::from(std::io::ErrorKind::AddrInUse)
+}
 
 /// Which engine runs a world.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

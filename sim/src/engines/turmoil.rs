@@ -58,14 +58,16 @@ pub struct SimNet {
 }
 
 impl SimNet {
-    /// turmoil binds only the unspecified address; a host's own address means the same.
-    fn bindable(&self, addr: SocketAddr) -> SocketAddr {
-        if addr.ip() == self.local_ip() {
-            SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), addr.port())
-        } else {
-            addr
-        }
+    /// turmoil binds only the unspecified address and loopback (and panics on an address of
+    /// another IP version): the engines' shared rule decides first.
+    fn bindable(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        super::local_bind(self.local_ip(), addr)
     }
+}
+
+/// turmoil names only the address when a port is taken; the event engine says it as the OS.
+fn in_use_as_the_os_says(error: io::Error) -> io::Error {
+    if error.kind() == io::ErrorKind::AddrInUse { super::address_in_use() } else { error }
 }
 
 impl Net for SimNet {
@@ -74,10 +76,13 @@ impl Net for SimNet {
     type Stream = turmoil::net::TcpStream;
 
     async fn bind_udp(&self, addr: SocketAddr) -> io::Result<SimUdp> {
-        turmoil::net::UdpSocket::bind(self.bindable(addr)).await.map(SimUdp)
+        turmoil::net::UdpSocket::bind(self.bindable(addr)?).await.map(SimUdp).map_err(in_use_as_the_os_says)
     }
     async fn bind_tcp(&self, addr: SocketAddr) -> io::Result<SimListener> {
-        turmoil::net::TcpListener::bind(self.bindable(addr)).await.map(SimListener)
+        turmoil::net::TcpListener::bind(self.bindable(addr)?)
+            .await
+            .map(SimListener)
+            .map_err(in_use_as_the_os_says)
     }
     async fn connect(&self, addr: SocketAddr) -> io::Result<turmoil::net::TcpStream> {
         turmoil::net::TcpStream::connect(addr).await

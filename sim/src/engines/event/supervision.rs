@@ -243,6 +243,13 @@ impl Engine<'_> {
         self.hosts[host].supervision.as_ref()
     }
 
+    /// Whether the host's balancer listens on `port`: serf cannot bind it then.
+    pub(super) fn balancer_holds(&self, host: usize, port: u16) -> bool {
+        self.supervision(host)
+            .and_then(|supervision| supervision.balancer_bound)
+            .is_some_and(|b| b.port() == port)
+    }
+
     /// A supervisor timer of boot `boot` fired.
     pub(super) fn supervisor_timer(&mut self, host: usize, boot: u32, timer: Timer) {
         if self.hosts[host].boots == boot {
@@ -443,22 +450,23 @@ impl Engine<'_> {
             let servers = config.backend().servers.iter().map(|server| server.name.clone()).collect();
             self.observe(host, Event::Reloaded { bind: config.bind.to_string(), servers });
         }
-        let own = self.hosts[host].addr;
+        let (own, serf_bound) = (self.hosts[host].addr, self.hosts[host].agent.is_some());
         let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
-        if supervision.balancer_bound == Some(config.bind) {
-            return;
-        }
-        let ip = config.bind.ip();
-        // serf listens on its port (TCP too, for push-pulls).
-        let refused = if config.bind.port() == own.port() {
-            std::io::ErrorKind::AddrInUse
-        } else if ip.is_unspecified() || ip.is_loopback() || ip == own.ip() {
-            supervision.balancer_bound = Some(config.bind);
-            return;
-        } else {
-            std::io::ErrorKind::AddrNotAvailable
+        // A reload closes the old frontend before it binds the new one (the driver waits).
+        supervision.balancer_bound = None;
+        // serf listens on its port (TCP too, for push-pulls) while its run lives.
+        let bound = crate::engines::local_bind(own.ip(), config.bind).and_then(|_| {
+            let taken = serf_bound && config.bind.port() == own.port();
+            if taken { Err(crate::engines::address_in_use()) } else { Ok(config.bind) }
+        });
+        let refused = match bound {
+            Ok(bind) => {
+                supervision.balancer_bound = Some(bind);
+                return;
+            }
+            Err(refused) => refused,
         };
-        let error = format!("cannot bind frontend {}: {}", config.bind, std::io::Error::from(refused));
+        let error = format!("cannot bind frontend {}: {refused}", config.bind);
         self.observe(host, Event::ReloadFailed { error: error.clone() });
         self.run_ended(host, BALANCER_SERVICE, Exit::Code(1), Some(&error));
     }
