@@ -202,6 +202,12 @@ impl<'a, N: Net> Proxy<'a, N> {
     /// move if their addresses changed. An error is a frontend that could not be bound.
     async fn apply(&mut self, config: BalancerConfig) -> Result<(), String> {
         let bind = self.install(config);
+        // A frontend moving onto the stats page's port needs the port first.
+        if self.stats_task.as_ref().is_some_and(|(addr, _)| addr.port() == bind.port()) {
+            if let Some((_, stats)) = self.stats_task.take() {
+                stats.close().await;
+            }
+        }
         self.open_frontend(bind).await?;
         self.open_stats().await;
         Ok(())
@@ -291,7 +297,10 @@ impl<'a, N: Net> Proxy<'a, N> {
         if self.stats_task.as_ref().map(|(addr, _)| *addr) == stats_bind {
             return;
         }
-        self.stats_task = None;
+        // Closed before it moves, as the frontend: another address may share its port.
+        if let Some((_, old)) = self.stats_task.take() {
+            old.close().await;
+        }
         let Some(bind) = stats_bind else { return };
         match self.env.net.bind_tcp(bind).await {
             Ok(listener) => {

@@ -141,7 +141,8 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
     let mut reported = Duration::ZERO;
     while let Some(Reverse(Queued { at, happening: event, .. })) = engine.queue.pop() {
         let at = Duration::from_nanos(at);
-        // turmoil's last step runs at the tick before the end: nothing happens at the end.
+        // turmoil's last step runs at the tick before the end (a duration of whole ticks):
+        // nothing happens at the end.
         if at >= world.duration {
             break;
         }
