@@ -563,6 +563,38 @@ fn secs(seconds: f64) -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
+/// ha's balancer in the supervised world loads at its start (again after its kill), after
+/// each write (the one it was stopped for when it continues, listing `rendered`) and on each
+/// reload, and at no other time.
+fn assert_supervised_loads(trace: &rollcall_sim::trace::Trace, rendered: Vec<String>) {
+    // The balancer loads at its start (again after its kill), after each write (the one
+    // it was stopped for when it continues) and on each reload.
+    let loads =
+        host_events(trace, "ha", |e| matches!(e, Event::Reloaded { .. } | Event::ReloadFailed { .. }));
+    let loaded_at = |at: Duration| {
+        loads.iter().find_map(|(t, e)| match e {
+            Event::Reloaded { servers, .. } if *t == at => Some(servers.clone()),
+            _ => None,
+        })
+    };
+    assert!(loads.iter().all(|(_, e)| matches!(e, Event::Reloaded { .. })), "{loads:?}");
+    assert_eq!(loaded_at(secs(43.0)), Some(rendered), "{loads:?}");
+    // Exactly: each write it was running and not stopped for (killed at 15 s, restarted
+    // at 16 s; stopped 40-43 s), listing what was written, its restart, its continue and
+    // the two reloads (its first start is the first write's instant: one load).
+    let renders = host_events(trace, "ha", |e| matches!(e, Event::Rendered { .. }));
+    let missed = |t: &Duration| (secs(15.0)..secs(16.0)).contains(t) || (secs(40.0)..secs(43.0)).contains(t);
+    let heard = renders.iter().filter(|(t, _)| !missed(t));
+    let mut expected: Vec<Duration> = heard.clone().map(|(t, _)| *t).collect();
+    expected.extend([16.0, 43.0, 50.0, 51.0].map(secs));
+    expected.sort();
+    assert_eq!(loads.iter().map(|(t, _)| *t).collect::<Vec<_>>(), expected, "{renders:?}");
+    for (t, render) in heard {
+        let Event::Rendered { backends, .. } = render else { unreachable!("picked renders") };
+        assert_eq!(loaded_at(*t).as_ref(), Some(backends), "the load at {t:?}");
+    }
+}
+
 /// The event engine drives the same supervisor core as turmoil: in a world with every
 /// supervisor fault, both engines make the same supervision records at the same
 /// milliseconds (but serf's exit after a leave, which waits for gossip), and the supervision
@@ -614,34 +646,7 @@ fn the_event_engine_supervises_services_as_turmoil_does() {
         assert!(render.as_ref().is_some_and(|(t, _)| *t >= secs(41.0) && *t < secs(41.1)), "{render:?}");
         let rendered = render.map(|(_, backends)| backends).unwrap_or_default();
         assert!(!rendered.contains(&"s2".to_string()), "{rendered:?}");
-        // The balancer loads at its start (again after its kill), after each write (the one
-        // it was stopped for when it continues) and on each reload.
-        let loads = host_events(&run.trace, "ha", |e| {
-            matches!(e, Event::Reloaded { .. } | Event::ReloadFailed { .. })
-        });
-        let loaded_at = |at: Duration| {
-            loads.iter().find_map(|(t, e)| match e {
-                Event::Reloaded { servers, .. } if *t == at => Some(servers.clone()),
-                _ => None,
-            })
-        };
-        assert!(loads.iter().all(|(_, e)| matches!(e, Event::Reloaded { .. })), "{loads:?}");
-        assert_eq!(loaded_at(secs(43.0)), Some(rendered), "{loads:?}");
-        // Exactly: each write it was running and not stopped for (killed at 15 s, restarted
-        // at 16 s; stopped 40-43 s), listing what was written, its restart, its continue and
-        // the two reloads (its first start is the first write's instant: one load).
-        let renders = host_events(&run.trace, "ha", |e| matches!(e, Event::Rendered { .. }));
-        let missed =
-            |t: &Duration| (secs(15.0)..secs(16.0)).contains(t) || (secs(40.0)..secs(43.0)).contains(t);
-        let heard = renders.iter().filter(|(t, _)| !missed(t));
-        let mut expected: Vec<Duration> = heard.clone().map(|(t, _)| *t).collect();
-        expected.extend([16.0, 43.0, 50.0, 51.0].map(secs));
-        expected.sort();
-        assert_eq!(loads.iter().map(|(t, _)| *t).collect::<Vec<_>>(), expected, "{renders:?}");
-        for (t, render) in heard {
-            let Event::Rendered { backends, .. } = render else { unreachable!("picked renders") };
-            assert_eq!(loaded_at(*t).as_ref(), Some(backends), "the load at {t:?}");
-        }
+        assert_supervised_loads(&run.trace, rendered);
     }
     let [turmoil, event] = runs.map(|run| supervision_records(&run.trace));
     assert_eq!(turmoil.keys().collect::<Vec<_>>(), ["ha", "s1", "s2", "s3"]);
