@@ -910,6 +910,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 expect_by_pipeline.insert(pipeline, expect);
             }
         }
+        let trace_scope = self.trace_scope(&file.trace, invariants.valid_config)?;
         let mut world = World {
             name: file.name,
             description: file.description,
@@ -922,13 +923,13 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             start_gap: self.millis(&file.start.gap_ms, 0, "gap_ms", true)?,
             start_jitter: self.millis(&file.start.jitter_ms, 0, "jitter_ms", true)?,
             faults,
-            invariants: invariants.clone(),
+            invariants,
             expect: Expectation::default(),
             expect_by_pipeline,
             expect_default,
             engine: file.engine,
             swarm: None,
-            trace_scope: self.trace_scope(&file.trace, invariants.valid_config)?,
+            trace_scope,
         };
         if let Some(section) = &file.swarm {
             world.swarm = Some(self.swarm(section, &world)?);

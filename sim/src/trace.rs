@@ -156,8 +156,7 @@ pub struct ViewScope {
     /// Members recorded in every host's view.
     pub followed: BTreeSet<String>,
     /// `[trace] balancer_loads = false`: the balancer's successful loads, each listing every
-    /// server, are not recorded (turmoil's failures still are; the event engine, whose
-    /// balancer only loads, makes no loads).
+    /// server, are not recorded (its failed loads still are, on every engine).
     pub drops_balancer_loads: bool,
 }
 

@@ -203,10 +203,8 @@ impl<'a, N: Net> Proxy<'a, N> {
     async fn apply(&mut self, config: BalancerConfig) -> Result<(), String> {
         let bind = self.install(config);
         // A frontend moving onto the stats page's port needs the port first.
-        if self.stats_task.as_ref().is_some_and(|(addr, _)| addr.port() == bind.port()) {
-            if let Some((_, stats)) = self.stats_task.take() {
-                stats.close().await;
-            }
+        if let Some((_, stats)) = self.stats_task.take_if(|(addr, _)| addr.port() == bind.port()) {
+            stats.close().await;
         }
         self.open_frontend(bind).await?;
         self.open_stats().await;
