@@ -34,13 +34,13 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::EngineError;
+use super::{EngineError, Order};
 use crate::faults::{FaultKind, Phase, Plan};
 use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Footprint, Timer};
-use rollcall::gossip::driver::{GossipError, View, keyring_change, state_changes};
+use rollcall::gossip::driver::{Command, GossipError, View, keyring_change, state_changes};
 use rollcall::gossip::intern::{InternedCounts, Interner};
 use rollcall::gossip::keyring::{KeyOp, Keyring};
 use rollcall::gossip::limits::LimitCounts;
@@ -48,8 +48,9 @@ use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
-use rollcall::node::{BALANCER_SERVICE, GOSSIP_PORT, NodeSpec, Pipeline, agent_config, render_settings};
-use rollcall::supervisor::core::{Command as Svc, Exit, Signal};
+use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, agent_config, render_settings};
+use rollcall::supervisor::core::Exit;
+use rollcall::supervisor::driver::Control;
 
 use super::rendering::Rendering;
 use supervision::Supervision;
@@ -848,42 +849,28 @@ impl<'a> Engine<'a> {
                 }
             }
             FaultKind::HostCrash { host, .. } => self.crash(host, start),
-            FaultKind::ServiceCrash { host, service } => {
-                self.svc(self.by_name[host], service, Svc::Signal(Signal::Kill))
+            // What the host's own software is told: the same orders turmoil's and the real
+            // engine's hosts get (`unsupported` refused every kind that has none here).
+            _ => {
+                for (name, order) in super::orders(&fault, phase) {
+                    let host = self.by_name[name];
+                    match order {
+                        Order::Supervisor(control) => self.control(host, control),
+                        Order::Agent(_) => self.order_agent(host, id),
+                    }
+                }
             }
-            FaultKind::Stall { host, service } => {
-                let signal = if start { Signal::Stop } else { Signal::Cont };
-                self.svc(self.by_name[host], service, Svc::Signal(signal))
-            }
-            FaultKind::Stop { host } => {
-                self.supervise(self.by_name[host], |supervisor, _, out| supervisor.shutdown(0, out))
-            }
-            // `s6-svc -h`: the balancer reloads, at the start and every `every` until the end.
-            FaultKind::Reload { host, .. } if phase != Phase::End => {
-                self.svc(self.by_name[host], BALANCER_SERVICE, Svc::Signal(Signal::Hup))
-            }
-            _ => self.command(&fault, id, start),
         }
     }
 
-    /// Faults that reach the agent as s6-svc or Serf commands.
-    fn command(&mut self, fault: &FaultKind, id: usize, start: bool) {
-        match fault {
-            // `s6-svc -d serf` (its down signal is SIGINT, a graceful leave), then `-u`; a
-            // rebooted supervisor starts serf as it always does.
-            FaultKind::Leave { host } => {
-                self.svc(self.by_name[host], "serf", if start { Svc::Down } else { Svc::Up })
+    /// `s6-svc` or s6-overlay's shutdown on `host`'s supervisor; a host that is down has
+    /// none to tell, and the order is then a no-op, as on turmoil.
+    fn control(&mut self, host: usize, control: Control) {
+        match control {
+            Control::Svc { service, command } => self.svc(host, &service, command),
+            Control::Shutdown { code } => {
+                self.supervise(host, |supervisor, _, out| supervisor.shutdown(code, out))
             }
-            FaultKind::Tags { host, .. } | FaultKind::ForceLeave { host, .. } => {
-                self.order_agent(self.by_name[host], id)
-            }
-            FaultKind::Keys { hosts, .. } => {
-                for name in hosts {
-                    self.order_agent(self.by_name[name], id);
-                }
-            }
-            // `unsupported` refused every other kind before the run.
-            _ => {}
         }
     }
 
@@ -897,24 +884,30 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// `host`'s agent obeys the command of fault `fault`.
+    /// `host`'s agent obeys its command of fault `fault`, as the driver's agent obeys one.
     fn obey(&mut self, host: usize, fault: usize) {
-        let plan = self.plan;
-        match &plan.faults[fault].kind {
-            FaultKind::Tags { set, delete, .. } => {
+        let name = self.hosts[host].name.as_str();
+        let orders = super::orders(&self.plan.faults[fault].kind, Phase::Start);
+        let command = orders.into_iter().find_map(|order| match order {
+            (to, Order::Agent(command)) if to == name => Some(command),
+            _ => None,
+        });
+        match command {
+            Some(Command::Tags { set, delete }) => {
                 self.with_agent(host, None, |agent, now, out| {
                     let mut tags = agent.tags().clone();
                     tags.retain(|key, _| !delete.contains(key));
-                    tags.extend(set.clone());
+                    tags.extend(set);
                     // Tags over the limit are refused, as `serf tags` refuses them.
                     let _ = agent.set_tags(tags, now, out);
                 });
             }
-            FaultKind::ForceLeave { target, prune, .. } => {
-                self.with_agent(host, None, |agent, now, out| agent.force_leave(target, *prune, now, out));
+            Some(Command::ForceLeave { name, prune }) => {
+                self.with_agent(host, None, |agent, now, out| agent.force_leave(&name, prune, now, out));
             }
-            FaultKind::Keys { op, key, .. } => self.change_keyring(host, *op, key),
-            _ => {}
+            Some(Command::Keys { op, key }) => self.change_keyring(host, op, &key),
+            // A leave reaches serf as its down signal (SIGINT), never as a command here.
+            Some(Command::Leave) | None => {}
         }
     }
 
