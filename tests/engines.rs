@@ -830,3 +830,64 @@ fn the_balancer_binds_any_local_frontend_and_moves_it_on_a_reload() {
         }
     }
 }
+
+/// ha joins through s3 alone, once; s3 is cut off from ha at 15 s, ha's serf leaves at 25 s
+/// and starts again at 30 s, gives up its join a second later and stays down (finish 125).
+/// Its driver publishes nothing from the step that gives up, so the renderer keeps the file
+/// it wrote with s1, s2 and s3 (a give-up marks the agent synced: on the event engine that
+/// once published a lone, synced view and rendered it without a backend).
+const JOIN_GIVES_UP: &str = r#"
+name = "join-gives-up"
+duration_s = 45
+
+[gossip]
+seeds = ["ha"]
+
+[[host]]
+name = "ha"
+role = "balancer"
+template = "templates/haproxy.cfg.hb"
+output = "/usr/local/etc/haproxy/haproxy.cfg"
+join = "once"
+seeds = ["s3"]
+permanent_failure = ["serf"]
+
+[[host]]
+name = "s{1..3}"
+role = "backend"
+tag = "s{n}"
+
+[[fault]]
+kind = "partition"
+at_s = 15
+for_s = 30
+a = ["ha"]
+b = ["s3"]
+
+[[fault]]
+kind = "leave"
+at_s = 25
+host = "ha"
+rejoin_after_s = 5
+
+[invariants]
+converge_rounds = 10
+rendered_view = true
+"#;
+
+#[test]
+fn a_join_that_gives_up_leaves_the_rendered_file_on_both_engines() {
+    let turmoil = inline("join-gives-up.toml", JOIN_GIVES_UP).seed(3);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let gave_up = host_events(&run.trace, "ha", |e| matches!(e, Event::JoinGaveUp { .. }));
+        assert_eq!(gave_up.len(), 1, "{engine}: {gave_up:?}");
+        let renders = host_events(&run.trace, "ha", |e| matches!(e, Event::Rendered { .. }));
+        let Some((_, Event::Rendered { backends, .. })) = renders.last() else {
+            panic!("{engine}: no render")
+        };
+        assert_eq!(backends.len(), 3, "{engine}: the last render, at {:?}: {backends:?}", renders.last());
+        assert!(run.report.verdict("converge").unwrap().holds(), "{engine}:\n{}", run.report.to_text());
+    }
+}

@@ -676,7 +676,9 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs `step` on the agent of `host` (of run `generation`, if given), then carries out
-    /// what it asked for and publishes its view's changes.
+    /// what it asked for and publishes its view's changes, in the driver's order: a step
+    /// that ends the run (it left, or gave up joining) publishes nothing, so a join that
+    /// gives up leaves the renderer the view as last published, never synced by the give-up.
     fn with_agent(
         &mut self,
         host: usize,
@@ -691,7 +693,6 @@ impl<'a> Engine<'a> {
         }
         let mut out = Vec::new();
         step(&mut run.agent, now, &mut out);
-        self.publish(host);
         for action in out {
             if !self.perform(host, action) {
                 break;
@@ -944,8 +945,9 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// The view the run last published: its members now (every change to them publishes) with
-/// the synced flag as of its last change, as the driver's watch holds it.
+/// The view the run last published, as the driver's watch holds it: its members now (every
+/// step publishes but the one that ends the run, a timer that changes no member) with the
+/// synced flag as of its last publish.
 fn published_view(run: &AgentRun) -> View {
     View { members: run.agent.members().cloned().collect(), synced: run.synced }
 }
