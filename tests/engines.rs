@@ -891,3 +891,72 @@ fn a_join_that_gives_up_leaves_the_rendered_file_on_both_engines() {
         assert!(run.report.verdict("converge").unwrap().holds(), "{engine}:\n{}", run.report.to_text());
     }
 }
+
+/// Two stalls of s1's serf (10-30 s and 20-40 s) and two leaves of s2's (serf down at 10 s
+/// and 15 s, up again at 30 s and 40 s): the later window decides, on every engine that
+/// runs the stack, as a link stays cut while any partition cuts it.
+const OVERLAPPING_HOLDS: &str = r#"
+name = "overlapping-holds"
+duration_s = 50
+
+[gossip]
+seeds = ["ha"]
+
+[[host]]
+name = "ha"
+role = "balancer"
+template = "templates/haproxy.cfg.hb"
+output = "/usr/local/etc/haproxy/haproxy.cfg"
+
+[[host]]
+name = "s{1..2}"
+role = "backend"
+tag = "s{n}"
+
+[[fault]]
+kind = "stall"
+at_s = 10
+for_s = 20
+host = "s1"
+service = "serf"
+
+[[fault]]
+kind = "stall"
+at_s = 20
+for_s = 20
+host = "s1"
+service = "serf"
+
+[[fault]]
+kind = "leave"
+at_s = 10
+host = "s2"
+rejoin_after_s = 20
+
+[[fault]]
+kind = "leave"
+at_s = 15
+host = "s2"
+rejoin_after_s = 25
+
+[invariants]
+converge_rounds = 10
+"#;
+
+#[test]
+fn overlapping_stalls_and_leaves_hold_until_the_last_ends_on_both_engines() {
+    let turmoil = inline("overlapping-holds.toml", OVERLAPPING_HOLDS);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let serf = |e: &Event| matches!(e, Event::ServiceStopped { service, .. } if service == "serf");
+        let stalls: Vec<(Duration, Event)> = host_events(&run.trace, "s1", serf);
+        let times: Vec<u64> = stalls.iter().map(|(at, _)| at.as_secs()).collect();
+        assert_eq!(times, [10, 40], "{engine}: {stalls:?}");
+        let started = |e: &Event| matches!(e, Event::ServiceStarted { service } if service == "serf");
+        let starts: Vec<u64> =
+            host_events(&run.trace, "s2", started).iter().map(|(at, _)| at.as_secs()).collect();
+        assert_eq!(starts.len(), 2, "{engine}: {starts:?}");
+        assert_eq!(starts[1], 40, "{engine}: {starts:?}");
+    }
+}

@@ -179,6 +179,8 @@ pub(crate) struct ActiveFaults {
     crashes: BTreeMap<String, u32>,
     loss: BTreeMap<String, BTreeMap<usize, f64>>,
     latency: BTreeMap<String, BTreeMap<usize, Duration>>,
+    /// Stalls and leaves in force, by kind, host and service (serf for a leave).
+    holds: BTreeMap<(&'static str, String, String), u32>,
 }
 
 impl ActiveFaults {
@@ -216,6 +218,32 @@ impl ActiveFaults {
         let kept: f64 = losses.map(|rate| 1.0 - rate).product();
         let latencies = self.latency.get(host).into_iter().flat_map(|m| m.values());
         LinkFaults { loss_rate: (1.0 - kept).clamp(0.0, 1.0), extra_latency: latencies.sum() }
+    }
+
+    /// The orders `fault` gives at `phase` (see [`orders`]), but the end of a stall or a
+    /// leave while another of its kind still holds the same service: that one decides when
+    /// the service continues, or serf starts again. A start always goes (stopping a stopped
+    /// service does nothing, and a host rebooted since runs its services afresh).
+    pub(crate) fn orders<'f>(&mut self, fault: &'f FaultKind, phase: Phase) -> Vec<(&'f str, Order)> {
+        let held = match fault {
+            FaultKind::Stall { host, service } => Some(("stall", host, service.as_str())),
+            FaultKind::Leave { host } => Some(("leave", host, "serf")),
+            _ => None,
+        };
+        if let Some((kind, host, service)) = held {
+            let count = self.holds.entry((kind, host.clone(), service.to_string())).or_default();
+            match phase {
+                Phase::Start => *count += 1,
+                Phase::End => {
+                    *count = count.saturating_sub(1);
+                    if *count > 0 {
+                        return Vec::new();
+                    }
+                }
+                Phase::Repeat => {}
+            }
+        }
+        orders(fault, phase)
     }
 
     /// Whether a crash holds `host` down now.

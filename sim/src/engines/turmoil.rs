@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use super::{ActiveFaults, EngineError, Order, orders, plan_record};
+use super::{ActiveFaults, EngineError, Order, plan_record};
 use crate::attacker::Tap;
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Recorder, Trace, WORLD, WorldEvent};
@@ -300,7 +300,7 @@ impl WorldFaults {
             }
             FaultKind::HostCrash { host, .. } => self.crash(sim, host, start),
             _ => {
-                for (host, order) in orders(fault, step.phase) {
+                for (host, order) in self.active.orders(fault, step.phase) {
                     match order {
                         Order::Supervisor(control) => {
                             // A host that is down has no supervisor to tell; the order is then a no-op.

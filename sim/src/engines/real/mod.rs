@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::{ActiveFaults, EngineError, Order, orders, plan_record};
+use super::{ActiveFaults, EngineError, Order, plan_record};
 use crate::faults::{FaultKind, Phase, Plan, Planned};
 use crate::trace::{Entry, Record, TRACE_RECORDS_MAX, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, World};
@@ -294,7 +294,7 @@ impl RealRun<'_> {
             }
             FaultKind::HostCrash { host, .. } => self.crash(host, start).await,
             _ => {
-                for (host, order) in orders(fault, step.phase) {
+                for (host, order) in self.active.orders(fault, step.phase) {
                     self.send(host, &order).await;
                 }
                 Ok(())
