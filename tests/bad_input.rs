@@ -238,7 +238,7 @@ fn hostile_templates_pairs_host_counts_and_seed_ranges_are_refused() {
 }
 
 /// A host named twice in one list (also through a pattern), an empty fault host list and an
-/// empty output path are slips to report, not to run.
+/// empty output path or one onto serf's own files are slips to report, not to run.
 #[test]
 fn a_host_listed_twice_an_empty_host_list_and_an_empty_output_are_errors() {
     let e = error(&GOOD.replace("seeds = [\"ha\"]", "seeds = [\"ha\", \"ha\"]"));
@@ -252,6 +252,13 @@ fn a_host_listed_twice_an_empty_host_list_and_an_empty_output_are_errors() {
     assert!(error(&cut).message.contains("listed twice"), "{}", error(&cut));
     let e = error(&GOOD.replace("role = \"balancer\"", "role = \"balancer\"\noutput = \"\""));
     assert!(e.message.contains("empty path"), "{e}");
+    // The renderer would overwrite serf's files (and serf read a config as its keyring).
+    for output in ["/serf/keyring", "/serf//snapshot"] {
+        let e = error(
+            &GOOD.replace("role = \"balancer\"", &format!("role = \"balancer\"\noutput = \"{output}\"")),
+        );
+        assert!(e.message.contains("would overwrite serf's"), "{output}: {e}");
+    }
 }
 
 /// A bug, a service, an invariant or a swarm kind named twice is a slip, reported at its line.

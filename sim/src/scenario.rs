@@ -1190,6 +1190,14 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         if output.is_empty() {
             return self.fail(host.name.span(), format!("balancer '{name}': 'output' is an empty path"));
         }
+        // The renderer would overwrite serf's own files, and serf read a config as them.
+        let normalized: PathBuf = Path::new(&output).components().collect();
+        for (file, what) in [(SNAPSHOT_PATH, "serf's snapshot"), (KEYRING_PATH, "serf's keyring file")] {
+            if normalized == Path::new(file) {
+                let message = format!("balancer '{name}': 'output' {output} would overwrite {what} ({file})");
+                return self.fail(host.name.span(), message);
+            }
+        }
         Ok(Role::Balancer {
             template_file: path.display().to_string(),
             template_text: text,
