@@ -960,3 +960,27 @@ fn overlapping_stalls_and_leaves_hold_until_the_last_ends_on_both_engines() {
         assert_eq!(starts[1], 40, "{engine}: {starts:?}");
     }
 }
+
+/// While s1's serf is stopped (5-35 s), 70 `serf tags` commands reach it: its driver's
+/// command queue takes 64 and drops the rest (a leave's SIGINT too, though s6's `-d` sends
+/// SIGCONT after it). On both engines the 64th is the last tag the cluster sees.
+#[test]
+fn a_stopped_agents_command_queue_is_bounded_on_both_engines() {
+    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().to_string();
+    text.push_str("[[fault]]\nkind = \"stall\"\nat_s = 5\nfor_s = 30\nhost = \"s1\"\nservice = \"serf\"\n");
+    for n in 1..=70 {
+        let at = 10.0 + f64::from(n) * 0.1;
+        text.push_str(&format!(
+            "[[fault]]\nkind = \"tags\"\nat_s = {at}\nhost = \"s1\"\nset = {{ n = \"{n}\" }}\n"
+        ));
+    }
+    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    let turmoil = inline("command-queue.toml", &text);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let last = |n: &str| first_tagged(&run.trace, "ha", "s1", ("n", n));
+        assert!(last("64").is_some_and(|at| at > secs(35.0)), "{engine}: {:?}", last("64"));
+        assert_eq!(last("65"), None, "{engine}");
+    }
+}

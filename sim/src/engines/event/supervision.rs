@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use rollcall::gossip::driver::{GossipError, limit_event};
+use rollcall::gossip::driver::{COMMANDS_MAX, GossipError, limit_event};
 use rollcall::gossip::limits::Limit;
 use rollcall::gossip::stream::PENDING_MAX;
 use rollcall::host::Event;
@@ -137,13 +137,15 @@ impl Supervision {
     }
 
     /// Keeps `happening` for the stopped run `service`; false if its buffer is full
-    /// (datagrams beyond the socket's, push-pulls and answers beyond the driver's queue).
+    /// (datagrams beyond the socket's, push-pulls and answers beyond the driver's queue,
+    /// commands and leaves beyond its command queue, which drops them unrecorded).
     fn hold(&mut self, service: usize, since: Duration, happening: Happening) -> bool {
         let class = Class::of(&happening);
         let limit = match class {
             Class::Datagram => Some(UDP_QUEUE_DATAGRAMS),
             Class::Stream => Some(PENDING_MAX),
-            Class::Timer | Class::Command => None,
+            Class::Command => Some(COMMANDS_MAX),
+            Class::Timer => None,
         };
         if let Some(limit) = limit {
             let alike = self.held.iter().filter(|h| h.service == service && Class::of(&h.happening) == class);
@@ -299,7 +301,7 @@ impl Engine<'_> {
                 let leave = Happening::Leave { host: host as u32, generation };
                 let now = self.now;
                 if let Some(supervision) = self.hosts[host].supervision.as_mut() {
-                    // Commands are never refused.
+                    // Beyond the command queue's room it is dropped, as the driver's send drops it.
                     let _ = supervision.hold(index, now, leave);
                 }
             }
