@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rollcall::gossip::core::MemberChange;
-use rollcall::host::Event;
+use rollcall::host::{Event, MemberStatus};
 use rollcall::node::PlantedBugs;
 use rollcall_sim::Simulation;
 use rollcall_sim::engines::{EngineError, EngineKind, event};
@@ -982,5 +982,42 @@ fn a_stopped_agents_command_queue_is_bounded_on_both_engines() {
         let last = |n: &str| first_tagged(&run.trace, "ha", "s1", ("n", n));
         assert!(last("64").is_some_and(|at| at > secs(35.0)), "{engine}: {:?}", last("64"));
         assert_eq!(last("65"), None, "{engine}");
+    }
+}
+
+/// s1 crashes at 5 s and is dead in ha's view by 15 s, when ha's serf leaves for good; its
+/// renderer waits 30 s for quiet, so s1 is still in the file when the renderer is killed at
+/// 17 s. Restarted a second later, it renders at once the view the node's watch kept from
+/// the last agent run, without s1, on both engines (the event engine's had started from an
+/// empty view, held back, and kept s1).
+#[test]
+fn a_renderer_restarted_while_serf_is_down_renders_the_last_view_on_both_engines() {
+    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().replace(
+        "output = \"/usr/local/etc/haproxy/haproxy.cfg\"",
+        "output = \"/usr/local/etc/haproxy/haproxy.cfg\"\nrender_wait_min_ms = 30000",
+    );
+    let faults = [
+        "kind = \"host-crash\"\nat_s = 5\nhost = \"s1\"",
+        "kind = \"leave\"\nat_s = 15\nhost = \"ha\"",
+        "kind = \"service-crash\"\nat_s = 17\nhost = \"ha\"\nservice = \"renderer\"",
+    ];
+    for fault in faults {
+        text.push_str(&format!("[[fault]]\n{fault}\n"));
+    }
+    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    let turmoil = inline("renderer-restart.toml", &text);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let dead = host_events(
+            &run.trace,
+            "ha",
+            |e| matches!(e, Event::MemberState { member, status: MemberStatus::Dead, .. } if member == "s1"),
+        );
+        assert!(dead.first().is_some_and(|(at, _)| *at < secs(15.0)), "{engine}: {dead:?}");
+        let render = first_render_from(&run.trace, secs(17.0));
+        let in_time = render.as_ref().is_some_and(|(at, _)| *at < secs(19.0));
+        assert!(in_time, "{engine}: {render:?}");
+        assert_eq!(render.map(|(_, backends)| backends), Some(vec!["s2".to_string()]), "{engine}");
     }
 }

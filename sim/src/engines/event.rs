@@ -48,7 +48,7 @@ use rollcall::gossip::snapshot;
 use rollcall::host::{Event, Observer, host_seed, mix, stable_hash};
 use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
-use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, agent_config, render_settings};
+use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config, render_settings};
 use rollcall::supervisor::core::Exit;
 use rollcall::supervisor::driver::Control;
 
@@ -262,6 +262,10 @@ struct Host {
     keyring: Option<Keyring>,
     /// The balancer node's renderer while its host runs.
     rendering: Option<Rendering>,
+    /// On the balancer node, the view the last agent run of this boot published, which a
+    /// renderer started while no agent runs reads (the node's watch keeps it, as a boot
+    /// long). Other nodes render nothing: a view per host would be nodes squared.
+    ended_view: Option<View>,
     /// The rendered file on the host's disk, which survives crashes.
     rendered: Option<Vec<u8>>,
     faults: LinkFaults,
@@ -397,6 +401,7 @@ impl<'a> Engine<'a> {
                 keyring: None,
                 rendering: None,
                 rendered: None,
+                ended_view: None,
                 faults: LinkFaults::default(),
             });
         }
@@ -569,7 +574,8 @@ impl<'a> Engine<'a> {
             Ok(rendering) => rendering,
             Err(error) => return self.run_ended(host, "renderer", Exit::Code(1), Some(&error)),
         };
-        let view = state.agent.as_ref().map(published_view).unwrap_or_default();
+        let view =
+            state.agent.as_ref().map(published_view).or_else(|| state.ended_view.clone()).unwrap_or_default();
         rendering.set_view(view);
         state.rendering = Some(rendering);
         let (events, written) = state.rendering.as_mut().map(Rendering::render).unwrap_or_default();
@@ -660,9 +666,13 @@ impl<'a> Engine<'a> {
     fn stop_agent(&mut self, host: usize) {
         let state = &mut self.hosts[host];
         let Some(ended) = state.agent.take() else { return };
-        // The renderer keeps the last view the run published.
-        if let Some(rendering) = state.rendering.as_mut() {
-            rendering.set_view(published_view(&ended));
+        // The renderer keeps the last view the run published, and so does a later one.
+        if state.node.as_ref().is_some_and(|node| matches!(node.role, Role::Balancer { .. })) {
+            let view = published_view(&ended);
+            if let Some(rendering) = state.rendering.as_mut() {
+                rendering.set_view(view.clone());
+            }
+            state.ended_view = Some(view);
         }
         state.generation += 1;
     }
@@ -931,6 +941,7 @@ impl<'a> Engine<'a> {
                 state.up = false;
                 state.agent = None;
                 state.rendering = None;
+                state.ended_view = None;
                 state.supervision = None;
                 state.generation += 1;
             }

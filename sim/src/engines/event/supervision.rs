@@ -485,6 +485,7 @@ impl Engine<'_> {
         self.stop_agent(host);
         let state = &mut self.hosts[host];
         state.rendering = None;
+        state.ended_view = None;
         state.supervision = None;
         state.up = false;
         self.observe(host, Event::HostHalted { code });
