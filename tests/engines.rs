@@ -1021,3 +1021,34 @@ fn a_renderer_restarted_while_serf_is_down_renders_the_last_view_on_both_engines
         assert_eq!(render.map(|(_, backends)| backends), Some(vec!["s2".to_string()]), "{engine}");
     }
 }
+
+/// s1's gossip datagrams are 3 s late from 5 s to 40 s, and its serf is killed at 20 s:
+/// s6 starts it again a second later and it binds its port at once, on both engines (the
+/// driver's delayed sends held the old socket open for up to 3 s, so the new run failed with
+/// "address in use" and exited, again and again, until they had gone).
+#[test]
+fn a_serf_restarted_under_extra_latency_binds_its_port_at_once_on_both_engines() {
+    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().to_string();
+    let faults = [
+        "kind = \"latency\"\nat_s = 5\nfor_s = 35\nextra_ms = 3000\nhosts = [\"s1\"]",
+        "kind = \"service-crash\"\nat_s = 20\nhost = \"s1\"\nservice = \"serf\"",
+    ];
+    for fault in faults {
+        text.push_str(&format!("[[fault]]\n{fault}\n"));
+    }
+    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    let turmoil = inline("late-restart.toml", &text);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let serf = |e: &Event| match e {
+            Event::ServiceStarted { service } | Event::ServiceExited { service, .. } => service == "serf",
+            _ => false,
+        };
+        let runs = host_events(&run.trace, "s1", serf);
+        let summary: Vec<String> =
+            runs.iter().map(|(at, e)| format!("{:.1}s {}", at.as_secs_f64(), e.kind())).collect();
+        assert_eq!(summary.len(), 3, "{engine}: {runs:?}");
+        assert!(summary[2].starts_with("21.0s service-started"), "{engine}: {summary:?}");
+    }
+}

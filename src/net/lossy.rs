@@ -58,12 +58,17 @@ impl<U: Datagram> LossyUdp<U> {
         if faults.extra_latency.is_zero() {
             self.socket.send_to(bytes, to).await?;
         } else {
-            let socket = self.socket.clone();
+            // Held weakly: the socket closes when its run ends, as a process's does when
+            // it dies, so a restarted agent binds its port again at once; what the run still
+            // held back is then lost with it.
+            let socket = Rc::downgrade(&self.socket);
             let bytes = bytes.to_vec();
             tokio::task::spawn_local(async move {
                 tokio::time::sleep(faults.extra_latency).await;
                 // A late datagram that cannot be sent is lost, as on a real network.
-                let _ = socket.send_to(&bytes, to).await;
+                if let Some(socket) = socket.upgrade() {
+                    let _ = socket.send_to(&bytes, to).await;
+                }
             });
         }
         Ok(Delivery::Sent)

@@ -180,6 +180,10 @@ enum Happening {
     Timer { host: u32, generation: u32, timer: Timer },
     /// A datagram arrives at whatever agent runs on `to`.
     Datagram { from: u32, to: u32, bytes: Vec<u8> },
+    /// A datagram the extra latency held back leaves, if the agent run `generation` of
+    /// `from` that sent it still runs (its socket is gone with it; a stopped one still
+    /// sends, as the driver's delayed sends are tasks of their own).
+    Delayed { from: u32, generation: u32, to: u32, bytes: Vec<u8> },
     /// A push-pull arrives at `to`; its answer goes back to the initiator's run if `reply`
     /// (the initiator still waits for it).
     PushPull { from: u32, from_generation: u32, to: u32, bytes: Vec<u8>, reply: bool },
@@ -494,6 +498,12 @@ impl<'a> Engine<'a> {
                     self.delivered.stream(bytes.len());
                 }
                 self.stream_rejected(to, sender, rejected);
+            }
+            Happening::Delayed { from, generation, to, bytes } => {
+                if self.hosts[index(from)].agent.is_some() && self.hosts[index(from)].generation == generation
+                {
+                    self.transmit(index(from), index(to), bytes);
+                }
             }
             Happening::Fault { index } => self.fault(index),
             Happening::Render { host, boot } => self.render_check(index(host), boot),
@@ -814,18 +824,28 @@ impl<'a> Engine<'a> {
         true
     }
 
-    /// A datagram leaves `host`: lost with the host's loss rate, or on its way with a drawn
-    /// latency plus the host's extra latency.
+    /// The agent on `host` sends a datagram: lost with the host's loss rate, held back for
+    /// the host's extra latency (as the driver's loss wrapper holds it, in the sending run),
+    /// then on its way.
     fn send(&mut self, host: usize, to: SocketAddr, bytes: Vec<u8>) {
         let Some(&target) = self.by_ip.get(&to.ip()) else { return };
         let faults = self.hosts[host].faults;
         if faults.loss_rate > 0.0 && self.rng.random_bool(faults.loss_rate.clamp(0.0, 1.0)) {
             return;
         }
+        if faults.extra_latency.is_zero() {
+            return self.transmit(host, target, bytes);
+        }
+        let (from, to, generation) = (host as u32, target as u32, self.hosts[host].generation);
+        self.schedule(self.now + faults.extra_latency, Happening::Delayed { from, generation, to, bytes });
+    }
+
+    /// A datagram goes onto the wire from `host` to `target`, unless a cut is in the way.
+    fn transmit(&mut self, host: usize, target: usize, bytes: Vec<u8>) {
         if self.cut(host, target) {
             return;
         }
-        let at = self.now + self.latency() + faults.extra_latency;
+        let at = self.now + self.latency();
         self.schedule(at, Happening::Datagram { from: host as u32, to: target as u32, bytes });
     }
 
