@@ -961,20 +961,29 @@ fn overlapping_stalls_and_leaves_hold_until_the_last_ends_on_both_engines() {
     }
 }
 
+/// OVERLAPPING_HOLDS's hosts (ha, s1, s2) with `faults` (each a `[[fault]]` table's keys)
+/// and `converge` checked.
+fn three_hosts_with(faults: &[String]) -> String {
+    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().to_string();
+    for fault in faults {
+        text.push_str(&format!("[[fault]]\n{fault}\n"));
+    }
+    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    text
+}
+
 /// While s1's serf is stopped (5-35 s), 70 `serf tags` commands reach it: its driver's
 /// command queue takes 64 and drops the rest (a leave's SIGINT too, though s6's `-d` sends
 /// SIGCONT after it). On both engines the 64th is the last tag the cluster sees.
 #[test]
 fn a_stopped_agents_command_queue_is_bounded_on_both_engines() {
-    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().to_string();
-    text.push_str("[[fault]]\nkind = \"stall\"\nat_s = 5\nfor_s = 30\nhost = \"s1\"\nservice = \"serf\"\n");
+    let mut faults =
+        vec!["kind = \"stall\"\nat_s = 5\nfor_s = 30\nhost = \"s1\"\nservice = \"serf\"".to_string()];
     for n in 1..=70 {
         let at = 10.0 + f64::from(n) * 0.1;
-        text.push_str(&format!(
-            "[[fault]]\nkind = \"tags\"\nat_s = {at}\nhost = \"s1\"\nset = {{ n = \"{n}\" }}\n"
-        ));
+        faults.push(format!("kind = \"tags\"\nat_s = {at}\nhost = \"s1\"\nset = {{ n = \"{n}\" }}"));
     }
-    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    let text = three_hosts_with(&faults);
     let turmoil = inline("command-queue.toml", &text);
     for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
         let engine = simulation.world().engine.name();
@@ -992,19 +1001,15 @@ fn a_stopped_agents_command_queue_is_bounded_on_both_engines() {
 /// empty view, held back, and kept s1).
 #[test]
 fn a_renderer_restarted_while_serf_is_down_renders_the_last_view_on_both_engines() {
-    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().replace(
-        "output = \"/usr/local/etc/haproxy/haproxy.cfg\"",
-        "output = \"/usr/local/etc/haproxy/haproxy.cfg\"\nrender_wait_min_ms = 30000",
-    );
     let faults = [
         "kind = \"host-crash\"\nat_s = 5\nhost = \"s1\"",
         "kind = \"leave\"\nat_s = 15\nhost = \"ha\"",
         "kind = \"service-crash\"\nat_s = 17\nhost = \"ha\"\nservice = \"renderer\"",
     ];
-    for fault in faults {
-        text.push_str(&format!("[[fault]]\n{fault}\n"));
-    }
-    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    let text = three_hosts_with(&faults.map(String::from)).replace(
+        "output = \"/usr/local/etc/haproxy/haproxy.cfg\"",
+        "output = \"/usr/local/etc/haproxy/haproxy.cfg\"\nrender_wait_min_ms = 30000",
+    );
     let turmoil = inline("renderer-restart.toml", &text);
     for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
         let engine = simulation.world().engine.name();
@@ -1028,15 +1033,11 @@ fn a_renderer_restarted_while_serf_is_down_renders_the_last_view_on_both_engines
 /// "address in use" and exited, again and again, until they had gone).
 #[test]
 fn a_serf_restarted_under_extra_latency_binds_its_port_at_once_on_both_engines() {
-    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().to_string();
     let faults = [
         "kind = \"latency\"\nat_s = 5\nfor_s = 35\nextra_ms = 3000\nhosts = [\"s1\"]",
         "kind = \"service-crash\"\nat_s = 20\nhost = \"s1\"\nservice = \"serf\"",
     ];
-    for fault in faults {
-        text.push_str(&format!("[[fault]]\n{fault}\n"));
-    }
-    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    let text = three_hosts_with(&faults.map(String::from));
     let turmoil = inline("late-restart.toml", &text);
     for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
         let engine = simulation.world().engine.name();
