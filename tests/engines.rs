@@ -1053,3 +1053,35 @@ fn a_serf_restarted_under_extra_latency_binds_its_port_at_once_on_both_engines()
         assert!(summary[2].starts_with("21.0s service-started"), "{engine}: {summary:?}");
     }
 }
+
+/// ha's stats page asks for serf's port (7946). While serf runs it cannot have it; serf is
+/// killed at 20 s and a reload at 20.5 s binds the page there, so the serf s6 starts again
+/// at 21 s fails to bind, exits, and so on: on both engines, in the same words and number
+/// (the event engine did not model the stats page, and serf came back).
+#[test]
+fn a_stats_page_on_serfs_port_keeps_a_restarted_serf_out_on_both_engines() {
+    let faults = [
+        "kind = \"service-crash\"\nat_s = 20\nhost = \"ha\"\nservice = \"serf\"",
+        "kind = \"reload\"\nat_s = 20.5\nfor_s = 0.2\nhost = \"ha\"",
+    ];
+    let text = three_hosts_with(&faults.map(String::from));
+    let mut turmoil = inline("stats-on-serf.toml", &text);
+    for host in &mut turmoil.world_mut().hosts {
+        if let rollcall_sim::world::HostKind::Node(node) = &mut host.kind {
+            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
+                *template_text = template_text.replace("    bind *:1936", "    bind *:7946");
+            }
+        }
+    }
+    let exits = [turmoil.clone(), on_event_engine(turmoil)].map(|simulation| {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let serf = |e: &Event| matches!(e, Event::ServiceExited { service, .. } if service == "serf");
+        let exits: Vec<String> =
+            host_events(&run.trace, "ha", serf).iter().map(|(at, e)| format!("{at:?} {e:?}")).collect();
+        let in_use = exits.iter().filter(|exit| exit.contains("address in use")).count();
+        assert!(in_use >= 20, "{engine}: {exits:?}");
+        exits
+    });
+    assert_eq!(exits[0], exits[1], "turmoil's serf exits, then the event engine's");
+}

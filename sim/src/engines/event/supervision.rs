@@ -108,6 +108,8 @@ pub(super) struct Supervision {
     balancer_missed_reload: bool,
     /// Where the balancer's run listens, once it could bind its frontend.
     balancer_bound: Option<std::net::SocketAddr>,
+    /// Where its stats page listens, once it could bind it.
+    stats_bound: Option<std::net::SocketAddr>,
 }
 
 impl Supervision {
@@ -185,6 +187,7 @@ impl Engine<'_> {
             renderer_missed_view: false,
             balancer_missed_reload: false,
             balancer_bound: None,
+            stats_bound: None,
         };
         self.hosts[host].supervision = Some(supervision);
         self.supervise(host, |supervisor, now, out| supervisor.start(now, out));
@@ -247,9 +250,9 @@ impl Engine<'_> {
 
     /// Whether the host's balancer listens on `port`: serf cannot bind it then.
     pub(super) fn balancer_holds(&self, host: usize, port: u16) -> bool {
-        self.supervision(host)
-            .and_then(|supervision| supervision.balancer_bound)
-            .is_some_and(|b| b.port() == port)
+        self.supervision(host).is_some_and(|s| {
+            [s.balancer_bound, s.stats_bound].into_iter().flatten().any(|b| b.port() == port)
+        })
     }
 
     /// A supervisor timer of boot `boot` fired.
@@ -408,6 +411,7 @@ impl Engine<'_> {
             Program::Balancer => {
                 supervision.balancer_missed_reload = false;
                 supervision.balancer_bound = None;
+                supervision.stats_bound = None;
             }
             Program::Inert => {}
         }
@@ -454,8 +458,10 @@ impl Engine<'_> {
         }
         let (own, serf_bound) = (self.hosts[host].addr, self.hosts[host].agent.is_some());
         let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
-        // A reload closes the old frontend before it binds the new one (the driver waits).
+        // A reload closes the old frontend before it binds the new one (the driver waits),
+        // and a stats page on the new frontend's port too.
         supervision.balancer_bound = None;
+        supervision.stats_bound = supervision.stats_bound.filter(|stats| stats.port() != config.bind.port());
         // serf listens on its port (TCP too, for push-pulls) while its run lives.
         let bound = crate::engines::local_bind(own.ip(), config.bind).and_then(|_| {
             let taken = serf_bound && config.bind.port() == own.port();
@@ -464,13 +470,33 @@ impl Engine<'_> {
         let refused = match bound {
             Ok(bind) => {
                 supervision.balancer_bound = Some(bind);
-                return;
+                let stats = config.stats.as_ref().map(|(bind, _)| *bind);
+                return self.bind_stats(host, stats);
             }
             Err(refused) => refused,
         };
         let error = format!("cannot bind frontend {}: {refused}", config.bind);
         self.observe(host, Event::ReloadFailed { error: error.clone() });
         self.run_ended(host, BALANCER_SERVICE, Exit::Code(1), Some(&error));
+    }
+
+    /// The stats page moves to `wanted` as the loaded file asks, as the proxy's does: closed
+    /// first, then bound if the address is the host's and its port free (serf's while serf
+    /// runs, the frontend's); one that cannot be bound is left out (the driver logs it) and
+    /// the frontend serves on.
+    fn bind_stats(&mut self, host: usize, wanted: Option<std::net::SocketAddr>) {
+        let (own, serf_bound) = (self.hosts[host].addr, self.hosts[host].agent.is_some());
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        if supervision.stats_bound == wanted {
+            return;
+        }
+        supervision.stats_bound = None;
+        let Some(bind) = wanted else { return };
+        let frontend = supervision.balancer_bound.is_some_and(|frontend| frontend.port() == bind.port());
+        let taken = frontend || (serf_bound && bind.port() == own.port());
+        if !taken && crate::engines::local_bind(own.ip(), bind).is_ok() {
+            supervision.stats_bound = Some(bind);
+        }
     }
 
     /// The agent gave up joining: serf exits 1, as the driver does.
