@@ -253,7 +253,7 @@ fn a_host_listed_twice_an_empty_host_list_and_an_empty_output_are_errors() {
     let e = error(&GOOD.replace("role = \"balancer\"", "role = \"balancer\"\noutput = \"\""));
     assert!(e.message.contains("empty path"), "{e}");
     // The renderer would overwrite serf's files (and serf read a config as its keyring).
-    for output in ["/serf/keyring", "/serf//snapshot"] {
+    for output in ["/serf/keyring", "/serf//snapshot", "serf/keyring"] {
         let e = error(
             &GOOD.replace("role = \"balancer\"", &format!("role = \"balancer\"\noutput = \"{output}\"")),
         );

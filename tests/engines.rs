@@ -1081,7 +1081,46 @@ fn a_stats_page_on_serfs_port_keeps_a_restarted_serf_out_on_both_engines() {
             host_events(&run.trace, "ha", serf).iter().map(|(at, e)| format!("{at:?} {e:?}")).collect();
         let in_use = exits.iter().filter(|exit| exit.contains("address in use")).count();
         assert!(in_use >= 20, "{engine}: {exits:?}");
+        // A stats page that cannot be bound (serf's port, before 20 s) is left out: no
+        // failed load, and the balancer serves on.
+        let failures = frontend_failures(&run.trace);
+        assert!(failures.is_empty(), "{engine}: {failures:?}");
         exits
     });
     assert_eq!(exits[0], exits[1], "turmoil's serf exits, then the event engine's");
+}
+
+/// A stall of s1's serf (10-60 s) and a leave of s2's without a rejoin (10 s) are cut short
+/// by their host's crash (20-25 s): the rebooted host runs serf afresh, and a later stall
+/// (30-40 s) and leave (30 s, back at 40 s) decide alone, on both engines.
+#[test]
+fn a_crash_ends_the_stalls_and_leaves_that_held_its_host_on_both_engines() {
+    let faults = [
+        "kind = \"stall\"\nat_s = 10\nfor_s = 50\nhost = \"s1\"\nservice = \"serf\"",
+        "kind = \"stall\"\nat_s = 30\nfor_s = 10\nhost = \"s1\"\nservice = \"serf\"",
+        "kind = \"leave\"\nat_s = 10\nhost = \"s2\"",
+        "kind = \"leave\"\nat_s = 30\nhost = \"s2\"\nrejoin_after_s = 10",
+        "kind = \"host-crash\"\nat_s = 20\nhost = \"s1\"\nrestart_after_s = 5",
+        "kind = \"host-crash\"\nat_s = 20\nhost = \"s2\"\nrestart_after_s = 5",
+    ];
+    let text = three_hosts_with(&faults.map(String::from)).replace("duration_s = 50", "duration_s = 70");
+    let turmoil = inline("crash-ends-holds.toml", &text);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let stalls = host_events(
+            &run.trace,
+            "s1",
+            |e| matches!(e, Event::ServiceStopped { service, .. } if service == "serf"),
+        );
+        let stalls: Vec<(u64, bool)> = stalls
+            .iter()
+            .map(|(at, e)| (at.as_secs(), matches!(e, Event::ServiceStopped { stopped: true, .. })))
+            .collect();
+        assert_eq!(stalls, [(10, true), (30, true), (40, false)], "{engine}");
+        let started = |e: &Event| matches!(e, Event::ServiceStarted { service } if service == "serf");
+        let starts: Vec<u64> =
+            host_events(&run.trace, "s2", started).iter().map(|(at, _)| at.as_secs()).collect();
+        assert_eq!(starts, [0, 25, 40], "{engine}");
+    }
 }

@@ -1190,8 +1190,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         if output.is_empty() {
             return self.fail(host.name.span(), format!("balancer '{name}': 'output' is an empty path"));
         }
-        // The renderer would overwrite serf's own files, and serf read a config as them.
-        let normalized: PathBuf = Path::new(&output).components().collect();
+        // The renderer would overwrite serf's own files, and serf read a config as them
+        // (the real engine roots relative and absolute paths alike in the host's directory).
+        let normalized: PathBuf = Path::new("/").join(&output).components().collect();
         for (file, what) in [(SNAPSHOT_PATH, "serf's snapshot"), (KEYRING_PATH, "serf's keyring file")] {
             if normalized == Path::new(file) {
                 let message = format!("balancer '{name}': 'output' {output} would overwrite {what} ({file})");

@@ -883,7 +883,7 @@ impl<'a> Engine<'a> {
             // What the host's own software is told: the same orders turmoil's and the real
             // engine's hosts get (`unsupported` refused every kind that has none here).
             _ => {
-                for (name, order) in self.active.orders(&fault, phase) {
+                for (name, order) in self.active.orders(id, &fault, phase) {
                     let host = self.by_name[name];
                     match order {
                         Order::Supervisor(control) => self.control(host, control),

@@ -179,8 +179,9 @@ pub(crate) struct ActiveFaults {
     crashes: BTreeMap<String, u32>,
     loss: BTreeMap<String, BTreeMap<usize, f64>>,
     latency: BTreeMap<String, BTreeMap<usize, Duration>>,
-    /// Stalls and leaves in force, by kind, host and service (serf for a leave).
-    holds: BTreeMap<(&'static str, String, String), u32>,
+    /// The stall and leave windows in force (fault ids), by kind, host and service (serf
+    /// for a leave).
+    holds: BTreeMap<(&'static str, String, String), std::collections::BTreeSet<usize>>,
 }
 
 impl ActiveFaults {
@@ -220,27 +221,32 @@ impl ActiveFaults {
         LinkFaults { loss_rate: (1.0 - kept).clamp(0.0, 1.0), extra_latency: latencies.sum() }
     }
 
-    /// The orders `fault` gives at `phase` (see [`orders`]), but the end of a stall or a
-    /// leave while another of its kind still holds the same service: that one decides when
-    /// the service continues, or serf starts again. A start always goes (stopping a stopped
-    /// service does nothing, and a host rebooted since runs its services afresh).
-    pub(crate) fn orders<'f>(&mut self, fault: &'f FaultKind, phase: Phase) -> Vec<(&'f str, Order)> {
+    /// The orders fault `id` (`fault`) gives at `phase` (see [`orders`]), but for the end
+    /// of a stall or a leave. Such a window holds from a start that reached its host (one
+    /// that was not down) until its end or the host's next crash (a rebooted host runs its
+    /// services afresh); its end acts only if the window still holds and no other window of
+    /// its kind holds the same service, which then decides when the service continues or
+    /// serf starts again. A start always goes: stopping a stopped service does nothing.
+    pub(crate) fn orders<'f>(
+        &mut self,
+        id: usize,
+        fault: &'f FaultKind,
+        phase: Phase,
+    ) -> Vec<(&'f str, Order)> {
         let held = match fault {
             FaultKind::Stall { host, service } => Some(("stall", host, service.as_str())),
             FaultKind::Leave { host } => Some(("leave", host, "serf")),
             _ => None,
         };
         if let Some((kind, host, service)) = held {
-            let count = self.holds.entry((kind, host.clone(), service.to_string())).or_default();
+            let down = self.is_crashed(host);
+            let windows = self.holds.entry((kind, host.clone(), service.to_string())).or_default();
             match phase {
-                Phase::Start => *count += 1,
-                Phase::End => {
-                    *count = count.saturating_sub(1);
-                    if *count > 0 {
-                        return Vec::new();
-                    }
+                Phase::Start if !down => {
+                    windows.insert(id);
                 }
-                Phase::Repeat => {}
+                Phase::End if !windows.remove(&id) || !windows.is_empty() => return Vec::new(),
+                _ => {}
             }
         }
         orders(fault, phase)
@@ -261,6 +267,9 @@ impl ActiveFaults {
             _ => None,
         };
         *count = if start { *count + 1 } else { count.saturating_sub(1) };
+        if changed == Some(true) {
+            self.holds.retain(|(_, held, _), _| held != host);
+        }
         changed
     }
 }

@@ -300,7 +300,7 @@ impl WorldFaults {
             }
             FaultKind::HostCrash { host, .. } => self.crash(sim, host, start),
             _ => {
-                for (host, order) in self.active.orders(fault, step.phase) {
+                for (host, order) in self.active.orders(step.fault, fault, step.phase) {
                     match order {
                         Order::Supervisor(control) => {
                             // A host that is down has no supervisor to tell; the order is then a no-op.

@@ -294,7 +294,7 @@ impl RealRun<'_> {
             }
             FaultKind::HostCrash { host, .. } => self.crash(host, start).await,
             _ => {
-                for (host, order) in self.active.orders(fault, step.phase) {
+                for (host, order) in self.active.orders(step.fault, fault, step.phase) {
                     self.send(host, &order).await;
                 }
                 Ok(())
