@@ -5,6 +5,8 @@
 
 use rollcall_sim::Simulation;
 
+#[path = "common/parallel.rs"]
+mod parallel;
 #[path = "common/shipped.rs"]
 mod shipped;
 
@@ -19,10 +21,10 @@ fn hash(scenario: &str, seed: u64) -> String {
 fn every_shipped_scenario_replays_per_seed() {
     let scenarios = shipped::shipped();
     assert!(scenarios.len() >= 7, "{scenarios:?}");
-    for scenario in &scenarios {
+    parallel::check_all(&scenarios, |scenario| {
         let first: Vec<String> = (1..=2).map(|seed| hash(scenario, seed)).collect();
         let second: Vec<String> = (1..=2).map(|seed| hash(scenario, seed)).collect();
         assert_eq!(first, second, "{scenario}: a seed did not replay");
         assert_ne!(first[0], first[1], "{scenario}: seeds 1 and 2 gave the same run");
-    }
+    });
 }

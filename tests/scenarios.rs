@@ -14,6 +14,8 @@ use rollcall_sim::trace::{Entry, WorldEvent};
 use rollcall_sim::world::{Expectation, HostKind, InvariantSettings};
 use rollcall_sim::{Run, Simulation};
 
+#[path = "common/parallel.rs"]
+mod parallel;
 #[path = "common/shipped.rs"]
 mod shipped;
 use shipped::{LONG_RUNNING, scenario_files, shipped};
@@ -30,13 +32,18 @@ fn run(simulation: &Simulation) -> Run {
     simulation.run().unwrap_or_else(|e| panic!("{}: {e}", simulation.world().name))
 }
 
-fn assert_as_expected(name: &str, seeds: std::ops::RangeInclusive<u64>) {
-    for seed in seeds {
-        let run = run(&simulation(name).seed(seed));
-        assert!(run.report.as_expected, "{name} seed {seed}:\n{}", run.report.to_text());
-        // A shipped scenario sets no bound its own configuration cannot meet.
-        assert!(run.report.figures.cautions.is_empty(), "{name}: {:?}", run.report.figures.cautions);
-    }
+fn assert_as_expected(name: &str, seed: u64) {
+    let run = run(&simulation(name).seed(seed));
+    assert!(run.report.as_expected, "{name} seed {seed}:\n{}", run.report.to_text());
+    // A shipped scenario sets no bound its own configuration cannot meet.
+    assert!(run.report.figures.cautions.is_empty(), "{name}: {:?}", run.report.figures.cautions);
+}
+
+/// Every seed of `seeds` of every scenario of `names`, on every core.
+fn assert_all_as_expected(names: &[&str], seeds: impl Fn(&str) -> std::ops::RangeInclusive<u64>) {
+    let runs: Vec<(&str, u64)> =
+        names.iter().flat_map(|name| seeds(name).map(move |seed| (*name, seed))).collect();
+    parallel::check_all(&runs, |(name, seed)| assert_as_expected(name, *seed));
 }
 
 fn hosts(names: &[&str]) -> BTreeSet<String> {
@@ -54,9 +61,9 @@ fn every_long_running_scenario_is_shipped() {
 
 #[test]
 fn every_shipped_scenario_ends_as_expected_for_seeds_1_to_5() {
-    for name in shipped() {
-        assert_as_expected(&name, 1..=5);
-    }
+    let names = shipped();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_all_as_expected(&names, |_| 1..=5);
 }
 
 /// The long-running scenarios (see [`LONG_RUNNING`]):
@@ -64,9 +71,7 @@ fn every_shipped_scenario_ends_as_expected_for_seeds_1_to_5() {
 #[test]
 #[ignore = "minutes to hours per seed: run with --ignored"]
 fn every_long_running_scenario_ends_as_expected() {
-    for name in LONG_RUNNING {
-        assert_as_expected(name, long_running_seeds(name));
-    }
+    assert_all_as_expected(&LONG_RUNNING, long_running_seeds);
 }
 
 /// Seeds 1-5, but only seed 1 of gossip-10k: its expectation (a `converge` violation) was
@@ -95,7 +100,7 @@ fn lab_join_no_retry_shows_the_start_order_bug() {
 
 #[test]
 fn lab_partition_detects_serves_and_heals_for_seeds_1_to_20() {
-    assert_as_expected("lab-partition.toml", 1..=20);
+    assert_all_as_expected(&["lab-partition.toml"], |_| 1..=20);
 }
 
 /// The server-state changes the balancer recorded for `server`: (time, up).
@@ -119,7 +124,8 @@ fn server_states(run: &Run, server: &str) -> Vec<(Duration, bool)> {
 fn lab_partial_cut_health_checks_take_s1_out_and_back_for_seeds_1_to_20() {
     let (cut, heal) = (Duration::from_secs(20), Duration::from_secs(40));
     let (inter, rise, fall) = (Duration::from_secs(2), 2, 3);
-    for seed in 1..=20 {
+    let seeds: Vec<u64> = (1..=20).collect();
+    parallel::check_all(&seeds, |&seed| {
         let run = run(&simulation("lab-partial-cut.toml").seed(seed));
         assert!(run.report.as_expected, "seed {seed}:\n{}", run.report.to_text());
         assert!(run.report.verdict("available").unwrap().holds(), "seed {seed}");
@@ -139,13 +145,12 @@ fn lab_partial_cut_health_checks_take_s1_out_and_back_for_seeds_1_to_20() {
             "seed {seed}: up at {:?}",
             states[1].0
         );
-    }
+    });
 }
 
 #[test]
 fn lab_faults_and_ha_restart_end_as_expected_for_seeds_6_to_20() {
-    assert_as_expected("lab-faults.toml", 6..=20);
-    assert_as_expected("lab-ha-restart.toml", 6..=20);
+    assert_all_as_expected(&["lab-faults.toml", "lab-ha-restart.toml"], |_| 6..=20);
 }
 
 #[test]
