@@ -523,7 +523,7 @@ impl Observations {
                 started <= fault.start && fault.start <= stopped
             }
             FaultKind::Stall { host: h, service: s } if h == host && s == service => {
-                fault.start <= at && fault.end.is_none_or(|end| at < end)
+                fault.start <= at && self.hold_end(host, fault).is_none_or(|end| at < end)
             }
             _ => false,
         })
@@ -658,17 +658,37 @@ impl Observations {
         let slack = rollcall::supervisor::core::RESTART_DELAY + AGENT_START_SLACK;
         let holds = |fault: &FaultWindow| match &fault.kind {
             FaultKind::Stall { host, service } if host == node && service == "serf" => {
-                fault.start <= at && fault.end.is_none_or(|end| at < end)
+                fault.start <= at && self.hold_end(node, fault).is_none_or(|end| at < end)
             }
             FaultKind::ServiceCrash { host, service } if host == node && service == "serf" => {
                 fault.start <= at && at < fault.start + slack
             }
             FaultKind::Leave { host } if host == node => {
-                fault.start <= at && fault.end.is_none_or(|end| at < end + AGENT_START_SLACK)
+                fault.start <= at && self.hold_end(node, fault).is_none_or(|end| at < end + AGENT_START_SLACK)
             }
             _ => false,
         };
         self.faults.iter().any(holds)
+    }
+
+    /// When a stall or a leave of `host` stops holding it, as the engines apply them: at its
+    /// end, or at the host's next crash if that comes first (a rebooted host runs its
+    /// services afresh); at its start if the host was down then (it reached nothing).
+    fn hold_end(&self, host: &str, window: &FaultWindow) -> Option<Duration> {
+        let crashes = self
+            .faults
+            .iter()
+            .filter(|f| matches!(&f.kind, FaultKind::HostCrash { host: h, .. } if h == host));
+        let mut end = window.end;
+        for crash in crashes {
+            if crash.start <= window.start && crash.end.is_none_or(|back| window.start < back) {
+                return Some(window.start);
+            }
+            if crash.start > window.start {
+                end = Some(end.map_or(crash.start, |end| end.min(crash.start)));
+            }
+        }
+        end
     }
 
     /// Whether `node`'s running agent has not yet heard what the cluster knows (it started
