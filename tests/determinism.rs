@@ -12,7 +12,8 @@ mod shipped;
 
 fn hash(scenario: &str, seed: u64) -> String {
     let path = shipped::scenarios_dir().join(scenario);
-    let run = Simulation::from_file(&path).unwrap().seed(seed).run().unwrap();
+    let simulation = Simulation::from_file(&path).unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let run = simulation.seed(seed).run().unwrap_or_else(|e| panic!("{scenario} seed {seed}: {e}"));
     assert_eq!(run.report.trace_hash, run.trace.hash());
     run.report.trace_hash
 }

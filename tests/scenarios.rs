@@ -29,14 +29,15 @@ fn simulation(name: &str) -> Simulation {
 }
 
 fn run(simulation: &Simulation) -> Run {
-    simulation.run().unwrap_or_else(|e| panic!("{}: {e}", simulation.world().name))
+    let (name, seed) = (&simulation.world().name, simulation.seed_value());
+    simulation.run().unwrap_or_else(|e| panic!("{name} seed {seed}: {e}"))
 }
 
 fn assert_as_expected(name: &str, seed: u64) {
     let run = run(&simulation(name).seed(seed));
     assert!(run.report.as_expected, "{name} seed {seed}:\n{}", run.report.to_text());
     // A shipped scenario sets no bound its own configuration cannot meet.
-    assert!(run.report.figures.cautions.is_empty(), "{name}: {:?}", run.report.figures.cautions);
+    assert!(run.report.figures.cautions.is_empty(), "{name} seed {seed}: {:?}", run.report.figures.cautions);
 }
 
 /// Every seed of `seeds` of every scenario of `names`, on every core.
@@ -746,7 +747,8 @@ fn a_converge_bound_shorter_than_gossip_admission_is_a_caution() {
 /// serf running afresh; cut off from ha (24-44 s), its one-shot join gives up and serf stays
 /// down for good (finish 125): the stack's failure, the lab's join bug. The stall no longer
 /// holds s1 after the crash, so `converge` sees s1's live webapp missing from ha's backends
-/// once the cut heals (it excused it until the stall's planned end, past the run's).
+/// once the cut heals (it excused it until the stall's planned end at 60 s, and 60 s plus
+/// the 10-round bound is past the run's 65 s).
 #[test]
 fn a_stall_cut_short_by_a_crash_excuses_nothing_after_it() {
     let text = r#"

@@ -57,11 +57,13 @@ pub enum FaultKind {
     },
     /// One service is killed; the supervisor decides what happens next.
     ServiceCrash { host: String, service: String },
-    /// One service is stopped (SIGSTOP) for the fault's window, then continued: it stops
-    /// answering, as a process in a long pause does.
+    /// One service is stopped (SIGSTOP) for the fault's window, then continued (unless
+    /// another stall of it still holds it, or a crash of the host ended the window first):
+    /// it stops answering, as a process in a long pause does.
     Stall { host: String, service: String },
     /// The host's gossip agent leaves the cluster gracefully (`s6-svc -d serf`, whose down
-    /// signal is SIGINT) and stays down; it is started again when the fault ends.
+    /// signal is SIGINT) and stays down; it is started again when the fault ends, unless
+    /// another leave of the node still holds it or a crash of the host ended this one first.
     Leave { host: String },
     /// The node is stopped as `docker stop` stops a container: s6-overlay's shutdown (TERM
     /// in reverse start order, KILL after the grace time), then the host halts for good.

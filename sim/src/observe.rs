@@ -647,8 +647,9 @@ impl Observations {
     }
 
     /// Whether the world keeps `node`'s gossip agent from running at `at`: a stall or a
-    /// service crash holds it, or it left on purpose and was not started again. An agent
-    /// that died on its own is the stack's failure and is not held.
+    /// service crash holds it, or it left on purpose and was not started again (a stall or
+    /// a leave only until the host's next crash). An agent that died on its own is the
+    /// stack's failure and is not held.
     pub fn agent_held(&self, node: &str, at: Duration) -> bool {
         if self.agent_runs(node, at) {
             return false;

@@ -27,7 +27,8 @@ pub struct LinkFaults {
 /// What happened to a datagram handed to [`LossyUdp::send_to`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
-    /// Handed to the socket (now, or after the extra latency).
+    /// Handed to the socket (now, or after the extra latency if its run still holds the
+    /// socket then).
     Sent,
     /// Dropped by the loss model.
     Dropped,

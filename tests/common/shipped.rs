@@ -7,7 +7,8 @@ use std::path::PathBuf;
 /// gossip-50 about 45 s per seed under turmoil, gossip-1k about 32.5 s per seed on the event
 /// engine in a release build (more in the test profile, which optimises less), gossip-10k
 /// 1 h 28-1 h 33 min and 18.0-18.5 GB at most (seed 1 at 205388a and 46752b6).
-/// `every_long_running_scenario_ends_as_expected` runs them.
+/// `every_long_running_scenario_ends_as_expected` runs them, one per core at once: the
+/// machine needs gossip-10k's 18.5 GB beside the others' (under 1 GB together).
 pub const LONG_RUNNING: [&str; 3] = ["gossip-10k.toml", "gossip-1k.toml", "gossip-50.toml"];
 
 /// Every scenario file shipped in scenarios/, long-running ones included.

@@ -881,7 +881,7 @@ impl<'a> Engine<'a> {
             }
             FaultKind::HostCrash { host, .. } => self.crash(host, start),
             // What the host's own software is told: the same orders turmoil's and the real
-            // engine's hosts get (`unsupported` refused every kind that has none here).
+            // engine's hosts get.
             _ => {
                 for (name, order) in self.active.orders(id, &fault, phase) {
                     let host = self.by_name[name];

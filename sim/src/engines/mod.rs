@@ -170,9 +170,9 @@ pub(crate) fn plan_record(world: &World, plan: &Plan) -> WorldEvent {
     WorldEvent::Plan { duration_ms, roles, start_at_ms, faults: plan.faults.clone(), views, follow }
 }
 
-/// Which faults are active, per directed host pair and per host: overlapping faults must not
-/// undo each other (an engine keeps one state per link and per host, and the loss model one
-/// rate per host, so the first end would).
+/// Which faults are active, per directed host pair, per host, and per service for stalls and
+/// leaves: overlapping faults must not undo each other (an engine keeps one state per link
+/// and per host, and the loss model one rate per host, so the first end would).
 #[derive(Default)]
 pub(crate) struct ActiveFaults {
     cuts: crate::links::ActiveCuts,
@@ -222,11 +222,12 @@ impl ActiveFaults {
     }
 
     /// The orders fault `id` (`fault`) gives at `phase` (see [`orders`]), but for the end
-    /// of a stall or a leave. Such a window holds from a start that reached its host (one
-    /// that was not down) until its end or the host's next crash (a rebooted host runs its
-    /// services afresh); its end acts only if the window still holds and no other window of
-    /// its kind holds the same service, which then decides when the service continues or
-    /// serf starts again. A start always goes: stopping a stopped service does nothing.
+    /// of a stall or a leave. Such a window holds from a start while its host was not
+    /// crashed (whether or not the service ran) until its end or the host's next crash (a
+    /// rebooted host runs its services afresh); its end acts only if the window still holds
+    /// and no other window of its kind holds the same service, which then decides when the
+    /// service continues or serf starts again. A start always goes: stopping a stopped
+    /// service does nothing.
     pub(crate) fn orders<'f>(
         &mut self,
         id: usize,
