@@ -757,19 +757,24 @@ fn the_balancers_loads_can_be_left_out_of_the_trace_but_not_under_valid_config()
     }
 }
 
+/// `simulation` with `line` of its balancer's template replaced by `by`.
+fn with_template_line(mut simulation: Simulation, line: &str, by: &str) -> Simulation {
+    for host in &mut simulation.world_mut().hosts {
+        if let rollcall_sim::world::HostKind::Node(node) = &mut host.kind {
+            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
+                *template_text = template_text.replace(line, by);
+            }
+        }
+    }
+    simulation
+}
+
 /// lab-supervision with valid-config, its template's frontend line replaced by `frontend`,
 /// run on both engines.
 fn with_frontend(frontend: &str) -> [rollcall_sim::Run; 2] {
     let mut turmoil = simulation("lab-supervision.toml");
     let invariants = InvariantSettings { valid_config: true, ..turmoil.world().invariants.clone() };
-    turmoil = turmoil.invariants(invariants);
-    for host in &mut turmoil.world_mut().hosts {
-        if let rollcall_sim::world::HostKind::Node(node) = &mut host.kind {
-            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
-                *template_text = template_text.replace("    bind *:80", frontend);
-            }
-        }
-    }
+    turmoil = with_template_line(turmoil.invariants(invariants), "    bind *:80", frontend);
     [turmoil.clone(), on_event_engine(turmoil)]
         .map(|simulation| simulation.run().unwrap_or_else(|e| panic!("{e}")))
 }
@@ -1067,14 +1072,8 @@ fn a_stats_page_on_serfs_port_keeps_a_restarted_serf_out_on_both_engines() {
         "kind = \"reload\"\nat_s = 20.5\nfor_s = 0.2\nhost = \"ha\"",
     ];
     let text = three_hosts_with(&faults.map(String::from));
-    let mut turmoil = inline("stats-on-serf.toml", &text);
-    for host in &mut turmoil.world_mut().hosts {
-        if let rollcall_sim::world::HostKind::Node(node) = &mut host.kind {
-            if let rollcall::node::Role::Balancer { template_text, .. } = &mut node.role {
-                *template_text = template_text.replace("    bind *:1936", "    bind *:7946");
-            }
-        }
-    }
+    let turmoil =
+        with_template_line(inline("stats-on-serf.toml", &text), "    bind *:1936", "    bind *:7946");
     let exits = [turmoil.clone(), on_event_engine(turmoil)].map(|simulation| {
         let engine = simulation.world().engine.name();
         let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));

@@ -500,8 +500,8 @@ impl<'a> Engine<'a> {
                 self.stream_rejected(to, sender, rejected);
             }
             Happening::Delayed { from, generation, to, bytes } => {
-                if self.hosts[index(from)].agent.is_some() && self.hosts[index(from)].generation == generation
-                {
+                // A run's end bumps the generation: its datagrams die with it.
+                if self.hosts[index(from)].generation == generation {
                     self.transmit(index(from), index(to), bytes);
                 }
             }
@@ -584,9 +584,7 @@ impl<'a> Engine<'a> {
             Ok(rendering) => rendering,
             Err(error) => return self.run_ended(host, "renderer", Exit::Code(1), Some(&error)),
         };
-        let view =
-            state.agent.as_ref().map(published_view).or_else(|| state.ended_view.clone()).unwrap_or_default();
-        rendering.set_view(view);
+        rendering.set_view(current_view(state.agent.as_ref(), state.ended_view.as_ref()).unwrap_or_default());
         state.rendering = Some(rendering);
         let (events, written) = state.rendering.as_mut().map(Rendering::render).unwrap_or_default();
         self.rendered(host, events, written, None);
@@ -599,8 +597,8 @@ impl<'a> Engine<'a> {
             return;
         }
         let Some(rendering) = state.rendering.as_mut() else { return };
-        let agent = state.agent.as_ref();
-        let (events, written, due) = rendering.check(now, || agent.map(published_view));
+        let (agent, ended) = (state.agent.as_ref(), state.ended_view.as_ref());
+        let (events, written, due) = rendering.check(now, || current_view(agent, ended));
         self.rendered(host, events, written, due);
     }
 
@@ -676,13 +674,9 @@ impl<'a> Engine<'a> {
     fn stop_agent(&mut self, host: usize) {
         let state = &mut self.hosts[host];
         let Some(ended) = state.agent.take() else { return };
-        // The renderer keeps the last view the run published, and so does a later one.
+        // The renderer, and a later one, read the last view the run published.
         if state.node.as_ref().is_some_and(|node| matches!(node.role, Role::Balancer { .. })) {
-            let view = published_view(&ended);
-            if let Some(rendering) = state.rendering.as_mut() {
-                rendering.set_view(view.clone());
-            }
-            state.ended_view = Some(view);
+            state.ended_view = Some(published_view(&ended));
         }
         state.generation += 1;
     }
@@ -974,6 +968,12 @@ impl<'a> Engine<'a> {
             None => {}
         }
     }
+}
+
+/// The view the node's watch holds for its renderer: the running agent's, or the one the
+/// boot's last run left.
+fn current_view(agent: Option<&AgentRun>, ended: Option<&View>) -> Option<View> {
+    agent.map(published_view).or_else(|| ended.cloned())
 }
 
 /// The view the run last published, as the driver's watch holds it: its members now (every
