@@ -315,6 +315,8 @@ fn bad_keys_labels_and_keys_faults_are_errors() {
     assert_eq!((e.line, e.message.contains("not valid base64")), (6, true), "{e}");
     let e = error(&keyring("keyring = [\"AAAA\"]"));
     assert!(e.message.contains("key of 3 bytes"), "{e}");
+    let e = error(&keyring(&format!("keyring = [\"{KEY}\", \"{KEY}\"]")));
+    assert!(e.message.contains("listed twice"), "{e}");
     let e = error(&keyring(&format!("label = \"{}\"", "x".repeat(256))));
     assert!(e.message.contains("label of 256 bytes"), "{e}");
     let fault = |op: &str, key: &str| {
@@ -350,4 +352,54 @@ fn an_attacker_needs_a_node_victim_and_its_keys_apply_to_it_alone() {
     assert!(e.message.contains("'victim' does not apply"), "{e}");
     let world = parse(&attacker("victim = \"s1\"\nevery_ms = 200")).unwrap();
     assert_eq!(world.hosts[2].role(), "attacker");
+}
+
+/// Found by a doc audit: a template calling a helper handlebars does not have (it loaded and
+/// then failed every render, a stack failure with exit 1), a balancer-only or node-only key on
+/// a host it means nothing to, a swarm host named twice, an output that names no file or
+/// climbs out of the host's root, and a scenario file that is a pipe or a device.
+#[test]
+fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are_errors() {
+    let dir = std::env::temp_dir().join(format!("rollcall-audit-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(dir.join("templates/haproxy.cfg.hb"), "global\n# {{nohelper 1}}\n").unwrap();
+    let e = scenario::parse("bad.toml", GOOD, &dir).expect_err("unknown helper");
+    assert_eq!(e.line, 10, "{e}");
+    assert!(e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("unknown helper 'nohelper'"), "{e}");
+    for key in ["render_wait_min_ms = 5", "render_wait_max_ms = 5", "render_validate = false", "render_backup = true"] {
+        let e = error(&GOOD.replace("role = \"backend\"", &format!("role = \"backend\"\n{key}")));
+        assert!(e.message.contains("does not apply to this role"), "{key}: {e}");
+    }
+    let client = format!("{GOOD}\n[[host]]\nname = \"c\"\nrole = \"client\"\ntarget = \"ha\"\npermanent_failure = [\"x\"]\n");
+    assert!(error(&client).message.contains("'permanent_failure' does not apply"), "{}", error(&client));
+    let swarm = format!("{GOOD}\n[swarm]\nchaos_s = [1, 5]\nhosts = [\"s1\", \"s{{1..1}}\"]\n");
+    assert!(error(&swarm).message.contains("'s1' is listed twice"), "{}", error(&swarm));
+    for (output, wanted) in [
+        ("/", "names a directory"),
+        (".", "names a directory"),
+        ("/etc/haproxy/", "names a directory"),
+        ("/serf", "serf's directory"),
+        ("serf/.", "names a directory"),
+        ("serf//", "names a directory"),
+        ("/serf/./", "names a directory"),
+        ("./serf", "serf's directory"),
+        ("/serf/x/../keyring", "'..'"),
+        ("../haproxy.cfg", "'..'"),
+    ] {
+        let text = GOOD.replace("role = \"balancer\"", &format!("role = \"balancer\"\noutput = \"{output}\""));
+        let e = error(&text);
+        assert!(e.message.contains(wanted), "{output}: {e}");
+    }
+    let fine = GOOD.replace("role = \"balancer\"", "role = \"balancer\"\noutput = \"./etc/haproxy.cfg\"");
+    parse(&fine).expect("a relative file path is fine");
+    let cli = env!("CARGO_BIN_EXE_rollcall-sim");
+    let fifo = dir.join("fifo.toml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    for file in [fifo.as_path(), Path::new("/dev/zero")] {
+        let output = std::process::Command::new(cli).args(["run", file.to_str().unwrap()]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", file.display());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"), "{}", file.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

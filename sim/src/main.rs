@@ -457,8 +457,11 @@ fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitC
             let replay = rollcall_sim::report::replay_command(&file, seed, simulation.world());
             eprintln!("replay: {replay}");
             return ExitCode::from(match error {
-                // A run past a limit asked for more than rollcall runs: the file's fault.
-                EngineError::TraceFull { .. } | EngineError::UnrecordedForInvariant { .. } => 2,
+                // A run past a limit, or one its seed's swarm drew a fault the engine
+                // cannot make, asked for more than rollcall runs: the file's fault.
+                EngineError::TraceFull { .. }
+                | EngineError::UnrecordedForInvariant { .. }
+                | EngineError::Unsupported { .. } => 2,
                 EngineError::Interrupted => real_cli::EXIT_INTERRUPTED,
                 _ => 1,
             });

@@ -238,6 +238,10 @@ impl SwarmSection {
                 crate::names::listed(&nodes)
             ));
         }
+        let mut seen = BTreeSet::new();
+        if let Some(twice) = targets.iter().find(|name| !seen.insert(*name)) {
+            return Err(format!("hosts: '{twice}' is listed twice"));
+        }
         Ok(targets)
     }
 
@@ -543,14 +547,17 @@ struct PinnedViolation {
     hosts: Vec<Spanned<String>>,
 }
 
+/// Largest scenario file read (`gossip-10k.toml`, with a fault per crashed host, is 10 KB).
+pub const SCENARIO_BYTES_MAX: u64 = 16 << 20;
+
 /// Loads, parses and resolves a scenario file.
 pub fn load(path: &Path) -> Result<World, ScenarioError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let text = read_bounded(path, SCENARIO_BYTES_MAX).map_err(|message| ScenarioError {
         file: file.clone(),
         line: 1,
         column: 1,
-        message: e.to_string(),
+        message,
     })?;
     parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
 }
@@ -719,6 +726,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         let mut keys = Vec::new();
         for key in &gossip.keyring {
             match Key::parse(key.get_ref()) {
+                // A slip, as a host named twice is: the ring would hold it once.
+                Ok(parsed) if keys.contains(&parsed) => {
+                    return self.fail(key.span(), "keyring: this key is listed twice");
+                }
                 Ok(parsed) => keys.push(parsed),
                 Err(error) => return self.fail(key.span(), format!("keyring: {error}")),
             }
@@ -1085,8 +1096,18 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         for (key, present) in attacker_keys {
             misplaced(key, present, is_attacker)?;
         }
-        misplaced("template", host.template.is_some(), host.role == RoleKind::Balancer)?;
-        misplaced("output", host.output.is_some(), host.role == RoleKind::Balancer)?;
+        let is_balancer = host.role == RoleKind::Balancer;
+        let balancer_keys = [
+            ("template", host.template.is_some()),
+            ("output", host.output.is_some()),
+            ("render_wait_min_ms", host.render_wait_min_ms.is_some()),
+            ("render_wait_max_ms", host.render_wait_max_ms.is_some()),
+            ("render_validate", host.render_validate.is_some()),
+            ("render_backup", host.render_backup.is_some()),
+        ];
+        for (key, present) in balancer_keys {
+            misplaced(key, present, is_balancer)?;
+        }
         misplaced("tag", host.tag.is_some(), host.role == RoleKind::Backend)?;
         misplaced("target", host.target.is_some(), is_client)?;
         misplaced("interval_ms", host.interval_ms.is_some(), is_client)?;
@@ -1094,6 +1115,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         misplaced("join", host.join.is_some(), !is_client && !is_attacker)?;
         misplaced("seeds", host.seeds.is_some(), !is_client && !is_attacker)?;
         misplaced("planted_bugs", !host.planted_bugs.is_empty(), !is_client && !is_attacker)?;
+        misplaced("permanent_failure", !host.permanent_failure.is_empty(), !is_client && !is_attacker)?;
         Ok(())
     }
 
@@ -1187,17 +1209,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             return self.fail(template.span(), error.to_string());
         }
         let output = host.output.clone().unwrap_or_else(|| "/etc/haproxy/haproxy.cfg".into());
-        if output.is_empty() {
-            return self.fail(host.name.span(), format!("balancer '{name}': 'output' is an empty path"));
-        }
-        // The renderer would overwrite serf's own files, and serf read a config as them
-        // (the real engine roots relative and absolute paths alike in the host's directory).
-        let normalized: PathBuf = Path::new("/").join(&output).components().collect();
-        for (file, what) in [(SNAPSHOT_PATH, "serf's snapshot"), (KEYRING_PATH, "serf's keyring file")] {
-            if normalized == Path::new(file) {
-                let message = format!("balancer '{name}': 'output' {output} would overwrite {what} ({file})");
-                return self.fail(host.name.span(), message);
-            }
+        if let Err(why) = check_output(&output) {
+            return self.fail(host.name.span(), format!("balancer '{name}': 'output' {output:?} {why}"));
         }
         Ok(Role::Balancer {
             template_file: path.display().to_string(),
@@ -1586,26 +1599,62 @@ fn optional_pair<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     pair(deserializer).map(Some)
 }
 
+/// Why a balancer's `output` cannot be its rendered file, if it cannot: it must name a file
+/// (not a directory, not above the host's root: the real engine roots relative and absolute
+/// paths alike in the host's directory), and not serf's own files or directory, which the
+/// renderer would overwrite and serf then read a config as.
+fn check_output(output: &str) -> Result<(), String> {
+    use std::path::Component;
+    if output.is_empty() {
+        return Err("is an empty path".into());
+    }
+    let path = Path::new(output);
+    if path.components().any(|part| part == Component::ParentDir) {
+        return Err("must not climb with '..'".into());
+    }
+    let last = output.rsplit('/').next().unwrap_or_default();
+    if matches!(last, "" | "." | "..") {
+        return Err("names a directory, not a file".into());
+    }
+    let normalized: PathBuf = Path::new("/").join(path).components().collect();
+    let serf_dir = Path::new(KEYRING_PATH).parent().unwrap_or(Path::new("/"));
+    if normalized == serf_dir {
+        return Err(format!("would replace serf's directory ({})", serf_dir.display()));
+    }
+    for (file, what) in [(SNAPSHOT_PATH, "serf's snapshot"), (KEYRING_PATH, "serf's keyring file")] {
+        if normalized == Path::new(file) {
+            return Err(format!("would overwrite {what} ({file})"));
+        }
+    }
+    Ok(())
+}
+
 /// Largest template a scenario may name: the lab's is 2 KB.
 pub const TEMPLATE_BYTES_MAX: u64 = 1 << 20;
 
 /// A template file's text: a regular file (a pipe or a device would block or never end) of
 /// at most [`TEMPLATE_BYTES_MAX`].
 fn read_template(path: &std::path::Path) -> Result<String, String> {
+    read_bounded(path, TEMPLATE_BYTES_MAX)
+}
+
+/// The text of the regular file at `path`, at most `limit` bytes: a pipe or a device would
+/// block the load or fill the memory.
+fn read_bounded(path: &std::path::Path, limit: u64) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
-    if meta.len() > TEMPLATE_BYTES_MAX {
-        return Err(format!("{} bytes, over the {TEMPLATE_BYTES_MAX}-byte limit", meta.len()));
+    if meta.len() > limit {
+        return Err(format!("{} bytes, over the {limit}-byte limit", meta.len()));
     }
     let mut text = String::new();
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     // The file may grow between the two looks: read no more than the limit allows.
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, TEMPLATE_BYTES_MAX + 1), &mut text)
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, limit + 1), &mut text)
         .map_err(|e| e.to_string())?;
-    if text.len() as u64 > TEMPLATE_BYTES_MAX {
-        return Err(format!("over the {TEMPLATE_BYTES_MAX}-byte limit"));
+    if text.len() as u64 > limit {
+        return Err(format!("over the {limit}-byte limit"));
     }
     Ok(text)
 }

@@ -107,6 +107,15 @@ impl Renderer {
                 reason: error.reason().to_string(),
             }
         })?;
+        let compiled = registry.get_template(TEMPLATE).expect("the template was just registered");
+        if let Some(call) = super::calls::first_unknown(compiled) {
+            return Err(RenderError::Syntax {
+                file: template_file.to_string(),
+                line: call.line,
+                column: call.column,
+                reason: format!("unknown {} '{}'", call.kind, call.name),
+            });
+        }
         Ok(Self { registry, template_file: template_file.to_string(), last_written: None })
     }
 

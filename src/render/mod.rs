@@ -1,10 +1,12 @@
 //! membership -> registry -> handlebars template -> `haproxy.cfg`, consul-template style.
 //!
 //! - [`core`]: the sans-io renderer (registry, template, render-only-on-change).
+//! - [`calls`]: the helpers a template calls, checked when it loads.
 //! - [`quiescence`]: consul-template's `wait = "min:max"`.
 //! - [`driver`]: watches the gossip view, validates, writes atomically (with an optional
 //!   backup), asks the balancer to reload.
 
+pub mod calls;
 pub mod core;
 pub mod driver;
 pub mod quiescence;
