@@ -365,12 +365,22 @@ fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are
     std::fs::write(dir.join("templates/haproxy.cfg.hb"), "global\n# {{nohelper 1}}\n").unwrap();
     let e = scenario::parse("bad.toml", GOOD, &dir).expect_err("unknown helper");
     assert_eq!(e.line, 10, "{e}");
-    assert!(e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("unknown helper 'nohelper'"), "{e}");
-    for key in ["render_wait_min_ms = 5", "render_wait_max_ms = 5", "render_validate = false", "render_backup = true"] {
+    assert!(
+        e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("unknown helper 'nohelper'"),
+        "{e}"
+    );
+    for key in [
+        "render_wait_min_ms = 5",
+        "render_wait_max_ms = 5",
+        "render_validate = false",
+        "render_backup = true",
+    ] {
         let e = error(&GOOD.replace("role = \"backend\"", &format!("role = \"backend\"\n{key}")));
         assert!(e.message.contains("does not apply to this role"), "{key}: {e}");
     }
-    let client = format!("{GOOD}\n[[host]]\nname = \"c\"\nrole = \"client\"\ntarget = \"ha\"\npermanent_failure = [\"x\"]\n");
+    let client = format!(
+        "{GOOD}\n[[host]]\nname = \"c\"\nrole = \"client\"\ntarget = \"ha\"\npermanent_failure = [\"x\"]\n"
+    );
     assert!(error(&client).message.contains("'permanent_failure' does not apply"), "{}", error(&client));
     let swarm = format!("{GOOD}\n[swarm]\nchaos_s = [1, 5]\nhosts = [\"s1\", \"s{{1..1}}\"]\n");
     assert!(error(&swarm).message.contains("'s1' is listed twice"), "{}", error(&swarm));
@@ -386,7 +396,8 @@ fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are
         ("/serf/x/../keyring", "'..'"),
         ("../haproxy.cfg", "'..'"),
     ] {
-        let text = GOOD.replace("role = \"balancer\"", &format!("role = \"balancer\"\noutput = \"{output}\""));
+        let text =
+            GOOD.replace("role = \"balancer\"", &format!("role = \"balancer\"\noutput = \"{output}\""));
         let e = error(&text);
         assert!(e.message.contains(wanted), "{output}: {e}");
     }

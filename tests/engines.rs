@@ -1125,3 +1125,27 @@ fn a_crash_ends_the_stalls_and_leaves_that_held_its_host_on_both_engines() {
         assert_eq!(starts, [0, 25, 40], "{engine}");
     }
 }
+
+/// s2's host crashes for good at 10 s; at 50 s ha runs `serf force-leave -prune s2`, which
+/// erases s2 from every table. The views record the erasure (`member-reap`), so `left` and
+/// `views` hold on both engines: they had read the last entry before it, s2 dead, for ever.
+#[test]
+fn a_pruned_member_leaves_the_views_on_both_engines() {
+    let text = three_hosts_with(&[
+        "kind = \"host-crash\"\nat_s = 10\nhost = \"s2\"".to_string(),
+        "kind = \"force-leave\"\nat_s = 50\nhost = \"ha\"\ntarget = \"s2\"\nprune = true".to_string(),
+    ])
+    .replace("duration_s = 50", "duration_s = 110")
+    .replace("converge_rounds = 10", "converge_rounds = 10\nleft = true\nviews = true");
+    let turmoil = inline("prune.toml", &text);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        for invariant in ["left", "views"] {
+            let verdict = run.report.verdict(invariant).expect("checked");
+            assert!(verdict.holds() && verdict.checked > 0, "{engine}: {}", run.report.to_text());
+        }
+        let pruned = member_changes(&run.trace, "s1", "s2");
+        assert!(pruned.iter().any(|(_, change)| *change == MemberChange::Reap), "{engine}: {pruned:?}");
+    }
+}

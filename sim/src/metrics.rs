@@ -153,7 +153,8 @@ fn everywhere(
             match change {
                 ViewChange::Reset => status = None,
                 ViewChange::Set { member: m, status: s, .. } if m == member => status = Some(*s),
-                ViewChange::Set { .. } => continue,
+                ViewChange::Erase { member: m } if m == member => status = None,
+                ViewChange::Set { .. } | ViewChange::Erase { .. } => continue,
             }
             since = match (holds(status), since) {
                 (true, None) => Some(*at),
@@ -202,6 +203,9 @@ fn complete_spans(obs: &Observations) -> Vec<(Duration, Duration)> {
                 ViewChange::Reset => view.clear(),
                 ViewChange::Set { member, status, .. } => {
                     view.insert(member.clone(), *status);
+                }
+                ViewChange::Erase { member } => {
+                    view.remove(member);
                 }
             }
             if running[observer] {
@@ -266,7 +270,7 @@ fn count_wrong(
     let wrong = |member: &str| obs.scope.records(observer, member) && is_wrong(running, view, member);
     match change {
         ViewChange::Reset => obs.nodes.iter().filter(|n| wrong(n)).count(),
-        ViewChange::Set { member, .. } => usize::from(wrong(member)),
+        ViewChange::Set { member, .. } | ViewChange::Erase { member } => usize::from(wrong(member)),
     }
 }
 

@@ -137,6 +137,9 @@ pub enum ViewChange {
     Reset,
     /// A member's entry now reads so.
     Set { member: String, status: MemberStatus, incarnation: u32 },
+    /// The member's entry is gone: a prune (`force-leave -prune`, or a leave intent that
+    /// prunes) or the reaper erased it (the agent's `member-reap` event).
+    Erase { member: String },
 }
 
 impl ViewChange {
@@ -146,6 +149,9 @@ impl ViewChange {
             ViewChange::Reset => view.clear(),
             ViewChange::Set { member, status, incarnation } => {
                 view.insert(member.clone(), (*status, *incarnation));
+            }
+            ViewChange::Erase { member } => {
+                view.remove(member);
             }
         }
     }
@@ -407,6 +413,11 @@ impl Observations {
             Event::Left => self.left.push((at, host.to_string())),
             Event::Leaving => self.leaving.push((at, host.to_string())),
             Event::GossipSynced => self.synced.entry(host.to_string()).or_default().push((at, true)),
+            Event::Member { change: MemberChange::Reap, member, addr, .. } => {
+                reading.member_addrs.insert(member.clone(), addr.clone());
+                let change = ViewChange::Erase { member: member.clone() };
+                self.views.entry(host.to_string()).or_default().push((at, change));
+            }
             Event::Member { change: MemberChange::Failed, member, .. } => self
                 .failed_events
                 .push(FailedEvent { at, observer: host.to_string(), member: member.clone() }),

@@ -254,7 +254,8 @@ impl<N: Net> Running<N> {
         }
         self.published = Some(self.agent.version());
         let changed = self.agent.take_changed();
-        let changed = changed.iter().filter_map(|name| self.agent.member(name));
+        let agent = &self.agent;
+        let changed = changed.iter().map(|name| (name, agent.member(name)));
         record_state_changes(&self.env, &mut self.published_states, changed);
         let members: Vec<NodeState> = self.agent.members().cloned().collect();
         if let Some(path) = &self.snapshot {
@@ -325,21 +326,27 @@ impl<N: Net> Running<N> {
 fn record_state_changes<'a, N: Net>(
     env: &HostEnv<N>,
     published: &mut BTreeMap<super::codec::Name, (Status, u32)>,
-    changed: impl Iterator<Item = &'a NodeState>,
+    changed: impl Iterator<Item = (&'a super::codec::Name, Option<&'a NodeState>)>,
 ) {
     for event in state_changes(published, changed) {
         env.observe(event);
     }
 }
 
-/// The `member-state` records for the changed members whose status or incarnation differs
-/// from `published`, which is brought up to date. Every engine records views this way.
+/// The `member-state` records for the changed members (each name with its entry, none if
+/// the table erased it) whose status or incarnation differs from `published`, which is
+/// brought up to date. An erased member is forgotten (its `member-reap` event is the
+/// record), so that one met again is recorded afresh. Every engine records views this way.
 pub fn state_changes<'a>(
     published: &mut BTreeMap<super::codec::Name, (Status, u32)>,
-    changed: impl Iterator<Item = &'a NodeState>,
+    changed: impl Iterator<Item = (&'a super::codec::Name, Option<&'a NodeState>)>,
 ) -> Vec<Event> {
     let mut events = Vec::new();
-    for member in changed {
+    for (name, member) in changed {
+        let Some(member) = member else {
+            published.remove(name);
+            continue;
+        };
         let state = (member.status, member.incarnation);
         if published.get(&member.name) == Some(&state) {
             continue;

@@ -156,8 +156,7 @@ mod tests {
         for helper in HELPERS {
             let text = format!("{{{{#{helper} 1}}}}{{{{/{helper}}}}}");
             let rendered = registry.render_template(&text, &serde_json::json!({}));
-            let missing =
-                matches!(&rendered, Err(e) if matches!(e.reason(), handlebars::RenderErrorReason::HelperNotFound(_)));
+            let missing = matches!(&rendered, Err(e) if matches!(e.reason(), handlebars::RenderErrorReason::HelperNotFound(_)));
             assert!(!missing, "{helper}: {rendered:?}");
         }
         let rendered = registry.render_template("{{#nohelper 1}}{{/nohelper}}", &serde_json::json!({}));

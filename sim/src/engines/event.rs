@@ -729,7 +729,8 @@ impl<'a> Engine<'a> {
             // Entries the trace does not record are not published either: the table of what
             // was published would be nodes squared.
             let recorded = changed.iter().filter(|member| self.recorder.records_view(&state.name, member));
-            events = state_changes(&mut run.published, recorded.filter_map(|n| run.agent.member(n)));
+            let agent = &run.agent;
+            events = state_changes(&mut run.published, recorded.map(|name| (name, agent.member(name))));
             if run.agent.is_synced() && !run.synced {
                 run.synced = true;
                 events.push(Event::GossipSynced);

@@ -124,9 +124,17 @@ pub fn incarnation(obs: &Observations) -> Verdict {
     for (observer, changes) in &obs.views {
         let mut last: BTreeMap<&str, (u32, Duration)> = BTreeMap::new();
         for (at, change) in changes {
-            let ViewChange::Set { member, incarnation, .. } = change else {
-                last.clear();
-                continue;
+            let (member, incarnation) = match change {
+                ViewChange::Set { member, incarnation, .. } => (member, incarnation),
+                ViewChange::Reset => {
+                    last.clear();
+                    continue;
+                }
+                // A member the peer erased is learnt afresh if it comes back.
+                ViewChange::Erase { member } => {
+                    last.remove(member.as_str());
+                    continue;
+                }
             };
             if member == observer {
                 continue;
