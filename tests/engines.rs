@@ -1149,3 +1149,27 @@ fn a_pruned_member_leaves_the_views_on_both_engines() {
         assert!(pruned.iter().any(|(_, change)| *change == MemberChange::Reap), "{engine}: {pruned:?}");
     }
 }
+
+/// s1 boots at 5 s (ha, s2, s1, 2.5 s apart); its serf is stalled from 2 s to 8 s. The order
+/// waits in its supervisor's queue, so serf is stopped as it boots and continued at 8 s, on
+/// both engines (the event engine had dropped an order to a host not yet booted, and serf
+/// ran throughout).
+#[test]
+fn an_order_before_its_host_boots_acts_when_it_boots_on_both_engines() {
+    let text = three_hosts_with(&[
+        "kind = \"stall\"\nat_s = 2\nfor_s = 6\nhost = \"s1\"\nservice = \"serf\"".to_string(),
+    ])
+    .replace("[[fault]]", "[start]\norder = [\"ha\", \"s2\", \"s1\"]\ngap_ms = 2500\n\n[[fault]]");
+    let turmoil = inline("order-before-boot.toml", &text);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let stops = host_events(
+            &run.trace,
+            "s1",
+            |event| matches!(event, Event::ServiceStopped { service, .. } if service == "serf"),
+        );
+        let stopped = |stopped| Event::ServiceStopped { service: "serf".into(), stopped };
+        assert_eq!(stops, vec![(secs(5.0), stopped(true)), (secs(8.0), stopped(false))], "{engine}");
+    }
+}

@@ -273,6 +273,10 @@ struct Host {
     /// The rendered file on the host's disk, which survives crashes.
     rendered: Option<Vec<u8>>,
     faults: LinkFaults,
+    /// Orders to its supervisor that came before the host booted (as many as the plan has
+    /// faults): its supervisor finds them when it starts, as the one turmoil runs finds them
+    /// in its channel, made when the host is registered or restarted.
+    held_controls: Vec<Control>,
 }
 
 /// One run of the gossip agent and what its driver has published.
@@ -407,6 +411,7 @@ impl<'a> Engine<'a> {
                 rendered: None,
                 ended_view: None,
                 faults: LinkFaults::default(),
+                held_controls: Vec::new(),
             });
         }
         // Fault steps first: at equal times the world changes before the hosts act.
@@ -574,6 +579,9 @@ impl<'a> Engine<'a> {
         let boot = state.boots;
         self.observe(host, Event::HostBooted { boot });
         self.start_supervision(host);
+        for control in std::mem::take(&mut self.hosts[host].held_controls) {
+            self.control(host, control);
+        }
     }
 
     /// A run of the renderer: it renders the view as it stands at once.
@@ -890,8 +898,16 @@ impl<'a> Engine<'a> {
     }
 
     /// `s6-svc` or s6-overlay's shutdown on `host`'s supervisor; a host that is down has
-    /// none to tell, and the order is then a no-op, as on turmoil.
+    /// none to tell, and the order is then a no-op, as on turmoil. One that has yet to boot
+    /// gets it when it boots.
     fn control(&mut self, host: usize, control: Control) {
+        let state = &mut self.hosts[host];
+        if !state.up {
+            if !self.active.is_crashed(&state.name) {
+                state.held_controls.push(control);
+            }
+            return;
+        }
         match control {
             Control::Svc { service, command } => self.svc(host, &service, command),
             Control::Shutdown { code } => {
@@ -958,6 +974,7 @@ impl<'a> Engine<'a> {
                 state.rendering = None;
                 state.ended_view = None;
                 state.supervision = None;
+                state.held_controls.clear();
                 state.generation += 1;
             }
             Some(false) => {
