@@ -354,8 +354,9 @@ fn an_attacker_needs_a_node_victim_and_its_keys_apply_to_it_alone() {
     assert_eq!(world.hosts[2].role(), "attacker");
 }
 
-/// Found by a doc audit: a template calling a helper handlebars does not have (it loaded and
-/// then failed every render, a stack failure with exit 1), a balancer-only or node-only key on
+/// Found by a doc audit and hostile files: a template calling a helper handlebars does not
+/// have (it loaded and then failed every render, a stack failure with exit 1) or nesting
+/// thousands of blocks deep (the load aborted), a balancer-only or node-only key on
 /// a host it means nothing to, a swarm host named twice, an output that names no file or
 /// climbs out of the host's root, and a scenario file that is a pipe or a device.
 #[test]
@@ -369,6 +370,11 @@ fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are
         e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("unknown helper 'nohelper'"),
         "{e}"
     );
+    // Thousands of nested blocks overflowed handlebars' stack (an abort) as it compiled.
+    let deep = format!("global\n{}x{}", "{{#with this}}".repeat(4000), "{{/with}}".repeat(4000));
+    std::fs::write(dir.join("templates/haproxy.cfg.hb"), deep).unwrap();
+    let e = scenario::parse("bad.toml", GOOD, &dir).expect_err("too deep");
+    assert!(e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("nest more than 64"), "{e}");
     for key in [
         "render_wait_min_ms = 5",
         "render_wait_max_ms = 5",

@@ -95,6 +95,14 @@ const TEMPLATE: &str = "config";
 impl Renderer {
     /// Compiles `text`; `template_file` names it in errors.
     pub fn new(template_file: &str, text: &str) -> Result<Self, RenderError> {
+        if let Some(deep) = super::nesting::too_deep(text) {
+            return Err(RenderError::Syntax {
+                file: template_file.to_string(),
+                line: deep.line,
+                column: deep.column,
+                reason: deep.reason,
+            });
+        }
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
