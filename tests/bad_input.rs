@@ -125,7 +125,7 @@ fn the_cli_exits_2_on_bad_input() {
 /// duration, and bad host names: each an error at the value's line and column, never a panic.
 #[test]
 fn out_of_range_values_name_their_line_and_column() {
-    let cases: [(&str, &str, (usize, usize), &str); 13] = [
+    let cases: [(&str, &str, (usize, usize), &str); 15] = [
         ("duration_s = 10", "duration_s = inf", (2, 14), "duration_s"),
         ("duration_s = 10", "duration_s = nan", (2, 14), "duration_s"),
         ("duration_s = 10", "duration_s = -5", (2, 14), "duration_s"),
@@ -134,6 +134,9 @@ fn out_of_range_values_name_their_line_and_column() {
         ("duration_s = 10", "duration_s = 10\ntick_ms = 0", (3, 11), "tick_ms"),
         ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nprobe_interval_ms = 0", (6, 21), "probe_interval_ms"),
         ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nretry_interval_ms = 0", (6, 21), "retry_interval_ms"),
+        // A TCP connection per millisecond ran turmoil out of ports or socket buffer.
+        ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nretry_interval_ms = 1", (6, 21), "at least 100 ms"),
+        ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nreconnect_interval_ms = 99", (6, 25), "at least 100 ms"),
         ("seeds = [\"ha\"]", "seeds = [\"ha\"]\ngossip_interval_ms = 99999999999", (6, 22), "over the limit"),
         ("seeds = [\"ha\"]", "seeds = [\"ha\"]\nprobe_interval_ms = -1", (6, 21), ""),
         ("converge_rounds = 5", "converge_rounds = 0", (17, 19), "at least 1"),

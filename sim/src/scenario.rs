@@ -833,6 +833,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 false,
             )?,
         };
+        let redials = [
+            (times.retry_interval, &gossip.retry_interval_ms, "retry_interval_ms"),
+            (times.reconnect_interval, &gossip.reconnect_interval_ms, "reconnect_interval_ms"),
+        ];
+        for (interval, value, key) in redials {
+            if interval < Duration::from_millis(REDIAL_INTERVAL_MS_MIN) {
+                let span = value.as_ref().map(Spanned::span);
+                let message = format!("gossip.{key} must be at least {REDIAL_INTERVAL_MS_MIN} ms");
+                return Err((self.error)(span, message));
+            }
+        }
         if times.probe_timeout >= times.probe_interval {
             let span =
                 gossip.probe_timeout_ms.as_ref().or(gossip.probe_interval_ms.as_ref()).map(Spanned::span);
@@ -1628,6 +1639,11 @@ fn check_output(output: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Shortest join retry and reconnect interval. Each try opens a TCP connection, which waits
+/// for a dead or cut-off peer up to the TCP timeout (10 s on the LAN profile): every 1 ms,
+/// turmoil ran out of ports or overflowed a socket buffer (a panic). Serf's own are 30 s.
+pub const REDIAL_INTERVAL_MS_MIN: u64 = 100;
 
 /// Largest template a scenario may name: the lab's is 2 KB.
 pub const TEMPLATE_BYTES_MAX: u64 = 1 << 20;
