@@ -410,6 +410,24 @@ fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are
         let e = error(&text);
         assert!(e.message.contains(wanted), "{output}: {e}");
     }
+    // A fault at the very end never starts; a zero restart or rejoin names its own key.
+    for (fault, wanted) in [
+        ("kind = \"stall\"\nat_s = 10\nfor_s = 1\nhost = \"s1\"\nservice = \"serf\"", "not before the end"),
+        ("kind = \"host-crash\"\nat_s = 1\nhost = \"s1\"\nrestart_after_s = 0", "restart_after_s > 0"),
+        ("kind = \"leave\"\nat_s = 1\nhost = \"s1\"\nrejoin_after_s = -2", "rejoin_after_s > 0"),
+    ] {
+        let e = error(&format!("{GOOD}\n[[fault]]\n{fault}\n"));
+        assert!(e.message.contains(wanted), "{fault}: {e}");
+    }
+    let client = |timeout: &str| {
+        format!(
+            "{GOOD}\n[[host]]\nname = \"c\"\nrole = \"client\"\ntarget = \"ha\"\ntimeout_ms = {timeout}\n"
+        )
+    };
+    assert!(error(&client("1")).message.contains("at least 100 ms"), "{}", error(&client("1")));
+    let coarse = client("500").replace("duration_s = 10", "duration_s = 10\ntick_ms = 100");
+    assert!(error(&coarse).message.contains("at least 1000 ms"), "{}", error(&coarse));
+    parse(&client("100")).expect("100 ms is enough at a 1 ms tick");
     let fine = GOOD.replace("role = \"balancer\"", "role = \"balancer\"\noutput = \"./etc/haproxy.cfg\"");
     parse(&fine).expect("a relative file path is fine");
     let cli = env!("CARGO_BIN_EXE_rollcall-sim");

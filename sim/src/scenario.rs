@@ -909,7 +909,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         };
         let mut hosts = Vec::new();
         for host in &file.hosts {
-            hosts.push(self.resolve_host(host, &cluster)?);
+            hosts.push(self.resolve_host(host, &cluster, tick)?);
         }
         let times = cluster.times;
         let mut start_order = self.known_all(&file.start.order)?;
@@ -1060,14 +1060,21 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         Ok(expect)
     }
 
-    fn resolve_host(&self, host: &HostSection, cluster: &ClusterGossip) -> Result<HostSpec, ScenarioError> {
+    fn resolve_host(
+        &self,
+        host: &HostSection,
+        cluster: &ClusterGossip,
+        tick: Duration,
+    ) -> Result<HostSpec, ScenarioError> {
         let name = host.name.get_ref().clone();
         self.reject_misplaced_fields(host)?;
         let role = match host.role {
             RoleKind::Attacker => {
                 return Ok(HostSpec { name, kind: HostKind::Attacker(self.attacker(host, &cluster.wire)?) });
             }
-            RoleKind::Client => return Ok(HostSpec { name, kind: HostKind::Client(self.client(host)?) }),
+            RoleKind::Client => {
+                return Ok(HostSpec { name, kind: HostKind::Client(self.client(host, tick)?) });
+            }
             RoleKind::Balancer => self.balancer_role(host)?,
             RoleKind::Backend => Role::Backend,
         };
@@ -1131,7 +1138,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     }
 
     /// A client's settings: it sends its requests to the balancer.
-    fn client(&self, host: &HostSection) -> Result<ClientSpec, ScenarioError> {
+    fn client(&self, host: &HostSection, tick: Duration) -> Result<ClientSpec, ScenarioError> {
         let (name, span) = (host.name.get_ref(), host.name.span());
         let target =
             host.target.as_ref().map(|t| self.known(t)).transpose()?.ok_or_else(|| {
@@ -1143,6 +1150,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         }
         let interval = self.millis(&host.interval_ms, DEFAULT_CLIENT_INTERVAL_MS, "interval_ms", false)?;
         let timeout = self.millis(&host.timeout_ms, DEFAULT_CLIENT_TIMEOUT_MS, "timeout_ms", false)?;
+        // Shorter, every request would fail on the client's own clock, and `available`
+        // would blame the webapps.
+        let shortest = Duration::from_millis(CLIENT_TIMEOUT_MS_MIN).max(tick * CLIENT_TIMEOUT_TICKS_MIN);
+        if timeout < shortest {
+            let span = host.timeout_ms.as_ref().map_or(span, Spanned::span);
+            let message = format!(
+                "client '{name}': timeout_ms must be at least {} ms (and {CLIENT_TIMEOUT_TICKS_MIN} ticks): a request crosses four links and takes several ticks",
+                shortest.as_millis()
+            );
+            return self.fail(span, message);
+        }
         Ok(ClientSpec { target, interval, timeout })
     }
 
@@ -1283,18 +1301,18 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 place.host_crash(*at_s, host, *restart_after_s, during.as_deref(), hosts)
             }
             FaultSection::ServiceCrash { at_s, host, service } => {
-                let (at, _) = place.window(*at_s, 1.0)?;
+                let (at, _) = place.window(*at_s, 1.0, "for_s")?;
                 let (host, service) = place.service(host, service, hosts)?;
                 Ok(FaultSpec { at, lasting: None, kind: FaultKind::ServiceCrash { host, service } })
             }
             FaultSection::Stall { at_s, for_s, host, service } => {
-                let (at, lasting) = place.window(*at_s, *for_s)?;
+                let (at, lasting) = place.window(*at_s, *for_s, "for_s")?;
                 let (host, service) = place.service(host, service, hosts)?;
                 Ok(FaultSpec { at, lasting: Some(lasting), kind: FaultKind::Stall { host, service } })
             }
             FaultSection::Leave { at_s, host, rejoin_after_s } => {
                 // Without rejoin_after_s the agent stays out until the end of the run.
-                let (at, lasting) = place.window(*at_s, rejoin_after_s.unwrap_or(1.0))?;
+                let (at, lasting) = place.window(*at_s, rejoin_after_s.unwrap_or(1.0), "rejoin_after_s")?;
                 let lasting = rejoin_after_s.map(|_| lasting);
                 Ok(FaultSpec { at, lasting, kind: FaultKind::Leave { host: place.node(host, hosts)? } })
             }
@@ -1302,12 +1320,12 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 place.force_leave(*at_s, host, target, *prune, hosts)
             }
             FaultSection::Stop { at_s, host } => {
-                let (at, _) = place.window(*at_s, 1.0)?;
+                let (at, _) = place.window(*at_s, 1.0, "for_s")?;
                 Ok(FaultSpec { at, lasting: None, kind: FaultKind::Stop { host: place.node(host, hosts)? } })
             }
             FaultSection::Tags { at_s, host, set, delete } => place.tags(*at_s, host, set, delete, hosts),
             FaultSection::Keys { at_s, op, key, hosts: listed } => {
-                let (at, _) = place.window(*at_s, 1.0)?;
+                let (at, _) = place.window(*at_s, 1.0, "for_s")?;
                 let kind = place.keys(*op, key, listed, hosts)?;
                 Ok(FaultSpec { at, lasting: None, kind })
             }
@@ -1333,7 +1351,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
 
     /// A fault that starts at `at_s` and is undone `for_s` later.
     fn windowed(&self, at_s: f64, for_s: f64, kind: FaultKind) -> Result<FaultSpec, ScenarioError> {
-        let (at, lasting) = self.window(at_s, for_s)?;
+        let (at, lasting) = self.window(at_s, for_s, "for_s")?;
         Ok(FaultSpec { at, lasting: Some(lasting), kind })
     }
 
@@ -1367,7 +1385,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         hosts: &[HostSpec],
     ) -> Result<FaultSpec, ScenarioError> {
         // Without restart_after_s the host stays down until the end of the run.
-        let (at, lasting) = self.window(at_s, restart_after_s.unwrap_or(1.0))?;
+        let (at, lasting) = self.window(at_s, restart_after_s.unwrap_or(1.0), "restart_after_s")?;
         let lasting = restart_after_s.map(|_| lasting);
         let mid_render = match during {
             None => false,
@@ -1392,7 +1410,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         prune: Option<bool>,
         hosts: &[HostSpec],
     ) -> Result<FaultSpec, ScenarioError> {
-        let (at, _) = self.window(at_s, 1.0)?;
+        let (at, _) = self.window(at_s, 1.0, "for_s")?;
         let (host, target) = (self.node(host, hosts)?, self.node(target, hosts)?);
         if host == target {
             return self.fail(format!("'{host}' cannot force-leave itself"));
@@ -1410,7 +1428,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         delete: &Option<Vec<String>>,
         hosts: &[HostSpec],
     ) -> Result<FaultSpec, ScenarioError> {
-        let (at, _) = self.window(at_s, 1.0)?;
+        let (at, _) = self.window(at_s, 1.0, "for_s")?;
         let (set, delete) = (set.clone().unwrap_or_default(), delete.clone().unwrap_or_default());
         if set.contains_key("role") || delete.iter().any(|key| key == "role") {
             return self.fail("the 'role' tag is the host's role: set it with the host's 'role'");
@@ -1553,15 +1571,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         Ok(())
     }
 
-    fn window(&self, at_s: f64, for_s: f64) -> Result<(Duration, Duration), ScenarioError> {
+    fn window(&self, at_s: f64, for_s: f64, length: &str) -> Result<(Duration, Duration), ScenarioError> {
         if !(at_s >= 0.0 && for_s > 0.0 && at_s.is_finite() && for_s.is_finite()) {
-            return self.fail("fault times must be finite, at_s >= 0 and for_s > 0");
+            return self.fail(format!("fault times must be finite, at_s >= 0 and {length} > 0"));
         }
         if at_s > RUN_SECONDS_MAX || for_s > RUN_SECONDS_MAX {
             return self.fail(format!("fault times must be at most {RUN_SECONDS_MAX} s"));
         }
-        if seconds(at_s) > self.duration {
-            return self.fail(format!("fault at {at_s} s is after the end of the run"));
+        // One at the very end would never start.
+        if seconds(at_s) >= self.duration {
+            let end = self.duration.as_secs_f64();
+            return self.fail(format!("fault at {at_s} s is not before the end of the run ({end} s)"));
         }
         Ok((seconds(at_s), seconds(for_s)))
     }
@@ -1644,6 +1664,12 @@ fn check_output(output: &str) -> Result<(), String> {
 /// for a dead or cut-off peer up to the TCP timeout (10 s on the LAN profile): every 1 ms,
 /// turmoil ran out of ports or overflowed a socket buffer (a panic). Serf's own are 30 s.
 pub const REDIAL_INTERVAL_MS_MIN: u64 = 100;
+
+/// Shortest client timeout: a request crosses four links (client, balancer, webapp and back,
+/// up to 5 ms each) and each hop may wait for a tick...
+pub const CLIENT_TIMEOUT_MS_MIN: u64 = 100;
+/// ...and at least this many ticks.
+pub const CLIENT_TIMEOUT_TICKS_MIN: u32 = 10;
 
 /// Largest template a scenario may name: the lab's is 2 KB.
 pub const TEMPLATE_BYTES_MAX: u64 = 1 << 20;
