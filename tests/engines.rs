@@ -1173,3 +1173,36 @@ fn an_order_before_its_host_boots_acts_when_it_boots_on_both_engines() {
         assert_eq!(stops, vec![(secs(5.0), stopped(true)), (secs(8.0), stopped(false))], "{engine}");
     }
 }
+
+/// A `keys` fault at 0 s and a `tags` fault at 0 s come before any serf starts: each fails,
+/// as `serf keys` and `serf tags` fail when they cannot reach their agent, and the trace
+/// says so (`command-refused`) on both engines, where the commands had vanished unrecorded.
+/// A command to a running agent is not refused.
+#[test]
+fn a_command_that_finds_no_agent_running_is_recorded_as_refused_on_both_engines() {
+    const KEY: &str = "cU7OUr1XgjM9p/kPMqnOSzsHlvaQEgcOfJ8UtQIFBTk=";
+    const OTHER: &str = "FFVnUW8HdsYigDWuvtk+wJihUsoGuXx4y98ZCVxWPn8=";
+    let text = three_hosts_with(&[
+        format!("kind = \"keys\"\nat_s = 0\nop = \"install\"\nkey = \"{OTHER}\"\nhosts = [\"s1\"]"),
+        "kind = \"tags\"\nat_s = 0\nhost = \"s2\"\nset = { n = \"1\" }".to_string(),
+        "kind = \"tags\"\nat_s = 20\nhost = \"s2\"\nset = { n = \"2\" }".to_string(),
+    ])
+    .replace("seeds = [\"ha\"]", &format!("seeds = [\"ha\"]\nkeyring = [\"{KEY}\"]"));
+    let turmoil = inline("command-refused.toml", &text);
+    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
+        let engine = simulation.world().engine.name();
+        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let refused =
+            |host| host_events(&run.trace, host, |event| matches!(event, Event::CommandRefused { .. }));
+        let failed = |command: &str| Event::CommandRefused {
+            command: command.into(),
+            error: "serf is not running".into(),
+        };
+        assert_eq!(refused("s1"), vec![(secs(0.0), failed("keys -install"))], "{engine}");
+        assert_eq!(refused("s2"), vec![(secs(0.0), failed("tags"))], "{engine}");
+        assert!(
+            first_tagged(&run.trace, "ha", "s2", ("n", "2")).is_some(),
+            "{engine}: the later one applies"
+        );
+    }
+}

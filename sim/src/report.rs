@@ -330,6 +330,7 @@ fn describe(record: &Record) -> Option<String> {
         }
         Event::KeyringChanged { op, keys } => format!("keyring {op}: {keys} key(s) installed"),
         Event::KeyringRefused { op, error } => format!("keyring {op} refused: {error}"),
+        Event::CommandRefused { command, error } => format!("serf {command} failed: {error}"),
         Event::HealthScore { score } => format!("gossip health score {score} (probes {}x slower)", score + 1),
         Event::LimitReached { limit, max, count } => {
             format!("limit {limit} (at most {max}) reached, {count} times so far")

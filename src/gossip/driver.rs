@@ -75,6 +75,24 @@ pub enum Command {
     Keys { op: KeyOp, key: String },
 }
 
+impl Command {
+    /// The command as `serf` is asked it, for records (a key is not shown).
+    pub fn describe(&self) -> String {
+        match self {
+            Command::Leave => "leave".into(),
+            Command::ForceLeave { name, prune: false } => format!("force-leave {name}"),
+            Command::ForceLeave { name, prune: true } => format!("force-leave -prune {name}"),
+            Command::Tags { .. } => "tags".into(),
+            Command::Keys { op, .. } => format!("keys -{}", op.name()),
+        }
+    }
+
+    /// The record of this command finding no agent running.
+    pub fn refused(&self) -> Event {
+        Event::CommandRefused { command: self.describe(), error: "serf is not running".into() }
+    }
+}
+
 /// Most commands waiting for the agent; more are refused.
 pub const COMMANDS_MAX: usize = 64;
 
@@ -87,9 +105,16 @@ pub struct AgentControl {
     left: Notify,
     /// Agent runs started so far: each run draws its own random stream (its nonces above all).
     runs: Cell<u32>,
+    /// Whether a run is under way (stopped by SIGSTOP or not): commands reach only one.
+    running: Cell<bool>,
 }
 
 impl AgentControl {
+    /// Whether an agent runs to take commands (a stopped one takes them when it continues).
+    pub fn is_running(&self) -> bool {
+        self.running.get()
+    }
+
     /// Queues `command`; `false` when [`COMMANDS_MAX`] are already waiting.
     pub fn send(&self, command: Command) -> bool {
         let mut queue = self.queue.borrow_mut();
@@ -108,6 +133,22 @@ impl AgentControl {
 
     fn take(&self) -> Option<Command> {
         self.queue.borrow_mut().pop_front()
+    }
+}
+
+/// Marks the agent's control as running while the run lives, however it ends.
+struct RunFlag(Rc<AgentControl>);
+
+impl RunFlag {
+    fn raise(control: Rc<AgentControl>) -> Self {
+        control.running.set(true);
+        Self(control)
+    }
+}
+
+impl Drop for RunFlag {
+    fn drop(&mut self) {
+        self.0.running.set(false);
     }
 }
 
@@ -160,6 +201,7 @@ struct Running<N: Net> {
     agent: Agent,
     members_max: usize,
     _serving: AbortOnDrop,
+    _running: RunFlag,
     incoming: mpsc::Receiver<Incoming>,
     streams: Streams<N>,
     socket: LossyUdp<N::Udp>,
@@ -199,7 +241,9 @@ impl<N: Net> Running<N> {
         let mut agent = Agent::new(config, agent_rng(&env, &control));
         let mut out = Vec::new();
         agent.start(env.now(), &mut out);
+        let _running = RunFlag::raise(control.clone());
         Ok(Running {
+            _running,
             out,
             published_states: BTreeMap::new(),
             health: 0,

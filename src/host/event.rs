@@ -48,6 +48,10 @@ pub enum Event {
     KeyringChanged { op: String, keys: u32 },
     /// A `serf keys` change was refused (removing the primary key, an unknown key, ...).
     KeyringRefused { op: String, error: String },
+    /// A command (`serf tags`, `serf keys`, `serf force-leave`) found no agent running on
+    /// the host: down, crashed, or not yet started. It changed nothing, as the `serf` command
+    /// fails when it cannot reach its agent.
+    CommandRefused { command: String, error: String },
     /// A protocol timer fired.
     Timer { name: String },
     /// The agent tried to join through its seeds.
@@ -143,6 +147,7 @@ impl Event {
             Event::AttackSent { .. } => "attack-sent",
             Event::KeyringChanged { .. } => "keyring-changed",
             Event::KeyringRefused { .. } => "keyring-refused",
+            Event::CommandRefused { .. } => "command-refused",
             Event::Timer { .. } => "timer",
             Event::JoinAttempt { .. } => "join-attempt",
             Event::Joined { .. } => "joined",

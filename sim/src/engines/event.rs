@@ -919,6 +919,19 @@ impl<'a> Engine<'a> {
     /// The agent command of fault `fault` reaches `host`'s serf: obeyed now, or when a
     /// stopped serf continues (as the driver's command queue waits for its loop).
     fn order_agent(&mut self, host: usize, fault: usize) {
+        // A command that finds no agent running fails, as `serf` does.
+        if self.hosts[host].agent.is_none() {
+            let name = self.hosts[host].name.as_str();
+            let orders = super::orders(&self.plan.faults[fault].kind, Phase::Start);
+            let refused = orders.into_iter().find_map(|order| match order {
+                (to, Order::Agent(command)) if to == name => Some(command.refused()),
+                _ => None,
+            });
+            if let Some(event) = refused {
+                self.observe(host, event);
+            }
+            return;
+        }
         let generation = self.hosts[host].generation;
         let command = Happening::Command { host: host as u32, generation, fault: fault as u32 };
         if let Some(Happening::Command { .. }) = self.hold_if_stopped(command) {

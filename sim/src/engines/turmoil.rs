@@ -308,6 +308,10 @@ impl WorldFaults {
                                 let _ = supervisor.send(control);
                             }
                         }
+                        // A command that finds no agent running fails, as `serf` does.
+                        Order::Agent(command) if !states[host].agent.is_running() => {
+                            rollcall::host::Observer::record(&self.recorder, now, host, command.refused());
+                        }
                         Order::Agent(command) => {
                             states[host].agent.send(command);
                         }

@@ -208,7 +208,7 @@ pub fn run(world: &World, args: HostArgs) -> Result<(), String> {
 async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
     let (control, control_rx) = mpsc::unbounded_channel();
     let agent = Rc::new(AgentControl::default());
-    let orders = follow_orders(control, agent.clone());
+    let orders = follow_orders(env.clone(), control, agent.clone());
     // Loss is the network's (nftables), not the host's own model.
     let handles = NodeHandles { faults: Rc::default(), control: control_rx, agent };
     // Refused before a real run starts: no attacker gets here, and there is no wire to tap.
@@ -221,13 +221,19 @@ async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
 }
 
 /// Delivers the engine's orders until stdin closes.
-async fn follow_orders(control: mpsc::UnboundedSender<Control>, agent: Rc<AgentControl>) {
+async fn follow_orders(
+    env: HostEnv<NamedNet>,
+    control: mpsc::UnboundedSender<Control>,
+    agent: Rc<AgentControl>,
+) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         match serde_json::from_str::<Order>(&line) {
             Ok(Order::Supervisor(order)) => {
                 let _ = control.send(order);
             }
+            // A command that finds no agent running fails, as `serf` does.
+            Ok(Order::Agent(command)) if !agent.is_running() => env.observe(command.refused()),
             Ok(Order::Agent(command)) => {
                 if !agent.send(command) {
                     tracing::warn!("the agent's command queue is full: an order was dropped");
