@@ -21,16 +21,21 @@ pub struct TooDeep {
 }
 
 /// The first place `text` nests past [`BLOCKS_MAX`] or [`PARENTHESES_MAX`]. The scan is
-/// lexical: a block opens at `{{#` or `{{^` (after an optional `~` or extra braces) and
-/// closes at `{{/`; a raw block's content counts too, which only errs towards refusing.
+/// lexical: a block opens at `{{#` or `{{^` (after an optional `~` or a third brace) and
+/// closes at `{{/`; comments and raw blocks (`{{{{raw}}}} ... {{{{/raw}}}}`) are skipped
+/// whole, as their content is text (a `{{/x}}` in one would otherwise hide a level).
 pub fn too_deep(text: &str) -> Option<TooDeep> {
     let mut depth = 0usize;
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let at = text.len() - rest.len() + open;
-        let inner = &rest[open + 2..];
-        let end = inner.find("}}").unwrap_or(inner.len());
-        let expression = &inner[..end];
+    let mut at = 0usize;
+    while let Some(found) = text[at..].find("{{") {
+        let open = at + found;
+        let after = &text[open + 2..];
+        if let Some(skip) = skipped_whole(after) {
+            at = open + 2 + skip;
+            continue;
+        }
+        let end = after.find("}}").unwrap_or(after.len());
+        let expression = &after[..end];
         let head = expression.trim_start_matches(['{', '~']);
         match head.as_bytes().first() {
             Some(b'#' | b'^') if !head[1..].trim_start().is_empty() => depth += 1,
@@ -38,13 +43,32 @@ pub fn too_deep(text: &str) -> Option<TooDeep> {
             _ => {}
         }
         if depth > BLOCKS_MAX {
-            return Some(place(text, at, format!("blocks nest more than {BLOCKS_MAX} deep")));
+            return Some(place(text, open, format!("blocks nest more than {BLOCKS_MAX} deep")));
         }
         if let Some(offset) = parentheses_past_limit(expression) {
             let reason = format!("parentheses nest more than {PARENTHESES_MAX} deep");
-            return Some(place(text, at + 2 + offset, reason));
+            return Some(place(text, open + 2 + offset, reason));
         }
-        rest = &inner[end..];
+        at = open + 2 + end;
+    }
+    None
+}
+
+/// How far past an opening `{{` a comment or a raw block ends (to the end of the text if it
+/// never does), or none for any other expression.
+fn skipped_whole(after: &str) -> Option<usize> {
+    let through = |closing: &str| after.find(closing).map_or(after.len(), |i| i + closing.len());
+    if after.starts_with("!--") {
+        return Some(through("--}}"));
+    }
+    if after.starts_with('!') {
+        return Some(through("}}"));
+    }
+    // `{{{{raw}}}}`: the content up to the first `{{{{/` is text.
+    if after.starts_with("{{") && !after[2..].starts_with('/') {
+        let content = through("}}}}");
+        let close = after[content..].find("{{{{/").map_or(after.len(), |i| content + i);
+        return Some(close + after[close..].find("}}}}").map_or(after.len() - close, |i| i + 4));
     }
     None
 }
@@ -108,6 +132,19 @@ mod tests {
         let parentheses = format!("a\n\n{{{{eq {}1{} 1}}}}", "(not ".repeat(5000), ")".repeat(5000));
         let deep = too_deep(&parentheses).expect("too deep");
         assert_eq!((deep.line, deep.reason.contains("parentheses")), (3, true), "{deep:?}");
+    }
+
+    #[test]
+    fn comments_and_raw_blocks_hide_no_level() {
+        let deep = "{{#with this}}".repeat(BLOCKS_MAX + 1);
+        for hiding in ["{{!-- }} {{/with}} --}}", "{{! {{/with}}", "{{{{raw}}}}{{/with}}{{{{/raw}}}}"] {
+            let text = format!("{}{deep}", hiding.repeat(BLOCKS_MAX + 1))
+                .replace("{{#with this}}", &format!("{{{{#with this}}}}{hiding}"));
+            assert!(too_deep(&text).is_some(), "{hiding}");
+        }
+        assert_eq!(too_deep("{{!-- {{#a}}{{#b}} --}}{{{{raw}}}}{{#c}}{{{{/raw}}}}"), None);
+        assert_eq!(too_deep("{{!-- never closed {{#a}}"), None);
+        assert_eq!(too_deep("{{{{raw}}}} never closed {{#a}}"), None);
     }
 
     #[test]
