@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod balancer;
+pub mod files;
 pub mod gossip;
 pub mod host;
 pub mod net;

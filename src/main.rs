@@ -354,6 +354,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// Largest file the binary reads (a members list of thousands of nodes is a few MB; the
+/// renderer bounds a template further).
+const INPUT_BYTES_MAX: u64 = 16 << 20;
+
 /// Input the user must fix: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -374,7 +378,8 @@ struct RenderJob {
 
 fn run_render(job: &RenderJob) -> anyhow::Result<()> {
     let read = |path: &PathBuf| {
-        std::fs::read_to_string(path).map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))
+        rollcall::files::read_bounded(path, INPUT_BYTES_MAX)
+            .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))
     };
     let template_file = job.template.display().to_string();
     let renderer = rollcall::render::Renderer::new(&template_file, &read(&job.template)?)
@@ -508,7 +513,7 @@ fn run_supervise(
 }
 
 fn run_balancer(config: PathBuf, seed: u64, threads: Option<u16>) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&config)
+    let text = rollcall::files::read_bounded(&config, INPUT_BYTES_MAX)
         .map_err(|error| BadInput(format!("cannot read {}: {error}", config.display())))?;
     let parsed = rollcall::balancer::config::parse(&config.display().to_string(), &text)
         .map_err(|error| BadInput(error.to_string()))?;
@@ -687,10 +692,11 @@ fn node_role(role: RoleArg, template: Option<PathBuf>, output: Option<PathBuf>) 
         RoleArg::Backend => Role::Backend,
         RoleArg::Balancer => {
             let template = template.context("--template is required for a balancer")?;
-            let template_text = std::fs::read_to_string(&template)
-                .with_context(|| format!("cannot read template {}", template.display()))?;
+            let template_text = rollcall::files::read_bounded(&template, INPUT_BYTES_MAX)
+                .map_err(|error| BadInput(format!("cannot read template {}: {error}", template.display())))?;
             let template_file = template.display().to_string();
-            rollcall::render::Renderer::new(&template_file, &template_text)?;
+            rollcall::render::Renderer::new(&template_file, &template_text)
+                .map_err(|error| BadInput(error.to_string()))?;
             let output = output.context("--output is required")?;
             Role::Balancer {
                 template_file,

@@ -373,11 +373,16 @@ fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are
         e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("unknown helper 'nohelper'"),
         "{e}"
     );
-    // Thousands of nested blocks overflowed handlebars' stack (an abort) as it compiled.
-    let deep = format!("global\n{}x{}", "{{#with this}}".repeat(4000), "{{/with}}".repeat(4000));
+    // Thousands of nested blocks overflowed handlebars' stack (an abort) as it rendered,
+    // and tens of thousands of tags took minutes to compile.
+    let deep = format!("global\n{}x{}", "{{#with this}}".repeat(400), "{{/with}}".repeat(400));
     std::fs::write(dir.join("templates/haproxy.cfg.hb"), deep).unwrap();
     let e = scenario::parse("bad.toml", GOOD, &dir).expect_err("too deep");
-    assert!(e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("nest more than 64"), "{e}");
+    assert!(e.message.contains("haproxy.cfg.hb:2:") && e.message.contains("nest more than 128"), "{e}");
+    std::fs::write(dir.join("templates/haproxy.cfg.hb"), "{{#each addresses}}x{{/each}}".repeat(600))
+        .unwrap();
+    let e = scenario::parse("bad.toml", GOOD, &dir).expect_err("too many tags");
+    assert!(e.message.contains("more than 1024 tags"), "{e}");
     for key in [
         "render_wait_min_ms = 5",
         "render_wait_max_ms = 5",

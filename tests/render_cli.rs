@@ -98,6 +98,14 @@ fn bad_members_are_bad_input_named_by_file_and_line_and_dry_run_prints() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("{broken}:2:")), "{stderr}");
     let list = members(&dir, TWO);
+    // A pipe would block the read for ever and a device fill the memory.
+    for odd in ["/dev/zero", "/dev/stdin"] {
+        let output = render(&["--template", template, "--members", odd, "--dry-run"]);
+        assert_eq!(output.status.code(), Some(2), "{odd}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"), "{odd}");
+        let output = render(&["--template", odd, "--members", &list, "--dry-run"]);
+        assert_eq!(output.status.code(), Some(2), "{odd}");
+    }
     let printed = render(&["--template", template, "--members", &list, "--dry-run"]);
     assert!(printed.status.success());
     assert!(String::from_utf8_lossy(&printed.stdout).contains("server s2 10.0.0.3:3000 check"));

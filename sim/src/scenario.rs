@@ -553,7 +553,7 @@ pub const SCENARIO_BYTES_MAX: u64 = 16 << 20;
 /// Loads, parses and resolves a scenario file.
 pub fn load(path: &Path) -> Result<World, ScenarioError> {
     let file = path.display().to_string();
-    let text = read_bounded(path, SCENARIO_BYTES_MAX).map_err(|message| ScenarioError {
+    let text = rollcall::files::read_bounded(path, SCENARIO_BYTES_MAX).map_err(|message| ScenarioError {
         file: file.clone(),
         line: 1,
         column: 1,
@@ -1671,32 +1671,11 @@ pub const CLIENT_TIMEOUT_MS_MIN: u64 = 100;
 /// ...and at least this many ticks.
 pub const CLIENT_TIMEOUT_TICKS_MIN: u32 = 10;
 
-/// Largest template a scenario may name: the lab's is 2 KB.
-pub const TEMPLATE_BYTES_MAX: u64 = 1 << 20;
+/// Largest template a scenario may name (the renderer's limit).
+pub const TEMPLATE_BYTES_MAX: u64 = rollcall::render::limits::TEMPLATE_BYTES_MAX as u64;
 
 /// A template file's text: a regular file (a pipe or a device would block or never end) of
 /// at most [`TEMPLATE_BYTES_MAX`].
 fn read_template(path: &std::path::Path) -> Result<String, String> {
-    read_bounded(path, TEMPLATE_BYTES_MAX)
-}
-
-/// The text of the regular file at `path`, at most `limit` bytes: a pipe or a device would
-/// block the load or fill the memory.
-fn read_bounded(path: &std::path::Path, limit: u64) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > limit {
-        return Err(format!("{} bytes, over the {limit}-byte limit", meta.len()));
-    }
-    let mut text = String::new();
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    // The file may grow between the two looks: read no more than the limit allows.
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, limit + 1), &mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > limit {
-        return Err(format!("over the {limit}-byte limit"));
-    }
-    Ok(text)
+    rollcall::files::read_bounded(path, TEMPLATE_BYTES_MAX)
 }

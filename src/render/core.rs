@@ -95,13 +95,14 @@ const TEMPLATE: &str = "config";
 impl Renderer {
     /// Compiles `text`; `template_file` names it in errors.
     pub fn new(template_file: &str, text: &str) -> Result<Self, RenderError> {
-        if let Some(deep) = super::nesting::too_deep(text) {
-            return Err(RenderError::Syntax {
-                file: template_file.to_string(),
-                line: deep.line,
-                column: deep.column,
-                reason: deep.reason,
-            });
+        let refused = |excess: super::limits::Excess| RenderError::Syntax {
+            file: template_file.to_string(),
+            line: excess.line,
+            column: excess.column,
+            reason: excess.reason,
+        };
+        if let Some(excess) = super::limits::oversized(text) {
+            return Err(refused(excess));
         }
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
@@ -116,6 +117,10 @@ impl Renderer {
             }
         })?;
         let compiled = registry.get_template(TEMPLATE).expect("the template was just registered");
+        // Before the calls' walk, which recurses as deep as the template nests.
+        if let Some(excess) = super::limits::too_deep(compiled) {
+            return Err(refused(excess));
+        }
         if let Some(call) = super::calls::first_unknown(compiled) {
             return Err(RenderError::Syntax {
                 file: template_file.to_string(),

@@ -2,7 +2,7 @@
 //!
 //! - [`core`]: the sans-io renderer (registry, template, render-only-on-change).
 //! - [`calls`]: the helpers a template calls, checked when it loads.
-//! - [`nesting`]: how deeply a template nests, bounded before it compiles.
+//! - [`limits`]: how large a template may be (bytes, tags, nesting).
 //! - [`quiescence`]: consul-template's `wait = "min:max"`.
 //! - [`driver`]: watches the gossip view, validates, writes atomically (with an optional
 //!   backup), asks the balancer to reload.
@@ -10,7 +10,7 @@
 pub mod calls;
 pub mod core;
 pub mod driver;
-pub mod nesting;
+pub mod limits;
 pub mod quiescence;
 
 pub use core::{Address, Member, RenderError, Renderer};

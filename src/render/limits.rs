@@ -1,0 +1,154 @@
+//! How large a template may be, in the ways handlebars' cost grows. Rendering recurses once
+//! per nested block, `else` link and subexpression: a few thousand nested `{{#with}}`
+//! overflowed the stack (an abort, not an error). Compiling finds each tag's line by reading
+//! the text from its start, so its time grows with the tags times the bytes: a 580 KB
+//! template of 40,000 tags took minutes to load. A config template is a few KB with tens of
+//! tags and nests a few levels. Counting bytes and tags needs no tokenizer (nothing in the
+//! text can hide one), and the depth is read off the compiled template.
+
+use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
+
+/// Largest template, in bytes (the lab's is 2 KB).
+pub const TEMPLATE_BYTES_MAX: usize = 64 << 10;
+/// Most tags (`{{` openings, escaped ones included).
+pub const TAGS_MAX: usize = 1024;
+/// Deepest nesting of blocks, `else` links and subexpressions.
+pub const DEPTH_MAX: usize = 128;
+
+/// What is past a limit, and where.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Excess {
+    /// 1-based line, 0 when the compiled template holds no place for it.
+    pub line: usize,
+    /// 1-based column, as the line.
+    pub column: usize,
+    /// Which limit.
+    pub reason: String,
+}
+
+/// Whether `text` is past the size limits, checked before it is compiled.
+pub fn oversized(text: &str) -> Option<Excess> {
+    if text.len() > TEMPLATE_BYTES_MAX {
+        let reason = format!("{} bytes, over the {TEMPLATE_BYTES_MAX}-byte limit", text.len());
+        return Some(Excess { line: 1, column: 1, reason });
+    }
+    let (at, _) = text.match_indices("{{").nth(TAGS_MAX)?;
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some(Excess { line, column, reason: format!("more than {TAGS_MAX} tags") })
+}
+
+/// Where the compiled `template` first nests past [`DEPTH_MAX`], walked without recursion
+/// (the depth is what is in question).
+pub fn too_deep(template: &Template) -> Option<Excess> {
+    let mut pending: Vec<(&Template, usize, (usize, usize))> = vec![(template, 0, (0, 0))];
+    while let Some((template, depth, outer)) = pending.pop() {
+        for (index, element) in template.elements.iter().enumerate() {
+            let place = template.mapping.get(index).map_or(outer, |m| (m.0, m.1));
+            for (inner, nested) in nested_templates(element) {
+                let depth = depth + inner;
+                if depth > DEPTH_MAX {
+                    let reason =
+                        format!("blocks, else links and subexpressions nest more than {DEPTH_MAX} deep");
+                    return Some(Excess { line: place.0, column: place.1, reason });
+                }
+                if let Some(nested) = nested {
+                    pending.push((nested, depth, place));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The templates an element holds, each with how many levels below the element it is, and
+/// its subexpressions' depths (with no template of their own).
+fn nested_templates(element: &TemplateElement) -> Vec<(usize, Option<&Template>)> {
+    let mut found = Vec::new();
+    match element {
+        TemplateElement::HelperBlock(call)
+        | TemplateElement::Expression(call)
+        | TemplateElement::HtmlExpression(call) => {
+            found.push((1 + subexpression_depth(call), None));
+            // An else chain hangs each link inside the one before: one level each.
+            found.extend(call.template.iter().map(|t| (1, Some(t))));
+            found.extend(call.inverse.iter().map(|t| (1, Some(t))));
+        }
+        TemplateElement::DecoratorExpression(call)
+        | TemplateElement::DecoratorBlock(call)
+        | TemplateElement::PartialExpression(call)
+        | TemplateElement::PartialBlock(call) => {
+            let params = call.params.iter().chain(call.hash.values());
+            found.push((1 + params.map(parameter_depth).max().unwrap_or(0), None));
+            found.extend(call.template.iter().map(|t| (1, Some(t))));
+        }
+        _ => {}
+    }
+    found
+}
+
+/// How deeply `call`'s parameters nest subexpressions.
+fn subexpression_depth(call: &HelperTemplate) -> usize {
+    call.params.iter().chain(call.hash.values()).map(parameter_depth).max().unwrap_or(0)
+}
+
+/// How deeply a parameter nests subexpressions, walked without recursion.
+fn parameter_depth(parameter: &Parameter) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(parameter, 1usize)];
+    while let Some((parameter, depth)) = pending.pop() {
+        let Parameter::Subexpression(sub) = parameter else { continue };
+        deepest = deepest.max(depth);
+        if depth > DEPTH_MAX {
+            break;
+        }
+        if let TemplateElement::Expression(call) = sub.element.as_ref() {
+            pending.extend(call.params.iter().chain(call.hash.values()).map(|p| (p, depth + 1)));
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(text: &str) -> Template {
+        Template::compile(text).expect("the test's template compiles")
+    }
+
+    fn nested(open: &str, close: &str, depth: usize) -> String {
+        format!("global\n{}x{}", open.repeat(depth), close.repeat(depth))
+    }
+
+    #[test]
+    fn a_config_templates_size_and_depth_pass() {
+        let lab = "{{#each addresses}}\n{{#if (eq host \"a\")}}{{^}}{{/if}}\n{{else}}{{/each}}{{~#with x~}}{{/with}}";
+        assert_eq!(oversized(lab), None);
+        assert_eq!(too_deep(&compiled(lab)), None);
+        assert_eq!(too_deep(&compiled(&nested("{{#with this}}", "{{/with}}", DEPTH_MAX - 1))), None);
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_found_however_it_is_written() {
+        let blocks = too_deep(&compiled(&nested("{{ #with this}}", "{{ /with}}", 200))).expect("too deep");
+        assert_eq!(blocks.line, 2, "{blocks:?}");
+        let chain = format!("{{{{#if a}}}}{}{{{{/if}}}}", "{{else if a}}x".repeat(DEPTH_MAX + 1));
+        assert!(too_deep(&compiled(&chain)).is_some());
+        let parentheses =
+            format!("{{{{eq {}1{} 1}}}}", "(not ".repeat(DEPTH_MAX + 1), ")".repeat(DEPTH_MAX + 1));
+        assert!(too_deep(&compiled(&parentheses)).is_some());
+        let hidden = nested("{{#with this}}{{!-- }} {{/with}} --}}\\{{/with}}", "{{/with}}", DEPTH_MAX + 1);
+        assert!(too_deep(&compiled(&hidden)).is_some());
+    }
+
+    #[test]
+    fn bytes_and_tags_past_their_limits_are_refused_before_compiling() {
+        assert!(oversized(&"x".repeat(TEMPLATE_BYTES_MAX + 1)).expect("too big").reason.contains("bytes"));
+        assert_eq!(oversized(&"{{a}}".repeat(TAGS_MAX)), None);
+        let many = format!("a\n{}", "{{a}}".repeat(TAGS_MAX + 1));
+        let excess = oversized(&many).expect("too many tags");
+        assert_eq!((excess.line, excess.column), (2, 5 * TAGS_MAX + 1));
+    }
+}
