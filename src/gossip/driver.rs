@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::codec::{DATAGRAM_BYTES_MAX, NodeState, Status};
 use super::config::GossipConfig;
-use super::core::{Action, Agent, MemberEvent, Timer};
+use super::core::{Action, Agent, MemberChange, MemberEvent, Timer};
 use super::keyring::{Key, KeyOp, Keyring};
 use super::snapshot;
 use super::stream::{Incoming, Streams};
@@ -272,6 +272,7 @@ impl<N: Net> Running<N> {
     /// whoever waits for the leave is told.
     async fn perform_actions(&mut self) -> Result<Next, GossipError> {
         for action in self.out.drain(..) {
+            forget_if_erased(&mut self.published_states, &action);
             let events = self.events.as_ref();
             let performed = perform(
                 &self.env,
@@ -409,6 +410,15 @@ pub fn state_changes<'a>(
         });
     }
     events
+}
+
+/// Forgets what was published of a member the action says the table erased: its
+/// `member-reap` record empties its entry in the recorded view, so an entry made again, even
+/// within the same step and with the same status and incarnation, is recorded afresh.
+pub fn forget_if_erased(published: &mut BTreeMap<super::codec::Name, (Status, u32)>, action: &Action) {
+    if let Action::Event(MemberEvent { change: MemberChange::Reap, member }) = action {
+        published.remove(&member.name);
+    }
 }
 
 /// The trace event of a limit the agent reached (every engine records it so).
@@ -630,5 +640,37 @@ impl TimerQueue {
     fn pop_due(&mut self, now: Duration) -> Vec<Timer> {
         let later = self.queue.split_off(&(now, u64::MAX));
         std::mem::replace(&mut self.queue, later).into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(name: &str, status: Status, incarnation: u32) -> NodeState {
+        NodeState {
+            name: name.into(),
+            addr: "10.0.0.2:7946".parse().unwrap(),
+            incarnation,
+            status,
+            tags: Default::default(),
+        }
+    }
+
+    /// A member erased and made again with the same status and incarnation within one step
+    /// is recorded again: its erasure emptied its entry in the recorded view.
+    #[test]
+    fn a_member_erased_and_met_again_is_recorded_afresh() {
+        let mut published = BTreeMap::new();
+        let x = state("x", Status::Alive, 3);
+        let name: super::super::codec::Name = "x".into();
+        assert_eq!(state_changes(&mut published, [(&name, Some(&x))].into_iter()).len(), 1);
+        assert!(state_changes(&mut published, [(&name, Some(&x))].into_iter()).is_empty(), "no change");
+        let reap = Action::Event(MemberEvent { change: MemberChange::Reap, member: x.clone() });
+        forget_if_erased(&mut published, &reap);
+        assert_eq!(state_changes(&mut published, [(&name, Some(&x))].into_iter()).len(), 1);
+        // An entry gone when the step publishes is forgotten too.
+        assert!(state_changes(&mut published, [(&name, None)].into_iter()).is_empty());
+        assert!(published.is_empty());
     }
 }

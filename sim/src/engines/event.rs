@@ -40,7 +40,7 @@ use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Footprint, Timer};
-use rollcall::gossip::driver::{Command, GossipError, View, keyring_change, state_changes};
+use rollcall::gossip::driver::{Command, GossipError, View, forget_if_erased, keyring_change, state_changes};
 use rollcall::gossip::intern::{InternedCounts, Interner};
 use rollcall::gossip::keyring::{KeyOp, Keyring};
 use rollcall::gossip::limits::LimitCounts;
@@ -273,8 +273,8 @@ struct Host {
     /// The rendered file on the host's disk, which survives crashes.
     rendered: Option<Vec<u8>>,
     faults: LinkFaults,
-    /// Orders to its supervisor that came before the host booted (as many as the plan has
-    /// faults): its supervisor finds them when it starts, as the one turmoil runs finds them
+    /// Orders to its supervisor that came before the host booted (at most the plan's steps):
+    /// its supervisor finds them when it starts, as the one turmoil runs finds them
     /// in its channel, made when the host is registered or restarted.
     held_controls: Vec<Control>,
 }
@@ -774,6 +774,9 @@ impl<'a> Engine<'a> {
 
     /// Carries out one action of the agent on `host`; `false` when the agent stopped.
     fn perform(&mut self, host: usize, action: Action) -> bool {
+        if let Some(run) = self.hosts[host].agent.as_mut() {
+            forget_if_erased(&mut run.published, &action);
+        }
         let generation = self.hosts[host].generation;
         match action {
             Action::Send { to, bytes } => self.send(host, to, bytes),

@@ -4,7 +4,7 @@
 //!   timeout) has passed, every running agent lists exactly the running agents as alive.
 //! - `incarnation`: the incarnation a peer records for a member never goes down, unless that
 //!   member's agent restarted in between (a restarted agent starts from zero, as memberlist
-//!   does).
+//!   does) or the peer erased it (a member met again is learnt afresh).
 //! - `no-self-death`: a running agent never records itself dead.
 //! - `left`: once the world settles and the same bound as `views` has passed, every running
 //!   agent that lists a member which left (gracefully, or force-left while its agent was
