@@ -415,9 +415,10 @@ fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are
         let e = error(&text);
         assert!(e.message.contains(wanted), "{output}: {e}");
     }
-    // A fault at the very end never starts; a zero restart or rejoin names its own key.
+    // A fault within the last tick never starts; a zero restart or rejoin names its own key.
     for (fault, wanted) in [
-        ("kind = \"stall\"\nat_s = 10\nfor_s = 1\nhost = \"s1\"\nservice = \"serf\"", "not before the end"),
+        ("kind = \"stall\"\nat_s = 10\nfor_s = 1\nhost = \"s1\"\nservice = \"serf\"", "before the end"),
+        ("kind = \"stall\"\nat_s = 9.9995\nfor_s = 1\nhost = \"s1\"\nservice = \"serf\"", "a tick (1 ms)"),
         ("kind = \"host-crash\"\nat_s = 1\nhost = \"s1\"\nrestart_after_s = 0", "restart_after_s > 0"),
         ("kind = \"leave\"\nat_s = 1\nhost = \"s1\"\nrejoin_after_s = -2", "rejoin_after_s > 0"),
     ] {

@@ -920,7 +920,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         }
         let mut faults = Vec::new();
         for fault in &file.faults {
-            faults.push(self.resolve_fault(fault, duration, &hosts)?);
+            faults.push(self.resolve_fault(fault, (duration, tick), &hosts)?);
         }
         let invariants = self.invariants(&file.invariants)?;
         let expect_default = self.expectation(&file.expect.violated, &file.expect.violation, &invariants)?;
@@ -1273,10 +1273,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     fn resolve_fault(
         &self,
         fault: &Spanned<FaultSection>,
-        duration: Duration,
+        (duration, tick): (Duration, Duration),
         hosts: &[HostSpec],
     ) -> Result<FaultSpec, ScenarioError> {
-        let place = FaultPlace { resolver: self, span: fault.span(), duration };
+        let place = FaultPlace { resolver: self, span: fault.span(), duration, tick };
         match fault.get_ref() {
             FaultSection::Partition { at_s, for_s, a, b } => place.partition(*at_s, *for_s, a, b.as_deref()),
             FaultSection::PartitionOneway { at_s, for_s, from, to } => {
@@ -1342,6 +1342,7 @@ struct FaultPlace<'a, E: Fn(Option<Range<usize>>, String) -> ScenarioError> {
     resolver: &'a Resolver<'a, E>,
     span: Range<usize>,
     duration: Duration,
+    tick: Duration,
 }
 
 impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
@@ -1578,10 +1579,13 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         if at_s > RUN_SECONDS_MAX || for_s > RUN_SECONDS_MAX {
             return self.fail(format!("fault times must be at most {RUN_SECONDS_MAX} s"));
         }
-        // One at the very end would never start.
-        if seconds(at_s) >= self.duration {
-            let end = self.duration.as_secs_f64();
-            return self.fail(format!("fault at {at_s} s is not before the end of the run ({end} s)"));
+        // One within the last tick would never start: turmoil applies faults tick by tick.
+        if seconds(at_s) + self.tick > self.duration {
+            let (end, tick) = (self.duration.as_secs_f64(), self.tick.as_millis());
+            let message = format!(
+                "fault at {at_s} s is not at least a tick ({tick} ms) before the end of the run ({end} s)"
+            );
+            return self.fail(message);
         }
         Ok((seconds(at_s), seconds(for_s)))
     }

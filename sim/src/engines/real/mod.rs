@@ -396,9 +396,23 @@ impl RealRun<'_> {
         }
     }
 
-    /// Writes an order to the host's stdin; a host that is down has nobody to take it.
+    /// Writes an order to the host's stdin. With no process to take it: an order to the
+    /// supervisor of a host yet to boot waits for the boot (turmoil's supervisor queue exists
+    /// from time zero), one to a host that is down is lost, and a command to serf fails
+    /// (`command-refused`), as it does on a host whose serf is not running.
     async fn send(&mut self, name: &str, order: &Order) {
-        let Some(stdin) = self.hosts.get_mut(name).and_then(|process| process.orders.as_mut()) else {
+        let crashed = self.active.is_crashed(name);
+        let process = self.hosts.get_mut(name).expect("every planned host is listed");
+        let Some(stdin) = process.orders.as_mut() else {
+            match order {
+                Order::Supervisor(_) if !process.started && !crashed => process.early.push(order.clone()),
+                Order::Agent(command) => {
+                    let t_us = self.elapsed().as_micros() as u64;
+                    let event = Entry::Host(command.refused());
+                    self.records.push(Record { t_us, host: name.to_string(), event });
+                }
+                Order::Supervisor(_) => {}
+            }
             return;
         };
         let mut line = serde_json::to_string(order).expect("orders serialize");
