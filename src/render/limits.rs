@@ -46,6 +46,12 @@ pub fn too_deep(template: &Template) -> Option<Excess> {
     while let Some((template, depth, outer)) = pending.pop() {
         for (index, element) in template.elements.iter().enumerate() {
             let place = template.mapping.get(index).map_or(outer, |m| (m.0, m.1));
+            if let TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) = element {
+                // No depth bound holds a partial: an inline one can include itself.
+                let reason =
+                    "partials are not supported: an inline partial can include itself without end".into();
+                return Some(Excess { line: place.0, column: place.1, reason });
+            }
             for (inner, nested) in nested_templates(element) {
                 let depth = depth + inner;
                 if depth > DEPTH_MAX {
@@ -75,10 +81,7 @@ fn nested_templates(element: &TemplateElement) -> Vec<(usize, Option<&Template>)
             found.extend(call.template.iter().map(|t| (1, Some(t))));
             found.extend(call.inverse.iter().map(|t| (1, Some(t))));
         }
-        TemplateElement::DecoratorExpression(call)
-        | TemplateElement::DecoratorBlock(call)
-        | TemplateElement::PartialExpression(call)
-        | TemplateElement::PartialBlock(call) => {
+        TemplateElement::DecoratorExpression(call) | TemplateElement::DecoratorBlock(call) => {
             let params = call.params.iter().chain(call.hash.values());
             found.push((1 + params.map(parameter_depth).max().unwrap_or(0), None));
             found.extend(call.template.iter().map(|t| (1, Some(t))));
@@ -141,6 +144,14 @@ mod tests {
         assert!(too_deep(&compiled(&parentheses)).is_some());
         let hidden = nested("{{#with this}}{{!-- }} {{/with}} --}}\\{{/with}}", "{{/with}}", DEPTH_MAX + 1);
         assert!(too_deep(&compiled(&hidden)).is_some());
+    }
+
+    #[test]
+    fn a_partial_is_refused_as_it_could_include_itself() {
+        let recursive = "global\n{{#*inline \"p\"}}x{{> p}}{{/inline}}{{> p}}";
+        let excess = too_deep(&compiled(recursive)).expect("refused");
+        assert!(excess.reason.contains("partials") && excess.line == 2, "{excess:?}");
+        assert!(too_deep(&compiled("{{#> layout}}x{{/layout}}")).is_some());
     }
 
     #[test]
