@@ -47,7 +47,9 @@ pub fn first_unknown(template: &Template) -> Option<UnknownCall> {
                 if let Some(name) = unknown_helper(call, false) {
                     return at(name, "helper");
                 }
-                if let Some(name) = params_unknown(call.params.iter().chain(call.hash.values())) {
+                if let Some(name) =
+                    params_unknown(std::iter::once(&call.name).chain(&call.params).chain(call.hash.values()))
+                {
                     return at(name, "helper");
                 }
             }
@@ -74,7 +76,9 @@ pub fn first_unknown(template: &Template) -> Option<UnknownCall> {
 
 /// Unknown calls inside a block: its parameters, its body and its `else`.
 fn within_helper(call: &HelperTemplate, line: usize, column: usize) -> Option<UnknownCall> {
-    if let Some(name) = params_unknown(call.params.iter().chain(call.hash.values())) {
+    if let Some(name) =
+        params_unknown(std::iter::once(&call.name).chain(&call.params).chain(call.hash.values()))
+    {
         return Some(UnknownCall { line, column, name, kind: "helper" });
     }
     [&call.template, &call.inverse].into_iter().flatten().find_map(first_unknown)
@@ -99,7 +103,9 @@ fn params_unknown<'a>(params: impl Iterator<Item = &'a Parameter>) -> Option<Str
             if !HELPERS.contains(&name.as_str()) {
                 return Some(name);
             }
-            if let Some(name) = params_unknown(call.params.iter().chain(call.hash.values())) {
+            if let Some(name) =
+                params_unknown(std::iter::once(&call.name).chain(&call.params).chain(call.hash.values()))
+            {
                 return Some(name);
             }
         }
@@ -144,6 +150,7 @@ mod tests {
         assert_eq!(unknown("{{eq (shout host) 1}}").expect("found").name, "shout");
         assert_eq!(unknown("{{#each addresses}}{{else}}{{pad 3}}{{/each}}").expect("found").name, "pad");
         assert_eq!(unknown("{{#loop addresses}}{{/loop}}").expect("found").name, "loop");
+        assert_eq!(unknown("{{(shout 1)}}").expect("found").name, "shout", "a subexpression as the name");
         let decorator = unknown("{{*repeat 3}}").expect("found");
         assert_eq!((decorator.name.as_str(), decorator.kind), ("repeat", "decorator"));
     }

@@ -12,8 +12,15 @@ use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement}
 pub const TEMPLATE_BYTES_MAX: usize = 64 << 10;
 /// Most tags (`{{` openings, escaped ones included).
 pub const TAGS_MAX: usize = 1024;
-/// Deepest nesting of blocks, `else` links and subexpressions.
+/// Deepest nesting of blocks, `else` links, subexpressions and the expressions within them.
 pub const DEPTH_MAX: usize = 128;
+/// Most `(` in the text: handlebars parses a subexpression by recursion before any depth can
+/// be read off the result (4,000 nested in one tag overflowed a debug build's stack). A count,
+/// not a nesting, so that nothing in the text can hide one.
+pub const PARENTHESES_MAX: usize = 1024;
+/// Deepest nesting of `each` blocks: a render's iterations grow as the members to that
+/// power (30 nested over 3 members did not end).
+pub const EACH_NESTING_MAX: usize = 2;
 
 /// What is past a limit, and where.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,18 +39,26 @@ pub fn oversized(text: &str) -> Option<Excess> {
         let reason = format!("{} bytes, over the {TEMPLATE_BYTES_MAX}-byte limit", text.len());
         return Some(Excess { line: 1, column: 1, reason });
     }
-    let (at, _) = text.match_indices("{{").nth(TAGS_MAX)?;
+    if let Some((at, _)) = text.match_indices("{{").nth(TAGS_MAX) {
+        return Some(place(text, at, format!("more than {TAGS_MAX} tags")));
+    }
+    let (at, _) = text.match_indices('(').nth(PARENTHESES_MAX)?;
+    Some(place(text, at, format!("more than {PARENTHESES_MAX} '('")))
+}
+
+fn place(text: &str, at: usize, reason: String) -> Excess {
     let before = &text[..at];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Some(Excess { line, column, reason: format!("more than {TAGS_MAX} tags") })
+    Excess { line, column, reason }
 }
 
-/// Where the compiled `template` first nests past [`DEPTH_MAX`], walked without recursion
-/// (the depth is what is in question).
+/// A place where the compiled `template` nests past [`DEPTH_MAX`] or
+/// [`EACH_NESTING_MAX`], or holds a partial; walked without recursion (the depth is what is
+/// in question).
 pub fn too_deep(template: &Template) -> Option<Excess> {
-    let mut pending: Vec<(&Template, usize, (usize, usize))> = vec![(template, 0, (0, 0))];
-    while let Some((template, depth, outer)) = pending.pop() {
+    let mut pending: Vec<(&Template, usize, usize, (usize, usize))> = vec![(template, 0, 0, (0, 0))];
+    while let Some((template, depth, eaches, outer)) = pending.pop() {
         for (index, element) in template.elements.iter().enumerate() {
             let place = template.mapping.get(index).map_or(outer, |m| (m.0, m.1));
             if let TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) = element {
@@ -60,7 +75,16 @@ pub fn too_deep(template: &Template) -> Option<Excess> {
                     return Some(Excess { line: place.0, column: place.1, reason });
                 }
                 if let Some(nested) = nested {
-                    pending.push((nested, depth, place));
+                    let each = matches!(element, TemplateElement::HelperBlock(call)
+                        if matches!(&call.name, Parameter::Name(name) if name == "each"));
+                    let eaches = eaches + usize::from(each);
+                    if eaches > EACH_NESTING_MAX {
+                        let reason = format!(
+                            "each blocks nest more than {EACH_NESTING_MAX} deep (a render's iterations grow as the members to that power)"
+                        );
+                        return Some(Excess { line: place.0, column: place.1, reason });
+                    }
+                    pending.push((nested, depth, eaches, place));
                 }
             }
         }
@@ -91,9 +115,10 @@ fn nested_templates(element: &TemplateElement) -> Vec<(usize, Option<&Template>)
     found
 }
 
-/// How deeply `call`'s parameters nest subexpressions.
+/// How deeply `call`'s name (a subexpression may be one) and parameters nest subexpressions.
 fn subexpression_depth(call: &HelperTemplate) -> usize {
-    call.params.iter().chain(call.hash.values()).map(parameter_depth).max().unwrap_or(0)
+    let parts = std::iter::once(&call.name).chain(&call.params).chain(call.hash.values());
+    parts.map(parameter_depth).max().unwrap_or(0)
 }
 
 /// How deeply a parameter nests subexpressions, walked without recursion.
@@ -107,7 +132,8 @@ fn parameter_depth(parameter: &Parameter) -> usize {
             break;
         }
         if let TemplateElement::Expression(call) = sub.element.as_ref() {
-            pending.extend(call.params.iter().chain(call.hash.values()).map(|p| (p, depth + 1)));
+            let parts = std::iter::once(&call.name).chain(&call.params).chain(call.hash.values());
+            pending.extend(parts.map(|p| (p, depth + 1)));
         }
     }
     deepest
@@ -144,6 +170,18 @@ mod tests {
         assert!(too_deep(&compiled(&parentheses)).is_some());
         let hidden = nested("{{#with this}}{{!-- }} {{/with}} --}}\\{{/with}}", "{{/with}}", DEPTH_MAX + 1);
         assert!(too_deep(&compiled(&hidden)).is_some());
+    }
+
+    #[test]
+    fn names_parentheses_and_eaches_count() {
+        let name = format!("{{{{{}1{}}}}}", "(not ".repeat(DEPTH_MAX + 1), ")".repeat(DEPTH_MAX + 1));
+        assert!(too_deep(&compiled(&name)).is_some(), "a subexpression as the name");
+        let many = "acl x hdr(host)\n".repeat(PARENTHESES_MAX + 1);
+        assert!(oversized(&many).expect("too many").reason.contains("'('"));
+        let two = "{{#each addresses}}{{#each tags}}x{{/each}}{{/each}}";
+        assert_eq!(too_deep(&compiled(two)), None);
+        let three = "{{#each a}}{{#if x}}{{#each b}}{{#each c}}x{{/each}}{{/each}}{{/if}}{{/each}}";
+        assert!(too_deep(&compiled(three)).expect("too many eaches").reason.contains("each"));
     }
 
     #[test]

@@ -406,11 +406,7 @@ impl RealRun<'_> {
         let Some(stdin) = process.orders.as_mut() else {
             match order {
                 Order::Supervisor(_) if !process.started && !crashed => process.early.push(order.clone()),
-                Order::Agent(command) => {
-                    let t_us = self.elapsed().as_micros() as u64;
-                    let event = Entry::Host(command.refused());
-                    self.records.push(Record { t_us, host: name.to_string(), event });
-                }
+                Order::Agent(command) => self.refuse(name, command),
                 Order::Supervisor(_) => {}
             }
             return;
@@ -420,7 +416,16 @@ impl RealRun<'_> {
         if stdin.write_all(line.as_bytes()).await.is_err() {
             // The process ended (a halted node): like a host that is down.
             self.hosts.get_mut(name).expect("listed").orders = None;
+            if let Order::Agent(command) = order {
+                self.refuse(name, command);
+            }
         }
+    }
+
+    /// Records a serf command that found no process to take it.
+    fn refuse(&mut self, name: &str, command: &rollcall::gossip::driver::Command) {
+        let t_us = self.elapsed().as_micros() as u64;
+        self.records.push(Record { t_us, host: name.to_string(), event: Entry::Host(command.refused()) });
     }
 
     async fn stop_all(&mut self) {
