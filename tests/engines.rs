@@ -41,6 +41,16 @@ fn on_event_engine(simulation: Simulation) -> Simulation {
     simulation.engine(EngineKind::Event).invariants(checkable)
 }
 
+/// `text` run on turmoil and on the event engine (with the invariants it can check), each
+/// beside its engine's name.
+fn on_both_engines(name: &str, text: &str) -> [(&'static str, rollcall_sim::Run); 2] {
+    let turmoil = inline(name, text);
+    [turmoil.clone(), on_event_engine(turmoil)].map(|simulation| {
+        let engine = simulation.world().engine.name();
+        (engine, simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}")))
+    })
+}
+
 fn timings(simulation: &Simulation, seeds: std::ops::RangeInclusive<u64>) -> Vec<Timings> {
     seeds
         .map(|seed| {
@@ -950,10 +960,7 @@ converge_rounds = 10
 
 #[test]
 fn overlapping_stalls_and_leaves_hold_until_the_last_ends_on_both_engines() {
-    let turmoil = inline("overlapping-holds.toml", OVERLAPPING_HOLDS);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("overlapping-holds.toml", OVERLAPPING_HOLDS) {
         let serf = |e: &Event| matches!(e, Event::ServiceStopped { service, .. } if service == "serf");
         let stalls: Vec<(Duration, Event)> = host_events(&run.trace, "s1", serf);
         let times: Vec<u64> = stalls.iter().map(|(at, _)| at.as_secs()).collect();
@@ -989,10 +996,7 @@ fn a_stopped_agents_command_queue_is_bounded_on_both_engines() {
         faults.push(format!("kind = \"tags\"\nat_s = {at}\nhost = \"s1\"\nset = {{ n = \"{n}\" }}"));
     }
     let text = three_hosts_with(&faults);
-    let turmoil = inline("command-queue.toml", &text);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("command-queue.toml", &text) {
         let last = |n: &str| first_tagged(&run.trace, "ha", "s1", ("n", n));
         assert!(last("64").is_some_and(|at| at > secs(35.0)), "{engine}: {:?}", last("64"));
         for n in 65..=70 {
@@ -1017,10 +1021,7 @@ fn a_renderer_restarted_while_serf_is_down_renders_the_last_view_on_both_engines
         "output = \"/usr/local/etc/haproxy/haproxy.cfg\"",
         "output = \"/usr/local/etc/haproxy/haproxy.cfg\"\nrender_wait_min_ms = 30000",
     );
-    let turmoil = inline("renderer-restart.toml", &text);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("renderer-restart.toml", &text) {
         let dead = host_events(
             &run.trace,
             "ha",
@@ -1045,10 +1046,7 @@ fn a_serf_restarted_under_extra_latency_binds_its_port_at_once_on_both_engines()
         "kind = \"service-crash\"\nat_s = 20\nhost = \"s1\"\nservice = \"serf\"",
     ];
     let text = three_hosts_with(&faults.map(String::from));
-    let turmoil = inline("late-restart.toml", &text);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("late-restart.toml", &text) {
         let serf = |e: &Event| match e {
             Event::ServiceStarted { service } | Event::ServiceExited { service, .. } => service == "serf",
             _ => false,
@@ -1105,10 +1103,7 @@ fn a_crash_ends_the_stalls_and_leaves_that_held_its_host_on_both_engines() {
         "kind = \"host-crash\"\nat_s = 20\nhost = \"s2\"\nrestart_after_s = 5",
     ];
     let text = three_hosts_with(&faults.map(String::from)).replace("duration_s = 50", "duration_s = 70");
-    let turmoil = inline("crash-ends-holds.toml", &text);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("crash-ends-holds.toml", &text) {
         let stalls = host_events(
             &run.trace,
             "s1",
@@ -1137,10 +1132,7 @@ fn a_pruned_member_leaves_the_views_on_both_engines() {
     ])
     .replace("duration_s = 50", "duration_s = 110")
     .replace("converge_rounds = 10", "converge_rounds = 10\nleft = true\nviews = true");
-    let turmoil = inline("prune.toml", &text);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("prune.toml", &text) {
         for invariant in ["left", "views"] {
             let verdict = run.report.verdict(invariant).expect("checked");
             assert!(verdict.holds() && verdict.checked > 0, "{engine}: {}", run.report.to_text());
@@ -1160,10 +1152,7 @@ fn an_order_before_its_host_boots_acts_when_it_boots_on_both_engines() {
         "kind = \"stall\"\nat_s = 2\nfor_s = 6\nhost = \"s1\"\nservice = \"serf\"".to_string(),
     ])
     .replace("[[fault]]", "[start]\norder = [\"ha\", \"s2\", \"s1\"]\ngap_ms = 2500\n\n[[fault]]");
-    let turmoil = inline("order-before-boot.toml", &text);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("order-before-boot.toml", &text) {
         let stops = host_events(
             &run.trace,
             "s1",
@@ -1188,10 +1177,7 @@ fn a_command_that_finds_no_agent_running_is_recorded_as_refused_on_both_engines(
         "kind = \"tags\"\nat_s = 20\nhost = \"s2\"\nset = { n = \"2\" }".to_string(),
     ])
     .replace("seeds = [\"ha\"]", &format!("seeds = [\"ha\"]\nkeyring = [\"{KEY}\"]"));
-    let turmoil = inline("command-refused.toml", &text);
-    for simulation in [turmoil.clone(), on_event_engine(turmoil)] {
-        let engine = simulation.world().engine.name();
-        let run = simulation.run().unwrap_or_else(|e| panic!("{engine}: {e}"));
+    for (engine, run) in on_both_engines("command-refused.toml", &text) {
         let refused =
             |host| host_events(&run.trace, host, |event| matches!(event, Event::CommandRefused { .. }));
         let failed = |command: &str| Event::CommandRefused {

@@ -1105,26 +1105,21 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         };
         let is_client = host.role == RoleKind::Client;
         let is_attacker = host.role == RoleKind::Attacker;
-        let attacker_keys = [
-            ("victim", host.victim.is_some()),
-            ("targets", host.targets.is_some()),
-            ("every_ms", host.every_ms.is_some()),
-            ("key", host.key.is_some()),
-        ];
-        for (key, present) in attacker_keys {
-            misplaced(key, present, is_attacker)?;
-        }
         let is_balancer = host.role == RoleKind::Balancer;
-        let balancer_keys = [
-            ("template", host.template.is_some()),
-            ("output", host.output.is_some()),
-            ("render_wait_min_ms", host.render_wait_min_ms.is_some()),
-            ("render_wait_max_ms", host.render_wait_max_ms.is_some()),
-            ("render_validate", host.render_validate.is_some()),
-            ("render_backup", host.render_backup.is_some()),
+        let role_keys = [
+            ("victim", host.victim.is_some(), is_attacker),
+            ("targets", host.targets.is_some(), is_attacker),
+            ("every_ms", host.every_ms.is_some(), is_attacker),
+            ("key", host.key.is_some(), is_attacker),
+            ("template", host.template.is_some(), is_balancer),
+            ("output", host.output.is_some(), is_balancer),
+            ("render_wait_min_ms", host.render_wait_min_ms.is_some(), is_balancer),
+            ("render_wait_max_ms", host.render_wait_max_ms.is_some(), is_balancer),
+            ("render_validate", host.render_validate.is_some(), is_balancer),
+            ("render_backup", host.render_backup.is_some(), is_balancer),
         ];
-        for (key, present) in balancer_keys {
-            misplaced(key, present, is_balancer)?;
+        for (key, present, allowed) in role_keys {
+            misplaced(key, present, allowed)?;
         }
         misplaced("tag", host.tag.is_some(), host.role == RoleKind::Backend)?;
         misplaced("target", host.target.is_some(), is_client)?;

@@ -924,14 +924,8 @@ impl<'a> Engine<'a> {
     fn order_agent(&mut self, host: usize, fault: usize) {
         // A command that finds no agent running fails, as `serf` does.
         if self.hosts[host].agent.is_none() {
-            let name = self.hosts[host].name.as_str();
-            let orders = super::orders(&self.plan.faults[fault].kind, Phase::Start);
-            let refused = orders.into_iter().find_map(|order| match order {
-                (to, Order::Agent(command)) if to == name => Some(command.refused()),
-                _ => None,
-            });
-            if let Some(event) = refused {
-                self.observe(host, event);
+            if let Some(command) = self.command_of(host, fault) {
+                self.observe(host, command.refused());
             }
             return;
         }
@@ -942,15 +936,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// `host`'s agent obeys its command of fault `fault`, as the driver's agent obeys one.
-    fn obey(&mut self, host: usize, fault: usize) {
+    /// The command fault `fault` gives `host`'s agent, if any.
+    fn command_of(&self, host: usize, fault: usize) -> Option<Command> {
         let name = self.hosts[host].name.as_str();
         let orders = super::orders(&self.plan.faults[fault].kind, Phase::Start);
-        let command = orders.into_iter().find_map(|order| match order {
+        orders.into_iter().find_map(|order| match order {
             (to, Order::Agent(command)) if to == name => Some(command),
             _ => None,
-        });
-        match command {
+        })
+    }
+
+    /// `host`'s agent obeys its command of fault `fault`, as the driver's agent obeys one.
+    fn obey(&mut self, host: usize, fault: usize) {
+        match self.command_of(host, fault) {
             Some(Command::Tags { set, delete }) => {
                 self.with_agent(host, None, |agent, now, out| {
                     let mut tags = agent.tags().clone();
