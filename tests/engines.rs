@@ -985,8 +985,9 @@ fn three_hosts_with(faults: &[String]) -> String {
 }
 
 /// While s1's serf is stopped (5-35 s), 70 `serf tags` commands reach it: its driver's
-/// command queue takes 64 and drops the rest. On both engines the 64th is the last tag the
-/// cluster sees, after the stall, and none of the 65th to 70th ever is.
+/// command queue takes 64 and refuses the rest. On both engines the 64th is the last tag the
+/// cluster sees, after the stall, none of the 65th to 70th ever is, and each of those is
+/// recorded as refused when it arrives.
 #[test]
 fn a_stopped_agents_command_queue_is_bounded_on_both_engines() {
     let mut faults =
@@ -1001,6 +1002,49 @@ fn a_stopped_agents_command_queue_is_bounded_on_both_engines() {
         assert!(last("64").is_some_and(|at| at > secs(35.0)), "{engine}: {:?}", last("64"));
         for n in 65..=70 {
             assert_eq!(last(&n.to_string()), None, "{engine}: tag {n}");
+        }
+        let refused = host_events(&run.trace, "s1", |event| matches!(event, Event::CommandRefused { .. }));
+        let times: Vec<Duration> = refused.iter().map(|(at, _)| *at).collect();
+        let expected: Vec<Duration> = (65..=70).map(|n| secs(10.0 + f64::from(n) * 0.1)).collect();
+        assert_eq!(times.len(), expected.len(), "{engine}: the 65th to 70th are refused: {refused:?}");
+        for (at, want) in times.iter().zip(&expected) {
+            assert!(
+                at.abs_diff(*want) < Duration::from_millis(20),
+                "{engine}: refused at {at:?}, sent {want:?}"
+            );
+        }
+    }
+}
+
+/// A stopped serf holds the `tags` commands sent to it; killed before it continues (s1's
+/// serf by a service crash, s2's by its host's crash), it never takes them, and each is
+/// recorded as refused when the serf dies, on both engines, where they had vanished.
+#[test]
+fn commands_a_stopped_serf_never_takes_are_recorded_as_refused_when_it_dies_on_both_engines() {
+    let mut faults = Vec::new();
+    for host in ["s1", "s2"] {
+        faults.push(format!("kind = \"stall\"\nat_s = 5\nfor_s = 30\nhost = \"{host}\"\nservice = \"serf\""));
+        for at in [10, 11] {
+            faults.push(format!("kind = \"tags\"\nat_s = {at}\nhost = \"{host}\"\nset = {{ n = \"{at}\" }}"));
+        }
+    }
+    faults.push("kind = \"service-crash\"\nat_s = 20\nhost = \"s1\"\nservice = \"serf\"".to_string());
+    faults.push("kind = \"host-crash\"\nat_s = 20\nhost = \"s2\"\nrestart_after_s = 5".to_string());
+    let text = three_hosts_with(&faults);
+    for (engine, run) in on_both_engines("unserved.toml", &text) {
+        for host in ["s1", "s2"] {
+            let refused =
+                host_events(&run.trace, host, |event| matches!(event, Event::CommandRefused { .. }));
+            let unserved = Event::CommandRefused {
+                command: "tags".into(),
+                error: "serf ended before it took the command".into(),
+            };
+            assert_eq!(refused.len(), 2, "{engine} {host}: {refused:?}");
+            for (at, event) in &refused {
+                assert!(at.abs_diff(secs(20.0)) < Duration::from_millis(20), "{engine} {host}: at {at:?}");
+                assert_eq!(event, &unserved, "{engine} {host}");
+            }
+            assert_eq!(first_tagged(&run.trace, "ha", host, ("n", "11")), None, "{engine} {host}");
         }
     }
 }
@@ -1160,6 +1204,28 @@ fn an_order_before_its_host_boots_acts_when_it_boots_on_both_engines() {
         );
         let stopped = |stopped| Event::ServiceStopped { service: "serf".into(), stopped };
         assert_eq!(stops, vec![(secs(5.0), stopped(true)), (secs(8.0), stopped(false))], "{engine}");
+    }
+}
+
+/// Two `tags` changes each within memberlist's 512 bytes but not together: the second
+/// reaches an agent that still carries the first, which refuses it as `serf tags` does,
+/// keeps its tags, and the trace says so (`command-refused`) on both engines, where it had
+/// only logged a warning.
+#[test]
+fn a_tags_change_past_the_limit_on_top_of_another_is_recorded_as_refused_on_both_engines() {
+    let value = "x".repeat(250);
+    let text = three_hosts_with(&[
+        format!("kind = \"tags\"\nat_s = 10\nhost = \"s2\"\nset = {{ a = \"{value}\" }}"),
+        format!("kind = \"tags\"\nat_s = 20\nhost = \"s2\"\nset = {{ b = \"{value}\" }}"),
+    ]);
+    for (engine, run) in on_both_engines("tags-refused.toml", &text) {
+        let refused = host_events(&run.trace, "s2", |event| matches!(event, Event::CommandRefused { .. }));
+        let [(at, Event::CommandRefused { command, error })] = refused.as_slice() else {
+            panic!("{engine}: one refusal, got {refused:?}");
+        };
+        assert_eq!((*at, command.as_str()), (secs(20.0), "tags"), "{engine}");
+        assert!(error.contains("512"), "{engine}: {error}");
+        assert!(first_tagged(&run.trace, "ha", "s2", ("a", &value)).is_some(), "{engine}: the first applies");
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
-use rollcall_sim::engines::{EngineError, EngineKind};
+use rollcall_sim::engines::EngineKind;
 
 mod chaos_cli;
 mod figures;
@@ -456,15 +456,7 @@ fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitC
             eprintln!("ROLLCALL_SEED={seed} (commit {})", rollcall_sim::report::COMMIT);
             let replay = rollcall_sim::report::replay_command(&file, seed, simulation.world());
             eprintln!("replay: {replay}");
-            return ExitCode::from(match error {
-                // A run past a limit, or one its seed's swarm drew a fault the engine
-                // cannot make, asked for more than rollcall runs: the file's fault.
-                EngineError::TraceFull { .. }
-                | EngineError::UnrecordedForInvariant { .. }
-                | EngineError::Unsupported { .. } => 2,
-                EngineError::Interrupted => real_cli::EXIT_INTERRUPTED,
-                _ => 1,
-            });
+            return ExitCode::from(error.exit_code());
         }
     };
     let wall = wall.elapsed();

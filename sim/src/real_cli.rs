@@ -7,13 +7,10 @@ use std::process::ExitCode;
 use rollcall::node::Pipeline;
 use rollcall_sim::Simulation;
 use rollcall_sim::calibrate::{self, Sample};
+use rollcall_sim::engines::EngineKind;
 use rollcall_sim::engines::real::{self, host::HostArgs, network};
-use rollcall_sim::engines::{EngineError, EngineKind};
 
 use crate::Use;
-
-/// The exit code after Ctrl-C, as a shell reports a process killed by SIGINT (128 + 2).
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Most runs `calibrate` makes on each engine: each real run takes the scenario's length.
 const CALIBRATE_RUNS_MAX: u64 = 1000;
@@ -88,11 +85,7 @@ pub fn calibrate(simulation: &Simulation, runs: u64, json: bool) -> ExitCode {
                 Ok(run) => run,
                 Err(error) => {
                     eprintln!("error: seed {seed} on {}: {error}", engine.name());
-                    return ExitCode::from(if matches!(error, EngineError::Interrupted) {
-                        EXIT_INTERRUPTED
-                    } else {
-                        1
-                    });
+                    return ExitCode::from(error.exit_code());
                 }
             };
             let outcome = if run.report.as_expected { "as expected" } else { "NOT as expected" };

@@ -62,6 +62,9 @@ pub struct Links {
     pub events: Option<mpsc::Sender<MemberEvent>>,
 }
 
+/// How records name a tags command.
+const TAGS_COMMAND: &str = "tags";
+
 /// A command to a running agent (what Serf takes over RPC or as a signal).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
@@ -82,7 +85,7 @@ impl Command {
             Command::Leave => "leave".into(),
             Command::ForceLeave { name, prune: false } => format!("force-leave {name}"),
             Command::ForceLeave { name, prune: true } => format!("force-leave -prune {name}"),
-            Command::Tags { .. } => "tags".into(),
+            Command::Tags { .. } => TAGS_COMMAND.into(),
             Command::Keys { op, .. } => format!("keys -{}", op.name()),
         }
     }
@@ -90,6 +93,24 @@ impl Command {
     /// The record of this command finding no agent running.
     pub fn refused(&self) -> Event {
         Event::CommandRefused { command: self.describe(), error: "serf is not running".into() }
+    }
+
+    /// The record of this command waiting for a stopped agent that was killed before it
+    /// took it: it changed nothing, as a `serf` command whose agent dies before answering fails.
+    pub fn unserved(&self) -> Event {
+        Event::CommandRefused {
+            command: self.describe(),
+            error: "serf ended before it took the command".into(),
+        }
+    }
+
+    /// The record of this command finding [`COMMANDS_MAX`] commands waiting for a stopped
+    /// agent: it is dropped, as a `serf` command that cannot reach its agent fails.
+    pub fn queue_full(&self) -> Event {
+        Event::CommandRefused {
+            command: self.describe(),
+            error: format!("serf does not answer: {COMMANDS_MAX} commands already wait for it"),
+        }
     }
 }
 
@@ -107,6 +128,9 @@ pub struct AgentControl {
     runs: Cell<u32>,
     /// Whether a run is under way (stopped by SIGSTOP or not): commands reach only one.
     running: Cell<bool>,
+    /// Commands a run ended before taking (a stopped serf killed): the engine records each as
+    /// refused. At most [`COMMANDS_MAX`], as the queue they came from.
+    unserved: RefCell<Vec<Command>>,
 }
 
 impl AgentControl {
@@ -124,6 +148,11 @@ impl AgentControl {
         queue.push_back(command);
         self.wake.notify_one();
         true
+    }
+
+    /// The commands runs ended before taking, since the last call.
+    pub fn take_unserved(&self) -> Vec<Command> {
+        std::mem::take(&mut self.unserved.borrow_mut())
     }
 
     /// Resolves once the agent has finished a graceful leave.
@@ -149,6 +178,9 @@ impl RunFlag {
 impl Drop for RunFlag {
     fn drop(&mut self) {
         self.0.running.set(false);
+        let mut unserved = self.0.unserved.borrow_mut();
+        unserved.extend(self.0.queue.borrow_mut().drain(..));
+        unserved.truncate(COMMANDS_MAX);
     }
 }
 
@@ -458,15 +490,31 @@ fn obey<N: Net>(
         Command::Leave => {}
         Command::ForceLeave { name, prune } => agent.force_leave(&name, prune, env.now(), out),
         Command::Tags { set, delete } => {
-            let mut tags = agent.tags().clone();
-            tags.retain(|key, _| !delete.contains(key));
-            tags.extend(set);
-            if let Err(error) = agent.set_tags(tags, env.now(), out) {
-                tracing::warn!(host = %env.name, %error, "tags not changed");
+            if let Err(refused) = change_tags(agent, set, &delete, env.now(), out) {
+                tracing::warn!(host = %env.name, "tags not changed");
+                env.observe(refused);
             }
         }
         Command::Keys { op, key } => change_keyring(env, agent, op, &key, keyring_file),
     }
+}
+
+/// `serf tags -set K=V -delete K` on `agent`. Tags over the limit are refused, as
+/// `serf tags` fails on them and leaves the tags as they were: the error is the record of
+/// the refusal.
+pub fn change_tags(
+    agent: &mut Agent,
+    set: BTreeMap<String, String>,
+    delete: &[String],
+    now: Duration,
+    out: &mut Vec<Action>,
+) -> Result<(), Event> {
+    let mut tags = agent.tags().clone();
+    tags.retain(|key, _| !delete.contains(key));
+    tags.extend(set);
+    agent
+        .set_tags(tags, now, out)
+        .map_err(|error| Event::CommandRefused { command: TAGS_COMMAND.into(), error: error.to_string() })
 }
 
 /// The random stream of the agent's next run on this host: a restarted agent (s6 restarts

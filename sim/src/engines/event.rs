@@ -40,7 +40,9 @@ use crate::trace::{Recorder, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, InvariantSettings, LINK_LATENCY_MAX, LINK_LATENCY_MIN, World};
 use rollcall::gossip::codec::{CodecError, NodeState, Status};
 use rollcall::gossip::core::{Action, Agent, Footprint, Timer};
-use rollcall::gossip::driver::{Command, GossipError, View, forget_if_erased, keyring_change, state_changes};
+use rollcall::gossip::driver::{
+    Command, GossipError, View, change_tags, forget_if_erased, keyring_change, state_changes,
+};
 use rollcall::gossip::intern::{InternedCounts, Interner};
 use rollcall::gossip::keyring::{KeyOp, Keyring};
 use rollcall::gossip::limits::LimitCounts;
@@ -950,13 +952,13 @@ impl<'a> Engine<'a> {
     fn obey(&mut self, host: usize, fault: usize) {
         match self.command_of(host, fault) {
             Some(Command::Tags { set, delete }) => {
+                let mut refused = None;
                 self.with_agent(host, None, |agent, now, out| {
-                    let mut tags = agent.tags().clone();
-                    tags.retain(|key, _| !delete.contains(key));
-                    tags.extend(set);
-                    // Tags over the limit are refused, as `serf tags` refuses them.
-                    let _ = agent.set_tags(tags, now, out);
+                    refused = change_tags(agent, set, &delete, now, out).err();
                 });
+                if let Some(refused) = refused {
+                    self.observe(host, refused);
+                }
             }
             Some(Command::ForceLeave { name, prune }) => {
                 self.with_agent(host, None, |agent, now, out| agent.force_leave(&name, prune, now, out));
@@ -987,7 +989,9 @@ impl<'a> Engine<'a> {
                 state.agent = None;
                 state.rendering = None;
                 state.ended_view = None;
-                state.supervision = None;
+                let unserved = state.supervision.take().map(Supervision::unserved).unwrap_or_default();
+                self.record_unserved(host, &unserved);
+                let state = &mut self.hosts[host];
                 state.held_controls.clear();
                 state.generation += 1;
             }

@@ -316,3 +316,22 @@ pub enum EngineError {
     )]
     TraceFull { at_ms: u64 },
 }
+
+/// The exit code of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+impl EngineError {
+    /// The process exit code for a run that ended in this error: 2 when the scenario
+    /// asked for more than rollcall runs (a run past a limit, or a fault its seed's swarm
+    /// drew that the engine cannot make: the file's fault), 130 when interrupted, 1 when
+    /// the run itself failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::TraceFull { .. }
+            | EngineError::UnrecordedForInvariant { .. }
+            | EngineError::Unsupported { .. } => 2,
+            EngineError::Interrupted => EXIT_INTERRUPTED,
+            EngineError::Crashed { .. } | EngineError::Real(_) => 1,
+        }
+    }
+}

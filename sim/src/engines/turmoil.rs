@@ -187,11 +187,22 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
                 message: error.to_string(),
             });
         }
+        record_unserved(&recorder, sim.elapsed(), &states);
         if recorder.is_full() {
             return Err(EngineError::TraceFull { at_ms: sim.elapsed().as_millis() as u64 });
         }
     }
     Ok(recorder.finish())
+}
+
+/// Records as refused the commands a serf killed while stopped never took (the event engine
+/// does so when it kills the run).
+fn record_unserved(recorder: &Recorder, now: Duration, states: &BTreeMap<String, Rc<HostState>>) {
+    for (host, state) in states {
+        for command in state.agent.take_unserved() {
+            rollcall::host::Observer::record(recorder, now, host, command.unserved());
+        }
+    }
 }
 
 fn host_factory(
@@ -313,7 +324,10 @@ impl WorldFaults {
                             rollcall::host::Observer::record(&self.recorder, now, host, command.refused());
                         }
                         Order::Agent(command) => {
-                            states[host].agent.send(command);
+                            let refusal = command.queue_full();
+                            if !states[host].agent.send(command) {
+                                rollcall::host::Observer::record(&self.recorder, now, host, refusal);
+                            }
                         }
                     }
                 }

@@ -128,6 +128,11 @@ impl Supervision {
         self.runs[found].stopped.then_some(found)
     }
 
+    /// The faults whose commands a stopped serf held when its host crashed.
+    pub(super) fn unserved(self) -> Vec<usize> {
+        unserved_commands(self.held)
+    }
+
     /// Whether the renderer is stopped.
     pub(super) fn renderer_stopped(&self) -> bool {
         self.stopped(Program::Renderer).is_some()
@@ -140,7 +145,8 @@ impl Supervision {
 
     /// Keeps `happening` for the stopped run `service`; false if its buffer is full
     /// (datagrams beyond the socket's, push-pulls and answers beyond the driver's queue,
-    /// commands and leaves beyond its command queue, which drops them unrecorded).
+    /// commands and leaves beyond its command queue, which drops them: the caller records a
+    /// dropped command as refused).
     fn hold(&mut self, service: usize, since: Duration, happening: Happening) -> bool {
         let class = Class::of(&happening);
         let limit = match class {
@@ -168,6 +174,16 @@ impl Supervision {
         released.sort_by_key(|held| Class::of(&held.happening));
         released
     }
+}
+
+/// The faults whose commands are among `held`.
+fn unserved_commands(held: Vec<Held>) -> Vec<usize> {
+    held.into_iter()
+        .filter_map(|held| match held.happening {
+            Happening::Command { fault, .. } => Some(fault as usize),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Engine<'_> {
@@ -385,10 +401,19 @@ impl Engine<'_> {
             return Some(happening);
         };
         let Some(service) = supervision.stopped(wanted) else { return Some(happening) };
-        let stream = Class::of(&happening) == Class::Stream;
-        if !supervision.hold(service, now, happening) && stream {
-            if let Some(run) = self.hosts[host as usize].agent.as_mut() {
-                run.stream_limits.hit(Limit::PendingStreams, 1);
+        let class = Class::of(&happening);
+        let command = match happening {
+            Happening::Command { fault, .. } => Some(fault as usize),
+            _ => None,
+        };
+        if !supervision.hold(service, now, happening) {
+            if class == Class::Stream {
+                if let Some(run) = self.hosts[host as usize].agent.as_mut() {
+                    run.stream_limits.hit(Limit::PendingStreams, 1);
+                }
+            }
+            if let Some(command) = command.and_then(|fault| self.command_of(host as usize, fault)) {
+                self.observe(host as usize, command.queue_full());
             }
         }
         None
@@ -400,8 +425,8 @@ impl Engine<'_> {
         let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
         let Some(index) = supervision.index(service).filter(|&i| supervision.runs[i].running) else { return };
         supervision.runs[index] = RunState::default();
-        // What a stopped run held dies with it.
-        drop(supervision.release(index));
+        // What a stopped run held dies with it; its commands were never taken.
+        let unserved = unserved_commands(supervision.release(index));
         match program(service) {
             Program::Serf => self.stop_agent(host),
             Program::Renderer => {
@@ -420,7 +445,17 @@ impl Engine<'_> {
             None => exit.to_string(),
         };
         self.observe(host, Event::ServiceExited { service: service.to_string(), status });
+        self.record_unserved(host, &unserved);
         self.supervise(host, |supervisor, now, out| supervisor.handle_exit(service, exit, now, out));
+    }
+
+    /// Records as refused the commands (faults' indices) a killed serf never took.
+    pub(super) fn record_unserved(&mut self, host: usize, faults: &[usize]) {
+        for &fault in faults {
+            if let Some(command) = self.command_of(host, fault) {
+                self.observe(host, command.unserved());
+            }
+        }
     }
 
     /// The renderer wrote a file, or SIGHUP came: a running balancer reloads it, a stopped

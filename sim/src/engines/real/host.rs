@@ -209,6 +209,7 @@ async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
     let (control, control_rx) = mpsc::unbounded_channel();
     let agent = Rc::new(AgentControl::default());
     let orders = follow_orders(env.clone(), control, agent.clone());
+    let unserved = record_unserved(env.clone(), agent.clone());
     // Loss is the network's (nftables), not the host's own model.
     let handles = NodeHandles { faults: Rc::default(), control: control_rx, agent };
     // Refused before a real run starts: no attacker gets here, and there is no wire to tap.
@@ -217,6 +218,22 @@ async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
         biased;
         () = orders => {}
         () = host => {}
+        () = unserved => {}
+    }
+}
+
+/// How often a real host looks for commands a killed serf never took.
+const UNSERVED_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Records as refused the commands a serf killed while stopped never took, as the simulators
+/// do (a crash of the host's process takes them with it unrecorded).
+async fn record_unserved(env: HostEnv<NamedNet>, agent: Rc<AgentControl>) {
+    let mut poll = tokio::time::interval(UNSERVED_POLL);
+    loop {
+        poll.tick().await;
+        for command in agent.take_unserved() {
+            env.observe(command.unserved());
+        }
     }
 }
 
@@ -235,8 +252,9 @@ async fn follow_orders(
             // A command that finds no agent running fails, as `serf` does.
             Ok(Order::Agent(command)) if !agent.is_running() => env.observe(command.refused()),
             Ok(Order::Agent(command)) => {
+                let refusal = command.queue_full();
                 if !agent.send(command) {
-                    tracing::warn!("the agent's command queue is full: an order was dropped");
+                    env.observe(refusal);
                 }
             }
             Err(error) => tracing::error!("an order the engine sent cannot be read: {error}: {line}"),
