@@ -136,13 +136,13 @@ enum Command {
         #[arg(long, default_value_t = node::GOSSIP_PORT)]
         gossip_port: u16,
         /// Seed to join through (repeatable), as host or host:port.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_join)]
         join: Vec<String>,
         /// Keep retrying the join (Serf's -retry-join) instead of giving up.
         #[arg(long)]
         retry_join: bool,
-        /// Time between join attempts, in ms.
-        #[arg(long, default_value_t = 2000)]
+        /// Time between join attempts, in ms (at least 100, as in scenario files).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..))]
         retry_interval_ms: u64,
         /// Keep the alive members in this file and push-pull with them on restart (Serf's
         /// -snapshot with -rejoin).
@@ -230,11 +230,11 @@ enum Command {
         /// A command run after the file changed (a reload), as consul-template's `command`.
         #[arg(long)]
         command: Option<String>,
-        /// Longest run of --check-cmd or --command, in ms.
-        #[arg(long, default_value_t = 30_000)]
+        /// Longest run of --check-cmd or --command, in ms (at least 1).
+        #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
         command_timeout_ms: u64,
         /// Keep the replaced file as OUT.bak.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         backup: bool,
         /// Skip the balancer's own check of the rendering.
         #[arg(long)]
@@ -280,6 +280,15 @@ impl Clock for ProcessClock {
     }
 }
 
+/// Writes `text` on stdout. A reader that went away (`| head -1`) is no reason to stop a
+/// supervisor or an agent, nor to leave their children behind as a panic would: what it
+/// would have read is dropped.
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Prints events as JSON lines on stdout; the per-request ones only when asked (a balancer
 /// under load would spend its time printing).
 struct PrintObserver {
@@ -292,7 +301,7 @@ impl Observer for PrintObserver {
             return;
         }
         let line = serde_json::json!({ "t_us": at.as_micros() as u64, "host": host, "event": event });
-        println!("{line}");
+        print_stdout(&format!("{line}\n"));
     }
 
     fn records_requests(&self) -> bool {
@@ -301,7 +310,12 @@ impl Observer for PrintObserver {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    // Logs go to stderr: stdout carries the events as JSON lines.
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let result = match Cli::parse().command {
         command @ Command::Node { .. } => run_node(command),
         Command::Balancer { config, seed, threads } => run_balancer(config, seed, threads),
@@ -390,10 +404,24 @@ fn run_render(job: &RenderJob) -> anyhow::Result<()> {
         .render(&rollcall::render::Renderer::addresses(&members))
         .map_err(|e| BadInput(e.to_string()))?;
     let Some(out) = job.out.as_ref().filter(|_| !job.dry_run) else {
-        print!("{text}");
+        print_stdout(&text);
         return Ok(());
     };
-    if std::fs::read(out).ok().as_deref() == Some(text.as_bytes()) {
+    let out = &render_target(out)?;
+    for input in [&job.template, &job.members] {
+        if same_file(out, input) {
+            return Err(BadInput(format!(
+                "--out {}: this is {}: rendering there would replace it",
+                out.display(),
+                input.display()
+            ))
+            .into());
+        }
+    }
+    // What is there now, if it can be read: one that cannot (not UTF-8, unreadable) is
+    // replaced all the same, as a changed file.
+    let old = std::fs::read(out).ok();
+    if old.as_deref() == Some(text.as_bytes()) {
         eprintln!("{}: unchanged", out.display());
         return Ok(());
     }
@@ -401,7 +429,8 @@ fn run_render(job: &RenderJob) -> anyhow::Result<()> {
         rollcall::balancer::config::parse(&out.display().to_string(), &text)
             .map_err(|e| anyhow::anyhow!("rendering rejected, {} kept: {e}", out.display()))?;
     }
-    let staged = staged_write(out, text.as_bytes())?;
+    let staged = staged_write(out, text.as_bytes())
+        .map_err(|e| BadInput(format!("cannot write beside {}: {e}", out.display())))?;
     if let Some(check) = &job.check_cmd {
         let command = check.replace("{file}", &staged.display().to_string());
         if let Err(error) = run_command(&command, job.timeout) {
@@ -409,8 +438,12 @@ fn run_render(job: &RenderJob) -> anyhow::Result<()> {
             anyhow::bail!("rendering rejected by `{command}`, {} kept: {error}", out.display());
         }
     }
-    if job.backup && out.exists() {
-        std::fs::copy(out, format!("{}.bak", out.display()))?;
+    if let (true, Some(old)) = (job.backup, &old) {
+        let backup = PathBuf::from(format!("{}.bak", out.display()));
+        if let Err(error) = rollcall::files::write_atomic(&backup, old) {
+            let _ = std::fs::remove_file(&staged);
+            return Err(BadInput(format!("cannot write {}: {error}", backup.display())).into());
+        }
     }
     std::fs::rename(&staged, out)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -423,20 +456,56 @@ fn run_render(job: &RenderJob) -> anyhow::Result<()> {
     }
 }
 
+/// The file `--out` names, through any symbolic links (the rename replaces the file, not
+/// the link); a directory, device or pipe there is bad input, where a rename would replace
+/// it or a read of it block.
+fn render_target(out: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let target =
+        rollcall::files::resolve_links(out).map_err(|e| BadInput(format!("{}: {e}", out.display())))?;
+    match std::fs::metadata(&target) {
+        Ok(meta) if !meta.is_file() => {
+            Err(BadInput(format!("{}: not a regular file (a directory, device or pipe)", out.display()))
+                .into())
+        }
+        _ => Ok(target),
+    }
+}
+
+/// Whether `a` and `b` name one file (both exist).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 /// The rendering, written and synced beside `out` (same folder, so the rename is atomic).
 fn staged_write(out: &std::path::Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let staged = out.with_file_name(format!(".{name}.rollcall-{}", std::process::id()));
-    let mut file = std::fs::File::create(&staged)?;
+    // A leftover or a link planted at the staged name is removed, not followed.
+    let _ = std::fs::remove_file(&staged);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&staged)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(staged)
 }
 
-/// Runs `sh -c command`, killed after `timeout`; an error unless it exits 0.
+/// Runs `sh -c command`, killed after `timeout` with everything it started (its own
+/// process group: killing the shell alone left `sleep 30` running); an error unless it
+/// exits 0.
 fn run_command(command: &str, timeout: Duration) -> anyhow::Result<()> {
-    let mut child = std::process::Command::new("/bin/sh").arg("-c").arg(command).spawn()?;
+    use std::os::unix::process::CommandExt;
+    // Its own process group, as consul-template runs commands, so that a timeout kills all
+    // of it; no terminal input (it is not in the terminal's foreground group).
+    let mut child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
     let start = std::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
@@ -444,7 +513,8 @@ fn run_command(command: &str, timeout: Duration) -> anyhow::Result<()> {
             return Ok(());
         }
         if start.elapsed() >= timeout {
-            let _ = child.kill();
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
             anyhow::bail!("no answer within {} ms", timeout.as_millis());
         }
@@ -470,7 +540,11 @@ fn supervised_services(
         let name = step.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         list.push(process_service(ServiceSpec::init(name), vec![step.display().to_string()], None));
     }
-    for dir in sorted(services)?.into_iter().filter(|p| p.is_dir()) {
+    // s6 runs `./run` inside the service directory: a relative --services would name no
+    // directory from there.
+    let services = std::fs::canonicalize(services)
+        .map_err(|e| BadInput(format!("cannot read {}: {e}", services.display())))?;
+    for dir in sorted(&services)?.into_iter().filter(|p| p.is_dir()) {
         list.push(read_service_dir(&dir).map_err(|e| BadInput(e.to_string()))?);
     }
     if !main.is_empty() {
@@ -629,6 +703,25 @@ fn os_seed() -> anyhow::Result<u64> {
     Ok(u64::from_le_bytes(bytes))
 }
 
+/// A `--join` seed that names a host (or an address) and a port, checked where it is given;
+/// the name is resolved when the agent starts, as Serf resolves it.
+fn parse_join(text: &str) -> Result<String, String> {
+    let well_formed = |host: &str| {
+        let name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if host.parse::<IpAddr>().is_ok() || (!host.is_empty() && host.chars().all(name)) {
+            Ok(IpAddr::from([0, 0, 0, 0]))
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{host:?} is no host name or address"),
+            ))
+        }
+    };
+    rollcall::net::resolve_endpoint_with(text, node::GOSSIP_PORT, well_formed)
+        .map(|_| text.to_string())
+        .map_err(|error| error.to_string())
+}
+
 fn parse_label(text: &str) -> Result<String, String> {
     Wire::new(Some(text.to_string()), None).map(|_| text.to_string()).map_err(|error| error.to_string())
 }
@@ -659,6 +752,7 @@ fn run_node(command: Command) -> anyhow::Result<()> {
     else {
         unreachable!("called for the node command")
     };
+    check_node_files(snapshot.as_deref(), keyring_file.as_deref(), output.as_deref())?;
     let role = node_role(role, template, output)?;
     check_serf_tags(&serf_tags, &role)?;
     let join_mode = if retry_join {
@@ -684,6 +778,46 @@ fn run_node(command: Command) -> anyhow::Result<()> {
     };
     let seed = seed.map_or_else(os_seed, Ok)?;
     run_until_stopped(name, advertise, seed, spec)
+}
+
+/// The node's files, checked before anything starts: an agent that cannot use them would
+/// otherwise fail at every start (a keyring file it cannot read), or quietly do without
+/// them (a snapshot that is a directory), and a renderer fail at every rendering.
+fn check_node_files(
+    snapshot: Option<&std::path::Path>,
+    keyring_file: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let writable_file = |flag: &str, path: &std::path::Path| -> anyhow::Result<()> {
+        let target = rollcall::files::resolve_links(path)
+            .map_err(|e| BadInput(format!("{flag} {}: {e}", path.display())))?;
+        if std::fs::metadata(&target).is_ok_and(|meta| !meta.is_file()) {
+            return Err(BadInput(format!("{flag} {}: not a regular file", path.display())).into());
+        }
+        let dir =
+            target.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(BadInput(format!("{flag} {}: no directory {}", path.display(), dir.display())).into());
+        }
+        Ok(())
+    };
+    if let Some(path) = snapshot {
+        writable_file("--snapshot", path)?;
+    }
+    if let Some(path) = output {
+        writable_file("--output", path)?;
+    }
+    if let Some(path) = keyring_file {
+        writable_file("--keyring-file", path)?;
+        if path.exists() {
+            let bad = |error: String| BadInput(format!("--keyring-file {}: {error}", path.display()));
+            let text = rollcall::files::read_bounded(path, INPUT_BYTES_MAX).map_err(bad)?;
+            let keys: Vec<String> = serde_json::from_str(&text)
+                .map_err(|e| bad(format!("line {} column {}: {e}", e.line(), e.column())))?;
+            Keyring::parse(&keys).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The node's role: a balancer's template is read and checked before anything starts.

@@ -295,9 +295,14 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
     let NodeHandles { faults, control: from_world, agent } = handles;
     // s6-svc from the world and from the node itself (the lab's handler runs `s6-svc -h`).
     let (svc, control) = mpsc::unbounded_channel();
+    let mut from_world = from_world;
+    // What the world ordered before the boot reaches the supervisor as it starts, which
+    // settles it (supervisor::settle_early_orders); the forwarder would run only later.
+    while let Ok(command) = from_world.try_recv() {
+        let _ = svc.send(command);
+    }
     let forward_svc = svc.clone();
     let forwarder = tokio::task::spawn_local(async move {
-        let mut from_world = from_world;
         while let Some(command) = from_world.recv().await {
             if forward_svc.send(command).is_err() {
                 return;

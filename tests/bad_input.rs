@@ -447,3 +447,55 @@ fn unknown_helpers_misplaced_keys_swarm_duplicates_bad_outputs_and_odd_files_are
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Outputs that would destroy an input or a special file are refused (exit 2) and leave
+/// them as they were: a trace, page or shrunk file over the scenario itself, a trace onto a
+/// named pipe or a link to a device. An empty trace is no trace to `diff`, a shard that holds
+/// no seed is no exploration, and an unknown invariant is named as unknown.
+#[test]
+fn outputs_never_replace_inputs_or_special_files() {
+    let dir = std::env::temp_dir().join(format!("rollcall-outputs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("lab.toml");
+    let original = std::fs::read_to_string(base().join("lab.toml")).unwrap();
+    std::fs::write(&scenario, original.replace("templates/", &format!("{}/templates/", base().display())))
+        .unwrap();
+    let before = std::fs::read(&scenario).unwrap();
+    let cli = env!("CARGO_BIN_EXE_rollcall-sim");
+    let sim = |args: &[&str]| {
+        std::process::Command::new("timeout").arg("120").arg(cli).args(args).output().unwrap()
+    };
+    let path = scenario.to_str().unwrap();
+    let link = dir.join("same.toml");
+    std::os::unix::fs::symlink(&scenario, &link).unwrap();
+    for args in [
+        vec!["run", path, "--trace", path],
+        vec!["run", path, "--trace", link.to_str().unwrap()],
+        vec!["report", path, "--html", path],
+        vec!["shrink", path, "--seed", "1", "--out", path],
+    ] {
+        let output = sim(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("would replace it"), "{args:?}");
+    }
+    assert_eq!(std::fs::read(&scenario).unwrap(), before, "the scenario is untouched");
+    let fifo = dir.join("trace.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let null = dir.join("null.jsonl");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    for special in [&fifo, &null] {
+        let output = sim(&["run", path, "--trace", special.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(&fifo).unwrap().file_type()));
+    assert!(std::fs::symlink_metadata(&null).unwrap().file_type().is_symlink());
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    assert_eq!(sim(&["diff", empty.to_str().unwrap(), empty.to_str().unwrap()]).status.code(), Some(2));
+    assert_eq!(sim(&["explore", path, "--seeds", "1..2", "--shard", "3/5"]).status.code(), Some(2));
+    let unknown = sim(&["shrink", path, "--seed", "1", "--invariant", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown invariant 'nosuch'"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -118,9 +118,22 @@ fn explore_gives_one_summary_whatever_the_jobs_or_shards() {
     let odd: Vec<u64> = seeds.iter().copied().filter(|s| s % 2 == 1).collect();
     let even: Vec<u64> = seeds.iter().copied().filter(|s| s % 2 == 0).collect();
     let shards = vec![
-        exploration(&simulation, explore::explore(&simulation, &even, 1, None, |_| {})),
-        exploration(&simulation, explore::explore(&simulation, &odd, 1, None, |_| {})),
+        exploration(&simulation, explore::explore(&simulation, &even, 1, None, |_| {}))
+            .sharded((11, 13), (2, 2)),
+        exploration(&simulation, explore::explore(&simulation, &odd, 1, None, |_| {}))
+            .sharded((11, 13), (1, 2)),
     ];
+    // Half the shards, the same shard twice, or a shard of another version of the file, do
+    // not sum to the exploration.
+    assert!(Exploration::merge(vec![shards[0].clone()]).unwrap_err().contains("shard 1/2 missing"));
+    assert!(Exploration::merge(vec![shards[0].clone(), shards[0].clone()]).unwrap_err().contains("twice"));
+    let other = Simulation::from_file(&scenario("lab-swarm.toml")).unwrap().expect(Default::default());
+    let other = exploration(&other, shards[1].outcomes.clone()).sharded((11, 13), (1, 2));
+    assert!(Exploration::merge(vec![shards[0].clone(), other]).unwrap_err().contains("different scenarios"));
+    // The same file named another way (another directory, another machine) is the same.
+    let respelled = Simulation::from_file(&scenario("../scenarios/./lab-swarm.toml")).unwrap();
+    let respelled = exploration(&respelled, shards[1].outcomes.clone()).sharded((11, 13), (1, 2));
+    assert!(Exploration::merge(vec![shards[0].clone(), respelled]).is_ok());
     // Through JSON, as `explore --json` and `merge` pass them.
     let shards = shards
         .into_iter()

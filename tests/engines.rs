@@ -1207,6 +1207,43 @@ fn an_order_before_its_host_boots_acts_when_it_boots_on_both_engines() {
     }
 }
 
+/// Windows that open and close before their node boots no longer hold at its boot: s1
+/// (booting at 5 s) left at 0 s and rejoined at 2 s, s2 (booting at 10 s) had its serf
+/// stalled over 1-3 s. Neither acts at the boot, on either engine: s1's serf starts and
+/// never leaves (it had left the cluster at boot and restarted), s2's is never stopped. s3
+/// crashed at 2 s and restarted at 3 s, before its start at 15 s, and boots once, as boot 1
+/// on both engines (turmoil had counted the crash's restart as a boot of its own). s4's
+/// leave window (0-30 s) is still open when it boots at 20 s: its serf leaves at once.
+#[test]
+fn windows_that_ended_before_a_node_boots_do_not_act_at_its_boot_on_both_engines() {
+    let faults = [
+        "kind = \"leave\"\nat_s = 0\nhost = \"s1\"\nrejoin_after_s = 2",
+        "kind = \"stall\"\nat_s = 1\nfor_s = 2\nhost = \"s2\"\nservice = \"serf\"",
+        "kind = \"host-crash\"\nat_s = 2\nhost = \"s3\"\nrestart_after_s = 1",
+        "kind = \"leave\"\nat_s = 0\nhost = \"s4\"\nrejoin_after_s = 30",
+    ];
+    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().replace("s{1..2}", "s{1..4}");
+    text.push_str("[start]\norder = [\"ha\", \"s1\", \"s2\", \"s3\", \"s4\"]\ngap_ms = 5000\n\n");
+    for fault in faults {
+        text.push_str(&format!("[[fault]]\n{fault}\n\n"));
+    }
+    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    for (engine, run) in on_both_engines("early-windows.toml", &text) {
+        let serf_ends = |host| {
+            host_events(&run.trace, host, |event| {
+                matches!(event, Event::Leaving | Event::ServiceStopped { .. })
+                    || matches!(event, Event::ServiceExited { service, .. } if service == "serf")
+            })
+        };
+        assert_eq!(serf_ends("s1"), vec![], "{engine}: s1's serf left at its boot");
+        assert_eq!(serf_ends("s2"), vec![], "{engine}: s2's serf was stopped at its boot");
+        let boots = host_events(&run.trace, "s3", |event| matches!(event, Event::HostBooted { .. }));
+        assert_eq!(boots, vec![(secs(15.0), Event::HostBooted { boot: 1 })], "{engine}");
+        let leaving = host_events(&run.trace, "s4", |event| matches!(event, Event::Leaving));
+        assert_eq!(leaving.first().map(|(at, _)| *at), Some(secs(20.0)), "{engine}: s4 leaves as it boots");
+    }
+}
+
 /// Two `tags` changes each within memberlist's 512 bytes but not together: the second
 /// reaches an agent that still carries the first, which refuses it as `serf tags` does,
 /// keeps its tags, and the trace says so (`command-refused`) on both engines, where it had

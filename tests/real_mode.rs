@@ -216,6 +216,25 @@ fn a_node_name_or_tags_over_the_wire_limits_are_refused_at_start() {
     let (code, stderr) = node(&["--name", "s1", "--serf-tag", &big_tag]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--serf-tag") && stderr.contains("at most 512"), "{stderr}");
+    // Settings the agent could never use are refused at start, where they had made it fail
+    // and restart every second for ever, or be quietly ignored.
+    let dir = std::env::temp_dir().join(format!("rollcall-node-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("keyring.json");
+    std::fs::write(&garbage, "not json").unwrap();
+    let dir_arg = dir.to_str().unwrap();
+    for (flag, value) in [
+        ("--join", "bad host::x"),
+        ("--retry-interval-ms", "0"),
+        ("--event-handler", "bogus-event=true"),
+        ("--keyring-file", garbage.to_str().unwrap()),
+        ("--snapshot", dir_arg),
+    ] {
+        let (code, stderr) = node(&["--name", "s1", "--retry-join", flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag) || stderr.contains("bogus-event"), "{flag}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `rollcall balancer --config F` on loopback: serves both servers, reloads on SIGHUP and on a

@@ -149,3 +149,68 @@ fn bad_input_and_a_slow_command_keep_what_was_written() {
     assert!(std::fs::read_to_string(&out).unwrap().contains("server s1 10.0.0.2:3000 check"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--out` that is no regular file (a directory, a named pipe) is bad input named by its
+/// path, before anything runs (a pipe had hung the read, a directory looked like a rejected
+/// rendering); a link is followed and kept; a timed-out command dies with what it started;
+/// meaningless flags are refused.
+#[test]
+fn odd_outputs_are_refused_links_kept_and_timed_out_commands_leave_nothing() {
+    let dir = std::env::temp_dir().join(format!("rollcall-render-odd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = root().join("scenarios/templates/haproxy.cfg.hb");
+    let template = template.to_str().unwrap();
+    let list = members(&dir, TWO);
+    let fifo = dir.join("fifo.cfg");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for odd in [dir.as_path(), fifo.as_path()] {
+        let refused = Command::new("timeout")
+            .args([
+                "10",
+                env!("CARGO_BIN_EXE_rollcall"),
+                "render",
+                "--template",
+                template,
+                "--members",
+                &list,
+            ])
+            .args(["--out", odd.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{}: {stderr}", odd.display());
+        assert!(stderr.contains(odd.to_str().unwrap()) && stderr.contains("not a regular file"), "{stderr}");
+    }
+    let real = dir.join("real.cfg");
+    std::fs::write(&real, "old\n").unwrap();
+    let link = dir.join("link.cfg");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let through = render(&["--template", template, "--members", &list, "--out", link.to_str().unwrap()]);
+    assert!(through.status.success(), "{}", String::from_utf8_lossy(&through.stderr));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is kept");
+    assert!(std::fs::read_to_string(&real).unwrap().contains("server s1 10.0.0.2:3000 check"));
+    let marker = format!("30.{}", std::process::id());
+    let command = format!("sleep {marker} & sleep {marker}");
+    let out = dir.join("out.cfg");
+    let slow = ["--command", &command, "--command-timeout-ms", "300"];
+    let timed_out = render(
+        &[&["--template", template, "--members", &list, "--out", out.to_str().unwrap()][..], &slow].concat(),
+    );
+    assert_eq!(timed_out.status.code(), Some(1));
+    // A killed process may take a moment to go: look for up to 2 s.
+    let running = || {
+        !Command::new("pgrep").args(["-f", &format!("sleep {marker}")]).output().unwrap().stdout.is_empty()
+    };
+    let gone = (0..20).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !running()
+    });
+    assert!(gone, "what the command started is still running");
+    let zero =
+        render(&["--template", template, "--members", &list, "--dry-run", "--command-timeout-ms", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    let both = render(&["--template", template, "--members", &list, "--dry-run", "--backup"]);
+    assert_eq!(both.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

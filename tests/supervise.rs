@@ -18,6 +18,17 @@ impl Drop for Running {
     }
 }
 
+/// The supervisor's exit status once it halts; the test fails (and kills it) past `deadline`.
+fn halted(mut running: Running, deadline: Instant) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "rollcall supervise did not halt");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn write_script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
     let mut permissions = std::fs::metadata(path).unwrap().permissions();
@@ -75,15 +86,7 @@ fn real_processes_follow_s6s_rules_and_the_main_exit_halts_with_its_code() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start rollcall supervise");
-    let mut running = Running(child);
-    let deadline = begun + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = running.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "rollcall supervise did not halt");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = halted(Running(child), begun + Duration::from_secs(20));
     let elapsed = begun.elapsed();
     assert_eq!(status.code(), Some(4), "the main program's exit code");
     assert!(elapsed < Duration::from_secs(8), "halted {elapsed:?} after start");
@@ -120,5 +123,29 @@ fn a_service_directory_without_run_is_refused() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken") && stderr.contains("no run script"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `--services ./services`, as README writes it: s6 runs `./run` inside each service
+/// directory, and a relative scan directory still finds it (it had named no directory from
+/// there, and every start failed with exit 111).
+#[test]
+fn a_relative_services_directory_runs_its_services() {
+    let root = std::env::temp_dir().join(format!("rollcall-supervise-relative-{}", std::process::id()));
+    let (scan, log) = (root.join("services"), root.join("log"));
+    std::fs::create_dir_all(&scan).unwrap();
+    std::fs::create_dir_all(&log).unwrap();
+    service(&scan, "up", "sleep 10", None, &[]);
+    let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["supervise", "--services", "./services", "--", "/bin/sh", "-c", "sleep 3; exit 0"])
+        .current_dir(&root)
+        .env("LOG_DIR", &log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rollcall supervise");
+    let status = halted(Running(child), Instant::now() + Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "the main program's exit code");
+    assert_eq!(starts(&log, "up").len(), 1, "the service started once and ran until the halt");
     let _ = std::fs::remove_dir_all(&root);
 }

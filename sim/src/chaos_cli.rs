@@ -69,6 +69,11 @@ pub fn run(simulation: &Simulation, file: &Path, args: ExploreArgs) -> ExitCode 
         return ExitCode::from(2);
     }
     let seeds = shard_seeds(args.seeds, args.shard);
+    if seeds.is_empty() {
+        let ((first, last), (index, count)) = (args.seeds, args.shard);
+        eprintln!("error: shard {index}/{count} of seeds {first}..{last} holds no seed: use fewer shards");
+        return ExitCode::from(2);
+    }
     let bar = ProgressBar::new(seeds.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
@@ -83,7 +88,8 @@ pub fn run(simulation: &Simulation, file: &Path, args: ExploreArgs) -> ExitCode 
     });
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
-    let exploration = Exploration::new(simulation, &file.display().to_string(), outcomes);
+    let exploration =
+        Exploration::new(simulation, &file.display().to_string(), outcomes).sharded(args.seeds, args.shard);
     let summary = exploration.summary();
     // A shard sees part of the range: whether every invariant was checked is for `merge`.
     let ok = if args.shard.1 > 1 { summary.unexpected_seeds.is_empty() } else { summary.passed() };
@@ -102,7 +108,7 @@ pub fn run(simulation: &Simulation, file: &Path, args: ExploreArgs) -> ExitCode 
 pub fn merge(files: &[PathBuf], json: bool) -> ExitCode {
     let mut parts = Vec::new();
     for file in files {
-        let read = std::fs::read_to_string(file).map_err(|e| e.to_string()).and_then(|text| {
+        let read = rollcall::files::read_bounded(file, TRACE_FILE_BYTES_MAX).and_then(|text| {
             serde_json::from_str::<Exploration>(&text).map_err(|e| format!("line {}: {e}", e.line()))
         });
         match read {
@@ -143,9 +149,9 @@ pub fn shrink(
 ) -> ExitCode {
     let shrunk = match rollcall_sim::shrink::shrink(simulation, invariant) {
         Ok(shrunk) => shrunk,
-        Err(error @ rollcall_sim::shrink::ShrinkError::Engine(_)) => {
+        Err(rollcall_sim::shrink::ShrinkError::Engine(error)) => {
             eprintln!("error: {error}");
-            return ExitCode::from(1);
+            return ExitCode::from(error.exit_code());
         }
         Err(error) => {
             eprintln!("error: {}: {error}", file.display());
@@ -154,6 +160,9 @@ pub fn shrink(
     };
     let out =
         out.unwrap_or_else(|| rollcall_sim::shrink::default_output(file, shrunk.seed, &shrunk.invariant));
+    if let Err(code) = crate::check_output(&out, file) {
+        return code;
+    }
     let replay = rollcall_sim::report::replay_command(&out.display().to_string(), shrunk.seed, &shrunk.world);
     if let Err(error) = rollcall_sim::shrink::write_scenario(file, &shrunk, &replay, &out) {
         eprintln!("error: {error}");
@@ -220,8 +229,16 @@ fn confirm_replay(out: &Path, shrunk: &Shrunk, replay: &str, json: bool) -> Exit
 }
 
 /// `diff`: exit 0 if the traces are the same, 1 where they part, 2 for bad input.
+/// Largest trace file `diff` reads: [`rollcall_sim::trace::TRACE_RECORDS_MAX`] records of a
+/// few hundred bytes each, with room to spare.
+const TRACE_FILE_BYTES_MAX: u64 = 8 << 30;
+
 pub fn diff(a: &Path, b: &Path, context: usize, json: bool) -> ExitCode {
-    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+    // A regular file of bounded size: a pipe would block the read, a device fill memory.
+    let read = |path: &Path| {
+        rollcall::files::read_bounded(path, TRACE_FILE_BYTES_MAX)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
     let (a_text, b_text) = match (read(a), read(b)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(error), _) | (_, Err(error)) => {
@@ -261,7 +278,7 @@ pub fn html_report(simulation: &Simulation, out: &Path, json: bool) -> ExitCode 
         Ok(run) => run,
         Err(error) => {
             eprintln!("error: {error}");
-            return ExitCode::from(1);
+            return ExitCode::from(error.exit_code());
         }
     };
     let page = rollcall_sim::html::page(&simulation.seeded_world(), &run);

@@ -87,6 +87,13 @@ pub fn diff(
     (b_name, b): (&str, &str),
     context: usize,
 ) -> Result<Option<Divergence>, TraceLineError> {
+    // Every trace `run --trace` writes starts with the run's plan: an empty file is none.
+    for (name, text) in [(a_name, a), (b_name, b)] {
+        if text.trim().is_empty() {
+            let message = "empty: a trace starts with its run's plan record".to_string();
+            return Err(TraceLineError { file: name.into(), line: 1, message });
+        }
+    }
     let (mut a_lines, mut b_lines) = (a.lines(), b.lines());
     let mut shared: std::collections::VecDeque<Record> = Default::default();
     let context = context.min(CONTEXT_MAX);
@@ -113,6 +120,13 @@ pub fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_file_is_no_trace() {
+        let error = diff(("a", ""), ("b", ""), 3).expect_err("refused");
+        assert_eq!((error.file.as_str(), error.line), ("a", 1));
+        assert!(diff(("a", "\n"), ("b", ""), 3).is_err());
+    }
 
     const A: &str = r#"{"t_us":1000,"host":"s1","event":{"kind":"host-booted","boot":1}}
 {"t_us":2000,"host":"s1","event":{"kind":"joined","via":"ha"}}

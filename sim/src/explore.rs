@@ -108,6 +108,15 @@ pub struct Exploration {
     /// The balancer's pipeline and the engine (`fixed turmoil`): shards of different runs
     /// do not merge.
     pub run: String,
+    /// The commit that ran it: a seed replays only on the code that ran it.
+    pub commit: String,
+    /// A fingerprint of everything the scenario asked for (hosts, templates, faults,
+    /// invariants): shards of two versions of a file do not merge.
+    pub world: String,
+    /// The whole seed range explored, first and last.
+    pub seeds: (u64, u64),
+    /// Which shard of the range this is, `(index, count)` from 1; `(1, 1)` for the whole.
+    pub shard: (u64, u64),
     /// Seed outcomes, by seed.
     pub outcomes: Vec<SeedOutcome>,
 }
@@ -117,13 +126,26 @@ impl Exploration {
     pub fn new(simulation: &Simulation, file: &str, outcomes: Vec<SeedOutcome>) -> Self {
         let world = simulation.world();
         let enabled = crate::invariants::NAMES.iter().filter(|name| world.invariants.enables(name));
+        let first = outcomes.iter().map(|o| o.seed).min().unwrap_or(1);
+        let last = outcomes.iter().map(|o| o.seed).max().unwrap_or(first);
         Exploration {
             scenario: world.name.clone(),
             file: file.to_string(),
             invariants: enabled.map(|name| name.to_string()).collect(),
             run: format!("{} {}", world.pipeline().name(), world.engine.name()),
+            commit: crate::report::COMMIT.to_string(),
+            world: fingerprint(world),
+            seeds: (first, last),
+            shard: (1, 1),
             outcomes,
         }
+    }
+
+    /// Marks this as shard `shard` (`(index, count)`) of the seed range `seeds`.
+    pub fn sharded(mut self, seeds: (u64, u64), shard: (u64, u64)) -> Self {
+        self.seeds = seeds;
+        self.shard = shard;
+        self
     }
 
     /// The summary of every outcome.
@@ -134,8 +156,10 @@ impl Exploration {
     /// Several shards' outcomes as one exploration. Shards must come from one scenario,
     /// invariant set, pipeline and engine; a seed in two shards must have one outcome.
     pub fn merge(parts: Vec<Exploration>) -> Result<Exploration, String> {
+        check_shards(&parts)?;
         let mut parts = parts.into_iter();
         let Some(mut merged) = parts.next() else { return Err("nothing to merge".into()) };
+        merged.shard = (1, 1);
         for part in parts {
             let key = |e: &Exploration| (e.scenario.clone(), e.invariants.clone(), e.run.clone());
             if key(&part) != key(&merged) {
@@ -158,6 +182,58 @@ impl Exploration {
         merged.outcomes.dedup_by_key(|o| o.seed);
         Ok(merged)
     }
+}
+
+/// What `world` asks for, as a short hex string: the same wherever its file lies and however
+/// its path is spelled (a template is told by its text, not its path), and different when
+/// only its keys differ (their Debug form hides them).
+fn fingerprint(world: &crate::world::World) -> String {
+    let mut world = world.clone();
+    let mut keys = Vec::new();
+    for host in &mut world.hosts {
+        if let crate::world::HostKind::Node(node) = &mut host.kind {
+            if let rollcall::node::Role::Balancer { template_file, .. } = &mut node.role {
+                template_file.clear();
+            }
+            keys.extend(node.gossip.wire.keyring.iter().flat_map(|ring| ring.encoded()));
+        }
+    }
+    format!("{:016x}", rollcall::host::stable_hash(format!("{world:?}{keys:?}").as_bytes()))
+}
+
+/// Shards merge only when they come from one commit, one version of the scenario and one
+/// seed range, and are every shard of it, once each: a sum of anything else would report
+/// seeds that were never run, or run on other code, as explored.
+fn check_shards(parts: &[Exploration]) -> Result<(), String> {
+    let Some(first) = parts.first() else { return Err("nothing to merge".into()) };
+    for part in parts {
+        if part.commit != first.commit {
+            return Err(format!("shards of different commits: {} and {}", first.commit, part.commit));
+        }
+        if part.world != first.world {
+            return Err(format!(
+                "shards of different scenarios: {} and {} differ in what they ask for",
+                first.file, part.file
+            ));
+        }
+        if (part.seeds, part.shard.1) != (first.seeds, first.shard.1) {
+            return Err(format!(
+                "shards of different explorations: seeds {}..{} in {} shards and seeds {}..{} in {}",
+                first.seeds.0, first.seeds.1, first.shard.1, part.seeds.0, part.seeds.1, part.shard.1
+            ));
+        }
+    }
+    let count = first.shard.1;
+    let given: std::collections::BTreeSet<u64> = parts.iter().map(|part| part.shard.0).collect();
+    if given.len() != parts.len() {
+        return Err("a shard is given twice".into());
+    }
+    let missing: Vec<String> =
+        (1..=count).filter(|index| !given.contains(index)).map(|index| format!("{index}/{count}")).collect();
+    if !missing.is_empty() {
+        return Err(format!("shard {} missing: the sum would leave its seeds out", missing.join(", ")));
+    }
+    Ok(())
 }
 
 /// Runs one seed.

@@ -101,8 +101,8 @@ enum Command {
         /// Print the summary and every seed's outcome as JSON (what `merge` reads).
         #[arg(long)]
         json: bool,
-        /// Stop handing out seeds after this many unexpected outcomes.
-        #[arg(long, value_name = "N")]
+        /// Stop handing out seeds after this many unexpected outcomes (at least 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         stop_after: Option<u64>,
         #[command(flatten)]
         choice: Choice,
@@ -258,6 +258,7 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
 fn main() -> ExitCode {
     // RUST_LOG=debug (or turmoil=trace for every packet) shows the stack's own logs.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
@@ -300,6 +301,9 @@ fn main() -> ExitCode {
         Command::Clean => real_cli::clean(),
         Command::Host(command) => real_cli::host(command),
         Command::Shrink { scenario, seed, invariant, out, json, choice } => {
+            if let Some(Err(code)) = out.as_deref().map(|out| check_output(out, &scenario)) {
+                return code;
+            }
             let simulation = match load(&scenario, choice, Use::Seeds) {
                 Ok(simulation) => simulation.seed(seed),
                 Err(code) => return code,
@@ -308,13 +312,44 @@ fn main() -> ExitCode {
         }
         Command::Diff { a, b, context, json } => chaos_cli::diff(&a, &b, context, json),
         Command::Report { scenario, seed, html, json, choice } => {
-            let simulation = match load(&scenario, choice, Use::Verdicts) {
-                Ok(simulation) => simulation.seed(seed),
-                Err(code) => return code,
-            };
-            chaos_cli::html_report(&simulation, &html, json)
+            report(&scenario, seed, &html, json, choice)
         }
     }
+}
+
+/// Refuses, before any run, an `output` the run could not write or should not: the
+/// scenario file `input` itself (however named; the trace, page or shrunk file would replace
+/// it), or something there that is no regular file (a directory, device or named pipe).
+pub(crate) fn check_output(output: &Path, input: &Path) -> Result<(), ExitCode> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(out) = std::fs::metadata(output) else { return Ok(()) };
+    let refuse = |why: String| {
+        eprintln!("error: {}: {why}", output.display());
+        Err(ExitCode::from(2))
+    };
+    if !out.is_file() {
+        return refuse("not a regular file (a directory, device or pipe): not replaced".into());
+    }
+    let Ok(inp) = std::fs::metadata(input) else { return Ok(()) };
+    if (out.dev(), out.ino()) == (inp.dev(), inp.ino()) {
+        return refuse(format!(
+            "this is the scenario file {}: writing there would replace it",
+            input.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `report`: one seed's HTML page.
+fn report(scenario: &Path, seed: u64, html: &Path, json: bool, choice: Choice) -> ExitCode {
+    if let Err(code) = check_output(html, scenario) {
+        return code;
+    }
+    let simulation = match load(scenario, choice, Use::Verdicts) {
+        Ok(simulation) => simulation.seed(seed),
+        Err(code) => return code,
+    };
+    chaos_cli::html_report(&simulation, html, json)
 }
 
 /// What a command reads of its runs.
@@ -443,6 +478,9 @@ struct RunOutput {
 }
 
 fn run(scenario: PathBuf, seed: u64, output: RunOutput, choice: Choice) -> ExitCode {
+    if let Some(Err(code)) = output.trace.as_deref().map(|trace| check_output(trace, &scenario)) {
+        return code;
+    }
     let simulation = match load(&scenario, choice, Use::Verdicts) {
         Ok(simulation) => simulation.seed(seed),
         Err(code) => return code,

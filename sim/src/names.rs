@@ -13,15 +13,19 @@ pub fn expand(pattern: &str) -> Result<Vec<(Option<u64>, String)>, String> {
     if suffix.contains(['{', '}']) || prefix.contains('}') {
         return Err(format!("host pattern '{pattern}' may hold one {{first..last}} range only"));
     }
-    let (first, last) = range.split_once("..").ok_or_else(|| malformed(pattern))?;
+    let (first_text, last_text) = range.split_once("..").ok_or_else(|| malformed(pattern))?;
     let number = |text: &str| text.parse::<u64>().map_err(|_| malformed(pattern));
-    let (first, last) = (number(first)?, number(last)?);
+    let (first, last) = (number(first_text)?, number(last_text)?);
+    // As bash expands `{01..10}`: a bound written with a leading zero pads every number to
+    // the wider bound's width.
+    let padded = [first_text, last_text].iter().any(|text| text.len() > 1 && text.starts_with('0'));
+    let width = if padded { first_text.len().max(last_text.len()) } else { 0 };
     if first > last || last - first >= HOSTS_MAX as u64 {
         return Err(format!(
             "host pattern '{pattern}': the range must go up, over at most {HOSTS_MAX} numbers"
         ));
     }
-    Ok((first..=last).map(|n| (Some(n), format!("{prefix}{n}{suffix}"))).collect())
+    Ok((first..=last).map(|n| (Some(n), format!("{prefix}{n:0width$}{suffix}"))).collect())
 }
 
 fn malformed(pattern: &str) -> String {
@@ -48,6 +52,15 @@ mod tests {
         assert_eq!(names, ["s8x", "s9x", "s10x", "s11x"]);
         assert_eq!(expand("ha").unwrap(), vec![(None, "ha".to_string())]);
         assert_eq!(expand("s{3..3}").unwrap(), vec![(Some(3), "s3".to_string())]);
+    }
+
+    #[test]
+    fn a_bound_with_a_leading_zero_pads_as_bash_does() {
+        let names = |pattern| expand(pattern).unwrap().into_iter().map(|(_, n)| n).collect::<Vec<_>>();
+        assert_eq!(names("x{01..03}"), ["x01", "x02", "x03"]);
+        assert_eq!(names("x{08..10}"), ["x08", "x09", "x10"]);
+        assert_eq!(names("x{1..003}"), ["x001", "x002", "x003"]);
+        assert_eq!(names("x{0..2}"), ["x0", "x1", "x2"]);
     }
 
     #[test]

@@ -215,9 +215,22 @@ impl Report {
 pub fn replay_command(file: &str, seed: u64, world: &World) -> String {
     let pipeline = world.pipeline().name();
     let engine = world.engine.name();
+    let file = shell_quoted(file);
     format!(
         "cargo run --release -p rollcall-sim -- run {file} --seed {seed} --pipeline {pipeline} --engine {engine}"
     )
+}
+
+/// `text` as one shell word: as it is when it holds nothing a shell reads specially, else in
+/// single quotes (a quote inside closed, escaped and reopened), so a replay line pastes.
+fn shell_quoted(text: &str) -> String {
+    let plain = |c: char| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | ',' | '+' | '=' | '@')
+    };
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_string();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// Protocol-level events, plus the requests between two of them folded into one line.
@@ -396,4 +409,16 @@ fn describe_scope(scope: &crate::trace::ViewScope, hosts: usize) -> Option<Strin
         observers.len(),
         list(observers)
     ))
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::shell_quoted;
+
+    #[test]
+    fn a_replay_line_quotes_a_path_a_shell_would_split_or_expand() {
+        assert_eq!(shell_quoted("scenarios/lab.toml"), "scenarios/lab.toml");
+        assert_eq!(shell_quoted("/tmp/dir with space/n$x'r.toml"), r"'/tmp/dir with space/n$x'\''r.toml'");
+        assert_eq!(shell_quoted(""), "''");
+    }
 }

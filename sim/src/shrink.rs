@@ -33,6 +33,9 @@ pub enum ShrinkError {
     /// The target invariant is not contradicted by the seed.
     #[error("seed {seed} does not contradict '{invariant}' (it contradicts: {found})")]
     NotViolated { seed: u64, invariant: String, found: String },
+    /// `--invariant` names no invariant rollcall has.
+    #[error("unknown invariant '{0}' (expected one of: {names})", names = crate::invariants::NAMES.join(", "))]
+    UnknownInvariant(String),
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] crate::engines::EngineError),
@@ -61,6 +64,9 @@ pub struct Shrunk {
 /// contradicted (default: the first one contradicted against the scenario's expectation).
 pub fn shrink(simulation: &Simulation, target: Option<&str>) -> Result<Shrunk, ShrinkError> {
     let seed = simulation.seed_value();
+    if let Some(name) = target.filter(|name| !crate::invariants::NAMES.contains(name)) {
+        return Err(ShrinkError::UnknownInvariant(name.to_string()));
+    }
     let run = simulation.run()?;
     let contradicted: Vec<String> =
         run.report.verdicts.iter().filter(|v| v.is_contradicted()).map(|v| v.name.clone()).collect();

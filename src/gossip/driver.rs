@@ -117,8 +117,8 @@ impl Command {
 /// Most commands waiting for the agent; more are refused.
 pub const COMMANDS_MAX: usize = 64;
 
-/// The way into a running agent: commands in, "left" out. It outlives the agent's runs; a
-/// new run drops what an earlier one left unread.
+/// The way into a running agent: commands in, "left" out. It outlives the agent's runs;
+/// what a run leaves unread is kept as unserved for the engine to record.
 #[derive(Debug, Default)]
 pub struct AgentControl {
     queue: RefCell<VecDeque<Command>>,
@@ -179,7 +179,8 @@ impl Drop for RunFlag {
     fn drop(&mut self) {
         self.0.running.set(false);
         let mut unserved = self.0.unserved.borrow_mut();
-        unserved.extend(self.0.queue.borrow_mut().drain(..));
+        // A leave is the agent's down signal, not a `serf` command: nothing to refuse.
+        unserved.extend(self.0.queue.borrow_mut().drain(..).filter(|command| *command != Command::Leave));
         unserved.truncate(COMMANDS_MAX);
     }
 }
@@ -258,7 +259,8 @@ impl<N: Net> Running<N> {
         files: AgentFiles,
     ) -> Result<Self, GossipError> {
         let Links { faults, view, control, events } = links;
-        control.queue.borrow_mut().clear();
+        // What an earlier run left unread went to `unserved` when it ended; what waits now
+        // came for this run (a leave ordered as it was spawned, by its SIGINT).
         let snapshotted = read_files(&env, &files, &mut config)?;
         let AgentFiles { snapshot, keyring } = files;
         let me = config.name.clone();
@@ -582,7 +584,7 @@ fn change_keyring<N: Net>(env: &HostEnv<N>, agent: &mut Agent, op: KeyOp, key: &
     let Some(ring) = agent.keyring().filter(|_| !refused) else { return };
     if let Some(path) = file {
         let text = serde_json::to_vec(&ring.encoded()).expect("a list of strings serializes");
-        if let Err(error) = env.disk().write_atomic(path, &text) {
+        if let Err(error) = env.disk().write_secret(path, &text) {
             tracing::warn!(host = %env.name, path = %path.display(), %error, "keyring file not written");
         }
     }

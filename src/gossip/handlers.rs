@@ -46,10 +46,16 @@ impl FromStr for HandlerSpec {
     type Err = HandlerSpecError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        // A script may itself contain '=': only a prefix made of event names is a filter.
+        // Serf reads what comes before the first '=' as the event filter and refuses a
+        // filter it does not know (`bogus-event=true` is an error, not a script). A script
+        // may still contain '=' (`env A=1 /bin/all.sh`): a filter is a list of words.
         if let Some((filter, script)) = text.split_once('=') {
             let names: Vec<&str> = filter.split(',').map(str::trim).collect();
-            if names.iter().all(|n| n.starts_with("member-") || *n == "user" || *n == "query") {
+            let word = |name: &&str| {
+                !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
+            };
+            if names.iter().all(word) {
                 let events = names.iter().map(|name| change_of(name)).collect::<Result<Vec<_>, _>>()?;
                 if script.trim().is_empty() {
                     return Err(HandlerSpecError::NoScript(text.to_string()));
@@ -214,6 +220,13 @@ mod tests {
         );
         assert!(matches!("user=x".parse::<HandlerSpec>(), Err(HandlerSpecError::UnknownEvent { .. })));
         assert!(matches!("member-join=".parse::<HandlerSpec>(), Err(HandlerSpecError::NoScript(_))));
+        assert_eq!(
+            "bogus-event=true".parse::<HandlerSpec>(),
+            Err(HandlerSpecError::UnknownEvent { name: "bogus-event".into() }),
+            "a filter Serf does not know is an error, not a script"
+        );
+        let spaced: HandlerSpec = "member-join, member-leave=/bin/h".parse().unwrap();
+        assert_eq!(spaced.events, Some(vec![MemberChange::Join, MemberChange::Leave]), "names are trimmed");
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub trait Disk {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Replaces a file atomically (temporary file, fsync, rename).
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// [`Disk::write_atomic`] for a secret (a keyring): a new file readable by its owner only.
+    fn write_secret(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.write_atomic(path, bytes)
+    }
     /// Truncates a file and writes `bytes` into it, as a shell's `>` redirect does: a reader
     /// (or a crash) between two such writes sees what was written so far. The lab's way.
     fn write_in_place(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
@@ -184,21 +188,10 @@ impl Disk for RealDisk {
         std::fs::read(path)
     }
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let file_name = path.file_name().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{} names no file", path.display()))
-        })?;
-        let mut temporary_name = file_name.to_os_string();
-        temporary_name.push(".rollcall-tmp");
-        let temporary = dir.join(temporary_name);
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, path)?;
-        // The rename is only durable once the directory entry is.
-        std::fs::File::open(dir)?.sync_all()
+        crate::files::write_atomic(path, bytes)
+    }
+    fn write_secret(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        crate::files::write_atomic_with_mode(path, bytes, crate::files::SECRET_FILE_MODE)
     }
     fn write_in_place(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         std::fs::write(path, bytes)

@@ -200,8 +200,10 @@ async fn run_check(command: &[String], bytes: &[u8]) -> Result<(), String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .map_err(|error| format!("cannot run {program}: {error}"))?;
+    let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
     let mut stdin = child.stdin.take().ok_or("no standard input")?;
     let checked = async {
         // A checker that stops reading early has already made up its mind.
@@ -211,7 +213,13 @@ async fn run_check(command: &[String], bytes: &[u8]) -> Result<(), String> {
     };
     let output = match tokio::time::timeout(CHECK_TIMEOUT, checked).await {
         Ok(output) => output.map_err(|error| format!("{program}: {error}"))?,
-        Err(_) => return Err(format!("{program}: no verdict within {} s", CHECK_TIMEOUT.as_secs())),
+        Err(_) => {
+            // What the checker started dies with it (kill_on_drop reaches the checker alone).
+            if let Some(group) = group {
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            return Err(format!("{program}: no verdict within {} s", CHECK_TIMEOUT.as_secs()));
+        }
     };
     if output.status.success() {
         return Ok(());

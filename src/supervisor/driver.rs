@@ -105,6 +105,53 @@ impl Control {
     }
 }
 
+/// The orders given to a node's supervisor before the node booted, as they act at its boot:
+/// what still holds then, not their history. Each service's `-u`/`-d` and SIGSTOP/SIGCONT
+/// are played in order on what the service would be (wanted up or down, stopped or not: a
+/// `-d` also continues it, a SIGSTOP to a down service does nothing), and the result is
+/// applied: `-d` for a service wanted down, SIGSTOP for one stopped. A window that opened
+/// and closed before the boot (a leave and its rejoin, a stall and its continue) leaves
+/// nothing. Any other signal (a kill, a SIGHUP) reached a service that was not running and
+/// is dropped; a shutdown, and every other command, keeps its place after them.
+pub fn settle_early_orders(orders: Vec<Control>) -> Vec<Control> {
+    // (service, wanted up, stopped), in the order services were first named.
+    let mut states: Vec<(String, bool, bool)> = Vec::new();
+    let mut rest = Vec::new();
+    for order in orders {
+        let Control::Svc { service, command } = &order else {
+            rest.push(order);
+            continue;
+        };
+        let index = match states.iter().position(|(name, ..)| name == service) {
+            Some(index) => index,
+            None => {
+                states.push((service.clone(), true, false));
+                states.len() - 1
+            }
+        };
+        let (_, wanted_up, stopped) = &mut states[index];
+        match command {
+            Command::Up => *wanted_up = true,
+            Command::Down => (*wanted_up, *stopped) = (false, false),
+            Command::Signal(Signal::Stop) => *stopped = *wanted_up,
+            Command::Signal(Signal::Cont) => *stopped = false,
+            Command::Signal(_) => {}
+            _ => rest.push(order),
+        }
+    }
+    let svc = |service: &str, command| Control::Svc { service: service.to_string(), command };
+    let mut settled: Vec<Control> = states
+        .iter()
+        .filter_map(|(service, wanted_up, stopped)| match (wanted_up, stopped) {
+            (false, _) => Some(svc(service, Command::Down)),
+            (true, true) => Some(svc(service, Command::Signal(Signal::Stop))),
+            (true, false) => None,
+        })
+        .collect();
+    settled.extend(rest);
+    settled
+}
+
 /// The signals one service handles itself, and how.
 type Handlers = BTreeMap<Signal, Box<dyn Fn()>>;
 
@@ -139,6 +186,17 @@ pub async fn run<N: Net>(
     let mut runs = Runs::new(services, ready);
     let mut out = Vec::new();
     supervisor.start(env.now(), &mut out);
+    // What waited for the boot acts now, as it stands at the boot.
+    let mut early = Vec::new();
+    while let Ok(order) = control.try_recv() {
+        early.push(order);
+    }
+    for order in settle_early_orders(early) {
+        match order {
+            Control::Svc { service, command } => supervisor.command(&service, command, env.now(), &mut out),
+            Control::Shutdown { code } => supervisor.shutdown(code, &mut out),
+        }
+    }
     loop {
         for action in std::mem::take(&mut out) {
             if let Some(code) = runs.perform(&env, action) {
@@ -328,6 +386,37 @@ mod tests {
     use super::*;
     use crate::host::testing::{host, run_paused};
     use crate::supervisor::core::FINISH_PERMANENT_FAILURE;
+
+    /// Of the orders that waited for the boot, what holds at the boot acts: a closed
+    /// window's pair cancels out, an open one's opening stays, a stop ended by a later `-d`
+    /// is gone, a kill that found the service down or not yet running does nothing, and a
+    /// shutdown comes after the rest.
+    #[test]
+    fn early_orders_settle_to_what_still_holds_at_the_boot() {
+        let svc = |service: &str, command| Control::Svc { service: service.into(), command };
+        let early = vec![
+            svc("serf", Command::Down),
+            svc("webapp", Command::Signal(Signal::Stop)),
+            svc("serf", Command::Signal(Signal::Kill)),
+            svc("serf", Command::Up),
+            svc("webapp", Command::Signal(Signal::Cont)),
+            Control::Shutdown { code: 0 },
+            svc("renderer", Command::Signal(Signal::Stop)),
+            svc("balancer", Command::Signal(Signal::Stop)),
+            svc("balancer", Command::Down),
+            svc("balancer", Command::Up),
+            svc("webapp", Command::Down),
+            svc("webapp", Command::Signal(Signal::Stop)),
+        ];
+        assert_eq!(
+            settle_early_orders(early),
+            vec![
+                svc("webapp", Command::Down),
+                svc("renderer", Command::Signal(Signal::Stop)),
+                Control::Shutdown { code: 0 },
+            ]
+        );
+    }
 
     fn starts(events: &[(Duration, Event)], name: &str) -> Vec<Duration> {
         events

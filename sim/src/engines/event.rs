@@ -52,7 +52,7 @@ use rollcall::net::lossy::LinkFaults;
 use rollcall::net::resolve_endpoint_with;
 use rollcall::node::{GOSSIP_PORT, NodeSpec, Pipeline, Role, agent_config, render_settings};
 use rollcall::supervisor::core::Exit;
-use rollcall::supervisor::driver::Control;
+use rollcall::supervisor::driver::{Control, settle_early_orders};
 
 use super::rendering::Rendering;
 use supervision::Supervision;
@@ -581,7 +581,7 @@ impl<'a> Engine<'a> {
         let boot = state.boots;
         self.observe(host, Event::HostBooted { boot });
         self.start_supervision(host);
-        for control in std::mem::take(&mut self.hosts[host].held_controls) {
+        for control in settle_early_orders(std::mem::take(&mut self.hosts[host].held_controls)) {
             self.control(host, control);
         }
     }
@@ -983,15 +983,17 @@ impl<'a> Engine<'a> {
         let host = self.by_name[name];
         match self.active.crash(name, start) {
             Some(true) => {
+                // What a stopped serf held dies with it, recorded before the crash: no record
+                // of the host's comes after it.
+                let unserved =
+                    self.hosts[host].supervision.take().map(Supervision::unserved).unwrap_or_default();
+                self.record_unserved(host, &unserved);
                 self.recorder.world(self.now, name, WorldEvent::HostCrashed);
                 let state = &mut self.hosts[host];
                 state.up = false;
                 state.agent = None;
                 state.rendering = None;
                 state.ended_view = None;
-                let unserved = state.supervision.take().map(Supervision::unserved).unwrap_or_default();
-                self.record_unserved(host, &unserved);
-                let state = &mut self.hosts[host];
                 state.held_controls.clear();
                 state.generation += 1;
             }

@@ -177,7 +177,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         while let Some(step) = steps.next_if(|step| step.at <= sim.elapsed()) {
             world_faults.apply(&mut sim, &states, plan, step);
         }
-        world_faults.trigger(&mut sim, plan);
+        world_faults.trigger(&mut sim, plan, &states);
         if !taps.is_empty() {
             tap_the_wire(&sim, &taps);
         }
@@ -213,28 +213,31 @@ fn host_factory(
     seed: u64,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = turmoil::Result>>> {
     move || {
-        let boot = state.boots.get() + 1;
-        state.boots.set(boot);
         let (control, control_rx) = mpsc::unbounded_channel();
         *state.control.borrow_mut() = Some(control);
-        // A fresh random stream per boot: a restarted host does not replay its first life.
-        let host_seed = host_seed(seed, &host.name, boot);
-        let net = SimNet { name: host.name.clone(), addresses: addresses.clone() };
-        let env = HostEnv::new(
-            host.name.clone(),
-            net,
-            Rc::new(SimClock),
-            state.disk.clone(),
-            Rc::new(recorder.clone()),
-            host_seed,
-        );
-        let (kind, faults, start_at) = (host.kind.clone(), state.faults.clone(), state.start_at);
-        let (agent, tap) = (state.agent.clone(), state.tap.clone());
+        let (host, state, recorder, addresses) =
+            (host.clone(), state.clone(), recorder.clone(), addresses.clone());
         Box::pin(async move {
-            // A host crashed and restarted before its planned start still waits for it.
-            tokio::time::sleep(start_at.saturating_sub(env.now())).await;
-            let handles = NodeHandles { faults, control: control_rx, agent };
-            super::boot_host(env, kind, handles, tap, boot).await;
+            // A host crashed and restarted before its planned start still waits for it, and
+            // only then boots: a crash before the first boot is no boot of its own (as the
+            // event engine counts them).
+            tokio::time::sleep(state.start_at.saturating_sub(SimClock.now())).await;
+            let boot = state.boots.get() + 1;
+            state.boots.set(boot);
+            // A fresh random stream per boot: a restarted host does not replay its first life.
+            let host_seed = host_seed(seed, &host.name, boot);
+            let net = SimNet { name: host.name.clone(), addresses };
+            let env = HostEnv::new(
+                host.name.clone(),
+                net,
+                Rc::new(SimClock),
+                state.disk.clone(),
+                Rc::new(recorder),
+                host_seed,
+            );
+            let handles =
+                NodeHandles { faults: state.faults.clone(), control: control_rx, agent: state.agent.clone() };
+            super::boot_host(env, host.kind.clone(), handles, state.tap.clone(), boot).await;
             Ok(())
         })
     }
@@ -309,7 +312,7 @@ impl WorldFaults {
                     self.impair(now, host, &states[host].faults);
                 }
             }
-            FaultKind::HostCrash { host, .. } => self.crash(sim, host, start),
+            FaultKind::HostCrash { host, .. } => self.crash(sim, host, start, &states[host].agent),
             _ => {
                 for (host, order) in self.active.orders(step.fault, fault, step.phase) {
                     match order {
@@ -362,7 +365,7 @@ impl WorldFaults {
     /// Starts each armed mid-render crash whose host has begun writing a rendering since it
     /// was armed (the write is then still under way: it spans simulated time), and restarts
     /// triggered crashes that are due.
-    fn trigger(&mut self, sim: &mut turmoil::Sim<'_>, plan: &Plan) {
+    fn trigger(&mut self, sim: &mut turmoil::Sim<'_>, plan: &Plan, states: &BTreeMap<String, Rc<HostState>>) {
         let now = sim.elapsed();
         let mut index = 0;
         while index < self.armed.len() {
@@ -384,7 +387,7 @@ impl WorldFaults {
             }
             self.armed.swap_remove(index);
             self.recorder.world(now, WORLD, WorldEvent::FaultStarted { id, fault: fault.kind.clone() });
-            self.crash(sim, host, true);
+            self.crash(sim, host, true, &states[host].agent);
             if let Some(lasting) = fault.lasting {
                 self.restarts.push((now + lasting, id));
             }
@@ -394,16 +397,21 @@ impl WorldFaults {
             let fault = &plan.faults[id];
             self.recorder.world(now, WORLD, WorldEvent::FaultEnded { id, fault: fault.kind.clone() });
             if let FaultKind::HostCrash { host, .. } = &fault.kind {
-                self.crash(sim, host, false);
+                self.crash(sim, host, false, &states[host].agent);
             }
         }
     }
 
-    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, host: &str, start: bool) {
+    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, host: &str, start: bool, agent: &AgentControl) {
         match self.active.crash(host, start) {
             Some(true) => {
-                self.recorder.world(sim.elapsed(), host, WorldEvent::HostCrashed);
                 sim.crash(host);
+                // What a stopped serf held dies with it, before the host's crash is recorded:
+                // no record of the host's comes after its crash.
+                for command in agent.take_unserved() {
+                    rollcall::host::Observer::record(&self.recorder, sim.elapsed(), host, command.unserved());
+                }
+                self.recorder.world(sim.elapsed(), host, WorldEvent::HostCrashed);
             }
             Some(false) => {
                 self.recorder.world(sim.elapsed(), host, WorldEvent::HostRestarted);

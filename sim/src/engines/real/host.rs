@@ -86,6 +86,9 @@ impl Disk for RootedDisk {
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         RealDisk.write_atomic(&self.place_for_writing(path)?, bytes)
     }
+    fn write_secret(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        RealDisk.write_secret(&self.place_for_writing(path)?, bytes)
+    }
     fn write_in_place(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         RealDisk.write_in_place(&self.place_for_writing(path)?, bytes)
     }
@@ -210,6 +213,7 @@ async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
     let agent = Rc::new(AgentControl::default());
     let orders = follow_orders(env.clone(), control, agent.clone());
     let unserved = record_unserved(env.clone(), agent.clone());
+    let last_look = (env.clone(), agent.clone());
     // Loss is the network's (nftables), not the host's own model.
     let handles = NodeHandles { faults: Rc::default(), control: control_rx, agent };
     // Refused before a real run starts: no attacker gets here, and there is no wire to tap.
@@ -219,6 +223,11 @@ async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
         () = orders => {}
         () = host => {}
         () = unserved => {}
+    }
+    // A node that halted (a `stop` of a stalled serf) may leave some the poll did not see.
+    let (env, agent) = last_look;
+    for command in agent.take_unserved() {
+        env.observe(command.unserved());
     }
 }
 

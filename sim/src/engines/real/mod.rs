@@ -27,6 +27,7 @@ use crate::trace::{Entry, Record, TRACE_RECORDS_MAX, Trace, WORLD, WorldEvent};
 use crate::world::{HostKind, World};
 use network::Network;
 use rollcall::net::lossy::LinkFaults;
+use rollcall::supervisor::driver::{Control, settle_early_orders};
 
 /// Most hosts a real run starts: each is a process and a namespace, and a lab-sized
 /// scenario is what the wall clock allows (real gossip timers run as configured).
@@ -153,9 +154,8 @@ static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0)
 #[derive(Default)]
 struct HostProcess {
     index: usize,
-    /// Boots so far, counted as turmoil counts them: a host crashed before its first boot
-    /// had one (turmoil starts every host at time zero, waiting for its planned start), so
-    /// its seed stream and `host-booted` numbers match the simulator's.
+    /// Boots so far: a host crashed before its first boot has had none, as the simulators
+    /// count them, so its seed stream and `host-booted` numbers match theirs.
     boots: u32,
     /// Its planned start has passed (a restart before it waits for it, as in turmoil).
     started: bool,
@@ -163,7 +163,7 @@ struct HostProcess {
     orders: Option<tokio::process::ChildStdin>,
     /// Supervisor orders given before the first boot: turmoil's supervisor queue exists
     /// from time zero and takes them at boot, so they wait here.
-    early: Vec<Order>,
+    early: Vec<Control>,
 }
 
 /// What happens at a planned time.
@@ -270,8 +270,8 @@ impl RealRun<'_> {
         }
         self.spawn(name)?;
         let early = std::mem::take(&mut self.hosts.get_mut(name).expect("listed").early);
-        for order in early {
-            self.send(name, &order).await;
+        for control in settle_early_orders(early) {
+            self.send(name, &Order::Supervisor(control)).await;
         }
         Ok(())
     }
@@ -329,7 +329,6 @@ impl RealRun<'_> {
                 // Dead first, then recorded: no record of the host's can come after its crash.
                 self.kill(host).await;
                 let process = self.hosts.get_mut(host).expect("listed");
-                process.boots = process.boots.max(1);
                 process.early.clear();
                 self.record(host, WorldEvent::HostCrashed);
             }
@@ -405,7 +404,9 @@ impl RealRun<'_> {
         let process = self.hosts.get_mut(name).expect("every planned host is listed");
         let Some(stdin) = process.orders.as_mut() else {
             match order {
-                Order::Supervisor(_) if !process.started && !crashed => process.early.push(order.clone()),
+                Order::Supervisor(control) if !process.started && !crashed => {
+                    process.early.push(control.clone())
+                }
                 Order::Agent(command) => self.refuse(name, command),
                 Order::Supervisor(_) => {}
             }
