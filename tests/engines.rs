@@ -1207,6 +1207,23 @@ fn an_order_before_its_host_boots_acts_when_it_boots_on_both_engines() {
     }
 }
 
+/// A `tags` change that reaches a serf while it leaves (a leave at 20 s, the change at
+/// 20.5 s, within its leave's broadcast wait) changes nothing and is recorded as refused, on
+/// both engines, where it had vanished without a record.
+#[test]
+fn a_tags_change_to_a_leaving_serf_is_recorded_as_refused_on_both_engines() {
+    let text = three_hosts_with(&[
+        "kind = \"leave\"\nat_s = 20\nhost = \"s2\"".to_string(),
+        "kind = \"tags\"\nat_s = 20.5\nhost = \"s2\"\nset = { q = \"1\" }".to_string(),
+    ]);
+    for (engine, run) in on_both_engines("tags-leaving.toml", &text) {
+        let refused = host_events(&run.trace, "s2", |event| matches!(event, Event::CommandRefused { .. }));
+        let leaving = Event::CommandRefused { command: "tags".into(), error: "serf is leaving".into() };
+        assert_eq!(refused, vec![(secs(20.5), leaving)], "{engine}");
+        assert_eq!(first_tagged(&run.trace, "ha", "s2", ("q", "1")), None, "{engine}");
+    }
+}
+
 /// Windows that open and close before their node boots no longer hold at its boot: s1
 /// (booting at 5 s) left at 0 s and rejoined at 2 s, s2 (booting at 10 s) had its serf
 /// stalled over 1-3 s. Neither acts at the boot, on either engine: s1's serf starts and

@@ -511,6 +511,10 @@ pub fn change_tags(
     now: Duration,
     out: &mut Vec<Action>,
 ) -> Result<(), Event> {
+    // A leaving agent takes no new tags: refused, where it had vanished without a record.
+    if agent.is_leaving() {
+        return Err(Event::CommandRefused { command: TAGS_COMMAND.into(), error: "serf is leaving".into() });
+    }
     let mut tags = agent.tags().clone();
     tags.retain(|key, _| !delete.contains(key));
     tags.extend(set);

@@ -181,13 +181,15 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         if !taps.is_empty() {
             tap_the_wire(&sim, &taps);
         }
+        // What a step kills happened at its start, as turmoil stamps the step's own records.
+        let step_time = sim.elapsed();
         if let Err(error) = sim.step() {
             return Err(EngineError::Crashed {
                 at_ms: sim.elapsed().as_millis() as u64,
                 message: error.to_string(),
             });
         }
-        record_unserved(&recorder, sim.elapsed(), &states);
+        record_unserved(&recorder, step_time, &states);
         if recorder.is_full() {
             return Err(EngineError::TraceFull { at_ms: sim.elapsed().as_millis() as u64 });
         }
