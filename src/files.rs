@@ -54,17 +54,8 @@ pub const SECRET_FILE_MODE: u32 = 0o600;
 
 /// [`write_atomic`], a new file created with `mode`; a replaced file keeps its own mode.
 pub fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let target = resolve_links(path)?;
+    let target = replaceable_target(path)?;
     let kept_mode = match std::fs::metadata(&target) {
-        Ok(meta) if !meta.is_file() => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} is not a regular file (a directory, device or pipe): not replaced",
-                    target.display()
-                ),
-            ));
-        }
         Ok(meta) => Some(meta.permissions()),
         Err(error) if error.kind() == io::ErrorKind::NotFound => None,
         Err(error) => return Err(error),
@@ -106,9 +97,33 @@ pub fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Resul
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The file a write to `path` replaces: `path` through its symbolic links, refused when
+/// something other than a regular file is there (a directory, device or named pipe, which a
+/// rename would replace and a read could block on). Callers check it before their work too,
+/// so that a bad output is refused before a run.
+pub fn replaceable_target(path: &Path) -> io::Result<PathBuf> {
+    let target = resolve_links(path)?;
+    match std::fs::metadata(&target) {
+        Ok(meta) if !meta.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file (a directory, device or pipe): not replaced", target.display()),
+        )),
+        _ => Ok(target),
+    }
+}
+
+/// Whether `a` and `b` name one existing file, however each is spelled.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 /// `path` with every symbolic link at its end followed (a link to a link...); a path that is
 /// not a link, or does not exist yet, is itself.
-pub fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+fn resolve_links(path: &Path) -> io::Result<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..SYMLINK_HOPS_MAX {
         match std::fs::symlink_metadata(&current) {

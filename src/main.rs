@@ -407,9 +407,10 @@ fn run_render(job: &RenderJob) -> anyhow::Result<()> {
         print_stdout(&text);
         return Ok(());
     };
-    let out = &render_target(out)?;
+    let out = &rollcall::files::replaceable_target(out)
+        .map_err(|e| BadInput(format!("--out {}: {e}", out.display())))?;
     for input in [&job.template, &job.members] {
-        if same_file(out, input) {
+        if rollcall::files::same_file(out, input) {
             return Err(BadInput(format!(
                 "--out {}: this is {}: rendering there would replace it",
                 out.display(),
@@ -453,30 +454,6 @@ fn run_render(job: &RenderJob) -> anyhow::Result<()> {
     match &job.command {
         Some(command) => run_command(command, job.timeout).map_err(|e| anyhow::anyhow!("`{command}`: {e}")),
         None => Ok(()),
-    }
-}
-
-/// The file `--out` names, through any symbolic links (the rename replaces the file, not
-/// the link); a directory, device or pipe there is bad input, where a rename would replace
-/// it or a read of it block.
-fn render_target(out: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let target =
-        rollcall::files::resolve_links(out).map_err(|e| BadInput(format!("{}: {e}", out.display())))?;
-    match std::fs::metadata(&target) {
-        Ok(meta) if !meta.is_file() => {
-            Err(BadInput(format!("{}: not a regular file (a directory, device or pipe)", out.display()))
-                .into())
-        }
-        _ => Ok(target),
-    }
-}
-
-/// Whether `a` and `b` name one file (both exist).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
     }
 }
 
@@ -789,11 +766,8 @@ fn check_node_files(
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let writable_file = |flag: &str, path: &std::path::Path| -> anyhow::Result<()> {
-        let target = rollcall::files::resolve_links(path)
+        let target = rollcall::files::replaceable_target(path)
             .map_err(|e| BadInput(format!("{flag} {}: {e}", path.display())))?;
-        if std::fs::metadata(&target).is_ok_and(|meta| !meta.is_file()) {
-            return Err(BadInput(format!("{flag} {}: not a regular file", path.display())).into());
-        }
         let dir =
             target.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if !dir.is_dir() {
@@ -812,9 +786,7 @@ fn check_node_files(
         if path.exists() {
             let bad = |error: String| BadInput(format!("--keyring-file {}: {error}", path.display()));
             let text = rollcall::files::read_bounded(path, INPUT_BYTES_MAX).map_err(bad)?;
-            let keys: Vec<String> = serde_json::from_str(&text)
-                .map_err(|e| bad(format!("line {} column {}: {e}", e.line(), e.column())))?;
-            Keyring::parse(&keys).map_err(|e| bad(e.to_string()))?;
+            Keyring::from_file_text(text.as_bytes()).map_err(bad)?;
         }
     }
     Ok(())

@@ -321,17 +321,14 @@ fn main() -> ExitCode {
 /// scenario file `input` itself (however named; the trace, page or shrunk file would replace
 /// it), or something there that is no regular file (a directory, device or named pipe).
 pub(crate) fn check_output(output: &Path, input: &Path) -> Result<(), ExitCode> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(out) = std::fs::metadata(output) else { return Ok(()) };
     let refuse = |why: String| {
         eprintln!("error: {}: {why}", output.display());
         Err(ExitCode::from(2))
     };
-    if !out.is_file() {
-        return refuse("not a regular file (a directory, device or pipe): not replaced".into());
+    if let Err(error) = rollcall::files::replaceable_target(output) {
+        return refuse(error.to_string());
     }
-    let Ok(inp) = std::fs::metadata(input) else { return Ok(()) };
-    if (out.dev(), out.ino()) == (inp.dev(), inp.ino()) {
+    if rollcall::files::same_file(output, input) {
         return refuse(format!(
             "this is the scenario file {}: writing there would replace it",
             input.display()

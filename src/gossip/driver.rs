@@ -572,8 +572,7 @@ fn load_keyring<N: Net>(env: &HostEnv<N>, path: &Path, config: &mut GossipConfig
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(failed(error.to_string())),
     };
-    let keys: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| failed(e.to_string()))?;
-    config.wire.keyring = Some(Keyring::parse(&keys).map_err(|e| failed(e.to_string()))?);
+    config.wire.keyring = Some(Keyring::from_file_text(&bytes).map_err(failed)?);
     Ok(())
 }
 

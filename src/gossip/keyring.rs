@@ -205,6 +205,12 @@ impl Keyring {
         Self::new(keys.iter().map(|key| Key::parse(key)).collect::<Result<_, _>>()?)
     }
 
+    /// The keyring a `-keyring-file` holds: a JSON list of base64 keys, primary first.
+    pub fn from_file_text(bytes: &[u8]) -> Result<Self, String> {
+        let keys: Vec<String> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Self::parse(&keys).map_err(|e| e.to_string())
+    }
+
     /// Applies `op` to `key`.
     pub fn apply(&mut self, op: KeyOp, key: Key) -> Result<(), KeyringError> {
         match op {

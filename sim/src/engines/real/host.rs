@@ -226,9 +226,7 @@ async fn boot(env: HostEnv<NamedNet>, kind: HostKind, boot: u32) {
     }
     // A node that halted (a `stop` of a stalled serf) may leave some the poll did not see.
     let (env, agent) = last_look;
-    for command in agent.take_unserved() {
-        env.observe(command.unserved());
-    }
+    record_unserved_now(&env, &agent);
 }
 
 /// How often a real host looks for commands a killed serf never took.
@@ -240,9 +238,13 @@ async fn record_unserved(env: HostEnv<NamedNet>, agent: Rc<AgentControl>) {
     let mut poll = tokio::time::interval(UNSERVED_POLL);
     loop {
         poll.tick().await;
-        for command in agent.take_unserved() {
-            env.observe(command.unserved());
-        }
+        record_unserved_now(&env, &agent);
+    }
+}
+
+fn record_unserved_now(env: &HostEnv<NamedNet>, agent: &AgentControl) {
+    for command in agent.take_unserved() {
+        env.observe(command.unserved());
     }
 }
 
