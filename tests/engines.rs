@@ -1224,6 +1224,19 @@ fn a_tags_change_to_a_leaving_serf_is_recorded_as_refused_on_both_engines() {
     }
 }
 
+/// ha and backends s1.. (as many as `order` names besides ha), started 5 s apart in `order`,
+/// with `faults`.
+fn started_5_s_apart(order: &[&str], faults: &[&str]) -> String {
+    let backends = format!("s{{1..{}}}", order.len() - 1);
+    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().replace("s{1..2}", &backends);
+    text.push_str(&format!("[start]\norder = {order:?}\ngap_ms = 5000\n\n"));
+    for fault in faults {
+        text.push_str(&format!("[[fault]]\n{fault}\n\n"));
+    }
+    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    text
+}
+
 /// Windows that open and close before their node boots no longer hold at its boot: s1
 /// (booting at 5 s) left at 0 s and rejoined at 2 s, s2 (booting at 10 s) had its serf
 /// stalled over 1-3 s. Neither acts at the boot, on either engine: s1's serf starts and
@@ -1239,12 +1252,7 @@ fn windows_that_ended_before_a_node_boots_do_not_act_at_its_boot_on_both_engines
         "kind = \"host-crash\"\nat_s = 2\nhost = \"s3\"\nrestart_after_s = 1",
         "kind = \"leave\"\nat_s = 0\nhost = \"s4\"\nrejoin_after_s = 30",
     ];
-    let mut text = OVERLAPPING_HOLDS.split("[[fault]]").next().unwrap().replace("s{1..2}", "s{1..4}");
-    text.push_str("[start]\norder = [\"ha\", \"s1\", \"s2\", \"s3\", \"s4\"]\ngap_ms = 5000\n\n");
-    for fault in faults {
-        text.push_str(&format!("[[fault]]\n{fault}\n\n"));
-    }
-    text.push_str("[invariants]\nconverge_rounds = 10\n");
+    let text = started_5_s_apart(&["ha", "s1", "s2", "s3", "s4"], &faults);
     for (engine, run) in on_both_engines("early-windows.toml", &text) {
         let serf_ends = |host| {
             host_events(&run.trace, host, |event| {
@@ -1258,6 +1266,54 @@ fn windows_that_ended_before_a_node_boots_do_not_act_at_its_boot_on_both_engines
         assert_eq!(boots, vec![(secs(15.0), Event::HostBooted { boot: 1 })], "{engine}");
         let leaving = host_events(&run.trace, "s4", |event| matches!(event, Event::Leaving));
         assert_eq!(leaving.first().map(|(at, _)| *at), Some(secs(20.0)), "{engine}: s4 leaves as it boots");
+    }
+}
+
+/// A node that boots inside an open stall or stop window: s6 acts on the orders that waited
+/// before any service runs, as s6 does with a process it stops or signals before it is
+/// scheduled. ha's renderer, stalled at ha's boot (5 s) until 20 s, writes nothing before
+/// then, so the balancer finds no file at its start; s2's serf, stalled at its boot (10 s)
+/// until 20 s, sends and records nothing before then, a `tags` change at 12 s finds no agent
+/// listening, and nobody learns of s2 before 20 s; s3, stopped at 1 s and booting at 15 s,
+/// shuts down before its serf runs. On the event engine these services had taken their
+/// first step first (s2 and s3 joined ha, ha's renderer rendered).
+#[test]
+fn a_boot_inside_an_open_stall_or_stop_window_runs_no_service_first_on_both_engines() {
+    let faults = [
+        "kind = \"stall\"\nat_s = 0\nfor_s = 20\nhost = \"ha\"\nservice = \"renderer\"",
+        "kind = \"stall\"\nat_s = 0\nfor_s = 20\nhost = \"s2\"\nservice = \"serf\"",
+        "kind = \"stop\"\nat_s = 1\nhost = \"s3\"",
+        "kind = \"tags\"\nat_s = 12\nhost = \"s2\"\nset = { n = \"1\" }",
+    ];
+    let text = started_5_s_apart(&["s1", "ha", "s2", "s3"], &faults);
+    for (engine, run) in on_both_engines("boot-in-window.toml", &text) {
+        let before = |host, wanted: fn(&Event) -> bool| {
+            host_events(&run.trace, host, wanted)
+                .into_iter()
+                .filter(|(at, _)| *at < secs(20.0))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(before("ha", |e| matches!(e, Event::Rendered { .. })), vec![], "{engine}: ha rendered");
+        let loads = before("ha", |e| matches!(e, Event::Reloaded { .. } | Event::ReloadFailed { .. }));
+        assert!(
+            matches!(loads.as_slice(), [(at, Event::ReloadFailed { .. })] if *at == secs(5.0)),
+            "{engine}: the balancer starts with no file: {loads:?}"
+        );
+        let gossip = |e: &Event| matches!(e, Event::Member { .. } | Event::JoinAttempt { .. });
+        assert_eq!(before("s2", gossip), vec![], "{engine}: s2's serf ran before its continue");
+        assert_eq!(host_events(&run.trace, "s3", gossip), vec![], "{engine}: s3's serf ran before its stop");
+        let learned =
+            |e: &Event| matches!(e, Event::Member { member, .. } if member == "s2" || member == "s3");
+        assert_eq!(before("ha", learned), vec![], "{engine}: ha heard of s2 or s3");
+        let refused = host_events(&run.trace, "s2", |e| matches!(e, Event::CommandRefused { .. }));
+        let failed = Event::CommandRefused { command: "tags".into(), error: "serf is not running".into() };
+        assert_eq!(refused, vec![(secs(12.0), failed)], "{engine}");
+        let continued = host_events(&run.trace, "s2", gossip);
+        assert_eq!(
+            continued.first().map(|(at, _)| *at),
+            Some(secs(20.0)),
+            "{engine}: s2's serf runs at 20 s"
+        );
     }
 }
 

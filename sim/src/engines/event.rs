@@ -319,6 +319,10 @@ struct Engine<'a> {
     cut_links: Vec<(Vec<bool>, Vec<bool>)>,
     /// What reached an agent, for the progress log: the work a run's size costs.
     delivered: Delivered,
+    /// Runs spawned and not yet run ([`Engine::batch`]): (host, boot, service index).
+    first_steps: std::collections::VecDeque<(usize, u32, usize)>,
+    /// How deep supervisor batches nest now.
+    batch_depth: u32,
 }
 
 /// Frames handed to agents (those they refuse included), counted for the progress log
@@ -388,6 +392,8 @@ impl<'a> Engine<'a> {
             interner: Interner::default(),
             active: super::ActiveFaults::default(),
             cut_links: Vec::new(),
+            first_steps: std::collections::VecDeque::new(),
+            batch_depth: 0,
         };
         for (index, spec) in world.hosts.iter().enumerate() {
             let ip = IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_ADDRESS) + index as u32));
@@ -580,10 +586,15 @@ impl<'a> Engine<'a> {
         state.up = true;
         let boot = state.boots;
         self.observe(host, Event::HostBooted { boot });
-        self.start_supervision(host);
-        for control in settle_early_orders(std::mem::take(&mut self.hosts[host].held_controls)) {
-            self.control(host, control);
-        }
+        let early = settle_early_orders(std::mem::take(&mut self.hosts[host].held_controls));
+        // s6 acts on what waited for the boot before any service runs: a service stopped or
+        // shut down then never takes a step (its first is the continue's).
+        self.batch(|engine| {
+            engine.start_supervision(host);
+            for control in early {
+                engine.control(host, control);
+            }
+        });
     }
 
     /// A run of the renderer: it renders the view as it stands at once.

@@ -60,6 +60,10 @@ struct RunState {
     running: bool,
     /// SIGSTOP: it runs nothing until SIGCONT.
     stopped: bool,
+    /// Spawned, but it has not run yet: its first step waits for the supervisor's batch of
+    /// actions to end (or for SIGCONT), as a spawned task is first polled once the
+    /// supervisor's driver yields.
+    unstarted: bool,
 }
 
 /// A happening for a stopped service, kept until it continues.
@@ -219,12 +223,50 @@ impl Engine<'_> {
         let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
         let mut out = Vec::new();
         step(&mut supervision.supervisor, now, &mut out);
-        for action in out {
-            // After a halt nothing is left to act on.
-            if self.hosts[host].supervision.is_none() {
-                break;
+        self.batch(|engine| {
+            for action in out {
+                // After a halt nothing is left to act on.
+                if engine.hosts[host].supervision.is_none() {
+                    break;
+                }
+                engine.perform_supervised(host, action);
             }
-            self.perform_supervised(host, action);
+        });
+    }
+
+    /// Carries out `actions` as one batch of the supervisor's: the runs it spawns take their
+    /// first steps when the outermost batch has ended, in the order they were spawned, if
+    /// they still run and are not stopped then.
+    pub(super) fn batch(&mut self, actions: impl FnOnce(&mut Self)) {
+        self.batch_depth += 1;
+        actions(self);
+        if self.batch_depth > 1 {
+            self.batch_depth -= 1;
+            return;
+        }
+        // Spawns during these first steps (a run that fails as it starts) join the queue.
+        while let Some((host, boot, service)) = self.first_steps.pop_front() {
+            if self.hosts[host].boots == boot {
+                self.first_step(host, service);
+            }
+        }
+        self.batch_depth -= 1;
+    }
+
+    /// Run number `service` takes its first step, if it still runs, has not yet, and is not
+    /// stopped.
+    fn first_step(&mut self, host: usize, service: usize) {
+        let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
+        let run = &mut supervision.runs[service];
+        if !run.running || !run.unstarted || run.stopped {
+            return;
+        }
+        run.unstarted = false;
+        match program(supervision.services[service]) {
+            Program::Serf => self.start_agent(host),
+            Program::Renderer => self.start_renderer(host),
+            Program::Balancer => self.balancer_load(host),
+            Program::Inert => {}
         }
     }
 
@@ -297,14 +339,10 @@ impl Engine<'_> {
     fn spawn(&mut self, host: usize, service: &str) {
         let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
         let Some(index) = supervision.index(service) else { return };
-        supervision.runs[index] = RunState { running: true, stopped: false };
+        supervision.runs[index] = RunState { running: true, stopped: false, unstarted: true };
         self.observe(host, Event::ServiceStarted { service: service.to_string() });
-        match program(service) {
-            Program::Serf => self.start_agent(host),
-            Program::Renderer => self.start_renderer(host),
-            Program::Balancer => self.balancer_load(host),
-            Program::Inert => {}
-        }
+        let boot = self.hosts[host].boots;
+        self.first_steps.push_back((host, boot, index));
     }
 
     /// A signal to the run of `service`, as the supervisor's driver delivers it: the ones
@@ -313,7 +351,12 @@ impl Engine<'_> {
     fn signal(&mut self, host: usize, service: &str, signal: Signal) {
         let Some(supervision) = self.hosts[host].supervision.as_ref() else { return };
         let Some(index) = supervision.index(service).filter(|&i| supervision.runs[i].running) else { return };
-        let stopped = supervision.runs[index].stopped;
+        let RunState { stopped, unstarted, .. } = supervision.runs[index];
+        // A signal the run handles reaches it when it runs: a leave asked of a serf spawned
+        // in this batch comes after its first step (the driver takes it from its queue).
+        if unstarted && !stopped && signal == Signal::Int && program(service) == Program::Serf {
+            self.first_step(host, index);
+        }
         match (program(service), signal) {
             (Program::Serf, Signal::Int) if stopped => {
                 let generation = self.hosts[host].generation;
@@ -341,15 +384,22 @@ impl Engine<'_> {
         }
         supervision.runs[service].stopped = stop;
         let released = if stop { Vec::new() } else { supervision.release(service) };
+        // A renderer that has not run yet renders the view as it finds it.
+        let fresh = supervision.runs[service].unstarted;
         let missed = !stop && program(name) == Program::Renderer && supervision.renderer_missed_view;
-        if missed {
+        if missed || fresh {
             supervision.renderer_missed_view = false;
         }
+        let missed = missed && !fresh;
         let reload = !stop && program(name) == Program::Balancer && supervision.balancer_missed_reload;
         if reload {
             supervision.balancer_missed_reload = false;
         }
         self.observe(host, Event::ServiceStopped { service: name.to_string(), stopped: stop });
+        // A run stopped before it ever ran runs now, before what waited for it.
+        if !stop {
+            self.first_step(host, service);
+        }
         for Held { since, happening, .. } in released {
             let happening = match happening {
                 Happening::PushPull { from, from_generation, to, bytes, .. } => {
@@ -401,6 +451,14 @@ impl Engine<'_> {
             return Some(happening);
         };
         let Some(service) = supervision.stopped(wanted) else { return Some(happening) };
+        // A serf stopped before it ran has bound no socket: what is sent to it is lost.
+        let network = matches!(Class::of(&happening), Class::Datagram | Class::Stream);
+        if network && self.hosts[host as usize].agent.is_none() {
+            return Some(happening);
+        }
+        let Some(supervision) = self.hosts[host as usize].supervision.as_mut() else {
+            return Some(happening);
+        };
         let class = Class::of(&happening);
         let command = match happening {
             Happening::Command { fault, .. } => Some(fault as usize),
@@ -463,6 +521,10 @@ impl Engine<'_> {
     pub(super) fn balancer_reload(&mut self, host: usize) {
         let Some(supervision) = self.hosts[host].supervision.as_mut() else { return };
         let Some(index) = supervision.balancer.filter(|&i| supervision.runs[i].running) else { return };
+        // One that has not run yet loads the file as it stands when it does.
+        if supervision.runs[index].unstarted {
+            return;
+        }
         if supervision.runs[index].stopped {
             supervision.balancer_missed_reload = true;
         } else {
