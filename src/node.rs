@@ -26,10 +26,13 @@ use crate::{balancer, webapp};
 /// The gossip port (Serf's default).
 pub const GOSSIP_PORT: u16 = 7946;
 
-/// What a node does in the lab.
 /// The balancer's service name (the lab's s6 service directory is `haproxy`).
 pub const BALANCER_SERVICE: &str = "haproxy";
 
+/// The renderer's service name (consul-template's place in the lab).
+pub const RENDERER_SERVICE: &str = "renderer";
+
+/// What a node does in the lab.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// `ha`: gossip, renderer and balancer.
@@ -92,7 +95,7 @@ impl Role {
     /// The services a node of this role supervises, in start order.
     pub fn services(&self) -> &'static [&'static str] {
         match self {
-            Role::Balancer { .. } => &["serf", "renderer", BALANCER_SERVICE],
+            Role::Balancer { .. } => &["serf", RENDERER_SERVICE, BALANCER_SERVICE],
             Role::Backend => &["serf", "webapp"],
         }
     }
@@ -333,7 +336,7 @@ pub async fn boot<N: Net>(env: HostEnv<N>, spec: NodeSpec, handles: NodeHandles)
                 });
             }
             let (render_env, render_view, render_reload) = (env.clone(), view.clone(), reload.clone());
-            services.push(service(&spec, "renderer", move |_| {
+            services.push(service(&spec, RENDERER_SERVICE, move |_| {
                 let run = render::run(
                     render_env.clone(),
                     settings.clone(),

@@ -806,3 +806,132 @@ converge_rounds = 10
     assert!(converge.is_contradicted(), "{converge:?}");
     assert_eq!(converge.hosts, hosts(&["s1"]), "{converge:?}");
 }
+
+/// ha (with the lab's template), s1, s2 and a client started a second apart, with `more`
+/// (faults and invariants) appended; `ha_keys` and `s1_keys` are more of those hosts' keys,
+/// as `key = value` pairs separated by commas (the hosts are inline tables).
+fn three_node_lab(duration_s: u32, ha_keys: &str, s1_keys: &str, more: &str) -> Simulation {
+    let extra = |keys: &str| if keys.is_empty() { String::new() } else { format!(", {keys}") };
+    let (ha_keys, s1_keys) = (extra(ha_keys), extra(s1_keys));
+    let text = format!(
+        r#"name = "three-node-lab"
+duration_s = {duration_s}
+gossip = {{ seeds = ["ha"], join = "retry", retry_interval_ms = 2000 }}
+start = {{ order = ["ha", "s1", "s2", "client"], gap_ms = 1000 }}
+host = [
+  {{ name = "ha", role = "balancer", template = "templates/haproxy.cfg.hb", output = "/etc/haproxy/haproxy.cfg"{ha_keys} }},
+  {{ name = "s1", role = "backend", tag = "s1"{s1_keys} }},
+  {{ name = "s2", role = "backend", tag = "s2" }},
+  {{ name = "client", role = "client", target = "ha", interval_ms = 250 }},
+]
+
+{more}
+"#
+    );
+    let world = rollcall_sim::scenario::parse("three-node-lab.toml", &text, &scenario_path(""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Simulation::new(world, "three-node-lab.toml")
+}
+
+const S1_WEBAPP_STALLS_20_TO_50: &str =
+    "[[fault]]\nkind = \"stall\"\nat_s = 20\nfor_s = 30\nhost = \"s1\"\nservice = \"webapp\"\n";
+
+/// A balancer that ignores its health checks keeps sending to s1's stalled webapp. A stall of
+/// ha's serf meanwhile (15-60 s) does not excuse those requests: s2 was admitted before it,
+/// and a held agent keeps its view, the renderer its file, the balancer its servers. The
+/// hold had excused every failed request as "no webapp admitted" for the hold and A after.
+#[test]
+fn available_counts_failures_to_a_dead_server_while_the_balancers_agent_is_held() {
+    let ha_serf = "[[fault]]\nkind = \"stall\"\nat_s = 15\nfor_s = 45\nhost = \"ha\"\nservice = \"serf\"\n";
+    for held in ["", ha_serf] {
+        let more = format!("{S1_WEBAPP_STALLS_20_TO_50}{held}[invariants]\navailable = true\n");
+        let bugs = "planted_bugs = [\"balancer-ignores-health\"]";
+        let run = run(&three_node_lab(70, bugs, "", &more));
+        let verdict = run.report.verdict("available").expect("checked");
+        assert!(verdict.is_contradicted(), "held: {held:?}: {verdict:?}");
+        assert_eq!(verdict.hosts, hosts(&["s1"]), "{verdict:?}");
+        let failed = &run.report.figures.requests.failed;
+        assert!(failed.get("unexcused").is_some_and(|n| *n >= 5), "held: {held:?}: {failed:?}");
+    }
+}
+
+/// ha's haproxy is killed at 20 s and its finish script exits 125, so s6 never restarts it:
+/// every request after s6's restart delay fails, and those failures are the stack's. The
+/// crash had excused them for the rest of the run.
+#[test]
+fn available_counts_an_outage_of_a_balancer_s6_never_restarts() {
+    let crash = "[[fault]]\nkind = \"service-crash\"\nat_s = 20\nhost = \"ha\"\nservice = \"haproxy\"\n";
+    let simulation = three_node_lab(
+        60,
+        "permanent_failure = [\"haproxy\"]",
+        "",
+        &format!("{crash}[invariants]\navailable = true\n"),
+    );
+    let run = run(&simulation);
+    let verdict = run.report.verdict("available").expect("checked");
+    assert!(verdict.is_contradicted(), "{verdict:?}");
+    let first = verdict.violations.iter().map(|v| v.at_ms).min().expect("a violation");
+    assert!(first >= 21_010, "excused for s6's restart delay: {first:?}");
+    let failed = &run.report.figures.requests.failed;
+    assert!(failed.get("unexcused").is_some_and(|n| *n > 100), "{failed:?}");
+}
+
+/// s1's serf is killed at 20 s and never restarted; its host runs and its webapp serves. It
+/// is not lost, so `detect` asks nothing of it; `converge` expects it in the backends (a
+/// healthy server that gets no traffic), so the stack, which drops it as Serf does, breaks
+/// `converge`, and a renderer that keeps it breaks nothing. `detect` had demanded its removal
+/// ("down or isolated") while `converge` demanded it stay: no stack could pass both.
+#[test]
+fn a_webapp_whose_agent_died_is_not_lost_while_its_host_runs_and_is_linked() {
+    let crash = "[[fault]]\nkind = \"service-crash\"\nat_s = 20\nhost = \"s1\"\nservice = \"serf\"\n";
+    let more = format!("{crash}[invariants]\nconverge_rounds = 10\ndetect_rounds = 10\n");
+    let dies = "permanent_failure = [\"serf\"]";
+    for keeps in [false, true] {
+        let ha = if keeps { "planted_bugs = [\"renderer-keeps-dead\"]" } else { "" };
+        let run = run(&three_node_lab(60, ha, dies, &more));
+        let (converge, detect) =
+            (run.report.verdict("converge").unwrap(), run.report.verdict("detect").unwrap());
+        assert!(!detect.is_contradicted(), "keeps {keeps}: {detect:?}");
+        assert_eq!(converge.is_contradicted(), !keeps, "keeps {keeps}: {converge:?}");
+    }
+}
+
+/// ha's renderer is stalled 15-60 s and s1's host crashes at 20 s: the renderer can drop s1
+/// only when it continues, so `detect`'s clock stops meanwhile, as it does while the world
+/// holds ha's agent, and the stack drops s1 at once at 60 s. A renderer that keeps dead
+/// backends is still caught after the continue.
+#[test]
+fn detect_waits_for_a_stalled_renderer_and_still_catches_one_that_keeps_the_dead() {
+    let more = "[[fault]]\nkind = \"stall\"\nat_s = 15\nfor_s = 45\nhost = \"ha\"\nservice = \"renderer\"\n\n\
+                [[fault]]\nkind = \"host-crash\"\nat_s = 20\nhost = \"s1\"\n\n[invariants]\ndetect_rounds = 10\n";
+    let detect = verdict_with(three_node_lab(90, "", "", more), "detect");
+    assert!(detect.holds() && detect.checked >= 1, "{detect:?}");
+    let keeps = three_node_lab(90, "planted_bugs = [\"renderer-keeps-dead\"]", "", more);
+    let detect = verdict_with(keeps, "detect");
+    assert!(detect.is_contradicted(), "{detect:?}");
+    assert!(detect.violations.iter().all(|v| v.at_ms >= 60_000), "{detect:?}");
+}
+
+/// A template that reads a member's tags (as consul-template users do) gets its check
+/// settings from them: a `tags` fault gives s1 `inter 10000`, so HAProxy needs about 60 s to
+/// take s1's stalled webapp DOWN, and D says so. D had come from a rendering with made-up
+/// addresses and the `role` tag alone (12 s), and the requests HAProxy sent s1 within its
+/// real D were reported as unexcused.
+#[test]
+fn d_and_a_come_from_the_tags_the_webapps_carry_during_the_run() {
+    let tagged = |simulation: Simulation| {
+        with_template(simulation, |t| {
+            t.replace(":3000 check", ":3000 check{{#if tags.inter}} inter {{ tags.inter }}{{/if}}")
+        })
+    };
+    let stall = "[[fault]]\nkind = \"stall\"\nat_s = 20\nfor_s = 60\nhost = \"s1\"\nservice = \"webapp\"\n";
+    let inter = "[[fault]]\nkind = \"tags\"\nat_s = 3\nhost = \"s1\"\nset = { inter = \"10000\" }\n";
+    let plain = run(&tagged(three_node_lab(90, "", "", &format!("{stall}[invariants]\navailable = true\n"))));
+    assert_eq!(plain.report.figures.windows.detection.ms, 12_010);
+    let slow =
+        run(&tagged(three_node_lab(90, "", "", &format!("{inter}{stall}[invariants]\navailable = true\n"))));
+    // inter 10 s (fastinter and the check timeout follow it), fall 3: 10 + 3 x 10 + 2 x 10 s.
+    assert_eq!(slow.report.figures.windows.detection.ms, 60_010, "{:?}", slow.report.figures.windows);
+    let available = slow.report.verdict("available").expect("checked");
+    assert!(available.holds(), "{available:?}");
+}

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rollcall::host::{Event, MemberChange, MemberStatus};
+use rollcall::node::RENDERER_SERVICE;
 
 use crate::faults::{FaultKind, FaultSpec};
 use crate::trace::{Entry, Trace, WorldEvent};
@@ -66,6 +67,12 @@ impl Intervals {
     /// Whether it holds throughout `[from, to)`.
     pub fn covers(&self, from: Duration, to: Duration) -> bool {
         self.0.iter().any(|(start, end)| *start <= from && to <= *end)
+    }
+
+    /// How long it holds within `[from, to)`.
+    pub fn within(&self, from: Duration, to: Duration) -> Duration {
+        let overlap = |(start, end): &(Duration, Duration)| (*end).min(to).saturating_sub((*start).max(from));
+        self.0.iter().map(overlap).sum()
     }
 
     /// Every start and end, in order.
@@ -516,9 +523,10 @@ impl Observations {
     }
 
     /// Whether `service` on `host` is down at `at` because the world stopped it: a
-    /// `service-crash` fault hit its last run (the supervisor restarts it later), or a
-    /// `stall` holds it. A service that stopped on its own is the stack's failure, and
-    /// excuses nothing.
+    /// `service-crash` fault hit its last run and s6's restart delay (and 10 ms) has not
+    /// passed since, or a `stall` holds it. A service that stopped on its own, or that s6
+    /// does not restart in time (a finish script that exits 125), is the stack's failure,
+    /// and excuses nothing.
     pub fn stopped_by_fault(&self, host: &str, service: &str, at: Duration) -> bool {
         let Some(runs) = self.service_up.get(&(host.to_string(), service.to_string())) else {
             return false;
@@ -531,7 +539,8 @@ impl Observations {
         };
         self.faults.iter().any(|fault| match &fault.kind {
             FaultKind::ServiceCrash { host: h, service: s } if h == host && s == service => {
-                started <= fault.start && fault.start <= stopped
+                let slack = rollcall::supervisor::core::RESTART_DELAY + AGENT_START_SLACK;
+                started <= fault.start && fault.start <= stopped && at < stopped + slack
             }
             FaultKind::Stall { host: h, service: s } if h == host && s == service => {
                 fault.start <= at && self.hold_end(host, fault).is_none_or(|end| at < end)
@@ -745,10 +754,37 @@ impl Observations {
         !self.service(node, "serf").0.iter().any(|(start, _)| *start > left_at && *start <= at)
     }
 
-    /// Whether the balancer runs while `webapp`'s host is down or isolated from it.
+    /// Whether the balancer runs while `webapp`'s host is down, it has left, or it is
+    /// isolated from the balancer. A webapp whose own agent died while its host runs and is
+    /// linked is not lost: it still serves (`converge` expects it in the backends).
     pub fn is_lost(&self, webapp: &str, at: Duration) -> bool {
         self.is_up(&self.balancer, at)
-            && (!self.is_up(webapp, at) || !self.gossip_path(&self.balancer, webapp, at))
+            && (!self.is_up(webapp, at) || self.has_left(webapp, at) || self.is_isolated(webapp, at))
+    }
+
+    /// Whether no gossip path links the balancer and `webapp`'s host at `at`: no link both
+    /// ways between them, nor through a node whose agent runs and that the balancer's gossip
+    /// reaches. Whether `webapp`'s own agent runs does not matter.
+    fn is_isolated(&self, webapp: &str, at: Duration) -> bool {
+        if !self.any_cut.contains(at) {
+            return false;
+        }
+        if self.agent_runs(webapp, at) {
+            return !self.gossip_path(&self.balancer, webapp, at);
+        }
+        let relays = |node: &String| {
+            node != webapp
+                && self.agent_runs(node, at)
+                && !self.is_cut(node, webapp, at)
+                && self.gossip_path(&self.balancer, node, at)
+        };
+        self.is_cut(&self.balancer, webapp, at) && !self.nodes.iter().any(relays)
+    }
+
+    /// Whether the world holds the balancer's renderer at `at` (a stall, or a service crash
+    /// until s6 restarts it): it renders nothing meanwhile.
+    pub fn renderer_held(&self, at: Duration) -> bool {
+        self.stopped_by_fault(&self.balancer, RENDERER_SERVICE, at)
     }
 
     /// `observer`'s gossip view at `at`: member -> (status, incarnation).

@@ -15,6 +15,14 @@ pub const LINK_LATENCY_MIN: Duration = Duration::from_millis(1);
 /// invariants' windows allow for it.
 pub const LINK_LATENCY_MAX: Duration = Duration::from_millis(5);
 
+/// The address of the host at `index` in file order, as every engine gives it: turmoil's
+/// DNS hands out 192.168.0.1, .2, ... in the order hosts are made; the event and real
+/// engines do the same.
+pub fn host_address(index: usize) -> std::net::Ipv4Addr {
+    const FIRST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 0, 1);
+    std::net::Ipv4Addr::from(u32::from(FIRST).wrapping_add(index as u32))
+}
+
 /// A host that sends requests through the balancer (the lab's browser).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientSpec {

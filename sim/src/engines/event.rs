@@ -28,7 +28,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -61,8 +61,6 @@ mod supervision;
 
 /// Turmoil's latency distribution: Exp(5) of the range between the link latency bounds.
 const LATENCY_RATE: f64 = 5.0;
-/// The first host address; hosts follow in file order, as turmoil numbers them.
-const FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 
 /// The invariants the engine cannot check: they read the balancer's serving (its listeners
 /// and HTTP), which it does not model, or attackers' sockets.
@@ -396,7 +394,7 @@ impl<'a> Engine<'a> {
             batch_depth: 0,
         };
         for (index, spec) in world.hosts.iter().enumerate() {
-            let ip = IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_ADDRESS) + index as u32));
+            let ip = IpAddr::V4(crate::world::host_address(index));
             let node = match &spec.kind {
                 HostKind::Node(node) => Some((**node).clone()),
                 HostKind::Client(_) | HostKind::Attacker(_) => None,

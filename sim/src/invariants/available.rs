@@ -5,7 +5,8 @@
 //!   unreachable from the balancer (either direction: TCP needs both) for less than the
 //!   detection window D;
 //! - (b) the balancer had no server for it, and no webapp had been up and reachable for at
-//!   least the admission window A;
+//!   least the admission window A, counted while gossip could tell the renderer (a hold of
+//!   the balancer's agent or renderer pauses the count, its restart starts it again);
 //! - (c) the client could not reach the balancer while the request was under way: cut off,
 //!   the balancer's host down, or its balancer service killed by a `service-crash` fault
 //!   and not yet restarted. A balancer service that stops on its own (a reload that drops
@@ -23,7 +24,7 @@ use serde::Serialize;
 
 use super::bounds::Windows;
 use super::{Verdict, secs};
-use crate::observe::{Intervals, Observations, RequestObservation};
+use crate::observe::{Intervals, Observations, RequestObservation, Supervision};
 
 /// Requests by outcome.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -67,9 +68,12 @@ struct Judge<'a> {
     lost: BTreeMap<String, Intervals>,
     /// Per webapp: when it is down or unreachable from the balancer.
     bad: BTreeMap<String, Intervals>,
-    /// Per webapp: when it is up and reachable, and gossip can admit it (the balancer's
-    /// agent can tell its renderer, and the world holds neither agent): A counts from there.
+    /// Per webapp: when it is up and reachable and the world does not hold its agent.
     good: BTreeMap<String, Intervals>,
+    /// When the balancer's agent can tell its renderer: A counts only then.
+    tells: Intervals,
+    /// When runs of the balancer's agent started: each learns the cluster afresh.
+    agent_starts: Vec<Duration>,
     /// Per client: when it cannot reach a running balancer.
     blocked: BTreeMap<String, Intervals>,
 }
@@ -136,8 +140,12 @@ impl<'a> Judge<'a> {
         let spans = |holds: &dyn Fn(Duration) -> bool| obs.spans_over(points, holds);
         let bad = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| !obs.is_reachable(w, t)))).collect();
         let tells = |t| super::gossip_can_tell(obs, waits_for_sync, t);
-        let admissible = |w: &str, t| obs.is_reachable(w, t) && tells(t) && !obs.agent_held(w, t);
+        let admissible = |w: &str, t| obs.is_reachable(w, t) && !obs.agent_held(w, t);
         let good = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| admissible(w, t)))).collect();
+        let agent_starts = obs.supervision.get(balancer).into_iter().flatten().filter_map(|(at, entry)| {
+            matches!(entry, Supervision::Started(service) if service == "serf").then_some(*at)
+        });
+        let agent_starts = agent_starts.collect();
         let down = |t| !obs.is_up(balancer, t) || obs.stopped_by_fault(balancer, BALANCER_SERVICE, t);
         let blocked = obs
             .clients
@@ -147,7 +155,19 @@ impl<'a> Judge<'a> {
         // Gossip's D counts while the balancer's agent can tell its renderer (as `detect`).
         let lost =
             obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_lost(w, t) && tells(t)))).collect();
-        Judge { obs, detection, admission, gossip_detection: None, lost, bad, good, blocked }
+        let tells_spans = spans(&tells);
+        Judge {
+            obs,
+            detection,
+            admission,
+            gossip_detection: None,
+            lost,
+            bad,
+            good,
+            tells: tells_spans,
+            agent_starts,
+            blocked,
+        }
     }
 
     /// Judges a failed request by the state of the world when it was sent; a later break of
@@ -186,12 +206,18 @@ impl<'a> Judge<'a> {
         }
     }
 
-    /// The webapps that had been up and reachable for at least A at `at`, and since when.
+    /// The webapps that had been up and reachable for at least A at `at`, counted while the
+    /// balancer's agent could tell its renderer, since its current run started; and since
+    /// when. A hold of the agent or the renderer pauses the count: they keep what they knew,
+    /// and so does the balancer's configuration.
     fn admitted(&self, at: Duration) -> Vec<(String, Duration)> {
+        let run_start = self.agent_starts.iter().rev().find(|start| **start <= at).copied();
         self.good
             .iter()
-            .filter_map(|(webapp, good)| good.since(at).map(|since| (webapp.clone(), since)))
-            .filter(|(_, since)| at - *since >= self.admission)
+            .filter_map(|(webapp, good)| {
+                let since = good.since(at)?.max(run_start.unwrap_or_default());
+                (self.tells.within(since, at) >= self.admission).then(|| (webapp.clone(), since))
+            })
             .collect()
     }
 

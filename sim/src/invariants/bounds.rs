@@ -133,13 +133,25 @@ fn planned_extra_latency(world: &World) -> Duration {
 /// Derives D and A from the world's configuration.
 pub fn windows(world: &World) -> Windows {
     let gossip = gossip_windows(world);
-    match loaded_checks(world) {
-        Some((settings, timeout)) => {
-            let (detection, admission) = check_windows(world, &settings, timeout);
-            let admission = if admission.ms >= gossip.admission.ms { admission } else { gossip.admission };
-            Windows { detection, admission, gossip_detection: Some(gossip.detection) }
-        }
-        None => gossip,
+    let checked = loaded_checks(world);
+    if checked.is_empty() {
+        return gossip;
+    }
+    // Each from the server that takes longest to go DOWN, and to come UP.
+    let windows = checked.iter().map(|(settings, timeout)| check_windows(world, settings, *timeout));
+    let (detection, admission) = windows.fold((None::<Window>, None::<Window>), |(d, a), (nd, na)| {
+        (Some(longer(d, nd)), Some(longer(a, na)))
+    });
+    let (Some(detection), Some(admission)) = (detection, admission) else { return gossip };
+    let admission = longer(Some(admission), gossip.admission);
+    Windows { detection, admission, gossip_detection: Some(gossip.detection) }
+}
+
+/// The longer of two windows (the first, if `known` is none).
+fn longer(known: Option<Window>, other: Window) -> Window {
+    match known {
+        Some(known) if known.ms >= other.ms => known,
+        _ => other,
     }
 }
 
@@ -150,31 +162,69 @@ pub fn rendered_admission(world: &World) -> Window {
     gossip_windows(world).admission
 }
 
-/// The slowest check settings among the servers the balancer would load for this world,
-/// with the check timeout (`None`: no server is checked).
-fn loaded_checks(world: &World) -> Option<(CheckSettings, Duration)> {
-    let balancer = world.hosts.iter().find(|h| h.is_balancer())?;
-    let HostKind::Node(node) = &balancer.kind else { return None };
-    let Role::Balancer { template_file, template_text, .. } = &node.role else { return None };
-    let renderer = rollcall::render::Renderer::new(template_file, template_text).ok()?;
-    let view: Vec<rollcall::render::core::Member> = world
-        .webapps()
-        .into_iter()
+/// The distinct check settings (with their check timeouts) of every server the balancer
+/// would load in this world, as the run goes: the template rendered for the world's
+/// webapps at the addresses the engines give them (192.168.0.1 on, in file order), with
+/// the tags their agents carry at the start and after each `tags` fault. Empty if no server
+/// is checked.
+fn loaded_checks(world: &World) -> Vec<(CheckSettings, Duration)> {
+    let Some(balancer) = world.hosts.iter().find(|h| h.is_balancer()) else { return Vec::new() };
+    let HostKind::Node(node) = &balancer.kind else { return Vec::new() };
+    let Role::Balancer { template_file, template_text, .. } = &node.role else { return Vec::new() };
+    let Ok(renderer) = rollcall::render::Renderer::new(template_file, template_text) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(CheckSettings, Duration)> = Vec::new();
+    for view in tag_states(world) {
+        let Ok(text) = renderer.render(&rollcall::render::Renderer::addresses(&view)) else { continue };
+        let Ok(config) = rollcall::balancer::config::parse(template_file, &text) else { continue };
+        for check in config.backend().servers.iter().filter_map(|server| server.check) {
+            let checked = (check, config.check_timeout(&check));
+            if !found.contains(&checked) {
+                found.push(checked);
+            }
+        }
+    }
+    found
+}
+
+/// The webapps as the balancer's renderer sees them: at the start, then after each `tags`
+/// fault on one of them, in time order.
+fn tag_states(world: &World) -> Vec<Vec<rollcall::render::core::Member>> {
+    let webapps = world.webapps();
+    let mut view: Vec<rollcall::render::core::Member> = world
+        .hosts
+        .iter()
         .enumerate()
-        .map(|(i, name)| rollcall::render::core::Member {
-            name,
-            addr: std::net::Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1).into(),
-            tags: [("role".to_string(), "backend".to_string())].into(),
-            live: true,
+        .filter(|(_, host)| webapps.contains(&host.name))
+        .map(|(index, host)| {
+            let mut tags = std::collections::BTreeMap::new();
+            if let HostKind::Node(node) = &host.kind {
+                tags.extend(node.tags.clone());
+                tags.insert("role".to_string(), node.role.tag().to_string());
+            }
+            rollcall::render::core::Member {
+                name: host.name.clone(),
+                addr: crate::world::host_address(index).into(),
+                tags,
+                live: true,
+            }
         })
         .collect();
-    let text = renderer.render(&rollcall::render::Renderer::addresses(&view)).ok()?;
-    let config = rollcall::balancer::config::parse(template_file, &text).ok()?;
-    let slowest = config.backend().servers.iter().filter_map(|s| s.check).max_by_key(|c| {
-        let timeout = config.check_timeout(c);
-        c.inter + timeout * c.fall + c.fastinter * (c.fall - 1)
-    })?;
-    Some((slowest, config.check_timeout(&slowest)))
+    let mut changes: Vec<_> =
+        world.faults.iter().filter(|f| matches!(f.kind, FaultKind::Tags { .. })).collect();
+    changes.sort_by_key(|fault| fault.at);
+    let mut states = vec![view.clone()];
+    for fault in changes {
+        let FaultKind::Tags { host, set, delete } = &fault.kind else { continue };
+        let Some(member) = view.iter_mut().find(|member| member.name == *host) else { continue };
+        delete.iter().for_each(|key| {
+            member.tags.remove(key);
+        });
+        member.tags.extend(set.clone());
+        states.push(view.clone());
+    }
+    states
 }
 
 fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (Window, Window) {

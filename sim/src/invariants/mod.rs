@@ -325,12 +325,13 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bo
     )
 }
 
-/// Whether the balancer's agent can tell its renderer anything at `t`: the world does not
-/// hold it, and (when the renderer waits for its data) it is synced.
+/// Whether the balancer's agent can tell its renderer anything at `t`, and the renderer
+/// act on it: the world holds neither (a stalled renderer renders nothing, as a stalled
+/// agent tells nothing), and (when the renderer waits for its data) the agent is synced.
 pub(crate) fn gossip_can_tell(obs: &Observations, waits_for_sync: bool, t: Duration) -> bool {
     let balancer = &obs.balancer;
     let unsynced = waits_for_sync && obs.agent_unsynced(balancer, t);
-    !(obs.agent_held(balancer, t) || unsynced)
+    !(obs.agent_held(balancer, t) || obs.renderer_held(t) || unsynced)
 }
 
 fn detect(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bool) -> Verdict {

@@ -26,7 +26,7 @@ pub fn rendered_view(obs: &Observations, bound: &Window, waits_for_sync: bool) -
     // A renderer that waits for its data keeps its file while the agent is not synced: its
     // input changes at a view change or a sync.
     let syncs = if waits_for_sync { obs.synced.get(balancer).map_or(&[][..], Vec::as_slice) } else { &[] };
-    let renderer = obs.service(balancer, "renderer");
+    let renderer = obs.service(balancer, rollcall::node::RENDERER_SERVICE);
     // Looked up once per member per check: a list would make a 10,000-node run's checks
     // cost nodes squared each.
     let webapps: BTreeSet<&str> = obs.webapps.iter().map(String::as_str).collect();
