@@ -499,3 +499,98 @@ fn outputs_never_replace_inputs_or_special_files() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown invariant 'nosuch'"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Values that loaded and quietly changed a run: a window too short for the plan's
+/// milliseconds (planned as none), hosts that start after the run's end (every invariant
+/// about them unchecked), an attacker with no target, a `tags` fault that changes nothing, a
+/// NUL byte no path or command line can carry, a host pattern whose padding makes names of
+/// thousands of bytes (it was expanded before its length was checked, gigabytes for a 1 MB
+/// file). And an unknown host in a mid-render crash is named as unknown.
+#[test]
+fn nonsense_that_used_to_load_is_refused_naming_its_line() {
+    let cases: [(String, &str); 9] = [
+        (
+            format!("{GOOD}\n[[fault]]\nkind = \"partition\"\nat_s = 1\nfor_s = 1e-300\na = [\"s1\"]\n"),
+            "shorter than the shortest window",
+        ),
+        (
+            format!(
+                "{GOOD}\n[[fault]]\nkind = \"host-crash\"\nat_s = 1\nhost = \"s1\"\nrestart_after_s = 1e-7\n"
+            ),
+            "shorter than the shortest window",
+        ),
+        (format!("{GOOD}\n[start]\norder = [\"ha\", \"s1\"]\ngap_ms = 3600000\n"), "every host must start"),
+        (
+            GOOD.replace(
+                "[invariants]",
+                "[[host]]\nname = \"x\"\nrole = \"attacker\"\nvictim = \"s1\"\ntargets = []\n\n[invariants]",
+            ),
+            "names no host",
+        ),
+        (format!("{GOOD}\n[[fault]]\nkind = \"tags\"\nat_s = 1\nhost = \"s1\"\n"), "changes nothing"),
+        (GOOD.replace("seeds = [\"ha\"]", "seeds = [\"ha\"]\nlabel = \"a\\u0000b\""), "NUL"),
+        (GOOD.replace("template = ", "output = \"a\\u0000b\"\ntemplate = "), "NUL"),
+        (
+            GOOD.replace("name = \"s1\"", &format!("name = \"s{{{}1..3}}\"", "0".repeat(100_000))),
+            "at most 63",
+        ),
+        (
+            format!(
+                "{GOOD}\n[[fault]]\nkind = \"host-crash\"\nat_s = 1\nhost = \"zz\"\nduring = \"render\"\n"
+            ),
+            "unknown host 'zz'",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let e = error(&text);
+        assert!(e.to_string().contains(wanted) && e.line > 1, "{wanted}: {e}");
+        assert!(e.to_string().len() < 400, "a short message: {e}");
+    }
+}
+
+/// `--jobs` beyond the thread limit (it spawned threads without end on `figures`), an output
+/// whose folder does not exist (refused after the whole run), and shard files that are no
+/// shard or that lost or gained seeds all exit 2 before anything runs.
+#[test]
+fn cli_limits_missing_output_folders_and_edited_shards_are_refused() {
+    let cli = env!("CARGO_BIN_EXE_rollcall-sim");
+    let lab = base().join("lab.toml");
+    let lab = lab.to_str().unwrap();
+    let sim =
+        |args: &[&str]| std::process::Command::new("timeout").arg("60").arg(cli).args(args).output().unwrap();
+    for args in [
+        vec!["figures", lab, "--seeds", "1", "--jobs", "18446744073709551615"],
+        vec!["explore", lab, "--seeds", "1", "--jobs", "0"],
+        vec!["run", lab, "--trace", "/nonexistent/dir/x.jsonl"],
+        vec!["report", lab, "--html", "/nonexistent/dir/x.html"],
+    ] {
+        let output = sim(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let dir = std::env::temp_dir().join(format!("rollcall-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let explore = sim(&["explore", lab, "--seeds", "1..2", "--json", "--jobs", "1"]);
+    let whole: serde_json::Value = serde_json::from_slice(&explore.stdout).expect("explore --json");
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 4] = [
+        ("shard 0 of 0", |v| v["shard"] = serde_json::json!([0, 0])),
+        ("a seed lost", |v| {
+            v["outcomes"].as_array_mut().unwrap().remove(0);
+        }),
+        ("a seed outside the range", |v| v["outcomes"][1]["seed"] = serde_json::json!(999)),
+        ("a range it never ran", |v| v["seeds"] = serde_json::json!([1, u64::MAX])),
+    ];
+    for (what, edit) in edits {
+        let mut shard = whole.clone();
+        edit(&mut shard);
+        let file = dir.join("shard.json");
+        std::fs::write(&file, shard.to_string()).unwrap();
+        let output = sim(&["merge", file.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{what}: {}", String::from_utf8_lossy(&output.stdout));
+    }
+    let file = dir.join("whole.json");
+    std::fs::write(&file, whole.to_string()).unwrap();
+    assert_eq!(sim(&["merge", file.to_str().unwrap()]).status.code(), Some(0), "the untouched shard merges");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -224,6 +224,7 @@ fn check_shards(parts: &[Exploration]) -> Result<(), String> {
         }
     }
     let count = first.shard.1;
+    parts.iter().try_for_each(check_shard_outcomes)?;
     let given: std::collections::BTreeSet<u64> = parts.iter().map(|part| part.shard.0).collect();
     if given.len() != parts.len() {
         return Err("a shard is given twice".into());
@@ -234,6 +235,36 @@ fn check_shards(parts: &[Exploration]) -> Result<(), String> {
         return Err(format!("shard {} missing: the sum would leave its seeds out", missing.join(", ")));
     }
     Ok(())
+}
+
+/// A shard's outcomes are its share of the range (every `count`-th seed from its own), in
+/// order from the first: all of it, or, if `--stop-after` stopped it, the seeds up to an
+/// unexpected one. Anything else is a file that was cut or edited.
+fn check_shard_outcomes(part: &Exploration) -> Result<(), String> {
+    let ((first, last), (index, count)) = (part.seeds, part.shard);
+    let name = format!("shard {index}/{count} ({})", part.file);
+    if count == 0 || index == 0 || index > count || first > last {
+        return Err(format!("{name}: seeds {first}..{last} in shard {index} of {count} is no shard"));
+    }
+    let share =
+        (first.saturating_add(index - 1)..=last).step_by(usize::try_from(count).unwrap_or(usize::MAX));
+    let mut outcomes = part.outcomes.iter();
+    for seed in share {
+        let Some(outcome) = outcomes.next() else {
+            let stopped = part.outcomes.last().is_some_and(|last| !last.as_expected);
+            if stopped {
+                return Ok(());
+            }
+            return Err(format!("{name}: seed {seed} and later seeds of its share have no outcome"));
+        };
+        if outcome.seed != seed {
+            return Err(format!("{name}: seed {} where seed {seed} of its share belongs", outcome.seed));
+        }
+    }
+    match outcomes.next() {
+        Some(extra) => Err(format!("{name}: seed {} is not in its share", extra.seed)),
+        None => Ok(()),
+    }
 }
 
 /// Runs one seed.

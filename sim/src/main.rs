@@ -76,7 +76,7 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seeds: u64,
         /// Seeds run at once, each on its own thread (each run stays deterministic).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = jobs_parser())]
         jobs: usize,
         /// Print the figures as JSON.
         #[arg(long)]
@@ -93,7 +93,7 @@ enum Command {
         #[arg(long, default_value = "1..100", value_parser = chaos_cli::parse_seeds)]
         seeds: (u64, u64),
         /// Seeds run at once, each on its own thread (default: one per core).
-        #[arg(long)]
+        #[arg(long, value_parser = jobs_parser())]
         jobs: Option<usize>,
         /// Run only the I-th of N shares of the range (every N-th seed); `merge` sums shards.
         #[arg(long, value_name = "I/N", value_parser = chaos_cli::parse_shard, default_value = "1/1")]
@@ -320,6 +320,11 @@ fn main() -> ExitCode {
 /// Refuses, before any run, an `output` the run could not write or should not: the
 /// scenario file `input` itself (however named; the trace, page or shrunk file would replace
 /// it), or something there that is no regular file (a directory, device or named pipe).
+/// `--jobs`: 1 to [`rollcall_sim::explore::JOBS_MAX`] threads.
+fn jobs_parser() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=rollcall_sim::explore::JOBS_MAX as u64)
+}
+
 pub(crate) fn check_output(output: &Path, input: &Path) -> Result<(), ExitCode> {
     let refuse = |why: String| {
         eprintln!("error: {}: {why}", output.display());
@@ -327,6 +332,11 @@ pub(crate) fn check_output(output: &Path, input: &Path) -> Result<(), ExitCode> 
     };
     if let Err(error) = rollcall::files::replaceable_target(output) {
         return refuse(error.to_string());
+    }
+    // Known before the run, which may take hours, rather than after it.
+    let folder = output.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        return refuse(format!("its folder {} does not exist", folder.display()));
     }
     if rollcall::files::same_file(output, input) {
         return refuse(format!(

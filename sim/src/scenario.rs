@@ -700,6 +700,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
                 format!("attacker '{name}': target '{client}' runs no gossip agent"),
             );
         }
+        if targets.is_empty() {
+            return self.fail(host.name.span(), format!("attacker '{name}': 'targets' names no host"));
+        }
         let every = self.millis(&host.every_ms, crate::attacker::EVERY_MS_DEFAULT, "every_ms", false)?;
         let keyring = match &host.key {
             Some(key) => match Key::parse(key.get_ref()).and_then(|key| Keyring::new(vec![key])) {
@@ -740,6 +743,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             Err(error) => return self.fail(gossip.keyring[0].span(), format!("keyring: {error}")),
         };
         let label = gossip.label.as_ref().map(|label| label.get_ref().clone());
+        if let Some(spanned) = gossip.label.as_ref().filter(|label| label.get_ref().contains('\0')) {
+            // No command line or file of a real run can carry it.
+            return self.fail(spanned.span(), "label must not hold a NUL byte");
+        }
         Wire::new(label, keyring).or_else(|error| {
             let span = gossip.label.as_ref().map(|label| label.span()).unwrap_or_default();
             self.fail(span, format!("label: {error}"))
@@ -953,6 +960,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             swarm: None,
             trace_scope,
         };
+        self.check_starts(&file.start, &world)?;
         if let Some(section) = &file.swarm {
             world.swarm = Some(self.swarm(section, &world)?);
         }
@@ -962,6 +970,24 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
         // The balancer's pipeline, and the outcome expected of it.
         world.set_pipeline(file.node.pipeline);
         Ok(world)
+    }
+
+    /// Every host starts before the run ends, whatever its jitter: one that starts later
+    /// would take no part, and every invariant about it would go unchecked.
+    fn check_starts(&self, start: &StartSection, world: &World) -> Result<(), ScenarioError> {
+        let Some(last) = world.start_order.len().checked_sub(1) else { return Ok(()) };
+        let jitter = world.start_jitter.saturating_sub(Duration::from_millis(1));
+        let latest = world.start_gap * u32::try_from(last).unwrap_or(u32::MAX) + jitter;
+        if latest < world.duration {
+            return Ok(());
+        }
+        let span = start.gap_ms.as_ref().or(start.jitter_ms.as_ref()).map(|value| value.span());
+        let message = format!(
+            "[start] starts the last host up to {} s in, not before the end of the run ({} s): every host must start within the run",
+            latest.as_secs_f64(),
+            world.duration.as_secs_f64()
+        );
+        Err((self.error)(span, message))
     }
 
     fn trace_scope(
@@ -1249,7 +1275,8 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
     fn render_options(&self, host: &HostSection) -> Result<RenderOptions, ScenarioError> {
         let min = self.millis(&host.render_wait_min_ms, 0, "render_wait_min_ms", true)?;
         let max = match &host.render_wait_max_ms {
-            None => Wait::of_min(min).max,
+            // consul-template's default, four times the min, within the limit of every `*_ms`.
+            None => Wait::of_min(min).max.min(Duration::from_millis(INTERVAL_MS_MAX)),
             Some(max) if *max.get_ref() < min.as_millis() as u64 => {
                 return self.fail(max.span(), "render_wait_max_ms must not be below render_wait_min_ms");
             }
@@ -1383,6 +1410,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
         // Without restart_after_s the host stays down until the end of the run.
         let (at, lasting) = self.window(at_s, restart_after_s.unwrap_or(1.0), "restart_after_s")?;
         let lasting = restart_after_s.map(|_| lasting);
+        let known = self.known(host)?;
         let mid_render = match during {
             None => false,
             Some("render") if hosts.iter().any(|h| h.name == *host && h.is_balancer()) => true,
@@ -1394,7 +1422,7 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
                 return self.fail(format!("during = \"{other}\": the only moment is \"render\""));
             }
         };
-        Ok(FaultSpec { at, lasting, kind: FaultKind::HostCrash { host: self.known(host)?, mid_render } })
+        Ok(FaultSpec { at, lasting, kind: FaultKind::HostCrash { host: known, mid_render } })
     }
 
     /// `host` forces `target` out; a node cannot force itself out.
@@ -1426,6 +1454,9 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
     ) -> Result<FaultSpec, ScenarioError> {
         let (at, _) = self.window(at_s, 1.0, "for_s")?;
         let (set, delete) = (set.clone().unwrap_or_default(), delete.clone().unwrap_or_default());
+        if set.is_empty() && delete.is_empty() {
+            return self.fail("a tags fault changes nothing without 'set' or 'delete'");
+        }
         if set.contains_key("role") || delete.iter().any(|key| key == "role") {
             return self.fail("the 'role' tag is the host's role: set it with the host's 'role'");
         }
@@ -1582,9 +1613,17 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> FaultPlace<'_, E> {
             );
             return self.fail(message);
         }
+        // The plan counts in milliseconds: a shorter window would be planned as none.
+        if seconds(for_s) < WINDOW_MIN {
+            return self
+                .fail(format!("{length} = {for_s} is shorter than the shortest window, 1 ms (0.001)"));
+        }
         Ok((seconds(at_s), seconds(for_s)))
     }
 }
+
+/// The shortest fault window: the plan's unit.
+const WINDOW_MIN: Duration = Duration::from_millis(1);
 
 /// Seconds as a duration; callers have checked the value is finite and within a day.
 fn seconds(value: f64) -> Duration {
@@ -1637,6 +1676,9 @@ fn check_output(output: &str) -> Result<(), String> {
     use std::path::Component;
     if output.is_empty() {
         return Err("is an empty path".into());
+    }
+    if output.contains('\0') {
+        return Err("holds a NUL byte, which no path can".into());
     }
     let path = Path::new(output);
     if path.components().any(|part| part == Component::ParentDir) {
