@@ -211,11 +211,14 @@ pub struct PlantedBugs {
     /// `serf join` run once, where `-retry-join` was meant): a node that boots before its
     /// seeds stays out of the cluster.
     pub gossip_joins_once: bool,
+    /// The gossip agent never counts itself synced (no push-pull, sync deadline or give-up
+    /// marks it): a renderer that waits for its data never renders.
+    pub gossip_never_syncs: bool,
 }
 
 impl PlantedBugs {
     /// Every bug's name, as scenario files write it.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "balancer-ignores-removals",
         "balancer-ignores-health",
         "balancer-reopens-listener",
@@ -225,6 +228,7 @@ impl PlantedBugs {
         "gossip-believes-accusations",
         "gossip-leaves-silently",
         "gossip-joins-once",
+        "gossip-never-syncs",
         "supervisor-restarts-at-once",
     ];
 
@@ -239,6 +243,7 @@ impl PlantedBugs {
             "gossip-believes-accusations" => &mut self.gossip_believes_accusations,
             "gossip-leaves-silently" => &mut self.gossip_leaves_silently,
             "gossip-joins-once" => &mut self.gossip_joins_once,
+            "gossip-never-syncs" => &mut self.gossip_never_syncs,
             "supervisor-restarts-at-once" => &mut self.supervisor_restarts_at_once,
             _ => return None,
         })
@@ -573,5 +578,6 @@ pub fn agent_config(
     config.believes_accusations = node.bugs.gossip_believes_accusations;
     config.leaves_silently = node.bugs.gossip_leaves_silently;
     config.joins_once = node.bugs.gossip_joins_once;
+    config.never_syncs = node.bugs.gossip_never_syncs;
     Ok(config)
 }

@@ -589,18 +589,20 @@ fn available_holds_gossip_to_its_own_d_when_checks_are_slow() {
     assert!(available.violations[0].what.contains("gossip's D"), "{available:?}");
 }
 
-/// `option redispatch`: a request whose connect to s1 fails during the partial cut is sent
-/// to s2 at once, so no request fails even before the checks take s1 out; without it the
-/// retries stay on s1 (HAProxy's default `retries 3`) and the early requests fail.
+/// `option redispatch`: a request whose connect to s1 is refused (its webapp was killed and
+/// s6 does not restart it; its host answers with a reset) is sent to s2 on its last retry,
+/// so no request fails even before the checks take s1 out; without it the retries stay on
+/// s1 (HAProxy's default `retries 3`) and the early requests fail.
 #[test]
-fn redispatch_sends_a_failed_connect_to_another_server() {
-    let redispatch = with_template(simulation("lab-partial-cut.toml"), |t| {
-        t.replace("option forwardfor", "option forwardfor\n    option redispatch")
-    });
+fn redispatch_sends_a_refused_connect_to_another_server() {
+    let kill = "[[fault]]\nkind = \"service-crash\"\nat_s = 20\nhost = \"s1\"\nservice = \"webapp\"\n";
+    let dies = "permanent_failure = [\"webapp\"]";
+    let lab = || three_node_lab(40, "", dies, &format!("{kill}[invariants]\navailable = true\n"));
+    let redispatch =
+        with_template(lab(), |t| t.replace("option forwardfor", "option forwardfor\n    option redispatch"));
     let with = run(&redispatch);
-    assert!(with.report.as_expected, "{}", with.report.to_text());
     assert!(with.report.figures.requests.failed.is_empty(), "{:?}", with.report.figures.requests);
-    let without = run(&simulation("lab-partial-cut.toml"));
+    let without = run(&lab());
     assert!(!without.report.figures.requests.failed.is_empty(), "{:?}", without.report.figures.requests);
 }
 
@@ -934,4 +936,103 @@ fn d_and_a_come_from_the_tags_the_webapps_carry_during_the_run() {
     assert_eq!(slow.report.figures.windows.detection.ms, 60_010, "{:?}", slow.report.figures.windows);
     let available = slow.report.verdict("available").expect("checked");
     assert!(available.holds(), "{available:?}");
+    // A change s1's agent refuses (it is dead) never reaches the balancer, nor D.
+    let kill = "[[fault]]\nkind = \"service-crash\"\nat_s = 2\nhost = \"s1\"\nservice = \"serf\"\n";
+    let more = format!("{kill}{inter}{stall}[invariants]\navailable = true\n");
+    let refused = run(&tagged(three_node_lab(90, "", "permanent_failure = [\"serf\"]", &more)));
+    assert_eq!(refused.report.figures.windows.detection.ms, 12_010);
+}
+
+/// ha's agent never counts itself synced, so its renderer, which waits for its data, never
+/// renders a backend. The oracle ends the wait one TCP timeout after the agent's start on
+/// its own (the agent's records would have stopped `converge`'s clock for good, and the
+/// run passed); `converge` sees both webapps missing.
+#[test]
+fn converge_catches_an_agent_that_never_syncs() {
+    let bugs = PlantedBugs { gossip_never_syncs: true, ..PlantedBugs::default() };
+    let broken = verdict_with(simulation("lab.toml").planted_bugs("ha", bugs), "converge");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s1", "s2"]));
+}
+
+/// Without health checks D is gossip's, and gossip cannot drop a crashed server while the
+/// world holds the balancer's agent or renderer: s1's host crashes at 20 s while ha's serf
+/// (or renderer) is stalled 15-70 s, and requests to s1 until gossip's D after the continue
+/// are excused. They had been counted on wall time (false alarms from 50 s on).
+#[test]
+fn available_counts_gossips_d_only_while_gossip_can_tell() {
+    for service in ["serf", "renderer"] {
+        let more = format!(
+            "[[fault]]\nkind = \"stall\"\nat_s = 15\nfor_s = 55\nhost = \"ha\"\nservice = \"{service}\"\n\n\
+             [[fault]]\nkind = \"host-crash\"\nat_s = 20\nhost = \"s1\"\n\n[invariants]\navailable = true\n"
+        );
+        let run = run(&without_health_checks(three_node_lab(110, "", "", &more)));
+        let available = run.report.verdict("available").expect("checked");
+        assert!(available.holds(), "{service}: {available:?}");
+        let failed = &run.report.figures.requests.failed;
+        assert!(failed.get("server-lost-within-D").is_some_and(|n| *n > 0), "{service}: {failed:?}");
+    }
+}
+
+/// ha's serf joins once through s1; s1 dies at 35 s and ha's serf is killed at 40 s: every
+/// restart then fails its join and exits, and s6 restarts it again, while s2 and s3 serve.
+/// Those restarts are the stack's own failure: they do not unadmit s2 and s3, and the
+/// requests that find no server are violations (each restart had reset A's count, and
+/// every one of them was excused).
+#[test]
+fn available_is_not_reset_by_restarts_the_stack_causes_itself() {
+    let text = r#"name = "join-once-loop"
+duration_s = 90
+gossip = { seeds = ["ha"], join = "retry", retry_interval_ms = 2000 }
+start = { order = ["s1", "s2", "s3", "ha", "client"], gap_ms = 3000 }
+host = [
+  { name = "ha", role = "balancer", template = "templates/haproxy.cfg.hb", join = "once", seeds = ["s1"] },
+  { name = "s{1..3}", role = "backend", tag = "s{n}" },
+  { name = "client", role = "client", target = "ha", interval_ms = 250 },
+]
+fault = [
+  { kind = "host-crash", at_s = 35, host = "s1" },
+  { kind = "service-crash", at_s = 40, host = "ha", service = "serf" },
+]
+invariants = { available = true }
+"#;
+    let world = rollcall_sim::scenario::parse("join-once-loop.toml", text, &scenario_path(""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The lab's pipeline renders whatever the restarted agent knows (the fixed one keeps its
+    // file until the agent syncs, and no request fails).
+    let run = run(&Simulation::new(world, "join-once-loop.toml").pipeline(Pipeline::Lab));
+    let available = run.report.verdict("available").expect("checked");
+    assert!(available.is_contradicted(), "{available:?}");
+    assert!(available.hosts.contains("s2") && available.hosts.contains("s3"), "{available:?}");
+}
+
+/// s1's serf and webapp are both killed at 20 s and s6 restarts neither; its host runs. It
+/// is lost (nothing of it answers, and gossip marks it failed), so a renderer that keeps
+/// dead members breaks `detect`; it had been neither lost nor reachable, and no invariant
+/// looked at it.
+#[test]
+fn detect_catches_a_kept_webapp_whose_agent_and_webapp_both_died() {
+    let kill = |service| {
+        format!("[[fault]]\nkind = \"service-crash\"\nat_s = 20\nhost = \"s1\"\nservice = \"{service}\"\n")
+    };
+    let more = format!("{}{}[invariants]\ndetect_rounds = 12\n", kill("webapp"), kill("serf"));
+    let dies = "permanent_failure = [\"serf\", \"webapp\"]";
+    let correct = verdict_with(three_node_lab(90, "", dies, &more), "detect");
+    assert!(correct.holds() && correct.checked >= 1, "{correct:?}");
+    let keeps = three_node_lab(90, "planted_bugs = [\"renderer-keeps-dead\"]", dies, &more);
+    let broken = verdict_with(keeps, "detect");
+    assert!(broken.is_contradicted(), "{broken:?}");
+    assert_eq!(broken.hosts, hosts(&["s1"]));
+}
+
+/// ha's renderer is stalled from its boot until 10 s: the balancer starts with no file,
+/// which the world, not the stack, kept from being written; `valid-config` holds, and
+/// still counts the failed load it excused among the loads it checked.
+#[test]
+fn valid_config_excuses_a_missing_file_while_the_world_holds_the_renderer_at_boot() {
+    let stall = "[[fault]]\nkind = \"stall\"\nat_s = 0\nfor_s = 10\nhost = \"ha\"\nservice = \"renderer\"\n";
+    let run = run(&three_node_lab(30, "", "", &format!("{stall}[invariants]\nvalid_config = true\n")));
+    assert!(!ha_events(&run, "reload-failed").is_empty(), "the balancer found no file");
+    let verdict = run.report.verdict("valid-config").expect("checked");
+    assert!(verdict.holds(), "{verdict:?}");
 }

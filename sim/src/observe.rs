@@ -197,6 +197,9 @@ pub struct FailedEvent {
 pub struct Observations {
     /// The balancer host.
     pub balancer: String,
+    /// Every set of tags the balancer's agent saw each member carry (what its renderer
+    /// could render), in the order first seen.
+    pub balancer_tags: BTreeMap<String, Vec<BTreeMap<String, String>>>,
     /// The webapp hosts.
     pub webapps: Vec<String>,
     /// The gossip members: the balancer and the webapps.
@@ -428,8 +431,14 @@ impl Observations {
             Event::Member { change: MemberChange::Failed, member, .. } => self
                 .failed_events
                 .push(FailedEvent { at, observer: host.to_string(), member: member.clone() }),
-            Event::Member { member, addr, .. } => {
+            Event::Member { member, addr, tags, .. } => {
                 reading.member_addrs.insert(member.clone(), addr.clone());
+                if host == self.balancer {
+                    let seen = self.balancer_tags.entry(member.clone()).or_default();
+                    if !seen.contains(tags) {
+                        seen.push(tags.clone());
+                    }
+                }
             }
             _ => {}
         }
@@ -528,19 +537,19 @@ impl Observations {
     /// does not restart in time (a finish script that exits 125), is the stack's failure,
     /// and excuses nothing.
     pub fn stopped_by_fault(&self, host: &str, service: &str, at: Duration) -> bool {
-        let Some(runs) = self.service_up.get(&(host.to_string(), service.to_string())) else {
-            return false;
-        };
+        let none = Intervals::default();
+        let runs = self.service_up.get(&(host.to_string(), service.to_string())).unwrap_or(&none);
         if runs.contains(at) {
             return false;
         }
-        let Some((started, stopped)) = runs.0.iter().rev().find(|(_, end)| *end <= at).copied() else {
-            return false;
-        };
+        // A run stopped the instant it started (a stall at boot) leaves no interval.
+        let last_run = runs.0.iter().rev().find(|(_, end)| *end <= at).copied();
         self.faults.iter().any(|fault| match &fault.kind {
             FaultKind::ServiceCrash { host: h, service: s } if h == host && s == service => {
                 let slack = rollcall::supervisor::core::RESTART_DELAY + AGENT_START_SLACK;
-                started <= fault.start && fault.start <= stopped && at < stopped + slack
+                last_run.is_some_and(|(started, stopped)| {
+                    started <= fault.start && fault.start <= stopped && at < stopped + slack
+                })
             }
             FaultKind::Stall { host: h, service: s } if h == host && s == service => {
                 fault.start <= at && self.hold_end(host, fault).is_none_or(|end| at < end)
@@ -712,12 +721,18 @@ impl Observations {
         end
     }
 
-    /// Whether `node`'s running agent has not yet heard what the cluster knows (it started
-    /// and made no `gossip-synced` record since).
-    pub fn agent_unsynced(&self, node: &str, at: Duration) -> bool {
+    /// Whether `node`'s running agent has not yet heard what the cluster knows: it started,
+    /// made no `gossip-synced` record since, and has run for less than `wait` (its own
+    /// deadline, which counts only while it runs, plus 10 ms) since it started.
+    pub fn agent_unsynced(&self, node: &str, at: Duration, wait: Duration) -> bool {
         let changes = self.synced.get(node).map_or(&[][..], Vec::as_slice);
         let index = changes.partition_point(|(t, _)| *t <= at);
-        self.agent_runs(node, at) && index > 0 && !changes[index - 1].1
+        if !(self.agent_runs(node, at) && index > 0 && !changes[index - 1].1) {
+            return false;
+        }
+        let started = changes[index - 1].0;
+        let ran = self.service_runs(node, "serf").map_or(Duration::ZERO, |runs| runs.within(started, at));
+        ran < wait + AGENT_START_SLACK
     }
 
     /// Time from `from` to `to` as `host`'s gossip agent counts it: Lifeguard stretches its
@@ -754,12 +769,14 @@ impl Observations {
         !self.service(node, "serf").0.iter().any(|(start, _)| *start > left_at && *start <= at)
     }
 
-    /// Whether the balancer runs while `webapp`'s host is down, it has left, or it is
-    /// isolated from the balancer. A webapp whose own agent died while its host runs and is
-    /// linked is not lost: it still serves (`converge` expects it in the backends).
+    /// Whether the balancer runs while `webapp`'s host is down, it has left, it is isolated
+    /// from the balancer, or neither its agent nor its webapp runs. A webapp whose own agent
+    /// died while its host runs and is linked is not lost: it still serves (`converge`
+    /// expects it in the backends).
     pub fn is_lost(&self, webapp: &str, at: Duration) -> bool {
+        let gone = !self.agent_runs(webapp, at) && !self.webapp_runs(webapp, at);
         self.is_up(&self.balancer, at)
-            && (!self.is_up(webapp, at) || self.has_left(webapp, at) || self.is_isolated(webapp, at))
+            && (!self.is_up(webapp, at) || gone || self.has_left(webapp, at) || self.is_isolated(webapp, at))
     }
 
     /// Whether no gossip path links the balancer and `webapp`'s host at `at`: no link both
@@ -848,7 +865,31 @@ impl Observations {
         }
         points.extend(self.leaving.iter().map(|(t, _)| *t));
         points.extend(self.synced.values().flatten().map(|(t, _)| *t));
+        points.extend(self.sync_deadlines(&self.balancer));
         points.into_iter().filter(|p| *p <= self.end).collect()
+    }
+
+    /// Where `node`'s agent runs reach their sync deadline (see [`Self::agent_unsynced`]),
+    /// for each TCP timeout a profile may give them: the oracle's own end of their unsynced
+    /// spans, whatever they recorded.
+    fn sync_deadlines(&self, node: &str) -> Vec<Duration> {
+        let Some(runs) = self.service_runs(node, "serf") else { return Vec::new() };
+        let starts = self.synced.get(node).into_iter().flatten().filter(|(_, synced)| !synced);
+        let mut points = Vec::new();
+        for (start, _) in starts {
+            for wait in profile_tcp_timeouts() {
+                let mut left = wait + AGENT_START_SLACK;
+                for (from, to) in runs.0.iter().filter(|(_, to)| to > start) {
+                    let from = (*from).max(*start);
+                    if *to - from >= left {
+                        points.push(from + left);
+                        break;
+                    }
+                    left -= *to - from;
+                }
+            }
+        }
+        points
     }
 
     /// Maximal intervals within the run where `holds` is true, sampled at change points.
@@ -860,6 +901,15 @@ impl Observations {
     pub fn spans_over(&self, points: &[Duration], holds: impl Fn(Duration) -> bool) -> Intervals {
         intervals(points.iter().map(|point| (*point, holds(*point))), self.end)
     }
+}
+
+/// The TCP timeout of each memberlist profile: an agent counts itself synced at the latest
+/// one of them after it starts.
+fn profile_tcp_timeouts() -> [Duration; 3] {
+    use rollcall::gossip::{GossipConfig, Profile};
+    let addr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+    [Profile::Lan, Profile::Local, Profile::Wan]
+        .map(|profile| GossipConfig::of(profile, "", addr).tcp_timeout)
 }
 
 /// Balancer server name -> the webapp at that server's IP, as gossip announced it.

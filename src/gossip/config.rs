@@ -92,6 +92,8 @@ pub struct GossipConfig {
     /// answers, neither retries nor gives up; it lives on alone (a `serf join` run once by a
     /// start script, where `-retry-join` was meant).
     pub joins_once: bool,
+    /// A bug planted for the same tests: the agent never counts itself synced.
+    pub never_syncs: bool,
     /// A bug planted for the same tests: the agent records accusations of itself (suspect,
     /// dead) in its own entry instead of refuting them.
     pub believes_accusations: bool,
@@ -190,6 +192,7 @@ impl GossipConfig {
             tombstone_timeout: Duration::from_secs(24 * 3600),
             never_refutes: false,
             joins_once: false,
+            never_syncs: false,
             believes_accusations: false,
             leaves_silently: false,
             wire: super::keyring::Wire::default(),

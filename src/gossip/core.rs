@@ -511,7 +511,7 @@ impl Agent {
     }
 
     fn mark_synced(&mut self) {
-        if !self.synced {
+        if !self.synced && !self.config.never_syncs {
             self.synced = true;
             // Drivers publish on a new version: the flag is part of what they publish.
             self.version += 1;

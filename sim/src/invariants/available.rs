@@ -3,13 +3,14 @@
 //!
 //! - (a) the server the balancer sent it to failed while serving it, or had been down or
 //!   unreachable from the balancer (either direction: TCP needs both) for less than the
-//!   detection window D;
+//!   detection window D (without health checks, D is gossip's and counts while gossip can
+//!   tell the renderer);
 //! - (b) the balancer had no server for it, and no webapp had been up and reachable for at
 //!   least the admission window A, counted while gossip could tell the renderer (a hold of
 //!   the balancer's agent or renderer pauses the count, its restart starts it again);
 //! - (c) the client could not reach the balancer while the request was under way: cut off,
-//!   the balancer's host down, or its balancer service killed by a `service-crash` fault
-//!   and not yet restarted. A balancer service that stops on its own (a reload that drops
+//!   the balancer's host down, or its balancer service stalled, or killed by a
+//!   `service-crash` fault and not yet restarted within s6's restart delay. A balancer service that stops on its own (a reload that drops
 //!   the listener, a failed bind) excuses nothing: the user sees those failures.
 //!
 //! Every other failed request is a violation naming the request, the server and why that
@@ -72,14 +73,18 @@ struct Judge<'a> {
     good: BTreeMap<String, Intervals>,
     /// When the balancer's agent can tell its renderer: A counts only then.
     tells: Intervals,
-    /// When runs of the balancer's agent started: each learns the cluster afresh.
-    agent_starts: Vec<Duration>,
+    /// When runs of the balancer's agent started after the world ended the one before (a
+    /// crash fault, a leave, its host down): each learns the cluster afresh. A restart after
+    /// a death of its own is the stack's failure and unadmits nothing.
+    agent_restarts: Vec<Duration>,
+    /// Whether D is gossip's (no health checks): it then counts only while gossip can tell.
+    gossip_d: bool,
     /// Per client: when it cannot reach a running balancer.
     blocked: BTreeMap<String, Intervals>,
 }
 
 /// Checks `available` and counts requests by cause.
-pub fn check(obs: &Observations, windows: &Windows, waits_for_sync: bool) -> (Verdict, RequestCounts) {
+pub fn check(obs: &Observations, windows: &Windows, sync_wait: Option<Duration>) -> (Verdict, RequestCounts) {
     let (d, a) = (windows.detection.duration(), windows.admission.duration());
     let rule = format!(
         "every request gets 200 from a webapp, unless its server was lost less than D = {} ago, \
@@ -94,8 +99,9 @@ pub fn check(obs: &Observations, windows: &Windows, waits_for_sync: bool) -> (Ve
         // Nothing to judge (and the spans below cost webapps x change points to build).
         return (verdict, counts);
     }
-    let mut judge = Judge::new(obs, d, a, waits_for_sync);
+    let mut judge = Judge::new(obs, d, a, sync_wait);
     judge.gossip_detection = windows.gossip_detection.as_ref().map(|w| w.duration());
+    judge.gossip_d = windows.gossip_detection.is_none();
     for request in &obs.requests {
         verdict.checked += 1;
         counts.sent += 1;
@@ -133,19 +139,29 @@ fn outcome(request: &RequestObservation) -> String {
 }
 
 impl<'a> Judge<'a> {
-    fn new(obs: &'a Observations, detection: Duration, admission: Duration, waits_for_sync: bool) -> Self {
+    fn new(
+        obs: &'a Observations,
+        detection: Duration,
+        admission: Duration,
+        sync_wait: Option<Duration>,
+    ) -> Self {
         let balancer = obs.balancer.as_str();
         // One set of change points for every span below: computing it sorts every interval.
         let points = obs.change_points();
         let spans = |holds: &dyn Fn(Duration) -> bool| obs.spans_over(points, holds);
         let bad = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| !obs.is_reachable(w, t)))).collect();
-        let tells = |t| super::gossip_can_tell(obs, waits_for_sync, t);
+        let tells = |t| super::gossip_can_tell(obs, sync_wait, t);
         let admissible = |w: &str, t| obs.is_reachable(w, t) && !obs.agent_held(w, t);
         let good = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| admissible(w, t)))).collect();
-        let agent_starts = obs.supervision.get(balancer).into_iter().flatten().filter_map(|(at, entry)| {
-            matches!(entry, Supervision::Started(service) if service == "serf").then_some(*at)
+        let world_ended = |at: Duration| {
+            let before = at.saturating_sub(Duration::from_micros(1));
+            !obs.is_up(balancer, before) || obs.agent_held(balancer, before)
+        };
+        let agent_restarts = obs.supervision.get(balancer).into_iter().flatten().filter_map(|(at, entry)| {
+            let started = matches!(entry, Supervision::Started(service) if service == "serf");
+            (started && world_ended(*at)).then_some(*at)
         });
-        let agent_starts = agent_starts.collect();
+        let agent_restarts = agent_restarts.collect();
         let down = |t| !obs.is_up(balancer, t) || obs.stopped_by_fault(balancer, BALANCER_SERVICE, t);
         let blocked = obs
             .clients
@@ -165,7 +181,8 @@ impl<'a> Judge<'a> {
             bad,
             good,
             tells: tells_spans,
-            agent_starts,
+            agent_restarts,
+            gossip_d: false,
             blocked,
         }
     }
@@ -211,7 +228,7 @@ impl<'a> Judge<'a> {
     /// when. A hold of the agent or the renderer pauses the count: they keep what they knew,
     /// and so does the balancer's configuration.
     fn admitted(&self, at: Duration) -> Vec<(String, Duration)> {
-        let run_start = self.agent_starts.iter().rev().find(|start| **start <= at).copied();
+        let run_start = self.agent_restarts.iter().rev().find(|start| **start <= at).copied();
         self.good
             .iter()
             .filter_map(|(webapp, good)| {
@@ -229,8 +246,11 @@ impl<'a> Judge<'a> {
         if let Some(cause) = self.lost_to_gossip(server, sent) {
             return cause;
         }
+        // Gossip's D runs on gossip's clock: a held agent or renderer cannot drop the server.
+        let waited =
+            |since: Duration| if self.gossip_d { self.tells.within(since, sent) } else { sent - since };
         match bad.since(sent) {
-            Some(since) if sent - since < self.detection => Cause::ServerLost,
+            Some(since) if waited(since) < self.detection => Cause::ServerLost,
             Some(since) => Cause::Unexcused {
                 hosts: vec![server.into()],
                 why: format!(

@@ -15,6 +15,7 @@
 //! is the time a webapp's agent needs to (re)join the balancer's, plus the same render and
 //! reload.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -84,7 +85,7 @@ pub struct Windows {
 }
 
 /// The gossip settings the balancer runs with, as the stack builds them.
-fn balancer_gossip(world: &World) -> GossipConfig {
+pub(crate) fn balancer_gossip(world: &World) -> GossipConfig {
     let addr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     let balancer = world.hosts.iter().find(|h| h.is_balancer());
     match balancer.map(|h| &h.kind) {
@@ -130,10 +131,15 @@ fn planned_extra_latency(world: &World) -> Duration {
     most
 }
 
-/// Derives D and A from the world's configuration.
-pub fn windows(world: &World) -> Windows {
+/// The tags the balancer's agent saw each member carry during a run (see
+/// [`crate::observe::Observations::balancer_tags`]).
+pub type SeenTags = BTreeMap<String, Vec<BTreeMap<String, String>>>;
+
+/// Derives D and A from the world's configuration, with the tags the webapps carried as the
+/// balancer's agent saw them (`seen`).
+pub fn windows(world: &World, seen: &SeenTags) -> Windows {
     let gossip = gossip_windows(world);
-    let checked = loaded_checks(world);
+    let checked = loaded_checks(world, seen);
     if checked.is_empty() {
         return gossip;
     }
@@ -163,11 +169,12 @@ pub fn rendered_admission(world: &World) -> Window {
 }
 
 /// The distinct check settings (with their check timeouts) of every server the balancer
-/// would load in this world, as the run goes: the template rendered for the world's
+/// would load in this world, as the run went: the template rendered for the world's
 /// webapps at the addresses the engines give them (192.168.0.1 on, in file order), with
-/// the tags their agents carry at the start and after each `tags` fault. Empty if no server
-/// is checked.
-fn loaded_checks(world: &World) -> Vec<(CheckSettings, Duration)> {
+/// their configured tags, and with each other set of tags the balancer's agent saw one of
+/// them carry (a `tags` change that reached it; one its agent refused never did). Empty if
+/// no server is checked.
+fn loaded_checks(world: &World, seen: &SeenTags) -> Vec<(CheckSettings, Duration)> {
     let Some(balancer) = world.hosts.iter().find(|h| h.is_balancer()) else { return Vec::new() };
     let HostKind::Node(node) = &balancer.kind else { return Vec::new() };
     let Role::Balancer { template_file, template_text, .. } = &node.role else { return Vec::new() };
@@ -175,7 +182,7 @@ fn loaded_checks(world: &World) -> Vec<(CheckSettings, Duration)> {
         return Vec::new();
     };
     let mut found: Vec<(CheckSettings, Duration)> = Vec::new();
-    for view in tag_states(world) {
+    for view in tag_states(world, seen) {
         let Ok(text) = renderer.render(&rollcall::render::Renderer::addresses(&view)) else { continue };
         let Ok(config) = rollcall::balancer::config::parse(template_file, &text) else { continue };
         for check in config.backend().servers.iter().filter_map(|server| server.check) {
@@ -188,17 +195,17 @@ fn loaded_checks(world: &World) -> Vec<(CheckSettings, Duration)> {
     found
 }
 
-/// The webapps as the balancer's renderer sees them: at the start, then after each `tags`
-/// fault on one of them, in time order.
-fn tag_states(world: &World) -> Vec<Vec<rollcall::render::core::Member>> {
+/// The webapps as the balancer's renderer may see them: with their configured tags, then
+/// with each other set the balancer's agent saw one of them carry, one change at a time.
+fn tag_states(world: &World, seen: &SeenTags) -> Vec<Vec<rollcall::render::core::Member>> {
     let webapps = world.webapps();
-    let mut view: Vec<rollcall::render::core::Member> = world
+    let view: Vec<rollcall::render::core::Member> = world
         .hosts
         .iter()
         .enumerate()
         .filter(|(_, host)| webapps.contains(&host.name))
         .map(|(index, host)| {
-            let mut tags = std::collections::BTreeMap::new();
+            let mut tags = BTreeMap::new();
             if let HostKind::Node(node) = &host.kind {
                 tags.extend(node.tags.clone());
                 tags.insert("role".to_string(), node.role.tag().to_string());
@@ -211,18 +218,13 @@ fn tag_states(world: &World) -> Vec<Vec<rollcall::render::core::Member>> {
             }
         })
         .collect();
-    let mut changes: Vec<_> =
-        world.faults.iter().filter(|f| matches!(f.kind, FaultKind::Tags { .. })).collect();
-    changes.sort_by_key(|fault| fault.at);
     let mut states = vec![view.clone()];
-    for fault in changes {
-        let FaultKind::Tags { host, set, delete } = &fault.kind else { continue };
-        let Some(member) = view.iter_mut().find(|member| member.name == *host) else { continue };
-        delete.iter().for_each(|key| {
-            member.tags.remove(key);
-        });
-        member.tags.extend(set.clone());
-        states.push(view.clone());
+    for (index, member) in view.iter().enumerate() {
+        for tags in seen.get(&member.name).into_iter().flatten().filter(|tags| **tags != member.tags) {
+            let mut state = view.clone();
+            state[index].tags = tags.clone();
+            states.push(state);
+        }
     }
     states
 }
@@ -419,7 +421,7 @@ mod tests {
 
     #[test]
     fn with_checks_d_and_a_follow_haproxys_rules() {
-        let windows = windows(&lab());
+        let windows = windows(&lab(), &SeenTags::new());
         // inter 2 s, fall 3, rise 2, no `timeout check` (a check may take inter): D = one inter
         // of phase + 3 checks of up to 2 s + 2 x fastinter (= inter) + 10 ticks.
         assert_eq!(windows.detection.ms, 2_000 + 6_000 + 4_000 + 10, "{}", windows.detection.explain());
@@ -430,7 +432,7 @@ mod tests {
 
     #[test]
     fn detection_is_probe_gap_timeout_suspicion_round_trip_and_reaction() {
-        let windows = windows(&lab_without_checks());
+        let windows = windows(&lab_without_checks(), &SeenTags::new());
         // 3 nodes: 2 peers -> 3 probe intervals; a 1 s probe round; 4 x 1 s suspicion (too few
         // nodes to confirm it); 2 x 5 ms; 10 ticks of 1 ms.
         assert_eq!(windows.detection.ms, 3_000 + 1_000 + 4_000 + 10 + 10, "{}", windows.detection.explain());
@@ -441,19 +443,19 @@ mod tests {
     fn admission_is_the_slower_of_join_and_reconnect() {
         let mut world = lab_without_checks();
         // retry-join every 2 s, reconnect every 5 s: reconnect bounds a rejoin after a failure.
-        assert_eq!(windows(&world).admission.ms, 5_000 + 10 + 10);
+        assert_eq!(windows(&world, &SeenTags::new()).admission.ms, 5_000 + 10 + 10);
         for host in &mut world.hosts {
             if let HostKind::Node(node) = &mut host.kind {
                 node.gossip.join = JoinMode::Retry { interval: Duration::from_secs(9), max: 0 };
             }
         }
-        assert_eq!(windows(&world).admission.ms, 9_000 + 10 + 10);
+        assert_eq!(windows(&world, &SeenTags::new()).admission.ms, 9_000 + 10 + 10);
     }
 
     #[test]
     fn windows_grow_with_the_cluster_and_with_planned_latency() {
         let mut world = lab_without_checks();
-        let before = windows(&world).detection.ms;
+        let before = windows(&world, &SeenTags::new()).detection.ms;
         let webapp = world.hosts.iter().find(|h| h.is_webapp()).unwrap().clone();
         for i in 0..20 {
             let mut extra = webapp.clone();
@@ -462,8 +464,8 @@ mod tests {
         }
         // 23 nodes: 43 probe intervals, a 1 s round, an unconfirmed suspicion of
         // 6 x 4 x log10(23) = 32.68 s.
-        assert_eq!(windows(&world).detection.ms, 43_000 + 1_000 + 32_681 + 10 + 10);
-        assert!(windows(&world).detection.ms > before);
+        assert_eq!(windows(&world, &SeenTags::new()).detection.ms, 43_000 + 1_000 + 32_681 + 10 + 10);
+        assert!(windows(&world, &SeenTags::new()).detection.ms > before);
         let latency = |at: u64, ms: u64, host: &str| crate::faults::FaultSpec {
             at: Duration::from_secs(at),
             lasting: Some(Duration::from_secs(10)),
@@ -476,6 +478,9 @@ mod tests {
             latency(20, 120, "ha"),
             latency(5, 130, "s1"),
         ]);
-        assert_eq!(windows(&world).detection.ms, 43_000 + 1_000 + 32_681 + 2 * (5 + 140) + 10);
+        assert_eq!(
+            windows(&world, &SeenTags::new()).detection.ms,
+            43_000 + 1_000 + 32_681 + 2 * (5 + 140) + 10
+        );
     }
 }

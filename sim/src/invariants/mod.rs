@@ -211,15 +211,15 @@ fn limit_figures(obs: &Observations) -> Vec<LimitFigure> {
 /// Checks every invariant the world enables.
 pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     let enabled = &world.invariants;
-    let windows = bounds::windows(world);
+    let windows = bounds::windows(world, &obs.balancer_tags);
     let mut verdicts = Vec::new();
     if let Some(rounds) = enabled.converge_rounds {
-        verdicts.push(converge(obs, world.round * rounds, rounds, waits_for_sync(world)));
+        verdicts.push(converge(obs, world.round * rounds, rounds, sync_wait(world)));
     }
     if let Some(rounds) = enabled.detect_rounds {
-        verdicts.push(detect(obs, world.round * rounds, rounds, waits_for_sync(world)));
+        verdicts.push(detect(obs, world.round * rounds, rounds, sync_wait(world)));
     }
-    let (available, requests) = available::check(obs, &windows, waits_for_sync(world));
+    let (available, requests) = available::check(obs, &windows, sync_wait(world));
     if enabled.available {
         verdicts.push(available);
     }
@@ -299,7 +299,16 @@ fn waits_for_sync(world: &World) -> bool {
     })
 }
 
-fn converge(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bool) -> Verdict {
+/// How long the balancer's renderer may wait for its agent's sync, if it waits: the agent
+/// counts itself synced one TCP timeout (of its own running time) after it starts at the
+/// latest, whatever its push-pulls did. The oracle takes that from the configuration, not
+/// from the agent's records: an agent that never said it synced would otherwise stop every
+/// clock for good.
+pub(crate) fn sync_wait(world: &World) -> Option<Duration> {
+    waits_for_sync(world).then(|| bounds::balancer_gossip(world).tcp_timeout)
+}
+
+fn converge(obs: &Observations, bound: Duration, rounds: u32, sync_wait: Option<Duration>) -> Verdict {
     let balancer = &obs.balancer;
     let rule = format!(
         "a live webapp is never missing from {balancer}'s rendered backends for more than {rounds} rounds"
@@ -315,7 +324,7 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bo
             // A restarted agent's renderer keeps its file until the agent is synced.
             during: |webapp: &str, t| {
                 obs.is_reachable(webapp, t)
-                    && gossip_can_tell(obs, waits_for_sync, t)
+                    && gossip_can_tell(obs, sync_wait, t)
                     && !obs.agent_held(webapp, t)
             },
             wrong: |webapp: &str, backends: &BTreeSet<String>| !backends.contains(webapp),
@@ -327,14 +336,15 @@ fn converge(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bo
 
 /// Whether the balancer's agent can tell its renderer anything at `t`, and the renderer
 /// act on it: the world holds neither (a stalled renderer renders nothing, as a stalled
-/// agent tells nothing), and (when the renderer waits for its data) the agent is synced.
-pub(crate) fn gossip_can_tell(obs: &Observations, waits_for_sync: bool, t: Duration) -> bool {
+/// agent tells nothing), and (when the renderer waits for its data, at most `sync_wait`)
+/// the agent is synced.
+pub(crate) fn gossip_can_tell(obs: &Observations, sync_wait: Option<Duration>, t: Duration) -> bool {
     let balancer = &obs.balancer;
-    let unsynced = waits_for_sync && obs.agent_unsynced(balancer, t);
+    let unsynced = sync_wait.is_some_and(|wait| obs.agent_unsynced(balancer, t, wait));
     !(obs.agent_held(balancer, t) || obs.renderer_held(t) || unsynced)
 }
 
-fn detect(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bool) -> Verdict {
+fn detect(obs: &Observations, bound: Duration, rounds: u32, sync_wait: Option<Duration>) -> Verdict {
     let balancer = &obs.balancer;
     let rule = format!(
         "a webapp down or isolated from {balancer} stays in its rendered backends for at most {rounds} rounds of its agent"
@@ -344,7 +354,7 @@ fn detect(obs: &Observations, bound: Duration, rounds: u32, waits_for_sync: bool
         Verdict::new("detect", rule),
         bound,
         &BoundedRule {
-            during: |webapp: &str, t| obs.is_lost(webapp, t) && gossip_can_tell(obs, waits_for_sync, t),
+            during: |webapp: &str, t| obs.is_lost(webapp, t) && gossip_can_tell(obs, sync_wait, t),
             wrong: |webapp: &str, backends: &BTreeSet<String>| backends.contains(webapp),
             what: format!("is down or isolated from {balancer} but still in its rendered backends"),
             lifeguard: true,

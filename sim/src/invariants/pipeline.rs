@@ -11,15 +11,22 @@
 
 use super::bounds::Window;
 use super::{Verdict, secs};
+use std::time::Duration;
+
 use crate::observe::Observations;
 
-/// Checks `valid-config`: every load the balancer tried succeeded.
+/// Checks `valid-config`: every load the balancer tried succeeded, but one that found no
+/// file while the world held the renderer before its first rendering (a stall at the
+/// balancer's boot): the world, not the stack, kept the file from being written.
 pub fn valid_config(obs: &Observations) -> Verdict {
     let balancer = &obs.balancer;
     let rule = format!("{balancer}'s balancer never fails to load the configuration it is given");
     let mut verdict = Verdict::new("valid-config", rule);
     verdict.checked = obs.loaded.changes().len() as u32 + obs.load_failures.len() as u32;
-    for (at, error) in &obs.load_failures {
+    let first_rendering = obs.rendered.changes().first().map(|(at, _)| *at);
+    let held_before_any =
+        |at: Duration| obs.renderer_held(at) && first_rendering.is_none_or(|first| at < first);
+    for (at, error) in obs.load_failures.iter().filter(|(at, _)| !held_before_any(*at)) {
         verdict.fail(
             *at,
             &[balancer],
