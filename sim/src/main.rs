@@ -317,14 +317,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Refuses, before any run, an `output` the run could not write or should not: the
-/// scenario file `input` itself (however named; the trace, page or shrunk file would replace
-/// it), or something there that is no regular file (a directory, device or named pipe).
 /// `--jobs`: 1 to [`rollcall_sim::explore::JOBS_MAX`] threads.
 fn jobs_parser() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=rollcall_sim::explore::JOBS_MAX as u64)
 }
 
+/// Refuses, before any run, an `output` the run could not write or should not: the
+/// scenario file `input` itself (however named; the trace, page or shrunk file would replace
+/// it), something there that is no regular file (a directory, device or named pipe), or a
+/// path whose folder does not exist.
 pub(crate) fn check_output(output: &Path, input: &Path) -> Result<(), ExitCode> {
     let refuse = |why: String| {
         eprintln!("error: {}: {why}", output.display());

@@ -7,7 +7,8 @@
 //!   tell the renderer);
 //! - (b) the balancer had no server for it, and no webapp had been up and reachable for at
 //!   least the admission window A, counted while gossip could tell the renderer (a hold of
-//!   the balancer's agent or renderer pauses the count, its restart starts it again);
+//!   the balancer's agent or renderer pauses the count, a restart the world caused starts it
+//!   again);
 //! - (c) the client could not reach the balancer while the request was under way: cut off,
 //!   the balancer's host down, or its balancer service stalled, or killed by a
 //!   `service-crash` fault and not yet restarted within s6's restart delay. A balancer service that stops on its own (a reload that drops
@@ -168,9 +169,9 @@ impl<'a> Judge<'a> {
             .iter()
             .map(|c| (c.clone(), spans(&|t| down(t) || obs.is_cut(c, balancer, t))))
             .collect();
-        // Gossip's D counts while the balancer's agent can tell its renderer (as `detect`).
-        let lost =
-            obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_lost(w, t) && tells(t)))).collect();
+        // Gossip's D counts while the balancer's agent can tell its renderer (as `detect`'s
+        // clock): `lost_to_gossip` measures these spans on `tells`.
+        let lost = obs.webapps.iter().map(|w| (w.clone(), spans(&|t| obs.is_lost(w, t)))).collect();
         let tells_spans = spans(&tells);
         Judge {
             obs,
@@ -279,7 +280,7 @@ impl<'a> Judge<'a> {
     fn lost_to_gossip(&self, server: &str, sent: Duration) -> Option<Cause> {
         let gossip_detection = self.gossip_detection?;
         let since = self.lost.get(server)?.since(sent)?;
-        (sent - since >= gossip_detection).then(|| Cause::Unexcused {
+        (self.tells.within(since, sent) >= gossip_detection).then(|| Cause::Unexcused {
             hosts: vec![server.into()],
             why: format!(
                 "sent to {server}, down or isolated from {} since {} ({} before, gossip's D = {})",

@@ -55,9 +55,11 @@ pub struct Window {
 
 impl Window {
     fn new(basis: &str, terms: Vec<(String, Duration)>) -> Self {
-        let terms: Vec<Term> =
-            terms.into_iter().map(|(what, d)| Term { what, ms: d.as_millis() as u64 }).collect();
-        Window { ms: terms.iter().map(|t| t.ms).sum(), basis: basis.into(), terms }
+        // A template may ask for timers of any length: sums saturate rather than wrap.
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let terms: Vec<Term> = terms.into_iter().map(|(what, d)| Term { what, ms: millis(d) }).collect();
+        let ms = terms.iter().fold(0u64, |sum, term| sum.saturating_add(term.ms));
+        Window { ms, basis: basis.into(), terms }
     }
 
     /// The window as a duration.
@@ -196,10 +198,12 @@ fn loaded_checks(world: &World, seen: &SeenTags) -> Vec<(CheckSettings, Duration
 }
 
 /// The webapps as the balancer's renderer may see them: with their configured tags, then
-/// with each other set the balancer's agent saw one of them carry, one change at a time.
+/// after each `tags` fault on one of them, in time order, where the balancer's agent saw the
+/// member carry the result (a change its agent refused never reached it; tags only the world
+/// set count, so neither a gossip bug nor a forger widens the windows).
 fn tag_states(world: &World, seen: &SeenTags) -> Vec<Vec<rollcall::render::core::Member>> {
     let webapps = world.webapps();
-    let view: Vec<rollcall::render::core::Member> = world
+    let mut view: Vec<rollcall::render::core::Member> = world
         .hosts
         .iter()
         .enumerate()
@@ -218,12 +222,21 @@ fn tag_states(world: &World, seen: &SeenTags) -> Vec<Vec<rollcall::render::core:
             }
         })
         .collect();
+    let mut changes: Vec<_> =
+        world.faults.iter().filter(|f| matches!(f.kind, FaultKind::Tags { .. })).collect();
+    changes.sort_by_key(|fault| fault.at);
     let mut states = vec![view.clone()];
-    for (index, member) in view.iter().enumerate() {
-        for tags in seen.get(&member.name).into_iter().flatten().filter(|tags| **tags != member.tags) {
-            let mut state = view.clone();
-            state[index].tags = tags.clone();
-            states.push(state);
+    for fault in changes {
+        let FaultKind::Tags { host, set, delete } = &fault.kind else { continue };
+        let Some(member) = view.iter_mut().find(|member| member.name == *host) else { continue };
+        let mut tags = member.tags.clone();
+        delete.iter().for_each(|key| {
+            tags.remove(key);
+        });
+        tags.extend(set.clone());
+        if seen.get(host).is_some_and(|sets| sets.contains(&tags)) {
+            member.tags = tags;
+            states.push(view.clone());
         }
     }
     states
@@ -245,8 +258,8 @@ fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (W
         &basis,
         vec![
             ("phase (one inter)".into(), checks.inter),
-            (format!("{fall} failed checks, each up to the check timeout"), timeout * fall),
-            (format!("{} fastinter between them", fall - 1), checks.fastinter * (fall - 1)),
+            (format!("{fall} failed checks, each up to the check timeout"), timeout.saturating_mul(fall)),
+            (format!("{} fastinter between them", fall - 1), checks.fastinter.saturating_mul(fall - 1)),
             (format!("reload ({REACTION_TICKS} ticks)"), reaction),
         ]
         .into_iter()
@@ -259,8 +272,8 @@ fn check_windows(world: &World, checks: &CheckSettings, timeout: Duration) -> (W
         &basis,
         vec![
             ("phase (one downinter)".into(), checks.downinter),
-            (format!("{rise} passed checks, each up to the check timeout"), timeout * rise),
-            (format!("{} fastinter between them", rise - 1), checks.fastinter * (rise - 1)),
+            (format!("{rise} passed checks, each up to the check timeout"), timeout.saturating_mul(rise)),
+            (format!("{} fastinter between them", rise - 1), checks.fastinter.saturating_mul(rise - 1)),
             (format!("reload ({REACTION_TICKS} ticks)"), reaction),
         ]
         .into_iter()
@@ -404,6 +417,17 @@ mod tests {
     fn lab() -> World {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lab.toml");
         crate::scenario::load(&path).expect("lab loads")
+    }
+
+    /// A template may ask for any timer the parser takes (up to 2^64 - 1 ms) and a `fall`
+    /// of 1,000: the windows saturate instead of overflowing (a panic in `Duration`'s
+    /// multiplication, or a wrapped sum).
+    #[test]
+    fn windows_of_huge_check_timers_saturate() {
+        let huge = Duration::from_millis(u64::MAX);
+        let checks = CheckSettings { inter: huge, fastinter: huge, downinter: huge, rise: 1000, fall: 1000 };
+        let (detection, admission) = check_windows(&lab(), &checks, huge);
+        assert_eq!((detection.ms, admission.ms), (u64::MAX, u64::MAX));
     }
 
     /// The lab without `check` on its servers: gossip bounds.

@@ -12,16 +12,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Prefix of every namespace the real engine creates.
 pub const NAMESPACE_PREFIX: &str = "rollcall-";
-/// The hosts' subnet, a private range that exists only inside the run's namespaces (the same
-/// addresses turmoil gives, in file order).
-const SUBNET_BASE: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 0);
+/// The length of the hosts' subnet, 192.168.0.0/16, a private range that exists only inside
+/// the run's namespaces (the same addresses turmoil gives, in file order:
+/// [`crate::world::host_address`]).
 const SUBNET_PREFIX_LEN: u8 = 16;
 /// The nftables table (bridge family) the engine owns in the switch's namespace.
 const TABLE: &str = "rollcall";
@@ -168,8 +168,8 @@ impl Drop for Network {
 /// The address of the host at `index` in file order: 192.168.0.1, .2, ...
 fn host_address(index: usize) -> Result<IpAddr, String> {
     let offset = u32::try_from(index + 1).ok().filter(|offset| *offset < (1 << (32 - SUBNET_PREFIX_LEN)) - 1);
-    let offset = offset.ok_or_else(|| format!("host {index}: the subnet has no address left"))?;
-    Ok(IpAddr::V4(Ipv4Addr::from(u32::from(SUBNET_BASE) + offset)))
+    offset.ok_or_else(|| format!("host {index}: the subnet has no address left"))?;
+    Ok(IpAddr::V4(crate::world::host_address(index)))
 }
 
 /// The nftables script for the switch. Declaring the table before deleting it makes the
@@ -321,6 +321,8 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     #[test]
