@@ -731,8 +731,8 @@ impl Observations {
             return false;
         }
         let started = changes[index - 1].0;
-        let ran = self.service_runs(node, "serf").map_or(Duration::ZERO, |runs| runs.within(started, at));
-        ran < wait + AGENT_START_SLACK
+        let runs = self.service_runs(node, "serf");
+        runs.and_then(|runs| sync_deadline(runs, started, wait)).is_none_or(|deadline| at < deadline)
     }
 
     /// Time from `from` to `to` as `host`'s gossip agent counts it: Lifeguard stretches its
@@ -875,21 +875,10 @@ impl Observations {
     fn sync_deadlines(&self, node: &str) -> Vec<Duration> {
         let Some(runs) = self.service_runs(node, "serf") else { return Vec::new() };
         let starts = self.synced.get(node).into_iter().flatten().filter(|(_, synced)| !synced);
-        let mut points = Vec::new();
-        for (start, _) in starts {
-            for wait in profile_tcp_timeouts() {
-                let mut left = wait + AGENT_START_SLACK;
-                for (from, to) in runs.0.iter().filter(|(_, to)| to > start) {
-                    let from = (*from).max(*start);
-                    if *to - from >= left {
-                        points.push(from + left);
-                        break;
-                    }
-                    left -= *to - from;
-                }
-            }
-        }
-        points
+        let deadlines = starts.flat_map(|(start, _)| {
+            profile_tcp_timeouts().into_iter().filter_map(move |wait| sync_deadline(runs, *start, wait))
+        });
+        deadlines.collect()
     }
 
     /// Maximal intervals within the run where `holds` is true, sampled at change points.
@@ -901,6 +890,20 @@ impl Observations {
     pub fn spans_over(&self, points: &[Duration], holds: impl Fn(Duration) -> bool) -> Intervals {
         intervals(points.iter().map(|point| (*point, holds(*point))), self.end)
     }
+}
+
+/// When an agent run started at `start` has run (its `runs`, stops excluded) for `wait` and
+/// 10 ms: its sync deadline, a timer that counts only while it runs. `None` if it never has.
+fn sync_deadline(runs: &Intervals, start: Duration, wait: Duration) -> Option<Duration> {
+    let mut left = wait + AGENT_START_SLACK;
+    for (from, to) in runs.0.iter().filter(|(_, to)| *to > start) {
+        let from = (*from).max(start);
+        if *to - from >= left {
+            return Some(from + left);
+        }
+        left -= *to - from;
+    }
+    None
 }
 
 /// The TCP timeout of each memberlist profile: an agent counts itself synced at the latest

@@ -11,8 +11,9 @@
 //!   again);
 //! - (c) the client could not reach the balancer while the request was under way: cut off,
 //!   the balancer's host down, or its balancer service stalled, or killed by a
-//!   `service-crash` fault and not yet restarted within s6's restart delay. A balancer service that stops on its own (a reload that drops
-//!   the listener, a failed bind) excuses nothing: the user sees those failures.
+//!   `service-crash` fault and not yet restarted within s6's restart delay. A balancer
+//!   service that stops on its own (a reload that drops the listener, a failed bind)
+//!   excuses nothing: the user sees those failures.
 //!
 //! Every other failed request is a violation naming the request, the server and why that
 //! server was a bad choice. What counts is when the request was sent, not how long it took
@@ -78,8 +79,6 @@ struct Judge<'a> {
     /// crash fault, a leave, its host down): each learns the cluster afresh. A restart after
     /// a death of its own is the stack's failure and unadmits nothing.
     agent_restarts: Vec<Duration>,
-    /// Whether D is gossip's (no health checks): it then counts only while gossip can tell.
-    gossip_d: bool,
     /// Per client: when it cannot reach a running balancer.
     blocked: BTreeMap<String, Intervals>,
 }
@@ -102,7 +101,6 @@ pub fn check(obs: &Observations, windows: &Windows, sync_wait: Option<Duration>)
     }
     let mut judge = Judge::new(obs, d, a, sync_wait);
     judge.gossip_detection = windows.gossip_detection.as_ref().map(|w| w.duration());
-    judge.gossip_d = windows.gossip_detection.is_none();
     for request in &obs.requests {
         verdict.checked += 1;
         counts.sent += 1;
@@ -183,7 +181,6 @@ impl<'a> Judge<'a> {
             good,
             tells: tells_spans,
             agent_restarts,
-            gossip_d: false,
             blocked,
         }
     }
@@ -247,9 +244,10 @@ impl<'a> Judge<'a> {
         if let Some(cause) = self.lost_to_gossip(server, sent) {
             return cause;
         }
-        // Gossip's D runs on gossip's clock: a held agent or renderer cannot drop the server.
-        let waited =
-            |since: Duration| if self.gossip_d { self.tells.within(since, sent) } else { sent - since };
+        // Without health checks D is gossip's (and no separate gossip D is kept): it runs on
+        // gossip's clock, since a held agent or renderer cannot drop the server.
+        let gossip_d = self.gossip_detection.is_none();
+        let waited = |since: Duration| if gossip_d { self.tells.within(since, sent) } else { sent - since };
         match bad.since(sent) {
             Some(since) if waited(since) < self.detection => Cause::ServerLost,
             Some(since) => Cause::Unexcused {

@@ -212,14 +212,15 @@ fn limit_figures(obs: &Observations) -> Vec<LimitFigure> {
 pub fn check(world: &World, obs: &Observations) -> (Vec<Verdict>, Figures) {
     let enabled = &world.invariants;
     let windows = bounds::windows(world, &obs.balancer_tags);
+    let sync_wait = sync_wait(world);
     let mut verdicts = Vec::new();
     if let Some(rounds) = enabled.converge_rounds {
-        verdicts.push(converge(obs, world.round * rounds, rounds, sync_wait(world)));
+        verdicts.push(converge(obs, world.round * rounds, rounds, sync_wait));
     }
     if let Some(rounds) = enabled.detect_rounds {
-        verdicts.push(detect(obs, world.round * rounds, rounds, sync_wait(world)));
+        verdicts.push(detect(obs, world.round * rounds, rounds, sync_wait));
     }
-    let (available, requests) = available::check(obs, &windows, sync_wait(world));
+    let (available, requests) = available::check(obs, &windows, sync_wait);
     if enabled.available {
         verdicts.push(available);
     }
