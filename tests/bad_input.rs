@@ -594,3 +594,34 @@ fn cli_limits_missing_output_folders_and_edited_shards_are_refused() {
     assert_eq!(sim(&["merge", file.to_str().unwrap()]).status.code(), Some(0), "the untouched shard merges");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A violation pinned to some seeds: none listed, a seed pinned twice for one invariant, an
+/// invariant expected on every seed and pinned to some, are refused naming their line; a
+/// valid file gives each seed its own expected outcome and every other seed none.
+#[test]
+fn violations_pinned_to_seeds_are_checked_and_apply_to_their_seeds_only() {
+    let pin = |hosts: &str, seeds: &str| {
+        format!("\n[[expect.violation]]\ninvariant = \"converge\"\nhosts = [{hosts}]\nseeds = [{seeds}]\n")
+    };
+    let cases = [
+        (format!("{GOOD}{}", pin("\"s1\"", "")), "lists no seeds"),
+        (format!("{GOOD}{}{}", pin("\"s1\"", "3, 4"), pin("\"ha\"", "4")), "pinned twice for seed 4"),
+        (
+            format!("{GOOD}\n[expect]\nviolated = [\"converge\"]\n{}", pin("\"s1\"", "3")),
+            "expected on every seed",
+        ),
+        (format!("{GOOD}{}", pin("\"s1\"", "-1")), "expected u64"),
+    ];
+    for (text, wanted) in cases {
+        let e = error(&text);
+        assert!(e.to_string().contains(wanted) && e.line > 1, "{wanted}: {e}");
+    }
+    let world =
+        parse(&format!("{GOOD}{}{}", pin("\"s1\"", "3, 5"), pin("\"ha\", \"s1\"", "7"))).expect("loads");
+    let on = |seed: u64| world.expect.for_seed(seed);
+    assert!(on(1).violated.is_empty() && on(1).hosts.is_empty());
+    assert!(on(3).violated.contains("converge") && on(3).hosts["converge"] == ["s1".to_string()].into());
+    assert_eq!(on(5), on(3));
+    assert_eq!(on(7).hosts["converge"].len(), 2);
+    assert!(on(3).seeded.is_empty(), "a seed's outcome has nothing left to resolve");
+}

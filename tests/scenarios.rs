@@ -104,14 +104,14 @@ fn lab_partition_detects_serves_and_heals_for_seeds_1_to_20() {
     assert_all_as_expected(&["lab-partition.toml"], |_| 1..=20);
 }
 
-/// The server-state changes the balancer recorded for `server`: (time, up).
-fn server_states(run: &Run, server: &str) -> Vec<(Duration, bool)> {
+/// Each change of `server`'s state as the balancer's checks record it, with its reason.
+fn server_changes(run: &Run, server: &str) -> Vec<(Duration, bool, String)> {
     run.trace
         .records
         .iter()
         .filter_map(|r| match &r.event {
-            Entry::Host(rollcall::host::Event::ServerState { server: s, up, .. }) if s == server => {
-                Some((r.at(), *up))
+            Entry::Host(rollcall::host::Event::ServerState { server: s, up, reason }) if s == server => {
+                Some((r.at(), *up, reason.clone()))
             }
             _ => None,
         })
@@ -119,8 +119,10 @@ fn server_states(run: &Run, server: &str) -> Vec<(Duration, bool)> {
 }
 
 /// s1 is cut off from ha only (gossip still says alive): its health checks take it DOWN
-/// within fall x inter of the cut and UP within rise x inter of the heal, and `available`
-/// holds (before health checks it failed on s1 for the whole cut).
+/// and back UP, and `available` holds (before health checks it failed on s1 for the whole
+/// cut). A cut link answers no SYN, so each check across it runs out its timeout (`inter`,
+/// there being no `timeout check`): DOWN comes after `fall` timeouts with `fastinter` between
+/// them, not within milliseconds of each check as a refused connect would make it.
 #[test]
 fn lab_partial_cut_health_checks_take_s1_out_and_back_for_seeds_1_to_20() {
     let (cut, heal) = (Duration::from_secs(20), Duration::from_secs(40));
@@ -130,21 +132,24 @@ fn lab_partial_cut_health_checks_take_s1_out_and_back_for_seeds_1_to_20() {
         let run = run(&simulation("lab-partial-cut.toml").seed(seed));
         assert!(run.report.as_expected, "seed {seed}:\n{}", run.report.to_text());
         assert!(run.report.verdict("available").unwrap().holds(), "seed {seed}");
-        let states = server_states(&run, "s1");
+        let states = server_changes(&run, "s1");
         assert_eq!(
-            states.iter().map(|(_, up)| *up).collect::<Vec<_>>(),
+            states.iter().map(|(_, up, _)| *up).collect::<Vec<_>>(),
             [false, true],
             "seed {seed}: {states:?}"
         );
+        // fall timeouts and the fastinters between them; the last success came before the
+        // cut, at most one inter before the first timed-out check started.
+        let timeouts = inter * fall + inter * (fall - 1);
+        let (down, _, reason) = &states[0];
+        assert!(*down >= cut + timeouts && *down <= cut + inter + timeouts, "seed {seed}: down at {down:?}");
+        assert!(reason.ends_with("last: timeout"), "seed {seed}: down because {reason}");
+        // The check under way at the heal runs out its timeout; then rise checks pass,
+        // downinter and fastinter apart, each within a round trip (well under 100 ms).
+        let up = states[1].0;
         assert!(
-            states[0].0 > cut && states[0].0 <= cut + inter * fall,
-            "seed {seed}: down at {:?}",
-            states[0].0
-        );
-        assert!(
-            states[1].0 > heal && states[1].0 <= heal + inter * rise,
-            "seed {seed}: up at {:?}",
-            states[1].0
+            up > heal && up <= heal + inter + inter * rise + Duration::from_millis(100),
+            "seed {seed}: up at {up:?}"
         );
     });
 }
@@ -162,6 +167,7 @@ fn an_extra_host_an_extra_invariant_or_an_unchecked_one_is_not_as_expected() {
         violated: hosts(&["converge", "available"]),
         hosts: [("converge".to_string(), hosts(&["s1", "s2"])), ("available".to_string(), hosts(on))].into(),
         allow_unchecked: false,
+        seeded: Vec::new(),
     };
     assert!(run(&base.clone().expect(pinned(&["s1", "s2"]))).report.as_expected);
     // Pinned to s1 only: the violations on s2 are unexpected.

@@ -78,7 +78,8 @@ impl Report {
         verdicts: Vec<Verdict>,
         figures: Figures,
     ) -> Self {
-        let mismatches = world.expect.mismatches(&verdicts);
+        let expect = world.expect.for_seed(seed);
+        let mismatches = expect.mismatches(&verdicts);
         Report {
             scenario: world.name.clone(),
             file: file.into(),
@@ -92,8 +93,8 @@ impl Report {
             mismatches,
             verdicts,
             figures,
-            expected_violations: world.expect.violated.clone(),
-            expected_hosts: world.expect.hosts.clone(),
+            expected_violations: expect.violated,
+            expected_hosts: expect.hosts,
             replay: replay_command(file, seed, world),
             timeline: timeline(trace),
             view_scope: describe_scope(&world.trace_scope, world.hosts.len()),

@@ -223,9 +223,38 @@ pub struct Expectation {
     /// with a `[swarm]`, where a seed may draw no fault an invariant needs: `explore` then
     /// counts the seeds that checked each one, and fails one no seed checked).
     pub allow_unchecked: bool,
+    /// Violations expected on some seeds only (`seeds = [...]` in a pin).
+    pub seeded: Vec<SeededViolation>,
+}
+
+/// A known weakness that shows on some seeds' draws only: on those seeds, `invariant` is
+/// violated on exactly `hosts`; on every other seed it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeededViolation {
+    /// The invariant.
+    pub invariant: String,
+    /// The exact hosts its violations are about.
+    pub hosts: BTreeSet<String>,
+    /// The seeds that show it.
+    pub seeds: BTreeSet<u64>,
 }
 
 impl Expectation {
+    /// The outcome expected of one seed: the pins for that seed added, no seeded pin left.
+    pub fn for_seed(&self, seed: u64) -> Expectation {
+        let mut expect = Expectation { seeded: Vec::new(), ..self.clone() };
+        for pin in self.seeded.iter().filter(|pin| pin.seeds.contains(&seed)) {
+            expect.violated.insert(pin.invariant.clone());
+            expect.hosts.insert(pin.invariant.clone(), pin.hosts.clone());
+        }
+        expect
+    }
+
+    /// Every invariant some seed expects violated.
+    pub fn ever_violated(&self) -> BTreeSet<&String> {
+        self.violated.iter().chain(self.seeded.iter().map(|pin| &pin.invariant)).collect()
+    }
+
     /// Why `verdicts` are not the expected outcome (empty: they are).
     pub fn mismatches(&self, verdicts: &[Verdict]) -> Vec<String> {
         let mut wrong = Vec::new();

@@ -4,7 +4,7 @@
 //! planned start time before booting. Faults are applied between steps at exact times.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -55,6 +55,54 @@ pub struct SimNet {
     name: String,
     /// Every host's address, filled in once all hosts are registered.
     addresses: Rc<RefCell<BTreeMap<String, IpAddr>>>,
+    /// Where a connection attempt gets no answer at all.
+    silence: Rc<RefCell<Silence>>,
+}
+
+/// The links a partition cuts and the hosts that are down, as the world's faults leave them.
+/// turmoil refuses a connection at once when its SYN meets a cut link or a host with no
+/// listener left; a real SYN into a cut link (either way: the SYN or its answer is lost), or
+/// to a machine that is down, gets no answer, and is sent again until one gets through or
+/// the caller's timeout gives up (HAProxy's "Layer4 timeout", a push-pull's TCP timeout).
+/// Only a host that is up and has no listener answers with a reset.
+#[derive(Default)]
+pub struct Silence {
+    /// Directed links (from, to) some partition cuts.
+    cut: BTreeSet<(String, String)>,
+    /// Hosts crashed and not yet restarted.
+    down: BTreeSet<String>,
+}
+
+/// Linux's waits before each SYN retransmission (`tcp_syn_retries` 6, an initial RTO of 1 s
+/// doubling), the last being the wait for an answer to the last SYN: 127 s in all.
+const SYN_RETRANSMIT_WAITS: [Duration; 7] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(32),
+    Duration::from_secs(64),
+];
+
+impl SimNet {
+    /// Whether a SYN to `addr` from this host goes unanswered: a link cut or a host down.
+    fn unanswered(&self, addr: SocketAddr) -> bool {
+        let addresses = self.addresses.borrow();
+        let to = addresses.iter().find(|(_, ip)| **ip == addr.ip()).map(|(name, _)| name);
+        self.silence.borrow().swallows(&self.name, to)
+    }
+}
+
+impl Silence {
+    fn swallows(&self, from: &str, to: Option<&String>) -> bool {
+        to.is_some_and(|to| {
+            let (from, to) = (from.to_string(), to.clone());
+            self.down.contains(&to)
+                || self.cut.contains(&(to.clone(), from.clone()))
+                || self.cut.contains(&(from, to))
+        })
+    }
 }
 
 impl SimNet {
@@ -85,7 +133,18 @@ impl Net for SimNet {
             .map_err(in_use_as_the_os_says)
     }
     async fn connect(&self, addr: SocketAddr) -> io::Result<turmoil::net::TcpStream> {
-        turmoil::net::TcpStream::connect(addr).await
+        // turmoil answers a SYN it cannot deliver with a refusal at once; a real one is
+        // sent again on Linux's schedule, and the connect ends when one gets through, when
+        // the peer's host answers with a reset, or when the caller's timeout gives up.
+        for wait in SYN_RETRANSMIT_WAITS {
+            match turmoil::net::TcpStream::connect(addr).await {
+                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused && self.unanswered(addr) => {
+                    tokio::time::sleep(wait).await;
+                }
+                answered => return answered,
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::TimedOut, "connect: no answer to any SYN"))
     }
     fn resolve(&self, host: &str) -> io::Result<IpAddr> {
         super::resolve_in(&self.addresses.borrow(), host)
@@ -146,6 +205,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         .build();
     let recorder = Recorder::scoped(world.trace_scope.clone());
     let addresses: Rc<RefCell<BTreeMap<String, IpAddr>>> = Rc::default();
+    let silence: Rc<RefCell<Silence>> = Rc::default();
     let mut states: BTreeMap<String, Rc<HostState>> = BTreeMap::new();
     for host in &world.hosts {
         let state = Rc::new(HostState {
@@ -158,7 +218,8 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
             tap: Tap::default(),
         });
         states.insert(host.name.clone(), state.clone());
-        let factory = host_factory(host.clone(), state, recorder.clone(), addresses.clone(), seed);
+        let wiring = Wiring { addresses: addresses.clone(), silence: silence.clone() };
+        let factory = host_factory(host.clone(), state, recorder.clone(), wiring, seed);
         sim.host(host.name.as_str(), factory);
     }
     for host in &world.hosts {
@@ -172,6 +233,7 @@ pub fn run(world: &World, plan: &Plan, seed: u64) -> Result<Trace, EngineError> 
         recorder: recorder.clone(),
         armed: Vec::new(),
         restarts: Vec::new(),
+        silence,
     };
     while sim.elapsed() < world.duration {
         while let Some(step) = steps.next_if(|step| step.at <= sim.elapsed()) {
@@ -211,14 +273,13 @@ fn host_factory(
     host: HostSpec,
     state: Rc<HostState>,
     recorder: Recorder,
-    addresses: Rc<RefCell<BTreeMap<String, IpAddr>>>,
+    wiring: Wiring,
     seed: u64,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = turmoil::Result>>> {
     move || {
         let (control, control_rx) = mpsc::unbounded_channel();
         *state.control.borrow_mut() = Some(control);
-        let (host, state, recorder, addresses) =
-            (host.clone(), state.clone(), recorder.clone(), addresses.clone());
+        let (host, state, recorder, wiring) = (host.clone(), state.clone(), recorder.clone(), wiring.clone());
         Box::pin(async move {
             // A host crashed and restarted before its planned start still waits for it, and
             // only then boots: a crash before the first boot is no boot of its own (as the
@@ -228,7 +289,8 @@ fn host_factory(
             state.boots.set(boot);
             // A fresh random stream per boot: a restarted host does not replay its first life.
             let host_seed = host_seed(seed, &host.name, boot);
-            let net = SimNet { name: host.name.clone(), addresses };
+            let net =
+                SimNet { name: host.name.clone(), addresses: wiring.addresses, silence: wiring.silence };
             let env = HostEnv::new(
                 host.name.clone(),
                 net,
@@ -243,6 +305,13 @@ fn host_factory(
             Ok(())
         })
     }
+}
+
+/// What a host's network is built from: every address, and where connects go unanswered.
+#[derive(Clone)]
+struct Wiring {
+    addresses: Rc<RefCell<BTreeMap<String, IpAddr>>>,
+    silence: Rc<RefCell<Silence>>,
 }
 
 /// Each attacker's address and tap.
@@ -278,6 +347,8 @@ fn tap_the_wire(sim: &turmoil::Sim<'_>, taps: &[(IpAddr, Tap)]) {
 struct WorldFaults {
     active: ActiveFaults,
     recorder: Recorder,
+    /// What the hosts' connects cannot reach, kept in step with the cuts and crashes.
+    silence: Rc<RefCell<Silence>>,
     /// Mid-render crashes waiting for their moment: fault id, and the trace length when
     /// armed (only later records can trigger them).
     armed: Vec<(usize, usize)>,
@@ -343,10 +414,13 @@ impl WorldFaults {
     fn partition(&mut self, sim: &mut turmoil::Sim<'_>, a: &[String], b: &[String], oneway: bool, cut: bool) {
         for group in self.active.partition(a, b, oneway, cut) {
             for (from, to) in group.links() {
+                let link = (from.to_string(), to.to_string());
                 if cut {
                     sim.partition_oneway(from, to);
+                    self.silence.borrow_mut().cut.insert(link);
                 } else {
                     sim.repair_oneway(from, to);
+                    self.silence.borrow_mut().cut.remove(&link);
                 }
             }
             self.recorder.world(sim.elapsed(), WORLD, WorldEvent::links(group, cut));
@@ -414,9 +488,11 @@ impl WorldFaults {
                     rollcall::host::Observer::record(&self.recorder, sim.elapsed(), host, command.unserved());
                 }
                 self.recorder.world(sim.elapsed(), host, WorldEvent::HostCrashed);
+                self.silence.borrow_mut().down.insert(host.to_string());
             }
             Some(false) => {
                 self.recorder.world(sim.elapsed(), host, WorldEvent::HostRestarted);
+                self.silence.borrow_mut().down.remove(host);
                 sim.bounce(host);
             }
             None => {}
