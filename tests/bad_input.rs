@@ -611,6 +611,7 @@ fn violations_pinned_to_seeds_are_checked_and_apply_to_their_seeds_only() {
             "expected on every seed",
         ),
         (format!("{GOOD}{}", pin("\"s1\"", "-1")), "expected u64"),
+        (format!("{GOOD}{}", pin("\"s1\"", "3, 3")), "seed 3 is listed twice"),
     ];
     for (text, wanted) in cases {
         let e = error(&text);

@@ -1369,3 +1369,20 @@ fn a_command_that_finds_no_agent_running_is_recorded_as_refused_on_both_engines(
         );
     }
 }
+
+/// s1 boots at 5 s, while a cut between it and ha (its only seed) lasts until 6.5 s, and
+/// retries its join only every minute. Its join's SYN is lost in the cut and sent again
+/// after 1 s (lost again, at 6 s) and 2 s more (at 8 s, after the heal): it gets through,
+/// and s1 joins at once, on both engines, as on a real network. Before, turmoil refused the
+/// SYN at once and the event engine lost it: s1 waited a minute for its next attempt.
+#[test]
+fn a_syn_sent_into_a_cut_gets_through_after_the_heal_on_both_engines() {
+    let faults = ["kind = \"partition\"\nat_s = 4\nfor_s = 2.5\na = [\"ha\"]\nb = [\"s1\"]"];
+    let text = started_5_s_apart(&["ha", "s1"], &faults)
+        .replace("seeds = [\"ha\"]", "seeds = [\"ha\"]\njoin = \"retry\"\nretry_interval_ms = 60000");
+    for (engine, run) in on_both_engines("syn-retransmit.toml", &text) {
+        let joined = host_events(&run.trace, "s1", |event| matches!(event, Event::Joined { .. }));
+        let at = joined.first().map(|(at, _)| *at);
+        assert!(at.is_some_and(|at| at > secs(8.0) && at < secs(8.1)), "{engine}: s1 joined at {at:?}");
+    }
+}

@@ -1042,3 +1042,50 @@ fn valid_config_excuses_a_missing_file_while_the_world_holds_the_renderer_at_boo
     let verdict = run.report.verdict("valid-config").expect("checked");
     assert!(verdict.holds(), "{verdict:?}");
 }
+
+/// s1 dies for good at 10 s and ha ignores both gossip and its checks; the client is cut off
+/// from ha over 30.5-40.5 s. A request sent late in the cut is sent again by TCP and reaches ha
+/// after the heal, which sends it to dead s1: that failure is the stack's, not the cut's, and
+/// is a violation (it had been excused as "the client could not reach ha").
+#[test]
+fn a_request_that_reaches_the_balancer_after_its_cut_is_judged() {
+    let cut = "[[fault]]\nkind = \"host-crash\"\nat_s = 10\nhost = \"s1\"\n\n\
+               [[fault]]\nkind = \"partition\"\nat_s = 30.5\nfor_s = 10\na = [\"client\"]\nb = [\"ha\"]\n\n\
+               [invariants]\nconverge_rounds = 10\navailable = true\n";
+    let bugs = "planted_bugs = [\"balancer-ignores-removals\", \"balancer-ignores-health\"]";
+    let mut judged = 0;
+    for seed in 1..=5 {
+        let run = run(&three_node_lab(80, bugs, "", cut).seed(seed));
+        let available = run.report.verdict("available").expect("checked");
+        let in_the_cut =
+            |sent: Duration| sent >= Duration::from_millis(30_500) && sent < Duration::from_millis(40_500);
+        let failed_after = |r: &&rollcall_sim::observe::RequestObservation| {
+            !r.ok() && in_the_cut(r.sent) && r.routed_to.is_some()
+        };
+        for request in run.observations.requests.iter().filter(failed_after) {
+            let named = format!("request #{} from client sent", request.id);
+            let violation = available.violations.iter().find(|v| v.what.contains(&named));
+            assert!(violation.is_some_and(|v| v.hosts == ["s1"]), "seed {seed}: {named} excused");
+            judged += 1;
+        }
+    }
+    assert!(judged > 0, "no failed request reached ha after the heal on seeds 1-5");
+}
+
+/// A cut only on the way back (s1 -> ha) loses every answer to ha's SYNs: plain TCP checks of
+/// s1 time out and take it DOWN, and `available` holds. turmoil hands a SYN's answer over
+/// outside its links, so the connect had succeeded, s1 stayed UP, and requests to it failed.
+#[test]
+fn a_cut_on_the_way_back_fails_tcp_checks_on_their_timeout() {
+    let cut = "[[fault]]\nkind = \"partition-oneway\"\nat_s = 20\nfor_s = 20\nfrom = [\"s1\"]\nto = [\"ha\"]\n\n\
+               [invariants]\nconverge_rounds = 10\navailable = true\n";
+    let tcp_checks =
+        with_template(three_node_lab(80, "", "", cut), |t| t.replace("option httpchk HEAD /", ""));
+    let run = run(&tcp_checks);
+    let states = server_changes(&run, "s1");
+    assert!(
+        states.first().is_some_and(|(_, up, reason)| !up && reason.ends_with("last: connect timeout")),
+        "{states:?}"
+    );
+    assert!(run.report.verdict("available").expect("checked").holds(), "{}", run.report.to_text());
+}

@@ -64,6 +64,11 @@ impl Intervals {
         self.0.iter().find(|(start, end)| *start <= at && at < *end).map(|(start, _)| *start)
     }
 
+    /// The end of the interval holding `at`, if any.
+    pub fn until(&self, at: Duration) -> Option<Duration> {
+        self.0.iter().find(|(start, end)| *start <= at && at < *end).map(|(_, end)| *end)
+    }
+
     /// Whether it holds throughout `[from, to)`.
     pub fn covers(&self, from: Duration, to: Duration) -> bool {
         self.0.iter().any(|(start, end)| *start <= from && to <= *end)

@@ -1092,6 +1092,10 @@ impl<E: Fn(Option<Range<usize>>, String) -> ScenarioError> Resolver<'_, E> {
             if seeds.get_ref().is_empty() {
                 return self.fail(seeds.span(), format!("expected violation of '{name}' lists no seeds"));
             }
+            let mut listed = BTreeSet::new();
+            if let Some(twice) = seeds.get_ref().iter().find(|seed| !listed.insert(**seed)) {
+                return self.fail(seeds.span(), format!("seed {twice} is listed twice"));
+            }
             for &seed in seeds.get_ref() {
                 if expect.seeded.iter().any(|other| other.invariant == name && other.seeds.contains(&seed)) {
                     return self.fail(seeds.span(), format!("'{name}' is pinned twice for seed {seed}"));

@@ -12,8 +12,11 @@
 //! network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range,
 //! in whole milliseconds), each host's loss and extra latency on its gossip datagrams, one-way
 //! and two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each
-//! way; a cut, or an agent that is not running, loses it, and the initiator's own timers deal
-//! with the silence; a stopped (SIGSTOP) agent holds it ([`supervision`]).
+//! way; a cut the frame meets loses it as it would a SYN, sent again on Linux's schedule while
+//! the initiator's TCP timeout allows, so that one started shortly before a heal completes
+//! after it (as on turmoil and a real network), and so is one to a host that is down; an
+//! agent that is not running on a host that is up loses it (a refusal), and the initiator's
+//! own timers deal with it; a stopped (SIGSTOP) agent holds it ([`supervision`]).
 //!
 //! The balancer node's renderer runs too ([`super::rendering`]: quiescence, the render core,
 //! validation, an atomic write), so `converge`, `detect` and `rendered-view` are checked, and
@@ -186,7 +189,8 @@ enum Happening {
     Delayed { from: u32, generation: u32, to: u32, bytes: Vec<u8> },
     /// A push-pull arrives at `to`; its answer goes back to the initiator's run if `reply`
     /// (the initiator still waits for it).
-    PushPull { from: u32, from_generation: u32, to: u32, bytes: Vec<u8>, reply: bool },
+    /// `syns` counts the SYNs sent before this one (a cut lost them).
+    PushPull { from: u32, from_generation: u32, to: u32, bytes: Vec<u8>, reply: bool, syns: u8 },
     /// The answer to a push-pull of the run `generation` of `to`.
     Answer { from: u32, to: u32, generation: u32, bytes: Vec<u8> },
     /// Step `index` of the plan.
@@ -321,7 +325,16 @@ struct Engine<'a> {
     first_steps: std::collections::VecDeque<(usize, u32, usize)>,
     /// How deep supervisor batches nest now.
     batch_depth: u32,
+    /// Bytes of the push-pulls waiting for a SYN retransmission ([`RETRANSMIT_BYTES_MAX`]).
+    resending: usize,
 }
+
+/// The most push-pull bytes waiting for a SYN retransmission at once. A push-pull carries its
+/// initiator's whole member table (about 60 KB at 1,000 nodes, 600 KB at 10,000), and while
+/// half a cluster is cut off every agent's reconnects cross the cut: past this, a push-pull
+/// that meets a cut is lost at once, as before SYNs were sent again. 1,000 nodes cut in
+/// halves hold under a tenth of it.
+const RETRANSMIT_BYTES_MAX: usize = 1 << 30;
 
 /// Frames handed to agents (those they refuse included), counted for the progress log
 /// (RUST_LOG=info): how the work grows with the cluster (a datagram filled to its 1,400 bytes
@@ -390,6 +403,7 @@ impl<'a> Engine<'a> {
             interner: Interner::default(),
             active: super::ActiveFaults::default(),
             cut_links: Vec::new(),
+            resending: 0,
             first_steps: std::collections::VecDeque::new(),
             batch_depth: 0,
         };
@@ -441,8 +455,15 @@ impl<'a> Engine<'a> {
     }
 
     fn handle(&mut self, happening: Happening) {
-        // A cut loses what is on its way; what reached a stopped service waits for it.
+        if let Happening::PushPull { bytes, syns: 1.., .. } = &happening {
+            self.resending -= bytes.len();
+        }
+        // A cut loses what is on its way (a push-pull's SYN is sent again); what reached a
+        // stopped service waits for it.
         if happening.link().is_some_and(|(from, to)| self.cut(from as usize, to as usize)) {
+            if let Happening::PushPull { from, from_generation, to, bytes, reply, syns } = happening {
+                self.resend_syn(from, from_generation, to, bytes, reply, syns);
+            }
             return;
         }
         if let Some(happening) = self.hold_if_stopped(happening) {
@@ -493,7 +514,14 @@ impl<'a> Engine<'a> {
                     self.observe(to, event);
                 }
             }
-            Happening::PushPull { from, from_generation, to, bytes, reply } => {
+            // A host that is down answers no SYN either (one that is up and has no agent
+            // refuses it: lost, as below).
+            Happening::PushPull { from, from_generation, to, bytes, reply, syns }
+                if !self.hosts[index(to)].up =>
+            {
+                self.resend_syn(from, from_generation, to, bytes, reply, syns)
+            }
+            Happening::PushPull { from, from_generation, to, bytes, reply, .. } => {
                 self.push_pull(index(from), from_generation, index(to), bytes, reply)
             }
             Happening::Answer { from, to, generation, bytes } => {
@@ -518,6 +546,31 @@ impl<'a> Engine<'a> {
             }
             Happening::Fault { index } => self.fault(index),
             Happening::Render { host, boot } => self.render_check(index(host), boot),
+        }
+    }
+
+    /// Sends a push-pull's SYN again after Linux's next retransmission wait, if the
+    /// initiator's run still waits for its connect then (its TCP timeout bounds the connect).
+    fn resend_syn(
+        &mut self,
+        from: u32,
+        from_generation: u32,
+        to: u32,
+        bytes: Vec<u8>,
+        reply: bool,
+        syns: u8,
+    ) {
+        let initiator = &self.hosts[from as usize];
+        let Some(run) = initiator.agent.as_ref().filter(|_| initiator.generation == from_generation) else {
+            return;
+        };
+        let sent = usize::from(syns);
+        let Some(&wait) = super::SYN_RETRANSMIT_WAITS.get(sent) else { return };
+        let waited: Duration = super::SYN_RETRANSMIT_WAITS[..sent].iter().sum();
+        if waited + wait < run.agent.tcp_timeout() && self.resending + bytes.len() <= RETRANSMIT_BYTES_MAX {
+            self.resending += bytes.len();
+            let happening = Happening::PushPull { from, from_generation, to, bytes, reply, syns: syns + 1 };
+            self.schedule(self.now + wait, happening);
         }
     }
 
@@ -800,6 +853,7 @@ impl<'a> Engine<'a> {
                         to: target as u32,
                         bytes,
                         reply: true,
+                        syns: 0,
                     };
                     self.schedule(at, happening);
                 }

@@ -33,6 +33,20 @@ use rollcall::supervisor::signal::Signal;
 /// in this world, and what a stopped agent holds in the event engine.
 pub(crate) const UDP_QUEUE_DATAGRAMS: usize = 4096;
 
+/// Linux's waits before each SYN retransmission (`tcp_syn_retries` 6, an initial RTO of 1 s
+/// doubling), the last being the wait for an answer to the last SYN: 127 s in all. A SYN
+/// into a cut link, or to a host that is down, is answered by nothing and sent again so, on
+/// both simulated engines, until one gets through or the caller's timeout gives up.
+pub(crate) const SYN_RETRANSMIT_WAITS: [std::time::Duration; 7] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(8),
+    std::time::Duration::from_secs(16),
+    std::time::Duration::from_secs(32),
+    std::time::Duration::from_secs(64),
+];
+
 /// Where a simulated host whose address is `own` can bind `addr`, the same on both engines:
 /// its own address or any (`0.0.0.0`, or `::`, which a dual-stack socket takes for IPv4 too)
 /// binds every interface, loopback binds loopback; any other address is not the host's.

@@ -73,18 +73,6 @@ pub struct Silence {
     down: BTreeSet<String>,
 }
 
-/// Linux's waits before each SYN retransmission (`tcp_syn_retries` 6, an initial RTO of 1 s
-/// doubling), the last being the wait for an answer to the last SYN: 127 s in all.
-const SYN_RETRANSMIT_WAITS: [Duration; 7] = [
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(4),
-    Duration::from_secs(8),
-    Duration::from_secs(16),
-    Duration::from_secs(32),
-    Duration::from_secs(64),
-];
-
 impl SimNet {
     /// Whether a SYN to `addr` from this host goes unanswered: a link cut or a host down.
     fn unanswered(&self, addr: SocketAddr) -> bool {
@@ -136,13 +124,18 @@ impl Net for SimNet {
         // turmoil answers a SYN it cannot deliver with a refusal at once; a real one is
         // sent again on Linux's schedule, and the connect ends when one gets through, when
         // the peer's host answers with a reset, or when the caller's timeout gives up.
-        for wait in SYN_RETRANSMIT_WAITS {
-            match turmoil::net::TcpStream::connect(addr).await {
-                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused && self.unanswered(addr) => {
-                    tokio::time::sleep(wait).await;
+        // turmoil carries the answer to a SYN outside the links, so a link cut only on the
+        // way back is checked here, before each SYN (which also spares turmoil a socket per
+        // unanswered SYN: it keeps the port of every refused connect).
+        for wait in super::SYN_RETRANSMIT_WAITS {
+            if !self.unanswered(addr) {
+                match turmoil::net::TcpStream::connect(addr).await {
+                    Err(error)
+                        if error.kind() == io::ErrorKind::ConnectionRefused && self.unanswered(addr) => {}
+                    answered => return answered,
                 }
-                answered => return answered,
             }
+            tokio::time::sleep(wait).await;
         }
         Err(io::Error::new(io::ErrorKind::TimedOut, "connect: no answer to any SYN"))
     }

@@ -188,11 +188,18 @@ impl<'a> Judge<'a> {
     /// Judges a failed request by the state of the world when it was sent; a later break of
     /// the client's path or of a server that was fine when it was sent also excuses it.
     fn cause(&self, request: &RequestObservation) -> Cause {
-        let (sent, done) = (request.sent, request.done);
         let blocked = self.blocked.get(&request.client);
-        if blocked.is_some_and(|b| b.contains(sent)) {
-            return Cause::BalancerUnreachable;
-        }
+        let reached = request.routed_to.is_some() || request.reached_balancer;
+        // Sent while the client could not reach the balancer: excused, unless its SYN, sent
+        // again on TCP's schedule, got through once the path was back and the balancer
+        // handled it. That one is judged from when the path came back, the soonest it can
+        // have arrived.
+        let sent = match blocked.and_then(|b| b.until(request.sent)) {
+            Some(_) if !reached => return Cause::BalancerUnreachable,
+            Some(back) => back,
+            None => request.sent,
+        };
+        let done = request.done.max(sent);
         let admitted = self.admitted(sent);
         if admitted.is_empty() {
             return Cause::NoneAdmitted;

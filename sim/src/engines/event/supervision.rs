@@ -402,10 +402,10 @@ impl Engine<'_> {
         }
         for Held { since, happening, .. } in released {
             let happening = match happening {
-                Happening::PushPull { from, from_generation, to, bytes, .. } => {
+                Happening::PushPull { from, from_generation, to, bytes, syns, .. } => {
                     let timeout = self.hosts[to as usize].agent.as_ref().map(|run| run.agent.tcp_timeout());
                     let reply = timeout.is_some_and(|timeout| now <= since + timeout);
-                    Happening::PushPull { from, from_generation, to, bytes, reply }
+                    Happening::PushPull { from, from_generation, to, bytes, reply, syns }
                 }
                 other => other,
             };
