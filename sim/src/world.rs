@@ -250,11 +250,6 @@ impl Expectation {
         expect
     }
 
-    /// Every invariant some seed expects violated.
-    pub fn ever_violated(&self) -> BTreeSet<&String> {
-        self.violated.iter().chain(self.seeded.iter().map(|pin| &pin.invariant)).collect()
-    }
-
     /// Why `verdicts` are not the expected outcome (empty: they are).
     pub fn mismatches(&self, verdicts: &[Verdict]) -> Vec<String> {
         let mut wrong = Vec::new();

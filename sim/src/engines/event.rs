@@ -12,11 +12,12 @@
 //! network: latency drawn as turmoil draws it (the minimum plus an Exp(5) share of the range,
 //! in whole milliseconds), each host's loss and extra latency on its gossip datagrams, one-way
 //! and two-way cuts for datagrams and push-pull streams alike. A push-pull is one frame each
-//! way; a cut the frame meets loses it as it would a SYN, sent again on Linux's schedule while
-//! the initiator's TCP timeout allows, so that one started shortly before a heal completes
-//! after it (as on turmoil and a real network), and so is one to a host that is down; an
-//! agent that is not running on a host that is up loses it (a refusal), and the initiator's
-//! own timers deal with it; a stopped (SIGSTOP) agent holds it ([`supervision`]).
+//! way. A push-pull that meets a cut either way (its SYN or the SYN's answer lost), or a host
+//! that is down, is sent again on Linux's SYN schedule while the initiator's run lasts and
+//! its TCP timeout allows, so that one started shortly before a heal completes after it (as
+//! on turmoil and a real network); an agent that is not running on a host that is up loses
+//! it (a refusal), and so does a cut its answer meets (TCP would send that again too; not
+//! modelled), and the initiator's own timers deal with it; a stopped (SIGSTOP) agent holds it ([`supervision`]).
 //!
 //! The balancer node's renderer runs too ([`super::rendering`]: quiescence, the render core,
 //! validation, an atomic write), so `converge`, `detect` and `rendered-view` are checked, and
@@ -455,17 +456,37 @@ impl<'a> Engine<'a> {
     }
 
     fn handle(&mut self, happening: Happening) {
-        if let Happening::PushPull { bytes, syns: 1.., .. } = &happening {
+        if let Happening::PushPull { from, from_generation, bytes, syns: 1.., .. } = &happening {
             self.resending -= bytes.len();
-        }
-        // A cut loses what is on its way (a push-pull's SYN is sent again); what reached a
-        // stopped service waits for it.
-        if happening.link().is_some_and(|(from, to)| self.cut(from as usize, to as usize)) {
-            if let Happening::PushPull { from, from_generation, to, bytes, reply, syns } = happening {
-                self.resend_syn(from, from_generation, to, bytes, reply, syns);
+            // A SYN sent again dies with its initiator's run, as its connect does.
+            if self.hosts[*from as usize].generation != *from_generation {
+                return;
             }
+        }
+        // A push-pull's SYN goes unanswered if the link is cut either way (the SYN or its
+        // answer is lost), or if its host is down: it is sent again.
+        if let Happening::PushPull { from, from_generation, to, bytes, reply, syns } = happening {
+            let (f, t) = (from as usize, to as usize);
+            if self.cut(f, t) || self.cut(t, f) || self.active.is_crashed(&self.hosts[t].name) {
+                return self.resend_syn(from, from_generation, to, bytes, reply, syns);
+            }
+            return self.hold_and_happen(Happening::PushPull {
+                from,
+                from_generation,
+                to,
+                bytes,
+                reply,
+                syns,
+            });
+        }
+        // A cut loses what else is on its way; what reached a stopped service waits for it.
+        if happening.link().is_some_and(|(from, to)| self.cut(from as usize, to as usize)) {
             return;
         }
+        self.hold_and_happen(happening);
+    }
+
+    fn hold_and_happen(&mut self, happening: Happening) {
         if let Some(happening) = self.hold_if_stopped(happening) {
             self.happen(happening);
         }
@@ -514,13 +535,6 @@ impl<'a> Engine<'a> {
                     self.observe(to, event);
                 }
             }
-            // A host that is down answers no SYN either (one that is up and has no agent
-            // refuses it: lost, as below).
-            Happening::PushPull { from, from_generation, to, bytes, reply, syns }
-                if !self.hosts[index(to)].up =>
-            {
-                self.resend_syn(from, from_generation, to, bytes, reply, syns)
-            }
             Happening::PushPull { from, from_generation, to, bytes, reply, .. } => {
                 self.push_pull(index(from), from_generation, index(to), bytes, reply)
             }
@@ -565,7 +579,9 @@ impl<'a> Engine<'a> {
             return;
         };
         let sent = usize::from(syns);
-        let Some(&wait) = super::SYN_RETRANSMIT_WAITS.get(sent) else { return };
+        // The last wait is for an answer to the last SYN: no SYN follows it.
+        let resends = &super::SYN_RETRANSMIT_WAITS[..super::SYN_RETRANSMIT_WAITS.len() - 1];
+        let Some(&wait) = resends.get(sent) else { return };
         let waited: Duration = super::SYN_RETRANSMIT_WAITS[..sent].iter().sum();
         if waited + wait < run.agent.tcp_timeout() && self.resending + bytes.len() <= RETRANSMIT_BYTES_MAX {
             self.resending += bytes.len();

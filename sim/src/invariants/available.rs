@@ -13,11 +13,13 @@
 //!   the balancer's host down, or its balancer service stalled, or killed by a
 //!   `service-crash` fault and not yet restarted within s6's restart delay. A balancer
 //!   service that stops on its own (a reload that drops the listener, a failed bind)
-//!   excuses nothing: the user sees those failures.
+//!   excuses nothing: the user sees those failures. A request sent while the client could
+//!   not reach the balancer that got there once the path was back (TCP sends a SYN again)
+//!   is judged by (a) and (b) as if sent then.
 //!
 //! Every other failed request is a violation naming the request, the server and why that
-//! server was a bad choice. What counts is when the request was sent, not how long it took
-//! to fail.
+//! server was a bad choice. What counts is when the request was sent (or reached the
+//! balancer after a block), not how long it took to fail.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -189,22 +191,24 @@ impl<'a> Judge<'a> {
     /// the client's path or of a server that was fine when it was sent also excuses it.
     fn cause(&self, request: &RequestObservation) -> Cause {
         let blocked = self.blocked.get(&request.client);
-        let reached = request.routed_to.is_some() || request.reached_balancer;
         // Sent while the client could not reach the balancer: excused, unless its SYN, sent
         // again on TCP's schedule, got through once the path was back and the balancer
-        // handled it. That one is judged from when the path came back, the soonest it can
-        // have arrived.
+        // handled it before the client gave up. That one is judged from when the path came
+        // back, the soonest it can have arrived; the block still excuses a failure the
+        // server's state does not explain (the client's time ran out in the block).
         let sent = match blocked.and_then(|b| b.until(request.sent)) {
-            Some(_) if !reached => return Cause::BalancerUnreachable,
+            Some(back) if !request.reached_balancer || request.done < back => {
+                return Cause::BalancerUnreachable;
+            }
             Some(back) => back,
             None => request.sent,
         };
-        let done = request.done.max(sent);
+        let done = request.done;
         let admitted = self.admitted(sent);
         if admitted.is_empty() {
             return Cause::NoneAdmitted;
         }
-        let broke_later = blocked.is_some_and(|b| b.meets(sent, done));
+        let broke_later = blocked.is_some_and(|b| b.meets(request.sent, done));
         match &request.routed_to {
             Some(server) => self.server_cause(server, sent, done, broke_later),
             None if broke_later => Cause::BalancerUnreachable,
