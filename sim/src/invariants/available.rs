@@ -204,6 +204,8 @@ impl<'a> Judge<'a> {
             None => request.sent,
         };
         let done = request.done;
+        // Handled after a block: only its server's state, or the lack of one, can excuse it.
+        let after_block = sent != request.sent;
         let admitted = self.admitted(sent);
         if admitted.is_empty() {
             return Cause::NoneAdmitted;
@@ -211,7 +213,7 @@ impl<'a> Judge<'a> {
         let broke_later = blocked.is_some_and(|b| b.meets(request.sent, done));
         match &request.routed_to {
             Some(server) => self.server_cause(server, sent, done, broke_later),
-            None if broke_later => Cause::BalancerUnreachable,
+            None if broke_later && !after_block => Cause::BalancerUnreachable,
             None => {
                 let what = if request.reached_balancer {
                     "the balancer had no server for it"
