@@ -465,19 +465,12 @@ impl<'a> Engine<'a> {
         }
         // A push-pull's SYN goes unanswered if the link is cut either way (the SYN or its
         // answer is lost), or if its host is down: it is sent again.
-        if let Happening::PushPull { from, from_generation, to, bytes, reply, syns } = happening {
+        if let Happening::PushPull { from, to, .. } = happening {
             let (f, t) = (from as usize, to as usize);
             if self.cut(f, t) || self.cut(t, f) || self.active.is_crashed(&self.hosts[t].name) {
-                return self.resend_syn(from, from_generation, to, bytes, reply, syns);
+                return self.resend_syn(happening);
             }
-            return self.hold_and_happen(Happening::PushPull {
-                from,
-                from_generation,
-                to,
-                bytes,
-                reply,
-                syns,
-            });
+            return self.hold_and_happen(happening);
         }
         // A cut loses what else is on its way; what reached a stopped service waits for it.
         if happening.link().is_some_and(|(from, to)| self.cut(from as usize, to as usize)) {
@@ -565,15 +558,8 @@ impl<'a> Engine<'a> {
 
     /// Sends a push-pull's SYN again after Linux's next retransmission wait, if the
     /// initiator's run still waits for its connect then (its TCP timeout bounds the connect).
-    fn resend_syn(
-        &mut self,
-        from: u32,
-        from_generation: u32,
-        to: u32,
-        bytes: Vec<u8>,
-        reply: bool,
-        syns: u8,
-    ) {
+    fn resend_syn(&mut self, push_pull: Happening) {
+        let Happening::PushPull { from, from_generation, to, bytes, reply, syns } = push_pull else { return };
         let initiator = &self.hosts[from as usize];
         let Some(run) = initiator.agent.as_ref().filter(|_| initiator.generation == from_generation) else {
             return;

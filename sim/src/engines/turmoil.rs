@@ -78,18 +78,14 @@ impl SimNet {
     fn unanswered(&self, addr: SocketAddr) -> bool {
         let addresses = self.addresses.borrow();
         let to = addresses.iter().find(|(_, ip)| **ip == addr.ip()).map(|(name, _)| name);
-        self.silence.borrow().swallows(&self.name, to)
+        to.is_some_and(|to| self.silence.borrow().swallows(&self.name, to))
     }
 }
 
 impl Silence {
-    fn swallows(&self, from: &str, to: Option<&String>) -> bool {
-        to.is_some_and(|to| {
-            let (from, to) = (from.to_string(), to.clone());
-            self.down.contains(&to)
-                || self.cut.contains(&(to.clone(), from.clone()))
-                || self.cut.contains(&(from, to))
-        })
+    fn swallows(&self, from: &str, to: &str) -> bool {
+        let cut = |a: &str, b: &str| self.cut.contains(&(a.to_string(), b.to_string()));
+        self.down.contains(to) || cut(from, to) || cut(to, from)
     }
 }
 
